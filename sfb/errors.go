@@ -1,0 +1,23 @@
+package sfb
+
+import "errors"
+
+// Errors every transport reports, wrapped with its own detail, so the
+// connector can decide without knowing the transport.
+var (
+	// ErrBadCredentials: the server rejected the user name or password.
+	ErrBadCredentials = errors.New("sfb: credentials rejected")
+	// ErrCredentialsRequired: the token expired and no password is kept to
+	// renew it.
+	ErrCredentialsRequired = errors.New("sfb: sign-in required")
+	// ErrDeliveryFailed: the server could not deliver a message (peer
+	// offline, declined, not found).
+	ErrDeliveryFailed = errors.New("sfb: message not delivered")
+	// ErrUnsupported: the message or action cannot be carried by SfB.
+	ErrUnsupported = errors.New("sfb: not supported")
+	// ErrServerUnavailable: the server is temporarily unavailable (503,
+	// network); the operation may succeed later.
+	ErrServerUnavailable = errors.New("sfb: server unavailable")
+	// ErrNotFound: the user or resource does not exist.
+	ErrNotFound = errors.New("sfb: not found")
+)
