@@ -1,0 +1,7 @@
+//go:build !linux
+
+package synapse
+
+import "syscall"
+
+func setParentDeathSignal(*syscall.SysProcAttr) {}
