@@ -129,3 +129,38 @@ func walk(v any, path string, evt map[string]any, link bool, visit func(string, 
 		}
 	}
 }
+
+// EventEntry is one event inside an event-channel body.
+type EventEntry struct {
+	File       string
+	Line       int
+	SenderRel  string
+	SenderHref string
+	// Event is the entry ({"link":..,"type":..,"_embedded":..}); JSON is it
+	// encoded again.
+	Event map[string]any
+	JSON  json.RawMessage
+}
+
+// Events returns every event entry of every event-channel body, in order.
+func (c *Corpus) Events() []EventEntry {
+	var out []EventEntry
+	for _, r := range c.Resources(EventsRel) {
+		senders, _ := r.Object["sender"].([]any)
+		for _, s := range senders {
+			sm, _ := s.(map[string]any)
+			evts, _ := sm["events"].([]any)
+			for _, e := range evts {
+				em, ok := e.(map[string]any)
+				if !ok {
+					continue
+				}
+				raw, _ := json.Marshal(em)
+				rel, _ := sm["rel"].(string)
+				href, _ := sm["href"].(string)
+				out = append(out, EventEntry{File: r.File, Line: r.Line, SenderRel: rel, SenderHref: href, Event: em, JSON: raw})
+			}
+		}
+	}
+	return out
+}

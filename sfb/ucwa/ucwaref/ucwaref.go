@@ -122,6 +122,7 @@ func (b *Body) IsJSON() bool { return b != nil && b.Err == nil && b.JSON != nil 
 
 // Quirks counts the repairs made over the whole corpus.
 type Quirks struct {
+	Unfenced          int // JSON sample outside a code fence
 	Entities          int // &quot; &amp; &lt; &gt; decoded
 	URIBlanks         int // "sip : x", "data : x"
 	ElidedLines       int // "." / "..." lines dropped
@@ -143,7 +144,7 @@ type Quirks struct {
 // Map returns the counters by name, for printing.
 func (q Quirks) Map() map[string]int {
 	return map[string]int{
-		"entities": q.Entities, "uri_blanks": q.URIBlanks, "elided_lines": q.ElidedLines,
+		"unfenced": q.Unfenced, "entities": q.Entities, "uri_blanks": q.URIBlanks, "elided_lines": q.ElidedLines,
 		"elided_values": q.ElidedValues, "split_headers": q.SplitHeaders,
 		"dangling_commas": q.DanglingCommas, "missing_commas": q.MissingCommas,
 		"stray_quotes": q.StrayQuotes, "missing_braces": q.MissingBraces,
@@ -227,10 +228,12 @@ type block struct {
 var fenceRE = regexp.MustCompile("^(\\s*)```")
 
 // codeBlocks returns the fenced blocks of a Markdown page with the fence's
-// indentation removed.
-func codeBlocks(text string) []block {
+// indentation removed, and the JSON samples that the page left outside any
+// fence (many event samples: a line "{" at the margin up to a line "}").
+func codeBlocks(text string) (blocks []block, unfenced int) {
 	var out []block
 	var cur *block
+	var bare *block
 	indent := ""
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
@@ -238,6 +241,22 @@ func codeBlocks(text string) []block {
 	for sc.Scan() {
 		n++
 		line := strings.TrimRight(sc.Text(), "\r")
+		if cur == nil && bare == nil && strings.TrimRight(line, " \t") == "{" {
+			bare = &block{line: n, lines: []string{line}}
+			continue
+		}
+		if bare != nil {
+			bare.lines = append(bare.lines, line)
+			if strings.TrimRight(line, " \t") == "}" {
+				out = append(out, *bare)
+				unfenced++
+				bare = nil
+			} else if fenceRE.MatchString(line) || strings.HasPrefix(line, "#") {
+				// Not a JSON sample after all.
+				bare = nil
+			}
+			continue
+		}
 		if m := fenceRE.FindStringSubmatch(line); m != nil {
 			if cur == nil {
 				cur = &block{line: n + 1}
@@ -255,7 +274,7 @@ func codeBlocks(text string) []block {
 	if cur != nil {
 		out = append(out, *cur)
 	}
-	return out
+	return out, unfenced
 }
 
 var (
@@ -273,7 +292,9 @@ func isElided(line string) bool {
 }
 
 func (c *Corpus) addFile(name, text string) {
-	for _, b := range codeBlocks(text) {
+	blocks, unfenced := codeBlocks(text)
+	c.Quirks.Unfenced += unfenced
+	for _, b := range blocks {
 		c.Blocks++
 		if t := c.parseBlock(name, b); t != nil {
 			c.Transcripts = append(c.Transcripts, t)

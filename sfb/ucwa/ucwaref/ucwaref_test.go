@@ -192,6 +192,14 @@ func TestReferenceCorpus(t *testing.T) {
 	assert.Positive(t, q.ElidedLines)
 	assert.Positive(t, q.StrayQuotes)
 	assert.Positive(t, q.MissingBraces)
+	assert.GreaterOrEqual(t, q.Unfenced, 50)
+	var typing int
+	for _, e := range c.Events() {
+		if in, ok := e.Event["in"].(map[string]any); ok && in["rel"] == "typingParticipants" {
+			typing++
+		}
+	}
+	assert.GreaterOrEqual(t, typing, 2, "typingParticipants added/deleted samples")
 	rels := c.Rels()
 	for rel, min := range map[string]int{
 		"application": 5, "me": 5, "communication": 5, "conversation": 5, "messaging": 4,
@@ -211,4 +219,12 @@ func TestReferenceCorpus(t *testing.T) {
 		}
 	}
 	assert.True(t, found, "incoming invitation with message in ReceiveAnIM.md")
+}
+
+func TestUnfencedSample(t *testing.T) {
+	md := "Sample of returned event data.\n{\n  \"_links\" : {\"next\" : {\"href\" : \"/a/events?ack=2\"}},\n  \"sender\" : []\n}\n\n## Operations\n"
+	c := loadString(t, md)
+	require.Len(t, c.Transcripts, 1)
+	assert.Equal(t, 1, c.Quirks.Unfenced)
+	assert.Len(t, c.Resources(EventsRel), 1)
 }
