@@ -1,0 +1,117 @@
+package pgtest
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+func openDB(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("postgres", dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func TestStartSharesOneServer(t *testing.T) {
+	a := Start(t)
+	b := Start(t)
+	assert.Same(t, a, b)
+	assert.NotZero(t, a.Port())
+}
+
+func TestDatabasesAreSeparateAndUsable(t *testing.T) {
+	srv := Start(t)
+	dsn1 := srv.NewDatabase(t)
+	dsn2 := srv.NewDatabase(t)
+	require.NotEqual(t, dsn1, dsn2)
+
+	db1 := openDB(t, dsn1)
+	db2 := openDB(t, dsn2)
+	_, err := db1.Exec(`CREATE TABLE only_here (x INT)`)
+	require.NoError(t, err)
+	_, err = db2.Exec(`SELECT x FROM only_here`)
+	require.Error(t, err, "table leaked into another database")
+
+	var version int
+	require.NoError(t, db1.QueryRow(`SELECT current_setting('server_version_num')::int`).Scan(&version))
+	assert.GreaterOrEqual(t, version, 130000)
+	var fsync string
+	require.NoError(t, db1.QueryRow(`SHOW fsync`).Scan(&fsync))
+	assert.Equal(t, "off", fsync)
+}
+
+func TestCreateDatabaseDropsOnCleanup(t *testing.T) {
+	srv := Start(t)
+	var name string
+	t.Run("inner", func(t *testing.T) {
+		name = "pgtest_cleanup_check"
+		dsn := srv.CreateDatabase(t, name)
+		assert.Contains(t, dsn, "/"+name+"?")
+	})
+	var exists bool
+	require.NoError(t, srv.admin.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists))
+	assert.False(t, exists, "database survived its test")
+}
+
+func TestCreateDatabaseRejectsBadNames(t *testing.T) {
+	srv := Start(t)
+	for _, name := range []string{"", "Upper", "a-b", "x; DROP DATABASE postgres", strings.Repeat("a", 64), "1abc"} {
+		_, err := srv.CreateDatabaseContext(context.Background(), name)
+		assert.Errorf(t, err, "name %q accepted", name)
+	}
+}
+
+func TestServerDoesNotRunAsRoot(t *testing.T) {
+	srv := Start(t)
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(srv.cmd.Process.Pid), "status"))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "Uid:") {
+			fields := strings.Fields(line)
+			require.GreaterOrEqual(t, len(fields), 2)
+			assert.NotEqual(t, "0", fields[1], "postgres runs as root")
+			return
+		}
+	}
+	t.Fatal("no Uid line in /proc status")
+}
+
+func TestLaunchAndStopRemovesEverything(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		t.Skipf("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := Launch(ctx, Options{})
+	require.NoError(t, err)
+	db := openDB(t, srv.DSN("postgres"))
+	require.NoError(t, db.PingContext(ctx))
+	require.NoError(t, db.Close())
+
+	require.NoError(t, srv.Stop())
+	require.NoError(t, srv.Stop(), "second Stop")
+	assert.True(t, srv.hasExited())
+	_, err = os.Stat(srv.dir)
+	assert.True(t, os.IsNotExist(err), "directory %s left behind", srv.dir)
+}
+
+func TestFindBinDirHonoursEnv(t *testing.T) {
+	t.Setenv(EnvBinDir, t.TempDir())
+	_, err := FindBinDir()
+	require.ErrorIs(t, err, ErrNotInstalled)
+	assert.Contains(t, err.Error(), EnvBinDir)
+}
