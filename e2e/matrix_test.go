@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
+)
+
+// matrixUser is a Matrix user driven by the test: a mautrix client with a
+// sync loop that records every timeline and invite event it sees, in order.
+type matrixUser struct {
+	t      testing.TB
+	Client *mautrix.Client
+	ID     id.UserID
+
+	mu      sync.Mutex
+	events  []*event.Event
+	changed chan struct{} // closed and replaced whenever events grow
+}
+
+func newMatrixUser(t testing.TB, hs *synapse.Server, acct synapse.Account) *matrixUser {
+	t.Helper()
+	client, err := mautrix.NewClient(hs.URL, acct.UserID, acct.AccessToken)
+	require.NoError(t, err)
+	client.DeviceID = acct.DeviceID
+	u := &matrixUser{t: t, Client: client, ID: acct.UserID, changed: make(chan struct{})}
+	client.Syncer = u
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := client.SyncWithContext(ctx); err != nil && ctx.Err() == nil {
+				t.Logf("%s: sync stopped: %v; restarting", u.ID, err)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return u
+}
+
+// ProcessResponse implements mautrix.Syncer.
+func (u *matrixUser) ProcessResponse(_ context.Context, resp *mautrix.RespSync, _ string) error {
+	var batch []*event.Event
+	for roomID, room := range resp.Rooms.Invite {
+		for _, evt := range room.State.Events {
+			batch = append(batch, prepare(evt, roomID))
+		}
+	}
+	for roomID, room := range resp.Rooms.Join {
+		for _, evt := range room.Timeline.Events {
+			batch = append(batch, prepare(evt, roomID))
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	u.mu.Lock()
+	u.events = append(u.events, batch...)
+	close(u.changed)
+	u.changed = make(chan struct{})
+	u.mu.Unlock()
+	return nil
+}
+
+// OnFailedSync implements mautrix.Syncer: retry soon, the homeserver may be
+// busy.
+func (u *matrixUser) OnFailedSync(_ *mautrix.RespSync, err error) (time.Duration, error) {
+	if errors.Is(err, context.Canceled) {
+		return 0, err
+	}
+	return 200 * time.Millisecond, nil
+}
+
+// GetFilterJSON implements mautrix.Syncer. A large timeline limit so a burst
+// of messages between two syncs is not cut into a "limited" timeline.
+func (u *matrixUser) GetFilterJSON(id.UserID) *mautrix.Filter {
+	return &mautrix.Filter{Room: &mautrix.RoomFilter{Timeline: &mautrix.FilterPart{Limit: 1000}}}
+}
+
+func prepare(evt *event.Event, roomID id.RoomID) *event.Event {
+	evt.RoomID = roomID
+	if evt.StateKey != nil {
+		evt.Type.Class = event.StateEventType
+	} else {
+		evt.Type.Class = event.MessageEventType
+	}
+	// Content of unknown types stays raw; that is fine for matching.
+	_ = evt.Content.ParseRaw(evt.Type)
+	return evt
+}
+
+// mark is the position after the events seen so far, for waiting on what
+// comes next.
+func (u *matrixUser) mark() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.events)
+}
+
+// Events returns a copy of the recorded events from position from on.
+func (u *matrixUser) Events(from int) []*event.Event {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if from > len(u.events) {
+		from = len(u.events)
+	}
+	return append([]*event.Event(nil), u.events[from:]...)
+}
+
+// waitFor returns the first event at or after position from that matches,
+// failing the test when none arrives within timeout.
+func (u *matrixUser) waitFor(from int, timeout time.Duration, what string, match func(*event.Event) bool) *event.Event {
+	u.t.Helper()
+	evt, err := u.waitForErr(from, timeout, match)
+	if err != nil {
+		u.t.Fatalf("%s: waiting for %s: %v\nevents seen:\n%s", u.ID, what, err, u.describe(from))
+	}
+	return evt
+}
+
+func (u *matrixUser) waitForErr(from int, timeout time.Duration, match func(*event.Event) bool) (*event.Event, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		u.mu.Lock()
+		for _, evt := range u.events[min(from, len(u.events)):] {
+			if match(evt) {
+				u.mu.Unlock()
+				return evt, nil
+			}
+		}
+		changed := u.changed
+		u.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return nil, fmt.Errorf("nothing matched within %s", timeout)
+		}
+	}
+}
+
+func (u *matrixUser) describe(from int) string {
+	var b strings.Builder
+	for _, evt := range u.Events(from) {
+		fmt.Fprintf(&b, "  %s %s %s", evt.RoomID, evt.Sender, evt.Type.Type)
+		if evt.StateKey != nil {
+			fmt.Fprintf(&b, " state_key=%s", *evt.StateKey)
+		}
+		if msg := evt.Content.AsMessage(); evt.Type == event.EventMessage && msg != nil {
+			fmt.Fprintf(&b, " body=%q", msg.Body)
+		}
+		if evt.Type == event.StateMember {
+			fmt.Fprintf(&b, " membership=%s", evt.Content.AsMember().Membership)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// isMessage matches an m.room.message from sender in room (any room when
+// room is empty) whose body satisfies body.
+func isMessage(room id.RoomID, sender id.UserID, body func(string) bool) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		if evt.Type != event.EventMessage || evt.Sender != sender || (room != "" && evt.RoomID != room) {
+			return false
+		}
+		msg := evt.Content.AsMessage()
+		return msg != nil && body(msg.Body)
+	}
+}
+
+// isInvite matches an invite of user (from anyone).
+func isInvite(user id.UserID) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey == user.String() &&
+			evt.Content.AsMember().Membership == event.MembershipInvite
+	}
+}
+
+// isJoin matches user joining room.
+func isJoin(room id.RoomID, user id.UserID) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.StateKey != nil &&
+			*evt.StateKey == user.String() && evt.Content.AsMember().Membership == event.MembershipJoin
+	}
+}
+
+func equals(s string) func(string) bool { return func(b string) bool { return b == s } }
+
+func anyBody(string) bool { return true }

@@ -1,0 +1,455 @@
+// Package stack runs the whole bridge for end-to-end tests and the demo: a
+// throwaway Synapse (internal/synapse), the bridge binary built from this
+// repository with a generated configuration and registration, pointed at an
+// SfB server (normally the simulator) that the caller runs.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
+)
+
+// Options configure Start.
+type Options struct {
+	// Dir holds the bridge's configuration, registration, database (SQLite)
+	// and logs, and Synapse's directory. Required.
+	Dir string
+	// RepoRoot is the module root the bridge is built from when
+	// BridgeBinary is empty.
+	RepoRoot string
+	// BridgeBinary is a prebuilt cmd/sfb-matrix-bridge; empty means build
+	// one into Dir.
+	BridgeBinary string
+	// Race builds the bridge with the race detector.
+	Race bool
+	// ServerName of the homeserver; default "localhost".
+	ServerName string
+	// SynapsePort is the homeserver's client port; 0 picks a free one.
+	SynapsePort int
+	// SynapseVenv is passed to synapse.Options.Venv.
+	SynapseVenv string
+	// DatabaseURI is a PostgreSQL URI for the bridge; empty means SQLite in
+	// Dir.
+	DatabaseURI string
+	// DiscoveryURL is the SfB autodiscovery URL (the simulator's).
+	DiscoveryURL string
+	// Permissions is bridge.permissions; default: every user of ServerName
+	// may log in ("user").
+	Permissions map[string]string
+	// Network is merged over the generated config's network section.
+	Network map[string]any
+	// Env is added to the bridge process's environment.
+	Env []string
+}
+
+// Stack is a running homeserver plus bridge.
+type Stack struct {
+	HS     *synapse.Server
+	Bridge *Bridge
+	// Bot is the bridge bot's Matrix ID.
+	Bot id.UserID
+	// UsernameTemplate is appservice.username_template, e.g. "sfb_{{.}}".
+	UsernameTemplate string
+	// ProvisioningSecret authenticates to the provisioning API.
+	ProvisioningSecret string
+	// ConfigPath and RegistrationPath are the generated files.
+	ConfigPath, RegistrationPath string
+}
+
+// BuildBridge compiles cmd/sfb-matrix-bridge from repoRoot into out.
+func BuildBridge(ctx context.Context, repoRoot, out string, race bool) error {
+	args := []string{"build", "-tags", "goolm", "-o", out}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/sfb-matrix-bridge")
+	cmd := exec.CommandContext(ctx, goCommand(), args...)
+	cmd.Dir = repoRoot
+	var output bytes.Buffer
+	cmd.Stdout = &output
+	cmd.Stderr = &output
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build bridge (go %s): %w\n%s", strings.Join(args, " "), err, output.String())
+	}
+	return nil
+}
+
+func goCommand() string {
+	if goroot := os.Getenv("GOROOT"); goroot != "" {
+		if p := filepath.Join(goroot, "bin", "go"); fileExists(p) {
+			return p
+		}
+	}
+	return "go"
+}
+
+// Start builds (when needed) and configures the bridge, starts Synapse with
+// its registration, then the bridge, and returns once the bridge reports
+// ready. Close stops everything.
+func Start(ctx context.Context, opts Options) (st *Stack, err error) {
+	if opts.Dir == "" {
+		return nil, errors.New("stack: Options.Dir is required")
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "localhost"
+	}
+	if opts.Permissions == nil {
+		opts.Permissions = map[string]string{opts.ServerName: "user"}
+	}
+	bin := opts.BridgeBinary
+	if bin == "" {
+		bin = filepath.Join(opts.Dir, "sfb-matrix-bridge")
+		if err := BuildBridge(ctx, opts.RepoRoot, bin, opts.Race); err != nil {
+			return nil, err
+		}
+	}
+	hsPort := opts.SynapsePort
+	if hsPort == 0 {
+		if hsPort, err = synapse.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	asPort, err := synapse.FreePort()
+	if err != nil {
+		return nil, err
+	}
+
+	st = &Stack{
+		ConfigPath:       filepath.Join(opts.Dir, "config.yaml"),
+		RegistrationPath: filepath.Join(opts.Dir, "registration.yaml"),
+	}
+	example, err := runOutput(ctx, bin, "-e", "-c", "-")
+	if err != nil {
+		return nil, fmt.Errorf("print example config: %w", err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(example, &cfg); err != nil {
+		return nil, fmt.Errorf("parse example config: %w", err)
+	}
+	dbURI := opts.DatabaseURI
+	dbType := "postgres"
+	if dbURI == "" {
+		dbType = "sqlite3-fk-wal"
+		dbURI = "file:" + filepath.Join(opts.Dir, "bridge.db") + "?_txlock=immediate"
+	}
+	st.ProvisioningSecret = randomString(24)
+	set(cfg, []string{"homeserver", "address"}, "http://127.0.0.1:"+strconv.Itoa(hsPort))
+	set(cfg, []string{"homeserver", "domain"}, opts.ServerName)
+	set(cfg, []string{"appservice", "address"}, "http://127.0.0.1:"+strconv.Itoa(asPort))
+	set(cfg, []string{"appservice", "hostname"}, "127.0.0.1")
+	set(cfg, []string{"appservice", "port"}, asPort)
+	set(cfg, []string{"database", "type"}, dbType)
+	set(cfg, []string{"database", "uri"}, dbURI)
+	set(cfg, []string{"bridge", "permissions"}, opts.Permissions)
+	set(cfg, []string{"provisioning", "shared_secret"}, st.ProvisioningSecret)
+	set(cfg, []string{"matrix", "federate_rooms"}, false)
+	set(cfg, []string{"logging"}, map[string]any{
+		"min_level": "debug",
+		"writers": []any{map[string]any{
+			"type":     "file",
+			"format":   "json",
+			"filename": filepath.Join(opts.Dir, "bridge.log"),
+		}},
+	})
+	if opts.DiscoveryURL != "" {
+		set(cfg, []string{"network", "discovery_url"}, opts.DiscoveryURL)
+		set(cfg, []string{"network", "allow_insecure_loopback"}, true)
+	}
+	for k, v := range opts.Network {
+		set(cfg, []string{"network", k}, v)
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode bridge config: %w", err)
+	}
+	if err := os.WriteFile(st.ConfigPath, data, 0o600); err != nil {
+		return nil, fmt.Errorf("write bridge config: %w", err)
+	}
+	if _, err := runOutput(ctx, bin, "-g", "-c", st.ConfigPath, "-r", st.RegistrationPath); err != nil {
+		return nil, fmt.Errorf("generate registration: %w", err)
+	}
+	reg, err := readRegistration(st.RegistrationPath)
+	if err != nil {
+		return nil, err
+	}
+	st.Bot = id.NewUserID(reg.SenderLocalpart, opts.ServerName)
+	st.UsernameTemplate, _ = get(cfg, "appservice", "username_template").(string)
+
+	st.HS, err = synapse.Start(ctx, synapse.Options{
+		Venv:                    opts.SynapseVenv,
+		ServerName:              opts.ServerName,
+		Port:                    hsPort,
+		Dir:                     filepath.Join(opts.Dir, "synapse"),
+		AppServiceRegistrations: []string{st.RegistrationPath},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = st.HS.Stop()
+		}
+	}()
+
+	st.Bridge = &Bridge{
+		Binary:     bin,
+		ConfigPath: st.ConfigPath,
+		RegPath:    st.RegistrationPath,
+		Dir:        opts.Dir,
+		LogPath:    filepath.Join(opts.Dir, "bridge.log"),
+		OutPath:    filepath.Join(opts.Dir, "bridge.out"),
+		ReadyURL:   "http://127.0.0.1:" + strconv.Itoa(asPort) + "/_matrix/mau/ready",
+		Env:        opts.Env,
+	}
+	if err := st.Bridge.Start(ctx); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Close stops the bridge, then Synapse.
+func (st *Stack) Close() error {
+	var errs []error
+	if st.Bridge != nil {
+		errs = append(errs, st.Bridge.Stop())
+	}
+	if st.HS != nil {
+		errs = append(errs, st.HS.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// GhostID is the Matrix ID the bridge gives the SfB user whose network
+// user ID is remoteID, following appservice.username_template.
+func (st *Stack) GhostID(remoteID string) id.UserID {
+	localpart := strings.ReplaceAll(st.UsernameTemplate, "{{.}}", remoteID)
+	return id.NewUserID(localpart, st.HS.ServerName)
+}
+
+// Bridge is the bridge subprocess.
+type Bridge struct {
+	Binary, ConfigPath, RegPath, Dir string
+	// LogPath is the bridge's JSON log; OutPath its stdout and stderr.
+	LogPath, OutPath string
+	ReadyURL         string
+	Env              []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error
+}
+
+// Start runs the bridge and waits until its appservice reports ready.
+func (b *Bridge) Start(ctx context.Context) error {
+	b.mu.Lock()
+	if b.cmd != nil {
+		b.mu.Unlock()
+		return errors.New("bridge already running")
+	}
+	out, err := os.OpenFile(b.OutPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		b.mu.Unlock()
+		return fmt.Errorf("open bridge output: %w", err)
+	}
+	cmd := exec.Command(b.Binary, "-c", b.ConfigPath, "-r", b.RegPath, "-n")
+	cmd.Dir = b.Dir
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.Env = append(os.Environ(), b.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.mu.Unlock()
+		out.Close()
+		return fmt.Errorf("start bridge: %w", err)
+	}
+	exited := make(chan struct{})
+	b.cmd, b.exited = cmd, exited
+	b.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		out.Close()
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+		close(exited)
+	}()
+	if err := waitReady(ctx, b.ReadyURL, exited, 2*time.Minute); err != nil {
+		_ = b.Stop()
+		return fmt.Errorf("bridge not ready: %w\n%s", err, b.LogTail(40))
+	}
+	return nil
+}
+
+func waitReady(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 5 * time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return errors.New("bridge exited")
+		case <-ctx.Done():
+			return fmt.Errorf("%s not OK after %s", url, timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop terminates the bridge (SIGTERM, SIGKILL after 20 s) and waits for it.
+func (b *Bridge) Stop() error { return b.signal(syscall.SIGTERM) }
+
+// Kill ends the bridge abruptly, as a crash would.
+func (b *Bridge) Kill() error { return b.signal(syscall.SIGKILL) }
+
+func (b *Bridge) signal(sig syscall.Signal) error {
+	b.mu.Lock()
+	cmd, exited := b.cmd, b.exited
+	b.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(sig)
+	var err error
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		err = errors.New("bridge did not stop within 20s; killed")
+	}
+	b.mu.Lock()
+	b.cmd = nil
+	b.mu.Unlock()
+	return err
+}
+
+// Running reports whether the bridge process is alive.
+func (b *Bridge) Running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.exited == nil || b.cmd == nil {
+		return false
+	}
+	select {
+	case <-b.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// LogTail returns the last n lines of the bridge's log and output.
+func (b *Bridge) LogTail(n int) string {
+	return fmt.Sprintf("--- %s ---\n%s\n--- %s ---\n%s", b.OutPath, tailFile(b.OutPath, n), b.LogPath, tailFile(b.LogPath, n))
+}
+
+type registration struct {
+	SenderLocalpart string `yaml:"sender_localpart"`
+}
+
+func readRegistration(path string) (registration, error) {
+	var reg registration
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return reg, fmt.Errorf("read registration: %w", err)
+	}
+	if err := yaml.Unmarshal(data, &reg); err != nil {
+		return reg, fmt.Errorf("parse registration: %w", err)
+	}
+	if reg.SenderLocalpart == "" {
+		return reg, errors.New("registration has no sender_localpart")
+	}
+	return reg, nil
+}
+
+func runOutput(ctx context.Context, bin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %w\n%s%s", filepath.Base(bin), strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// set puts value at path in a nested YAML map, creating maps as needed.
+func set(cfg map[string]any, path []string, value any) {
+	m := cfg
+	for _, key := range path[:len(path)-1] {
+		next, ok := m[key].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[key] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = value
+}
+
+func get(cfg map[string]any, path ...string) any {
+	var cur any = cfg
+	for _, key := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[key]
+	}
+	return cur
+}
+
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
