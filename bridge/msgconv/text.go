@@ -1,0 +1,206 @@
+package msgconv
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+)
+
+// blockElements start and end on their own line in the plain-text form.
+var blockElements = map[string]bool{
+	"p": true, "div": true, "blockquote": true, "pre": true, "ul": true, "ol": true, "li": true,
+	"h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true,
+	"table": true, "tr": true, "hr": true, "details": true, "summary": true, "caption": true,
+}
+
+// HTMLToText renders an HTML fragment as plain text: line breaks for block
+// elements and <br>, "- " before list items, whitespace collapsed as a
+// browser would, link targets after their text when they differ.
+func HTMLToText(in string) string {
+	in = cleanText(in)
+	nodes, err := html.ParseFragment(strings.NewReader(in), &html.Node{Type: html.ElementNode, Data: "body", DataAtom: atom.Body})
+	if err != nil {
+		return in
+	}
+	w := &textWriter{}
+	for _, n := range nodes {
+		w.walk(n, false)
+	}
+	return tidyLines(w.sb.String())
+}
+
+type textWriter struct {
+	sb strings.Builder
+	// pendingSpace is set after collapsed whitespace; written only if
+	// more text follows on the same line.
+	pendingSpace bool
+}
+
+func (w *textWriter) atLineStart() bool {
+	s := w.sb.String()
+	return s == "" || strings.HasSuffix(s, "\n")
+}
+
+func (w *textWriter) newline() {
+	w.pendingSpace = false
+	if !w.atLineStart() {
+		w.sb.WriteByte('\n')
+	}
+}
+
+func (w *textWriter) text(s string, pre bool) {
+	if pre {
+		w.sb.WriteString(s)
+		w.pendingSpace = false
+		return
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) {
+			w.pendingSpace = true
+			continue
+		}
+		if w.pendingSpace && !w.atLineStart() {
+			w.sb.WriteByte(' ')
+		}
+		w.pendingSpace = false
+		w.sb.WriteRune(r)
+	}
+}
+
+func (w *textWriter) walk(n *html.Node, pre bool) {
+	switch n.Type {
+	case html.TextNode:
+		w.text(n.Data, pre)
+		return
+	case html.ElementNode:
+	default:
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			w.walk(c, pre)
+		}
+		return
+	}
+	tag := strings.ToLower(n.Data)
+	switch {
+	case droppedWithContent[tag]:
+		return
+	case tag == "br":
+		w.pendingSpace = false
+		w.sb.WriteByte('\n')
+		return
+	case tag == "img":
+		w.text(attr(n, "alt"), false)
+		return
+	case tag == "hr":
+		w.newline()
+		w.sb.WriteString("---\n")
+		return
+	}
+	block := blockElements[tag]
+	if block {
+		w.newline()
+	}
+	if tag == "li" {
+		w.sb.WriteString("- ")
+	}
+	if tag == "blockquote" {
+		w.sb.WriteString("> ")
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		w.walk(c, pre || tag == "pre")
+	}
+	if tag == "a" {
+		href, ok := allowLink(attr(n, "href"))
+		if ok && !isMatrixToLink(href) {
+			label := strings.TrimSpace(textContent(n))
+			if label != href && "mailto:"+label != href {
+				w.text(" ("+href+")", false)
+			}
+		}
+	}
+	if block {
+		w.newline()
+	}
+}
+
+// tidyLines trims trailing blanks from lines, keeps at most one empty line
+// in a row and trims the whole text.
+func tidyLines(s string) string {
+	lines := strings.Split(s, "\n")
+	out := lines[:0]
+	empty := 0
+	for _, l := range lines {
+		l = strings.TrimRightFunc(l, unicode.IsSpace)
+		if l == "" {
+			empty++
+			if empty > 1 {
+				continue
+			}
+		} else {
+			empty = 0
+		}
+		out = append(out, l)
+	}
+	return strings.TrimSpace(strings.Join(out, "\n"))
+}
+
+// cleanText makes outside text safe to carry: valid UTF-8 (invalid bytes
+// become U+FFFD), no NUL (PostgreSQL text refuses it), \n line ends.
+func cleanText(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.ContainsRune(s, 0) {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
+	if strings.ContainsRune(s, '\r') {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+		s = strings.ReplaceAll(s, "\r", "\n")
+	}
+	return s
+}
+
+// jsonSize is how many bytes s takes as a JSON string body, the way Go's
+// encoding/json writes it (HTML-escaping <, > and &), which is what counts
+// against Matrix's 65,536-byte event limit.
+func jsonSize(s string) int {
+	n := 0
+	for _, r := range s {
+		n += jsonRuneSize(r)
+	}
+	return n
+}
+
+func jsonRuneSize(r rune) int {
+	switch {
+	case r == '<' || r == '>' || r == '&' || r == '\u2028' || r == '\u2029':
+		return 6
+	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
+		return 2
+	case r < 0x20:
+		return 6
+	case r == utf8.RuneError:
+		return 3
+	default:
+		return utf8.RuneLen(r)
+	}
+}
+
+// truncateJSON cuts s at a rune boundary so that s plus suffix fit in max
+// JSON bytes. It reports whether it cut.
+func truncateJSON(s string, max int, suffix string) (string, bool) {
+	if jsonSize(s) <= max {
+		return s, false
+	}
+	budget := max - jsonSize(suffix)
+	n := 0
+	for i, r := range s {
+		n += jsonRuneSize(r)
+		if n > budget {
+			return strings.TrimRightFunc(s[:i], unicode.IsSpace) + suffix, true
+		}
+	}
+	return s, false
+}
