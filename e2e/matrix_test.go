@@ -203,3 +203,15 @@ func isJoin(room id.RoomID, user id.UserID) func(*event.Event) bool {
 func equals(s string) func(string) bool { return func(b string) bool { return b == s } }
 
 func anyBody(string) bool { return true }
+
+// indexOf is the position of evt among the recorded events, or -1.
+func (u *matrixUser) indexOf(evt *event.Event) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i, e := range u.events {
+		if e == evt {
+			return i
+		}
+	}
+	return -1
+}

@@ -239,9 +239,10 @@ func (st *Stack) Close() error {
 }
 
 // GhostID is the Matrix ID the bridge gives the SfB user whose network
-// user ID is remoteID, following appservice.username_template.
+// user ID is remoteID: appservice.username_template applied to the escaped
+// ID, as bridgev2 does.
 func (st *Stack) GhostID(remoteID string) id.UserID {
-	localpart := strings.ReplaceAll(st.UsernameTemplate, "{{.}}", remoteID)
+	localpart := strings.ReplaceAll(st.UsernameTemplate, "{{.}}", id.EncodeUserLocalpart(remoteID))
 	return id.NewUserID(localpart, st.HS.ServerName)
 }
 
