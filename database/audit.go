@@ -1,0 +1,140 @@
+package database
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Audit actions.
+const (
+	AuditLogin              = "login"
+	AuditLogout             = "logout"
+	AuditReloginRequired    = "relogin_required"
+	AuditTokenRenewed       = "token_renewed"
+	AuditCredentialsDeleted = "credentials_deleted"
+	AuditLoginFailed        = "login_failed"
+)
+
+var auditActions = map[string]bool{
+	AuditLogin:              true,
+	AuditLogout:             true,
+	AuditReloginRequired:    true,
+	AuditTokenRenewed:       true,
+	AuditCredentialsDeleted: true,
+	AuditLoginFailed:        true,
+}
+
+// MaxAuditDetail is the longest Detail kept, in bytes; longer ones are cut.
+const MaxAuditDetail = 4096
+
+// MaxAuditList is the largest limit ListAudit accepts.
+const MaxAuditList = 10000
+
+// AuditEvent is one entry of the audit log. Detail is free text for people
+// and must never contain a secret.
+type AuditEvent struct {
+	ID         int64 // assigned by AddAudit
+	LoginID    string
+	MatrixUser string
+	Action     string // one of the Audit* constants
+	Detail     string
+	Time       time.Time // set to now by AddAudit when zero; millisecond precision
+}
+
+// AddAudit appends e to the audit log. Action must be one of the Audit*
+// constants and at least one of LoginID and MatrixUser must be set. Detail
+// is made valid UTF-8 without NUL bytes and cut to MaxAuditDetail bytes,
+// because one odd message from outside must not lose the event.
+func (db *DB) AddAudit(ctx context.Context, e AuditEvent) error {
+	if !auditActions[e.Action] {
+		return fmt.Errorf("add audit event for %q: unknown action %q", e.LoginID, e.Action)
+	}
+	if e.LoginID == "" && e.MatrixUser == "" {
+		return fmt.Errorf("add %s audit event: neither login ID nor Matrix user given", e.Action)
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	_, err := db.raw.ExecContext(ctx, `
+		INSERT INTO sfb_audit (login_id, matrix_user, action, detail, time_ms)
+		VALUES ($1, $2, $3, $4, $5)`,
+		cleanText(e.LoginID, MaxAuditDetail), cleanText(e.MatrixUser, MaxAuditDetail), e.Action,
+		cleanText(e.Detail, MaxAuditDetail), e.Time.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("add %s audit event for %q: %w", e.Action, e.LoginID, err)
+	}
+	return nil
+}
+
+// ListAudit returns the newest events of a login (of every login when
+// loginID is empty), newest first; events of the same millisecond come in
+// reverse order of insertion. limit must be between 1 and MaxAuditList.
+func (db *DB) ListAudit(ctx context.Context, loginID string, limit int) ([]AuditEvent, error) {
+	if limit < 1 || limit > MaxAuditList {
+		return nil, fmt.Errorf("list audit events: limit %d out of range 1..%d", limit, MaxAuditList)
+	}
+	query := `SELECT id, login_id, matrix_user, action, detail, time_ms FROM sfb_audit`
+	args := []any{}
+	if loginID != "" {
+		query += ` WHERE login_id = $1 ORDER BY time_ms DESC, id DESC LIMIT $2`
+		args = append(args, loginID, limit)
+	} else {
+		query += ` ORDER BY time_ms DESC, id DESC LIMIT $1`
+		args = append(args, limit)
+	}
+	rows, err := db.raw.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list audit events of %q: %w", loginID, err)
+	}
+	defer rows.Close()
+	var events []AuditEvent
+	for rows.Next() {
+		var e AuditEvent
+		var ms int64
+		if err := rows.Scan(&e.ID, &e.LoginID, &e.MatrixUser, &e.Action, &e.Detail, &ms); err != nil {
+			return nil, fmt.Errorf("list audit events of %q: %w", loginID, err)
+		}
+		e.Time = time.UnixMilli(ms)
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list audit events of %q: %w", loginID, err)
+	}
+	return events, nil
+}
+
+// PruneAudit deletes the events older than before and returns how many it
+// deleted; retention is the operator's choice.
+func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
+	if before.IsZero() {
+		return 0, errors.New("prune audit events: zero time")
+	}
+	res, err := db.raw.ExecContext(ctx, `DELETE FROM sfb_audit WHERE time_ms < $1`, before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("prune audit events before %s: %w", before.Format(time.RFC3339), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune audit events before %s: count: %w", before.Format(time.RFC3339), err)
+	}
+	return n, nil
+}
+
+// cleanText makes s storable as PostgreSQL text (valid UTF-8, no NUL) and
+// cuts it to at most max bytes without splitting a character.
+func cleanText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}

@@ -1,0 +1,2 @@
+DROP TABLE sfb_audit;
+DROP TABLE sfb_credential;
