@@ -1,0 +1,638 @@
+package ucwa
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// eventLoop holds the pending GET on the event channel, always following
+// the server's next (or resume/resync) link and processing each batch in
+// order before asking for the next one. A failed GET is repeated with the
+// same URL: its ack tells the server which batch we have seen, so nothing
+// is lost or repeated.
+func (s *session) eventLoop() {
+	defer s.wg.Done()
+	st, gen := s.appSnapshot()
+	next := st.events
+	backoff := time.Duration(0)
+	replaced := 0
+	connected := true
+	for {
+		if s.ctx.Err() != nil {
+			s.finish()
+			return
+		}
+		rctx, cancel := context.WithTimeout(s.ctx, s.t.timings.EventTimeout)
+		resp, err := s.c.do(rctx, request{op: "event channel", method: http.MethodGet, url: next})
+		cancel()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				s.finish()
+				return
+			}
+			var e *Error
+			isErr := errors.As(err, &e)
+			switch {
+			case applicationGone(err):
+				if rerr := s.recreate(s.ctx, gen); rerr != nil {
+					err = rerr
+					break
+				}
+				st, gen = s.appSnapshot()
+				next = st.events
+				continue
+			case isErr && e.Status == http.StatusConflict && e.Subcode == SubcodePGetReplaced:
+				// Another GET with our ack replaced this one. Ours is the
+				// only loop, so it is another instance using this
+				// application: re-issue once, stop if it keeps happening.
+				replaced++
+				if replaced > s.t.timings.MaxPGetReplaced {
+					s.end(fmt.Errorf("event channel: pending GET replaced %d times, another client uses this application: %w", replaced, err))
+					continue
+				}
+				s.log.Warn().Int("times", replaced).Msg("Pending GET replaced by another request")
+			case errors.Is(err, sfb.ErrCredentialsRequired) || errors.Is(err, sfb.ErrBadCredentials):
+				s.end(err)
+				continue
+			case isErr && (e.Status == http.StatusForbidden || e.Status == http.StatusBadGateway):
+				// RootURL.md: rediscover after 403/502.
+				if rerr := s.recreateRediscover(gen); rerr == nil {
+					st, gen = s.appSnapshot()
+					next = st.events
+					continue
+				}
+			}
+			if connected {
+				connected = false
+				s.emit(sfb.SessionState{Connected: false, Err: err})
+			}
+			backoff = nextBackoff(backoff, s.t.timings)
+			wait := backoff
+			if isErr && e.RetryAfter > wait {
+				wait = min(e.RetryAfter, s.t.timings.BackoffMax)
+			}
+			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("Event channel failed")
+			if !sleepCtx(s.ctx, wait) {
+				continue
+			}
+			continue
+		}
+		replaced = 0
+		backoff = 0
+		if !connected {
+			connected = true
+			s.emit(sfb.SessionState{Connected: true})
+		}
+		var evs Events
+		if err := json.Unmarshal(resp.body, &evs); err != nil {
+			// Without the body we do not know the next link; asking again
+			// with the same ack gets the same batch.
+			s.log.Error().Err(err).Str("url", redact(next)).Msg("Undecodable event channel response")
+			backoff = nextBackoff(backoff, s.t.timings)
+			sleepCtx(s.ctx, backoff)
+			continue
+		}
+		st, gen = s.appSnapshot()
+		if h := evs.Links.Href("resync"); h != "" {
+			// We lost track of the channel: transient state is gone.
+			s.log.Warn().Msg("Event channel asks to resync")
+			s.resetTransient("resync")
+			next = resolveHref(st.base, h)
+			continue
+		}
+		if h := evs.Links.Href("resume"); h != "" {
+			s.log.Info().Msg("Event channel resumed after inactivity")
+			s.resetTransient("resume")
+			next = resolveHref(st.base, h)
+		} else if h := evs.Links.Href("next"); h != "" {
+			next = resolveHref(st.base, h)
+		} else {
+			s.log.Error().Str("url", redact(next)).Msg("Event channel response without next link, asking again")
+		}
+		s.processBatch(evs, next)
+	}
+}
+
+func (s *session) recreateRediscover(gen int) error {
+	s.recreateMu.Lock()
+	defer s.recreateMu.Unlock()
+	s.mu.Lock()
+	cur := s.appGen
+	s.mu.Unlock()
+	if cur != gen {
+		return nil
+	}
+	if err := s.createApplication(s.ctx, true); err != nil {
+		return err
+	}
+	s.resetTransient("application recreated")
+	return nil
+}
+
+// finish reports why the session ended, unless the user closed it.
+func (s *session) finish() {
+	cause := context.Cause(s.ctx)
+	if cause == nil || errors.Is(cause, errStopped) || s.closed.Load() {
+		return
+	}
+	s.emit(sfb.SessionEnded{Err: cause})
+	s.closed.Store(true)
+}
+
+func nextBackoff(cur time.Duration, tm Timings) time.Duration {
+	if cur <= 0 {
+		return tm.BackoffMin
+	}
+	next := cur * 2
+	if next > tm.BackoffMax {
+		next = tm.BackoffMax
+	}
+	// Jitter so that many sessions do not come back at once.
+	return next/2 + rand.N(next/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// processBatch handles every event of a batch in order; one bad event is
+// logged with its context and the others still run.
+func (s *session) processBatch(evs Events, eventURL string) {
+	for _, snd := range evs.Sender {
+		for _, e := range snd.Events {
+			if err := s.handleEvent(snd, e); err != nil {
+				s.log.Error().Err(err).Str("sender_rel", snd.Rel).Str("sender", snd.Href).
+					Str("rel", e.Link.Rel).Str("href", e.Link.Href).Str("type", e.Type).
+					Str("events", redact(eventURL)).Msg("Could not handle UCWA event")
+			}
+		}
+	}
+}
+
+func (s *session) handleEvent(snd EventSender, e Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic handling event: %v", r)
+		}
+	}()
+	switch e.Link.Rel {
+	case "messagingInvitation":
+		return s.onInvitation(e)
+	case "conversation":
+		return s.onConversation(e)
+	case "messaging":
+		return s.onMessaging(snd, e)
+	case "message":
+		return s.onMessage(snd, e)
+	case "participant", "localParticipant":
+		return s.onParticipant(snd, e)
+	default:
+		// Presence, me, communication and other modalities are not
+		// bridged by this transport yet.
+		return nil
+	}
+}
+
+func (s *session) abs(h string) string {
+	s.mu.Lock()
+	base := s.app.base
+	s.mu.Unlock()
+	return resolveHref(base, h)
+}
+
+// fetch GETs a resource an event only linked to.
+func (s *session) fetch(href string, out any) error {
+	rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
+	defer cancel()
+	_, err := s.c.doJSON(rctx, request{op: "get resource", method: http.MethodGet, url: s.abs(href)}, out)
+	return err
+}
+
+func (s *session) onInvitation(e Event) error {
+	var inv MessagingInvitation
+	ok, err := decodeEmbedded(e.Embedded, "messagingInvitation", &inv)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if e.Type == "completed" {
+			// The outcome is in the event itself.
+			href := s.abs(e.Link.Href)
+			s.ops.complete(opResult{status: e.Status, reason: e.Reason}, "href:"+href)
+			return nil
+		}
+		if err := s.fetch(e.Link.Href, &inv); err != nil {
+			return fmt.Errorf("fetch invitation: %w", err)
+		}
+	}
+	href := s.abs(e.Link.Href)
+	switch {
+	case strings.EqualFold(inv.Direction, "Incoming"):
+		if e.Type == "completed" && !strings.EqualFold(e.Status, "Success") {
+			return nil
+		}
+		return s.onIncomingInvitation(href, &inv)
+	case strings.EqualFold(inv.Direction, "Outgoing"):
+		s.trackOutgoing(href, &inv)
+		if e.Type == "completed" {
+			keys := []string{"href:" + href}
+			if inv.OperationID != "" {
+				keys = append(keys, "op:"+inv.OperationID)
+			}
+			s.ops.complete(opResult{status: e.Status, reason: e.Reason, invitation: &inv}, keys...)
+		}
+		return nil
+	default:
+		return fmt.Errorf("invitation %s has direction %q", href, inv.Direction)
+	}
+}
+
+// onIncomingInvitation delivers the first message, which the invitation
+// carries as a data URI, then accepts the invitation.
+func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) error {
+	from, err := s.invitationSender(inv)
+	if err != nil {
+		return fmt.Errorf("invitation %s: %w", href, err)
+	}
+	convHref := s.abs(inv.Links.Href("conversation"))
+	c := s.upsertConv(convHref, from.URI, inv.ThreadID)
+	if m := inv.Links.Href("messaging"); m != "" {
+		s.mu.Lock()
+		c.messaging = s.absLocked(m)
+		s.mu.Unlock()
+	}
+	var deliverErr error
+	if raw := inv.Links.Href("message"); raw != "" && s.seen.add(href) {
+		msg, err := decodeMessageLink(raw, "")
+		if err != nil {
+			deliverErr = fmt.Errorf("first message of invitation %s: %w", href, err)
+		} else {
+			s.mu.Lock()
+			c.pendingFirst = msg.Text
+			s.mu.Unlock()
+			s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
+				From: from, Message: msg, Time: s.t.now()})
+		}
+	}
+	if accept := inv.Links.Href("accept"); accept != "" {
+		s.mu.Lock()
+		already := c.accepted[href]
+		if c.accepted == nil {
+			c.accepted = map[string]bool{}
+		}
+		c.accepted[href] = true
+		s.mu.Unlock()
+		if !already {
+			acceptURL := s.abs(accept)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.accept(acceptURL)
+			}()
+		}
+	}
+	return deliverErr
+}
+
+func (s *session) accept(acceptURL string) {
+	u := acceptURL
+	if strings.Contains(u, "?") {
+		u += "&"
+	} else {
+		u += "?"
+	}
+	u += "sessionContext=" + newUUID()
+	rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := s.c.do(rctx, request{op: "accept invitation", method: http.MethodPost, url: u}); err != nil {
+		s.log.Warn().Err(err).Str("accept", redact(acceptURL)).Msg("Could not accept messaging invitation")
+	}
+}
+
+// invitationSender finds who sent an invitation: the embedded from
+// participant, or the from link (title, then the participant resource,
+// then the link's last segment).
+func (s *session) invitationSender(inv *MessagingInvitation) (sfb.Person, error) {
+	var p Participant
+	if ok, err := decodeEmbedded(inv.Embedded, "from", &p); err != nil {
+		return sfb.Person{}, err
+	} else if ok && p.URI != "" {
+		return s.rememberParticipant(p)
+	}
+	l, ok := inv.Links.Get("from")
+	if !ok {
+		return sfb.Person{}, errors.New("no from participant")
+	}
+	return s.resolveParticipant(l)
+}
+
+func (s *session) rememberParticipant(p Participant) (sfb.Person, error) {
+	uri, err := sfb.ParseURI(p.URI)
+	if err != nil {
+		return sfb.Person{}, fmt.Errorf("participant %s: %w", p.Self(), err)
+	}
+	person := sfb.Person{URI: uri, DisplayName: validText(p.Name)}
+	if person.DisplayName == "" {
+		person.DisplayName = uri.Address()
+	}
+	if self := p.Self(); self != "" {
+		s.mu.Lock()
+		s.participants[s.absLocked(self)] = person
+		s.mu.Unlock()
+	}
+	return person, nil
+}
+
+// resolveParticipant turns a participant link into a person.
+func (s *session) resolveParticipant(l Link) (sfb.Person, error) {
+	href := s.abs(l.Href)
+	s.mu.Lock()
+	p, ok := s.participants[href]
+	s.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	// The samples name participants by address (.../participants/lenea@contoso.com).
+	if i := strings.LastIndexByte(l.Href, '/'); i >= 0 && strings.Contains(l.Href[i+1:], "@") {
+		seg, _ := urlPathUnescape(l.Href[i+1:])
+		if uri, err := sfb.ParseURI(seg); err == nil {
+			person := sfb.Person{URI: uri, DisplayName: validText(l.Title)}
+			if person.DisplayName == "" {
+				person.DisplayName = uri.Address()
+			}
+			return person, nil
+		}
+	}
+	var part Participant
+	if err := s.fetch(l.Href, &part); err != nil {
+		return sfb.Person{}, fmt.Errorf("resolve participant %s: %w", l.Href, err)
+	}
+	return s.rememberParticipant(part)
+}
+
+func (s *session) onConversation(e Event) error {
+	href := s.abs(e.Link.Href)
+	if e.Type == "deleted" {
+		s.endConversation(href)
+		return nil
+	}
+	var c Conversation
+	ok, err := decodeEmbedded(e.Embedded, "conversation", &c)
+	if err != nil || !ok {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cv := s.convs[href]
+	if cv == nil {
+		cv = &conv{href: href}
+		s.convs[href] = cv
+	}
+	if c.ThreadID != "" {
+		cv.threadID = c.ThreadID
+	}
+	if m := c.Links.Href("messaging"); m != "" {
+		cv.messaging = s.absLocked(m)
+	}
+	return nil
+}
+
+func (s *session) onMessaging(snd EventSender, e Event) error {
+	var m Messaging
+	ok, err := decodeEmbedded(e.Embedded, "messaging", &m)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if e.Type == "deleted" {
+			return nil
+		}
+		if err := s.fetch(e.Link.Href, &m); err != nil {
+			return fmt.Errorf("fetch messaging: %w", err)
+		}
+	}
+	convHref := m.Links.Href("conversation")
+	if convHref == "" && snd.Rel == "conversation" {
+		convHref = snd.Href
+	}
+	if convHref == "" {
+		return errors.New("messaging without conversation")
+	}
+	convHref = s.abs(convHref)
+	s.mu.Lock()
+	cv := s.convs[convHref]
+	if cv == nil {
+		cv = &conv{href: convHref}
+		s.convs[convHref] = cv
+	}
+	cv.messaging = s.absLocked(e.Link.Href)
+	cv.state = m.State
+	cv.sendMessage = s.absLocked(m.Links.Href("sendMessage"))
+	cv.setIsTyping = s.absLocked(m.Links.Href("setIsTyping"))
+	cv.html = containsFold(m.NegotiatedMessageFormats, "Html")
+	disconnected := strings.EqualFold(m.State, "Disconnected")
+	s.mu.Unlock()
+	if disconnected {
+		s.endConversation(convHref)
+	}
+	return nil
+}
+
+func (s *session) onMessage(snd EventSender, e Event) error {
+	var m Message
+	ok, err := decodeEmbedded(e.Embedded, "message", &m)
+	if err != nil {
+		return err
+	}
+	href := s.abs(e.Link.Href)
+	if !ok {
+		if e.Type == "completed" && e.Status != "" {
+			s.ops.complete(opResult{status: e.Status, reason: e.Reason}, "href:"+href)
+			return nil
+		}
+		if err := s.fetch(e.Link.Href, &m); err != nil {
+			return fmt.Errorf("fetch message: %w", err)
+		}
+	}
+	if strings.EqualFold(m.Direction, "Outgoing") {
+		if e.Type == "completed" {
+			status := e.Status
+			if status == "" {
+				status = m.Status
+			}
+			keys := []string{"href:" + href}
+			if m.OperationID != "" {
+				keys = append(keys, "op:"+m.OperationID)
+			}
+			s.ops.complete(opResult{status: status, reason: e.Reason}, keys...)
+		}
+		return nil
+	}
+	if !strings.EqualFold(m.Direction, "Incoming") {
+		return fmt.Errorf("message with direction %q", m.Direction)
+	}
+	plain, html := m.Links.Href("plainMessage"), m.Links.Href("htmlMessage")
+	if plain == "" && html == "" {
+		// Only a "started" notice without the text: the completed event
+		// (or the resource) carries it.
+		if e.Type == "started" {
+			return nil
+		}
+		if err := s.fetch(e.Link.Href, &m); err != nil {
+			return fmt.Errorf("fetch message: %w", err)
+		}
+		plain, html = m.Links.Href("plainMessage"), m.Links.Href("htmlMessage")
+		if plain == "" && html == "" {
+			return errors.New("incoming message without text")
+		}
+	}
+	msg, err := decodeMessageLink(plain, html)
+	if err != nil {
+		return fmt.Errorf("message %s: %w", href, err)
+	}
+	convHref := ""
+	if snd.Rel == "conversation" {
+		convHref = s.abs(snd.Href)
+	}
+	s.mu.Lock()
+	cv := s.convs[convHref]
+	if cv == nil && m.Links.Href("messaging") != "" {
+		mh := s.absLocked(m.Links.Href("messaging"))
+		for _, c := range s.convs {
+			if c.messaging == mh {
+				cv = c
+			}
+		}
+	}
+	var peer sfb.URI
+	var thread string
+	duplicateFirst := false
+	if cv != nil {
+		peer, thread = cv.peer, cv.threadID
+		// ReceiveAnIM.md: the invitation's first message comes again as the
+		// conversation's first message event.
+		if cv.pendingFirst != "" {
+			duplicateFirst = cv.pendingFirst == msg.Text
+			cv.pendingFirst = ""
+		}
+	}
+	s.mu.Unlock()
+	if !s.seen.add(href) || duplicateFirst {
+		return nil
+	}
+	var from sfb.Person
+	if l, ok := m.Links.Get("participant"); ok {
+		if p, err := s.resolveParticipant(l); err == nil {
+			from = p
+		}
+	}
+	if from.URI == "" && m.Links.Href("contact") != "" {
+		if p, err := s.resolveParticipant(Link{Href: m.Links.Href("contact")}); err == nil {
+			from = p
+		}
+	}
+	if from.URI == "" {
+		from = sfb.Person{URI: peer, DisplayName: peer.Address()}
+	}
+	if peer == "" {
+		peer = from.URI
+	}
+	if from.URI == "" {
+		return fmt.Errorf("message %s: cannot tell who sent it", href)
+	}
+	when := m.TimeStamp.Time
+	if when.IsZero() {
+		when = s.t.now()
+	}
+	s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: thread, Peer: peer}, From: from, Message: msg, Time: when})
+	return nil
+}
+
+// onParticipant handles typing (participants added to and deleted from
+// typingParticipants) and learns participants' addresses.
+func (s *session) onParticipant(snd EventSender, e Event) error {
+	var p Participant
+	if ok, err := decodeEmbedded(e.Embedded, e.Link.Rel, &p); err != nil {
+		return err
+	} else if ok && p.URI != "" {
+		if _, err := s.rememberParticipant(p); err != nil {
+			return err
+		}
+	}
+	if e.In == nil || e.In.Rel != "typingParticipants" {
+		return nil
+	}
+	if e.Type != "added" && e.Type != "deleted" {
+		return nil
+	}
+	person, err := s.resolveParticipant(e.Link)
+	if err != nil {
+		return err
+	}
+	if person.URI == s.self {
+		return nil
+	}
+	convHref := ""
+	if snd.Rel == "conversation" {
+		convHref = s.abs(snd.Href)
+	}
+	s.mu.Lock()
+	var thread string
+	peer := person.URI
+	if cv := s.convs[convHref]; cv != nil {
+		thread = cv.threadID
+		if cv.peer != "" {
+			peer = cv.peer
+		}
+	}
+	s.mu.Unlock()
+	s.emit(sfb.TypingChanged{Conversation: sfb.Conversation{ThreadID: thread, Peer: peer}, From: person.URI, Typing: e.Type == "added"})
+	return nil
+}
+
+// resetTransient forgets conversations after resync, resume or a new
+// application: the server closed them.
+func (s *session) resetTransient(why string) {
+	s.mu.Lock()
+	var ended []*conv
+	for h, c := range s.convs {
+		if !c.ended && c.peer != "" {
+			ended = append(ended, c)
+		}
+		delete(s.convs, h)
+	}
+	s.mu.Unlock()
+	for _, c := range ended {
+		s.log.Debug().Str("why", why).Str("peer", string(c.peer)).Msg("Conversation reset")
+		s.emit(sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: c.threadID, Peer: c.peer}})
+	}
+}
+
+func (s *session) endConversation(href string) {
+	s.mu.Lock()
+	c := s.convs[href]
+	delete(s.convs, href)
+	s.mu.Unlock()
+	if c == nil || c.ended {
+		return
+	}
+	c.ended = true
+	if c.peer != "" {
+		s.emit(sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: c.threadID, Peer: c.peer}})
+	}
+}

@@ -1,0 +1,425 @@
+package ucwa
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// conv is a conversation as the session tracks it.
+type conv struct {
+	href        string
+	threadID    string
+	peer        sfb.URI
+	messaging   string
+	sendMessage string
+	setIsTyping string
+	state       string // of the messaging modality
+	html        bool
+	ended       bool
+	// pendingFirst is the first message of an incoming invitation, which
+	// the server repeats as the conversation's first message event.
+	pendingFirst string
+	accepted     map[string]bool
+}
+
+func (s *session) absLocked(h string) string { return resolveHref(s.app.base, h) }
+
+func (s *session) upsertConv(href string, peer sfb.URI, thread string) *conv {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.convs[href]
+	if c == nil {
+		c = &conv{href: href}
+		s.convs[href] = c
+	}
+	if peer != "" {
+		c.peer = peer
+	}
+	if thread != "" {
+		c.threadID = thread
+	}
+	return c
+}
+
+// trackOutgoing ties the conversation of an outgoing invitation to the peer
+// it was sent to.
+func (s *session) trackOutgoing(href string, inv *MessagingInvitation) {
+	convHref := inv.Links.Href("conversation")
+	if convHref == "" {
+		return
+	}
+	s.mu.Lock()
+	peer := s.outgoingPeer(href, inv.OperationID)
+	s.mu.Unlock()
+	if peer == "" {
+		if to, err := sfb.ParseURI(inv.To); err == nil {
+			peer = to
+		}
+	}
+	c := s.upsertConv(s.abs(convHref), peer, inv.ThreadID)
+	if m := inv.Links.Href("messaging"); m != "" {
+		s.mu.Lock()
+		c.messaging = s.absLocked(m)
+		s.mu.Unlock()
+	}
+}
+
+// outgoing maps operation IDs and invitation hrefs of our own invitations
+// to their peer; guarded by s.mu.
+func (s *session) outgoingPeer(href, opID string) sfb.URI {
+	if s.outgoing == nil {
+		return ""
+	}
+	if p, ok := s.outgoing["op:"+opID]; ok && opID != "" {
+		return p
+	}
+	return s.outgoing["href:"+href]
+}
+
+func (s *session) noteOutgoing(key string, peer sfb.URI) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outgoing == nil {
+		s.outgoing = map[string]sfb.URI{}
+	}
+	if len(s.outgoing) > 1024 {
+		clear(s.outgoing)
+	}
+	s.outgoing[key] = peer
+}
+
+// activeConv is the conversation with peer whose messaging is connected.
+func (s *session) activeConv(peer sfb.URI) *conv {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.convs {
+		if c.peer == peer && !c.ended && strings.EqualFold(c.state, "Connected") && c.sendMessage != "" {
+			return c
+		}
+	}
+	return nil
+}
+
+func (s *session) dropConv(c *conv) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.ended = true
+	if s.convs[c.href] == c {
+		delete(s.convs, c.href)
+	}
+}
+
+func validateOutgoing(msg sfb.Message) error {
+	if msg.Text == "" && msg.HTML == "" {
+		return fmt.Errorf("empty message: %w", sfb.ErrUnsupported)
+	}
+	if len(msg.Text) > MaxMessageBytes || len(msg.HTML) > MaxMessageBytes {
+		return fmt.Errorf("message of %d bytes is larger than %d: %w", max(len(msg.Text), len(msg.HTML)), MaxMessageBytes, sfb.ErrUnsupported)
+	}
+	if !utf8.ValidString(msg.Text) || !utf8.ValidString(msg.HTML) {
+		return fmt.Errorf("message is not valid UTF-8: %w", sfb.ErrUnsupported)
+	}
+	return nil
+}
+
+// SendMessage implements sfb.Session: in the active conversation with the
+// peer, else in a new one (startMessaging with the message inside the
+// invitation). A stale conversation (404/409) is restarted once.
+func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
+	if err := validateOutgoing(msg); err != nil {
+		return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, err)
+	}
+	if s.closed.Load() {
+		return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, errStopped)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 2; attempt++ {
+		_, gen := s.appSnapshot()
+		var sent sfb.SentMessage
+		var err error
+		if c := s.activeConv(to); c != nil {
+			sent, err = s.sendInConversation(ctx, c, msg)
+			if err != nil && (statusOf(err) == http.StatusNotFound || statusOf(err) == http.StatusConflict) {
+				s.log.Debug().Err(err).Str("peer", string(to)).Msg("Conversation is stale, starting a new one")
+				s.dropConv(c)
+				if applicationGone(err) {
+					if rerr := s.recreate(ctx, gen); rerr != nil {
+						return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, rerr)
+					}
+				}
+				lastErr = err
+				continue
+			}
+		} else {
+			sent, err = s.startMessaging(ctx, to, msg)
+			if err != nil && applicationGone(err) && attempt == 0 {
+				if rerr := s.recreate(ctx, gen); rerr != nil {
+					return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, rerr)
+				}
+				lastErr = err
+				continue
+			}
+		}
+		if err != nil {
+			return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, err)
+		}
+		return sent, nil
+	}
+	return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, lastErr)
+}
+
+func (s *session) sendInConversation(ctx context.Context, c *conv, msg sfb.Message) (sfb.SentMessage, error) {
+	s.mu.Lock()
+	target, useHTML := c.sendMessage, c.html && msg.HTML != ""
+	s.mu.Unlock()
+	opID := newUUID()
+	u, err := url.Parse(target)
+	if err != nil {
+		return sfb.SentMessage{}, fmt.Errorf("parse sendMessage link: %w", err)
+	}
+	q := u.Query()
+	// sendMessage_ref.md names the parameter operationId; SendAnIM.md
+	// shows OperationContext. Send both.
+	q.Set("operationId", opID)
+	q.Set("OperationContext", opID)
+	u.RawQuery = q.Encode()
+	body, ctype := msg.Text, "text/plain"
+	if useHTML {
+		body, ctype = msg.HTML, "text/html"
+	}
+	if body == "" {
+		body = htmlToText(msg.HTML)
+	}
+	ch := make(chan opResult, 1)
+	keys := []string{"op:" + opID}
+	s.ops.register(ch, keys...)
+	defer s.ops.unregister(keys...)
+	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+	resp, err := s.c.do(rctx, request{op: "send message", method: http.MethodPost, url: u.String(), body: []byte(body), contentType: ctype + ";charset=UTF-8"})
+	cancel()
+	if err != nil {
+		return sfb.SentMessage{}, err
+	}
+	href := s.abs(resp.location)
+	if href == "" {
+		return sfb.SentMessage{}, errors.New("send message: answer without Location")
+	}
+	res, err := s.awaitOp(ctx, ch, "href:"+href)
+	if err != nil {
+		return sfb.SentMessage{}, fmt.Errorf("message %s: %w", href, err)
+	}
+	if !strings.EqualFold(res.status, "Success") {
+		return sfb.SentMessage{}, deliveryError(res)
+	}
+	return sfb.SentMessage{ID: href, Time: s.t.now()}, nil
+}
+
+func (s *session) awaitOp(ctx context.Context, ch chan opResult, extraKey string) (opResult, error) {
+	if r, ok := s.ops.register(ch, extraKey); ok {
+		return r, nil
+	}
+	defer s.ops.unregister(extraKey)
+	t := time.NewTimer(s.t.timings.OperationTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return opResult{}, ctx.Err()
+	case <-s.ctx.Done():
+		return opResult{}, fmt.Errorf("session ended: %w", context.Cause(s.ctx))
+	case <-t.C:
+		return opResult{}, fmt.Errorf("no completion event within %s: %w", s.t.timings.OperationTimeout, sfb.ErrServerUnavailable)
+	}
+}
+
+func deliveryError(res opResult) error {
+	reason := res.status
+	if res.reason != nil {
+		reason = strings.Trim(res.reason.Code+"/"+res.reason.Subcode, "/")
+		if res.reason.Message != "" {
+			reason += ": " + res.reason.Message
+		}
+	}
+	return fmt.Errorf("%w: %s", sfb.ErrDeliveryFailed, reason)
+}
+
+// startMessaging sends an invitation with the first message inside
+// (startMessaging_ref.md) and waits for it to complete.
+func (s *session) startMessaging(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
+	st, _ := s.appSnapshot()
+	opID := newUUID()
+	first := EncodeDataURI("text/plain", msg.Text)
+	if msg.Text == "" {
+		first = EncodeDataURI("text/plain", htmlToText(msg.HTML))
+	}
+	body, _ := json.Marshal(map[string]any{
+		"importance":     "Normal",
+		"sessionContext": newUUID(),
+		"subject":        "",
+		"to":             string(to),
+		"operationId":    opID,
+		"_links":         map[string]any{"message": map[string]string{"href": first}},
+	})
+	s.noteOutgoing("op:"+opID, to)
+	ch := make(chan opResult, 1)
+	keys := []string{"op:" + opID}
+	s.ops.register(ch, keys...)
+	defer s.ops.unregister(keys...)
+	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+	resp, err := s.c.do(rctx, request{op: "start messaging", method: http.MethodPost, url: st.startMessaging, body: body, contentType: "application/json"})
+	cancel()
+	if err != nil {
+		return sfb.SentMessage{}, err
+	}
+	href := s.abs(resp.location)
+	if href == "" {
+		href = "op:" + opID
+	} else {
+		s.noteOutgoing("href:"+href, to)
+	}
+	res, err := s.awaitOp(ctx, ch, "href:"+href)
+	if err != nil {
+		return sfb.SentMessage{}, fmt.Errorf("invitation %s: %w", href, err)
+	}
+	if !strings.EqualFold(res.status, "Success") {
+		return sfb.SentMessage{}, deliveryError(res)
+	}
+	return sfb.SentMessage{ID: href, Time: s.t.now()}, nil
+}
+
+// SetTyping implements sfb.Session. setIsTyping starts a short timer on the
+// server (setIsTyping_ref.md), so "stopped typing" is simply not renewing it.
+func (s *session) SetTyping(ctx context.Context, to sfb.URI, typing bool) error {
+	if !typing {
+		return nil
+	}
+	c := s.activeConv(to)
+	if c == nil {
+		return nil
+	}
+	s.mu.Lock()
+	link := c.setIsTyping
+	s.mu.Unlock()
+	if link == "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := s.c.do(rctx, request{op: "set typing", method: http.MethodPost, url: link}); err != nil {
+		return fmt.Errorf("set typing to %s: %w", to, err)
+	}
+	return nil
+}
+
+// LookupPerson implements sfb.Session: the contact resource under people,
+// then a directory search; the address stands in for an unknown name.
+func (s *session) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, error) {
+	st, _ := s.appSnapshot()
+	fallback := sfb.Person{URI: uri, DisplayName: uri.Address()}
+	if st.people != "" {
+		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+		var c Contact
+		_, err := s.c.doJSON(rctx, request{op: "get contact", method: http.MethodGet, url: strings.TrimRight(st.people, "/") + "/" + url.PathEscape(uri.Address())}, &c)
+		cancel()
+		if err == nil && c.Name != "" {
+			return sfb.Person{URI: uri, DisplayName: validText(c.Name)}, nil
+		}
+		if err != nil && !errors.Is(err, sfb.ErrNotFound) {
+			return fallback, fmt.Errorf("look up %s: %w", uri, err)
+		}
+	}
+	if st.search != "" {
+		u, err := url.Parse(st.search)
+		if err != nil {
+			return fallback, fmt.Errorf("look up %s: parse search link: %w", uri, err)
+		}
+		q := u.Query()
+		q.Set("query", uri.Address())
+		q.Set("limit", "10")
+		u.RawQuery = q.Encode()
+		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+		var res Search
+		_, err = s.c.doJSON(rctx, request{op: "search people", method: http.MethodGet, url: u.String()}, &res)
+		cancel()
+		if err != nil {
+			return fallback, fmt.Errorf("look up %s: %w", uri, err)
+		}
+		var contacts []Contact
+		if raw, ok := res.Embedded["contact"]; ok {
+			if err := json.Unmarshal(raw, &contacts); err != nil {
+				var one Contact
+				if json.Unmarshal(raw, &one) == nil {
+					contacts = []Contact{one}
+				}
+			}
+		}
+		for _, c := range contacts {
+			if cu, err := sfb.ParseURI(c.URI); err == nil && cu == uri && c.Name != "" {
+				return sfb.Person{URI: uri, DisplayName: validText(c.Name)}, nil
+			}
+		}
+	}
+	return fallback, nil
+}
+
+// decodeMessageLink decodes the data URIs of a message's plain and HTML
+// forms into an sfb.Message. Either may be empty.
+func decodeMessageLink(plain, htmlLink string) (sfb.Message, error) {
+	var msg sfb.Message
+	for _, l := range []string{plain, htmlLink} {
+		if l == "" {
+			continue
+		}
+		d, err := ParseDataURI(l)
+		if err != nil {
+			return sfb.Message{}, err
+		}
+		text, _ := d.Text()
+		switch d.MediaType {
+		case "text/html":
+			msg.HTML = text
+		case "text/plain", "":
+			msg.Text = text
+		default:
+			return sfb.Message{}, fmt.Errorf("message of type %s: %w", d.MediaType, sfb.ErrUnsupported)
+		}
+	}
+	if msg.Text == "" && msg.HTML != "" {
+		msg.Text = htmlToText(msg.HTML)
+	}
+	return msg, nil
+}
+
+var (
+	tagRE   = regexp.MustCompile(`(?s)<[^>]*>`)
+	breakRE = regexp.MustCompile(`(?i)<br\s*/?>|</p>|</div>`)
+)
+
+// htmlToText is the plain form of an HTML message: tags dropped, line
+// breaks kept, entities decoded. bridge/msgconv does the real conversion.
+func htmlToText(h string) string {
+	h = breakRE.ReplaceAllString(h, "\n")
+	h = tagRE.ReplaceAllString(h, "")
+	return strings.TrimSpace(html.UnescapeString(h))
+}
+
+func validText(s string) string {
+	if !utf8.ValidString(s) {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return s
+}
+
+func urlPathUnescape(s string) (string, error) { return url.PathUnescape(s) }

@@ -1,0 +1,467 @@
+package ucwa
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// appState is what the session knows about its UCWA application.
+type appState struct {
+	base             *url.URL // the applications URL; hrefs resolve against it
+	self             string
+	events           string
+	makeMeAvailable  string
+	reportMyActivity string
+	me               string
+	startMessaging   string
+	people           string
+	search           string
+}
+
+// session is one signed-in user. It implements sfb.Session.
+type session struct {
+	t          *Transport
+	c          *conn
+	log        zerolog.Logger
+	self       sfb.URI
+	handler    sfb.EventHandler
+	endpointID string
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	closed    atomic.Bool
+	inHandler atomic.Bool
+
+	recreateMu sync.Mutex
+
+	mu           sync.Mutex
+	app          appState
+	appGen       int
+	person       sfb.Person
+	issued       time.Time
+	convs        map[string]*conv // by conversation href
+	participants map[string]sfb.Person
+	ops          *operations
+	seen         *seenSet
+	outgoing     map[string]sfb.URI
+
+	emitMu sync.Mutex
+}
+
+var _ sfb.Session = (*session)(nil)
+
+func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *session {
+	s := &session{t: t, c: c, log: c.log, self: self, handler: handler, endpointID: newUUID(),
+		convs: map[string]*conv{}, participants: map[string]sfb.Person{},
+		ops: newOperations(), seen: newSeenSet(4096), issued: t.now()}
+	s.person = sfb.Person{URI: self, DisplayName: self.Address()}
+	c.onToken = func(sfb.Token) {
+		s.mu.Lock()
+		s.issued = t.now()
+		s.mu.Unlock()
+	}
+	return s
+}
+
+func (s *session) start(ctx context.Context) error {
+	if err := s.createApplication(ctx, false); err != nil {
+		return err
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.wg.Add(3)
+	go s.eventLoop()
+	go s.activityLoop()
+	go s.tokenLoop()
+	return nil
+}
+
+// createApplication discovers (or takes from the cache) the applications
+// URL, creates the UCWA application and makes the user available.
+func (s *session) createApplication(ctx context.Context, rediscover bool) error {
+	if rediscover {
+		s.t.forgetApplicationsURL(s.self.Domain())
+	}
+	apps, err := s.t.applicationsURL(ctx, s.c, s.self)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]string{"UserAgent": s.t.cfg.UserAgent, "EndpointId": s.endpointID, "Culture": "en-US"})
+	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+	defer cancel()
+	var app Application
+	_, err = s.c.doJSON(rctx, request{op: "create application", method: http.MethodPost, url: apps, body: body, contentType: "application/json"}, &app)
+	if err != nil {
+		if st := statusOf(err); (st == http.StatusForbidden || st == http.StatusBadGateway || st == http.StatusNotFound) && !rediscover {
+			// RootURL.md: 403 and 502 invalidate the cached URL.
+			s.log.Info().Err(err).Msg("Applications URL failed, discovering again")
+			return s.createApplication(ctx, true)
+		}
+		return err
+	}
+	base, err := url.Parse(apps)
+	if err != nil {
+		return fmt.Errorf("parse applications URL: %w", err)
+	}
+	st := appState{base: base}
+	res := func(h string) string { return resolveHref(base, h) }
+	st.self = res(app.Self())
+	st.events = res(app.Links.Href("events"))
+	if st.events == "" {
+		return fmt.Errorf("create application: response has no events link")
+	}
+	var me Me
+	if ok, err := decodeEmbedded(app.Embedded, "me", &me); err != nil || !ok {
+		return fmt.Errorf("create application: embedded me: present=%v: %v", ok, err)
+	}
+	st.me = res(me.Self())
+	st.makeMeAvailable = res(me.Links.Href("makeMeAvailable"))
+	st.reportMyActivity = res(me.Links.Href("reportMyActivity"))
+	var comm Communication
+	if ok, err := decodeEmbedded(app.Embedded, "communication", &comm); err != nil || !ok {
+		return fmt.Errorf("create application: embedded communication: present=%v: %v", ok, err)
+	}
+	st.startMessaging = res(comm.Links.Href("startMessaging"))
+	var people Resource
+	if ok, _ := decodeEmbedded(app.Embedded, "people", &people); ok {
+		st.people = res(people.Self())
+		st.search = res(people.Links.Href("search"))
+	}
+	if st.startMessaging == "" {
+		return fmt.Errorf("create application: communication has no startMessaging link")
+	}
+	s.mu.Lock()
+	s.app = st
+	s.appGen++
+	if me.Name != "" {
+		s.person.DisplayName = me.Name
+	}
+	s.mu.Unlock()
+	s.log.Debug().Str("application", st.self).Msg("Created UCWA application")
+	return s.makeMeAvailable(ctx)
+}
+
+func (s *session) makeMeAvailable(ctx context.Context) error {
+	s.mu.Lock()
+	st := s.app
+	s.mu.Unlock()
+	if st.makeMeAvailable != "" {
+		body, _ := json.Marshal(map[string][]string{"SupportedModalities": {"Messaging"}, "SupportedMessageFormats": {"Plain", "Html"}})
+		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+		_, err := s.c.do(rctx, request{op: "make me available", method: http.MethodPost, url: st.makeMeAvailable, body: body, contentType: "application/json"})
+		cancel()
+		// 409 AlreadyExists: this application was already made available.
+		if err != nil && statusOf(err) != http.StatusConflict {
+			return err
+		}
+	}
+	// reportMyActivity appears on me once the user is available.
+	if st.reportMyActivity == "" && st.me != "" {
+		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+		var me Me
+		_, err := s.c.doJSON(rctx, request{op: "get me", method: http.MethodGet, url: st.me}, &me)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			s.app.reportMyActivity = resolveHref(st.base, me.Links.Href("reportMyActivity"))
+			if me.Name != "" {
+				s.person.DisplayName = me.Name
+			}
+			s.mu.Unlock()
+		} else {
+			s.log.Warn().Err(err).Msg("Could not read me after makeMeAvailable")
+		}
+	}
+	return nil
+}
+
+// recreate creates a new application after the server lost ours (404
+// ApplicationNotFound / InactiveApplicationExpired). gen is the
+// application generation the caller saw fail, so concurrent callers
+// recreate once.
+func (s *session) recreate(ctx context.Context, gen int) error {
+	s.recreateMu.Lock()
+	defer s.recreateMu.Unlock()
+	s.mu.Lock()
+	cur := s.appGen
+	s.mu.Unlock()
+	if cur != gen {
+		return nil
+	}
+	s.log.Info().Msg("UCWA application is gone, creating a new one")
+	if err := s.createApplication(ctx, false); err != nil {
+		return fmt.Errorf("recreate application: %w", err)
+	}
+	s.resetTransient("application recreated")
+	return nil
+}
+
+func (s *session) appSnapshot() (appState, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.app, s.appGen
+}
+
+// emit hands evt to the handler unless the session is closed, one event
+// at a time; the event goroutine emits in the server's order.
+func (s *session) emit(evt sfb.Event) {
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	s.inHandler.Store(true)
+	defer s.inHandler.Store(false)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error().Any("panic", r).Type("event", evt).Msg("Event handler panicked")
+		}
+	}()
+	s.handler(s.ctx, evt)
+}
+
+// end stops the session because of err; the event goroutine reports it
+// as SessionEnded.
+func (s *session) end(err error) {
+	s.cancel(err)
+}
+
+func (s *session) Self() sfb.Person {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.person
+}
+
+func (s *session) Token() sfb.Token { return s.c.currentToken() }
+
+// Close signs out: stops the goroutines, deletes the application and
+// forgets the cached applications URL (RootURL.md: explicit sign-out).
+func (s *session) Close(ctx context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel(errStopped)
+	if !s.inHandler.Load() {
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	st, _ := s.appSnapshot()
+	s.t.forgetApplicationsURL(s.self.Domain())
+	if st.self == "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+	defer cancel()
+	_, err := s.c.do(rctx, request{op: "delete application", method: http.MethodDelete, url: st.self, noRetry401: true})
+	if err != nil && !applicationGone(err) {
+		return fmt.Errorf("sign out %s: %w", s.self, err)
+	}
+	return nil
+}
+
+// activityLoop reports activity so the server keeps the user's presence
+// (reportMyActivity at least every 4 minutes).
+func (s *session) activityLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.t.cfg.ActivityInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st, gen := s.appSnapshot()
+		if st.reportMyActivity == "" {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
+		_, err := s.c.do(rctx, request{op: "report activity", method: http.MethodPost, url: st.reportMyActivity})
+		cancel()
+		switch {
+		case err == nil:
+		case applicationGone(err):
+			if err := s.recreate(s.ctx, gen); err != nil {
+				s.log.Warn().Err(err).Msg("Recreating application after reportMyActivity failed")
+			}
+		default:
+			s.log.Warn().Err(err).Msg("reportMyActivity failed")
+		}
+	}
+}
+
+// tokenLoop renews the token at RenewAt of its lifetime when the password
+// is known, and ends the session when it expires otherwise.
+func (s *session) tokenLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.t.timings.TokenCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		tok := s.c.currentToken()
+		s.mu.Lock()
+		issued := s.issued
+		s.mu.Unlock()
+		now := s.t.now()
+		lifetime := tok.ExpiresAt.Sub(issued)
+		renewAt := issued.Add(time.Duration(float64(lifetime) * s.t.timings.RenewAt))
+		if now.Before(renewAt) {
+			continue
+		}
+		if s.c.creds.Password == "" {
+			if !now.Before(tok.ExpiresAt) {
+				s.end(fmt.Errorf("token expired at %s: %w", tok.ExpiresAt.Format(time.RFC3339), sfb.ErrCredentialsRequired))
+				return
+			}
+			continue
+		}
+		rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
+		err := s.c.renew(rctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired) {
+				s.end(fmt.Errorf("renew token: %w", err))
+				return
+			}
+			s.log.Warn().Err(err).Msg("Token renewal failed, retrying")
+			if !now.Before(tok.ExpiresAt) {
+				s.log.Warn().Msg("Token expired while renewal keeps failing")
+			}
+			continue
+		}
+		s.log.Debug().Msg("Renewed UCWA token")
+	}
+}
+
+func resolveHref(base *url.URL, h string) string {
+	if h == "" || base == nil {
+		return h
+	}
+	u, err := base.Parse(h)
+	if err != nil {
+		return ""
+	}
+	return u.String()
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// seenSet remembers recent message IDs so a message delivered twice (after
+// a resume, or in the invitation and again as a message) is emitted once.
+type seenSet struct {
+	max   int
+	set   map[string]struct{}
+	order []string
+}
+
+func newSeenSet(n int) *seenSet { return &seenSet{max: n, set: map[string]struct{}{}} }
+
+// add reports whether id is new.
+func (s *seenSet) add(id string) bool {
+	if _, ok := s.set[id]; ok {
+		return false
+	}
+	s.set[id] = struct{}{}
+	s.order = append(s.order, id)
+	if len(s.order) > s.max {
+		delete(s.set, s.order[0])
+		s.order = s.order[1:]
+	}
+	return true
+}
+
+// opResult is how an operation (an outgoing invitation or message)
+// completed in the event channel.
+type opResult struct {
+	status     string
+	reason     *ErrorBody
+	invitation *MessagingInvitation
+}
+
+// operations matches completed events to the requests waiting for them.
+// Keys are "op:<operationId>" and "href:<resource>"; a result that
+// arrives before its waiter registered (the POST's answer and the event
+// race) is kept in early.
+type operations struct {
+	mu      sync.Mutex
+	waiters map[string]chan opResult
+	early   map[string]opResult
+	order   []string
+}
+
+func newOperations() *operations {
+	return &operations{waiters: map[string]chan opResult{}, early: map[string]opResult{}}
+}
+
+// wait registers ch for keys; it returns a result already seen, if any.
+func (o *operations) register(ch chan opResult, keys ...string) (opResult, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, k := range keys {
+		if r, ok := o.early[k]; ok {
+			delete(o.early, k)
+			return r, true
+		}
+	}
+	for _, k := range keys {
+		o.waiters[k] = ch
+	}
+	return opResult{}, false
+}
+
+func (o *operations) unregister(keys ...string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, k := range keys {
+		delete(o.waiters, k)
+	}
+}
+
+func (o *operations) complete(res opResult, keys ...string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, k := range keys {
+		if ch, ok := o.waiters[k]; ok {
+			select {
+			case ch <- res:
+			default:
+			}
+			return
+		}
+	}
+	for _, k := range keys {
+		o.early[k] = res
+		o.order = append(o.order, k)
+	}
+	for len(o.order) > 512 {
+		delete(o.early, o.order[0])
+		o.order = o.order[1:]
+	}
+}

@@ -1,0 +1,295 @@
+package ucwa
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// Timings are the intervals the transport works with; tests shorten them.
+type Timings struct {
+	// BackoffMin and BackoffMax bound the exponential backoff of the event
+	// channel after transient failures.
+	BackoffMin, BackoffMax time.Duration
+	// TokenCheck is how often a session compares the clock with its token's
+	// renewal time.
+	TokenCheck time.Duration
+	// RenewAt is the fraction of a token's lifetime after which it is
+	// renewed.
+	RenewAt float64
+	// EventTimeout bounds one pending GET (the server releases it after
+	// 180 s by default).
+	EventTimeout time.Duration
+	// OperationTimeout bounds the wait for an operation's completed event
+	// (an invitation completes within about 30 s).
+	OperationTimeout time.Duration
+	// MaxPGetReplaced is how many 409 PGetReplaced in a row end the
+	// session (another instance uses the application).
+	MaxPGetReplaced int
+}
+
+// DefaultTimings are the production values.
+func DefaultTimings() Timings {
+	return Timings{
+		BackoffMin: time.Second, BackoffMax: 2 * time.Minute,
+		TokenCheck: 30 * time.Second, RenewAt: 0.8,
+		EventTimeout: 240 * time.Second, OperationTimeout: 60 * time.Second,
+		MaxPGetReplaced: 2,
+	}
+}
+
+// Option configures a Transport.
+type Option func(*Transport)
+
+// WithHTTPClient sets the HTTP client (tests pass an httptest client).
+func WithHTTPClient(hc *http.Client) Option { return func(t *Transport) { t.hc = hc } }
+
+// WithClock sets the clock used for token lifetimes.
+func WithClock(now func() time.Time) Option { return func(t *Transport) { t.now = now } }
+
+// WithTimings replaces the timings.
+func WithTimings(tm Timings) Option { return func(t *Transport) { t.timings = tm } }
+
+// Transport signs users in over UCWA. It implements sfb.Transport.
+type Transport struct {
+	cfg     sfb.Config
+	log     zerolog.Logger
+	hc      *http.Client
+	now     func() time.Time
+	timings Timings
+
+	mu sync.Mutex
+	// appsURL caches the applications URL per sign-in domain (RootURL.md:
+	// cached until 403, 502 or sign-out).
+	appsURL map[string]string
+}
+
+var _ sfb.Transport = (*Transport)(nil)
+
+// New validates cfg and builds a Transport.
+func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error) {
+	t := &Transport{cfg: cfg, log: log.With().Str("transport", "ucwa").Logger(), now: time.Now,
+		timings: DefaultTimings(), appsURL: map[string]string{}}
+	if t.cfg.UserAgent == "" {
+		t.cfg.UserAgent = "sfb-matrix-bridge"
+	}
+	if t.cfg.RequestTimeout <= 0 {
+		t.cfg.RequestTimeout = 30 * time.Second
+	}
+	if t.cfg.ActivityInterval <= 0 {
+		t.cfg.ActivityInterval = 3 * time.Minute
+	}
+	if t.cfg.ActivityInterval > 4*time.Minute {
+		return nil, &ConfigError{Msg: fmt.Sprintf("activity_interval %s is longer than the 4 minutes SfB allows", t.cfg.ActivityInterval)}
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	if t.cfg.DiscoveryURL != "" {
+		u, err := url.Parse(t.cfg.DiscoveryURL)
+		if err != nil || u.Host == "" {
+			return nil, &ConfigError{Msg: fmt.Sprintf("discovery_url %q is not an absolute URL", t.cfg.DiscoveryURL)}
+		}
+		if err := t.checkURL(u); err != nil {
+			return nil, err
+		}
+	}
+	if t.hc == nil {
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.cfg.CAFile != "" {
+			pem, err := os.ReadFile(t.cfg.CAFile)
+			if err != nil {
+				return nil, &ConfigError{Msg: fmt.Sprintf("read ca_file: %v", err)}
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s holds no PEM certificates", t.cfg.CAFile)}
+			}
+			tlsCfg.RootCAs = pool
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsCfg
+		// Never more than 20 outstanding requests per connection pool
+		// (DESIGN.md: be a good citizen of the SfB pool).
+		tr.MaxConnsPerHost = 20
+		t.hc = &http.Client{Transport: tr, CheckRedirect: t.checkRedirect}
+	}
+	return t, nil
+}
+
+// checkRedirect keeps HTTP redirects on allowed URLs.
+func (t *Transport) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("too many redirects")
+	}
+	return t.checkURL(req.URL)
+}
+
+// SignIn implements sfb.Transport.
+func (t *Transport) SignIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (sfb.Session, error) {
+	self, err := sfb.ParseURI(req.Credentials.SignInAddress)
+	if err != nil {
+		return nil, fmt.Errorf("sign in: %w", err)
+	}
+	log := t.log.With().Str("user", self.Address()).Logger()
+	c := &conn{t: t, log: log, creds: req.Credentials}
+	if req.Token != nil && req.Token.Valid(t.now(), time.Minute) {
+		c.token = *req.Token
+	} else if req.Credentials.Password == "" {
+		return nil, fmt.Errorf("sign in %s: %w", self, sfb.ErrCredentialsRequired)
+	}
+	s := newSession(t, c, self, handler)
+	if err := s.start(ctx); err != nil {
+		return nil, fmt.Errorf("sign in %s: %w", self, err)
+	}
+	return s, nil
+}
+
+// applicationsURL finds the user's UCWA applications resource, from the
+// cache or by autodiscovery.
+func (t *Transport) applicationsURL(ctx context.Context, c *conn, self sfb.URI) (string, error) {
+	domain := self.Domain()
+	t.mu.Lock()
+	cached := t.appsURL[domain]
+	t.mu.Unlock()
+	if cached != "" {
+		return cached, nil
+	}
+	apps, err := t.discover(ctx, c, self)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	t.appsURL[domain] = apps
+	t.mu.Unlock()
+	return apps, nil
+}
+
+func (t *Transport) forgetApplicationsURL(domain string) {
+	t.mu.Lock()
+	delete(t.appsURL, domain)
+	t.mu.Unlock()
+}
+
+// discover runs the autodiscovery flow of RootURL.md: internal then
+// external root, redirects within the organisation, the user link (which
+// challenges for a token), and its applications link.
+func (t *Transport) discover(ctx context.Context, c *conn, self sfb.URI) (string, error) {
+	roots := []string{
+		"https://lyncdiscoverinternal." + self.Domain() + "/autodiscover/autodiscoverservice.svc/root",
+		"https://lyncdiscover." + self.Domain() + "/autodiscover/autodiscoverservice.svc/root",
+	}
+	if t.cfg.DiscoveryURL != "" {
+		roots = []string{t.cfg.DiscoveryURL}
+	}
+	var errs []error
+	for _, root := range roots {
+		apps, err := t.discoverFrom(ctx, c, self, root)
+		if err == nil {
+			return apps, nil
+		}
+		// Bad credentials end the search; an unreachable root does not.
+		if errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired) || ctx.Err() != nil {
+			return "", err
+		}
+		c.log.Debug().Err(err).Str("root", root).Msg("Autodiscovery root failed")
+		errs = append(errs, err)
+	}
+	return "", fmt.Errorf("autodiscover %s: %w", self.Domain(), errors.Join(errs...))
+}
+
+func (t *Transport) discoverFrom(ctx context.Context, c *conn, self sfb.URI, root string) (string, error) {
+	next := root
+	userStep := false
+	for hop := 0; hop < 5; hop++ {
+		u, err := url.Parse(next)
+		if err != nil {
+			return "", fmt.Errorf("autodiscover: parse %q: %w", next, err)
+		}
+		if err := t.sameOrganisation(c.creds, u); err != nil {
+			return "", fmt.Errorf("autodiscover: %w", err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, t.cfg.RequestTimeout)
+		var doc Discovery
+		_, err = c.doJSON(rctx, request{op: "autodiscover", method: http.MethodGet, url: u.String(), noAuth: !userStep}, &doc)
+		cancel()
+		if err != nil {
+			return "", err
+		}
+		resolve := func(rel string) string {
+			h := doc.Links.Href(rel)
+			if h == "" {
+				return ""
+			}
+			ref, err := u.Parse(h)
+			if err != nil {
+				return ""
+			}
+			return ref.String()
+		}
+		switch {
+		case resolve("redirect") != "":
+			next = resolve("redirect")
+		case resolve("applications") != "":
+			return resolve("applications"), nil
+		case resolve("user") != "" && !userStep:
+			next, userStep = resolve("user"), true
+		default:
+			return "", fmt.Errorf("autodiscover %s: no redirect, user or applications link", redact(u.String()))
+		}
+	}
+	return "", fmt.Errorf("autodiscover from %s: too many redirects", redact(root))
+}
+
+// sameOrganisation allows u only when its host belongs to the registrable
+// domain of the sign-in address or of the configured discovery host
+// (RootURL.md's security check: never follow a redirect, or send a
+// password, to another organisation).
+func (t *Transport) sameOrganisation(creds sfb.Credentials, u *url.URL) error {
+	if err := t.checkURL(u); err != nil {
+		return err
+	}
+	host := strings.ToLower(u.Hostname())
+	var allowed []string
+	if _, d, ok := strings.Cut(creds.SignInAddress, "@"); ok {
+		allowed = append(allowed, strings.ToLower(d))
+	}
+	if t.cfg.DiscoveryURL != "" {
+		if du, err := url.Parse(t.cfg.DiscoveryURL); err == nil {
+			allowed = append(allowed, strings.ToLower(du.Hostname()))
+		}
+	}
+	for _, a := range allowed {
+		if host == a {
+			return nil
+		}
+		if net.ParseIP(a) != nil || net.ParseIP(host) != nil {
+			continue
+		}
+		org, err := publicsuffix.EffectiveTLDPlusOne(a)
+		if err != nil {
+			continue
+		}
+		if host == org || strings.HasSuffix(host, "."+org) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is outside the organisation (%s)", host, strings.Join(allowed, ", "))
+}
