@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 )
 
 func TestCredentialCRUD(t *testing.T) {
@@ -103,5 +105,37 @@ func TestPutCredentialValidates(t *testing.T) {
 		var n int
 		require.NoError(t, raw.QueryRow(`SELECT COUNT(*) FROM sfb_credential`).Scan(&n))
 		assert.Zero(t, n)
+	})
+}
+
+// The intended use: the caller seals with the login ID as associated data,
+// so a sealed password copied into another login's row does not open.
+func TestSealedCredentialIsBoundToItsRow(t *testing.T) {
+	upgraded(t, func(t *testing.T, raw *sql.DB, db *DB) {
+		ctx := context.Background()
+		key, err := secret.GenerateKey()
+		require.NoError(t, err)
+		box, err := secret.NewBox(key)
+		require.NoError(t, err)
+		sealed, err := box.Seal([]byte("hunter2"), []byte("alice@contoso.com"))
+		require.NoError(t, err)
+		require.NoError(t, db.PutCredential(ctx, Credential{LoginID: "alice@contoso.com", SignInAddress: "alice@contoso.com", Password: sealed}))
+		require.NoError(t, db.PutCredential(ctx, Credential{LoginID: "mallory@contoso.com", SignInAddress: "mallory@contoso.com"}))
+
+		_, err = raw.Exec(`UPDATE sfb_credential SET password = (SELECT password FROM sfb_credential WHERE login_id = $1) WHERE login_id = $2`,
+			"alice@contoso.com", "mallory@contoso.com")
+		require.NoError(t, err)
+
+		alice, err := db.GetCredential(ctx, "alice@contoso.com")
+		require.NoError(t, err)
+		plain, err := box.Open(alice.Password, []byte(alice.LoginID))
+		require.NoError(t, err)
+		assert.Equal(t, "hunter2", string(plain))
+
+		mallory, err := db.GetCredential(ctx, "mallory@contoso.com")
+		require.NoError(t, err)
+		require.Equal(t, alice.Password, mallory.Password, "copy did not happen")
+		_, err = box.Open(mallory.Password, []byte(mallory.LoginID))
+		assert.ErrorIs(t, err, secret.ErrOpen)
 	})
 }

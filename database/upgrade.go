@@ -114,7 +114,8 @@ func (db *DB) Downgrade(ctx context.Context, version uint) error {
 }
 
 // Version returns the schema version (0 before the first migration) and
-// whether a migration failed half-way.
+// whether a migration failed half-way. On PostgreSQL it waits, like
+// Upgrade, while another process holds the migration lock.
 func (db *DB) Version(ctx context.Context) (version uint, dirty bool, err error) {
 	err = db.withMigrate(ctx, func(m *migrate.Migrate) error {
 		var err error
@@ -136,6 +137,9 @@ func dirtyError(version uint) error {
 func (db *DB) withMigrate(ctx context.Context, fn func(*migrate.Migrate) error) error {
 	db.upgradeMu.Lock()
 	defer db.upgradeMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("migrations not started: %w", err)
+	}
 
 	src, err := iofs.New(migrations, "migrations/"+string(db.dialect))
 	if err != nil {
