@@ -1,0 +1,254 @@
+package sim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// The control API under /sim/v1/ offers the Go API over HTTP (JSON) for
+// the demo, load tests and manual tests. It has no authentication: the
+// simulator listens on loopback.
+
+type controlMessage struct {
+	To   string `json:"to"`
+	Text string `json:"text"`
+	HTML string `json:"html"`
+}
+
+type controlTyping struct {
+	To     string `json:"to"`
+	Typing bool   `json:"typing"`
+}
+
+type controlReceived struct {
+	From     string    `json:"from"`
+	Text     string    `json:"text"`
+	HTML     string    `json:"html,omitempty"`
+	Time     time.Time `json:"time"`
+	ThreadID string    `json:"thread_id,omitempty"`
+}
+
+type controlUser struct {
+	URI         string `json:"uri"`
+	DisplayName string `json:"display_name"`
+	Password    string `json:"password"`
+}
+
+type controlFault struct {
+	User              string `json:"user"`
+	Count             int    `json:"count"`
+	Status            int    `json:"status"`
+	RetryAfterSeconds int    `json:"retry_after_seconds"`
+	LatencyMS         int    `json:"latency_ms"`
+	Reject            *bool  `json:"reject"`
+}
+
+func ctlError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, obj{"error": err.Error()})
+}
+
+func ctlDecode(w http.ResponseWriter, r *http.Request, v any) bool {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err == nil {
+		err = json.Unmarshal(data, v)
+	}
+	if err != nil {
+		ctlError(w, http.StatusBadRequest, fmt.Errorf("decode request body: %w", err))
+		return false
+	}
+	return true
+}
+
+// ctlUser parses a user address from the path or body and checks it exists.
+func (s *Server) ctlUser(w http.ResponseWriter, raw string) (sfb.URI, bool) {
+	uri, err := sfb.ParseURI(raw)
+	if err != nil {
+		ctlError(w, http.StatusBadRequest, err)
+		return "", false
+	}
+	s.mu.Lock()
+	ok := s.users[uri] != nil
+	s.mu.Unlock()
+	if !ok {
+		ctlError(w, http.StatusNotFound, fmt.Errorf("user %s: %w", uri, sfb.ErrNotFound))
+		return "", false
+	}
+	return uri, true
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, sfb.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, sfb.ErrUnsupported):
+		return http.StatusBadRequest
+	}
+	return http.StatusBadRequest
+}
+
+func (s *Server) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /sim/v1/info", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, obj{"discovery_url": s.DiscoveryURL(), "users": s.Users()})
+	})
+	mux.HandleFunc("POST /sim/v1/users", func(w http.ResponseWriter, r *http.Request) {
+		var u controlUser
+		if !ctlDecode(w, r, &u) {
+			return
+		}
+		if err := s.AddUser(User{URI: sfb.URI(u.URI), DisplayName: u.DisplayName, Password: u.Password}); err != nil {
+			ctlError(w, http.StatusBadRequest, err)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	})
+	mux.HandleFunc("POST /sim/v1/users/{address}/messages", func(w http.ResponseWriter, r *http.Request) {
+		from, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		var m controlMessage
+		if !ctlDecode(w, r, &m) {
+			return
+		}
+		to, err := sfb.ParseURI(m.To)
+		if err != nil {
+			ctlError(w, http.StatusBadRequest, fmt.Errorf("to: %w", err))
+			return
+		}
+		if err := s.SendMessage(r.Context(), from, to, sfb.Message{Text: m.Text, HTML: m.HTML}); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/users/{address}/typing", func(w http.ResponseWriter, r *http.Request) {
+		from, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		var t controlTyping
+		if !ctlDecode(w, r, &t) {
+			return
+		}
+		to, err := sfb.ParseURI(t.To)
+		if err != nil {
+			ctlError(w, http.StatusBadRequest, fmt.Errorf("to: %w", err))
+			return
+		}
+		if err := s.SetTyping(r.Context(), from, to, t.Typing); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /sim/v1/users/{address}/typing", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		from, err := sfb.ParseURI(r.URL.Query().Get("from"))
+		if err != nil {
+			ctlError(w, http.StatusBadRequest, fmt.Errorf("from: %w", err))
+			return
+		}
+		writeJSON(w, http.StatusOK, obj{"typing": s.Typing(uri, from)})
+	})
+	mux.HandleFunc("GET /sim/v1/users/{address}/received", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		out := []controlReceived{}
+		for _, m := range s.Received(uri) {
+			out = append(out, controlReceived{From: string(m.From), Text: m.Message.Text, HTML: m.Message.HTML, Time: m.Time, ThreadID: m.ThreadID})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /sim/v1/users/{address}/applications", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		writeJSON(w, http.StatusOK, obj{"count": s.Applications(uri)})
+	})
+	mux.HandleFunc("DELETE /sim/v1/users/{address}/applications", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		s.DeleteApplications(uri)
+		w.WriteHeader(http.StatusNoContent)
+	})
+
+	// Faults that act on one user: {"user": "sip:..."}.
+	perUser := map[string]func(sfb.URI){
+		"drop-event-channel":   s.DropEventChannel,
+		"expire-tokens":        s.ExpireTokens,
+		"resume":               s.ForceResume,
+		"resync":               s.ForceResync,
+		"expire-conversations": s.ExpireConversations,
+		"delete-applications":  s.DeleteApplications,
+	}
+	for name, f := range perUser {
+		mux.HandleFunc("POST /sim/v1/faults/"+name, func(w http.ResponseWriter, r *http.Request) {
+			var req controlFault
+			if !ctlDecode(w, r, &req) {
+				return
+			}
+			uri, ok := s.ctlUser(w, req.User)
+			if !ok {
+				return
+			}
+			f(uri)
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	mux.HandleFunc("POST /sim/v1/faults/reject-messages", func(w http.ResponseWriter, r *http.Request) {
+		var req controlFault
+		if !ctlDecode(w, r, &req) {
+			return
+		}
+		uri, ok := s.ctlUser(w, req.User)
+		if !ok {
+			return
+		}
+		_ = s.RejectMessages(uri, req.Reject == nil || *req.Reject)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/faults/fail-requests", func(w http.ResponseWriter, r *http.Request) {
+		var req controlFault
+		if !ctlDecode(w, r, &req) {
+			return
+		}
+		if req.Status < 400 || req.Status > 599 || req.Count < 0 {
+			ctlError(w, http.StatusBadRequest, errors.New("want count >= 0 and an HTTP error status (400-599)"))
+			return
+		}
+		s.FailRequestsRetryAfter(req.Count, req.Status, time.Duration(max(1, req.RetryAfterSeconds))*time.Second)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/faults/latency", func(w http.ResponseWriter, r *http.Request) {
+		var req controlFault
+		if !ctlDecode(w, r, &req) {
+			return
+		}
+		if req.LatencyMS < 0 {
+			ctlError(w, http.StatusBadRequest, errors.New("latency_ms must not be negative"))
+			return
+		}
+		s.SetLatency(time.Duration(req.LatencyMS) * time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/sweep", func(w http.ResponseWriter, r *http.Request) {
+		s.Sweep()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}

@@ -1,0 +1,502 @@
+package sim
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"strconv"
+	"time"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// app is one UCWA application of a user.
+type app struct {
+	id                                         string
+	user                                       *user
+	endpointID, userAgent, culture, instanceID string
+	putGUID, meetingID                         string
+	lastActive                                 time.Time
+	available                                  bool
+	formats                                    []string
+	ec                                         eventChannel
+	convs                                      map[string]*convView
+	invs                                       map[string]*invitation
+	removed                                    bool
+}
+
+func (a *app) views() []*convView {
+	out := make([]*convView, 0, len(a.convs))
+	for _, v := range a.convs {
+		out = append(out, v)
+	}
+	return out
+}
+
+// dialog is a 1:1 IM session between two users, whatever endpoints they
+// use. Each side is either bound to one UCWA application (a convView) or
+// to the user's simulated native client.
+type dialog struct {
+	key                           pairKey
+	threadID, subject, importance string
+	parties                       [2]party // [0] invited [1]
+	state                         dialogState
+	created, lastActivity         time.Time
+	offeredAt                     time.Time
+	connected                     chan struct{}
+	// first is the message carried by the invitation; queued are further
+	// messages of a native inviter sent before the invitation was accepted.
+	first  *sfb.Message
+	queued []sfb.Message
+}
+
+type dialogState int8
+
+const (
+	dialogOffering dialogState = iota
+	dialogConnected
+	dialogEnded
+)
+
+type party struct {
+	uri  sfb.URI
+	name string
+	// view is the application taking part, nil for the native client.
+	view *convView
+	// offers are the incoming invitations to the target's applications
+	// while the dialog is offered (the server forks to all of them).
+	offers      []*convView
+	typingUntil time.Time
+}
+
+type pairKey struct{ a, b sfb.URI }
+
+func keyOf(x, y sfb.URI) pairKey {
+	if x > y {
+		x, y = y, x
+	}
+	return pairKey{x, y}
+}
+
+func (d *dialog) sideOf(u sfb.URI) int {
+	if d.parties[0].uri == u {
+		return 0
+	}
+	return 1
+}
+
+// convView is a dialog as one application sees it: a conversation
+// resource with its own ID.
+type convView struct {
+	id      string
+	app     *app
+	d       *dialog
+	side    int
+	inv     *invitation
+	state   string // Incoming, Connecting, Connected, Disconnected
+	nextMsg int
+	msgs    map[int]*msgRecord
+}
+
+type invitation struct {
+	id, direction, operationID, state string
+	first                             *sfb.Message
+	view                              *convView
+}
+
+type msgRecord struct {
+	id          int
+	direction   string
+	operationID string
+	msg         sfb.Message
+	at          time.Time
+	status      string
+}
+
+var (
+	reasonIdle     = reason{"Informational", "Timeout", "The conversation ended after being idle."}
+	reasonResumed  = reason{"Informational", "Timeout", "The conversation was ended while the application was inactive."}
+	reasonEnded    = reason{"Informational", "", "The remote participant left the conversation."}
+	reasonAppGone  = reason{"Informational", "", "The application was removed."}
+	reasonDeclined = reason{"RemoteFailure", "Declined", "The invitation was declined."}
+	reasonNotFound = reason{"NotFound", "DestinationNotFound", "The targeted user doesn't exist."}
+	reasonElse     = reason{"Conflict", "ConnectedElsewhere", "The invitation was accepted on another endpoint."}
+)
+
+func (s *Server) nextID() string {
+	s.seq++
+	return strconv.FormatUint(s.seq, 36) + randomHex(2)
+}
+
+func newThreadID() string {
+	b := make([]byte, 22)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func (s *Server) newDialog(from, to *user, subject, threadID string) *dialog {
+	k := keyOf(from.uri, to.uri)
+	if old := s.dialogs[k]; old != nil {
+		s.endDialog(old, reasonEnded, nil)
+	}
+	now := s.now()
+	if threadID == "" {
+		threadID = newThreadID()
+	}
+	d := &dialog{
+		key: k, threadID: threadID, subject: subject, importance: "Normal",
+		parties:   [2]party{{uri: from.uri, name: from.name}, {uri: to.uri, name: to.name}},
+		created:   now,
+		offeredAt: now, lastActivity: now,
+		connected: make(chan struct{}),
+	}
+	s.dialogs[k] = d
+	return d
+}
+
+func (s *Server) newView(a *app, d *dialog, side int, state string) *convView {
+	v := &convView{id: randomHex(4), app: a, d: d, side: side, state: state, msgs: make(map[int]*msgRecord), nextMsg: 1}
+	for a.convs[v.id] != nil {
+		v.id = randomHex(4)
+	}
+	a.convs[v.id] = v
+	return v
+}
+
+func (s *Server) newInvitation(v *convView, direction, opID string, first *sfb.Message) *invitation {
+	inv := &invitation{id: randomHex(16), direction: direction, operationID: opID, state: "Connecting", first: first, view: v}
+	v.inv = inv
+	v.app.invs[inv.id] = inv
+	return inv
+}
+
+// Event helpers: sender blocks as in the transcripts.
+
+func (s *Server) emitComm(v *convView, body obj) {
+	s.emit(v.app, "communication", v.app.base()+"/communication", prioHigh, body)
+}
+
+func (s *Server) emitConv(v *convView, body obj) {
+	s.emit(v.app, "conversation", v.href(), prioHigh, body)
+}
+
+func (s *Server) emitInvitation(v *convView, typ string, status string, r *reason) {
+	inv := v.inv
+	e := ev("messagingInvitation", v.app.base()+"/communication/messagingInvitations/"+inv.id, "", typ, s.invitation(inv))
+	if status != "" {
+		e["status"] = status
+	}
+	if r != nil {
+		e["reason"] = r.body()
+	}
+	s.emitComm(v, e)
+}
+
+// startFromApp is startMessaging: the application's user invites to.
+func (s *Server) startFromApp(a *app, to *user, first *sfb.Message, opID, subject, threadID string) *invitation {
+	d := s.newDialog(a.user, to, subject, threadID)
+	d.first = first
+	v := s.newView(a, d, 0, "Connecting")
+	d.parties[0].view = v
+	inv := s.newInvitation(v, "Outgoing", opID, first)
+	s.emitInvitation(v, "started", "", nil)
+	s.emitComm(v, ev("conversation", v.href(), "", "added", v.conversation(s)))
+	s.emitConv(v, ev("localParticipant", v.participantHref(a.user.uri), a.user.name, "added", v.localParticipant()))
+	s.emitConv(v, ev("messaging", v.href()+"/messaging", "", "updated", v.messaging()))
+	s.offer(d)
+	return inv
+}
+
+// nativeSend sends from a native client: in the active dialog, or by
+// inviting.
+func (s *Server) nativeSend(from, to sfb.URI, msg sfb.Message) error {
+	d := s.dialogs[keyOf(from, to)]
+	if d != nil && d.state != dialogEnded {
+		side := d.sideOf(from)
+		if d.state == dialogOffering {
+			if side == 0 {
+				d.queued = append(d.queued, msg)
+				return nil
+			}
+			// The invited user answers from the native client: that
+			// accepts the invitation there.
+			s.connect(d, nil)
+		}
+		return s.deliver(d, side, msg)
+	}
+	fu, tu := s.users[from], s.users[to]
+	d = s.newDialog(fu, tu, "", "")
+	m := msg
+	d.first = &m
+	s.offer(d)
+	return nil
+}
+
+// offer invites the target: to every available application, else to the
+// native client, which accepts at once.
+func (s *Server) offer(d *dialog) {
+	target := s.users[d.parties[1].uri]
+	if target.st != nil && target.st.rejectMessages {
+		s.failDialog(d, reasonDeclined)
+		return
+	}
+	var avail []*app
+	if target.st != nil {
+		for _, a := range target.st.apps {
+			if a.available && a != d.parties[0].viewApp() {
+				avail = append(avail, a)
+			}
+		}
+	}
+	if len(avail) == 0 {
+		s.connect(d, nil)
+		return
+	}
+	from := d.parties[0]
+	for _, a := range avail {
+		v := s.newView(a, d, 1, "Incoming")
+		d.parties[1].offers = append(d.parties[1].offers, v)
+		s.newInvitation(v, "Incoming", "", d.first)
+		s.emitInvitation(v, "started", "", nil)
+		s.emitComm(v, ev("conversation", v.href(), "", "added", v.conversation(s)))
+		s.emitConv(v, ev("localParticipant", v.participantHref(target.uri), target.name, "added", v.localParticipant()))
+		s.emitConv(v, ev("participant", v.participantHref(from.uri), from.name, "added", nil))
+	}
+}
+
+func (p party) viewApp() *app {
+	if p.view == nil {
+		return nil
+	}
+	return p.view.app
+}
+
+// connect completes the invitation: accepted by view (an offered
+// application) or, when view is nil, by the target's native client.
+func (s *Server) connect(d *dialog, accepted *convView) {
+	d.state = dialogConnected
+	close(d.connected)
+	now := s.now()
+	d.lastActivity = now
+	t := &d.parties[1]
+	for _, o := range t.offers {
+		if o != accepted {
+			s.closeView(o, "Failure", &reasonElse)
+		}
+	}
+	t.offers = nil
+	t.view = accepted
+	for side := range d.parties {
+		v := d.parties[side].view
+		if v == nil {
+			continue
+		}
+		v.state = "Connected"
+		v.inv.state = "Connected"
+		peer := d.parties[1-side]
+		me := d.parties[side]
+		s.emitConv(v, ev("messaging", v.href()+"/messaging", "", "updated", v.messaging()))
+		s.emitComm(v, ev("conversation", v.href(), "", "updated", v.conversation(s)))
+		if side == 0 {
+			s.emitConv(v, ev("participant", v.participantHref(peer.uri), peer.name, "added", nil))
+		}
+		pm := ev("participantMessaging", v.participantHref(peer.uri)+"/messaging", "", "added", nil)
+		pm["in"] = titled(v.participantHref(peer.uri), peer.name)
+		pm["in"].(obj)["rel"] = "participant"
+		s.emitConv(v, pm)
+		lm := ev("participantMessaging", v.participantHref(me.uri)+"/messaging", "", "added", v.participantMessaging(me))
+		lm["in"] = obj{"rel": "localParticipant", "href": v.participantHref(me.uri), "title": me.name}
+		s.emitConv(v, lm)
+		s.emitInvitation(v, "completed", "Success", nil)
+	}
+	if d.first != nil {
+		s.record(d, 0, *d.first)
+	}
+	queued := d.queued
+	d.queued = nil
+	for _, m := range queued {
+		_ = s.deliver(d, 0, m)
+	}
+}
+
+// errRejected is a delivery refused by the RejectMessages fault.
+type deliveryError struct{ r reason }
+
+func (e deliveryError) Error() string { return "delivery failed: " + e.r.message }
+
+// deliver carries a message of side fromSide to the other side.
+func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message) error {
+	d.lastActivity = s.now()
+	if !d.parties[fromSide].typingUntil.IsZero() {
+		s.setTyping(d, fromSide, false)
+	}
+	to := 1 - fromSide
+	tu := s.users[d.parties[to].uri]
+	if tu.st != nil && tu.st.rejectMessages {
+		return deliveryError{reason{"RemoteFailure", "NotAcceptable", "The recipient did not accept the message."}}
+	}
+	if v := d.parties[to].view; v != nil {
+		m := &msgRecord{id: v.nextMsg, direction: "Incoming", msg: msg, at: s.now(), status: "Success"}
+		v.nextMsg++
+		v.msgs[m.id] = m
+		e := ev("message", v.href()+"/messaging/messages/"+strconv.Itoa(m.id), "", "completed", v.message(s, m))
+		e["status"] = "Success"
+		s.emitConv(v, e)
+	}
+	s.record(d, fromSide, msg)
+	return nil
+}
+
+// record notes a delivery for Received and lets the colleague answer.
+func (s *Server) record(d *dialog, fromSide int, msg sfb.Message) {
+	from, to := d.parties[fromSide].uri, d.parties[1-fromSide].uri
+	u := s.users[to]
+	st := u.state()
+	st.received = append(st.received, Received{From: from, Message: msg, Time: s.now(), ThreadID: d.threadID})
+	if n := len(st.received) - s.opts.ReceivedLimit; n > 0 {
+		st.received = append(st.received[:0:0], st.received[n:]...)
+	}
+	if to == s.opts.Colleague && from != to && d.parties[1-fromSide].view == nil {
+		s.colleagueReply(from, msg)
+	}
+}
+
+// setTyping shows or hides side as typing to the other side. The peer's
+// application sees typingParticipants added/deleted events, only on change.
+func (s *Server) setTyping(d *dialog, side int, on bool) {
+	p := &d.parties[side]
+	shown := !p.typingUntil.IsZero()
+	if on {
+		p.typingUntil = s.now().Add(s.opts.TypingTimeout)
+	} else {
+		p.typingUntil = time.Time{}
+	}
+	if shown == on {
+		return
+	}
+	v := d.parties[1-side].view
+	if v == nil || v.state != "Connected" {
+		return
+	}
+	typ := "deleted"
+	if on {
+		typ = "added"
+	}
+	e := ev("participant", v.participantHref(p.uri), p.name, typ, nil)
+	e["in"] = obj{"rel": "typingParticipants", "href": v.href() + "/messaging/typingParticipants"}
+	s.emitConv(v, e)
+}
+
+// closeView ends one application's view of a dialog: its invitation
+// completes (when still open), messaging disconnects, the conversation is
+// deleted.
+func (s *Server) closeView(v *convView, invStatus string, r *reason) {
+	if v.inv != nil && v.inv.state == "Connecting" {
+		v.inv.state = "Failed"
+		s.emitInvitation(v, "completed", invStatus, r)
+	}
+	v.state = "Disconnected"
+	s.emitConv(v, ev("messaging", v.href()+"/messaging", "", "updated", v.messaging()))
+	e := ev("conversation", v.href(), "", "deleted", nil)
+	if r != nil && invStatus == "" {
+		e["reason"] = r.body()
+	}
+	s.emitComm(v, e)
+	delete(v.app.convs, v.id)
+	if v.inv != nil {
+		delete(v.app.invs, v.inv.id)
+	}
+}
+
+// endDialog ends a dialog for both sides; skip is a view that gets no
+// events (its application is being reset).
+func (s *Server) endDialog(d *dialog, r reason, skip *convView) {
+	if d.state == dialogEnded {
+		return
+	}
+	offering := d.state == dialogOffering
+	d.state = dialogEnded
+	for side := range d.parties {
+		p := &d.parties[side]
+		p.typingUntil = time.Time{}
+		for _, v := range append(p.offers, p.view) {
+			if v == nil {
+				continue
+			}
+			if v == skip {
+				delete(v.app.convs, v.id)
+				if v.inv != nil {
+					delete(v.app.invs, v.inv.id)
+				}
+				continue
+			}
+			status := ""
+			if offering {
+				status = "Failure"
+			}
+			rr := r
+			s.closeView(v, status, &rr)
+		}
+		p.offers, p.view = nil, nil
+	}
+	if s.dialogs[d.key] == d {
+		delete(s.dialogs, d.key)
+	}
+}
+
+// failDialog fails an offered dialog: the inviter's invitation completes
+// with Failure and r.
+func (s *Server) failDialog(d *dialog, r reason) {
+	d.state = dialogEnded
+	for side := range d.parties {
+		p := &d.parties[side]
+		for _, v := range append(p.offers, p.view) {
+			if v != nil {
+				rr := r
+				s.closeView(v, "Failure", &rr)
+			}
+		}
+		p.offers, p.view = nil, nil
+	}
+	if s.dialogs[d.key] == d {
+		delete(s.dialogs, d.key)
+	}
+}
+
+// removeApp deletes an application: its dialogs end, its pending GET is
+// answered with g, and later requests get g.
+func (s *Server) removeApp(a *app, g goneApp) {
+	if a.removed {
+		return
+	}
+	for _, v := range a.views() {
+		d := v.d
+		p := &d.parties[v.side]
+		if d.state == dialogOffering && v.side == 1 {
+			// Only this fork of the invitation goes away.
+			for i, o := range p.offers {
+				if o == v {
+					p.offers = append(p.offers[:i:i], p.offers[i+1:]...)
+					break
+				}
+			}
+			delete(a.convs, v.id)
+			if len(p.offers) == 0 {
+				s.failDialog(d, reason{"RemoteFailure", "Unreachable", "The target is not reachable."})
+			}
+			continue
+		}
+		s.endDialog(d, reasonAppGone, v)
+	}
+	a.removed = true
+	a.ec.end(waitGone, g)
+	g.at = s.now()
+	s.gone[a.id] = g
+	delete(s.apps, a.id)
+	st := a.user.state()
+	for i, x := range st.apps {
+		if x == a {
+			st.apps = append(st.apps[:i:i], st.apps[i+1:]...)
+			break
+		}
+	}
+}

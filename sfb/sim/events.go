@@ -1,0 +1,332 @@
+package sim
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// priority is the reference's aggregation class of an event: high (and
+// real-time) events release a pending GET at once, medium ones are held
+// for Options.EventAggregation to be batched with others.
+type priority int8
+
+const (
+	prioMedium priority = iota
+	prioHigh
+)
+
+// event is one entry of an events response, rendered when it happened so
+// that embedded resources show the state of that moment.
+type event struct {
+	senderRel, senderHref string
+	body                  obj
+	prio                  priority
+	at                    time.Time
+}
+
+// eventChannel is the P-GET state of one application. Batch N is the
+// answer to "events?ack=N"; asking for N acknowledges every batch before
+// it. The last batch stays retained until acknowledged so that a repeated
+// GET (after a lost response) gets the same events again.
+type eventChannel struct {
+	pending []event
+	// acked: every batch below it is acknowledged (starts at 1).
+	acked int
+	// issued is the highest batch number answered; last is its body.
+	issued int
+	last   []byte
+	waiter *waiter
+
+	dropNext    bool
+	forceResume bool
+	forceResync bool
+}
+
+// waiter is a pending GET. final, set under the server lock before notify,
+// tells it to stop waiting for events.
+type waiter struct {
+	ch       chan struct{}
+	priority int
+	final    waitEnd
+	gone     goneApp
+}
+
+type waitEnd int8
+
+const (
+	waitEvents waitEnd = iota
+	waitReplaced
+	waitDropped
+	waitGone
+)
+
+func (ec *eventChannel) notify() {
+	if ec.waiter != nil {
+		select {
+		case ec.waiter.ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (ec *eventChannel) end(how waitEnd, g goneApp) {
+	if w := ec.waiter; w != nil {
+		w.final, w.gone = how, g
+		ec.waiter = nil
+		select {
+		case w.ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (ec *eventChannel) drop() {
+	if ec.waiter != nil {
+		ec.end(waitDropped, goneApp{})
+		return
+	}
+	ec.dropNext = true
+}
+
+// releaseAt is when the pending events should be sent: now for high
+// priority ones, after the aggregation delay for medium ones, never (zero)
+// without events.
+func (ec *eventChannel) releaseAt(agg time.Duration) time.Time {
+	var at time.Time
+	for _, e := range ec.pending {
+		if e.prio == prioHigh || ec.forceResync {
+			return e.at
+		}
+		if t := e.at.Add(agg); at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	if ec.forceResync {
+		return time.Unix(1, 0)
+	}
+	return at
+}
+
+// emit queues an event for the application and wakes its pending GET.
+func (s *Server) emit(a *app, senderRel, senderHref string, prio priority, body obj) {
+	if a.removed {
+		return
+	}
+	a.ec.pending = append(a.ec.pending, event{senderRel: senderRel, senderHref: senderHref, body: body, prio: prio, at: s.now()})
+	a.ec.notify()
+}
+
+func (a *app) eventsHref(ack int) string {
+	return a.base() + "/events?ack=" + strconv.Itoa(ack)
+}
+
+// batch renders the pending events as batch n and retains it.
+func (s *Server) batch(a *app, n int) []byte {
+	ec := &a.ec
+	links := obj{"self": link(a.eventsHref(n))}
+	if ec.forceResume {
+		links["resume"] = link(a.eventsHref(n + 1))
+		ec.forceResume = false
+	} else {
+		links["next"] = link(a.eventsHref(n + 1))
+	}
+	body := obj{"_links": links}
+	var senders []any
+	var cur obj
+	var curEvents []any
+	flush := func() {
+		if cur != nil {
+			cur["events"] = curEvents
+			senders = append(senders, cur)
+		}
+	}
+	for _, e := range ec.pending {
+		if cur == nil || cur["rel"] != e.senderRel || cur["href"] != e.senderHref {
+			flush()
+			cur, curEvents = obj{"rel": e.senderRel, "href": e.senderHref}, nil
+		}
+		curEvents = append(curEvents, e.body)
+	}
+	flush()
+	if len(senders) > 0 {
+		body["sender"] = senders
+	}
+	ec.pending = nil
+	ec.issued = n
+	ec.last = mustJSON(body)
+	return ec.last
+}
+
+func (s *Server) resyncBody(a *app) []byte {
+	return mustJSON(obj{"_links": obj{
+		"self":   link(a.eventsHref(a.ec.acked)),
+		"resync": link(a.eventsHref(a.ec.acked)),
+	}})
+}
+
+// handleEvents is the pending GET.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
+	q := r.URL.Query()
+	ack, err := strconv.Atoi(q.Get("ack"))
+	if err != nil {
+		ack = -1
+	}
+	prio, _ := strconv.Atoi(q.Get("priority"))
+
+	s.mu.Lock()
+	ec := &a.ec
+	now := s.now()
+	a.lastActive = now
+	if ec.dropNext {
+		ec.dropNext = false
+		s.mu.Unlock()
+		panic(http.ErrAbortHandler)
+	}
+	switch {
+	case ec.forceResync || ack < ec.acked || ack > ec.issued+1:
+		// An ack the server cannot serve (or a forced resync): only a
+		// resync link to the first unacknowledged batch.
+		ec.forceResync = false
+		body := s.resyncBody(a)
+		s.mu.Unlock()
+		writeRaw(w, http.StatusOK, body)
+		return
+	case ack == ec.issued && ec.last != nil:
+		// The client did not get the last answer: the same batch again.
+		body := ec.last
+		s.mu.Unlock()
+		writeRaw(w, http.StatusOK, body)
+		return
+	}
+	// ack == issued+1: everything before is acknowledged.
+	ec.acked = ack
+	ec.last = nil
+	if at := ec.releaseAt(s.opts.EventAggregation); !at.IsZero() && !at.After(now) {
+		if old := ec.waiter; old != nil {
+			ec.end(waitReplaced, goneApp{})
+		}
+		body := s.batch(a, ack)
+		s.mu.Unlock()
+		writeRaw(w, http.StatusOK, body)
+		return
+	}
+	if old := ec.waiter; old != nil {
+		if prio < old.priority {
+			s.mu.Unlock()
+			writeError(w, http.StatusConflict, "Conflict", "PGetReplaced", "A pending GET with a higher priority is in progress.")
+			return
+		}
+		ec.end(waitReplaced, goneApp{})
+	}
+	wt := &waiter{ch: make(chan struct{}, 1), priority: prio}
+	ec.waiter = wt
+	s.mu.Unlock()
+
+	deadline := time.NewTimer(s.opts.EventWait)
+	defer deadline.Stop()
+	var agg *time.Timer
+	defer func() {
+		if agg != nil {
+			agg.Stop()
+		}
+	}()
+	var aggC <-chan time.Time
+	// answer builds the batch when this GET is still the pending one.
+	answer := func(force bool) (body []byte, done bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch wt.final {
+		case waitReplaced:
+			return nil, true
+		case waitDropped, waitGone:
+			return nil, true
+		}
+		if ec.waiter != wt {
+			return nil, true
+		}
+		now := s.now()
+		if ec.forceResync {
+			ec.forceResync = false
+			ec.waiter = nil
+			a.lastActive = now
+			return s.resyncBody(a), true
+		}
+		at := ec.releaseAt(s.opts.EventAggregation)
+		if force || (!at.IsZero() && !at.After(now)) {
+			ec.waiter = nil
+			a.lastActive = now
+			return s.batch(a, ack), true
+		}
+		if !at.IsZero() {
+			if agg != nil {
+				agg.Stop()
+			}
+			agg = time.NewTimer(at.Sub(now))
+			aggC = agg.C
+		}
+		return nil, false
+	}
+	finish := func(body []byte) {
+		switch wt.final {
+		case waitReplaced:
+			writeError(w, http.StatusConflict, "Conflict", "PGetReplaced", "The pending GET was replaced by a newer one.")
+		case waitDropped:
+			panic(http.ErrAbortHandler)
+		case waitGone:
+			writeError(w, wt.gone.status, wt.gone.code, wt.gone.subcode, goneMessage(wt.gone))
+		default:
+			if body != nil {
+				writeRaw(w, http.StatusOK, body)
+			}
+		}
+	}
+	// Events may have arrived while the lock was released.
+	if body, done := answer(false); done {
+		finish(body)
+		return
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			s.leave(a, wt)
+			return
+		case <-s.ctx.Done():
+			s.leave(a, wt)
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "", "The server is shutting down.")
+			return
+		case <-wt.ch:
+		case <-aggC:
+			aggC = nil
+		case <-deadline.C:
+			body, _ := answer(true)
+			finish(body)
+			return
+		}
+		if body, done := answer(false); done {
+			finish(body)
+			return
+		}
+	}
+}
+
+// leave forgets a pending GET whose client went away; its events stay
+// queued for the next one.
+func (s *Server) leave(a *app, wt *waiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.ec.waiter == wt {
+		a.ec.waiter = nil
+		a.lastActive = s.now()
+	}
+}
+
+func goneMessage(g goneApp) string {
+	switch g.subcode {
+	case "InactiveApplicationExpired":
+		return "The application expired because it was inactive."
+	case "ApplicationNotFound":
+		return "The application resource does not exist."
+	}
+	return "The application is gone."
+}
