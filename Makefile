@@ -20,7 +20,7 @@ RACE      ?= -race
 TESTTIMEOUT ?= 20m
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres clean
+.PHONY: all build demo demo-check test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres clean
 
 all: build
 
@@ -39,6 +39,11 @@ postgres:
 demo: build synapse-venv
 	SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" $(BIN)/sfb-demo -bridge $(BIN)/sfb-matrix-bridge $(DEMOFLAGS)
 
+# The demo's scripted mode: one round trip through Synapse, the bridge and
+# the simulator, on SQLite; fails when the round trip does.
+demo-check: build synapse-venv
+	SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" $(BIN)/sfb-demo -once -port 0 -bridge $(BIN)/sfb-matrix-bridge
+
 vet:
 	$(GO) vet $(GOFLAGS_T) ./...
 
@@ -51,7 +56,7 @@ unit: synapse-venv postgres
 fuzz:
 	GO=$(GO) GOTAGS=$(TAGS) bash scripts/fuzz.sh $(FUZZTIME)
 
-test: vet unit fuzz
+test: vet unit demo-check fuzz
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go') 2>&1)"; \
