@@ -1,0 +1,467 @@
+// Command sfb-demo shows the bridge working end to end on one machine, with
+// nothing but loopback: a throwaway Synapse, the Skype for Business
+// simulator with a scripted colleague, and the bridge (on SQLite). It
+// registers a Matrix user "demo", signs it in to SfB through the bridge's
+// provisioning API (as a migration portal would), and prints the
+// conversation as it crosses the bridge in both directions.
+//
+// Log in with any Matrix client at the printed address to chat with the
+// colleague yourself; -once runs a scripted round trip instead and exits
+// non-zero if it failed.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+)
+
+const (
+	demoSfB      = sfb.URI("sip:demo@contoso.com")
+	colleagueSfB = sfb.URI("sip:colleague@contoso.com")
+	matrixReply  = "Hello from Matrix! This reply went through the bridge."
+)
+
+func main() {
+	os.Exit(run())
+}
+
+type options struct {
+	bridgeBin string
+	port      int
+	once      bool
+	duration  time.Duration
+	dir       string
+}
+
+func run() int {
+	var opts options
+	flag.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge from the working directory)")
+	flag.IntVar(&opts.port, "port", 8008, "loopback port for the homeserver's client API (0: any free port)")
+	flag.BoolVar(&opts.once, "once", false, "scripted run: one round trip SfB -> Matrix -> SfB -> Matrix, then exit (non-zero on failure)")
+	flag.DurationVar(&opts.duration, "duration", 0, "stop after this long (default: until Ctrl-C; with -once: 5m deadline)")
+	flag.StringVar(&opts.dir, "dir", "", "keep configuration, databases and logs here (default: a temporary directory, removed at exit)")
+	flag.Parse()
+	if opts.once && opts.duration == 0 {
+		opts.duration = 5 * time.Minute
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if opts.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.duration)
+		defer cancel()
+	}
+	out := &printer{w: os.Stdout, start: time.Now()}
+	if err := demo(ctx, opts, out); err != nil {
+		out.say("FAILED: %v", err)
+		return 1
+	}
+	return 0
+}
+
+func demo(ctx context.Context, opts options, out *printer) (err error) {
+	dir := opts.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "sfb-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+
+	// The SfB side: the simulator with a scripted colleague who greets every
+	// user that signs in and quotes back whatever it receives.
+	simLog, err := os.Create(filepath.Join(dir, "sim.log"))
+	if err != nil {
+		return err
+	}
+	defer simLog.Close()
+	sfbPassword := randomHex(8)
+	simulator, err := sim.New(sim.Options{
+		Users:     []sim.User{{URI: demoSfB, DisplayName: "Demo User", Password: sfbPassword}},
+		Colleague: colleagueSfB,
+		Logger:    zerolog.New(simLog).With().Timestamp().Logger(),
+	})
+	if err != nil {
+		return fmt.Errorf("start simulator: %w", err)
+	}
+	defer simulator.Close()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the simulator: %w", err)
+	}
+	simServer := &http.Server{Handler: simulator.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = simServer.Serve(listener) }()
+	defer simServer.Close()
+	simulator.SetBaseURL("http://" + listener.Addr().String())
+	out.say("SfB simulator at %s (colleague %s)", simulator.BaseURL(), colleagueSfB)
+
+	out.say("starting Synapse and the bridge (the first run builds the bridge and may install Synapse)...")
+	st, err := stack.Start(ctx, stack.Options{
+		Dir:          dir,
+		RepoRoot:     ".",
+		BridgeBinary: opts.bridgeBin,
+		SynapsePort:  opts.port,
+		DiscoveryURL: simulator.DiscoveryURL(),
+		Env:          []string{"SFB_BRIDGE_SECRET_KEY=" + randomKey()},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "\n%s\n", st.Bridge.LogTail(30))
+		}
+		_ = st.Close()
+	}()
+	out.say("Synapse at %s, bridge bot %s", st.HS.URL, st.Bot)
+
+	password := randomHex(8)
+	acct, err := st.HS.RegisterUser(ctx, "demo", password, false)
+	if err != nil {
+		return err
+	}
+	client, err := mautrix.NewClient(st.HS.URL, acct.UserID, acct.AccessToken)
+	if err != nil {
+		return err
+	}
+	client.DeviceID = acct.DeviceID
+	watch := newMatrixWatch(client, st.Bot, out)
+	go watch.run(ctx)
+
+	out.say("signing %s in to SfB as %s through the provisioning API", acct.UserID, demoSfB.Address())
+	if err := provisionLogin(ctx, st, acct.UserID, sfbPassword); err != nil {
+		return err
+	}
+	out.say("signed in")
+
+	go watchSfB(ctx, simulator, out)
+
+	if !opts.once {
+		fmt.Fprintf(out.w, `
+  Chat with the SfB colleague from any Matrix client:
+    homeserver  %s   (loopback only)
+    user        %s
+    password    %s
+  Anything you send in the colleague's room reaches SfB, and the colleague
+  answers. Ctrl-C stops everything.
+
+`, st.HS.URL, acct.UserID, password)
+		<-ctx.Done()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			out.say("duration elapsed, stopping")
+		} else {
+			out.say("stopping")
+		}
+		return nil
+	}
+
+	// Scripted round trip: the colleague's greeting reaches Matrix, the
+	// Matrix user answers, the answer reaches SfB, the colleague's quote of
+	// it comes back to Matrix.
+	room, err := watch.waitGhostMessage(ctx, "", func(string) bool { return true })
+	if err != nil {
+		return fmt.Errorf("the colleague's greeting never reached Matrix: %w", err)
+	}
+	if _, err := client.SendText(ctx, room, matrixReply); err != nil {
+		return fmt.Errorf("send the Matrix reply: %w", err)
+	}
+	out.say("Matrix  %s sends %q", acct.UserID, matrixReply)
+	if err := waitReceived(ctx, simulator, colleagueSfB, matrixReply); err != nil {
+		return fmt.Errorf("the Matrix reply never reached SfB: %w", err)
+	}
+	if _, err := watch.waitGhostMessage(ctx, room, func(body string) bool { return strings.Contains(body, matrixReply) }); err != nil {
+		return fmt.Errorf("the colleague's answer never reached Matrix: %w", err)
+	}
+	out.say("round trip complete: SfB -> Matrix -> SfB -> Matrix")
+	return nil
+}
+
+// provisionLogin signs the Matrix user in to SfB the way a migration
+// portal would: the bridge's provisioning API, with the shared secret.
+func provisionLogin(ctx context.Context, st *stack.Stack, user id.UserID, password string) error {
+	base := strings.TrimSuffix(st.Bridge.ReadyURL, "/_matrix/mau/ready") + "/_matrix/provision/v3"
+	call := func(method, path string, body, out any) error {
+		var reader io.Reader
+		if body != nil {
+			data, err := json.Marshal(body)
+			if err != nil {
+				return err
+			}
+			reader = bytes.NewReader(data)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path+"?user_id="+url.QueryEscape(user.String()), reader)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+st.ProvisioningSecret)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(data))
+		}
+		return json.Unmarshal(data, out)
+	}
+
+	var flows struct {
+		Flows []bridgev2.LoginFlow `json:"flows"`
+	}
+	if err := call(http.MethodGet, "/login/flows", nil, &flows); err != nil {
+		return fmt.Errorf("list login flows: %w", err)
+	}
+	if len(flows.Flows) == 0 {
+		return errors.New("the bridge offers no login flow")
+	}
+	type stepResp struct {
+		LoginID string `json:"login_id"`
+		bridgev2.LoginStep
+	}
+	var step stepResp
+	if err := call(http.MethodPost, "/login/start/"+flows.Flows[0].ID, struct{}{}, &step); err != nil {
+		return fmt.Errorf("start login flow %s: %w", flows.Flows[0].ID, err)
+	}
+	for i := 0; step.Type != bridgev2.LoginStepTypeComplete; i++ {
+		if step.Type != bridgev2.LoginStepTypeUserInput || step.UserInputParams == nil || i > 4 {
+			return fmt.Errorf("unexpected login step %q (%s)", step.Type, step.Instructions)
+		}
+		input := map[string]string{}
+		for _, field := range step.UserInputParams.Fields {
+			switch {
+			case field.Type == bridgev2.LoginInputFieldTypePassword:
+				input[field.ID] = password
+			default:
+				// Sign-in address and user name are the same for the
+				// simulator's users.
+				input[field.ID] = demoSfB.Address()
+			}
+		}
+		path := fmt.Sprintf("/login/step/%s/%s/%s", step.LoginID, step.StepID, step.Type)
+		if err := call(http.MethodPost, path, input, &step); err != nil {
+			return fmt.Errorf("submit login step %s: %w", step.StepID, err)
+		}
+	}
+	return nil
+}
+
+// watchSfB prints what crosses the SfB side: what the colleague sends to
+// the demo user (which the bridge receives) and what the demo user sends
+// (which the bridge delivered from Matrix).
+func watchSfB(ctx context.Context, s *sim.Server, out *printer) {
+	seen := map[sfb.URI]int{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, to := range []sfb.URI{demoSfB, colleagueSfB} {
+			msgs := s.Received(to)
+			for _, m := range msgs[min(seen[to], len(msgs)):] {
+				text := m.Message.Text
+				if m.Message.HTML != "" {
+					text += "   (HTML: " + m.Message.HTML + ")"
+				}
+				out.say("SfB     %s -> %s: %q", m.From.Address(), to.Address(), text)
+			}
+			seen[to] = len(msgs)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func waitReceived(ctx context.Context, s *sim.Server, to sfb.URI, text string) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, m := range s.Received(to) {
+			if m.Message.Text == text {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// matrixWatch syncs as the demo user, joins the rooms the bridge invites it
+// to and prints what appears there.
+type matrixWatch struct {
+	client *mautrix.Client
+	bot    id.UserID
+	out    *printer
+
+	mu      sync.Mutex
+	names   map[id.UserID]string
+	msgs    []ghostMessage
+	changed chan struct{}
+}
+
+type ghostMessage struct {
+	room id.RoomID
+	body string
+}
+
+func newMatrixWatch(client *mautrix.Client, bot id.UserID, out *printer) *matrixWatch {
+	w := &matrixWatch{client: client, bot: bot, out: out, names: map[id.UserID]string{}, changed: make(chan struct{})}
+	syncer := client.Syncer.(*mautrix.DefaultSyncer)
+	syncer.OnEventType(event.StateMember, w.onMember)
+	syncer.OnEventType(event.EventMessage, w.onMessage)
+	syncer.OnEventType(event.EphemeralEventTyping, w.onTyping)
+	return w
+}
+
+func (w *matrixWatch) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := w.client.SyncWithContext(ctx); err != nil && ctx.Err() == nil {
+			w.out.say("Matrix  sync failed: %v; retrying", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (w *matrixWatch) onMember(ctx context.Context, evt *event.Event) {
+	if evt.Mautrix.EventSource&event.SourceInvite == 0 || evt.GetStateKey() != w.client.UserID.String() {
+		return
+	}
+	if evt.Content.AsMember().Membership != event.MembershipInvite {
+		return
+	}
+	w.out.say("Matrix  %s invites %s to a room; joining", w.name(ctx, evt.Sender), w.client.UserID)
+	if _, err := w.client.JoinRoomByID(ctx, evt.RoomID); err != nil {
+		w.out.say("Matrix  join %s failed: %v", evt.RoomID, err)
+	}
+}
+
+func (w *matrixWatch) onMessage(ctx context.Context, evt *event.Event) {
+	msg := evt.Content.AsMessage()
+	if evt.Sender == w.client.UserID || evt.Sender == w.bot {
+		return
+	}
+	line := fmt.Sprintf("Matrix  %s: %q", w.name(ctx, evt.Sender), msg.Body)
+	if msg.FormattedBody != "" {
+		line += "   (HTML: " + msg.FormattedBody + ")"
+	}
+	w.out.say("%s", line)
+	w.mu.Lock()
+	w.msgs = append(w.msgs, ghostMessage{room: evt.RoomID, body: msg.Body})
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+func (w *matrixWatch) onTyping(ctx context.Context, evt *event.Event) {
+	for _, user := range evt.Content.AsTyping().UserIDs {
+		if user != w.client.UserID {
+			w.out.say("Matrix  %s is typing...", w.name(ctx, user))
+		}
+	}
+}
+
+// waitGhostMessage waits for a message from someone other than the demo
+// user and the bot, in room (any room when empty), and returns its room.
+func (w *matrixWatch) waitGhostMessage(ctx context.Context, room id.RoomID, match func(string) bool) (id.RoomID, error) {
+	for {
+		w.mu.Lock()
+		for _, m := range w.msgs {
+			if (room == "" || m.room == room) && match(m.body) {
+				w.mu.Unlock()
+				return m.room, nil
+			}
+		}
+		changed := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+func (w *matrixWatch) name(ctx context.Context, user id.UserID) string {
+	w.mu.Lock()
+	name, ok := w.names[user]
+	w.mu.Unlock()
+	if ok {
+		return name
+	}
+	name = user.String()
+	if resp, err := w.client.GetDisplayName(ctx, user); err == nil && resp.DisplayName != "" {
+		name = fmt.Sprintf("%s (%s)", resp.DisplayName, user)
+	}
+	w.mu.Lock()
+	w.names[user] = name
+	w.mu.Unlock()
+	return name
+}
+
+// printer writes timestamped lines from several goroutines.
+type printer struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+}
+
+func (p *printer) say(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "%6.1fs  %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func randomKey() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}

@@ -1,0 +1,462 @@
+// Package e2e tests the bridge from the outside: a real Synapse, the bridge
+// binary on a real PostgreSQL, the SfB simulator on the other side, and a
+// Matrix client acting as a migrated employee.
+//
+// The tests run when SFB_E2E=1 or CI is set (make test sets both in CI);
+// in CI a homeserver or database that cannot start fails the run.
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pgtest"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+)
+
+// How long one hop (SfB -> Matrix or back) may take before a test fails.
+// Generous: the race detector and a busy 2-core machine slow everything.
+const hop = 45 * time.Second
+
+// testEnv is shared by every test of the binary: starting Synapse,
+// PostgreSQL and the bridge once keeps the suite fast. Tests stay
+// independent by using their own Matrix and SfB users.
+type testEnv struct {
+	dir     string
+	pg      *pgtest.Server
+	sim     *sim.Server
+	simHTTP *httptest.Server
+	st      *stack.Stack
+	simLog  *os.File
+}
+
+var shared struct {
+	once sync.Once
+	env  *testEnv
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.env != nil {
+		if err := shared.env.close(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: teardown: %v\n", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// setup returns the shared environment, starting it on first use.
+func setup(t *testing.T) *testEnv {
+	t.Helper()
+	if wanted, reason := synapse.Wanted(); !wanted {
+		t.Skip(reason)
+	}
+	shared.once.Do(func() {
+		start := time.Now()
+		shared.env, shared.err = startEnv()
+		if shared.err == nil {
+			t.Logf("e2e environment up in %s (bridge log %s)", time.Since(start).Round(time.Millisecond), shared.env.st.Bridge.LogPath)
+		}
+	})
+	if shared.err != nil {
+		if errors.Is(shared.err, pgtest.ErrNotInstalled) && !synapse.Required() {
+			t.Skipf("e2e: %v", shared.err)
+		}
+		t.Fatalf("e2e: start environment: %v", shared.err)
+	}
+	env := shared.env
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bridge running: %v\n%s", env.st.Bridge.Running(), env.st.Bridge.LogTail(60))
+		}
+	})
+	return env
+}
+
+func startEnv() (env *testEnv, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env = &testEnv{}
+	defer func() {
+		if err != nil {
+			_ = env.close()
+		}
+	}()
+	if env.dir, err = os.MkdirTemp("", "sfb-e2e-"); err != nil {
+		return nil, err
+	}
+
+	env.pg, err = pgtest.Launch(ctx, pgtest.Options{})
+	if err != nil {
+		return env, fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	dsn, err := env.pg.CreateDatabaseContext(ctx, "sfb_bridge")
+	if err != nil {
+		return env, fmt.Errorf("create bridge database: %w", err)
+	}
+
+	env.simLog, err = os.Create(filepath.Join(env.dir, "sim.log"))
+	if err != nil {
+		return env, err
+	}
+	env.sim, err = sim.New(sim.Options{
+		Logger: zerolog.New(env.simLog).With().Timestamp().Logger(),
+		// Short long-polls: the bridge's event channel turns over often,
+		// which exercises it, and a dropped channel is noticed quickly.
+		EventWait: 5 * time.Second,
+	})
+	if err != nil {
+		return env, fmt.Errorf("create simulator: %w", err)
+	}
+	env.simHTTP = httptest.NewServer(env.sim.Handler())
+	env.sim.SetBaseURL(env.simHTTP.URL)
+
+	env.st, err = stack.Start(ctx, stack.Options{
+		Dir:          env.dir,
+		RepoRoot:     "..",
+		Race:         raceEnabled,
+		DatabaseURI:  dsn,
+		DiscoveryURL: env.sim.DiscoveryURL(),
+		Env:          []string{"SFB_BRIDGE_SECRET_KEY=" + randomKey()},
+	})
+	if err != nil {
+		return env, err
+	}
+	return env, nil
+}
+
+func (env *testEnv) close() error {
+	var errs []error
+	if env.st != nil {
+		errs = append(errs, env.st.Close())
+	}
+	if env.simHTTP != nil {
+		env.simHTTP.Close()
+	}
+	if env.sim != nil {
+		errs = append(errs, env.sim.Close())
+	}
+	if env.simLog != nil {
+		env.simLog.Close()
+	}
+	if env.pg != nil {
+		errs = append(errs, env.pg.Stop())
+	}
+	if env.dir != "" && os.Getenv("SFB_E2E_KEEP") == "" {
+		_ = os.RemoveAll(env.dir)
+	}
+	return errors.Join(errs...)
+}
+
+func randomKey() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// pair is one migrated employee (a Matrix user logged in to SfB through the
+// bridge) and one SfB colleague they chat with.
+type pair struct {
+	mx        *matrixUser
+	self      sim.User
+	colleague sim.User
+	mgmt      id.RoomID
+	ghost     id.UserID
+}
+
+// newPair registers <name> on Matrix and sip:<name>@contoso.com plus
+// sip:<name>.colleague@contoso.com on SfB, and logs the Matrix user in to
+// SfB with the bridge bot's login command, answering its prompts.
+func (env *testEnv) newPair(t *testing.T, name string) *pair {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
+	defer cancel()
+	p := &pair{
+		self:      sim.User{URI: sfb.URI("sip:" + name + "@contoso.com"), DisplayName: strings.ToUpper(name[:1]) + name[1:], Password: name + "-sfb-password"},
+		colleague: sim.User{URI: sfb.URI("sip:" + name + ".colleague@contoso.com"), DisplayName: "Colleague of " + name, Password: "unused"},
+	}
+	require.NoError(t, env.sim.AddUser(p.self))
+	require.NoError(t, env.sim.AddUser(p.colleague))
+	p.ghost = env.st.GhostID(p.colleague.URI.Address())
+
+	acct, err := env.st.HS.RegisterUser(ctx, name, name+"-matrix-password", false)
+	require.NoError(t, err)
+	p.mx = newMatrixUser(t, env.st.HS, acct)
+
+	room, err := p.mx.Client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset:   "trusted_private_chat",
+		IsDirect: true,
+		Invite:   []id.UserID{env.st.Bot},
+	})
+	require.NoError(t, err)
+	p.mgmt = room.RoomID
+	p.mx.waitFor(0, hop, "the bridge bot to join the management room", isJoin(p.mgmt, env.st.Bot))
+	p.mx.waitFor(0, hop, "the bot's welcome", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
+		return strings.Contains(b, "login")
+	}))
+
+	env.login(t, p)
+	return p
+}
+
+// login runs the bot's "login" command and answers each "Please enter your
+// <field>" prompt, then waits for the outcome.
+func (env *testEnv) login(t *testing.T, p *pair) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
+	defer cancel()
+	from := p.mx.mark()
+	_, err := p.mx.Client.SendText(ctx, p.mgmt, "login")
+	require.NoError(t, err)
+	for answered := 0; ; answered++ {
+		require.Less(t, answered, 6, "the bot asked for too many fields")
+		reply := p.mx.waitFor(from, hop, "the bot's next login prompt or result", isMessage(p.mgmt, env.st.Bot, anyBody))
+		from = p.mx.indexOf(reply) + 1
+		body := reply.Content.AsMessage().Body
+		lower := strings.ToLower(body)
+		var answer string
+		switch {
+		case !strings.HasPrefix(lower, "please enter your"):
+			// Not a prompt: the login result (or an error).
+			require.NotRegexp(t, `(?i)fail|invalid|error|not found`, body, "login did not succeed")
+			return
+		case strings.Contains(lower, "password"):
+			answer = p.self.Password
+		case strings.Contains(lower, "user name") || strings.Contains(lower, "username"):
+			answer = p.self.URI.Address()
+		case strings.Contains(lower, "address") || strings.Contains(lower, "sign-in") || strings.Contains(lower, "sip"):
+			answer = p.self.URI.Address()
+		default:
+			t.Fatalf("unexpected login prompt %q", body)
+		}
+		_, err := p.mx.Client.SendText(ctx, p.mgmt, answer)
+		require.NoError(t, err)
+	}
+}
+
+// openPortal has the colleague write first on SfB and returns the Matrix
+// room the bridge creates for the pair, after the Matrix user joined it.
+func (env *testEnv) openPortal(t *testing.T, p *pair, first string) id.RoomID {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+	from := p.mx.mark()
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: first}))
+	invite := p.mx.waitFor(from, hop, "an invite to the portal", func(evt *event.Event) bool {
+		return isInvite(p.mx.ID)(evt) && evt.RoomID != p.mgmt
+	})
+	room := invite.RoomID
+	_, err := p.mx.Client.JoinRoomByID(ctx, room)
+	require.NoError(t, err)
+	p.mx.waitFor(from, hop, "the colleague's first message in the portal", isMessage(room, p.ghost, equals(first)))
+	return room
+}
+
+// waitReceived polls the simulator until the colleague received a message
+// from the pair's SfB user that matches, and returns it.
+func (env *testEnv) waitReceived(t *testing.T, p *pair, what string, match func(sim.Received) bool) sim.Received {
+	t.Helper()
+	var found sim.Received
+	ok := assert.Eventually(t, func() bool {
+		for _, r := range env.sim.Received(p.colleague.URI) {
+			if r.From == p.self.URI && match(r) {
+				found = r
+				return true
+			}
+		}
+		return false
+	}, hop, 50*time.Millisecond, "SfB colleague never received %s", what)
+	if !ok {
+		t.Fatalf("received so far: %+v", env.sim.Received(p.colleague.URI))
+	}
+	return found
+}
+
+func TestChatBothWays(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
+	defer cancel()
+
+	room := env.openPortal(t, p, "Hello from Skype for Business")
+
+	// The portal is a DM with the colleague's ghost, named after them.
+	members, err := p.mx.Client.JoinedMembers(ctx, room)
+	require.NoError(t, err)
+	assert.Contains(t, members.Joined, p.ghost)
+	assert.Contains(t, members.Joined, p.mx.ID)
+	// The display name comes from the SfB directory (through the
+	// network.displayname_template, which may decorate it).
+	assert.Contains(t, members.Joined[p.ghost].DisplayName, p.colleague.DisplayName)
+
+	// Formatted text from SfB arrives as HTML.
+	from := p.mx.mark()
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{
+		Text: "this is important",
+		HTML: "this is <b>important</b>",
+	}))
+	evt := p.mx.waitFor(from, hop, "the formatted message", isMessage(room, p.ghost, func(b string) bool {
+		return strings.Contains(b, "important")
+	}))
+	msg := evt.Content.AsMessage()
+	assert.Equal(t, "this is important", strings.TrimSpace(strings.ReplaceAll(msg.Body, "*", "")))
+	assert.Equal(t, event.FormatHTML, msg.Format)
+	assert.Regexp(t, `<(b|strong)>important</(b|strong)>`, msg.FormattedBody)
+
+	// Plain text from Matrix.
+	_, err = p.mx.Client.SendText(ctx, room, "Hi! Replying from Matrix")
+	require.NoError(t, err)
+	got := env.waitReceived(t, p, "the plain reply", func(r sim.Received) bool {
+		return r.Message.Text == "Hi! Replying from Matrix"
+	})
+	if got.Message.HTML != "" {
+		assert.Contains(t, stripTags(got.Message.HTML), "Replying from Matrix", "the HTML form, if any, carries the same text")
+	}
+
+	// Formatted text from Matrix.
+	_, err = p.mx.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+		MsgType:       event.MsgText,
+		Body:          "a bold reply",
+		Format:        event.FormatHTML,
+		FormattedBody: "a <strong>bold</strong> reply",
+	})
+	require.NoError(t, err)
+	got = env.waitReceived(t, p, "the formatted reply", func(r sim.Received) bool {
+		return strings.Contains(r.Message.Text, "bold reply")
+	})
+	assert.Equal(t, "a bold reply", got.Message.Text)
+	assert.Regexp(t, `<(b|strong)>bold</(b|strong)>`, got.Message.HTML)
+
+	// Nothing was delivered twice.
+	assertNoDuplicates(t, env.sim.Received(p.colleague.URI))
+}
+
+func TestConversationExpiryKeepsRoom(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
+	defer cancel()
+
+	room := env.openPortal(t, p, "before expiry")
+	_, err := p.mx.Client.SendText(ctx, room, "reply before expiry")
+	require.NoError(t, err)
+	env.waitReceived(t, p, "the reply before expiry", func(r sim.Received) bool { return r.Message.Text == "reply before expiry" })
+	before := env.sim.Received(p.colleague.URI)
+
+	// SfB ends idle conversations; the next ones get new IDs.
+	env.sim.ExpireConversations(p.self.URI)
+
+	// SfB -> Matrix after expiry: same room.
+	from := p.mx.mark()
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "after expiry from SfB"}))
+	evt := p.mx.waitFor(from, hop, "the message after expiry", isMessage("", p.ghost, equals("after expiry from SfB")))
+	assert.Equal(t, room, evt.RoomID, "a restarted SfB conversation must land in the same Matrix room")
+
+	// Matrix -> SfB after another expiry: a new conversation is started
+	// transparently.
+	env.sim.ExpireConversations(p.self.URI)
+	_, err = p.mx.Client.SendText(ctx, room, "after expiry from Matrix")
+	require.NoError(t, err)
+	got := env.waitReceived(t, p, "the message after expiry", func(r sim.Received) bool { return r.Message.Text == "after expiry from Matrix" })
+	if last := before[len(before)-1]; last.ThreadID != "" && got.ThreadID != "" {
+		assert.NotEqual(t, last.ThreadID, got.ThreadID, "the simulator should have started a new conversation")
+	}
+
+	// No second portal appeared for the same colleague.
+	for _, e := range p.mx.Events(0) {
+		if isInvite(p.mx.ID)(e) && e.RoomID != p.mgmt {
+			assert.Equal(t, room, e.RoomID, "unexpected second room invite")
+		}
+	}
+}
+
+func TestEventChannelDropLosesNothing(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*hop)
+	defer cancel()
+	room := env.openPortal(t, p, "start of stream")
+
+	const n = 20
+	from := p.mx.mark()
+	for i := 1; i <= n; i++ {
+		if i == n/2+1 {
+			env.sim.DropEventChannel(p.self.URI)
+		}
+		require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: streamText(i)}))
+	}
+	// A sentinel after the stream: once it arrived, any duplicate of the
+	// stream would have arrived too (the bridge keeps order).
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "end of stream"}))
+	p.mx.waitFor(from, 2*hop, "the end of the stream", isMessage(room, p.ghost, equals("end of stream")))
+
+	var bodies []string
+	for _, evt := range p.mx.Events(from) {
+		if isMessage(room, p.ghost, anyBody)(evt) {
+			bodies = append(bodies, evt.Content.AsMessage().Body)
+		}
+	}
+	want := make([]string, 0, n+1)
+	for i := 1; i <= n; i++ {
+		want = append(want, streamText(i))
+	}
+	want = append(want, "end of stream")
+	assert.Equal(t, want, bodies, "every message exactly once, in order")
+
+	// The other direction still works after the drop.
+	_, err := p.mx.Client.SendText(ctx, room, "still there?")
+	require.NoError(t, err)
+	env.waitReceived(t, p, "the reply after the drop", func(r sim.Received) bool { return r.Message.Text == "still there?" })
+}
+
+func streamText(i int) string { return fmt.Sprintf("stream message %02d", i) }
+
+func assertNoDuplicates(t *testing.T, received []sim.Received) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, r := range received {
+		seen[string(r.From)+"\x00"+r.Message.Text]++
+	}
+	for k, n := range seen {
+		assert.Equal(t, 1, n, "delivered %d times: %q", n, strings.ReplaceAll(k, "\x00", ": "))
+	}
+}
+
+func stripTags(s string) string {
+	var b strings.Builder
+	in := false
+	for _, r := range s {
+		switch {
+		case r == '<':
+			in = true
+		case r == '>':
+			in = false
+		case !in:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
