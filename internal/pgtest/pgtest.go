@@ -190,9 +190,14 @@ func Launch(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	removeStaleDirs()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create PostgreSQL directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("mark PostgreSQL directory: %w", err)
 	}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
@@ -216,6 +221,32 @@ func Launch(ctx context.Context, opts Options) (*Server, error) {
 		if attempt == attempts || ctx.Err() != nil || !s.hasExited() {
 			_ = s.Stop()
 			return nil, err
+		}
+	}
+}
+
+const (
+	dirPrefix = "pgtest-"
+	ownerFile = "owner.pid" // the pid of the process that launched the server
+)
+
+// removeStaleDirs deletes the directories of servers whose launching process
+// is gone: a test binary that panics or times out never runs Stop (its
+// server dies with it through Pdeathsig, but the directory stays).
+// Directories of live processes, or without an owner file, are left alone.
+func removeStaleDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(dir)
 		}
 	}
 }

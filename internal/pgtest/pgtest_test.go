@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -114,4 +115,27 @@ func TestFindBinDirHonoursEnv(t *testing.T) {
 	_, err := FindBinDir()
 	require.ErrorIs(t, err, ErrNotInstalled)
 	assert.Contains(t, err.Error(), EnvBinDir)
+}
+
+func TestLaunchRemovesStaleDirectories(t *testing.T) {
+	// A directory left by a process that no longer exists, one by a live
+	// process (this one), and one without an owner.
+	stale, err := os.MkdirTemp("", dirPrefix)
+	require.NoError(t, err)
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	require.NoError(t, os.WriteFile(filepath.Join(stale, ownerFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o644))
+	live, err := os.MkdirTemp("", dirPrefix)
+	require.NoError(t, err)
+	defer os.RemoveAll(live)
+	require.NoError(t, os.WriteFile(filepath.Join(live, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644))
+	unowned, err := os.MkdirTemp("", dirPrefix)
+	require.NoError(t, err)
+	defer os.RemoveAll(unowned)
+
+	removeStaleDirs()
+	_, err = os.Stat(stale)
+	assert.True(t, os.IsNotExist(err), "stale directory kept")
+	assert.DirExists(t, live)
+	assert.DirExists(t, unowned)
 }
