@@ -353,6 +353,9 @@ func (s *session) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, er
 		var res Search
 		_, err = s.c.doJSON(rctx, request{op: "search people", method: http.MethodGet, url: u.String()}, &res)
 		cancel()
+		if errors.Is(err, sfb.ErrNotFound) {
+			return fallback, nil
+		}
 		if err != nil {
 			return fallback, fmt.Errorf("look up %s: %w", uri, err)
 		}

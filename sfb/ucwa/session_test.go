@@ -1,0 +1,524 @@
+package ucwa
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// incomingInvitation is ReceiveAnIM.md's step 8 event, with the message
+// link given.
+func incomingInvitation(id, msgLink string) string {
+	return `[{"rel":"communication","href":"{APP}/communication","events":[{
+"link":{"rel":"messagingInvitation","href":"{APP}/communication/messagingInvitations/` + id + `"},
+"_embedded":{"messagingInvitation":{"direction":"Incoming","importance":"Normal","threadId":"thr-` + id + `","state":"Connecting","subject":"",
+"_links":{"self":{"href":"{APP}/communication/messagingInvitations/` + id + `"},
+"conversation":{"href":"{APP}/communication/conversations/c1"},
+"accept":{"href":"{APP}/communication/messagingInvitations/` + id + `/accept"},
+"messaging":{"href":"{APP}/communication/conversations/c1/messaging"},
+"message":{"href":"` + msgLink + `"}},
+"_embedded":{"from":{"sourceNetwork":"SameEnterprise","anonymous":false,"name":"Lene Aaling","uri":"sip:lenea@contoso.com",
+"_links":{"self":{"href":"{APP}/communication/conversations/c1/participants/lenea@contoso.com"}},"rel":"participant"}},
+"rel":"messagingInvitation"}},"type":"started"}]}]`
+}
+
+func messagingConnected() string {
+	return `{"rel":"conversation","href":"{APP}/communication/conversations/c1","events":[{
+"link":{"rel":"messaging","href":"{APP}/communication/conversations/c1/messaging"},
+"_embedded":{"messaging":{"state":"Connected","negotiatedMessageFormats":["Plain"],"_links":{
+"self":{"href":"{APP}/communication/conversations/c1/messaging"},
+"conversation":{"href":"{APP}/communication/conversations/c1"},
+"sendMessage":{"href":"{APP}/communication/conversations/c1/messaging/messages"},
+"setIsTyping":{"href":"{APP}/communication/conversations/c1/messaging/typing"}},"rel":"messaging"}},"type":"updated"}]}`
+}
+
+func incomingMessage(n, dataURI string) string {
+	return `{"link":{"rel":"message","href":"{APP}/communication/conversations/c1/messaging/messages/` + n + `"},"status":"Success",
+"_embedded":{"message":{"direction":"Incoming","timeStamp":"\/Date(1383784870271)\/","_links":{
+"self":{"href":"{APP}/communication/conversations/c1/messaging/messages/` + n + `"},
+"participant":{"href":"{APP}/communication/conversations/c1/participants/lenea@contoso.com","title":"Lene Aaling"},
+"messaging":{"href":"{APP}/communication/conversations/c1/messaging"},
+"plainMessage":{"href":"` + dataURI + `"}},"rel":"message"}},"type":"completed"}`
+}
+
+func convSender(events ...string) string {
+	return `[{"rel":"conversation","href":"{APP}/communication/conversations/c1","events":[` + strings.Join(events, ",") + `]}]`
+}
+
+func TestIncomingInvitationFirstMessage(t *testing.T) {
+	tests := []struct {
+		name, link, want string
+	}{
+		{"url-encoded", "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a", "Hi Tosh"},
+		{"percent blanks", "data:text/plain;charset=utf-8,Hello%20there", "Hello there"},
+		{"base64", "data:text/plain;base64,SMOpbGxvIOKCrA==", "Héllo €"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			tr := newTestTransport(t, f)
+			_, rec := signIn(t, tr, "secret")
+			f.pushSenders(incomingInvitation("inv1", tt.link))
+			require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+			m := messages(rec.all())[0]
+			assert.Equal(t, tt.want, m.Message.Text)
+			assert.Equal(t, sfb.URI("sip:lenea@contoso.com"), m.From.URI)
+			assert.Equal(t, "Lene Aaling", m.From.DisplayName)
+			assert.Equal(t, sfb.URI("sip:lenea@contoso.com"), m.Conversation.Peer)
+			assert.Equal(t, "thr-inv1", m.Conversation.ThreadID)
+			assert.Equal(t, f.url("/ucwa/oauth/v1/applications/101/communication/messagingInvitations/inv1"), m.ID)
+			require.Eventually(t, func() bool { return len(f.recorded("POST", "/inv1/accept")) == 1 }, waitFor, tick)
+			assert.Contains(t, f.recorded("POST", "/inv1/accept")[0].Query, "sessionContext=")
+		})
+	}
+}
+
+func TestIncomingMessagesDeduplicated(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, rec := signIn(t, tr, "secret")
+	f.pushSenders(incomingInvitation("inv1", "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"))
+	// The same invitation again (updated), then ReceiveAnIM.md's repeat of
+	// the first message as message 2, then a real second message, then a
+	// replay of it.
+	f.pushSenders(strings.Replace(incomingInvitation("inv1", "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"), `"started"`, `"updated"`, 1))
+	f.pushSenders(`[` + strings.Trim(convSender(incomingMessage("2", "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a")), "[]") + `,` + messagingConnected() + `]`)
+	f.pushSenders(convSender(incomingMessage("3", "data:text/plain;charset=utf-8,second")))
+	f.pushSenders(convSender(incomingMessage("3", "data:text/plain;charset=utf-8,second")))
+	f.pushSenders(convSender(incomingMessage("4", "data:text/html;charset=utf-8,%3Cb%3Ebold%3C%2Fb%3E")))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) >= 3 }, waitFor, tick)
+	// Let the fake drain its queue before counting.
+	require.Eventually(t, func() bool { return len(f.queue) == 0 }, waitFor, tick)
+	f.pushSenders("[]")
+	require.Eventually(t, func() bool { return len(f.queue) == 0 }, waitFor, tick)
+	msgs := messages(rec.all())
+	require.Len(t, msgs, 3)
+	assert.Equal(t, "Hi Tosh", msgs[0].Message.Text)
+	assert.Equal(t, "second", msgs[1].Message.Text)
+	assert.True(t, strings.HasSuffix(msgs[1].ID, "/messaging/messages/3"))
+	assert.Equal(t, sfb.URI("sip:lenea@contoso.com"), msgs[1].From.URI)
+	assert.Equal(t, time.UnixMilli(1383784870271).UTC(), msgs[1].Time)
+	assert.Equal(t, "<b>bold</b>", msgs[2].Message.HTML)
+	assert.Equal(t, "bold", msgs[2].Message.Text)
+}
+
+func TestBadEventDoesNotDropBatch(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, rec := signIn(t, tr, "secret")
+	f.pushSenders(convSender(
+		incomingMessage("1", "data:text/plain;charset=utf-8,first"),
+		incomingMessage("2", "data:text/plain;base64,@@@not-base64"),
+		`{"link":{"rel":"somethingNew","href":"/x"},"type":"added"}`,
+		`{"link":{"rel":"message","href":"{APP}/m/5"},"_embedded":{"message":"not an object"},"type":"completed"}`,
+		incomingMessage("3", "data:text/plain;charset=utf-8,%ff%fe"),
+		incomingMessage("4", "data:text/plain;charset=utf-8,last"),
+	))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 3 }, waitFor, tick)
+	msgs := messages(rec.all())
+	assert.Equal(t, "first", msgs[0].Message.Text)
+	assert.Equal(t, "\uFFFD", msgs[1].Message.Text, "invalid UTF-8 is replaced")
+	assert.Equal(t, "last", msgs[2].Message.Text)
+}
+
+// outgoingScript answers startMessaging like SendAnIM.md: started,
+// conversation and messaging connected, then completed with status.
+func outgoingScript(f *fakeUCWA, status string) {
+	f.mu.Lock()
+	f.override = func(w http.ResponseWriter, r *http.Request, body string) bool {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/communication/messagingInvitations") {
+			return false
+		}
+		var req struct {
+			OperationID string `json:"operationId"`
+			To          string `json:"to"`
+		}
+		_ = json.Unmarshal([]byte(body), &req)
+		inv := func(typ, st string) string {
+			return `{"link":{"rel":"messagingInvitation","href":"{APP}/communication/messagingInvitations/inv1"},` + st +
+				`"_embedded":{"messagingInvitation":{"direction":"Outgoing","operationId":"` + req.OperationID + `","threadId":"t1","state":"Connecting",
+"_links":{"self":{"href":"{APP}/communication/messagingInvitations/inv1"},"to":{"href":"{APP}/people/lenea@contoso.com"},
+"conversation":{"href":"{APP}/communication/conversations/c1"},"messaging":{"href":"{APP}/communication/conversations/c1/messaging"}},
+"rel":"messagingInvitation"}},"type":"` + typ + `"}`
+		}
+		w.Header().Set("Location", "/ucwa/oauth/v1/applications/101/communication/messagingInvitations/inv1")
+		w.WriteHeader(201)
+		f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[` + inv("started", "") + `]}]`)
+		if status == "Success" {
+			f.pushSenders(`[` + messagingConnected() + `]`)
+			f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[` + inv("completed", `"status":"Success",`) + `]}]`)
+		} else {
+			f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[` + strings.Replace(inv("completed", `"status":"Failure","reason":{"code":"Forbidden","subcode":"DoNotDisturb","message":"The person is busy"},`), `"type"`, `"type"`, 1) + `]}]`)
+		}
+		return true
+	}
+	f.mu.Unlock()
+}
+
+// messageScript answers sendMessage with the completed event.
+func messageScript(f *fakeUCWA, status func(n int) string) {
+	f.mu.Lock()
+	prev := f.override
+	f.override = func(w http.ResponseWriter, r *http.Request, body string) bool {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/messaging/messages") {
+			return prev != nil && prev(w, r, body)
+		}
+		f.mu.Lock()
+		f.msgN++
+		n := f.msgN
+		f.mu.Unlock()
+		st := status(n)
+		if st == "404" {
+			writeJSON(w, 404, `{"code":"NotFound","message":"conversation gone"}`)
+			return true
+		}
+		href := fmt.Sprintf("/ucwa/oauth/v1/applications/101/communication/conversations/c1/messaging/messages/out%d", n)
+		w.Header().Set("Location", href)
+		w.WriteHeader(201)
+		f.pushSenders(convSender(`{"link":{"rel":"message","href":"` + href + `"},"status":"` + st + `",
+"_embedded":{"message":{"direction":"Outgoing","timeStamp":"\/Date(1364327898968)\/","_links":{"self":{"href":"` + href + `"}},"rel":"message"}},"type":"completed"}`))
+		return true
+	}
+	f.mu.Unlock()
+}
+
+func TestSendMessageStartsThenReusesConversation(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	s, _ := signIn(t, tr, "secret")
+	outgoingScript(f, "Success")
+	messageScript(f, func(n int) string {
+		if n == 2 {
+			return "Failed"
+		}
+		return "Success"
+	})
+	ctx := context.Background()
+	lene := sfb.URI("sip:lenea@contoso.com")
+
+	sent, err := s.SendMessage(ctx, lene, sfb.Message{Text: "What's up?"})
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(sent.ID, "/messagingInvitations/inv1"))
+	inv := f.recorded("POST", "/communication/messagingInvitations")
+	require.Len(t, inv, 1)
+	var body struct {
+		To    string `json:"to"`
+		OpID  string `json:"operationId"`
+		SC    string `json:"sessionContext"`
+		Links struct {
+			Message struct{ Href string } `json:"message"`
+		} `json:"_links"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(inv[0].Body), &body))
+	assert.Equal(t, "sip:lenea@contoso.com", body.To)
+	assert.NotEmpty(t, body.OpID)
+	assert.NotEmpty(t, body.SC)
+	d, err := ParseDataURI(body.Links.Message.Href)
+	require.NoError(t, err)
+	assert.Equal(t, "What's up?", string(d.Data))
+
+	sent, err = s.SendMessage(ctx, lene, sfb.Message{Text: "second"})
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(sent.ID, "/messages/out1"))
+	msgs := f.recorded("POST", "/messaging/messages")
+	require.Len(t, msgs, 1)
+	assert.Equal(t, "second", msgs[0].Body)
+	assert.True(t, strings.HasPrefix(msgs[0].ContentType, "text/plain"))
+	assert.Contains(t, msgs[0].Query, "operationId=")
+
+	_, err = s.SendMessage(ctx, lene, sfb.Message{Text: "third"})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, sfb.ErrDeliveryFailed)
+	assert.Len(t, f.recorded("POST", "/communication/messagingInvitations"), 1, "conversation reused")
+}
+
+func TestSendMessageFailureReason(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	s, _ := signIn(t, tr, "secret")
+	outgoingScript(f, "Failure")
+	_, err := s.SendMessage(context.Background(), "sip:lenea@contoso.com", sfb.Message{Text: "hi"})
+	require.ErrorIs(t, err, sfb.ErrDeliveryFailed)
+	assert.Contains(t, err.Error(), "DoNotDisturb")
+}
+
+func TestConversationEndedAndRestarted(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	s, rec := signIn(t, tr, "secret")
+	outgoingScript(f, "Success")
+	messageScript(f, func(n int) string {
+		if n == 1 {
+			return "404"
+		}
+		return "Success"
+	})
+	ctx := context.Background()
+	lene := sfb.URI("sip:lenea@contoso.com")
+	_, err := s.SendMessage(ctx, lene, sfb.Message{Text: "one"})
+	require.NoError(t, err)
+	// A stale conversation (404 on sendMessage) is restarted and the
+	// message sent once more through a new invitation.
+	_, err = s.SendMessage(ctx, lene, sfb.Message{Text: "two"})
+	require.NoError(t, err)
+	assert.Len(t, f.recorded("POST", "/communication/messagingInvitations"), 2)
+
+	// The server ends the conversation: ConversationEnded, then the next
+	// message starts a new one.
+	f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[{"link":{"rel":"conversation","href":"{APP}/communication/conversations/c1"},"type":"deleted"}]}]`)
+	require.Eventually(t, func() bool { return len(eventsOf[sfb.ConversationEnded](rec.all())) == 1 }, waitFor, tick)
+	assert.Equal(t, lene, eventsOf[sfb.ConversationEnded](rec.all())[0].Conversation.Peer)
+	_, err = s.SendMessage(ctx, lene, sfb.Message{Text: "three"})
+	require.NoError(t, err)
+	assert.Len(t, f.recorded("POST", "/communication/messagingInvitations"), 3)
+}
+
+func TestTyping(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	s, rec := signIn(t, tr, "secret")
+	lene := sfb.URI("sip:lenea@contoso.com")
+	// No conversation: nothing to do.
+	require.NoError(t, s.SetTyping(context.Background(), lene, true))
+	assert.Empty(t, f.recorded("POST", "/messaging/typing"))
+
+	f.pushSenders(incomingInvitation("inv1", "data:text/plain;charset=utf-8,hi"))
+	f.pushSenders(`[` + messagingConnected() + `]`)
+	typing := func(typ string) string {
+		return convSender(`{"link":{"rel":"participant","href":"{APP}/communication/conversations/c1/participants/lenea@contoso.com"},
+"in":{"rel":"typingParticipants","href":"{APP}/communication/conversations/c1/participants/typingParticipants"},"type":"` + typ + `"}`)
+	}
+	f.pushSenders(typing("added"))
+	f.pushSenders(typing("deleted"))
+	require.Eventually(t, func() bool { return len(eventsOf[sfb.TypingChanged](rec.all())) == 2 }, waitFor, tick)
+	tc := eventsOf[sfb.TypingChanged](rec.all())
+	assert.Equal(t, lene, tc[0].From)
+	assert.True(t, tc[0].Typing)
+	assert.False(t, tc[1].Typing)
+	assert.Equal(t, "thr-inv1", tc[0].Conversation.ThreadID)
+
+	require.NoError(t, s.SetTyping(context.Background(), lene, true))
+	assert.Len(t, f.recorded("POST", "/messaging/typing"), 1)
+}
+
+func TestEventChannelTransientErrorsKeepAck(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, rec := signIn(t, tr, "secret")
+	f.pushSenders(convSender(incomingMessage("1", "data:,one")))
+	f.push(fakeBatch{status: 503, header: map[string]string{"Retry-After": "0"}, body: `{"code":"ServiceFailure"}`})
+	f.push(fakeBatch{status: 500, body: `{"code":"ServiceFailure"}`})
+	f.pushSenders(convSender(incomingMessage("2", "data:,two")))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
+	evts := rec.all()
+	states := eventsOf[sfb.SessionState](evts)
+	require.Len(t, states, 2)
+	assert.False(t, states[0].Connected)
+	assert.ErrorIs(t, states[0].Err, sfb.ErrServerUnavailable)
+	assert.True(t, states[1].Connected)
+	f.mu.Lock()
+	acks := append([]int(nil), f.acks...)
+	f.mu.Unlock()
+	// ack=2 failed twice and was asked again, unchanged.
+	assert.Equal(t, []int{1, 2, 2, 2}, acks[:4])
+}
+
+func TestEventChannelResyncAndResume(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, rec := signIn(t, tr, "secret")
+	f.pushSenders(incomingInvitation("inv1", "data:,hi"))
+	f.push(fakeBatch{body: `{"_links":{"resync":{"href":"{APP}/events?ack=7"}}}`})
+	require.Eventually(t, func() bool { return len(eventsOf[sfb.ConversationEnded](rec.all())) == 1 }, waitFor, tick)
+	f.push(fakeBatch{body: `{"_links":{"self":{"href":"x"},"resume":{"href":"{APP}/events?ack=20"}},"sender":` +
+		strings.ReplaceAll(convSender(incomingMessage("9", "data:,after resume")), "c1", "c9") + `}`})
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
+	f.mu.Lock()
+	acks := append([]int(nil), f.acks...)
+	f.mu.Unlock()
+	assert.Contains(t, acks, 7)
+	assert.Contains(t, acks, 20)
+	assert.Equal(t, "after resume", messages(rec.all())[1].Message.Text)
+}
+
+func TestEventChannelPGetReplaced(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, rec := signIn(t, tr, "secret")
+	replaced := fakeBatch{status: 409, body: `{"code":"Conflict","subcode":"PGetReplaced"}`}
+	f.push(replaced)
+	f.pushSenders(convSender(incomingMessage("1", "data:,ok")))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+	assert.Empty(t, eventsOf[sfb.SessionEnded](rec.all()))
+	for range 3 {
+		f.push(replaced)
+	}
+	require.Eventually(t, func() bool { return len(eventsOf[sfb.SessionEnded](rec.all())) == 1 }, waitFor, tick)
+	assert.Contains(t, eventsOf[sfb.SessionEnded](rec.all())[0].Err.Error(), "PGetReplaced")
+}
+
+func TestApplicationRecreatedOn404(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, rec := signIn(t, tr, "secret")
+	f.push(fakeBatch{status: 404, body: `{"code":"NotFound","subcode":"ApplicationNotFound"}`})
+	f.pushSenders(convSender(incomingMessage("1", "data:,on the new app")))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+	f.mu.Lock()
+	posts := f.appPosts
+	f.mu.Unlock()
+	assert.Equal(t, 2, posts)
+	assert.Len(t, f.recorded("POST", "/me/makeMeAvailable"), 2)
+	assert.Contains(t, messages(rec.all())[0].ID, "/applications/102/")
+}
+
+func TestSignInBadPassword(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, err := tr.SignIn(context.Background(), sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "toshm@contoso.com", Password: "wrong"}}, func(context.Context, sfb.Event) {})
+	require.ErrorIs(t, err, sfb.ErrBadCredentials)
+	var oe *OAuthError
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, "invalid_grant", oe.Code)
+	assert.Contains(t, oe.Diagnostics, "28020")
+	assert.NotContains(t, err.Error(), "wrong", "password never in errors")
+}
+
+func TestTokenRenewalWithFakeClock(t *testing.T) {
+	f := newFake(t)
+	f.expiresIn = 100
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tr := newTestTransport(t, f, WithClock(clock))
+	s, _ := signIn(t, tr, "secret")
+	first := s.Token()
+	assert.Equal(t, "cwt=token1", first.Value)
+	assert.Equal(t, now.Add(100*time.Second), first.ExpiresAt)
+	mu.Lock()
+	now = now.Add(81 * time.Second)
+	mu.Unlock()
+	require.Eventually(t, func() bool { return s.Token().Value == "cwt=token2" }, waitFor, tick)
+	// The new token is used on the event channel.
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.tokenPosts == 2 && len(f.acks) > 3
+	}, waitFor, tick)
+}
+
+func TestTokenExpiryWithoutPassword(t *testing.T) {
+	f := newFake(t)
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tr := newTestTransport(t, f, WithClock(clock))
+	// Get a token with the password first, then sign in with it alone.
+	s1, _ := signIn(t, tr, "secret")
+	tok := s1.Token()
+	require.NoError(t, s1.Close(context.Background()))
+	rec := &recorder{}
+	s, err := tr.SignIn(context.Background(), sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "toshm@contoso.com"}, Token: &tok}, rec.handle)
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	assert.Equal(t, tok.Value, s.Token().Value)
+	mu.Lock()
+	now = tok.ExpiresAt.Add(time.Second)
+	mu.Unlock()
+	require.Eventually(t, func() bool { return len(eventsOf[sfb.SessionEnded](rec.all())) == 1 }, waitFor, tick)
+	assert.ErrorIs(t, eventsOf[sfb.SessionEnded](rec.all())[0].Err, sfb.ErrCredentialsRequired)
+}
+
+func TestSignInWithoutPasswordOrToken(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	_, err := tr.SignIn(context.Background(), sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "toshm@contoso.com"}}, func(context.Context, sfb.Event) {})
+	require.ErrorIs(t, err, sfb.ErrCredentialsRequired)
+}
+
+func TestCloseDeletesApplication(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	s, rec := signIn(t, tr, "secret")
+	require.NoError(t, s.Close(context.Background()))
+	assert.Len(t, f.recorded("DELETE", "/applications/101"), 1)
+	f.pushSenders(convSender(incomingMessage("1", "data:,late")))
+	time.Sleep(0) // nothing to wait for: the loop has stopped
+	assert.Empty(t, messages(rec.all()))
+	_, err := s.SendMessage(context.Background(), "sip:a@b.c", sfb.Message{Text: "x"})
+	assert.Error(t, err)
+}
+
+func TestLookupPerson(t *testing.T) {
+	f := newFake(t)
+	f.override = func(w http.ResponseWriter, r *http.Request, _ string) bool {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/people/lenea@contoso.com"):
+			writeJSON(w, 200, `{"uri":"sip:lenea@contoso.com","name":"Lene Aaling","type":"User","_links":{"self":{"href":"x"}},"rel":"contact"}`)
+		case strings.HasSuffix(r.URL.Path, "/people/search") && strings.Contains(r.URL.RawQuery, "adrianag"):
+			writeJSON(w, 200, `{"rel":"search","_links":{"self":{"href":"x"}},"_embedded":{"contact":[{"rel":"contact","uri":"sip:adrianag@contoso.com","name":"Adriana Giorgi","_links":{"self":{"href":"y"}}}]}}`)
+		default:
+			return false
+		}
+		return true
+	}
+	tr := newTestTransport(t, f)
+	s, _ := signIn(t, tr, "secret")
+	tests := []struct {
+		uri  sfb.URI
+		want string
+	}{
+		{"sip:lenea@contoso.com", "Lene Aaling"},
+		{"sip:adrianag@contoso.com", "Adriana Giorgi"},
+		{"sip:nobody@contoso.com", "nobody@contoso.com"},
+	}
+	for _, tt := range tests {
+		p, err := s.LookupPerson(context.Background(), tt.uri)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, p.DisplayName, tt.uri)
+		assert.Equal(t, tt.uri, p.URI)
+	}
+	assert.Equal(t, "Tosh Meston", s.Self().DisplayName)
+}
+
+func TestOversizedAndEmptyMessagesRejected(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	s, _ := signIn(t, tr, "secret")
+	for _, msg := range []sfb.Message{{}, {Text: strings.Repeat("x", MaxMessageBytes+1)}, {Text: "bad \xff"}} {
+		_, err := s.SendMessage(context.Background(), "sip:lenea@contoso.com", msg)
+		require.ErrorIs(t, err, sfb.ErrUnsupported)
+	}
+	assert.Empty(t, f.recorded("POST", "/communication/messagingInvitations"))
+}
+
+func TestErrorUnwrap(t *testing.T) {
+	tests := []struct {
+		err  error
+		want error
+	}{
+		{&Error{Status: 503}, sfb.ErrServerUnavailable},
+		{&Error{Status: 429}, sfb.ErrServerUnavailable},
+		{&Error{Status: 404, Subcode: "ResourceNotFound"}, sfb.ErrNotFound},
+		{&Error{Status: 401}, sfb.ErrCredentialsRequired},
+		{&OAuthError{Status: 400, Code: "invalid_grant"}, sfb.ErrBadCredentials},
+		{&OAuthError{Status: 500, Code: "server_error"}, sfb.ErrServerUnavailable},
+		{&OAuthError{Status: 400, Code: "unsupported_grant_type"}, sfb.ErrUnsupported},
+	}
+	for _, tt := range tests {
+		assert.ErrorIs(t, tt.err, tt.want, tt.err.Error())
+	}
+	assert.False(t, errors.Is(&Error{Status: 404, Subcode: SubcodeApplicationNotFound}, sfb.ErrNotFound))
+	assert.True(t, applicationGone(fmt.Errorf("x: %w", &Error{Status: 404, Subcode: SubcodeInactiveApplicationExpired})))
+}
