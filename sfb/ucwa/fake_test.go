@@ -2,8 +2,11 @@ package ucwa
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -41,6 +44,8 @@ type fakeUCWA struct {
 
 	queue chan fakeBatch
 	msgN  int
+	// base is the absolute origin the fake writes into its answers.
+	base string
 }
 
 type recorded struct {
@@ -59,11 +64,48 @@ type fakeBatch struct {
 func newFake(t *testing.T) *fakeUCWA {
 	f := &fakeUCWA{t: t, password: "secret", expiresIn: 28800, queue: make(chan fakeBatch, 64)}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.base = f.srv.URL
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakeUCWA) url(p string) string { return f.srv.URL + p }
+func (f *fakeUCWA) url(p string) string { return f.base + p }
+
+// newTLSFake serves f over TLS and returns a client that sends every host
+// name to it (the names are made up; certificate names are not checked in
+// this test-only client).
+func newTLSFake(t *testing.T, f *fakeUCWA) *http.Client {
+	srv := httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	t.Cleanup(srv.Close)
+	f.base = "https://lyncweb.contoso.com"
+	addr := srv.Listener.Addr().String()
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // test-only, fake host names
+	return &http.Client{Transport: tr}
+}
+
+type failingTransport struct{}
+
+func (failingTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("offline")
+}
+
+// newOfflineSession is a session whose requests all fail, for feeding
+// event batches directly.
+func newOfflineSession(t *testing.T) *session {
+	tr, err := New(sfb.Config{}, zerolog.Nop(), WithHTTPClient(&http.Client{Transport: failingTransport{}}), WithTimings(testTimings()))
+	require.NoError(t, err)
+	s := newSession(tr, &conn{t: tr, log: tr.log, creds: sfb.Credentials{SignInAddress: "me@contoso.com"}}, "sip:me@contoso.com", func(context.Context, sfb.Event) {})
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	base, _ := url.Parse("https://lyncweb.contoso.com/ucwa/oauth/v1/applications")
+	s.app.base = base
+	t.Cleanup(func() { s.cancel(errStopped); s.wg.Wait() })
+	return s
+}
 
 func (f *fakeUCWA) app() string { return fmt.Sprintf("/ucwa/oauth/v1/applications/%d", f.appID) }
 

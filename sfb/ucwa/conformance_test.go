@@ -1,0 +1,300 @@
+package ucwa
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/ucwa/ucwaref"
+)
+
+func loadReference(t *testing.T) *ucwaref.Corpus {
+	t.Helper()
+	dir, err := ucwaref.DefaultDir()
+	require.NoError(t, err)
+	if _, err := os.Stat(dir); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("UCWA reference not found at %s (set %s): %v", dir, ucwaref.EnvDir, err)
+		}
+		t.Skipf("UCWA reference not found at %s (set %s)", dir, ucwaref.EnvDir)
+	}
+	c, err := ucwaref.Load(dir)
+	require.NoError(t, err)
+	return c
+}
+
+// TestConformance decodes every sample of the resources the client uses
+// with the client's own types and checks the fields the bridge relies on.
+func TestConformance(t *testing.T) {
+	corpus := loadReference(t)
+	type stats struct{ decoded, repaired, failed int }
+	report := map[string]*stats{}
+	count := func(rel string, r ucwaref.Resource, err error) {
+		st := report[rel]
+		if st == nil {
+			st = &stats{}
+			report[rel] = st
+		}
+		if err != nil {
+			st.failed++
+			t.Errorf("%s:%d %s (%s): %v", r.File, r.Line, rel, r.Path, err)
+			return
+		}
+		st.decoded++
+		if r.Repaired() {
+			st.repaired++
+		}
+	}
+	checks := []struct {
+		rel   string
+		min   int
+		check func(r ucwaref.Resource) error
+	}{
+		{"application", 5, func(r ucwaref.Resource) error {
+			var a Application
+			if err := json.Unmarshal(r.JSON, &a); err != nil {
+				return err
+			}
+			if a.Links.Href("self") == "" {
+				return fmt.Errorf("no self link")
+			}
+			// Elided samples may leave out events; the full ones have it.
+			if a.Links.Href("events") == "" && !r.Body.Elided {
+				return fmt.Errorf("no events link")
+			}
+			return nil
+		}},
+		{"me", 5, func(r ucwaref.Resource) error {
+			var m Me
+			if err := json.Unmarshal(r.JSON, &m); err != nil {
+				return err
+			}
+			if m.URI != "" {
+				if _, err := sfb.ParseURI(m.URI); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"communication", 5, func(r ucwaref.Resource) error {
+			var c Communication
+			if err := json.Unmarshal(r.JSON, &c); err != nil {
+				return err
+			}
+			if c.Links.Href("startMessaging") == "" && len(c.Links) > 2 {
+				return fmt.Errorf("no startMessaging link among %d links", len(c.Links))
+			}
+			return nil
+		}},
+		{"conversation", 5, func(r ucwaref.Resource) error {
+			var c Conversation
+			if err := json.Unmarshal(r.JSON, &c); err != nil {
+				return err
+			}
+			if c.Self() == "" {
+				return fmt.Errorf("no self link")
+			}
+			return nil
+		}},
+		{"messaging", 4, func(r ucwaref.Resource) error {
+			var m Messaging
+			if err := json.Unmarshal(r.JSON, &m); err != nil {
+				return err
+			}
+			if m.State == "Connected" && m.Links.Href("sendMessage") == "" {
+				return fmt.Errorf("connected messaging without sendMessage")
+			}
+			return nil
+		}},
+		{"messagingInvitation", 5, func(r ucwaref.Resource) error {
+			var inv MessagingInvitation
+			if err := json.Unmarshal(r.JSON, &inv); err != nil {
+				return err
+			}
+			if inv.Direction != "Incoming" && inv.Direction != "Outgoing" {
+				return fmt.Errorf("direction %q", inv.Direction)
+			}
+			if inv.Direction == "Incoming" {
+				// The sender: embedded participant or a from link.
+				var p Participant
+				ok, err := decodeEmbedded(inv.Embedded, "from", &p)
+				if err != nil {
+					return err
+				}
+				if !ok && inv.Links.Href("from") == "" {
+					return fmt.Errorf("incoming invitation without from")
+				}
+				if ok {
+					if _, err := sfb.ParseURI(p.URI); err != nil {
+						return fmt.Errorf("from: %w", err)
+					}
+				}
+				if m := inv.Links.Href("message"); strings.HasPrefix(m, "data:") && !strings.Contains(m, "encoded") {
+					if _, err := ParseDataURI(m); err != nil {
+						return fmt.Errorf("first message: %w", err)
+					}
+				}
+			}
+			return nil
+		}},
+		{"message", 3, func(r ucwaref.Resource) error {
+			var m Message
+			if err := json.Unmarshal(r.JSON, &m); err != nil {
+				return err
+			}
+			if m.Direction != "Incoming" && m.Direction != "Outgoing" {
+				return fmt.Errorf("direction %q", m.Direction)
+			}
+			if m.Self() == "" {
+				return fmt.Errorf("no self link (the message ID)")
+			}
+			if m.Direction == "Incoming" {
+				plain, html := m.Links.Href("plainMessage"), m.Links.Href("htmlMessage")
+				if plain == "" && html == "" {
+					return fmt.Errorf("incoming message without text")
+				}
+				if !strings.Contains(plain+html, "ncoded") {
+					if _, err := decodeMessageLink(plain, html); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}},
+		{"participant", 10, func(r ucwaref.Resource) error {
+			var p Participant
+			if err := json.Unmarshal(r.JSON, &p); err != nil {
+				return err
+			}
+			if p.URI == "" {
+				return fmt.Errorf("no uri")
+			}
+			if _, err := sfb.ParseURI(p.URI); err != nil {
+				return err
+			}
+			return nil
+		}},
+		{"contact", 10, func(r ucwaref.Resource) error {
+			var c Contact
+			if err := json.Unmarshal(r.JSON, &c); err != nil {
+				return err
+			}
+			if c.URI != "" {
+				_, err := sfb.ParseURI(c.URI)
+				// GetAContactData.md shows "sip:lenea@contoso.com@contoso.com",
+				// a typo the client rightly rejects.
+				if err != nil && !(r.File == "GetAContactData.md" && strings.Count(c.URI, "@") == 2) {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"people", 5, func(r ucwaref.Resource) error {
+			var p Resource
+			return json.Unmarshal(r.JSON, &p)
+		}},
+		{"search", 1, func(r ucwaref.Resource) error {
+			var s Search
+			return json.Unmarshal(r.JSON, &s)
+		}},
+		{ucwaref.EventsRel, 40, func(r ucwaref.Resource) error {
+			var e Events
+			if err := json.Unmarshal(r.JSON, &e); err != nil {
+				return err
+			}
+			if e.Links.Href("next") == "" && e.Links.Href("resync") == "" && e.Links.Href("resume") == "" {
+				return fmt.Errorf("events without next, resync or resume link")
+			}
+			for _, s := range e.Sender {
+				if s.Rel == "" {
+					return fmt.Errorf("sender without rel")
+				}
+				for _, ev := range s.Events {
+					if r.Body.Elided && ev.Link.Rel == "" && ev.Type == "" {
+						continue // an event the sample elided ("{ ... }")
+					}
+					if ev.Link.Rel == "" || ev.Type == "" {
+						return fmt.Errorf("event without link rel or type")
+					}
+				}
+			}
+			return nil
+		}},
+	}
+	for _, c := range checks {
+		res := corpus.Resources(c.rel)
+		for _, r := range res {
+			count(c.rel, r, c.check(r))
+		}
+		st := report[c.rel]
+		require.NotNil(t, st, "no %s samples at all", c.rel)
+		assert.GreaterOrEqual(t, st.decoded, c.min, "decoded %s samples", c.rel)
+	}
+
+	// Every event entry decodes, and the ones the session acts on carry
+	// what it needs.
+	var typing, inviteEvents int
+	for _, e := range corpus.Events() {
+		var ev Event
+		if err := json.Unmarshal(e.JSON, &ev); err != nil {
+			t.Errorf("%s:%d event: %v", e.File, e.Line, err)
+			continue
+		}
+		if ev.In != nil && ev.In.Rel == "typingParticipants" {
+			typing++
+			assert.Contains(t, []string{"added", "deleted"}, ev.Type, "%s:%d typing event", e.File, e.Line)
+			assert.Equal(t, "participant", ev.Link.Rel)
+		}
+		if ev.Link.Rel == "messagingInvitation" {
+			inviteEvents++
+			assert.Equal(t, "communication", e.SenderRel, "%s:%d invitation sender", e.File, e.Line)
+		}
+	}
+	assert.GreaterOrEqual(t, typing, 2)
+	assert.GreaterOrEqual(t, inviteEvents, 5)
+
+	rels := make([]string, 0, len(report))
+	for rel := range report {
+		rels = append(rels, rel)
+	}
+	sort.Strings(rels)
+	for _, rel := range rels {
+		st := report[rel]
+		t.Logf("%-20s decoded %3d (after quirk repairs %3d), failed %d", rel, st.decoded, st.repaired, st.failed)
+	}
+	t.Logf("reference quirks: %v", corpus.Quirks.Map())
+	for _, f := range corpus.Failures {
+		t.Logf("not parseable: %s", f)
+	}
+}
+
+// TestReferenceIncomingIMFlow replays ReceiveAnIM.md's event bodies through
+// the session's decoders: the first message comes from the invitation.
+func TestReferenceIncomingIMFlow(t *testing.T) {
+	corpus := loadReference(t)
+	var found bool
+	for _, r := range corpus.Resources("messagingInvitation") {
+		if r.File != "ReceiveAnIM.md" {
+			continue
+		}
+		var inv MessagingInvitation
+		require.NoError(t, json.Unmarshal(r.JSON, &inv))
+		msg, err := decodeMessageLink(inv.Links.Href("message"), "")
+		require.NoError(t, err)
+		assert.Equal(t, "Hi Tosh", msg.Text)
+		var from Participant
+		ok, err := decodeEmbedded(inv.Embedded, "from", &from)
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, "sip:lenea@contoso.com", from.URI)
+		found = true
+	}
+	assert.True(t, found)
+}
