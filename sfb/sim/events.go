@@ -158,9 +158,14 @@ func (s *Server) batch(a *app, n int) []byte {
 	return ec.last
 }
 
-func (s *Server) resyncBody(a *app) []byte {
+// resyncBody points to the first unacknowledged batch; self is the ack the
+// client asked for.
+func (s *Server) resyncBody(a *app, asked int) []byte {
+	if asked < 1 {
+		asked = a.ec.acked
+	}
 	return mustJSON(obj{"_links": obj{
-		"self":   link(a.eventsHref(a.ec.acked)),
+		"self":   link(a.eventsHref(asked)),
 		"resync": link(a.eventsHref(a.ec.acked)),
 	}})
 }
@@ -183,12 +188,17 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 		s.mu.Unlock()
 		panic(http.ErrAbortHandler)
 	}
+	if ack == ec.issued+1 {
+		// Everything before is acknowledged.
+		ec.acked = ack
+		ec.last = nil
+	}
 	switch {
 	case ec.forceResync || ack < ec.acked || ack > ec.issued+1:
 		// An ack the server cannot serve (or a forced resync): only a
 		// resync link to the first unacknowledged batch.
 		ec.forceResync = false
-		body := s.resyncBody(a)
+		body := s.resyncBody(a, ack)
 		s.mu.Unlock()
 		writeRaw(w, http.StatusOK, body)
 		return
@@ -199,9 +209,6 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 		writeRaw(w, http.StatusOK, body)
 		return
 	}
-	// ack == issued+1: everything before is acknowledged.
-	ec.acked = ack
-	ec.last = nil
 	if at := ec.releaseAt(s.opts.EventAggregation); !at.IsZero() && !at.After(now) {
 		if old := ec.waiter; old != nil {
 			ec.end(waitReplaced, goneApp{})
@@ -250,7 +257,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 			ec.forceResync = false
 			ec.waiter = nil
 			a.lastActive = now
-			return s.resyncBody(a), true
+			return s.resyncBody(a, ack), true
 		}
 		at := ec.releaseAt(s.opts.EventAggregation)
 		if force || (!at.IsZero() && !at.After(now)) {

@@ -155,6 +155,8 @@ type client struct {
 	app   obj
 	self  string
 	next  string
+	// backlog holds events of the last batch after the one await matched.
+	backlog []evt
 }
 
 func (e *env) signIn(address, password string) *client {
@@ -248,10 +250,15 @@ func (c *client) await(what string, pred func(evt) bool) []evt {
 	var seen []evt
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		_, evs := c.poll()
-		for _, e := range evs {
+		evs := c.backlog
+		c.backlog = nil
+		if len(evs) == 0 {
+			_, evs = c.poll()
+		}
+		for i, e := range evs {
 			seen = append(seen, e)
 			if pred(e) {
+				c.backlog = evs[i+1:]
 				return seen
 			}
 		}

@@ -350,6 +350,23 @@ func (s *Server) Applications(uri sfb.URI) int {
 	return 0
 }
 
+// PendingGETs is the number of applications of uri with a pending GET on
+// their event channel (for tests that must know a P-GET is parked).
+func (s *Server) PendingGETs(uri sfb.URI) int {
+	uri = canonical(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	if u := s.users[uri]; u != nil && u.st != nil {
+		for _, a := range u.st.apps {
+			if a.ec.waiter != nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // DropEventChannel makes the pending GET of every application of uri fail
 // with a closed connection; an application without one loses its next.
 func (s *Server) DropEventChannel(uri sfb.URI) {
