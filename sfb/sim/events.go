@@ -113,7 +113,9 @@ func (s *Server) emit(a *app, senderRel, senderHref string, prio priority, body 
 	if a.removed {
 		return
 	}
-	a.ec.pending = append(a.ec.pending, event{senderRel: senderRel, senderHref: senderHref, body: body, prio: prio, at: s.now()})
+	// Aggregation runs on the real clock: it paces HTTP responses, unlike
+	// expiry, which follows Options.Now.
+	a.ec.pending = append(a.ec.pending, event{senderRel: senderRel, senderHref: senderHref, body: body, prio: prio, at: time.Now()})
 	a.ec.notify()
 }
 
@@ -181,8 +183,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 
 	s.mu.Lock()
 	ec := &a.ec
-	now := s.now()
-	a.lastActive = now
+	a.lastActive = s.now()
 	if ec.dropNext {
 		ec.dropNext = false
 		s.mu.Unlock()
@@ -209,7 +210,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 		writeRaw(w, http.StatusOK, body)
 		return
 	}
-	if at := ec.releaseAt(s.opts.EventAggregation); !at.IsZero() && !at.After(now) {
+	if at := ec.releaseAt(s.opts.EventAggregation); !at.IsZero() && !at.After(time.Now()) {
 		if old := ec.waiter; old != nil {
 			ec.end(waitReplaced, goneApp{})
 		}
@@ -252,17 +253,17 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 		if ec.waiter != wt {
 			return nil, true
 		}
-		now := s.now()
+		now := time.Now()
 		if ec.forceResync {
 			ec.forceResync = false
 			ec.waiter = nil
-			a.lastActive = now
+			a.lastActive = s.now()
 			return s.resyncBody(a, ack), true
 		}
 		at := ec.releaseAt(s.opts.EventAggregation)
 		if force || (!at.IsZero() && !at.After(now)) {
 			ec.waiter = nil
-			a.lastActive = now
+			a.lastActive = s.now()
 			return s.batch(a, ack), true
 		}
 		if !at.IsZero() {
