@@ -1,0 +1,178 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.mau.fi/util/ptr"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// GetChatInfo describes a 1:1 portal: a DM between the login's user and the
+// peer's ghost. The room name comes from the ghost (bridgev2's private chat
+// settings), not from here.
+func (c *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
+	peer, err := uriFor(portal.ID)
+	if err != nil {
+		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", portal.ID, err)
+	}
+	peerID := userIDFor(peer)
+	selfID := c.GetUserID()
+	return &bridgev2.ChatInfo{
+		Type: ptr.Ptr(database.RoomTypeDM),
+		Members: &bridgev2.ChatMemberList{
+			IsFull:      true,
+			OtherUserID: peerID,
+			MemberMap: bridgev2.ChatMemberMap{
+				selfID: {EventSender: bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: selfID}, Membership: event.MembershipJoin},
+				peerID: {EventSender: bridgev2.EventSender{Sender: peerID}, Membership: event.MembershipJoin},
+			},
+		},
+	}, nil
+}
+
+// GetUserInfo names a ghost from the SfB directory. Without a session, or
+// when the directory fails for a passing reason, it returns an error so
+// that the ghost stays unnamed and bridgev2 asks again on its next message.
+func (c *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.UserInfo, error) {
+	uri, err := uriFor(ghost.ID)
+	if err != nil {
+		return nil, fmt.Errorf("ghost %s is not an SfB user: %w", ghost.ID, err)
+	}
+	session := c.currentSession()
+	if session == nil {
+		return nil, fmt.Errorf("look up %s: %w", uri, bridgev2.ErrNotLoggedIn)
+	}
+	person, err := session.LookupPerson(ctx, uri)
+	if errors.Is(err, sfb.ErrNotFound) {
+		// Not in the directory (another organisation, a removed
+		// account): the address is the best name there is.
+		person = sfb.Person{URI: uri}
+	} else if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", uri, err)
+	}
+	if person.URI == "" {
+		person.URI = uri
+	}
+	return c.userInfo(person)
+}
+
+func (c *Client) userInfo(p sfb.Person) (*bridgev2.UserInfo, error) {
+	name, err := c.conn.Config.FormatDisplayname(p)
+	if err != nil {
+		return nil, err
+	}
+	return &bridgev2.UserInfo{
+		Identifiers: []string{p.URI.String()},
+		Name:        &name,
+		IsBot:       ptr.Ptr(false),
+	}, nil
+}
+
+// ResolveIdentifier finds an SfB user by address, for the start-chat
+// command and the provisioning API, and optionally names the DM portal.
+func (c *Client) ResolveIdentifier(ctx context.Context, identifier string, createChat bool) (*bridgev2.ResolveIdentifierResponse, error) {
+	uri, err := sfb.ParseURI(identifier)
+	if err != nil {
+		return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("%q is not a Skype for Business address (want alice@contoso.com).", identifier), StatusCode: http.StatusBadRequest}
+	}
+	if uri == c.selfURI() {
+		return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: "That is your own Skype for Business address.", StatusCode: http.StatusBadRequest}
+	}
+	session := c.currentSession()
+	if session == nil {
+		return nil, bridgev2.RespError{ErrCode: ErrCodeUnavailable, Err: "You are not connected to Skype for Business right now.", StatusCode: http.StatusServiceUnavailable}
+	}
+	person, err := session.LookupPerson(ctx, uri)
+	if errors.Is(err, sfb.ErrNotFound) {
+		return nil, bridgev2.RespError{ErrCode: "M_NOT_FOUND", Err: fmt.Sprintf("%s was not found in Skype for Business.", uri.Address()), StatusCode: http.StatusNotFound}
+	} else if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", uri, err)
+	}
+	if person.URI == "" {
+		person.URI = uri
+	}
+	userID := userIDFor(person.URI)
+	ghost, err := c.login.Bridge.GetGhostByID(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("get ghost of %s: %w", person.URI, err)
+	}
+	info, err := c.userInfo(person)
+	if err != nil {
+		return nil, err
+	}
+	resp := &bridgev2.ResolveIdentifierResponse{Ghost: ghost, UserID: userID, UserInfo: info}
+	if createChat {
+		resp.Chat = &bridgev2.CreateChatResponse{PortalKey: portalKeyFor(person.URI, c.loginID)}
+	}
+	return resp, nil
+}
+
+// roomCapabilities is what SfB instant messaging carries: text with basic
+// formatting. Files are listed as unsupported rather than rejected, so that
+// bridgev2 hands them to HandleMatrixMessage, which answers with a notice
+// that names what SfB cannot receive; edits likewise reach HandleMatrixEdit.
+var roomCapabilities = &event.RoomFeatures{
+	ID: "net.sfb.capabilities.2026_1",
+	Formatting: event.FormattingFeatureMap{
+		event.FmtBold:                event.CapLevelFullySupported,
+		event.FmtItalic:              event.CapLevelFullySupported,
+		event.FmtUnderline:           event.CapLevelFullySupported,
+		event.FmtStrikethrough:       event.CapLevelFullySupported,
+		event.FmtInlineCode:          event.CapLevelFullySupported,
+		event.FmtCodeBlock:           event.CapLevelFullySupported,
+		event.FmtBlockquote:          event.CapLevelFullySupported,
+		event.FmtInlineLink:          event.CapLevelFullySupported,
+		event.FmtUnorderedList:       event.CapLevelFullySupported,
+		event.FmtOrderedList:         event.CapLevelFullySupported,
+		event.FmtListStart:           event.CapLevelFullySupported,
+		event.FmtHeaders:             event.CapLevelFullySupported,
+		event.FmtSuperscript:         event.CapLevelFullySupported,
+		event.FmtSubscript:           event.CapLevelFullySupported,
+		event.FmtHorizontalLine:      event.CapLevelFullySupported,
+		event.FmtTable:               event.CapLevelPartialSupport,
+		event.FmtUserLink:            event.CapLevelPartialSupport, // reduced to the name
+		event.FmtRoomLink:            event.CapLevelPartialSupport,
+		event.FmtEventLink:           event.CapLevelPartialSupport,
+		event.FmtCustomEmoji:         event.CapLevelPartialSupport, // reduced to the alt text
+		event.FmtSpoiler:             event.CapLevelDropped,
+		event.FmtTextForegroundColor: event.CapLevelDropped,
+		event.FmtTextBackgroundColor: event.CapLevelDropped,
+		event.FmtSyntaxHighlighting:  event.CapLevelDropped,
+		event.FmtMath:                event.CapLevelDropped,
+		event.FmtDetailsSummary:      event.CapLevelDropped,
+	},
+	File: event.FileFeatureMap{
+		event.MsgImage:      unsupportedFile,
+		event.MsgFile:       unsupportedFile,
+		event.MsgAudio:      unsupportedFile,
+		event.MsgVideo:      unsupportedFile,
+		event.CapMsgVoice:   unsupportedFile,
+		event.CapMsgGIF:     unsupportedFile,
+		event.CapMsgSticker: unsupportedFile,
+	},
+	MaxTextLength:       msgconv.MaxSfBMessageBytes,
+	LocationMessage:     event.CapLevelUnsupported,
+	Poll:                event.CapLevelRejected,
+	Thread:              event.CapLevelRejected,
+	Reply:               event.CapLevelDropped,
+	Edit:                event.CapLevelPartialSupport,
+	Delete:              event.CapLevelRejected,
+	Reaction:            event.CapLevelRejected,
+	ReadReceipts:        false,
+	TypingNotifications: true,
+}
+
+var unsupportedFile = &event.FileFeatures{MimeTypes: map[string]event.CapabilitySupportLevel{"*/*": event.CapLevelUnsupported}}
+
+// GetCapabilities is the same for every SfB 1:1 chat.
+func (c *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
+	return roomCapabilities
+}

@@ -1,0 +1,327 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// Bridge state error codes, for the migration team's dashboards.
+const (
+	StateErrBadCredentials     status.BridgeStateErrorCode = "sfb-bad-credentials"
+	StateErrCredentialsNeeded  status.BridgeStateErrorCode = "sfb-relogin-required"
+	StateErrUnavailable        status.BridgeStateErrorCode = "sfb-unavailable"
+	StateErrConnectFailed      status.BridgeStateErrorCode = "sfb-connect-failed"
+	StateErrSessionInterrupted status.BridgeStateErrorCode = "sfb-session-interrupted"
+)
+
+func init() {
+	status.BridgeStateHumanErrors.Update(status.BridgeStateErrorMap{
+		StateErrBadCredentials:     "Skype for Business rejected the stored password, please log in again",
+		StateErrCredentialsNeeded:  "Your Skype for Business sign-in expired, please log in again",
+		StateErrUnavailable:        "Skype for Business is not reachable, retrying",
+		StateErrConnectFailed:      "Connecting to Skype for Business failed, retrying",
+		StateErrSessionInterrupted: "The connection to Skype for Business was interrupted, reconnecting",
+	})
+}
+
+// Client is one login's connection to SfB: the bridgev2 NetworkAPI.
+type Client struct {
+	conn    *Connector
+	login   *bridgev2.UserLogin
+	loginID networkid.UserLoginID
+	log     zerolog.Logger
+	// queue hands remote events to bridgev2; tests replace it.
+	queue func(bridgev2.RemoteEvent)
+
+	loggedIn atomic.Bool
+
+	mu sync.Mutex
+	// session and router are the current SfB session and its event
+	// router; nil while not connected.
+	session sfb.Session
+	router  *eventRouter
+	// savedToken is the token last written to the database, to notice
+	// renewals.
+	savedToken sfb.Token
+	// runCtx lives from Connect to Disconnect; the reconnect loop and
+	// the token watcher run in it.
+	runCtx context.Context
+	stop   context.CancelFunc
+}
+
+var (
+	_ bridgev2.NetworkAPI                    = (*Client)(nil)
+	_ bridgev2.NetworkAPIWithUserID          = (*Client)(nil)
+	_ bridgev2.TypingHandlingNetworkAPI      = (*Client)(nil)
+	_ bridgev2.IdentifierResolvingNetworkAPI = (*Client)(nil)
+	_ bridgev2.EditHandlingNetworkAPI        = (*Client)(nil)
+	_ bridgev2.ReactionHandlingNetworkAPI    = (*Client)(nil)
+	_ bridgev2.RedactionHandlingNetworkAPI   = (*Client)(nil)
+	_ bridgev2.PollHandlingNetworkAPI        = (*Client)(nil)
+)
+
+func (c *Connector) newClient(login *bridgev2.UserLogin) *Client {
+	client := &Client{
+		conn:    c,
+		login:   login,
+		loginID: login.ID,
+		log:     login.Log.With().Str("component", "sfb client").Logger(),
+	}
+	client.queue = func(evt bridgev2.RemoteEvent) {
+		login.Bridge.QueueRemoteEvent(login, evt)
+	}
+	// A login in the database had valid credentials when it was made;
+	// Connect finds out whether they still are.
+	client.loggedIn.Store(true)
+	return client
+}
+
+// adopt takes over the session that the login flow signed in with, so
+// that a new login does not sign in twice.
+func (c *Client) adopt(s sfb.Session, r *eventRouter) {
+	c.mu.Lock()
+	c.session = s
+	c.router = r
+	c.savedToken = s.Token()
+	c.mu.Unlock()
+	r.attach(c)
+}
+
+// Connect signs in from the stored credentials in the background and
+// returns at once: bridgev2 connects logins one after another at startup,
+// and thousands of them must not wait for each other.
+func (c *Client) Connect(ctx context.Context) {
+	c.mu.Lock()
+	if c.stop != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.runCtx, c.stop = context.WithCancel(c.log.WithContext(c.conn.backgroundCtx()))
+	runCtx := c.runCtx
+	session := c.session
+	c.mu.Unlock()
+
+	go c.watchToken(runCtx)
+	if session != nil {
+		c.connected(runCtx, session)
+		return
+	}
+	c.sendState(status.BridgeState{StateEvent: status.StateConnecting})
+	go c.connectLoop(runCtx)
+}
+
+// connectLoop signs in until it succeeds, the credentials turn out to be
+// unusable, or Disconnect stops it, backing off while SfB is unreachable.
+func (c *Client) connectLoop(ctx context.Context) {
+	backoff := c.conn.retryMin
+	for {
+		err := c.signIn(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if needsRelogin(err) {
+			c.requireRelogin(ctx, err)
+			return
+		}
+		code := StateErrConnectFailed
+		if errors.Is(err, sfb.ErrServerUnavailable) {
+			code = StateErrUnavailable
+		}
+		c.log.Warn().Err(err).Stringer("retry_in", backoff).Msg("Failed to connect to Skype for Business")
+		c.sendState(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: code, Message: err.Error()})
+		// Jitter spreads the retries of many logins after an outage.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, c.conn.retryMax)
+	}
+}
+
+func (c *Client) signIn(ctx context.Context) error {
+	req, err := c.conn.loadSignInRequest(ctx, c.loginID)
+	if err != nil {
+		return err
+	}
+	router := newEventRouter()
+	router.attach(c)
+	session, err := c.conn.signIn(ctx, req, router.handle)
+	if err != nil {
+		router.detach()
+		return err
+	}
+	c.mu.Lock()
+	if ctx.Err() != nil {
+		// Disconnect came while signing in.
+		c.mu.Unlock()
+		router.detach()
+		closeSession(c.log, session)
+		return ctx.Err()
+	}
+	c.session = session
+	c.router = router
+	c.mu.Unlock()
+	c.connected(ctx, session)
+	return nil
+}
+
+// connected records a usable session: the token for restarts, the user's
+// current display name, the CONNECTED state.
+func (c *Client) connected(ctx context.Context, session sfb.Session) {
+	c.loggedIn.Store(true)
+	c.saveTokenIfRenewed(ctx)
+	if name := session.Self().DisplayName; name != "" && name != c.login.RemoteName {
+		c.login.RemoteName = name
+		c.login.RemoteProfile.Name = name
+		if err := c.login.Save(ctx); err != nil {
+			c.log.Warn().Err(err).Msg("Failed to save new display name of the login")
+		}
+	}
+	c.sendState(status.BridgeState{StateEvent: status.StateConnected})
+}
+
+// needsRelogin reports whether only the user can fix err, by logging in
+// again.
+func needsRelogin(err error) bool {
+	return errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired)
+}
+
+// requireRelogin puts the login in BAD_CREDENTIALS with a RELOGIN action
+// and records why in the audit log.
+func (c *Client) requireRelogin(ctx context.Context, cause error) {
+	c.loggedIn.Store(false)
+	state := status.BridgeState{
+		StateEvent: status.StateBadCredentials,
+		UserAction: status.UserActionRelogin,
+		Error:      StateErrCredentialsNeeded,
+		Message:    "Your Skype for Business sign-in expired and the bridge keeps no password to renew it. Log in again.",
+	}
+	detail := "token expired, no password kept"
+	switch {
+	case errors.Is(cause, errUnreadableCredentials):
+		state.Message = "The bridge cannot read your stored Skype for Business credentials (the secret key changed). Log in again."
+		detail = "stored credentials unreadable"
+	case errors.Is(cause, sfb.ErrBadCredentials):
+		state.Error = StateErrBadCredentials
+		state.Message = "Skype for Business rejected the stored password (it was probably changed). Log in again."
+		detail = "password rejected"
+	}
+	c.log.Warn().Err(cause).Msg("Login needs a new sign-in")
+	c.sendState(state)
+	c.conn.audit(ctx, c.loginID, c.login.UserMXID, database.AuditReloginRequired, detail)
+}
+
+func (c *Client) sendState(state status.BridgeState) {
+	c.login.BridgeState.Send(state)
+}
+
+// watchToken persists renewed tokens, so that a restart uses the newest
+// token and needs no password.
+func (c *Client) watchToken(ctx context.Context) {
+	t := time.NewTicker(c.conn.tokenCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.saveTokenIfRenewed(ctx)
+		}
+	}
+}
+
+func (c *Client) currentSession() sfb.Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+func (c *Client) saveTokenIfRenewed(ctx context.Context) {
+	c.mu.Lock()
+	s, saved := c.session, c.savedToken
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	tok := s.Token()
+	if tok.Value == "" || (secret.Equal(tok.Value, saved.Value) && tok.ExpiresAt.Equal(saved.ExpiresAt)) {
+		return
+	}
+	if err := c.conn.saveToken(ctx, c.loginID, tok); err != nil {
+		c.log.Err(err).Msg("Failed to store renewed token")
+		return
+	}
+	c.mu.Lock()
+	c.savedToken = tok
+	c.mu.Unlock()
+	if saved.Value != "" {
+		c.log.Debug().Time("expires_at", tok.ExpiresAt).Msg("Stored renewed token")
+		c.conn.audit(ctx, c.loginID, c.login.UserMXID, database.AuditTokenRenewed, "expires "+tok.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+}
+
+// Disconnect stops reconnecting and signs the session out. The token is
+// kept: it is what the next start signs in with.
+func (c *Client) Disconnect() {
+	c.mu.Lock()
+	stop, session, router := c.stop, c.session, c.router
+	c.stop, c.session, c.router = nil, nil, nil
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if router != nil {
+		router.detach()
+	}
+	if session != nil {
+		tok := session.Token()
+		ctx, cancel := context.WithTimeout(c.log.WithContext(context.Background()), 5*time.Second)
+		if err := c.conn.saveToken(ctx, c.loginID, tok); err != nil {
+			c.log.Err(err).Msg("Failed to store token before disconnecting")
+		}
+		cancel()
+		closeSession(c.log, session)
+	}
+}
+
+// IsLoggedIn reports what the last sign-in attempt found; no I/O.
+func (c *Client) IsLoggedIn() bool { return c.loggedIn.Load() }
+
+// LogoutRemote signs out and forgets the stored credentials.
+func (c *Client) LogoutRemote(ctx context.Context) {
+	c.Disconnect()
+	c.loggedIn.Store(false)
+	if c.conn.db != nil {
+		if err := c.conn.db.DeleteCredential(ctx, string(c.loginID)); err != nil {
+			c.log.Err(err).Msg("Failed to delete stored credentials")
+		} else {
+			c.conn.audit(ctx, c.loginID, c.login.UserMXID, database.AuditCredentialsDeleted, "logout")
+		}
+	}
+	c.conn.audit(ctx, c.loginID, c.login.UserMXID, database.AuditLogout, "")
+}
+
+// IsThisUser: the login's own SfB address.
+func (c *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool {
+	return string(userID) == string(c.loginID)
+}
+
+// GetUserID is the login's own ghost ID.
+func (c *Client) GetUserID() networkid.UserID { return networkid.UserID(c.loginID) }
+
+func (c *Client) selfURI() sfb.URI { return sfb.URI("sip:" + string(c.loginID)) }

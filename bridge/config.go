@@ -1,0 +1,192 @@
+package bridge
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+
+	up "go.mau.fi/util/configupgrade"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// ExampleConfig is the network section of the example configuration, with
+// every option documented.
+//
+//go:embed example-config.yaml
+var ExampleConfig string
+
+// Config is the network section of the bridge configuration.
+type Config struct {
+	sfb.Config `yaml:",inline"`
+
+	// SignInRate is how many sign-ins per second the bridge starts towards
+	// the SfB pool.
+	SignInRate float64 `yaml:"sign_in_rate"`
+	// KeepPassword stores passwords (sealed) for unattended token renewal.
+	KeepPassword bool `yaml:"keep_password"`
+	// SecretKey is the base64 AES-256 key that seals stored secrets; empty
+	// means the environment variable secret.EnvKey.
+	SecretKey string `yaml:"secret_key"`
+	// DisplaynameTemplate formats ghost display names.
+	DisplaynameTemplate string `yaml:"displayname_template"`
+
+	displaynameTemplate *template.Template
+}
+
+// defaultConfig holds the values an option takes when the configuration
+// leaves it out, the same as the example.
+func defaultConfig() Config {
+	return Config{
+		Config: sfb.Config{
+			Transport:        "ucwa",
+			UserAgent:        "sfb-matrix-bridge",
+			RequestTimeout:   30 * time.Second,
+			ActivityInterval: 3 * time.Minute,
+		},
+		SignInRate:          10,
+		KeepPassword:        true,
+		DisplaynameTemplate: "{{or .DisplayName .Address}} (SfB)",
+	}
+}
+
+type rawConfig Config
+
+// UnmarshalYAML fills defaults for what the document leaves out and
+// compiles the display name template.
+func (c *Config) UnmarshalYAML(node *yaml.Node) error {
+	*c = defaultConfig()
+	if err := node.Decode((*rawConfig)(c)); err != nil {
+		return err
+	}
+	return c.compile()
+}
+
+func (c *Config) compile() error {
+	tpl, err := template.New("displayname").Option("missingkey=error").Parse(c.DisplaynameTemplate)
+	if err != nil {
+		return fmt.Errorf("parse network.displayname_template: %w", err)
+	}
+	c.displaynameTemplate = tpl
+	return nil
+}
+
+// Validate reports the first option with an unusable value.
+func (c *Config) Validate() error {
+	switch {
+	case c.Transport != "ucwa":
+		return fmt.Errorf("network.transport %q: the only transport is \"ucwa\"", c.Transport)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("network.request_timeout %s: must be positive", c.RequestTimeout)
+	case c.ActivityInterval <= 0 || c.ActivityInterval > 4*time.Minute:
+		return fmt.Errorf("network.activity_interval %s: must be positive and at most 4m (SfB drops idle applications)", c.ActivityInterval)
+	case c.SignInRate <= 0 || c.SignInRate > 12:
+		return fmt.Errorf("network.sign_in_rate %g: must be above 0 and at most 12 (SfB accepts at most 12 logons per second)", c.SignInRate)
+	}
+	if c.displaynameTemplate == nil {
+		if err := c.compile(); err != nil {
+			return err
+		}
+	}
+	if _, err := c.FormatDisplayname(sfb.Person{URI: "sip:alice@contoso.com", DisplayName: "Alice"}); err != nil {
+		return fmt.Errorf("network.displayname_template: %w", err)
+	}
+	return nil
+}
+
+// ErrNoSecretKey: passwords are to be kept but there is no key to seal them.
+var ErrNoSecretKey = errors.New("no secret key")
+
+// secretBox returns the box that seals stored secrets, from secret_key or
+// the environment. It returns nil without error when there is no key and
+// keep_password is off: then nothing is stored sealed.
+func (c *Config) secretBox() (*secret.Box, error) {
+	source := "network.secret_key"
+	keyText := strings.TrimSpace(c.SecretKey)
+	if keyText == "" {
+		source = "environment variable " + secret.EnvKey
+		keyText = strings.TrimSpace(os.Getenv(secret.EnvKey))
+	}
+	if keyText == "" {
+		if c.KeepPassword {
+			return nil, fmt.Errorf("%w: network.keep_password is true, so SfB passwords are stored encrypted, "+
+				"but neither network.secret_key nor the environment variable %s holds a key; "+
+				"generate one with `openssl rand -base64 32`, or set keep_password to false", ErrNoSecretKey, secret.EnvKey)
+		}
+		return nil, nil
+	}
+	key, err := secret.ParseKey(keyText)
+	if err != nil {
+		return nil, fmt.Errorf("read the secret key from %s: %w", source, err)
+	}
+	box, err := secret.NewBox(key)
+	if err != nil {
+		return nil, fmt.Errorf("use the secret key from %s: %w", source, err)
+	}
+	return box, nil
+}
+
+// DisplaynameParams are the fields the display name template may use.
+type DisplaynameParams struct {
+	DisplayName string
+	Address     string
+}
+
+// FormatDisplayname applies the display name template to p.
+func (c *Config) FormatDisplayname(p sfb.Person) (string, error) {
+	if c.displaynameTemplate == nil {
+		if err := c.compile(); err != nil {
+			return "", err
+		}
+	}
+	var sb strings.Builder
+	err := c.displaynameTemplate.Execute(&sb, DisplaynameParams{
+		DisplayName: strings.TrimSpace(p.DisplayName),
+		Address:     p.URI.Address(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("format display name of %s: %w", p.URI, err)
+	}
+	return strings.TrimSpace(sb.String()), nil
+}
+
+func upgradeConfig(helper up.Helper) {
+	helper.Copy(up.Str, "transport")
+	helper.Copy(up.Str, "discovery_url")
+	helper.Copy(up.Str, "ca_file")
+	helper.Copy(up.Bool, "allow_insecure_loopback")
+	helper.Copy(up.Str, "user_agent")
+	helper.Copy(up.Str, "request_timeout")
+	helper.Copy(up.Str, "activity_interval")
+	helper.Copy(up.Float|up.Int, "sign_in_rate")
+	helper.Copy(up.Bool, "keep_password")
+	helper.Copy(up.Str|up.Null, "secret_key")
+	helper.Copy(up.Str, "displayname_template")
+}
+
+// GetConfig returns the example network configuration, where to decode the
+// actual one, and how to carry options over from an older file.
+func (c *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
+	return ExampleConfig, &c.Config, up.SimpleUpgrader(upgradeConfig)
+}
+
+// ValidateConfig is called by mxmain before the bridge starts: a bad option
+// or a missing secret key stops the bridge with a clear message.
+func (c *Connector) ValidateConfig() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	box, err := c.Config.secretBox()
+	if err != nil {
+		return err
+	}
+	c.box = box
+	c.validated = true
+	return nil
+}

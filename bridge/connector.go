@@ -1,0 +1,245 @@
+// Package bridge is the mautrix bridgev2 network connector for Skype for
+// Business: logins, ghosts and portals, SfB events to Matrix and Matrix
+// events to SfB. It reaches SfB only through the transport-neutral sfb
+// interface; the transport itself is injected (see TransportFactory).
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	mxdb "maunium.net/go/mautrix/bridgev2/database"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// TransportFactory builds the SfB transport from the network configuration.
+// The bridge's main package passes one for the UCWA client; tests pass a
+// fake.
+type TransportFactory func(cfg sfb.Config, log zerolog.Logger) (sfb.Transport, error)
+
+// Connector is the bridgev2 network connector for Skype for Business.
+type Connector struct {
+	// Config is the network section of the configuration, filled by
+	// mxmain before Init.
+	Config Config
+
+	br        *bridgev2.Bridge
+	log       zerolog.Logger
+	factory   TransportFactory
+	transport sfb.Transport
+	db        *database.DB
+	box       *secret.Box
+	validated bool
+	ramp      *ramp
+
+	// tokenCheckInterval is how often a connected client looks for a
+	// renewed token to persist.
+	tokenCheckInterval time.Duration
+	// retryMin and retryMax bound the backoff between sign-in attempts
+	// while SfB is unreachable.
+	retryMin, retryMax time.Duration
+}
+
+var (
+	_ bridgev2.NetworkConnector            = (*Connector)(nil)
+	_ bridgev2.ConfigValidatingNetwork     = (*Connector)(nil)
+	_ bridgev2.IdentifierValidatingNetwork = (*Connector)(nil)
+)
+
+// NewConnector returns a connector that reaches SfB through the transport
+// that factory builds when the bridge starts.
+func NewConnector(factory TransportFactory) *Connector {
+	return &Connector{
+		Config:             defaultConfig(),
+		factory:            factory,
+		tokenCheckInterval: time.Minute,
+		retryMin:           2 * time.Second,
+		retryMax:           5 * time.Minute,
+	}
+}
+
+// GetName describes the network for m.bridge events and the example
+// configuration (default port, command prefix, username template sfb_{{.}}).
+func (c *Connector) GetName() bridgev2.BridgeName {
+	return bridgev2.BridgeName{
+		DisplayName:          "Skype for Business",
+		NetworkURL:           "https://www.microsoft.com/microsoft-365/skype-for-business",
+		NetworkID:            "sfb",
+		BeeperBridgeType:     "sfb",
+		DefaultPort:          29340,
+		DefaultCommandPrefix: "!sfb",
+	}
+}
+
+// GetDBMetaTypes: the connector keeps its own data (credentials, audit) in
+// its own tables, so mautrix's rows carry no metadata.
+func (c *Connector) GetDBMetaTypes() mxdb.MetaTypes {
+	return mxdb.MetaTypes{}
+}
+
+// GetCapabilities describes what the connector does beyond a room.
+func (c *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities {
+	return &bridgev2.NetworkGeneralCapabilities{
+		Provisioning: bridgev2.ProvisioningCapabilities{
+			ResolveIdentifier: bridgev2.ResolveIdentifierCapabilities{
+				CreateDM: true,
+				// SIP addresses look like e-mail addresses and usually are.
+				LookupEmail: true,
+			},
+		},
+	}
+}
+
+// GetBridgeInfoVersion: bump the first number when m.bridge content
+// changes, the second when room capabilities change.
+func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) {
+	return 1, 1
+}
+
+// Init keeps the bridge for later; it does no I/O.
+func (c *Connector) Init(br *bridgev2.Bridge) {
+	c.br = br
+	c.log = br.Log.With().Str("component", "sfb").Logger()
+}
+
+// Start creates the transport and brings the connector's own tables up to
+// date in the bridge's database.
+func (c *Connector) Start(ctx context.Context) error {
+	if !c.validated {
+		if err := c.ValidateConfig(); err != nil {
+			return fmt.Errorf("network configuration: %w", err)
+		}
+	}
+	if c.box == nil {
+		c.log.Warn().Msg("No secret key configured and keep_password is off: tokens are not kept across restarts, users must log in again after each restart")
+	}
+	c.ramp = newRamp(c.Config.SignInRate)
+	if c.factory == nil {
+		return fmt.Errorf("start SfB connector: no transport factory")
+	}
+	transport, err := c.factory(c.Config.Config, c.log.With().Str("transport", c.Config.Transport).Logger())
+	if err != nil {
+		return fmt.Errorf("create SfB transport %q: %w", c.Config.Transport, err)
+	}
+	c.transport = transport
+
+	dialect, err := database.DialectFromDBUtil(c.br.DB.Dialect.String())
+	if err != nil {
+		return fmt.Errorf("open connector database: %w", err)
+	}
+	db, err := database.New(c.br.DB.RawDB, dialect, c.log)
+	if err != nil {
+		return fmt.Errorf("open connector database: %w", err)
+	}
+	if err := db.Upgrade(ctx); err != nil {
+		return bridgev2.DBUpgradeError{Err: err, Section: "sfb"}
+	}
+	c.db = db
+	return nil
+}
+
+// LoadUserLogin attaches a client to a login loaded from the database. It
+// does no I/O: Connect signs in.
+func (c *Connector) LoadUserLogin(ctx context.Context, login *bridgev2.UserLogin) error {
+	login.Client = c.newClient(login)
+	return nil
+}
+
+// backgroundCtx outlives requests: sessions and reconnect loops run in it.
+func (c *Connector) backgroundCtx() context.Context {
+	ctx := context.Background()
+	if c.br != nil && c.br.BackgroundCtx != nil {
+		ctx = c.br.BackgroundCtx
+	}
+	return c.log.WithContext(ctx)
+}
+
+// signIn runs Transport.SignIn in the background context, so that the
+// session never depends on the request that started it (a bot command, a
+// provisioning call), while ctx still bounds how long the caller waits. A
+// session that arrives after the caller gave up is closed.
+func (c *Connector) signIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (sfb.Session, error) {
+	if err := c.ramp.wait(ctx); err != nil {
+		return nil, err
+	}
+	type result struct {
+		session sfb.Session
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := c.transport.SignIn(c.backgroundCtx(), req, handler)
+		done <- result{s, err}
+	}()
+	select {
+	case r := <-done:
+		return r.session, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.session != nil {
+				closeSession(c.log, r.session)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// closeSession signs a session out, bounded in time: a dead server must not
+// hold up logout or shutdown.
+func closeSession(log zerolog.Logger, s sfb.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		log.Warn().Err(err).Msg("Failed to sign out of Skype for Business")
+	}
+}
+
+// ramp spaces sign-ins out to a fixed rate towards the SfB pool, so that a
+// restart with thousands of logins does not exceed what the Front End
+// servers accept.
+type ramp struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+func newRamp(perSecond float64) *ramp {
+	if perSecond <= 0 {
+		perSecond = 10
+	}
+	return &ramp{interval: time.Duration(float64(time.Second) / perSecond)}
+}
+
+// wait blocks until the caller's slot comes or ctx ends.
+func (r *ramp) wait(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	now := time.Now()
+	if r.next.Before(now) {
+		r.next = now
+	}
+	slot := r.next
+	r.next = r.next.Add(r.interval)
+	r.mu.Unlock()
+	d := time.Until(slot)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

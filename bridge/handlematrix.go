@@ -1,0 +1,198 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// refuse builds the error for something SfB cannot carry: bridgev2 marks the
+// event as failed and the bot answers in the room with human, so that the
+// sender never believes the peer saw it.
+func refuse(internal error, human string) error {
+	return bridgev2.WrapErrorInStatus(internal).
+		WithStatus(event.MessageStatusFail).
+		WithErrorReason(event.MessageStatusUnsupported).
+		WithIsCertain(true).
+		WithSendNotice(true).
+		WithMessage(human)
+}
+
+// unsupportedContent explains, per message type, what SfB cannot receive.
+func unsupportedContent(msgType event.MessageType) error {
+	what := map[event.MessageType]string{
+		event.MsgImage:               "images",
+		event.MsgFile:                "files",
+		event.MsgAudio:               "audio or voice messages",
+		event.MsgVideo:               "videos",
+		event.MsgLocation:            "locations",
+		event.CapMsgSticker:          "stickers",
+		event.MsgVerificationRequest: "verification requests",
+	}[msgType]
+	if what == "" {
+		what = fmt.Sprintf("this kind of message (%s)", msgType)
+	}
+	return refuse(fmt.Errorf("%w: message type %s", sfb.ErrUnsupported, msgType),
+		fmt.Sprintf("Skype for Business cannot receive %s. Send text or a link instead.", what))
+}
+
+// HandleMatrixMessage sends a text message to the portal's peer and
+// returns the SfB message ID, which bridgev2 stores so that SfB's echo of
+// the same message is not bridged back.
+func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	switch msg.Content.MsgType {
+	case event.MsgText, event.MsgNotice, event.MsgEmote:
+	default:
+		return nil, unsupportedContent(msg.Content.MsgType)
+	}
+	peer, err := uriFor(msg.Portal.ID)
+	if err != nil {
+		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+	}
+	out, err := msgconv.FromMatrix(msg.Content, c.login.RemoteName)
+	switch {
+	case errors.Is(err, msgconv.ErrTooLong):
+		return nil, refuse(err, fmt.Sprintf("The message is too long for Skype for Business (at most %d bytes). Split it or send a link.", msgconv.MaxSfBMessageBytes))
+	case errors.Is(err, msgconv.ErrEmpty):
+		return nil, refuse(err, "The message has no text to send to Skype for Business.")
+	case err != nil:
+		return nil, fmt.Errorf("convert message for SfB: %w", err)
+	}
+	session := c.currentSession()
+	if session == nil {
+		return nil, bridgev2.WrapErrorInStatus(errors.New("not connected to Skype for Business")).
+			WithStatus(event.MessageStatusRetriable).
+			WithErrorReason(event.MessageStatusBridgeUnavailable).
+			WithIsCertain(true).
+			WithSendNotice(true).
+			WithMessage("You are not connected to Skype for Business right now, so the message was not sent. The bridge bot tells you why; send it again once you are connected.")
+	}
+	sent, err := session.SendMessage(ctx, peer, out)
+	if err != nil {
+		return nil, deliveryError(peer, err)
+	}
+	id := sent.ID
+	if id == "" {
+		// Every stored message needs an ID; the Matrix event's is unique.
+		id = "mx:" + msg.Event.ID.String()
+	}
+	ts := sent.Time
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	return &bridgev2.MatrixMessageResponse{
+		DB: &database.Message{
+			ID:        networkid.MessageID(id),
+			SenderID:  c.GetUserID(),
+			Timestamp: ts,
+		},
+	}, nil
+}
+
+// deliveryError maps a send failure to a message status the sender sees.
+func deliveryError(peer sfb.URI, err error) error {
+	status := bridgev2.WrapErrorInStatus(fmt.Errorf("send message to %s: %w", peer, err)).
+		WithIsCertain(true).
+		WithSendNotice(true)
+	switch {
+	case errors.Is(err, sfb.ErrDeliveryFailed):
+		return status.WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusGenericError).
+			WithMessage(fmt.Sprintf("Skype for Business could not deliver it to %s (%v). They may be offline or unreachable.", peer.Address(), err))
+	case errors.Is(err, sfb.ErrNotFound):
+		return status.WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusGenericError).
+			WithMessage(fmt.Sprintf("%s does not exist in Skype for Business.", peer.Address()))
+	case errors.Is(err, sfb.ErrUnsupported):
+		return status.WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusUnsupported).
+			WithMessage(fmt.Sprintf("Skype for Business refused the message as unsupported (%v).", err))
+	case errors.Is(err, sfb.ErrServerUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return status.WithStatus(event.MessageStatusRetriable).
+			WithErrorReason(event.MessageStatusNetworkError).
+			WithMessage("Skype for Business is not reachable right now; the message was not delivered. Send it again later.")
+	case needsRelogin(err):
+		return status.WithStatus(event.MessageStatusRetriable).
+			WithErrorReason(event.MessageStatusBridgeUnavailable).
+			WithMessage("Your Skype for Business sign-in expired; the message was not delivered. Log in again and resend it.")
+	default:
+		return status.WithStatus(event.MessageStatusRetriable).
+			WithErrorReason(event.MessageStatusGenericError).
+			WithMessage(fmt.Sprintf("Sending to Skype for Business failed (%v).", err))
+	}
+}
+
+// HandleMatrixTyping tells the peer whether the user is typing. Nothing
+// happens while disconnected: typing is not worth a reconnect.
+func (c *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyping) error {
+	session := c.currentSession()
+	if session == nil {
+		return nil
+	}
+	peer, err := uriFor(msg.Portal.ID)
+	if err != nil {
+		return fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+	}
+	if err := session.SetTyping(ctx, peer, msg.IsTyping); err != nil {
+		return fmt.Errorf("send typing to %s: %w", peer, err)
+	}
+	return nil
+}
+
+// SfB has no edits, reactions, deletions or polls. The handlers below exist
+// so that bridgev2 hands those events to the connector, which refuses them
+// with a notice in the room instead of dropping them silently.
+
+func peerName(portal *bridgev2.Portal) string {
+	if portal == nil {
+		return "the other person"
+	}
+	return string(portal.ID)
+}
+
+// HandleMatrixEdit refuses edits.
+func (c *Client) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
+	return refuse(fmt.Errorf("%w: edits", sfb.ErrUnsupported),
+		fmt.Sprintf("Skype for Business cannot edit messages; %s still sees the original. Send a new message instead.", peerName(msg.Portal)))
+}
+
+// PreHandleMatrixReaction refuses reactions before bridgev2 stores them.
+func (c *Client) PreHandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (bridgev2.MatrixReactionPreResponse, error) {
+	return bridgev2.MatrixReactionPreResponse{}, refuse(fmt.Errorf("%w: reactions", sfb.ErrUnsupported),
+		fmt.Sprintf("Skype for Business has no reactions; %s did not see it.", peerName(msg.Portal)))
+}
+
+// HandleMatrixReaction is never reached: PreHandleMatrixReaction refuses.
+func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (*database.Reaction, error) {
+	return nil, refuse(fmt.Errorf("%w: reactions", sfb.ErrUnsupported), "Skype for Business has no reactions.")
+}
+
+// HandleMatrixReactionRemove: no reaction ever reached SfB.
+func (c *Client) HandleMatrixReactionRemove(ctx context.Context, msg *bridgev2.MatrixReactionRemove) error {
+	return nil
+}
+
+// HandleMatrixMessageRemove refuses deletions.
+func (c *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
+	return refuse(fmt.Errorf("%w: deleting messages", sfb.ErrUnsupported),
+		fmt.Sprintf("Skype for Business cannot delete messages; %s still sees it.", peerName(msg.Portal)))
+}
+
+// HandleMatrixPollStart refuses polls.
+func (c *Client) HandleMatrixPollStart(ctx context.Context, msg *bridgev2.MatrixPollStart) (*bridgev2.MatrixMessageResponse, error) {
+	return nil, refuse(fmt.Errorf("%w: polls", sfb.ErrUnsupported), "Skype for Business has no polls; the poll was not sent.")
+}
+
+// HandleMatrixPollVote refuses poll votes.
+func (c *Client) HandleMatrixPollVote(ctx context.Context, msg *bridgev2.MatrixPollVote) (*bridgev2.MatrixMessageResponse, error) {
+	return nil, refuse(fmt.Errorf("%w: polls", sfb.ErrUnsupported), "Skype for Business has no polls; the vote was not sent.")
+}

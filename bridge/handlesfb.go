@@ -1,0 +1,167 @@
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// typingTimeout is how long Matrix shows a peer as typing unless SfB says
+// they stopped first.
+const typingTimeout = 20 * time.Second
+
+// handleEvent turns one SfB event into bridgev2 events and bridge states.
+// It runs on the session's event goroutine and must not block for long:
+// QueueRemoteEvent only enqueues.
+func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event) {
+	log := c.log.With().Type("sfb_event", evt).Logger()
+	ctx = log.WithContext(ctx)
+	switch evt := evt.(type) {
+	case sfb.MessageReceived:
+		c.handleMessage(ctx, evt)
+	case sfb.TypingChanged:
+		c.handleTyping(ctx, evt)
+	case sfb.ConversationEnded:
+		// Nothing to show: the room stays, and the next message starts
+		// a new conversation with the same peer.
+		log.Debug().Str("peer", evt.Conversation.Peer.Address()).Str("thread_id", evt.Conversation.ThreadID).Msg("SfB conversation ended")
+	case sfb.SessionState:
+		if evt.Connected {
+			c.loggedIn.Store(true)
+			c.sendState(status.BridgeState{StateEvent: status.StateConnected})
+		} else {
+			msg := "connection interrupted"
+			if evt.Err != nil {
+				msg = evt.Err.Error()
+			}
+			log.Warn().Err(evt.Err).Msg("SfB session interrupted")
+			c.sendState(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: StateErrSessionInterrupted, Message: msg})
+		}
+	case sfb.SessionEnded:
+		c.handleSessionEnded(ctx, r, evt)
+		return
+	default:
+		log.Warn().Msg("Ignoring unknown SfB event")
+	}
+	c.saveTokenIfRenewed(ctx)
+}
+
+func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb.SessionEnded) {
+	c.mu.Lock()
+	current := c.router == r || c.router == nil
+	if current {
+		c.session, c.router = nil, nil
+	}
+	runCtx := c.runCtx
+	c.mu.Unlock()
+	if !current {
+		return
+	}
+	if evt.Err != nil && needsRelogin(evt.Err) {
+		c.requireRelogin(ctx, evt.Err)
+		return
+	}
+	msg := "session ended"
+	if evt.Err != nil {
+		msg = evt.Err.Error()
+	}
+	zerolog.Ctx(ctx).Warn().Err(evt.Err).Msg("SfB session ended, reconnecting")
+	c.sendState(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: StateErrSessionInterrupted, Message: msg})
+	if runCtx != nil && runCtx.Err() == nil {
+		go c.connectLoop(runCtx)
+	}
+}
+
+func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
+	log := zerolog.Ctx(ctx)
+	from := evt.From.URI
+	if from == "" {
+		log.Warn().Msg("Dropping SfB message without sender")
+		return
+	}
+	fromMe := from == c.selfURI()
+	peer := evt.Conversation.Peer
+	if peer == "" && !fromMe {
+		peer = from
+	}
+	if peer == "" || peer == c.selfURI() {
+		log.Warn().Str("from", from.Address()).Msg("Dropping SfB message without a peer")
+		return
+	}
+	msgID := evt.ID
+	if msgID == "" {
+		// Without an ID a redelivered message would be bridged twice;
+		// derive one from what identifies it.
+		sum := sha256.Sum256([]byte(from.String() + "\x00" + evt.Time.UTC().Format(time.RFC3339Nano) + "\x00" + evt.Message.Text))
+		msgID = "sha256:" + hex.EncodeToString(sum[:16])
+		log.Debug().Str("derived_id", msgID).Msg("SfB message without ID")
+	}
+	sender := bridgev2.EventSender{Sender: userIDFor(from)}
+	if fromMe {
+		sender = bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: userIDFor(from)}
+	}
+	c.queue(&simplevent.Message[sfb.MessageReceived]{
+		EventMeta: simplevent.EventMeta{
+			Type:         bridgev2.RemoteEventMessage,
+			PortalKey:    portalKeyFor(peer, c.loginID),
+			Sender:       sender,
+			CreatePortal: true,
+			Timestamp:    evt.Time,
+			LogContext: func(lc zerolog.Context) zerolog.Context {
+				return lc.Str("sfb_message_id", msgID).Str("sfb_thread_id", evt.Conversation.ThreadID)
+			},
+		},
+		ID:                 networkid.MessageID(msgID),
+		Data:               evt,
+		ConvertMessageFunc: convertSfBMessage,
+	})
+}
+
+func convertSfBMessage(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, evt sfb.MessageReceived) (*bridgev2.ConvertedMessage, error) {
+	content := msgconv.ToMatrix(evt.Message)
+	if content.Body == "" {
+		return nil, fmt.Errorf("%w: empty SfB message", bridgev2.ErrIgnoringRemoteEvent)
+	}
+	return &bridgev2.ConvertedMessage{
+		Parts: []*bridgev2.ConvertedMessagePart{{
+			Type:    event.EventMessage,
+			Content: content,
+		}},
+	}, nil
+}
+
+func (c *Client) handleTyping(ctx context.Context, evt sfb.TypingChanged) {
+	from := evt.From
+	if from == "" || from == c.selfURI() {
+		return
+	}
+	peer := evt.Conversation.Peer
+	if peer == "" {
+		peer = from
+	}
+	timeout := time.Duration(0)
+	if evt.Typing {
+		timeout = typingTimeout
+	}
+	c.queue(&simplevent.Typing{
+		EventMeta: simplevent.EventMeta{
+			Type:      bridgev2.RemoteEventTyping,
+			PortalKey: portalKeyFor(peer, c.loginID),
+			Sender:    bridgev2.EventSender{Sender: userIDFor(from)},
+		},
+		Timeout: timeout,
+		Type:    bridgev2.TypingTypeText,
+	})
+}

@@ -1,0 +1,276 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"maunium.net/go/mautrix/bridgev2"
+	mxdb "maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/status"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// FlowPassword is the login flow: sign-in address, user name and password.
+const FlowPassword = "password"
+
+// Input field IDs of the password flow, as the provisioning API submits
+// them.
+const (
+	FieldSignInAddress = "sign_in_address"
+	FieldUsername      = "username"
+	FieldPassword      = "password"
+)
+
+// Error codes the provisioning API returns for failed logins.
+const (
+	ErrCodeInvalidAddress  = "NET.SFB.INVALID_ADDRESS"
+	ErrCodeMissingPassword = "NET.SFB.MISSING_PASSWORD"
+	ErrCodeBadCredentials  = "NET.SFB.BAD_CREDENTIALS"
+	ErrCodeUnavailable     = "NET.SFB.SERVER_UNAVAILABLE"
+	ErrCodeServerNotFound  = "NET.SFB.SERVER_NOT_FOUND"
+	ErrCodeSignInFailed    = "NET.SFB.SIGN_IN_FAILED"
+	ErrCodeLoginConflict   = "NET.SFB.LOGIN_CONFLICT"
+	ErrCodeStoreFailed     = "NET.SFB.STORE_FAILED"
+)
+
+// GetLoginFlows lists the one way to log in.
+func (c *Connector) GetLoginFlows() []bridgev2.LoginFlow {
+	return []bridgev2.LoginFlow{{
+		Name:        "Password",
+		Description: "Sign in with your Skype for Business sign-in address and password.",
+		ID:          FlowPassword,
+	}}
+}
+
+// CreateLogin starts a login for user; the bot's login command and the
+// provisioning API both come here.
+func (c *Connector) CreateLogin(ctx context.Context, user *bridgev2.User, flowID string) (bridgev2.LoginProcess, error) {
+	if flowID != FlowPassword {
+		return nil, bridgev2.ErrInvalidLoginFlowID
+	}
+	return &passwordLogin{conn: c, user: user}, nil
+}
+
+type passwordLogin struct {
+	conn *Connector
+	user *bridgev2.User
+
+	mu sync.Mutex
+	// session is set between a successful sign-in and the hand-over to
+	// the login's client; Cancel closes it if the login never completes.
+	session sfb.Session
+}
+
+var _ bridgev2.LoginProcessUserInput = (*passwordLogin)(nil)
+
+func (pl *passwordLogin) Start(ctx context.Context) (*bridgev2.LoginStep, error) {
+	return &bridgev2.LoginStep{
+		Type:         bridgev2.LoginStepTypeUserInput,
+		StepID:       "net.sfb.password",
+		Instructions: "Enter your Skype for Business sign-in address and password. The password is used to sign in and, if the bridge keeps passwords, stored encrypted to renew your sign-in.",
+		UserInputParams: &bridgev2.LoginUserInputParams{
+			Fields: []bridgev2.LoginInputDataField{{
+				Type:        bridgev2.LoginInputFieldTypeEmail,
+				ID:          FieldSignInAddress,
+				Name:        "sign-in address",
+				Description: "Your Skype for Business address, e.g. alice@contoso.com",
+				Validate:    validateAddress,
+			}, {
+				Type:        bridgev2.LoginInputFieldTypeUsername,
+				ID:          FieldUsername,
+				Name:        "user name",
+				Description: "Only if your organisation signs in with another name (e.g. CONTOSO\\alice); send `-` to use the sign-in address.",
+				Validate:    validateUsername,
+			}, {
+				Type:     bridgev2.LoginInputFieldTypePassword,
+				ID:       FieldPassword,
+				Name:     "password",
+				Validate: validatePassword,
+			}},
+		},
+	}, nil
+}
+
+func validateAddress(s string) (string, error) {
+	uri, err := sfb.ParseURI(s)
+	if err != nil {
+		return "", fmt.Errorf("not a Skype for Business address (want alice@contoso.com)")
+	}
+	return uri.Address(), nil
+}
+
+// validateUsername maps "-" (what a chat user can type for "nothing") to
+// empty, meaning the sign-in address.
+func validateUsername(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "-" {
+		return "", nil
+	}
+	if len(s) > 256 || strings.ContainsAny(s, "\r\n\x00") {
+		return "", fmt.Errorf("user name must be one line of at most 256 characters")
+	}
+	return s, nil
+}
+
+func validatePassword(s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("password is empty")
+	}
+	return s, nil
+}
+
+func (pl *passwordLogin) Cancel() {
+	pl.mu.Lock()
+	s := pl.session
+	pl.session = nil
+	pl.mu.Unlock()
+	if s != nil {
+		closeSession(pl.conn.log, s)
+	}
+}
+
+// SubmitUserInput signs in, stores the credentials and creates the login.
+// Every failure comes back as a RespError whose message the bot shows and
+// the provisioning API returns with a status code.
+func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]string) (*bridgev2.LoginStep, error) {
+	c := pl.conn
+	address, err := validateAddress(input[FieldSignInAddress])
+	if err != nil {
+		return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("Invalid sign-in address: %v.", err), StatusCode: http.StatusBadRequest}
+	}
+	username, err := validateUsername(input[FieldUsername])
+	if err != nil {
+		return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("Invalid user name: %v.", err), StatusCode: http.StatusBadRequest}
+	}
+	password := input[FieldPassword]
+	if password == "" {
+		return nil, bridgev2.RespError{ErrCode: ErrCodeMissingPassword, Err: "The password is empty.", StatusCode: http.StatusBadRequest}
+	}
+	uri, _ := sfb.ParseURI(address)
+	loginID := loginIDFor(uri)
+	log := pl.user.Log.With().Str("action", "sfb login").Str("login_id", string(loginID)).Logger()
+	ctx = log.WithContext(ctx)
+	creds := sfb.Credentials{SignInAddress: address, Username: username, Password: password}
+
+	router := newEventRouter()
+	session, err := c.signIn(ctx, sfb.SignInRequest{Credentials: creds}, router.handle)
+	if err != nil {
+		log.Info().Err(err).Msg("Sign-in failed")
+		c.audit(ctx, loginID, pl.user.MXID, database.AuditLoginFailed, signInFailureDetail(err))
+		return nil, signInRespError(address, err)
+	}
+	pl.mu.Lock()
+	pl.session = session
+	pl.mu.Unlock()
+	ok := false
+	defer func() {
+		if !ok {
+			pl.Cancel()
+		}
+	}()
+
+	self := session.Self()
+	if self.URI != "" && self.URI != uri {
+		// The server knows the user by another address (an alias);
+		// key the login by the one the server uses, which is how
+		// peers will name them.
+		log.Info().Str("server_address", self.URI.Address()).Msg("Server returned a different address for the user")
+		uri = self.URI
+		loginID = loginIDFor(uri)
+	}
+	remoteName := strings.TrimSpace(self.DisplayName)
+	if remoteName == "" {
+		remoteName = uri.Address()
+	}
+
+	if err := c.saveCredentials(ctx, loginID, creds, session.Token()); err != nil {
+		log.Err(err).Msg("Failed to store credentials")
+		return nil, bridgev2.RespError{ErrCode: ErrCodeStoreFailed, Err: "Signed in, but the bridge could not store your login. Try again later or contact the administrators.", StatusCode: http.StatusInternalServerError}
+	}
+
+	// A login that already runs (a relogin) gives up its old session
+	// before the new one takes over.
+	if existing := c.br.GetCachedUserLoginByID(loginID); existing != nil && existing.UserMXID == pl.user.MXID {
+		if old, isOurs := existing.Client.(*Client); isOurs {
+			old.Disconnect()
+		}
+	}
+	ul, err := pl.user.NewLogin(ctx, &mxdb.UserLogin{
+		ID:         loginID,
+		RemoteName: remoteName,
+		RemoteProfile: status.RemoteProfile{
+			Name:     remoteName,
+			Username: uri.Address(),
+		},
+	}, &bridgev2.NewLoginParams{
+		LoadUserLogin: func(ctx context.Context, login *bridgev2.UserLogin) error {
+			client := c.newClient(login)
+			client.adopt(session, router)
+			login.Client = client
+			return nil
+		},
+	})
+	if err != nil {
+		log.Err(err).Msg("Failed to create login")
+		if strings.Contains(err.Error(), "already logged in") {
+			return nil, bridgev2.RespError{ErrCode: ErrCodeLoginConflict, Err: fmt.Sprintf("%s is already bridged for another Matrix user.", uri.Address()), StatusCode: http.StatusConflict}
+		}
+		return nil, bridgev2.RespError{ErrCode: ErrCodeStoreFailed, Err: "Signed in, but the bridge could not save the login. Try again later or contact the administrators.", StatusCode: http.StatusInternalServerError}
+	}
+	ok = true
+	pl.mu.Lock()
+	pl.session = nil
+	pl.mu.Unlock()
+
+	detail := "password kept encrypted"
+	if !c.Config.KeepPassword || c.box == nil {
+		detail = "password not kept"
+	}
+	c.audit(ctx, loginID, pl.user.MXID, database.AuditLogin, detail)
+	ul.Client.Connect(ul.Log.WithContext(c.backgroundCtx()))
+	return &bridgev2.LoginStep{
+		Type:         bridgev2.LoginStepTypeComplete,
+		StepID:       "net.sfb.complete",
+		Instructions: fmt.Sprintf("Logged in to Skype for Business as %s (%s).", remoteName, uri.Address()),
+		CompleteParams: &bridgev2.LoginCompleteParams{
+			UserLoginID: ul.ID,
+			UserLogin:   ul,
+		},
+	}, nil
+}
+
+// signInRespError turns a sign-in failure into what the user reads. It
+// never includes the password; transport errors are expected to carry none.
+func signInRespError(address string, err error) error {
+	switch {
+	case errors.Is(err, sfb.ErrBadCredentials):
+		return bridgev2.RespError{ErrCode: ErrCodeBadCredentials, Err: fmt.Sprintf("Skype for Business rejected the user name or password for %s.", address), StatusCode: http.StatusForbidden}
+	case errors.Is(err, sfb.ErrServerUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return bridgev2.RespError{ErrCode: ErrCodeUnavailable, Err: "The Skype for Business server is not reachable right now. Try again in a few minutes.", StatusCode: http.StatusServiceUnavailable}
+	case errors.Is(err, sfb.ErrNotFound):
+		return bridgev2.RespError{ErrCode: ErrCodeServerNotFound, Err: fmt.Sprintf("No Skype for Business server was found for %s. Check the address.", address), StatusCode: http.StatusNotFound}
+	case errors.Is(err, context.Canceled):
+		return bridgev2.RespError{ErrCode: ErrCodeSignInFailed, Err: "The sign-in was cancelled.", StatusCode: http.StatusRequestTimeout}
+	default:
+		return bridgev2.RespError{ErrCode: ErrCodeSignInFailed, Err: fmt.Sprintf("Signing in to Skype for Business failed: %v.", err), StatusCode: http.StatusBadGateway}
+	}
+}
+
+func signInFailureDetail(err error) string {
+	switch {
+	case errors.Is(err, sfb.ErrBadCredentials):
+		return "bad credentials"
+	case errors.Is(err, sfb.ErrServerUnavailable):
+		return "server unavailable"
+	case errors.Is(err, sfb.ErrNotFound):
+		return "server not found"
+	default:
+		return err.Error()
+	}
+}
