@@ -1,0 +1,186 @@
+package ucwa
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+)
+
+const (
+	alice = sfb.URI("sip:alice@contoso.com")
+	bob   = sfb.URI("sip:bob@contoso.com")
+)
+
+// startSim runs the simulator with alice (signed in through this client)
+// and bob (on a simulated native client).
+func startSim(t *testing.T, opts sim.Options) (*sim.Server, *Transport) {
+	t.Helper()
+	opts.Users = []sim.User{{URI: alice, DisplayName: "Alice Liddell", Password: "pw-alice"}, {URI: bob, DisplayName: "Bob Builder", Password: "pw-bob"}}
+	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "sim").Logger()
+	if opts.EventWait == 0 {
+		opts.EventWait = 200 * time.Millisecond
+	}
+	srv, err := sim.New(opts)
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { _ = srv.Close() })
+	srv.SetBaseURL(hs.URL)
+	tr, err := New(sfb.Config{DiscoveryURL: srv.DiscoveryURL(), AllowInsecureLoopback: true, RequestTimeout: 5 * time.Second},
+		zerolog.New(zerolog.NewTestWriter(t)), WithTimings(testTimings()))
+	require.NoError(t, err)
+	return srv, tr
+}
+
+func simSignIn(t *testing.T, tr *Transport) (sfb.Session, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	s, err := tr.SignIn(context.Background(), sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}}, rec.handle)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s, rec
+}
+
+func receivedTexts(srv *sim.Server, uri sfb.URI) []string {
+	var out []string
+	for _, r := range srv.Received(uri) {
+		out = append(out, r.Message.Text)
+	}
+	return out
+}
+
+func TestSimReceiveAndReply(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, rec := simSignIn(t, tr)
+	assert.Equal(t, "Alice Liddell", s.Self().DisplayName)
+	ctx := context.Background()
+
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "Hello there"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+	m := messages(rec.all())[0]
+	assert.Equal(t, "Hello there", m.Message.Text)
+	assert.Equal(t, bob, m.From.URI)
+	assert.Equal(t, bob, m.Conversation.Peer)
+
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "second"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
+	assert.Equal(t, "second", messages(rec.all())[1].Message.Text)
+
+	sent, err := s.SendMessage(ctx, bob, sfb.Message{Text: "reply"})
+	require.NoError(t, err)
+	assert.NotEmpty(t, sent.ID)
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 1 }, waitFor, tick)
+	assert.Equal(t, []string{"reply"}, receivedTexts(srv, bob))
+	assert.Equal(t, 1, srv.Applications(alice))
+
+	require.NoError(t, srv.SetTyping(ctx, bob, alice, true))
+	require.Eventually(t, func() bool {
+		for _, tc := range eventsOf[sfb.TypingChanged](rec.all()) {
+			if tc.From == bob && tc.Typing {
+				return true
+			}
+		}
+		return false
+	}, waitFor, tick)
+	require.NoError(t, s.SetTyping(ctx, bob, true))
+	require.Eventually(t, func() bool { return srv.Typing(bob, alice) }, waitFor, tick)
+
+	p, err := s.LookupPerson(ctx, bob)
+	require.NoError(t, err)
+	assert.Equal(t, "Bob Builder", p.DisplayName)
+
+	require.NoError(t, s.Close(ctx))
+	require.Eventually(t, func() bool { return srv.Applications(alice) == 0 }, waitFor, tick)
+}
+
+func TestSimConversationExpiryAndRestart(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	_, err := s.SendMessage(ctx, bob, sfb.Message{Text: "one"})
+	require.NoError(t, err)
+	srv.ExpireConversations(alice)
+	require.Eventually(t, func() bool { return len(eventsOf[sfb.ConversationEnded](rec.all())) >= 1 }, waitFor, tick)
+	assert.Equal(t, bob, eventsOf[sfb.ConversationEnded](rec.all())[0].Conversation.Peer)
+	_, err = s.SendMessage(ctx, bob, sfb.Message{Text: "two"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 2 }, waitFor, tick)
+	assert.Equal(t, []string{"one", "two"}, receivedTexts(srv, bob))
+}
+
+func TestSimEventChannelDropNothingLostOrDoubled(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	_, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m0"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+	srv.DropEventChannel(alice)
+	for _, txt := range []string{"m1", "m2", "m3"} {
+		require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: txt}))
+	}
+	srv.ForceResync(alice)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m4"}))
+	srv.DropEventChannel(alice)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m5"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) >= 6 }, waitFor, tick)
+	// Another message after everything settles proves nothing more is in
+	// flight before counting.
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m6"}))
+	require.Eventually(t, func() bool {
+		msgs := messages(rec.all())
+		return len(msgs) > 0 && msgs[len(msgs)-1].Message.Text == "m6"
+	}, waitFor, tick)
+	var texts []string
+	ids := map[string]bool{}
+	for _, m := range messages(rec.all()) {
+		texts = append(texts, m.Message.Text)
+		assert.False(t, ids[m.ID], "message %s delivered twice", m.ID)
+		ids[m.ID] = true
+	}
+	assert.Equal(t, []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6"}, texts)
+}
+
+func TestSimTokenExpiryAndFailures(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	first := s.Token()
+
+	srv.ExpireTokens(alice)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "after expiry"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+	assert.NotEqual(t, first.Value, s.Token().Value, "renewed with the password")
+
+	srv.FailRequestsRetryAfter(3, 503, 20*time.Millisecond)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "after 503"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
+	require.Eventually(t, func() bool {
+		states := eventsOf[sfb.SessionState](rec.all())
+		return len(states) >= 2 && !states[0].Connected && states[len(states)-1].Connected
+	}, waitFor, tick, "disconnected during the 503s, connected again after")
+
+	srv.DeleteApplications(alice)
+	// The simulated sender fails when alice has no endpoint, as SfB would:
+	// wait until the client made a new application and polls it.
+	require.Eventually(t, func() bool { return srv.Applications(alice) == 1 && srv.PendingGETs(alice) > 0 }, waitFor, tick)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "new app"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 3 }, waitFor, tick)
+	assert.Equal(t, 1, srv.Applications(alice))
+	assert.Empty(t, eventsOf[sfb.SessionEnded](rec.all()))
+}
+
+func TestSimDeliveryFailure(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, _ := simSignIn(t, tr)
+	require.NoError(t, srv.RejectMessages(bob, true))
+	_, err := s.SendMessage(context.Background(), bob, sfb.Message{Text: "nope"})
+	require.ErrorIs(t, err, sfb.ErrDeliveryFailed)
+}
