@@ -13,6 +13,10 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
+// firstRepeatWindow bounds how long after an incoming invitation its first
+// message may come again as a message event (ReceiveAnIM.md, steps 8-16).
+const firstRepeatWindow = 30 * time.Second
+
 // eventLoop holds the pending GET on the event channel, always following
 // the server's next (or resume/resync) link and processing each batch in
 // order before asking for the next one. A failed GET is repeated with the
@@ -283,7 +287,7 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 			deliverErr = fmt.Errorf("first message of invitation %s: %w", href, err)
 		} else {
 			s.mu.Lock()
-			c.pendingFirst = msg.Text
+			c.pendingFirst, c.pendingFirstAt = msg.Text, s.t.now()
 			s.mu.Unlock()
 			s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
 				From: from, Message: msg, Time: s.t.now()})
@@ -526,8 +530,10 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 		peer, thread = cv.peer, cv.threadID
 		// ReceiveAnIM.md: the invitation's first message comes again as the
 		// conversation's first message event.
+		// Only shortly after the invitation, so that the same text sent
+		// again later is not taken for the repeat.
 		if cv.pendingFirst != "" {
-			duplicateFirst = cv.pendingFirst == msg.Text
+			duplicateFirst = cv.pendingFirst == msg.Text && s.t.now().Sub(cv.pendingFirstAt) < firstRepeatWindow
 			cv.pendingFirst = ""
 		}
 	}

@@ -29,8 +29,9 @@ type conv struct {
 	ended       bool
 	// pendingFirst is the first message of an incoming invitation, which
 	// the server repeats as the conversation's first message event.
-	pendingFirst string
-	accepted     map[string]bool
+	pendingFirst   string
+	pendingFirstAt time.Time
+	accepted       map[string]bool
 }
 
 func (s *session) absLocked(h string) string { return resolveHref(s.app.base, h) }
