@@ -48,10 +48,13 @@ var testUsers = []sim.User{
 }
 
 type env struct {
-	t     *testing.T
-	sim   *sim.Server
-	hs    *httptest.Server
-	clock *clock
+	// bodies records every JSON body the simulator answered, for the
+	// conformance test.
+	bodies [][]byte
+	t      *testing.T
+	sim    *sim.Server
+	hs     *httptest.Server
+	clock  *clock
 }
 
 // newEnv starts a simulator with short timings; opts fields left zero get
@@ -120,6 +123,9 @@ func (e *env) do(method, href, token, contentType, body string) resp {
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	require.NoError(e.t, err)
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") && len(data) > 0 {
+		e.bodies = append(e.bodies, data)
+	}
 	return resp{status: res.StatusCode, header: res.Header, body: data}
 }
 
