@@ -229,3 +229,13 @@ func TestColleague(t *testing.T) {
 	require.Len(t, got, 3)
 	assert.Equal(t, `You wrote: "ping ü"`, got[2].Message.Text)
 }
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for range 5 {
+		s, err := sim.New(sim.Options{Users: testUsers, Colleague: "sip:colleague@contoso.com", SweepInterval: time.Millisecond})
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+	}
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before }, 5*time.Second, 5*time.Millisecond)
+}
