@@ -18,24 +18,17 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
-// Bridge state error codes, for the migration team's dashboards.
+// Bridge state error codes, for the migration team's dashboards. The
+// states carry their own human-readable message; the codes are not put in
+// mautrix's global BridgeStateHumanErrors map, which would replace it.
 const (
 	StateErrBadCredentials     status.BridgeStateErrorCode = "sfb-bad-credentials"
 	StateErrCredentialsNeeded  status.BridgeStateErrorCode = "sfb-relogin-required"
 	StateErrUnavailable        status.BridgeStateErrorCode = "sfb-unavailable"
 	StateErrConnectFailed      status.BridgeStateErrorCode = "sfb-connect-failed"
 	StateErrSessionInterrupted status.BridgeStateErrorCode = "sfb-session-interrupted"
+	StateErrUnreadable         status.BridgeStateErrorCode = "sfb-credentials-unreadable"
 )
-
-func init() {
-	status.BridgeStateHumanErrors.Update(status.BridgeStateErrorMap{
-		StateErrBadCredentials:     "Skype for Business rejected the stored password, please log in again",
-		StateErrCredentialsNeeded:  "Your Skype for Business sign-in expired, please log in again",
-		StateErrUnavailable:        "Skype for Business is not reachable, retrying",
-		StateErrConnectFailed:      "Connecting to Skype for Business failed, retrying",
-		StateErrSessionInterrupted: "The connection to Skype for Business was interrupted, reconnecting",
-	})
-}
 
 // Client is one login's connection to SfB: the bridgev2 NetworkAPI.
 type Client struct {
@@ -43,8 +36,6 @@ type Client struct {
 	login   *bridgev2.UserLogin
 	loginID networkid.UserLoginID
 	log     zerolog.Logger
-	// queue hands remote events to bridgev2; tests replace it.
-	queue func(bridgev2.RemoteEvent)
 
 	loggedIn atomic.Bool
 
@@ -79,9 +70,6 @@ func (c *Connector) newClient(login *bridgev2.UserLogin) *Client {
 		login:   login,
 		loginID: login.ID,
 		log:     login.Log.With().Str("component", "sfb client").Logger(),
-	}
-	client.queue = func(evt bridgev2.RemoteEvent) {
-		login.Bridge.QueueRemoteEvent(login, evt)
 	}
 	// A login in the database had valid credentials when it was made;
 	// Connect finds out whether they still are.
@@ -214,6 +202,7 @@ func (c *Client) requireRelogin(ctx context.Context, cause error) {
 	detail := "token expired, no password kept"
 	switch {
 	case errors.Is(cause, errUnreadableCredentials):
+		state.Error = StateErrUnreadable
 		state.Message = "The bridge cannot read your stored Skype for Business credentials (the secret key changed). Log in again."
 		detail = "stored credentials unreadable"
 	case errors.Is(cause, sfb.ErrBadCredentials):
@@ -224,6 +213,10 @@ func (c *Client) requireRelogin(ctx context.Context, cause error) {
 	c.log.Warn().Err(cause).Msg("Login needs a new sign-in")
 	c.sendState(state)
 	c.conn.audit(ctx, c.loginID, c.login.UserMXID, database.AuditReloginRequired, detail)
+}
+
+func (c *Client) queue(evt bridgev2.RemoteEvent) {
+	c.conn.queueEvent(c.login, evt)
 }
 
 func (c *Client) sendState(state status.BridgeState) {

@@ -42,6 +42,8 @@ type Connector struct {
 	// tokenCheckInterval is how often a connected client looks for a
 	// renewed token to persist.
 	tokenCheckInterval time.Duration
+	// queueEvent hands remote events to bridgev2; tests replace it.
+	queueEvent func(*bridgev2.UserLogin, bridgev2.RemoteEvent)
 	// retryMin and retryMax bound the backoff between sign-in attempts
 	// while SfB is unreachable.
 	retryMin, retryMax time.Duration
@@ -62,6 +64,9 @@ func NewConnector(factory TransportFactory) *Connector {
 		tokenCheckInterval: time.Minute,
 		retryMin:           2 * time.Second,
 		retryMax:           5 * time.Minute,
+		queueEvent: func(login *bridgev2.UserLogin, evt bridgev2.RemoteEvent) {
+			login.Bridge.QueueRemoteEvent(login, evt)
+		},
 	}
 }
 

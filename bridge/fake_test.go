@@ -1,0 +1,384 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/id"
+
+	_ "go.mau.fi/util/dbutil/litestream"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// fakeTransport is an SfB server in memory: users with passwords, tokens
+// it issued, people in its directory.
+type fakeTransport struct {
+	mu        sync.Mutex
+	passwords map[string]string // address -> password
+	names     map[string]string // address -> display name
+	tokens    map[string]sfb.Token
+	signIns   []sfb.SignInRequest
+	sessions  []*fakeSession
+	// failNext, when set, is what the next sign-ins return.
+	failNext []error
+	now      func() time.Time
+	issued   int
+}
+
+func newFakeTransport() *fakeTransport {
+	return &fakeTransport{
+		passwords: map[string]string{"alice@contoso.com": "alice-pw"},
+		names:     map[string]string{"alice@contoso.com": "Alice Example", "bob@contoso.com": "Bob Builder"},
+		tokens:    map[string]sfb.Token{},
+		now:       time.Now,
+	}
+}
+
+func (ft *fakeTransport) SignIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (sfb.Session, error) {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	ft.signIns = append(ft.signIns, req)
+	if len(ft.failNext) > 0 {
+		err := ft.failNext[0]
+		ft.failNext = ft.failNext[1:]
+		return nil, err
+	}
+	uri, err := sfb.ParseURI(req.Credentials.SignInAddress)
+	if err != nil {
+		return nil, err
+	}
+	addr := uri.Address()
+	var tok sfb.Token
+	switch {
+	case req.Token.Valid(ft.now(), time.Minute) && ft.tokens[addr].Value == req.Token.Value:
+		tok = *req.Token
+	case req.Credentials.Password == "":
+		return nil, fmt.Errorf("sign in %s: %w", addr, sfb.ErrCredentialsRequired)
+	case ft.passwords[addr] == "" || ft.passwords[addr] != req.Credentials.Password:
+		return nil, fmt.Errorf("sign in %s: %w", addr, sfb.ErrBadCredentials)
+	default:
+		ft.issued++
+		tok = sfb.Token{Value: fmt.Sprintf("token-%d", ft.issued), ExpiresAt: ft.now().Add(8 * time.Hour).Truncate(time.Millisecond)}
+		ft.tokens[addr] = tok
+	}
+	s := &fakeSession{ft: ft, self: sfb.Person{URI: uri, DisplayName: ft.names[addr]}, token: tok, handler: handler}
+	ft.sessions = append(ft.sessions, s)
+	return s, nil
+}
+
+func (ft *fakeTransport) signInRequests() []sfb.SignInRequest {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return append([]sfb.SignInRequest(nil), ft.signIns...)
+}
+
+func (ft *fakeTransport) lastSession() *fakeSession {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if len(ft.sessions) == 0 {
+		return nil
+	}
+	return ft.sessions[len(ft.sessions)-1]
+}
+
+func (ft *fakeTransport) sessionCount() int {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return len(ft.sessions)
+}
+
+func (ft *fakeTransport) failWith(errs ...error) {
+	ft.mu.Lock()
+	ft.failNext = append(ft.failNext, errs...)
+	ft.mu.Unlock()
+}
+
+type sentMessage struct {
+	To  sfb.URI
+	Msg sfb.Message
+}
+
+type fakeSession struct {
+	ft      *fakeTransport
+	self    sfb.Person
+	handler sfb.EventHandler
+
+	mu      sync.Mutex
+	token   sfb.Token
+	sent    []sentMessage
+	typing  []bool
+	closed  bool
+	sendErr error
+	n       int
+}
+
+func (s *fakeSession) Self() sfb.Person { return s.self }
+
+func (s *fakeSession) Token() sfb.Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.token
+}
+
+// renew simulates the transport renewing its token.
+func (s *fakeSession) renew(tok sfb.Token) {
+	s.ft.mu.Lock()
+	s.ft.tokens[s.self.URI.Address()] = tok
+	s.ft.mu.Unlock()
+	s.mu.Lock()
+	s.token = tok
+	s.mu.Unlock()
+}
+
+func (s *fakeSession) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sendErr != nil {
+		return sfb.SentMessage{}, s.sendErr
+	}
+	s.n++
+	s.sent = append(s.sent, sentMessage{to, msg})
+	return sfb.SentMessage{ID: fmt.Sprintf("sfb-msg-%d", s.n), Time: time.UnixMilli(1700000000000)}, nil
+}
+
+func (s *fakeSession) SetTyping(ctx context.Context, to sfb.URI, typing bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.typing = append(s.typing, typing)
+	return nil
+}
+
+func (s *fakeSession) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, error) {
+	s.ft.mu.Lock()
+	defer s.ft.mu.Unlock()
+	name, ok := s.ft.names[uri.Address()]
+	if !ok {
+		return sfb.Person{}, fmt.Errorf("look up %s: %w", uri, sfb.ErrNotFound)
+	}
+	return sfb.Person{URI: uri, DisplayName: name}, nil
+}
+
+func (s *fakeSession) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+func (s *fakeSession) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *fakeSession) sentMessages() []sentMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sentMessage(nil), s.sent...)
+}
+
+func (s *fakeSession) emit(evt sfb.Event) { s.handler(context.Background(), evt) }
+
+// fakeMatrix is the Matrix side of bridgev2 as far as the connector's
+// tests reach it: it records bridge states. Methods the tests never reach
+// are left to the embedded nil interface and would panic.
+type fakeMatrix struct {
+	bridgev2.MatrixConnector
+
+	mu     sync.Mutex
+	states []status.BridgeState
+}
+
+func (fm *fakeMatrix) Init(*bridgev2.Bridge)           {}
+func (fm *fakeMatrix) Start(ctx context.Context) error { return nil }
+func (fm *fakeMatrix) PreStop()                        {}
+func (fm *fakeMatrix) Stop()                           {}
+func (fm *fakeMatrix) BotIntent() bridgev2.MatrixAPI   { return nil }
+func (fm *fakeMatrix) GhostIntent(networkid.UserID) bridgev2.MatrixAPI {
+	return nil
+}
+func (fm *fakeMatrix) ServerName() string { return "example.org" }
+func (fm *fakeMatrix) SendBridgeStatus(ctx context.Context, state *status.BridgeState) error {
+	fm.mu.Lock()
+	fm.states = append(fm.states, *state)
+	fm.mu.Unlock()
+	return nil
+}
+
+func (fm *fakeMatrix) stateEvents() []status.BridgeState {
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	return append([]status.BridgeState(nil), fm.states...)
+}
+
+// testEnv is a real bridgev2.Bridge on a SQLite database in a temporary
+// directory, with the connector under test, the fake transport and the
+// fake Matrix side.
+type testEnv struct {
+	t         *testing.T
+	ctx       context.Context
+	br        *bridgev2.Bridge
+	conn      *Connector
+	transport *fakeTransport
+	matrix    *fakeMatrix
+	user      *bridgev2.User
+	dbPath    string
+	key       string
+
+	qmu    sync.Mutex
+	queued []bridgev2.RemoteEvent
+}
+
+const testKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // base64 of 32 bytes
+
+type envOption func(*testEnv, *Config)
+
+func withKeepPassword(keep bool) envOption {
+	return func(_ *testEnv, c *Config) { c.KeepPassword = keep }
+}
+
+func withDB(path string) envOption {
+	return func(e *testEnv, _ *Config) { e.dbPath = path }
+}
+
+func withTransport(ft *fakeTransport) envOption {
+	return func(e *testEnv, _ *Config) { e.transport = ft }
+}
+
+func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
+	t.Helper()
+	t.Setenv(secret.EnvKey, "")
+	e := &testEnv{
+		t:         t,
+		ctx:       context.Background(),
+		transport: newFakeTransport(),
+		matrix:    &fakeMatrix{},
+		dbPath:    filepath.Join(t.TempDir(), "bridge.db"),
+		key:       testKey,
+	}
+	cfg := defaultConfig()
+	cfg.SecretKey = e.key
+	cfg.SignInRate = 12
+	for _, o := range opts {
+		o(e, &cfg)
+	}
+	e.conn = NewConnector(func(sfb.Config, zerolog.Logger) (sfb.Transport, error) { return e.transport, nil })
+	e.conn.Config = cfg
+	e.conn.tokenCheckInterval = 5 * time.Millisecond
+	e.conn.retryMin = time.Millisecond
+	e.conn.retryMax = 5 * time.Millisecond
+	e.conn.queueEvent = func(_ *bridgev2.UserLogin, evt bridgev2.RemoteEvent) {
+		e.qmu.Lock()
+		e.queued = append(e.queued, evt)
+		e.qmu.Unlock()
+	}
+
+	db, err := dbutil.NewWithDialect("file:"+e.dbPath+"?_txlock=immediate", "sqlite3-fk-wal")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	e.br = bridgev2.NewBridge("", db, log, &bridgeconfig.BridgeConfig{
+		CommandPrefix: "!sfb",
+		Permissions:   bridgeconfig.PermissionConfig{"*": &bridgeconfig.PermissionLevelUser},
+	}, e.matrix, e.conn, func(*bridgev2.Bridge) bridgev2.CommandProcessor { return nil })
+	require.NoError(t, e.br.StartConnectors(e.ctx))
+	e.user, err = e.br.GetUserByMXID(e.ctx, id.UserID("@alice:example.org"))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for _, ul := range e.br.GetAllCachedUserLogins() {
+			ul.Client.Disconnect()
+		}
+	})
+	return e
+}
+
+// login runs the password flow as a user would.
+func (e *testEnv) login(address, username, password string) (*bridgev2.UserLogin, error) {
+	e.t.Helper()
+	proc, err := e.conn.CreateLogin(e.ctx, e.user, FlowPassword)
+	require.NoError(e.t, err)
+	step, err := proc.Start(e.ctx)
+	require.NoError(e.t, err)
+	require.Equal(e.t, bridgev2.LoginStepTypeUserInput, step.Type)
+	step, err = proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(e.ctx, map[string]string{
+		FieldSignInAddress: address, FieldUsername: username, FieldPassword: password,
+	})
+	if err != nil {
+		proc.Cancel()
+		return nil, err
+	}
+	require.Equal(e.t, bridgev2.LoginStepTypeComplete, step.Type)
+	return step.CompleteParams.UserLogin, nil
+}
+
+func (e *testEnv) mustLogin() (*bridgev2.UserLogin, *Client, *fakeSession) {
+	e.t.Helper()
+	ul, err := e.login("Alice@Contoso.com", "-", "alice-pw")
+	require.NoError(e.t, err)
+	e.waitState(status.StateConnected)
+	return ul, ul.Client.(*Client), e.transport.lastSession()
+}
+
+func (e *testEnv) queuedEvents() []bridgev2.RemoteEvent {
+	e.qmu.Lock()
+	defer e.qmu.Unlock()
+	return append([]bridgev2.RemoteEvent(nil), e.queued...)
+}
+
+// waitState waits until the last bridge state sent is want and returns it.
+func (e *testEnv) waitState(want status.BridgeStateEvent) status.BridgeState {
+	e.t.Helper()
+	var last status.BridgeState
+	require.Eventually(e.t, func() bool {
+		states := e.matrix.stateEvents()
+		if len(states) == 0 {
+			return false
+		}
+		last = states[len(states)-1]
+		return last.StateEvent == want
+	}, 5*time.Second, 2*time.Millisecond, "bridge state %s never came; got %+v", want, e.matrix.stateEvents())
+	return last
+}
+
+func (e *testEnv) credential(loginID string) *database.Credential {
+	e.t.Helper()
+	cred, err := e.conn.db.GetCredential(e.ctx, loginID)
+	require.NoError(e.t, err)
+	return cred
+}
+
+func (e *testEnv) audit(loginID string) []string {
+	e.t.Helper()
+	events, err := e.conn.db.ListAudit(e.ctx, loginID, 100)
+	require.NoError(e.t, err)
+	var actions []string
+	for _, ev := range events {
+		actions = append(actions, ev.Action)
+	}
+	return actions
+}
+
+func (e *testEnv) open(sealed []byte, ad []byte) string {
+	e.t.Helper()
+	key, err := secret.ParseKey(e.key)
+	require.NoError(e.t, err)
+	box, err := secret.NewBox(key)
+	require.NoError(e.t, err)
+	plain, err := box.Open(sealed, ad)
+	require.NoError(e.t, err)
+	return string(plain)
+}

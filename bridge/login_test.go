@@ -1,0 +1,247 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/status"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+func TestLoginFlowFields(t *testing.T) {
+	e := newTestEnv(t)
+	flows := e.conn.GetLoginFlows()
+	require.Len(t, flows, 1)
+	assert.Equal(t, FlowPassword, flows[0].ID)
+
+	_, err := e.conn.CreateLogin(e.ctx, e.user, "qr")
+	assert.ErrorIs(t, err, bridgev2.ErrInvalidLoginFlowID)
+
+	proc, err := e.conn.CreateLogin(e.ctx, e.user, FlowPassword)
+	require.NoError(t, err)
+	step, err := proc.Start(e.ctx)
+	require.NoError(t, err)
+	fields := step.UserInputParams.Fields
+	require.Len(t, fields, 3)
+	assert.Equal(t, []string{FieldSignInAddress, FieldUsername, FieldPassword}, []string{fields[0].ID, fields[1].ID, fields[2].ID})
+	assert.Equal(t, bridgev2.LoginInputFieldTypePassword, fields[2].Type)
+
+	// The bot command runs these validators on what the user types.
+	addr, err := fields[0].Validate(" SIP:Alice@Contoso.COM ")
+	require.NoError(t, err)
+	assert.Equal(t, "alice@contoso.com", addr)
+	_, err = fields[0].Validate("alice")
+	assert.Error(t, err)
+	user, err := fields[1].Validate("-")
+	require.NoError(t, err)
+	assert.Empty(t, user, "- means: the sign-in address")
+	user, err = fields[1].Validate(`CONTOSO\alice`)
+	require.NoError(t, err)
+	assert.Equal(t, `CONTOSO\alice`, user)
+}
+
+func TestLoginStoresSealedPasswordAndToken(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, session := e.mustLogin()
+
+	assert.Equal(t, "alice@contoso.com", string(ul.ID), "login ID is the lower-cased address")
+	assert.Equal(t, "Alice Example", ul.RemoteName)
+	assert.True(t, client.IsLoggedIn())
+	assert.Equal(t, 1, e.transport.sessionCount(), "the login's session is reused, not signed in twice")
+	req := e.transport.signInRequests()[0]
+	assert.Equal(t, "alice@contoso.com", req.Credentials.SignInAddress)
+	assert.Empty(t, req.Credentials.Username)
+
+	cred := e.credential("alice@contoso.com")
+	assert.Equal(t, "alice@contoso.com", cred.SignInAddress)
+	require.NotNil(t, cred.Password)
+	assert.NotContains(t, string(cred.Password), "alice-pw", "password stored sealed")
+	assert.Equal(t, "alice-pw", e.open(cred.Password, passwordAD(ul.ID)))
+	require.NotNil(t, cred.Token)
+	assert.Equal(t, session.Token().Value, e.open(cred.Token, tokenAD(ul.ID)))
+	assert.True(t, cred.TokenExpiry.Equal(session.Token().ExpiresAt))
+
+	// The sealed password is bound to its login and column.
+	_, err := openWith(e, cred.Password, tokenAD(ul.ID))
+	assert.Error(t, err)
+	_, err = openWith(e, cred.Password, passwordAD("bob@contoso.com"))
+	assert.Error(t, err)
+
+	assert.Equal(t, []string{database.AuditLogin}, e.audit("alice@contoso.com"))
+}
+
+func openWith(e *testEnv, sealed, ad []byte) ([]byte, error) {
+	return e.conn.box.Open(sealed, ad)
+}
+
+func TestLoginKeepPasswordOff(t *testing.T) {
+	e := newTestEnv(t, withKeepPassword(false))
+	ul, _, session := e.mustLogin()
+	cred := e.credential(string(ul.ID))
+	assert.Nil(t, cred.Password, "no password stored when keep_password is off")
+	require.NotNil(t, cred.Token, "the token is still kept for restarts")
+	assert.Equal(t, session.Token().Value, e.open(cred.Token, tokenAD(ul.ID)))
+}
+
+func TestLoginKeepPasswordOffWithoutKey(t *testing.T) {
+	e := newTestEnv(t, withKeepPassword(false), func(_ *testEnv, c *Config) { c.SecretKey = "" })
+	require.Nil(t, e.conn.box)
+	ul, _, _ := e.mustLogin()
+	cred := e.credential(string(ul.ID))
+	assert.Nil(t, cred.Password)
+	assert.Nil(t, cred.Token, "nothing is stored unsealed")
+}
+
+func TestLoginBadCredentials(t *testing.T) {
+	e := newTestEnv(t)
+	_, err := e.login("alice@contoso.com", "", "wrong-pw")
+	var re bridgev2.RespError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, ErrCodeBadCredentials, re.ErrCode)
+	assert.Equal(t, http.StatusForbidden, re.StatusCode)
+	assert.Contains(t, re.Err, "rejected the user name or password for alice@contoso.com")
+	assert.NotContains(t, re.Err, "wrong-pw")
+
+	assert.Empty(t, e.user.GetUserLogins(), "no login is created")
+	_, err = e.conn.db.GetCredential(e.ctx, "alice@contoso.com")
+	assert.ErrorIs(t, err, database.ErrNotFound, "nothing is stored")
+	assert.Equal(t, []string{database.AuditLoginFailed}, e.audit("alice@contoso.com"))
+}
+
+func TestLoginErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		address  string
+		password string
+		signIn   error
+		code     string
+		status   int
+	}{
+		{"invalid address", "not an address", "pw", nil, ErrCodeInvalidAddress, http.StatusBadRequest},
+		{"other scheme", "tel:+123", "pw", nil, ErrCodeInvalidAddress, http.StatusBadRequest},
+		{"empty password", "alice@contoso.com", "", nil, ErrCodeMissingPassword, http.StatusBadRequest},
+		{"server unavailable", "alice@contoso.com", "alice-pw", fmt.Errorf("503: %w", sfb.ErrServerUnavailable), ErrCodeUnavailable, http.StatusServiceUnavailable},
+		{"no server", "alice@contoso.com", "alice-pw", fmt.Errorf("lyncdiscover: %w", sfb.ErrNotFound), ErrCodeServerNotFound, http.StatusNotFound},
+		{"other failure", "alice@contoso.com", "alice-pw", errors.New("tls: bad certificate"), ErrCodeSignInFailed, http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			if tt.signIn != nil {
+				e.transport.failWith(tt.signIn)
+			}
+			_, err := e.login(tt.address, "", tt.password)
+			var re bridgev2.RespError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, tt.code, re.ErrCode)
+			assert.Equal(t, tt.status, re.StatusCode)
+			assert.NotEmpty(t, re.Err)
+			assert.Empty(t, e.user.GetUserLogins())
+		})
+	}
+}
+
+func TestLoginWithUsername(t *testing.T) {
+	e := newTestEnv(t)
+	_, err := e.login("alice@contoso.com", `CONTOSO\alice`, "alice-pw")
+	require.NoError(t, err)
+	assert.Equal(t, `CONTOSO\alice`, e.transport.signInRequests()[0].Credentials.Username)
+	assert.Equal(t, `CONTOSO\alice`, e.credential("alice@contoso.com").Username)
+}
+
+func TestReloginReplacesSession(t *testing.T) {
+	e := newTestEnv(t)
+	_, _, first := e.mustLogin()
+	ul, err := e.login("alice@contoso.com", "", "alice-pw")
+	require.NoError(t, err)
+	assert.True(t, first.isClosed(), "the old session is signed out")
+	assert.Len(t, e.user.GetUserLogins(), 1)
+	second := e.transport.lastSession()
+	assert.NotSame(t, first, second)
+	assert.Same(t, second, ul.Client.(*Client).currentSession())
+}
+
+func TestRestartSignsInWithStoredToken(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, session := e.mustLogin()
+	tok := session.Token()
+	ul.Client.Disconnect()
+	assert.True(t, session.isClosed())
+
+	// A new bridge process on the same database.
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	require.NotNil(t, ul2)
+	ul2.Client.Connect(e2.ctx)
+	e2.waitState(status.StateConnected)
+
+	reqs := e.transport.signInRequests()
+	last := reqs[len(reqs)-1]
+	require.NotNil(t, last.Token, "the stored token is offered")
+	assert.Equal(t, tok.Value, last.Token.Value)
+	assert.True(t, tok.ExpiresAt.Equal(last.Token.ExpiresAt))
+	assert.Equal(t, "alice-pw", last.Credentials.Password, "the password comes along for renewal")
+	assert.True(t, ul2.Client.IsLoggedIn())
+}
+
+func TestRestartWithoutPasswordAfterTokenExpiry(t *testing.T) {
+	ft := newFakeTransport()
+	e := newTestEnv(t, withKeepPassword(false), withTransport(ft))
+	ul, _, _ := e.mustLogin()
+	ul.Client.Disconnect()
+
+	ft.mu.Lock()
+	ft.now = func() time.Time { return time.Now().Add(9 * time.Hour) }
+	ft.mu.Unlock()
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(ft), withKeepPassword(false))
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	ul2.Client.Connect(e2.ctx)
+	state := e2.waitState(status.StateBadCredentials)
+	assert.Equal(t, status.UserActionRelogin, state.UserAction)
+	assert.Equal(t, StateErrCredentialsNeeded, state.Error)
+	assert.False(t, ul2.Client.IsLoggedIn())
+	assert.Equal(t, database.AuditReloginRequired, e2.audit(string(ul.ID))[0])
+}
+
+func TestRestartWithChangedKeyNeedsRelogin(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, _ := e.mustLogin()
+	ul.Client.Disconnect()
+
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport), func(e *testEnv, c *Config) {
+		e.key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+		c.SecretKey = e.key
+	})
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	ul2.Client.Connect(e2.ctx)
+	state := e2.waitState(status.StateBadCredentials)
+	assert.Equal(t, status.UserActionRelogin, state.UserAction)
+	assert.Contains(t, state.Message, "secret key")
+}
+
+func TestTurningKeepPasswordOffErasesStoredPassword(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, _ := e.mustLogin()
+	ul.Client.Disconnect()
+	require.NotNil(t, e.credential(string(ul.ID)).Password)
+
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport), withKeepPassword(false))
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	ul2.Client.Connect(e2.ctx)
+	e2.waitState(status.StateConnected)
+	assert.Nil(t, e2.credential(string(ul.ID)).Password)
+	reqs := e.transport.signInRequests()
+	assert.Empty(t, reqs[len(reqs)-1].Credentials.Password)
+}
