@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -223,7 +224,8 @@ func (env *testEnv) newPair(t *testing.T, name string) *pair {
 }
 
 // login runs the bot's "login" command and answers each "Please enter your
-// <field>" prompt, then waits for the outcome.
+// <field>" prompt, then waits for the outcome. Other bot messages (the
+// flow's instructions) are read and passed over.
 func (env *testEnv) login(t *testing.T, p *pair) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
@@ -231,22 +233,25 @@ func (env *testEnv) login(t *testing.T, p *pair) {
 	from := p.mx.mark()
 	_, err := p.mx.Client.SendText(ctx, p.mgmt, "login")
 	require.NoError(t, err)
-	for answered := 0; ; answered++ {
-		require.Less(t, answered, 6, "the bot asked for too many fields")
+	for replies := 0; ; replies++ {
+		require.Less(t, replies, 10, "the login conversation went on too long")
 		reply := p.mx.waitFor(from, hop, "the bot's next login prompt or result", isMessage(p.mgmt, env.st.Bot, anyBody))
 		from = p.mx.indexOf(reply) + 1
 		body := reply.Content.AsMessage().Body
-		lower := strings.ToLower(body)
+		// The prompt's first line names the field; further lines describe it.
+		lower, _, _ := strings.Cut(strings.ToLower(body), "\n")
 		var answer string
 		switch {
-		case !strings.HasPrefix(lower, "please enter your"):
-			// Not a prompt: the login result (or an error).
-			require.NotRegexp(t, `(?i)fail|invalid|error|not found`, body, "login did not succeed")
+		case strings.HasPrefix(lower, "logged in") || strings.Contains(lower, "successfully logged in"):
 			return
+		case regexp.MustCompile(`(?i)\b(fail|invalid|error|not found|rejected)`).MatchString(body):
+			t.Fatalf("login failed: %s", body)
+		case !strings.HasPrefix(lower, "please enter your"):
+			continue // instructions
 		case strings.Contains(lower, "password"):
 			answer = p.self.Password
 		case strings.Contains(lower, "user name") || strings.Contains(lower, "username"):
-			answer = p.self.URI.Address()
+			answer = "-" // the prompt's way of saying "same as the sign-in address"
 		case strings.Contains(lower, "address") || strings.Contains(lower, "sign-in") || strings.Contains(lower, "sip"):
 			answer = p.self.URI.Address()
 		default:
