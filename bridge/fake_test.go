@@ -354,6 +354,31 @@ func (e *testEnv) waitState(want status.BridgeStateEvent) status.BridgeState {
 	return last
 }
 
+// stateMark remembers how many bridge states were sent so far.
+func (e *testEnv) stateMark() int { return len(e.matrix.stateEvents()) }
+
+// waitStates waits until the states sent after mark contain wants in that
+// order (others may come between) and returns the last one matched.
+func (e *testEnv) waitStates(mark int, wants ...status.BridgeStateEvent) status.BridgeState {
+	e.t.Helper()
+	var matched status.BridgeState
+	require.Eventually(e.t, func() bool {
+		states := e.matrix.stateEvents()
+		if mark > len(states) {
+			return false
+		}
+		i := 0
+		for _, s := range states[mark:] {
+			if i < len(wants) && s.StateEvent == wants[i] {
+				matched = s
+				i++
+			}
+		}
+		return i == len(wants)
+	}, 5*time.Second, 2*time.Millisecond, "bridge states %v never came; got %+v", wants, e.matrix.stateEvents())
+	return matched
+}
+
 func (e *testEnv) credential(loginID string) *database.Credential {
 	e.t.Helper()
 	cred, err := e.conn.db.GetCredential(e.ctx, loginID)
