@@ -173,7 +173,9 @@ func upgradeConfig(helper up.Helper) {
 // GetConfig returns the example network configuration, where to decode the
 // actual one, and how to carry options over from an older file.
 func (c *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
-	return ExampleConfig, &c.Config, up.SimpleUpgrader(upgradeConfig)
+	// mxmain indents every line of the example, so a final newline
+	// would leave a line of blanks.
+	return strings.TrimRight(ExampleConfig, "\n"), &c.Config, up.SimpleUpgrader(upgradeConfig)
 }
 
 // ValidateConfig is called by mxmain before the bridge starts: a bad option
