@@ -189,6 +189,19 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 		remoteName = uri.Address()
 	}
 
+	// An SfB account is bridged for one Matrix user; another one knowing
+	// the password does not take it over (nor overwrite its stored
+	// credentials).
+	existing, err := c.br.GetExistingUserLoginByID(ctx, loginID)
+	if err != nil {
+		log.Err(err).Msg("Failed to look up existing login")
+		return nil, bridgev2.RespError{ErrCode: ErrCodeStoreFailed, Err: "Signed in, but the bridge could not check your existing logins. Try again later.", StatusCode: http.StatusInternalServerError}
+	}
+	if existing != nil && existing.UserMXID != pl.user.MXID {
+		c.audit(ctx, loginID, pl.user.MXID, database.AuditLoginFailed, "already bridged for "+string(existing.UserMXID))
+		return nil, bridgev2.RespError{ErrCode: ErrCodeLoginConflict, Err: fmt.Sprintf("%s is already bridged for another Matrix user.", uri.Address()), StatusCode: http.StatusConflict}
+	}
+
 	if err := c.saveCredentials(ctx, loginID, creds, session.Token()); err != nil {
 		log.Err(err).Msg("Failed to store credentials")
 		return nil, bridgev2.RespError{ErrCode: ErrCodeStoreFailed, Err: "Signed in, but the bridge could not store your login. Try again later or contact the administrators.", StatusCode: http.StatusInternalServerError}
@@ -196,7 +209,7 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 
 	// A login that already runs (a relogin) gives up its old session
 	// before the new one takes over.
-	if existing := c.br.GetCachedUserLoginByID(loginID); existing != nil && existing.UserMXID == pl.user.MXID {
+	if existing != nil {
 		if old, isOurs := existing.Client.(*Client); isOurs {
 			old.Disconnect()
 		}

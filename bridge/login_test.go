@@ -245,3 +245,22 @@ func TestTurningKeepPasswordOffErasesStoredPassword(t *testing.T) {
 	reqs := e.transport.signInRequests()
 	assert.Empty(t, reqs[len(reqs)-1].Credentials.Password)
 }
+
+func TestLoginOfAccountBridgedForAnotherUser(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, first := e.mustLogin()
+	storedBefore := e.credential(string(ul.ID))
+
+	other, err := e.br.GetUserByMXID(e.ctx, "@mallory:example.org")
+	require.NoError(t, err)
+	e.user = other
+	_, err = e.login("alice@contoso.com", "", "alice-pw")
+	var re bridgev2.RespError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, ErrCodeLoginConflict, re.ErrCode)
+	assert.Equal(t, http.StatusConflict, re.StatusCode)
+	assert.False(t, first.isClosed(), "the owner's session keeps running")
+	assert.True(t, e.transport.lastSession().isClosed(), "the intruder's session is signed out")
+	assert.Equal(t, storedBefore.Token, e.credential(string(ul.ID)).Token, "the owner's credentials are untouched")
+	assert.Empty(t, other.GetUserLogins())
+}
