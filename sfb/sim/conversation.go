@@ -309,6 +309,11 @@ func (s *Server) connect(d *dialog, accepted *convView) {
 		s.emitInvitation(v, "completed", "Success", nil)
 	}
 	if d.first != nil {
+		// ReceiveAnIM.md step 16: once accepted, the invitation's first
+		// message comes again as the conversation's first message event.
+		if accepted != nil {
+			s.emitIncoming(accepted, *d.first)
+		}
 		s.record(d, 0, *d.first)
 	}
 	queued := d.queued
@@ -335,15 +340,21 @@ func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message) error {
 		return deliveryError{reason{"RemoteFailure", "NotAcceptable", "The recipient did not accept the message."}}
 	}
 	if v := d.parties[to].view; v != nil {
-		m := &msgRecord{id: v.nextMsg, direction: "Incoming", msg: msg, at: s.now(), status: "Success"}
-		v.nextMsg++
-		v.msgs[m.id] = m
-		e := ev("message", v.href()+"/messaging/messages/"+strconv.Itoa(m.id), "", "completed", v.message(s, m))
-		e["status"] = "Success"
-		s.emitConv(v, e)
+		s.emitIncoming(v, msg)
 	}
 	s.record(d, fromSide, msg)
 	return nil
+}
+
+// emitIncoming shows msg to an application as an incoming message event:
+// one "completed" event with status Success, as in ReceiveAnIM.md.
+func (s *Server) emitIncoming(v *convView, msg sfb.Message) {
+	m := &msgRecord{id: v.nextMsg, direction: "Incoming", msg: msg, at: s.now(), status: "Success"}
+	v.nextMsg++
+	v.msgs[m.id] = m
+	e := ev("message", v.href()+"/messaging/messages/"+strconv.Itoa(m.id), "", "completed", v.message(s, m))
+	e["status"] = "Success"
+	s.emitConv(v, e)
 }
 
 // record notes a delivery for Received and lets the colleague answer.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,8 +188,19 @@ func TestReceiveIMFromNativeUser(t *testing.T) {
 	assert.Equal(t, "Hi Alice\r\n", rec[0].Message.Text)
 	assert.Equal(t, conv["threadId"], rec[0].ThreadID)
 
+	// ReceiveAnIM step 16: the invitation's message comes again as the
+	// conversation's first message event.
+	evs = alice.await("repeated first message", is("message", "completed"))
+	first := evs[len(evs)-1]
+	assert.Equal(t, "conversation", first.sender)
+	assert.Equal(t, "Success", first.status)
+	assert.True(t, strings.HasSuffix(first.href, "/messaging/messages/1"), first.href)
+	assert.Equal(t, "Incoming", first.embedded()["direction"])
+	assert.Equal(t, get(t, res, "_links", "message", "href"), get(t, first.embedded(), "_links", "plainMessage", "href"))
+	assert.Len(t, e.sim.Received("sip:alice@contoso.com"), 1, "the repeat is not a second delivery")
+
 	// Later messages are message events: plain, non-ASCII (base64), HTML.
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		msg        sfb.Message
 		plain      string
 		html       string
@@ -201,6 +213,7 @@ func TestReceiveIMFromNativeUser(t *testing.T) {
 		require.NoError(t, e.sim.SendMessage(ctx, "sip:bob@contoso.com", "sip:alice@contoso.com", tc.msg))
 		evs := alice.await("message", is("message", "completed"))
 		m := evs[len(evs)-1]
+		assert.True(t, strings.HasSuffix(m.href, "/messaging/messages/"+strconv.Itoa(i+2)), m.href)
 		assert.Equal(t, "conversation", m.sender)
 		assert.Equal(t, "Success", m.status)
 		em := m.embedded()
@@ -232,6 +245,87 @@ func TestReceiveIMFromNativeUser(t *testing.T) {
 	bob := e.sim.Received("sip:bob@contoso.com")
 	require.Len(t, bob, 1)
 	assert.Equal(t, "Thanks Bob", bob[0].Message.Text)
+}
+
+// TestAcceptRepeatsFirstMessage follows ReceiveAnIM.md steps 8 and 16: the
+// invitation carries the first message as a data link, and once accepted
+// the same message comes again, once, as the conversation's first message
+// event. Messages queued before the accept and sent after it are not
+// repeated, even when their text equals the first one.
+func TestAcceptRepeatsFirstMessage(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, sim.Options{})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	alice.makeMeAvailable("Plain", "Html")
+	other := e.signIn("alice@contoso.com", "alice-pw") // a second endpoint of alice
+	other.makeMeAvailable("Plain", "Html")
+	bob, to := uri("sip:bob@contoso.com"), uri("sip:alice@contoso.com")
+
+	require.NoError(t, e.sim.SendMessage(ctx, bob, to, sfb.Message{Text: "Hi Alice"}))
+	evs := alice.await("invitation", is("messagingInvitation", "started"))
+	inv := evs[len(evs)-1].embedded()
+	invText := get(t, inv, "_links", "message", "href")
+	assert.Equal(t, "data:text/plain;charset=utf-8,Hi+Alice", invText)
+	for _, ev := range evs {
+		assert.NotEqual(t, "message", ev.rel, "no message event before the accept")
+	}
+	other.await("invitation on the second endpoint", is("messagingInvitation", "started"))
+	// Sent while the invitation is pending: queued, delivered after the accept.
+	require.NoError(t, e.sim.SendMessage(ctx, bob, to, sfb.Message{Text: "queued"}))
+
+	require.Equal(t, http.StatusNoContent, alice.do("POST", get(t, inv, "_links", "accept", "href").(string), "", "").status)
+	seen := alice.await("queued message", func(ev evt) bool {
+		return ev.rel == "message" && get(t, ev.embedded(), "_links", "plainMessage", "href") == "data:text/plain;charset=utf-8,queued"
+	})
+	for _, txt := range []string{"later", "Hi Alice", "last"} {
+		require.NoError(t, e.sim.SendMessage(ctx, bob, to, sfb.Message{Text: txt}))
+	}
+	seen = append(seen, alice.await("last message", func(ev evt) bool {
+		return ev.rel == "message" && get(t, ev.embedded(), "_links", "plainMessage", "href") == "data:text/plain;charset=utf-8,last"
+	})...)
+
+	var msgs []evt
+	completedAt, firstAt := -1, -1
+	for i, ev := range seen {
+		switch {
+		case ev.rel == "messagingInvitation" && ev.typ == "completed":
+			completedAt = i
+		case ev.rel == "message":
+			if firstAt < 0 {
+				firstAt = i
+			}
+			msgs = append(msgs, ev)
+		}
+	}
+	require.GreaterOrEqual(t, completedAt, 0, "invitation completed")
+	assert.Less(t, completedAt, firstAt, "the repeat follows the accepted invitation")
+	want := []string{invText.(string), "data:text/plain;charset=utf-8,queued", "data:text/plain;charset=utf-8,later",
+		"data:text/plain;charset=utf-8,Hi+Alice", "data:text/plain;charset=utf-8,last"}
+	require.Len(t, msgs, len(want), "one event per message, the first one repeated exactly once: %+v", msgs)
+	for i, m := range msgs {
+		em := m.embedded()
+		assert.Equal(t, want[i], get(t, em, "_links", "plainMessage", "href"), "message %d", i+1)
+		assert.True(t, strings.HasSuffix(m.href, "/messaging/messages/"+strconv.Itoa(i+1)), m.href)
+		assert.Equal(t, "conversation", m.sender)
+		assert.Equal(t, "completed", m.typ)
+		assert.Equal(t, "Success", m.status)
+		assert.Equal(t, "Incoming", em["direction"])
+		assert.Equal(t, "Bob Meston", get(t, em, "_links", "participant", "title"))
+	}
+	// The repeat is what the application sees; the native side delivered
+	// the first message once.
+	var got []string
+	for _, r := range e.sim.Received(to) {
+		got = append(got, r.Message.Text)
+	}
+	assert.Equal(t, []string{"Hi Alice", "queued", "later", "Hi Alice", "last"}, got)
+
+	// The endpoint that did not accept gets no message at all.
+	evs = other.await("invitation taken elsewhere", is("messagingInvitation", "completed"))
+	_, more := other.poll()
+	for _, ev := range append(evs, more...) {
+		assert.NotEqual(t, "message", ev.rel, "%+v", ev)
+	}
 }
 
 func TestStartMessagingToNativeUser(t *testing.T) {

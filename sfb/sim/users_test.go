@@ -197,20 +197,27 @@ func TestColleague(t *testing.T) {
 	assert.Contains(t, get(t, inv, "_links", "message", "href"), "Hello+Alice+Aaling")
 	require.Equal(t, http.StatusNoContent, alice.do("POST", get(t, inv, "_links", "accept", "href").(string), "", "").status)
 
-	// Typing, then the formatted message.
-	evs = alice.await("formatted message", is("message", "completed"))
-	typing := find(t, evs, func(ev evt) bool { return ev.rel == "participant" && ev.typ == "added" && ev.raw["in"] != nil })
-	assert.Equal(t, "typingParticipants", get(t, typing.raw, "in", "rel"))
-	html := get(t, evs[len(evs)-1].embedded(), "_links", "htmlMessage", "href").(string)
-	assert.Contains(t, html, "data:text/html;charset=utf-8,")
-	assert.Contains(t, html, "%3Cb%3Eformatted%3C%2Fb%3E")
-
+	// The greeting again as the first message event (ReceiveAnIM step 16).
+	evs = alice.await("repeated greeting", is("message", "completed"))
+	greeting := evs[len(evs)-1]
+	assert.True(t, strings.HasSuffix(greeting.href, "/messages/1"), greeting.href)
+	assert.Equal(t, get(t, inv, "_links", "message", "href"), get(t, greeting.embedded(), "_links", "plainMessage", "href"))
 	var send string
 	for _, ev := range evs {
 		if ev.rel == "messaging" && ev.typ == "updated" {
 			send = get(t, ev.embedded(), "_links", "sendMessage", "href").(string)
 		}
 	}
+
+	// Typing, then the formatted message.
+	evs = alice.await("formatted message", is("message", "completed"))
+	assert.True(t, strings.HasSuffix(evs[len(evs)-1].href, "/messages/2"), evs[len(evs)-1].href)
+	typing := find(t, evs, func(ev evt) bool { return ev.rel == "participant" && ev.typ == "added" && ev.raw["in"] != nil })
+	assert.Equal(t, "typingParticipants", get(t, typing.raw, "in", "rel"))
+	html := get(t, evs[len(evs)-1].embedded(), "_links", "htmlMessage", "href").(string)
+	assert.Contains(t, html, "data:text/html;charset=utf-8,")
+	assert.Contains(t, html, "%3Cb%3Eformatted%3C%2Fb%3E")
+
 	if send == "" {
 		r := alice.do("GET", strings.TrimSuffix(evs[len(evs)-1].href, "/messages/2"), "", "")
 		require.Equal(t, http.StatusOK, r.status)

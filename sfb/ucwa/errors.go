@@ -65,7 +65,9 @@ const (
 // exists, so it must be created again.
 func applicationGone(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Status == http.StatusNotFound &&
+	// ApplicationDashboard.md answers an expired application with 410 Gone,
+	// other pages with 404; the subcode decides.
+	return errors.As(err, &e) && (e.Status == http.StatusNotFound || e.Status == http.StatusGone) &&
 		(e.Subcode == SubcodeApplicationNotFound || e.Subcode == SubcodeInactiveApplicationExpired)
 }
 

@@ -286,8 +286,14 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 		if err != nil {
 			deliverErr = fmt.Errorf("first message of invitation %s: %w", href, err)
 		} else {
+			now := s.t.now()
 			s.mu.Lock()
-			c.pendingFirst, c.pendingFirstAt = msg.Text, s.t.now()
+			for h, f := range s.firsts {
+				if now.Sub(f.at) >= firstRepeatWindow {
+					delete(s.firsts, h)
+				}
+			}
+			s.firsts[convHref] = firstMessage{text: msg.Text, at: now}
 			s.mu.Unlock()
 			s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
 				From: from, Message: msg, Time: s.t.now()})
@@ -526,16 +532,18 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	var peer sfb.URI
 	var thread string
 	duplicateFirst := false
+	firstKey := convHref
 	if cv != nil {
 		peer, thread = cv.peer, cv.threadID
-		// ReceiveAnIM.md: the invitation's first message comes again as the
-		// conversation's first message event.
-		// Only shortly after the invitation, so that the same text sent
-		// again later is not taken for the repeat.
-		if cv.pendingFirst != "" {
-			duplicateFirst = cv.pendingFirst == msg.Text && s.t.now().Sub(cv.pendingFirstAt) < firstRepeatWindow
-			cv.pendingFirst = ""
-		}
+		firstKey = cv.href
+	}
+	// ReceiveAnIM.md: the invitation's first message comes again as the
+	// conversation's first message event.
+	// Only shortly after the invitation, so that the same text sent
+	// again later is not taken for the repeat.
+	if f, ok := s.firsts[firstKey]; ok && firstKey != "" {
+		duplicateFirst = f.text == msg.Text && s.t.now().Sub(f.at) < firstRepeatWindow
+		delete(s.firsts, firstKey)
 	}
 	s.mu.Unlock()
 	if !s.seen.add(href) || duplicateFirst {

@@ -27,11 +27,14 @@ type conv struct {
 	state       string // of the messaging modality
 	html        bool
 	ended       bool
-	// pendingFirst is the first message of an incoming invitation, which
-	// the server repeats as the conversation's first message event.
-	pendingFirst   string
-	pendingFirstAt time.Time
-	accepted       map[string]bool
+	accepted    map[string]bool
+}
+
+// firstMessage is the first message of an incoming invitation, which the
+// server repeats as the conversation's first message event.
+type firstMessage struct {
+	text string
+	at   time.Time
 }
 
 func (s *session) absLocked(h string) string { return resolveHref(s.app.base, h) }

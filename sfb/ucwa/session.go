@@ -58,6 +58,10 @@ type session struct {
 	ops          *operations
 	seen         *seenSet
 	outgoing     map[string]sfb.URI
+	// firsts holds invitations' first messages by conversation href until
+	// their repeat arrives. Not in conv: a resync between the invitation
+	// and the repeat forgets the conversation, not the repeat.
+	firsts map[string]firstMessage
 
 	emitMu sync.Mutex
 }
@@ -66,7 +70,7 @@ var _ sfb.Session = (*session)(nil)
 
 func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *session {
 	s := &session{t: t, c: c, log: c.log, self: self, handler: handler, endpointID: newUUID(),
-		convs: map[string]*conv{}, participants: map[string]sfb.Person{},
+		convs: map[string]*conv{}, participants: map[string]sfb.Person{}, firsts: map[string]firstMessage{},
 		ops: newOperations(), seen: newSeenSet(4096), issued: t.now()}
 	s.person = sfb.Person{URI: self, DisplayName: self.Address()}
 	c.onToken = func(sfb.Token) {

@@ -521,4 +521,6 @@ func TestErrorUnwrap(t *testing.T) {
 	}
 	assert.False(t, errors.Is(&Error{Status: 404, Subcode: SubcodeApplicationNotFound}, sfb.ErrNotFound))
 	assert.True(t, applicationGone(fmt.Errorf("x: %w", &Error{Status: 404, Subcode: SubcodeInactiveApplicationExpired})))
+	assert.True(t, applicationGone(fmt.Errorf("x: %w", &Error{Status: 410, Subcode: SubcodeInactiveApplicationExpired})))
+	assert.False(t, applicationGone(&Error{Status: 410, Subcode: "Other"}))
 }

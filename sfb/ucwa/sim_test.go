@@ -157,6 +157,9 @@ func TestSimTokenExpiryAndFailures(t *testing.T) {
 	srv.ExpireTokens(alice)
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "after expiry"}))
 	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+	// The simulator records the message once the invitation is accepted;
+	// the 503s below are for the event channel, not for that accept.
+	require.Eventually(t, func() bool { return len(srv.Received(alice)) == 1 }, waitFor, tick)
 	assert.NotEqual(t, first.Value, s.Token().Value, "renewed with the password")
 
 	srv.FailRequestsRetryAfter(3, 503, 20*time.Millisecond)
