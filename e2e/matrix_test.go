@@ -137,15 +137,16 @@ func (u *matrixUser) waitForErr(from int, timeout time.Duration, match func(*eve
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
+		// Match outside the lock: matchers may look at other events.
 		u.mu.Lock()
-		for _, evt := range u.events[min(from, len(u.events)):] {
+		events := u.events[min(from, len(u.events)):]
+		changed := u.changed
+		u.mu.Unlock()
+		for _, evt := range events {
 			if match(evt) {
-				u.mu.Unlock()
 				return evt, nil
 			}
 		}
-		changed := u.changed
-		u.mu.Unlock()
 		select {
 		case <-changed:
 		case <-deadline.C:
@@ -214,4 +215,15 @@ func (u *matrixUser) indexOf(evt *event.Event) int {
 		}
 	}
 	return -1
+}
+
+// isSpace reports whether room is a space (the bridge's personal filtering
+// space), judged by its create event in the timeline or invite state.
+func (u *matrixUser) isSpace(room id.RoomID) bool {
+	for _, evt := range u.Events(0) {
+		if evt.RoomID == room && evt.Type == event.StateCreate {
+			return evt.Content.AsCreate().Type == event.RoomTypeSpace
+		}
+	}
+	return false
 }

@@ -187,11 +187,16 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if _, err := runOutput(ctx, bin, "-g", "-c", st.ConfigPath, "-r", st.RegistrationPath); err != nil {
 		return nil, fmt.Errorf("generate registration: %w", err)
 	}
-	reg, err := readRegistration(st.RegistrationPath)
-	if err != nil {
+	if _, err := readRegistration(st.RegistrationPath); err != nil {
 		return nil, err
 	}
-	st.Bot = id.NewUserID(reg.SenderLocalpart, opts.ServerName)
+	// The registration's sender_localpart is a random placeholder; the bot
+	// the bridge uses is appservice.bot.username.
+	botName, _ := get(cfg, "appservice", "bot", "username").(string)
+	if botName == "" {
+		return nil, errors.New("bridge config has no appservice.bot.username")
+	}
+	st.Bot = id.NewUserID(botName, opts.ServerName)
 	st.UsernameTemplate, _ = get(cfg, "appservice", "username_template").(string)
 
 	st.HS, err = synapse.Start(ctx, synapse.Options{
