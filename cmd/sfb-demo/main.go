@@ -196,7 +196,6 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 	if _, err := client.SendText(ctx, room, matrixReply); err != nil {
 		return fmt.Errorf("send the Matrix reply: %w", err)
 	}
-	out.say("Matrix  %s sends %q", acct.UserID, matrixReply)
 	if err := waitReceived(ctx, simulator, colleagueSfB, matrixReply); err != nil {
 		return fmt.Errorf("the Matrix reply never reached SfB: %w", err)
 	}
@@ -368,22 +367,41 @@ func (w *matrixWatch) onMember(ctx context.Context, evt *event.Event) {
 	if evt.Content.AsMember().Membership != event.MembershipInvite {
 		return
 	}
-	w.out.say("Matrix  %s invites %s to a room; joining", w.name(ctx, evt.Sender), w.client.UserID)
 	if _, err := w.client.JoinRoomByID(ctx, evt.RoomID); err != nil {
 		w.out.say("Matrix  join %s failed: %v", evt.RoomID, err)
+		return
 	}
+	var name event.RoomNameEventContent
+	_ = w.client.StateEvent(ctx, evt.RoomID, event.StateRoomName, "", &name)
+	kind := "room"
+	var create event.CreateEventContent
+	if err := w.client.StateEvent(ctx, evt.RoomID, event.StateCreate, "", &create); err == nil && create.Type == event.RoomTypeSpace {
+		kind = "space"
+	}
+	label := string(evt.RoomID)
+	if name.Name != "" {
+		label = fmt.Sprintf("%q (%s)", name.Name, evt.RoomID)
+	}
+	w.out.say("Matrix  %s invited %s to the %s %s; joined", w.name(ctx, evt.Sender), w.client.UserID, kind, label)
 }
 
 func (w *matrixWatch) onMessage(ctx context.Context, evt *event.Event) {
 	msg := evt.Content.AsMessage()
-	if evt.Sender == w.client.UserID || evt.Sender == w.bot {
+	if evt.Sender == w.bot {
 		return
 	}
-	line := fmt.Sprintf("Matrix  %s: %q", w.name(ctx, evt.Sender), msg.Body)
+	who := w.name(ctx, evt.Sender)
+	if evt.Sender == w.client.UserID {
+		who = "you (" + evt.Sender.String() + ")"
+	}
+	line := fmt.Sprintf("Matrix  %s: %q", who, msg.Body)
 	if msg.FormattedBody != "" {
 		line += "   (HTML: " + msg.FormattedBody + ")"
 	}
 	w.out.say("%s", line)
+	if evt.Sender == w.client.UserID {
+		return
+	}
 	w.mu.Lock()
 	w.msgs = append(w.msgs, ghostMessage{room: evt.RoomID, body: msg.Body})
 	close(w.changed)
