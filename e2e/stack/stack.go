@@ -116,7 +116,12 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		opts.Permissions = map[string]string{opts.ServerName: "user"}
 	}
 	bin := opts.BridgeBinary
-	if bin == "" {
+	if bin != "" {
+		// The bridge runs in Dir; a relative path must not change meaning.
+		if bin, err = filepath.Abs(bin); err != nil {
+			return nil, fmt.Errorf("bridge binary: %w", err)
+		}
+	} else {
 		bin = filepath.Join(opts.Dir, "sfb-matrix-bridge")
 		if err := BuildBridge(ctx, opts.RepoRoot, bin, opts.Race); err != nil {
 			return nil, err
@@ -199,7 +204,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	st.Bot = id.NewUserID(botName, opts.ServerName)
 	st.UsernameTemplate, _ = get(cfg, "appservice", "username_template").(string)
 
-	st.HS, err = synapse.Start(ctx, synapse.Options{
+	hs, err := synapse.Start(ctx, synapse.Options{
 		Venv:                    opts.SynapseVenv,
 		ServerName:              opts.ServerName,
 		Port:                    hsPort,
@@ -209,9 +214,10 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	st.HS = hs
 	defer func() {
 		if err != nil {
-			_ = st.HS.Stop()
+			_ = hs.Close()
 		}
 	}()
 
