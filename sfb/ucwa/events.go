@@ -79,10 +79,7 @@ func (s *session) eventLoop() {
 				s.emit(sfb.SessionState{Connected: false, Err: err})
 			}
 			backoff = nextBackoff(backoff, s.t.timings)
-			wait := backoff
-			if isErr && e.RetryAfter > wait {
-				wait = min(e.RetryAfter, s.t.timings.BackoffMax)
-			}
+			wait := retryWait(err, backoff, s.t.timings)
 			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("Event channel failed")
 			if !sleepCtx(s.ctx, wait) {
 				continue
@@ -149,6 +146,16 @@ func (s *session) finish() {
 	}
 	s.emit(sfb.SessionEnded{Err: cause})
 	s.closed.Store(true)
+}
+
+// retryWait is how long to wait before retrying after err: the backoff, or
+// the server's Retry-After when it asks for longer (capped).
+func retryWait(err error, backoff time.Duration, tm Timings) time.Duration {
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > backoff {
+		return min(e.RetryAfter, tm.BackoffMax)
+	}
+	return backoff
 }
 
 func nextBackoff(cur time.Duration, tm Timings) time.Duration {
@@ -327,12 +334,36 @@ func (s *session) accept(acceptURL string) {
 		u += "?"
 	}
 	u += "sessionContext=" + newUUID()
-	rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := s.c.do(rctx, request{op: "accept invitation", method: http.MethodPost, url: u}); err != nil {
-		s.log.Warn().Err(err).Str("accept", redact(acceptURL)).Msg("Could not accept messaging invitation")
+	// Until accepted, the sender's further messages wait on the server:
+	// a transient failure must not strand them, so retry while the server
+	// is only unavailable, with the same sessionContext.
+	var backoff time.Duration
+	for attempt := 1; ; attempt++ {
+		rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
+		_, err := s.c.do(rctx, request{op: "accept invitation", method: http.MethodPost, url: u})
+		cancel()
+		if err == nil {
+			return
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		if !errors.Is(err, sfb.ErrServerUnavailable) || attempt >= maxAcceptAttempts {
+			s.log.Warn().Err(err).Int("attempts", attempt).Str("accept", redact(acceptURL)).Msg("Could not accept messaging invitation")
+			return
+		}
+		backoff = nextBackoff(backoff, s.t.timings)
+		wait := retryWait(err, backoff, s.t.timings)
+		s.log.Debug().Err(err).Dur("retry_in", wait).Msg("Accepting messaging invitation failed, retrying")
+		if !sleepCtx(s.ctx, wait) {
+			return
+		}
 	}
 }
+
+// maxAcceptAttempts bounds the retries of an accept: an invitation the
+// server has given up on answers 404, which ends them anyway.
+const maxAcceptAttempts = 6
 
 // invitationSender finds who sent an invitation: the embedded from
 // participant, or the from link (title, then the participant resource,

@@ -524,3 +524,51 @@ func TestErrorUnwrap(t *testing.T) {
 	assert.True(t, applicationGone(fmt.Errorf("x: %w", &Error{Status: 410, Subcode: SubcodeInactiveApplicationExpired})))
 	assert.False(t, applicationGone(&Error{Status: 410, Subcode: "Other"}))
 }
+
+func TestAcceptRetriedWhileServerUnavailable(t *testing.T) {
+	tests := []struct {
+		name      string
+		failures  int
+		status    int
+		wantPosts int
+	}{
+		{"503 twice then accepted", 2, http.StatusServiceUnavailable, 3},
+		{"not found is final", 5, http.StatusNotFound, 1},
+		{"gives up after the limit", 100, http.StatusServiceUnavailable, maxAcceptAttempts},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			var mu sync.Mutex
+			failed := 0
+			f.override = func(w http.ResponseWriter, r *http.Request, _ string) bool {
+				if !strings.HasSuffix(r.URL.Path, "/accept") {
+					return false
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if failed < tt.failures {
+					failed++
+					w.Header().Set("Retry-After", "0")
+					writeJSON(w, tt.status, `{"code":"ServiceFailure","message":"try later"}`)
+					return true
+				}
+				return false
+			}
+			tr := newTestTransport(t, f)
+			_, rec := signIn(t, tr, "secret")
+			f.pushSenders(incomingInvitation("inv1", "data:text/plain;charset=utf-8,first"))
+			require.Eventually(t, func() bool { return len(f.recorded("POST", "/inv1/accept")) == tt.wantPosts }, waitFor, tick)
+			require.Len(t, messages(rec.all()), 1, "the first message is delivered whatever happens to the accept")
+			// Every accept of one invitation carries the same sessionContext.
+			posts := f.recorded("POST", "/inv1/accept")
+			for _, p := range posts {
+				assert.Equal(t, posts[0].Query, p.Query)
+			}
+			// No further attempts after success, a final error or the limit.
+			f.pushSenders("[]")
+			require.Eventually(t, func() bool { return len(f.queue) == 0 }, waitFor, tick)
+			assert.Len(t, f.recorded("POST", "/inv1/accept"), tt.wantPosts)
+		})
+	}
+}
