@@ -42,10 +42,22 @@ for t in "${targets[@]}"; do
 	start=$SECONDS
 	if out="$("$go" test -tags "$tags" -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1)"; then
 		echo "ok    $pkg $name ($((SECONDS - start))s)"
-	else
-		echo "FAIL  $pkg $name"
-		printf '%s\n' "$out" | tail -n 40
-		failed=1
+		continue
 	fi
+	# Go before 1.27 can fail a target with a bare "context deadline
+	# exceeded" when -fuzztime ends while a worker is busy (a race in the
+	# fuzzing coordinator, go.dev/issue/75804), especially on a loaded
+	# machine. That is not a finding: no failing input is written. Accept
+	# it only when nothing was written and the whole corpus (seeds plus
+	# testdata/fuzz) still passes as a plain test.
+	if grep -q 'context deadline exceeded' <<<"$out" && ! grep -q 'Failing input written to' <<<"$out"; then
+		if "$go" test -tags "$tags" -run "^${name}\$" "$pkg" >/dev/null 2>&1; then
+			echo "ok    $pkg $name ($((SECONDS - start))s; Go fuzzing coordinator deadline race, no failing input, corpus passes)"
+			continue
+		fi
+	fi
+	echo "FAIL  $pkg $name"
+	printf '%s\n' "$out" | tail -n 40
+	failed=1
 done
 exit "$failed"
