@@ -18,9 +18,14 @@ ENV CGO_ENABLED=1
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# .git is not in the build context: pass the version from outside, e.g.
+#   docker build --build-arg COMMIT=$(git rev-parse HEAD) --build-arg TAG=$(git describe --tags) .
+ARG COMMIT=unknown
+ARG TAG=
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -tags goolm -ldflags "-s -w" \
+    go build -trimpath -tags goolm \
+      -ldflags "-s -w -X main.Commit=${COMMIT} -X main.Tag=${TAG} -X main.BuildTime=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
       -o /out/sfb-matrix-bridge ./cmd/sfb-matrix-bridge
 
 FROM debian:bookworm-slim
