@@ -44,12 +44,15 @@ type eventChannel struct {
 }
 
 // waiter is a pending GET. final, set under the server lock before notify,
-// tells it to stop waiting for events.
+// tells it to stop waiting for events; cut is the answer a dropped GET
+// sends part of.
 type waiter struct {
 	ch       chan struct{}
+	ack      int
 	priority int
 	final    waitEnd
 	gone     goneApp
+	cut      []byte
 }
 
 type waitEnd int8
@@ -81,12 +84,57 @@ func (ec *eventChannel) end(how waitEnd, g goneApp) {
 	}
 }
 
-func (ec *eventChannel) drop() {
-	if ec.waiter != nil {
-		ec.end(waitDropped, goneApp{})
+// dropEvents makes the pending GET of a fail in the middle of its answer,
+// or the next one when none is pending. The answer is built here, under
+// the server lock, so that the batch it carries is issued (and retained
+// until acknowledged) before anything else can touch the channel.
+func (s *Server) dropEvents(a *app) {
+	ec := &a.ec
+	w := ec.waiter
+	if w == nil {
+		ec.dropNext = true
 		return
 	}
-	ec.dropNext = true
+	w.cut = s.droppedAnswer(a, w.ack)
+	ec.end(waitDropped, goneApp{})
+}
+
+// droppedAnswer is what a GET for batch ack would be answered with now.
+// It is never received whole, so the client asks again with the same ack:
+// a batch is issued and retained (not acknowledged) and a forced resync
+// stays pending, so that the repeated GET gets the same answer.
+func (s *Server) droppedAnswer(a *app, ack int) []byte {
+	ec := &a.ec
+	a.lastActive = s.now()
+	switch {
+	case ec.forceResync || ack < ec.acked || ack > ec.issued+1:
+		return s.resyncBody(a, ack)
+	case ack == ec.issued && ec.last != nil:
+		return ec.last
+	}
+	return s.batch(a, ack)
+}
+
+// cut sends the status line, the headers and half of body, then closes the
+// connection: a network failure in the middle of a response. Closing
+// before the first response byte would not do: Go's client silently
+// re-sends an idempotent request whose reused connection closed that
+// early, and the client would never see the drop.
+func cut(w http.ResponseWriter, body []byte) {
+	setJSONHeaders(w.Header())
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body[:len(body)/2])
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	conn, _, err := rc.Hijack()
+	if err != nil {
+		// HTTP/2 has no connection to hand out; aborting the handler
+		// resets the stream after the flushed part, which the client
+		// sees as well.
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
 }
 
 // releaseAt is when the pending events should be sent: now for high
@@ -184,15 +232,21 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 	s.mu.Lock()
 	ec := &a.ec
 	a.lastActive = s.now()
-	if ec.dropNext {
-		ec.dropNext = false
-		s.mu.Unlock()
-		panic(http.ErrAbortHandler)
-	}
 	if ack == ec.issued+1 {
 		// Everything before is acknowledged.
 		ec.acked = ack
 		ec.last = nil
+	}
+	if ec.dropNext {
+		// The request arrived (its ack counts), its answer does not.
+		ec.dropNext = false
+		if old := ec.waiter; old != nil {
+			ec.end(waitReplaced, goneApp{})
+		}
+		body := s.droppedAnswer(a, ack)
+		s.mu.Unlock()
+		cut(w, body)
+		return
 	}
 	switch {
 	case ec.forceResync || ack < ec.acked || ack > ec.issued+1:
@@ -227,7 +281,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 		}
 		ec.end(waitReplaced, goneApp{})
 	}
-	wt := &waiter{ch: make(chan struct{}, 1), priority: prio}
+	wt := &waiter{ch: make(chan struct{}, 1), ack: ack, priority: prio}
 	ec.waiter = wt
 	s.mu.Unlock()
 
@@ -280,7 +334,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 		case waitReplaced:
 			writeError(w, http.StatusConflict, "Conflict", "PGetReplaced", "The pending GET was replaced by a newer one.")
 		case waitDropped:
-			panic(http.ErrAbortHandler)
+			cut(w, wt.cut)
 		case waitGone:
 			writeError(w, wt.gone.status, wt.gone.code, wt.gone.subcode, goneMessage(wt.gone))
 		default:

@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -156,19 +157,95 @@ func TestForceResyncAndResume(t *testing.T) {
 	assert.NotEqual(t, conv, evs[len(evs)-1].href)
 }
 
-func TestDropEventChannel(t *testing.T) {
-	e := newEnv(t, sim.Options{EventWait: 5 * time.Second})
-	alice := e.signIn("alice@contoso.com", "alice-pw")
-	pending := alice.background(alice.next)
-	e.waitPending("sip:alice@contoso.com", 1)
-	e.sim.DropEventChannel("sip:alice@contoso.com")
-	assert.Equal(t, -1, recv(t, pending).status, "connection closed")
+// getAll does a GET with cl and reads the whole body: err is what a client
+// sees of a dropped connection, in the headers or in the body.
+func (c *client) getAll(cl *http.Client, href string) (resp, error) {
+	req, err := http.NewRequest("GET", c.e.hs.URL+href, nil)
+	require.NoError(c.e.t, err)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	res, err := cl.Do(req)
+	if err != nil {
+		return resp{}, err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	return resp{status: res.StatusCode, header: res.Header, body: data}, err
+}
 
-	// Without a pending GET, the next one is dropped; the one after works.
+func TestDropEventChannel(t *testing.T) {
+	// Aggregation holds makeMeAvailable's medium events, so the dropped
+	// GET is waiting with events to deliver.
+	e := newEnv(t, sim.Options{EventWait: 10 * time.Second, EventAggregation: 10 * time.Second})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	// A plain client with keep-alive, the case where a connection closed
+	// before any response byte would be retried silently.
+	cl := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(cl.CloseIdleConnections)
+	warm, err := alice.getAll(cl, alice.self)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, warm.status)
+
+	ack := alice.next
+	type result struct {
+		r   resp
+		err error
+	}
+	pending := make(chan result, 1)
+	go func() {
+		r, err := alice.getAll(cl, ack)
+		pending <- result{r, err}
+	}()
+	e.waitPending("sip:alice@contoso.com", 1)
+	alice.makeMeAvailable()
 	e.sim.DropEventChannel("sip:alice@contoso.com")
-	assert.Equal(t, -1, recv(t, alice.background(alice.next)).status)
+	var dropped result
+	select {
+	case dropped = <-pending:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dropped GET did not end within 5s")
+	}
+	require.Error(t, dropped.err, "the client must see the drop, got %d %s", dropped.r.status, dropped.r.body)
+	assert.ErrorIs(t, dropped.err, io.ErrUnexpectedEOF, "cut in the middle of the body")
+
+	// The batch was not acknowledged: the same ack gets it whole.
+	again, err := alice.getAll(cl, ack)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, again.status, "%s", again.body)
+	body := again.json(t)
+	assert.Equal(t, ack, get(t, body, "_links", "self", "href"))
+	assert.True(t, strings.HasPrefix(string(again.body), string(dropped.r.body)), "the cut answer is part of the same batch")
+	var rels []string
+	for _, ev := range flatten(t, body) {
+		rels = append(rels, ev.rel+" "+ev.typ)
+	}
+	assert.Subset(t, rels, []string{"me updated", "presence added", "note added", "location added", "communication updated"})
+	alice.next = get(t, body, "_links", "next", "href").(string)
+
+	// Without a pending GET, the next one is dropped; its ack counts, the
+	// batch it would have carried comes with the same ack again.
+	require.NoError(t, e.sim.SendMessage(context.Background(), "sip:bob@contoso.com", "sip:alice@contoso.com", sfb.Message{Text: "hi"}))
+	e.sim.DropEventChannel("sip:alice@contoso.com")
+	_, err = alice.getAll(cl, alice.next)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	again, err = alice.getAll(cl, alice.next)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, again.status, "%s", again.body)
+	body = again.json(t)
+	assert.Equal(t, alice.next, get(t, body, "_links", "self", "href"))
+	var texts []any
+	for _, ev := range flatten(t, body) {
+		if ev.rel == "messagingInvitation" && ev.typ == "started" {
+			texts = append(texts, get(t, ev.embedded(), "_links", "message", "href"))
+		}
+	}
+	assert.Equal(t, []any{"data:text/plain;charset=utf-8,hi"}, texts)
+	alice.next = get(t, body, "_links", "next", "href").(string)
+	// Nothing is dropped any more.
 	e.sim.ForceResync("sip:alice@contoso.com") // answers at once
-	assert.Equal(t, http.StatusOK, recv(t, alice.background(alice.next)).status)
+	r, err := alice.getAll(cl, alice.next)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, r.status)
 }
 
 func TestFailRequestsAndLatency(t *testing.T) {

@@ -368,9 +368,11 @@ func (s *Server) PendingGETs(uri sfb.URI) int {
 }
 
 // DropEventChannel makes the pending GET of every application of uri fail
-// with a closed connection; an application without one loses its next.
+// with a connection closed in the middle of the answer; an application
+// without one loses its next. The batch that answer carried is not
+// acknowledged: asking again with the same ack gets it whole.
 func (s *Server) DropEventChannel(uri sfb.URI) {
-	s.forApps(uri, func(a *app) { a.ec.drop() })
+	s.forApps(uri, s.dropEvents)
 }
 
 // ForceResume makes the next event response of every application of uri
