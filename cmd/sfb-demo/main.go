@@ -5,9 +5,11 @@
 // provisioning API (as a migration portal would), and prints the
 // conversation as it crosses the bridge in both directions.
 //
-// Log in with any Matrix client at the printed address to chat with the
-// colleague yourself; -once runs a scripted round trip instead and exits
-// non-zero if it failed.
+// It always runs one scripted round trip first (the colleague greets, the
+// demo user answers from Matrix, the colleague quotes the answer back);
+// then log in with any Matrix client at the printed address to chat with
+// the colleague yourself. -once exits after the round trip, non-zero if it
+// failed.
 package main
 
 import (
@@ -65,7 +67,7 @@ func run() int {
 	var opts options
 	flag.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge from the working directory)")
 	flag.IntVar(&opts.port, "port", 8008, "loopback port for the homeserver's client API (0: any free port)")
-	flag.BoolVar(&opts.once, "once", false, "scripted run: one round trip SfB -> Matrix -> SfB -> Matrix, then exit (non-zero on failure)")
+	flag.BoolVar(&opts.once, "once", false, "exit after the scripted round trip SfB -> Matrix -> SfB -> Matrix (non-zero on failure) instead of staying up for a Matrix client")
 	flag.DurationVar(&opts.duration, "duration", 0, "stop after this long (default: until Ctrl-C; with -once: 5m deadline)")
 	flag.StringVar(&opts.dir, "dir", "", "keep configuration, databases and logs here (default: a temporary directory, removed at exit)")
 	flag.Parse()
@@ -167,25 +169,6 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 
 	go watchSfB(ctx, simulator, out)
 
-	if !opts.once {
-		fmt.Fprintf(out.w, `
-  Chat with the SfB colleague from any Matrix client:
-    homeserver  %s   (loopback only)
-    user        %s
-    password    %s
-  Anything you send in the colleague's room reaches SfB, and the colleague
-  answers. Ctrl-C stops everything.
-
-`, st.HS.URL, acct.UserID, password)
-		<-ctx.Done()
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			out.say("duration elapsed, stopping")
-		} else {
-			out.say("stopping")
-		}
-		return nil
-	}
-
 	// Scripted round trip: the colleague's greeting reaches Matrix, the
 	// Matrix user answers, the answer reaches SfB, the colleague's quote of
 	// it comes back to Matrix.
@@ -203,6 +186,24 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 		return fmt.Errorf("the colleague's answer never reached Matrix: %w", err)
 	}
 	out.say("round trip complete: SfB -> Matrix -> SfB -> Matrix")
+	if opts.once {
+		return nil
+	}
+	fmt.Fprintf(out.w, `
+  Chat with the SfB colleague from any Matrix client:
+    homeserver  %s   (loopback only)
+    user        %s
+    password    %s
+  Anything you send in the colleague's room reaches SfB, and the colleague
+  answers. Ctrl-C stops everything.
+
+`, st.HS.URL, acct.UserID, password)
+	<-ctx.Done()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		out.say("duration elapsed, stopping")
+	} else {
+		out.say("stopping")
+	}
 	return nil
 }
 
