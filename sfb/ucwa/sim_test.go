@@ -120,17 +120,32 @@ func TestSimEventChannelDropNothingLostOrDoubled(t *testing.T) {
 	srv, tr := startSim(t, sim.Options{})
 	_, rec := simSignIn(t, tr)
 	ctx := context.Background()
+	// Every drop cuts a GET (the pending one or the next), so the client
+	// sees each as a failed event channel; a drop is counted once the
+	// client is back, so that the next drop cannot coincide with it.
+	drops := func() int { return len(disconnects(rec.all())) }
+	seenDrop := func(n int) func() bool {
+		return func() bool {
+			states := eventsOf[sfb.SessionState](rec.all())
+			return drops() == n && states[len(states)-1].Connected
+		}
+	}
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m0"}))
 	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
 	srv.DropEventChannel(alice)
 	for _, txt := range []string{"m1", "m2", "m3"} {
 		require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: txt}))
 	}
+	require.Eventually(t, seenDrop(1), waitFor, tick)
 	srv.ForceResync(alice)
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m4"}))
 	srv.DropEventChannel(alice)
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m5"}))
 	require.Eventually(t, func() bool { return len(messages(rec.all())) >= 6 }, waitFor, tick)
+	require.Eventually(t, seenDrop(2), waitFor, tick)
+	for _, st := range disconnects(rec.all()) {
+		assert.ErrorIs(t, st.Err, sfb.ErrServerUnavailable, "a cut response is a network failure")
+	}
 	// Another message after everything settles proves nothing more is in
 	// flight before counting.
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m6"}))
@@ -146,6 +161,18 @@ func TestSimEventChannelDropNothingLostOrDoubled(t *testing.T) {
 		ids[m.ID] = true
 	}
 	assert.Equal(t, []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6"}, texts)
+	assert.Equal(t, 2, drops(), "no failures but the two drops")
+}
+
+// disconnects are the SessionState events that report a lost connection.
+func disconnects(evts []sfb.Event) []sfb.SessionState {
+	var out []sfb.SessionState
+	for _, st := range eventsOf[sfb.SessionState](evts) {
+		if !st.Connected {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 func TestSimTokenExpiryAndFailures(t *testing.T) {
