@@ -122,11 +122,6 @@ var (
 	reasonElse     = reason{"Conflict", "ConnectedElsewhere", "The invitation was accepted on another endpoint."}
 )
 
-func (s *Server) nextID() string {
-	s.seq++
-	return strconv.FormatUint(s.seq, 36) + randomHex(2)
-}
-
 func newThreadID() string {
 	b := make([]byte, 22)
 	_, _ = rand.Read(b)
