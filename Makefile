@@ -2,7 +2,7 @@
 #
 #   make demo    build everything, start Synapse + the SfB simulator + the
 #                bridge on loopback and show a bridged conversation
-#   make test    vet, unit + end-to-end tests (real Synapse, PostgreSQL),
+#   make test    lint, unit + end-to-end tests (real Synapse, PostgreSQL),
 #                short fuzz runs: what CI runs
 #   make build   binaries into bin/
 #   make lint    gofmt, go vet, staticcheck
@@ -56,7 +56,8 @@ unit: synapse-venv postgres
 fuzz:
 	GO=$(GO) GOTAGS=$(TAGS) bash scripts/fuzz.sh $(FUZZTIME)
 
-test: vet unit demo-check fuzz
+# Lint first: it is fast and fails before the long runs start.
+test: lint unit demo-check fuzz
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go') 2>&1)"; \
