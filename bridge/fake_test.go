@@ -121,9 +121,14 @@ type fakeSession struct {
 	token   sfb.Token
 	sent    []sentMessage
 	typing  []bool
-	closed  bool
-	sendErr error
-	n       int
+	closed   bool
+	detached bool
+	sendErr  error
+	n        int
+	// handled counts events whose handler returned: the fake's resume
+	// state, like UCWA's ack.
+	handled int
+	resume  string
 }
 
 func (s *fakeSession) Self() sfb.Person { return s.self }
@@ -191,7 +196,32 @@ func (s *fakeSession) sentMessages() []sentMessage {
 	return append([]sentMessage(nil), s.sent...)
 }
 
-func (s *fakeSession) emit(evt sfb.Event) { s.handler(context.Background(), evt) }
+func (s *fakeSession) emit(evt sfb.Event) {
+	s.handler(context.Background(), evt)
+	s.mu.Lock()
+	s.handled++
+	s.resume = fmt.Sprintf("%s@%d", s.self.URI.Address(), s.handled)
+	s.mu.Unlock()
+}
+
+func (s *fakeSession) ResumeState() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resume
+}
+
+func (s *fakeSession) Detach(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detached = true
+	return nil
+}
+
+func (s *fakeSession) isDetached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.detached
+}
 
 // fakeMatrix is the Matrix side of bridgev2 as far as the connector's
 // tests reach it: it records bridge states. Methods the tests never reach

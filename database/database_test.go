@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -162,7 +163,7 @@ func TestUpgradeRefusesDirtyAndNewerSchemas(t *testing.T) {
 		require.NoError(t, err)
 		err = db.Upgrade(ctx)
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "dirty at version 1")
+		assert.Contains(t, err.Error(), fmt.Sprintf("dirty at version %d", LatestVersion))
 
 		_, err = raw.Exec(`UPDATE `+VersionTable+` SET version = $1, dirty = false`, 99)
 		require.NoError(t, err)

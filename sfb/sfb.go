@@ -27,6 +27,12 @@ type SignInRequest struct {
 	// Token, when not nil, is a token from an earlier session of the same
 	// user (kept across bridge restarts); the transport tries it first.
 	Token *Token
+	// Resume, when not empty, is Session.ResumeState of an earlier session
+	// of the same user (kept across bridge restarts). The transport tries
+	// to continue that session, so that the server delivers again what the
+	// earlier session had not finished handling and what arrived while no
+	// session ran; when it cannot, it signs in afresh. Opaque to callers.
+	Resume string
 }
 
 // Credentials identify a user to Skype for Business.
@@ -55,8 +61,10 @@ func (t *Token) Valid(now time.Time, margin time.Duration) bool {
 }
 
 // EventHandler receives a session's events one at a time, in the order the
-// server produced them. It must not block for long: the session does not read
-// further events until it returns.
+// server produced them. The session does not read further events until it
+// returns, and acknowledges an event to the server only after that: a
+// handler that returns once the event is safely stored elsewhere loses
+// nothing when the process dies. It should return when ctx ends.
 type EventHandler func(ctx context.Context, evt Event)
 
 // Session is one signed-in user. All methods are safe for concurrent use.
@@ -79,9 +87,21 @@ type Session interface {
 	// LookupPerson returns what the directory knows about uri.
 	LookupPerson(ctx context.Context, uri URI) (Person, error)
 
+	// ResumeState is opaque transport state for SignInRequest.Resume. It
+	// only ever covers events whose handler call has returned: continuing
+	// from it may deliver again what the handler already saw (with the
+	// same MessageReceived.ID), never skips what it did not. It changes as
+	// events are handled; empty when there is nothing to resume.
+	ResumeState() string
+
 	// Close signs out and releases server-side resources. The handler gets
 	// no events after Close returns.
 	Close(ctx context.Context) error
+	// Detach stops the session like Close but keeps it on the server, so
+	// that a later SignIn with ResumeState continues it (a bridge restart):
+	// what arrives meanwhile waits on the server. The handler gets no
+	// events after Detach returns.
+	Detach(ctx context.Context) error
 }
 
 // Person is a Skype for Business user.

@@ -25,7 +25,12 @@ const firstRepeatWindow = 30 * time.Second
 func (s *session) eventLoop() {
 	defer s.wg.Done()
 	st, gen := s.appSnapshot()
-	next := st.events
+	s.mu.Lock()
+	next := s.startEvents
+	s.mu.Unlock()
+	if next == "" {
+		next = st.events
+	}
 	backoff := time.Duration(0)
 	replaced := 0
 	connected := true
@@ -119,6 +124,7 @@ func (s *session) eventLoop() {
 			s.log.Error().Str("url", redact(next)).Msg("Event channel response without next link, asking again")
 		}
 		s.processBatch(evs, next)
+		s.markHandled(next)
 	}
 }
 
@@ -300,7 +306,7 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 					delete(s.firsts, h)
 				}
 			}
-			s.firsts[convHref] = firstMessage{text: msg.Text, at: now}
+			s.firsts[convHref] = firstMessage{sum: textDigest(msg.Text), at: now}
 			s.mu.Unlock()
 			s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
 				From: from, Message: msg, Time: s.t.now()})
@@ -573,7 +579,7 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	// Only shortly after the invitation, so that the same text sent
 	// again later is not taken for the repeat.
 	if f, ok := s.firsts[firstKey]; ok && firstKey != "" {
-		duplicateFirst = f.text == msg.Text && s.t.now().Sub(f.at) < firstRepeatWindow
+		duplicateFirst = f.sum == textDigest(msg.Text) && s.t.now().Sub(f.at) < firstRepeatWindow
 		delete(s.firsts, firstKey)
 	}
 	s.mu.Unlock()

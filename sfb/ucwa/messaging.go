@@ -33,8 +33,10 @@ type conv struct {
 // firstMessage is the first message of an incoming invitation, which the
 // server repeats as the conversation's first message event.
 type firstMessage struct {
-	text string
-	at   time.Time
+	// sum is the SHA-256 of the text: enough to recognise the repeat, and
+	// what ResumeState keeps.
+	sum [32]byte
+	at  time.Time
 }
 
 func (s *session) absLocked(h string) string { return resolveHref(s.app.base, h) }

@@ -62,8 +62,21 @@ type session struct {
 	// their repeat arrives. Not in conv: a resync between the invitation
 	// and the repeat forgets the conversation, not the repeat.
 	firsts map[string]firstMessage
+	// resume is where a later session continues: the events URL whose
+	// ack covers exactly the batches the handler finished, with the
+	// invitations' first messages as of then. Never ahead of the handler.
+	resume resumePoint
+	// startEvents is where the event loop starts: the resumed events URL,
+	// else the application's events link.
+	startEvents string
 
 	emitMu sync.Mutex
+}
+
+// resumePoint is the part of ResumeState that moves with the event channel.
+type resumePoint struct {
+	events string
+	firsts map[string]firstMessage
 }
 
 var _ sfb.Session = (*session)(nil)
@@ -81,9 +94,31 @@ func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *
 	return s
 }
 
-func (s *session) start(ctx context.Context) error {
-	if err := s.createApplication(ctx, false); err != nil {
-		return err
+// start continues the application of resume when the server still has it,
+// else creates a new one, and starts the session's goroutines.
+func (s *session) start(ctx context.Context, resume string) error {
+	resumed := false
+	if resume != "" {
+		err := s.resumeApplication(ctx, resume)
+		switch {
+		case err == nil:
+			resumed = true
+		case errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired) || ctx.Err() != nil:
+			return err
+		case errors.Is(err, sfb.ErrServerUnavailable):
+			// The application may well be alive: a new one would give
+			// up what it holds. The caller retries with the same state.
+			return fmt.Errorf("resume application: %w", err)
+		default:
+			// Gone (404/410), unreadable state, another server: what it
+			// held is lost either way, a new application is all we can do.
+			s.log.Info().Err(err).Msg("Cannot continue the earlier UCWA application, creating a new one")
+		}
+	}
+	if !resumed {
+		if err := s.createApplication(ctx, false); err != nil {
+			return err
+		}
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.wg.Add(3)
@@ -116,6 +151,22 @@ func (s *session) createApplication(ctx context.Context, rediscover bool) error 
 		}
 		return err
 	}
+	if err := s.useApplication(apps, &app, "create application"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.startEvents = s.app.events
+	// Nothing of this application is handled yet.
+	s.resume = resumePoint{events: s.app.events}
+	self := s.app.self
+	s.mu.Unlock()
+	s.log.Debug().Str("application", self).Msg("Created UCWA application")
+	return s.makeMeAvailable(ctx)
+}
+
+// useApplication makes app, read from the applications URL apps, the
+// session's application.
+func (s *session) useApplication(apps string, app *Application, op string) error {
 	base, err := url.Parse(apps)
 	if err != nil {
 		return fmt.Errorf("parse applications URL: %w", err)
@@ -125,18 +176,18 @@ func (s *session) createApplication(ctx context.Context, rediscover bool) error 
 	st.self = res(app.Self())
 	st.events = res(app.Links.Href("events"))
 	if st.events == "" {
-		return fmt.Errorf("create application: response has no events link")
+		return fmt.Errorf("%s: response has no events link", op)
 	}
 	var me Me
 	if ok, err := decodeEmbedded(app.Embedded, "me", &me); err != nil || !ok {
-		return fmt.Errorf("create application: embedded me: present=%v: %v", ok, err)
+		return fmt.Errorf("%s: embedded me: present=%v: %v", op, ok, err)
 	}
 	st.me = res(me.Self())
 	st.makeMeAvailable = res(me.Links.Href("makeMeAvailable"))
 	st.reportMyActivity = res(me.Links.Href("reportMyActivity"))
 	var comm Communication
 	if ok, err := decodeEmbedded(app.Embedded, "communication", &comm); err != nil || !ok {
-		return fmt.Errorf("create application: embedded communication: present=%v: %v", ok, err)
+		return fmt.Errorf("%s: embedded communication: present=%v: %v", op, ok, err)
 	}
 	st.startMessaging = res(comm.Links.Href("startMessaging"))
 	var people Resource
@@ -145,7 +196,7 @@ func (s *session) createApplication(ctx context.Context, rediscover bool) error 
 		st.search = res(people.Links.Href("search"))
 	}
 	if st.startMessaging == "" {
-		return fmt.Errorf("create application: communication has no startMessaging link")
+		return fmt.Errorf("%s: communication has no startMessaging link", op)
 	}
 	s.mu.Lock()
 	s.app = st
@@ -154,8 +205,7 @@ func (s *session) createApplication(ctx context.Context, rediscover bool) error 
 		s.person.DisplayName = me.Name
 	}
 	s.mu.Unlock()
-	s.log.Debug().Str("application", st.self).Msg("Created UCWA application")
-	return s.makeMeAvailable(ctx)
+	return nil
 }
 
 func (s *session) makeMeAvailable(ctx context.Context) error {
@@ -254,17 +304,8 @@ func (s *session) Token() sfb.Token { return s.c.currentToken() }
 // Close signs out: stops the goroutines, deletes the application and
 // forgets the cached applications URL (RootURL.md: explicit sign-out).
 func (s *session) Close(ctx context.Context) error {
-	if s.closed.Swap(true) {
+	if !s.stop(ctx) {
 		return nil
-	}
-	s.cancel(errStopped)
-	if !s.inHandler.Load() {
-		done := make(chan struct{})
-		go func() { s.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-		}
 	}
 	st, _ := s.appSnapshot()
 	s.t.forgetApplicationsURL(s.self.Domain())
@@ -278,6 +319,32 @@ func (s *session) Close(ctx context.Context) error {
 		return fmt.Errorf("sign out %s: %w", s.self, err)
 	}
 	return nil
+}
+
+// Detach stops the goroutines and leaves the application on the server,
+// which keeps events for it until it expires, for a later session that
+// resumes from ResumeState.
+func (s *session) Detach(ctx context.Context) error {
+	s.stop(ctx)
+	return nil
+}
+
+// stop ends the goroutines once; false when already stopped. It does not
+// wait for them when called from the handler, which runs on one of them.
+func (s *session) stop(ctx context.Context) bool {
+	if s.closed.Swap(true) {
+		return false
+	}
+	s.cancel(errStopped)
+	if !s.inHandler.Load() {
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	return true
 }
 
 // activityLoop reports activity so the server keeps the user's presence

@@ -156,7 +156,7 @@ func (t *Transport) SignIn(ctx context.Context, req sfb.SignInRequest, handler s
 		return nil, fmt.Errorf("sign in %s: %w", self, sfb.ErrCredentialsRequired)
 	}
 	s := newSession(t, c, self, handler)
-	if err := s.start(ctx); err != nil {
+	if err := s.start(ctx, req.Resume); err != nil {
 		return nil, fmt.Errorf("sign in %s: %w", self, err)
 	}
 	return s, nil
