@@ -414,11 +414,9 @@ func TestEventChannelDropLosesNothing(t *testing.T) {
 	}
 	p.mx.waitFor(from, hop, "the first half of the stream", isMessage(room, p.ghost, equals(streamText(n/2))))
 
-	// Drop the parked GET, twice. The simulator drops by closing the
-	// connection without an answer, and net/http silently re-sends a GET
-	// that failed that way on a reused connection, so a drop may or may not
-	// reach the UCWA client itself; either way nothing may be lost or
-	// doubled.
+	// Drop the parked GET, twice. The simulator cuts the answer in the
+	// middle and closes the connection, so the UCWA client sees each drop
+	// and asks again with the same ack; nothing may be lost or doubled.
 	for drop := 0; drop < 2; drop++ {
 		require.Eventually(t, func() bool { return env.sim.PendingGETs(p.self.URI) > 0 }, hop, 10*time.Millisecond,
 			"the bridge never parked a GET on the event channel")
