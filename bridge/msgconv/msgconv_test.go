@@ -213,9 +213,20 @@ func TestFromMatrixDoesNotModifyInput(t *testing.T) {
 func TestDeepNestingIsBounded(t *testing.T) {
 	in := strings.Repeat("<b>", 5000) + "x" + strings.Repeat("</b>", 5000)
 	got := SfBHTMLToMatrix(in)
-	assert.Contains(t, got, "x")
-	assert.LessOrEqual(t, strings.Count(got, "<b>"), maxDepth)
+	// Too deep for the parser (and over maxFormattingOpen): the text
+	// stays, the markup goes, and none of it is shown escaped.
+	assert.Equal(t, "x", got)
 	assertSanitised(t, got, matrixPolicy)
+	assert.Equal(t, "x", HTMLToText(in))
+
+	divs := strings.Repeat("<div>", 600) + "x"
+	assert.Equal(t, "x", SfBHTMLToMatrix(divs), "beyond the parser's 512 open elements")
+	assert.Equal(t, "x", HTMLToText(divs))
+
+	kept := strings.Repeat("<div>", 200) + "x"
+	got = SfBHTMLToMatrix(kept)
+	assert.Equal(t, maxDepth, strings.Count(got, "<div>"), "structure kept up to maxDepth, text below")
+	assert.Contains(t, got, "x")
 }
 
 // assertSanitised re-parses out and checks it holds only what p allows:

@@ -1,6 +1,7 @@
 package msgconv
 
 import (
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -46,6 +47,12 @@ var droppedWithContent = map[string]bool{
 }
 
 var voidElements = map[string]bool{"br": true, "hr": true}
+
+// emptyElements are the elements dropped with their content that HTML
+// defines as having none (no end tag follows).
+var emptyElements = map[string]bool{
+	"meta": true, "link": true, "base": true, "embed": true, "source": true, "track": true, "param": true, "input": true,
+}
 
 var (
 	colorPattern    = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
@@ -137,27 +144,96 @@ var sfbPolicy = &policy{
 // Unknown elements are unwrapped (their text stays); dangerous ones go with
 // their content.
 func (p *policy) sanitize(in string) string {
-	nodes, err := html.ParseFragment(strings.NewReader(in), &html.Node{Type: html.ElementNode, Data: "body", DataAtom: atom.Body})
-	if err != nil {
-		// The tokenizer accepts any input; an error means the reader
-		// failed, which a strings.Reader does not. Fall back to text.
-		return html.EscapeString(in)
-	}
-	var sb strings.Builder
-	for _, n := range nodes {
-		p.render(&sb, n, 0)
-	}
-	return sb.String()
+	s := sanitizer{policy: p}
+	s.run(in)
+	return s.sb.String()
 }
 
-func (p *policy) render(sb *strings.Builder, n *html.Node, depth int) {
+// sanitizer is one run of a policy over one input.
+type sanitizer struct {
+	*policy
+	sb strings.Builder
+	// steps counts nodes visited, so that tests can check that the work
+	// stays proportional to the input however it is shaped.
+	steps int
+}
+
+func (s *sanitizer) run(in string) {
+	nodes, err := parseFragment(in)
+	if err != nil {
+		// Nested deeper than the parser supports (512 open
+		// elements), or too many formatting elements open: such a
+		// message is hostile or broken. Keep its text, no markup.
+		s.sb.WriteString(html.EscapeString(tokenText(in, &s.steps)))
+		return
+	}
+	for _, n := range nodes {
+		s.render(n, 0)
+	}
+}
+
+// parseFragment parses in as the content of a <body>. It refuses input
+// that keeps more than maxOpenFormatting formatting elements open: the
+// HTML tree builder reopens every open formatting element at each new
+// block (<b id=1><p>x<b id=2><p>x...), which makes the tree quadratic in
+// the input until the parser's own limit of 512 open elements stops it
+// (an 8 KiB message then cost 25 ms and tens of thousands of nodes).
+func parseFragment(in string) ([]*html.Node, error) {
+	if n := maxOpenFormatting(in); n > maxFormattingOpen {
+		return nil, fmt.Errorf("%d formatting elements open at once, at most %d", n, maxFormattingOpen)
+	}
+	return html.ParseFragment(strings.NewReader(in), &html.Node{Type: html.ElementNode, Data: "body", DataAtom: atom.Body})
+}
+
+// maxFormattingOpen bounds the formatting elements open at once; real
+// messages have a handful.
+const maxFormattingOpen = maxDepth
+
+// formattingElements are HTML's "formatting" elements, which the tree
+// builder reopens after block boundaries.
+var formattingElements = map[string]bool{
+	"a": true, "b": true, "big": true, "code": true, "em": true, "font": true, "i": true, "nobr": true,
+	"s": true, "small": true, "strike": true, "strong": true, "tt": true, "u": true,
+}
+
+// maxOpenFormatting is, from the tokens alone, an upper bound of how many
+// formatting elements are open at once anywhere in in: per tag, start tags
+// not yet matched by an end tag.
+func maxOpenFormatting(in string) int {
+	z := html.NewTokenizer(strings.NewReader(in))
+	open := make(map[string]int)
+	total, most := 0, 0
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return most
+		case html.StartTagToken:
+			name, _ := z.TagName()
+			if tag := strings.ToLower(string(name)); formattingElements[tag] {
+				open[tag]++
+				total++
+				most = max(most, total)
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			if tag := strings.ToLower(string(name)); open[tag] > 0 {
+				open[tag]--
+				total--
+			}
+		}
+	}
+}
+
+func (s *sanitizer) render(n *html.Node, depth int) {
+	s.steps++
+	sb := &s.sb
 	switch n.Type {
 	case html.TextNode:
 		sb.WriteString(html.EscapeString(n.Data))
 		return
 	case html.ElementNode:
 	case html.DocumentNode:
-		p.renderChildren(sb, n, depth)
+		s.renderChildren(n, depth)
 		return
 	default:
 		// Comments, doctypes and raw nodes carry nothing to show.
@@ -174,24 +250,24 @@ func (p *policy) render(sb *strings.Builder, n *html.Node, depth int) {
 		return
 	}
 	if depth >= maxDepth {
-		sb.WriteString(html.EscapeString(textContent(n)))
+		sb.WriteString(html.EscapeString(textContent(n, &s.steps)))
 		return
 	}
-	if renamed, ok := p.renamed[tag]; ok {
+	if renamed, ok := s.renamed[tag]; ok {
 		tag = renamed
 	}
-	if tag == "a" && p.matrixLinksToText {
+	if tag == "a" && s.matrixLinksToText {
 		if href := attr(n, "href"); isMatrixToLink(href) {
-			p.renderChildren(sb, n, depth+1)
+			s.renderChildren(n, depth+1)
 			return
 		}
 	}
 
 	var wrappers []string
-	if p.styleToTags {
+	if s.styleToTags {
 		wrappers = styleTags(attr(n, "style"))
 	}
-	rules, ok := p.allowed[tag]
+	rules, ok := s.allowed[tag]
 	if ok && tag == "span" && !hasAllowedAttr(n, rules) {
 		// A bare span carries nothing; SfB wraps every message in
 		// several of them.
@@ -215,29 +291,29 @@ func (p *policy) render(sb *strings.Builder, n *html.Node, depth int) {
 		}
 		sb.WriteString(">")
 		if !voidElements[tag] {
-			p.renderWrapped(sb, n, depth, wrappers)
+			s.renderWrapped(n, depth, wrappers)
 			sb.WriteString("</" + tag + ">")
 		}
 	} else {
-		p.renderWrapped(sb, n, depth, wrappers)
+		s.renderWrapped(n, depth, wrappers)
 	}
 }
 
 // renderWrapped writes n's children inside the tags that its style
 // stood for.
-func (p *policy) renderWrapped(sb *strings.Builder, n *html.Node, depth int, wrappers []string) {
+func (s *sanitizer) renderWrapped(n *html.Node, depth int, wrappers []string) {
 	for _, w := range wrappers {
-		sb.WriteString("<" + w + ">")
+		s.sb.WriteString("<" + w + ">")
 	}
-	p.renderChildren(sb, n, depth+1)
+	s.renderChildren(n, depth+1)
 	for i := len(wrappers) - 1; i >= 0; i-- {
-		sb.WriteString("</" + wrappers[i] + ">")
+		s.sb.WriteString("</" + wrappers[i] + ">")
 	}
 }
 
-func (p *policy) renderChildren(sb *strings.Builder, n *html.Node, depth int) {
+func (s *sanitizer) renderChildren(n *html.Node, depth int) {
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		p.render(sb, c, depth)
+		s.render(c, depth)
 	}
 }
 
@@ -270,11 +346,16 @@ func isMatrixToLink(href string) bool {
 // Fonts, sizes and colours are dropped on purpose: SfB sends its sender's
 // client defaults (Segoe UI 10pt black), which would be unreadable on a dark
 // Matrix theme and say nothing the sender chose.
+//
+// Each tag comes at most once, in a fixed order, whatever the style
+// repeats: an element then adds at most len(styleWrapperTags) levels of
+// nesting to the output, which keeps the output's depth bounded by
+// maxDepth and re-parseable.
 func styleTags(style string) []string {
 	if style == "" {
 		return nil
 	}
-	var tags []string
+	var b, i, u, del bool
 	for _, decl := range strings.Split(style, ";") {
 		prop, val, ok := strings.Cut(decl, ":")
 		if !ok {
@@ -284,29 +365,33 @@ func styleTags(style string) []string {
 		val = strings.ToLower(strings.TrimSpace(val))
 		switch prop {
 		case "font-weight":
-			if val == "bold" || val == "bolder" || val == "700" || val == "800" || val == "900" {
-				tags = append(tags, "b")
-			}
+			b = b || val == "bold" || val == "bolder" || val == "700" || val == "800" || val == "900"
 		case "font-style":
-			if val == "italic" || val == "oblique" {
-				tags = append(tags, "i")
-			}
+			i = i || val == "italic" || val == "oblique"
 		case "text-decoration", "text-decoration-line":
-			if strings.Contains(val, "underline") {
-				tags = append(tags, "u")
-			}
-			if strings.Contains(val, "line-through") {
-				tags = append(tags, "del")
-			}
+			u = u || strings.Contains(val, "underline")
+			del = del || strings.Contains(val, "line-through")
+		}
+	}
+	var tags []string
+	for k, on := range []bool{b, i, u, del} {
+		if on {
+			tags = append(tags, styleWrapperTags[k])
 		}
 	}
 	return tags
 }
 
-func textContent(n *html.Node) string {
+// styleWrapperTags are the tags styleTags can produce, in nesting order.
+var styleWrapperTags = [...]string{"b", "i", "u", "del"}
+
+// textContent is the text under n, without that of elements dropped with
+// their content. It adds the nodes it visits to *steps.
+func textContent(n *html.Node, steps *int) string {
 	var sb strings.Builder
 	var walk func(*html.Node)
 	walk = func(n *html.Node) {
+		*steps++
 		if n.Type == html.TextNode {
 			sb.WriteString(n.Data)
 			return
@@ -320,4 +405,50 @@ func textContent(n *html.Node) string {
 	}
 	walk(n)
 	return sb.String()
+}
+
+// tokenText is the text of HTML that the parser refused (too deeply
+// nested), from the tokenizer, which has no depth limit: text tokens with
+// entities decoded, minus the content of elements dropped with their
+// content. It adds the tokens it reads to *steps.
+func tokenText(in string, steps *int) string {
+	z := html.NewTokenizer(strings.NewReader(in))
+	var sb strings.Builder
+	// skip is the element being dropped with its content, and how deep
+	// it is nested in itself.
+	var skip string
+	var skipDepth int
+	for {
+		tt := z.Next()
+		*steps++
+		switch tt {
+		case html.ErrorToken:
+			// io.EOF from a strings.Reader: the end of the input.
+			return sb.String()
+		case html.TextToken:
+			if skip == "" {
+				sb.Write(z.Text())
+			}
+		case html.StartTagToken, html.EndTagToken:
+			name, _ := z.TagName()
+			tag := strings.ToLower(string(name))
+			switch {
+			case skip == "" && tt == html.StartTagToken && droppedWithContent[tag] && !emptyElements[tag]:
+				skip, skipDepth = tag, 1
+			case skip == tag && tt == html.StartTagToken:
+				skipDepth++
+			case skip == tag && tt == html.EndTagToken:
+				if skipDepth--; skipDepth == 0 {
+					skip = ""
+				}
+			case skip == "" && tag == "br":
+				sb.WriteByte('\n')
+			}
+		case html.SelfClosingTagToken:
+			name, _ := z.TagName()
+			if skip == "" && strings.EqualFold(string(name), "br") {
+				sb.WriteByte('\n')
+			}
+		}
+	}
 }

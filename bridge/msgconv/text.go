@@ -6,7 +6,6 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/html"
-	"golang.org/x/net/html/atom"
 )
 
 // blockElements start and end on their own line in the plain-text form.
@@ -20,16 +19,22 @@ var blockElements = map[string]bool{
 // elements and <br>, "- " before list items, whitespace collapsed as a
 // browser would, link targets after their text when they differ.
 func HTMLToText(in string) string {
-	in = cleanText(in)
-	nodes, err := html.ParseFragment(strings.NewReader(in), &html.Node{Type: html.ElementNode, Data: "body", DataAtom: atom.Body})
-	if err != nil {
-		return in
-	}
 	w := &textWriter{}
+	w.run(cleanText(in))
+	return tidyLines(w.sb.String())
+}
+
+func (w *textWriter) run(in string) {
+	nodes, err := parseFragment(in)
+	if err != nil {
+		// Nested deeper than the parser supports: the text without
+		// its structure.
+		w.text(tokenText(in, &w.steps), false)
+		return
+	}
 	for _, n := range nodes {
 		w.walk(n, false)
 	}
-	return tidyLines(w.sb.String())
 }
 
 type textWriter struct {
@@ -37,6 +42,9 @@ type textWriter struct {
 	// pendingSpace is set after collapsed whitespace; written only if
 	// more text follows on the same line.
 	pendingSpace bool
+	// steps counts nodes visited, so that tests can check that the work
+	// stays proportional to the input however it is shaped.
+	steps int
 }
 
 func (w *textWriter) atLineStart() bool {
@@ -71,6 +79,7 @@ func (w *textWriter) text(s string, pre bool) {
 }
 
 func (w *textWriter) walk(n *html.Node, pre bool) {
+	w.steps++
 	switch n.Type {
 	case html.TextNode:
 		w.text(n.Data, pre)
@@ -108,21 +117,33 @@ func (w *textWriter) walk(n *html.Node, pre bool) {
 	if tag == "blockquote" {
 		w.sb.WriteString("> ")
 	}
+	start := w.sb.Len()
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
 		w.walk(c, pre || tag == "pre")
 	}
 	if tag == "a" {
 		href, ok := allowLink(attr(n, "href"))
-		if ok && !isMatrixToLink(href) {
-			label := strings.TrimSpace(textContent(n))
-			if label != href && "mailto:"+label != href {
-				w.text(" ("+href+")", false)
-			}
+		if ok && !isMatrixToLink(href) && !isLabel(w.sb.String()[start:], href) {
+			w.text(" ("+href+")", false)
 		}
 	}
 	if block {
 		w.newline()
 	}
+}
+
+// isLabel reports whether a link's text, as written, just repeats its
+// target. It looks at what the walk already wrote rather than collecting
+// the link's text again: links can nest (inside scope markers such as
+// <object>), and collecting per link would cost the nesting depth times
+// the content. A text much longer than the target cannot be it, which
+// bounds the trimming too.
+func isLabel(written, href string) bool {
+	if len(written) > 2*len(href)+16 {
+		return false
+	}
+	label := strings.TrimSpace(written)
+	return label == href || "mailto:"+label == href
 }
 
 // tidyLines trims trailing blanks from lines, keeps at most one empty line
