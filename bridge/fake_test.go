@@ -117,10 +117,10 @@ type fakeSession struct {
 	self    sfb.Person
 	handler sfb.EventHandler
 
-	mu      sync.Mutex
-	token   sfb.Token
-	sent    []sentMessage
-	typing  []bool
+	mu       sync.Mutex
+	token    sfb.Token
+	sent     []sentMessage
+	typing   []bool
 	closed   bool
 	detached bool
 	sendErr  error
