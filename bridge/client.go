@@ -47,6 +47,10 @@ type Client struct {
 	// savedToken is the token last written to the database, to notice
 	// renewals.
 	savedToken sfb.Token
+	// savedResume is the resume state last written to the database.
+	savedResume string
+	// resumeKick wakes resumeSaver after handled events.
+	resumeKick chan struct{}
 	// runCtx lives from Connect to Disconnect; the reconnect loop and
 	// the token watcher run in it.
 	runCtx context.Context
@@ -66,10 +70,11 @@ var (
 
 func (c *Connector) newClient(login *bridgev2.UserLogin) *Client {
 	client := &Client{
-		conn:    c,
-		login:   login,
-		loginID: login.ID,
-		log:     login.Log.With().Str("component", "sfb client").Logger(),
+		conn:       c,
+		login:      login,
+		loginID:    login.ID,
+		log:        login.Log.With().Str("component", "sfb client").Logger(),
+		resumeKick: make(chan struct{}, 1),
 	}
 	// A login in the database had valid credentials when it was made;
 	// Connect finds out whether they still are.
@@ -103,6 +108,7 @@ func (c *Client) Connect(ctx context.Context) {
 	c.mu.Unlock()
 
 	go c.watchToken(runCtx)
+	go c.resumeSaver(runCtx)
 	if session != nil {
 		c.connected(runCtx, session)
 		return
@@ -173,6 +179,7 @@ func (c *Client) signIn(ctx context.Context) error {
 func (c *Client) connected(ctx context.Context, session sfb.Session) {
 	c.loggedIn.Store(true)
 	c.saveTokenIfRenewed(ctx)
+	c.saveResume(ctx, session)
 	if name := session.Self().DisplayName; name != "" && name != c.login.RemoteName {
 		c.login.RemoteName = name
 		c.login.RemoteProfile.Name = name
@@ -215,6 +222,7 @@ func (c *Client) requireRelogin(ctx context.Context, cause error) {
 	c.conn.audit(ctx, c.loginID, c.login.UserMXID, database.AuditReloginRequired, detail)
 }
 
+// queue hands an event that may be lost (typing) to bridgev2.
 func (c *Client) queue(evt bridgev2.RemoteEvent) {
 	c.conn.queueEvent(c.login, evt)
 }
@@ -234,6 +242,7 @@ func (c *Client) watchToken(ctx context.Context) {
 			return
 		case <-t.C:
 			c.saveTokenIfRenewed(ctx)
+			c.saveResume(ctx, c.currentSession())
 		}
 	}
 }
@@ -268,9 +277,14 @@ func (c *Client) saveTokenIfRenewed(ctx context.Context) {
 	}
 }
 
-// Disconnect stops reconnecting and signs the session out. The token is
-// kept: it is what the next start signs in with.
-func (c *Client) Disconnect() {
+// Disconnect stops reconnecting and detaches the session: SfB keeps the
+// application, and what arrives for the user until the bridge is back,
+// for the next start to resume. The token and the resume state are kept.
+func (c *Client) Disconnect() { c.disconnect(false) }
+
+// disconnect stops the client; signOut also ends the session on the
+// server (logout), else it stays for a later resume.
+func (c *Client) disconnect(signOut bool) {
 	c.mu.Lock()
 	stop, session, router := c.stop, c.session, c.router
 	c.stop, c.session, c.router = nil, nil, nil
@@ -278,17 +292,25 @@ func (c *Client) Disconnect() {
 	if stop != nil {
 		stop()
 	}
-	if router != nil {
-		router.detach()
-	}
 	if session != nil {
-		tok := session.Token()
-		ctx, cancel := context.WithTimeout(c.log.WithContext(context.Background()), 5*time.Second)
-		if err := c.conn.saveToken(ctx, c.loginID, tok); err != nil {
+		// Stop the session before the router drops events: an event the
+		// router dropped would otherwise count as handled.
+		ctx, cancel := context.WithTimeout(c.log.WithContext(context.Background()), 10*time.Second)
+		if signOut {
+			closeSession(c.log, session)
+		} else if err := session.Detach(ctx); err != nil {
+			c.log.Warn().Err(err).Msg("Failed to detach from Skype for Business")
+		}
+		if err := c.conn.saveToken(ctx, c.loginID, session.Token()); err != nil {
 			c.log.Err(err).Msg("Failed to store token before disconnecting")
 		}
+		if !signOut {
+			c.saveResume(ctx, session)
+		}
 		cancel()
-		closeSession(c.log, session)
+	}
+	if router != nil {
+		router.detach()
 	}
 }
 
@@ -297,9 +319,12 @@ func (c *Client) IsLoggedIn() bool { return c.loggedIn.Load() }
 
 // LogoutRemote signs out and forgets the stored credentials.
 func (c *Client) LogoutRemote(ctx context.Context) {
-	c.Disconnect()
+	c.disconnect(true)
 	c.loggedIn.Store(false)
 	if c.conn.db != nil {
+		if err := c.conn.db.DeleteResumeState(ctx, string(c.loginID)); err != nil {
+			c.log.Err(err).Msg("Failed to delete stored resume state")
+		}
 		if err := c.conn.db.DeleteCredential(ctx, string(c.loginID)); err != nil {
 			c.log.Err(err).Msg("Failed to delete stored credentials")
 		} else {

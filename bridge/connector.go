@@ -42,8 +42,18 @@ type Connector struct {
 	// tokenCheckInterval is how often a connected client looks for a
 	// renewed token to persist.
 	tokenCheckInterval time.Duration
-	// queueEvent hands remote events to bridgev2; tests replace it.
-	queueEvent func(*bridgev2.UserLogin, bridgev2.RemoteEvent)
+	// queueEvent hands remote events to bridgev2 and returns how they
+	// were handled; tests replace it.
+	queueEvent func(*bridgev2.UserLogin, bridgev2.RemoteEvent) bridgev2.EventHandlingResult
+	// deliverRetryMin and deliverRetryMax bound the backoff while the
+	// homeserver does not take an SfB event.
+	deliverRetryMin, deliverRetryMax time.Duration
+	// resumeSaveDelay is how long a client gathers handled events before
+	// storing the session's resume state.
+	resumeSaveDelay time.Duration
+	// sessionWait is how long a Matrix message waits for the login's SfB
+	// session while it is (re)connecting.
+	sessionWait time.Duration
 	// retryMin and retryMax bound the backoff between sign-in attempts
 	// while SfB is unreachable.
 	retryMin, retryMax time.Duration
@@ -64,8 +74,12 @@ func NewConnector(factory TransportFactory) *Connector {
 		tokenCheckInterval: time.Minute,
 		retryMin:           2 * time.Second,
 		retryMax:           5 * time.Minute,
-		queueEvent: func(login *bridgev2.UserLogin, evt bridgev2.RemoteEvent) {
-			login.Bridge.QueueRemoteEvent(login, evt)
+		deliverRetryMin:    time.Second,
+		deliverRetryMax:    30 * time.Second,
+		resumeSaveDelay:    300 * time.Millisecond,
+		sessionWait:        30 * time.Second,
+		queueEvent: func(login *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
+			return login.Bridge.QueueRemoteEvent(login, evt)
 		},
 	}
 }
@@ -112,6 +126,24 @@ func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) {
 func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.br = br
 	c.log = br.Log.With().Str("component", "sfb").Logger()
+	c.requireSynchronousPortals()
+}
+
+// requireSynchronousPortals sets bridge.portal_event_buffer to 0. With a
+// buffer, QueueRemoteEvent returns once the event is queued in memory, the
+// SfB session acknowledges it to the server, and a crash before the
+// portal sent it to Matrix loses it. Without, QueueRemoteEvent returns
+// after the homeserver accepted the message (or refused it), which is what
+// the connector waits for before the session acknowledges anything.
+// Portals still run in parallel; only one portal's events wait for each
+// other, which bridge.async_events: false already implies.
+func (c *Connector) requireSynchronousPortals() {
+	if c.br.Config == nil || c.br.Config.PortalEventBuffer == 0 {
+		return
+	}
+	c.log.Info().Int("configured", c.br.Config.PortalEventBuffer).
+		Msg("Setting bridge.portal_event_buffer to 0: SfB events are acknowledged only after Matrix accepted them, so that a crash loses none")
+	c.br.Config.PortalEventBuffer = 0
 }
 
 // Start creates the transport and brings the connector's own tables up to

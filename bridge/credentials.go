@@ -91,6 +91,11 @@ func (c *Connector) loadSignInRequest(ctx context.Context, loginID networkid.Use
 		return sfb.SignInRequest{}, fmt.Errorf("load credentials of %s: %w", loginID, err)
 	}
 	req := sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: row.SignInAddress, Username: row.Username}}
+	if req.Resume, err = c.db.GetResumeState(ctx, string(loginID)); err != nil {
+		// Only costs what the server holds for the user: sign in afresh.
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to load SfB resume state, signing in without it")
+		req.Resume = ""
+	}
 	if (row.Password != nil || row.Token != nil) && c.box == nil {
 		return sfb.SignInRequest{}, fmt.Errorf("%w (no key is configured): %w", errUnreadableCredentials, sfb.ErrCredentialsRequired)
 	}

@@ -196,8 +196,12 @@ func (s *fakeSession) sentMessages() []sentMessage {
 	return append([]sentMessage(nil), s.sent...)
 }
 
-func (s *fakeSession) emit(evt sfb.Event) {
-	s.handler(context.Background(), evt)
+func (s *fakeSession) emit(evt sfb.Event) { s.emitCtx(context.Background(), evt) }
+
+// emitCtx delivers evt with the session context ctx and, like UCWA's
+// ack, counts it as handled once the handler returned.
+func (s *fakeSession) emitCtx(ctx context.Context, evt sfb.Event) {
+	s.handler(ctx, evt)
 	s.mu.Lock()
 	s.handled++
 	s.resume = fmt.Sprintf("%s@%d", s.self.URI.Address(), s.handled)
@@ -271,6 +275,9 @@ type testEnv struct {
 
 	qmu    sync.Mutex
 	queued []bridgev2.RemoteEvent
+	// results, when not empty, are what the next queued events return
+	// (default: success).
+	results []bridgev2.EventHandlingResult
 }
 
 const testKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // base64 of 32 bytes
@@ -311,10 +318,20 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	e.conn.tokenCheckInterval = 5 * time.Millisecond
 	e.conn.retryMin = time.Millisecond
 	e.conn.retryMax = 5 * time.Millisecond
-	e.conn.queueEvent = func(_ *bridgev2.UserLogin, evt bridgev2.RemoteEvent) {
+	e.conn.deliverRetryMin = time.Millisecond
+	e.conn.deliverRetryMax = 5 * time.Millisecond
+	e.conn.resumeSaveDelay = time.Millisecond
+	e.conn.sessionWait = 100 * time.Millisecond
+	e.conn.queueEvent = func(_ *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
 		e.qmu.Lock()
+		defer e.qmu.Unlock()
 		e.queued = append(e.queued, evt)
-		e.qmu.Unlock()
+		if len(e.results) > 0 {
+			res := e.results[0]
+			e.results = e.results[1:]
+			return res
+		}
+		return bridgev2.EventHandlingResultSuccess
 	}
 
 	db, err := dbutil.NewWithDialect("file:"+e.dbPath+"?_txlock=immediate", "sqlite3-fk-wal")

@@ -67,7 +67,7 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	case err != nil:
 		return nil, fmt.Errorf("convert message for SfB: %w", err)
 	}
-	session := c.currentSession()
+	session := c.waitSession(ctx)
 	if session == nil {
 		return nil, bridgev2.WrapErrorInStatus(errors.New("not connected to Skype for Business")).
 			WithStatus(event.MessageStatusRetriable).

@@ -23,8 +23,9 @@ import (
 const typingTimeout = 20 * time.Second
 
 // handleEvent turns one SfB event into bridgev2 events and bridge states.
-// It runs on the session's event goroutine and must not block for long:
-// QueueRemoteEvent only enqueues.
+// It runs on the session's event goroutine and returns once a message
+// reached Matrix (see queueReliably): the session acknowledges the event
+// to SfB after that.
 func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event) {
 	log := c.log.With().Type("sfb_event", evt).Logger()
 	ctx = log.WithContext(ctx)
@@ -56,11 +57,13 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 		log.Warn().Msg("Ignoring unknown SfB event")
 	}
 	c.saveTokenIfRenewed(ctx)
+	c.kickResumeSave()
 }
 
 func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb.SessionEnded) {
 	c.mu.Lock()
 	current := c.router == r || c.router == nil
+	ended := c.session
 	if current {
 		c.session, c.router = nil, nil
 	}
@@ -69,6 +72,8 @@ func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb
 	if !current {
 		return
 	}
+	// The next session resumes where this one stopped.
+	c.saveResume(ctx, ended)
 	if evt.Err != nil && needsRelogin(evt.Err) {
 		c.requireRelogin(ctx, evt.Err)
 		return
@@ -112,7 +117,7 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 	if fromMe {
 		sender = bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: userIDFor(from)}
 	}
-	c.queue(&simplevent.Message[sfb.MessageReceived]{
+	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
 		EventMeta: simplevent.EventMeta{
 			Type:         bridgev2.RemoteEventMessage,
 			PortalKey:    portalKeyFor(peer, c.loginID),

@@ -207,11 +207,12 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 		return nil, bridgev2.RespError{ErrCode: ErrCodeStoreFailed, Err: "Signed in, but the bridge could not store your login. Try again later or contact the administrators.", StatusCode: http.StatusInternalServerError}
 	}
 
-	// A login that already runs (a relogin) gives up its old session
-	// before the new one takes over.
+	// A login that already runs (a relogin) signs its old session out
+	// before the new one takes over; the new one's resume state replaces
+	// the old one's once it is connected.
 	if existing != nil {
 		if old, isOurs := existing.Client.(*Client); isOurs {
-			old.Disconnect()
+			old.disconnect(true)
 		}
 	}
 	ul, err := pl.user.NewLogin(ctx, &mxdb.UserLogin{

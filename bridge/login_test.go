@@ -174,7 +174,8 @@ func TestRestartSignsInWithStoredToken(t *testing.T) {
 	ul, _, session := e.mustLogin()
 	tok := session.Token()
 	ul.Client.Disconnect()
-	assert.True(t, session.isClosed())
+	assert.True(t, session.isDetached(), "a shutdown keeps the SfB session for the next start")
+	assert.False(t, session.isClosed(), "a shutdown does not sign out")
 
 	// A new bridge process on the same database.
 	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))

@@ -1,0 +1,171 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// An SfB event is acknowledged to the server only after the session's
+// handler returned, and the handler returns only once the event reached
+// Matrix (or failed for good). bridgev2 handles a remote event before
+// QueueRemoteEvent returns only with portal_event_buffer 0, which Init
+// enforces (see requireSynchronousPortals). A crash before that leaves
+// the event unacknowledged on the server, which delivers it again to the
+// resumed session; bridgev2 drops the copy by its message ID.
+
+// queueReliably hands evt to bridgev2 and waits for the result. While the
+// homeserver is unreachable or failing (5xx, 429) it retries with capped
+// backoff until ctx (the SfB session) ends, so that the session never
+// acknowledges what Matrix did not accept. Any other failure is logged and
+// given up: one bad event must not hold up those behind it.
+func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
+	log := zerolog.Ctx(ctx)
+	backoff := time.Duration(0)
+	for attempt := 1; ; attempt++ {
+		res := c.conn.queueEvent(c.login, evt)
+		switch {
+		case res.Success || res.Ignored || res.Queued:
+			if attempt > 1 {
+				log.Info().Int("attempts", attempt).Msg("Bridged SfB event after retrying")
+			}
+			return
+		case !transientFailure(res.Error):
+			log.Error().Err(res.Error).Int("attempts", attempt).Stringer("event_type", evt.GetType()).
+				Msg("Failed to bridge SfB event, giving up on it")
+			return
+		}
+		backoff = min(max(backoff*2, c.conn.deliverRetryMin), c.conn.deliverRetryMax)
+		wait := backoff/2 + rand.N(backoff/2+1)
+		log.Warn().Err(res.Error).Int("attempt", attempt).Stringer("retry_in", wait).
+			Msg("Homeserver did not take the SfB event, retrying")
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			// The session stops: it does not acknowledge this event, the
+			// next session gets it again.
+			log.Warn().Err(res.Error).Msg("Session stopped while retrying an SfB event; it will be delivered again after resuming")
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// transientFailure reports whether err says the homeserver (or the
+// database bridgev2 could not read the portal from) is only unavailable
+// for now. Errors of the event itself (conversion, permission, a 4xx) are
+// not: retrying them would block the session for nothing.
+func transientFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var httpErr mautrix.HTTPError
+	var httpErrP *mautrix.HTTPError
+	switch {
+	case errors.As(err, &httpErr):
+		return transientHTTP(httpErr)
+	case errors.As(err, &httpErrP) && httpErrP != nil:
+		return transientHTTP(*httpErrP)
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+func transientHTTP(e mautrix.HTTPError) bool {
+	if e.Response == nil {
+		// No answer at all: connection refused, reset, timed out.
+		return true
+	}
+	return e.Response.StatusCode >= 500 || e.Response.StatusCode == http.StatusTooManyRequests
+}
+
+// kickResumeSave asks the saver to store the session's resume state soon.
+// Called after each handled event; the saver coalesces them.
+func (c *Client) kickResumeSave() {
+	select {
+	case c.resumeKick <- struct{}{}:
+	default:
+	}
+}
+
+// resumeSaver stores the resume state at most every resumeSaveDelay while
+// events flow. A stored state behind the session only makes SfB deliver
+// again what was bridged (deduplicated); the session never reports one
+// ahead of what its handler finished.
+func (c *Client) resumeSaver(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.resumeKick:
+		}
+		t := time.NewTimer(c.conn.resumeSaveDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		c.saveResume(ctx, c.currentSession())
+	}
+}
+
+// saveResume stores s's resume state when it changed since the last save.
+func (c *Client) saveResume(ctx context.Context, s sfb.Session) {
+	if s == nil || c.conn.db == nil {
+		return
+	}
+	state := s.ResumeState()
+	c.mu.Lock()
+	same := state == c.savedResume
+	c.mu.Unlock()
+	if same || state == "" {
+		return
+	}
+	if err := c.conn.db.PutResumeState(ctx, string(c.loginID), state); err != nil {
+		c.log.Warn().Err(err).Msg("Failed to store SfB resume state")
+		return
+	}
+	c.mu.Lock()
+	c.savedResume = state
+	c.mu.Unlock()
+}
+
+// waitSession returns the current session, waiting up to sessionWait
+// for one while the login is signed in but not yet (or no longer)
+// connected: Matrix messages that Synapse retries after a restart arrive
+// before the sign-in finished, and must not fail for that.
+func (c *Client) waitSession(ctx context.Context) sfb.Session {
+	if s := c.currentSession(); s != nil || !c.loggedIn.Load() {
+		return s
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.conn.sessionWait)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return c.currentSession()
+		case <-t.C:
+		}
+		if s := c.currentSession(); s != nil || !c.loggedIn.Load() {
+			return s
+		}
+	}
+}
