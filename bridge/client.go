@@ -51,6 +51,9 @@ type Client struct {
 	savedResume string
 	// resumeKick wakes resumeSaver after handled events.
 	resumeKick chan struct{}
+	// lastHandoff is closed when the last SfB message handed to bridgev2
+	// was handled (see bridgeMessage).
+	lastHandoff chan struct{}
 	// runCtx lives from Connect to Disconnect; the reconnect loop and
 	// the token watcher run in it.
 	runCtx context.Context

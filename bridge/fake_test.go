@@ -322,6 +322,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	e.conn.deliverRetryMax = 5 * time.Millisecond
 	e.conn.resumeSaveDelay = time.Millisecond
 	e.conn.sessionWait = 100 * time.Millisecond
+	e.conn.handoffWait = time.Minute
 	e.conn.queueEvent = func(_ *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
 		e.qmu.Lock()
 		defer e.qmu.Unlock()
