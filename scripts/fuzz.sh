@@ -35,7 +35,14 @@ if [[ ${#targets[@]} -eq 0 ]]; then
 	echo "fuzz: no fuzz targets found"
 	exit 0
 fi
-echo "fuzz: ${#targets[@]} targets, $fuzztime each"
+# go.dev/issue/75804 (see below) is fixed in Go 1.27.
+race_possible=0
+goversion="$("$go" env GOVERSION)"
+if [[ $goversion =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] < 27)); then
+	race_possible=1
+fi
+
+echo "fuzz: ${#targets[@]} targets, $fuzztime each ($goversion)"
 failed=0
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
@@ -45,14 +52,30 @@ for t in "${targets[@]}"; do
 		continue
 	fi
 	# Go before 1.27 can fail a target with a bare "context deadline
-	# exceeded" when -fuzztime ends while a worker is busy (a race in the
-	# fuzzing coordinator, go.dev/issue/75804), especially on a loaded
-	# machine. That is not a finding: no failing input is written. Accept
-	# it only when nothing was written and the whole corpus (seeds plus
-	# testdata/fuzz) still passes as a plain test.
-	if grep -q 'context deadline exceeded' <<<"$out" && ! grep -q 'Failing input written to' <<<"$out"; then
+	# exceeded" line when -fuzztime ends (go.dev/issue/75804): when the
+	# -fuzztime context expires, the coordinator's stop() compares its
+	# error with that of the workers' child context, which is cancelled a
+	# moment later (cancelCtx.Err is an atomic load, set before the
+	# children are cancelled), and reports the deadline as the target's
+	# failure. Checked in go1.26.8's src/internal/fuzz/fuzz.go and
+	# context/context.go; fixed in Go 1.27.
+	#
+	# It is not a slow input. FuzzMatrixToSfB failed this way in CI after
+	# about 5 s of "0/sec": that is the coordinator minimising a new
+	# coverage input (GODEBUG=fuzzdebug=1 shows "minimizing took: 8.8s"),
+	# whose executions are only counted when it finishes; the target's
+	# executions were all under 300 ms in 60 s runs, and the msgconv
+	# benchmarks show time linear in the input (bridge/msgconv
+	# adversarial_test.go).
+	#
+	# So, on Go before 1.27 only: accept the exact bare line when no
+	# failing input was written and the whole corpus (seeds plus
+	# testdata/fuzz) still passes as a plain test. A written failing input
+	# always fails the run.
+	if [[ $race_possible == 1 ]] && grep -qx '[[:space:]]*context deadline exceeded' <<<"$out" &&
+		! grep -q 'Failing input written to' <<<"$out"; then
 		if "$go" test -tags "$tags" -run "^${name}\$" "$pkg" >/dev/null 2>&1; then
-			echo "ok    $pkg $name ($((SECONDS - start))s; Go fuzzing coordinator deadline race, no failing input, corpus passes)"
+			echo "ok    $pkg $name ($((SECONDS - start))s; Go fuzzing coordinator deadline race, go.dev/issue/75804: no failing input, corpus passes)"
 			continue
 		fi
 	fi
