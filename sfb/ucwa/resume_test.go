@@ -1,8 +1,14 @@
 package ucwa
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,11 +28,11 @@ type gatedRecorder struct {
 	recorder
 	mu      sync.Mutex
 	hold    map[string]chan struct{}
-	started map[string]bool
+	started map[string]sfb.MessageReceived
 }
 
 func newGatedRecorder(hold ...string) *gatedRecorder {
-	g := &gatedRecorder{hold: map[string]chan struct{}{}, started: map[string]bool{}}
+	g := &gatedRecorder{hold: map[string]chan struct{}{}, started: map[string]sfb.MessageReceived{}}
 	for _, h := range hold {
 		g.hold[h] = make(chan struct{})
 	}
@@ -37,7 +43,7 @@ func (g *gatedRecorder) handle(ctx context.Context, e sfb.Event) {
 	if m, ok := e.(sfb.MessageReceived); ok {
 		g.mu.Lock()
 		ch := g.hold[m.Message.Text]
-		g.started[m.Message.Text] = true
+		g.started[m.Message.Text] = m
 		g.mu.Unlock()
 		if ch != nil {
 			select {
@@ -52,6 +58,13 @@ func (g *gatedRecorder) handle(ctx context.Context, e sfb.Event) {
 }
 
 func (g *gatedRecorder) isStarted(text string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.started[text]
+	return ok
+}
+
+func (g *gatedRecorder) startedEvent(text string) sfb.MessageReceived {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.started[text]
@@ -88,8 +101,70 @@ func texts(ms []sfb.MessageReceived) []string {
 	return out
 }
 
+// eventBatches records the body each event channel GET returned, by its
+// URL, so a test can tell which GET carried which event.
+type eventBatches struct {
+	next  http.RoundTripper
+	mu    sync.Mutex
+	byURL map[string]string
+}
+
+func (b *eventBatches) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet || !strings.Contains(req.URL.Path, "/events") {
+		return resp, err
+	}
+	body, rerr := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if rerr == nil && resp.StatusCode == http.StatusOK {
+		b.mu.Lock()
+		b.byURL[req.URL.String()] = string(body)
+		b.mu.Unlock()
+	}
+	return resp, err
+}
+
+// carrying is the URL of the GET whose batch held the event with href.
+func (b *eventBatches) carrying(t *testing.T, href string) string {
+	t.Helper()
+	u, err := url.Parse(href)
+	require.NoError(t, err)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var found []string
+	for get, body := range b.byURL {
+		if strings.Contains(body, `"`+u.Path+`"`) {
+			found = append(found, get)
+		}
+	}
+	require.Len(t, found, 1, "one batch carries %s", href)
+	return found[0]
+}
+
+func ackOf(t *testing.T, state string) int {
+	t.Helper()
+	var st resumeState
+	require.NoError(t, json.Unmarshal([]byte(state), &st))
+	u, err := url.Parse(st.Events)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(u.Query().Get("ack"))
+	require.NoError(t, err, "events URL %s", st.Events)
+	return n
+}
+
+// While the handler holds a message, the resume state is the very GET that
+// fetched the message's batch (asking it again gets the batch again), never
+// the one after; once the handler returned it moves past that batch. The
+// state is compared with the batch that carried the message, not with an
+// earlier reading: other batches (the conversation's own events) may
+// arrive in between at any time.
 func TestResumeStateNeverAheadOfHandler(t *testing.T) {
-	srv, tr := startSim(t, sim.Options{})
+	srv, _ := startSim(t, sim.Options{})
+	batches := &eventBatches{next: http.DefaultTransport, byURL: map[string]string{}}
+	tr, err := New(sfb.Config{DiscoveryURL: srv.DiscoveryURL(), AllowInsecureLoopback: true, RequestTimeout: 5 * time.Second},
+		zerolog.New(zerolog.NewTestWriter(t)), WithTimings(testTimings()), WithHTTPClient(&http.Client{Transport: batches}))
+	require.NoError(t, err)
 	g := newGatedRecorder("two")
 	s := signInWith(t, tr, "", g.handle)
 	ctx := context.Background()
@@ -99,21 +174,23 @@ func TestResumeStateNeverAheadOfHandler(t *testing.T) {
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "one"}))
 	require.Eventually(t, func() bool { return len(messages(g.all())) == 1 }, waitFor, tick)
 	require.Eventually(t, func() bool { return s.ResumeState() != initial }, waitFor, tick)
-	afterOne := s.ResumeState()
 
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "two"}))
 	require.Eventually(t, func() bool { return g.isStarted("two") }, waitFor, tick)
-	// The handler holds "two": the state still points at its batch.
-	assert.Equal(t, afterOne, s.ResumeState())
+	two := g.startedEvent("two")
+	held := s.ResumeState()
+	var st resumeState
+	require.NoError(t, json.Unmarshal([]byte(held), &st))
+	// The handler holds "two": the state is the GET that fetched it.
+	assert.Equal(t, batches.carrying(t, two.ID), st.Events)
+	assert.Equal(t, held, s.ResumeState(), "nothing moves while the handler holds the batch")
 
 	g.release("two")
 	require.Eventually(t, func() bool { return len(messages(g.all())) == 2 }, waitFor, tick)
-	require.Eventually(t, func() bool { return s.ResumeState() != afterOne }, waitFor, tick)
+	require.Eventually(t, func() bool { return ackOf(t, s.ResumeState()) > ackOf(t, held) }, waitFor, tick)
 
-	var st resumeState
 	require.NoError(t, json.Unmarshal([]byte(s.ResumeState()), &st))
 	assert.Equal(t, resumeVersion, st.V)
-	assert.Contains(t, st.Events, "ack=")
 	assert.NotEmpty(t, st.Application)
 }
 
