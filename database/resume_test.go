@@ -56,7 +56,7 @@ func TestResumeStateMigrationFromVersion1(t *testing.T) {
 		require.NoError(t, db.Upgrade(ctx))
 		v, dirty, err := db.Version(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, uint(2), v)
+		assert.Equal(t, LatestVersion, v)
 		assert.False(t, dirty)
 		assert.True(t, tableExists(t, raw, db.Dialect(), "sfb_resume_state"))
 		_, err = db.GetCredential(ctx, "a@contoso.com")

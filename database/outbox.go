@@ -1,0 +1,135 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// OutboxEntry is a Matrix message the bridge accepted for SfB and has not
+// yet settled: the converted text and what is needed to report the outcome
+// in the room later, possibly after a restart.
+//
+// CreatedAt is stored with millisecond precision.
+type OutboxEntry struct {
+	ID         int64 // assigned by AddOutbox; orders a login's and peer's entries
+	LoginID    string
+	Peer       string // the SfB address the message goes to
+	EventID    string // the Matrix event
+	RoomID     string
+	SenderMXID string
+	MsgType    string
+	TxnID      string // what the bridge matches the outcome with
+	Text       string
+	HTML       string
+	CreatedAt  time.Time // set to now by AddOutbox when zero
+}
+
+// AddOutbox stores e and returns it with its ID. The same Matrix event
+// (login and event ID) is stored once: adding it again returns the stored
+// entry and added false.
+func (db *DB) AddOutbox(ctx context.Context, e OutboxEntry) (stored OutboxEntry, added bool, err error) {
+	switch {
+	case e.LoginID == "":
+		return e, false, errors.New("add outbox entry: empty login ID")
+	case e.Peer == "":
+		return e, false, fmt.Errorf("add outbox entry for %s: empty peer", e.LoginID)
+	case e.EventID == "":
+		return e, false, fmt.Errorf("add outbox entry for %s: empty event ID", e.LoginID)
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = time.Now()
+	}
+	res, err := db.raw.ExecContext(ctx, `
+		INSERT INTO sfb_outbox (login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (login_id, event_id) DO NOTHING`,
+		e.LoginID, e.Peer, e.EventID, e.RoomID, e.SenderMXID, e.MsgType, e.TxnID, e.Text, e.HTML, e.CreatedAt.UnixMilli())
+	if err != nil {
+		return e, false, fmt.Errorf("add outbox entry %s for %s: %w", e.EventID, e.LoginID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return e, false, fmt.Errorf("add outbox entry %s for %s: %w", e.EventID, e.LoginID, err)
+	}
+	row := db.raw.QueryRowContext(ctx, `SELECT `+outboxColumns+` FROM sfb_outbox WHERE login_id = $1 AND event_id = $2`, e.LoginID, e.EventID)
+	got, err := scanOutbox(row)
+	if err != nil {
+		return e, false, fmt.Errorf("add outbox entry %s for %s: read back: %w", e.EventID, e.LoginID, err)
+	}
+	return got, n == 1, nil
+}
+
+// NextOutbox returns the oldest entry of a login for peer, or an error
+// wrapping ErrNotFound when there is none.
+func (db *DB) NextOutbox(ctx context.Context, loginID, peer string) (OutboxEntry, error) {
+	row := db.raw.QueryRowContext(ctx, `SELECT `+outboxColumns+` FROM sfb_outbox
+		WHERE login_id = $1 AND peer = $2 ORDER BY id LIMIT 1`, loginID, peer)
+	e, err := scanOutbox(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return OutboxEntry{}, fmt.Errorf("next outbox entry of %s for %s: %w", loginID, peer, ErrNotFound)
+	}
+	if err != nil {
+		return OutboxEntry{}, fmt.Errorf("next outbox entry of %s for %s: %w", loginID, peer, err)
+	}
+	return e, nil
+}
+
+// OutboxPeers returns the peers a login has entries for, in the order of
+// their oldest entry.
+func (db *DB) OutboxPeers(ctx context.Context, loginID string) ([]string, error) {
+	rows, err := db.raw.QueryContext(ctx, `SELECT peer FROM sfb_outbox WHERE login_id = $1 GROUP BY peer ORDER BY MIN(id)`, loginID)
+	if err != nil {
+		return nil, fmt.Errorf("list outbox peers of %s: %w", loginID, err)
+	}
+	defer rows.Close()
+	var peers []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("list outbox peers of %s: %w", loginID, err)
+		}
+		peers = append(peers, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list outbox peers of %s: %w", loginID, err)
+	}
+	return peers, nil
+}
+
+// DeleteOutbox removes the entry with id. Deleting one that is gone is not
+// an error.
+func (db *DB) DeleteOutbox(ctx context.Context, id int64) error {
+	if _, err := db.raw.ExecContext(ctx, `DELETE FROM sfb_outbox WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("delete outbox entry %d: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteOutboxOfLogin removes every entry of a login (logout) and returns
+// how many there were.
+func (db *DB) DeleteOutboxOfLogin(ctx context.Context, loginID string) (int64, error) {
+	res, err := db.raw.ExecContext(ctx, `DELETE FROM sfb_outbox WHERE login_id = $1`, loginID)
+	if err != nil {
+		return 0, fmt.Errorf("delete outbox of %s: %w", loginID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete outbox of %s: %w", loginID, err)
+	}
+	return n, nil
+}
+
+const outboxColumns = `id, login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms`
+
+func scanOutbox(row interface{ Scan(...any) error }) (OutboxEntry, error) {
+	var e OutboxEntry
+	var created int64
+	if err := row.Scan(&e.ID, &e.LoginID, &e.Peer, &e.EventID, &e.RoomID, &e.SenderMXID, &e.MsgType, &e.TxnID, &e.Text, &e.HTML, &created); err != nil {
+		return OutboxEntry{}, err
+	}
+	e.CreatedAt = time.UnixMilli(created)
+	return e, nil
+}

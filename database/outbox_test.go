@@ -1,0 +1,119 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func outboxEntry(login, peer, eventID, text string) OutboxEntry {
+	return OutboxEntry{
+		LoginID: login, Peer: peer, EventID: eventID, RoomID: "!room:example.org", SenderMXID: "@alice:example.org",
+		MsgType: "m.text", TxnID: eventID, Text: text, HTML: "<b>" + text + "</b>",
+		CreatedAt: time.UnixMilli(1700000000123),
+	}
+}
+
+func TestOutbox(t *testing.T) {
+	upgraded(t, func(t *testing.T, raw *sql.DB, db *DB) {
+		ctx := context.Background()
+		const alice, carol = "alice@contoso.com", "carol@contoso.com"
+		const bob, dave = "sip:bob@contoso.com", "sip:dave@contoso.com"
+
+		_, err := db.NextOutbox(ctx, alice, bob)
+		require.ErrorIs(t, err, ErrNotFound)
+
+		var ids []int64
+		for _, e := range []OutboxEntry{
+			outboxEntry(alice, bob, "$1", "one"),
+			outboxEntry(alice, dave, "$2", "to dave"),
+			outboxEntry(alice, bob, "$3", "two"),
+			outboxEntry(carol, bob, "$1", "carol's"), // same event ID, other login
+		} {
+			got, added, err := db.AddOutbox(ctx, e)
+			require.NoError(t, err)
+			assert.True(t, added, "%s %s", e.LoginID, e.EventID)
+			assert.NotZero(t, got.ID)
+			e.ID = got.ID
+			assert.Equal(t, e, got, "read back as stored")
+			ids = append(ids, got.ID)
+		}
+		assert.IsIncreasing(t, ids)
+
+		// Synapse pushes $1 again: stored once, the first entry returned.
+		again, added, err := db.AddOutbox(ctx, outboxEntry(alice, bob, "$1", "changed"))
+		require.NoError(t, err)
+		assert.False(t, added)
+		assert.Equal(t, ids[0], again.ID)
+		assert.Equal(t, "one", again.Text)
+
+		peers, err := db.OutboxPeers(ctx, alice)
+		require.NoError(t, err)
+		assert.Equal(t, []string{bob, dave}, peers, "by oldest entry")
+
+		// Each peer's entries come in order; deleting one reveals the next.
+		var texts []string
+		for {
+			e, err := db.NextOutbox(ctx, alice, bob)
+			if err != nil {
+				require.ErrorIs(t, err, ErrNotFound)
+				break
+			}
+			texts = append(texts, e.Text)
+			require.NoError(t, db.DeleteOutbox(ctx, e.ID))
+		}
+		assert.Equal(t, []string{"one", "two"}, texts)
+		require.NoError(t, db.DeleteOutbox(ctx, ids[0]), "deleting a gone entry")
+
+		e, err := db.NextOutbox(ctx, carol, bob)
+		require.NoError(t, err)
+		assert.Equal(t, "carol's", e.Text, "other logins untouched")
+
+		n, err := db.DeleteOutboxOfLogin(ctx, alice)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n, "dave's message was left")
+		peers, err = db.OutboxPeers(ctx, alice)
+		require.NoError(t, err)
+		assert.Empty(t, peers)
+		peers, err = db.OutboxPeers(ctx, carol)
+		require.NoError(t, err)
+		assert.Equal(t, []string{bob}, peers)
+
+		for _, bad := range []OutboxEntry{
+			outboxEntry("", bob, "$9", "x"),
+			outboxEntry(alice, "", "$9", "x"),
+			outboxEntry(alice, bob, "", "x"),
+		} {
+			_, _, err := db.AddOutbox(ctx, bad)
+			assert.Error(t, err, "%+v", bad)
+		}
+	})
+}
+
+// Upgrading from version 2 adds the outbox and keeps the resume state;
+// downgrading to 2 removes only the outbox.
+func TestOutboxMigrationFromVersion2(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, raw *sql.DB, db *DB) {
+		ctx := context.Background()
+		require.NoError(t, db.Upgrade(ctx))
+		require.NoError(t, db.Downgrade(ctx, 2))
+		assert.False(t, tableExists(t, raw, db.Dialect(), "sfb_outbox"))
+		require.NoError(t, db.PutResumeState(ctx, "a@contoso.com", "s"))
+
+		require.NoError(t, db.Upgrade(ctx))
+		assert.True(t, tableExists(t, raw, db.Dialect(), "sfb_outbox"))
+		got, err := db.GetResumeState(ctx, "a@contoso.com")
+		require.NoError(t, err)
+		assert.Equal(t, "s", got)
+		_, _, err = db.AddOutbox(ctx, outboxEntry("a@contoso.com", "sip:b@contoso.com", "$1", "x"))
+		require.NoError(t, err)
+
+		require.NoError(t, db.Downgrade(ctx, 2))
+		assert.False(t, tableExists(t, raw, db.Dialect(), "sfb_outbox"))
+		assert.True(t, tableExists(t, raw, db.Dialect(), "sfb_resume_state"))
+	})
+}
