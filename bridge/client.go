@@ -51,9 +51,12 @@ type Client struct {
 	savedResume string
 	// resumeKick wakes resumeSaver after handled events.
 	resumeKick chan struct{}
-	// lastHandoff is closed when the last SfB message handed to bridgev2
-	// was handled (see bridgeMessage).
-	lastHandoff chan struct{}
+	// outbox runs the lanes that send Matrix messages (see outbox.go); a
+	// new one per Connect.
+	outbox *outbox
+	// live holds the Matrix event IDs this process registered with
+	// bridgev2 as pending (see outbox.go).
+	live map[string]struct{}
 	// runCtx lives from Connect to Disconnect; the reconnect loop and
 	// the token watcher run in it.
 	runCtx context.Context
@@ -78,6 +81,7 @@ func (c *Connector) newClient(login *bridgev2.UserLogin) *Client {
 		loginID:    login.ID,
 		log:        login.Log.With().Str("component", "sfb client").Logger(),
 		resumeKick: make(chan struct{}, 1),
+		live:       map[string]struct{}{},
 	}
 	// A login in the database had valid credentials when it was made;
 	// Connect finds out whether they still are.
@@ -108,8 +112,12 @@ func (c *Client) Connect(ctx context.Context) {
 	c.runCtx, c.stop = context.WithCancel(c.log.WithContext(c.conn.backgroundCtx()))
 	runCtx := c.runCtx
 	session := c.session
+	prev := c.outbox
+	c.outbox = newOutbox(runCtx, c)
+	box := c.outbox
 	c.mu.Unlock()
 
+	go box.start(prev)
 	go c.watchToken(runCtx)
 	go c.resumeSaver(runCtx)
 	if session != nil {
@@ -191,6 +199,16 @@ func (c *Client) connected(ctx context.Context, session sfb.Session) {
 		}
 	}
 	c.sendState(status.BridgeState{StateEvent: status.StateConnected})
+}
+
+// wakeOutbox makes the outbox send what was stored for peer.
+func (c *Client) wakeOutbox(peer sfb.URI) {
+	c.mu.Lock()
+	box := c.outbox
+	c.mu.Unlock()
+	if box != nil {
+		box.wake(peer)
+	}
 }
 
 // needsRelogin reports whether only the user can fix err, by logging in
@@ -325,6 +343,11 @@ func (c *Client) LogoutRemote(ctx context.Context) {
 	c.disconnect(true)
 	c.loggedIn.Store(false)
 	if c.conn.db != nil {
+		if n, err := c.conn.db.DeleteOutboxOfLogin(ctx, string(c.loginID)); err != nil {
+			c.log.Err(err).Msg("Failed to delete the outbox")
+		} else if n > 0 {
+			c.log.Warn().Int64("messages", n).Msg("Dropped Matrix messages not yet sent to Skype for Business (logout)")
+		}
 		if err := c.conn.db.DeleteResumeState(ctx, string(c.loginID)); err != nil {
 			c.log.Err(err).Msg("Failed to delete stored resume state")
 		}

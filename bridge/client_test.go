@@ -252,13 +252,10 @@ func TestLogoutRemote(t *testing.T) {
 	assert.Empty(t, e.queuedEvents())
 }
 
-func portalFor(loginID networkid.UserLoginID, peer sfb.URI) *bridgev2.Portal {
-	return &bridgev2.Portal{Portal: &mxdb.Portal{PortalKey: portalKeyFor(peer, loginID)}}
-}
-
-func matrixMessage(portal *bridgev2.Portal, content *event.MessageEventContent) *bridgev2.MatrixMessage {
+func matrixMessage(portal *bridgev2.Portal, eventID string, content *event.MessageEventContent) *bridgev2.MatrixMessage {
 	return &bridgev2.MatrixMessage{MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
-		Event:   &event.Event{ID: id.EventID("$evt1"), Type: event.EventMessage, Content: event.Content{Parsed: content}},
+		Event: &event.Event{ID: id.EventID(eventID), Type: event.EventMessage, RoomID: portal.MXID, Sender: "@alice:example.org",
+			Content: event.Content{Parsed: content}},
 		Content: content,
 		Portal:  portal,
 	}}
@@ -267,28 +264,52 @@ func matrixMessage(portal *bridgev2.Portal, content *event.MessageEventContent) 
 func TestHandleMatrixMessage(t *testing.T) {
 	e := newTestEnv(t)
 	ul, client, session := e.mustLogin()
-	portal := portalFor(ul.ID, bob)
+	portal := e.portalFor(ul.ID, bob)
 
-	resp, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, &event.MessageEventContent{
+	resp, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$m1", &event.MessageEventContent{
 		MsgType: event.MsgText, Body: "**hi** bob", Format: event.FormatHTML, FormattedBody: "<strong>hi</strong> bob<script>x</script>",
 	}))
 	require.NoError(t, err)
-	require.NotNil(t, resp.DB)
-	assert.Equal(t, networkid.MessageID("sfb-msg-1"), resp.DB.ID, "the SfB ID is stored so that an echo is not bridged back")
-	assert.Equal(t, networkid.UserID("alice@contoso.com"), resp.DB.SenderID)
+	assert.True(t, resp.Pending, "settled by the echo, not here")
+	assert.Nil(t, resp.DB)
+
+	// The echo carries the SfB ID, which bridgev2 stores for the pending
+	// message (matched by the transaction ID), and success.
+	echo := e.waitEcho("$m1")
+	assert.Equal(t, networkid.MessageID("sfb-msg-1"), echo.GetID())
+	assert.Equal(t, networkid.TransactionID("$m1"), echo.GetTransactionID())
+	assert.Equal(t, portalKeyFor(bob, ul.ID), echo.GetPortalKey())
+	assert.True(t, echo.GetSender().IsFromMe)
+	assert.Equal(t, networkid.UserID("alice@contoso.com"), echo.GetSender().Sender)
+	save, statusErr := handleEcho(echo, &mxdb.Message{})
+	assert.True(t, save)
+	assert.NoError(t, statusErr)
+	_, err = echo.ConvertMessage(e.ctx, nil, nil)
+	assert.ErrorIs(t, err, bridgev2.ErrIgnoringRemoteEvent, "an echo never shows up as a message")
+
 	sent := session.sentMessages()
 	require.Len(t, sent, 1)
 	assert.Equal(t, bob, sent[0].To)
 	assert.Equal(t, sfb.Message{Text: "**hi** bob", HTML: "<strong>hi</strong> bob"}, sent[0].Msg)
 
-	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, &event.MessageEventContent{MsgType: event.MsgEmote, Body: "waves"}))
+	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$m2", &event.MessageEventContent{MsgType: event.MsgEmote, Body: "waves"}))
 	require.NoError(t, err)
-	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, &event.MessageEventContent{MsgType: event.MsgNotice, Body: "note"}))
+	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$m3", &event.MessageEventContent{MsgType: event.MsgNotice, Body: "note"}))
 	require.NoError(t, err)
+	e.waitEcho("$m3")
 	sent = session.sentMessages()
 	require.Len(t, sent, 3)
 	assert.Equal(t, "* Alice Example waves", sent[1].Msg.Text)
 	assert.Equal(t, "note", sent[2].Msg.Text)
+	requireOutboxEmpty(t, e, ul.ID)
+}
+
+func requireOutboxEmpty(t *testing.T, e *testEnv, loginID networkid.UserLoginID) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		peers, err := e.conn.db.OutboxPeers(e.ctx, string(loginID))
+		return err == nil && len(peers) == 0
+	}, 5*time.Second, time.Millisecond, "the outbox keeps settled messages")
 }
 
 // requireNotice asserts err is a message status that fails the event and
@@ -307,7 +328,7 @@ func requireNotice(t *testing.T, err error, wantStatus event.MessageStatus, want
 func TestUnsupportedMatrixMessagesGetNotices(t *testing.T) {
 	e := newTestEnv(t)
 	ul, client, session := e.mustLogin()
-	portal := portalFor(ul.ID, bob)
+	portal := e.portalFor(ul.ID, bob)
 	tests := []struct {
 		msgType event.MessageType
 		want    string
@@ -322,7 +343,7 @@ func TestUnsupportedMatrixMessagesGetNotices(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.msgType), func(t *testing.T) {
-			_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, &event.MessageEventContent{MsgType: tt.msgType, Body: "x.png", URL: "mxc://example.org/abc"}))
+			_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$u-"+string(tt.msgType), &event.MessageEventContent{MsgType: tt.msgType, Body: "x.png", URL: "mxc://example.org/abc"}))
 			ms := requireNotice(t, err, event.MessageStatusFail, tt.want)
 			assert.Equal(t, event.MessageStatusUnsupported, ms.ErrorReason)
 			assert.ErrorIs(t, err, sfb.ErrUnsupported)
@@ -339,13 +360,15 @@ func TestUnsupportedMatrixMessagesGetNotices(t *testing.T) {
 	_, err = client.HandleMatrixPollStart(e.ctx, &bridgev2.MatrixPollStart{})
 	requireNotice(t, err, event.MessageStatusFail, "no polls")
 
-	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, &event.MessageEventContent{MsgType: event.MsgText, Body: " \x00 "}))
+	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$empty", &event.MessageEventContent{MsgType: event.MsgText, Body: " \x00 "}))
 	requireNotice(t, err, event.MessageStatusFail, "no text")
-	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, &event.MessageEventContent{MsgType: event.MsgText, Body: strings.Repeat("x", 40*1024)}))
+	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$long", &event.MessageEventContent{MsgType: event.MsgText, Body: strings.Repeat("x", 40*1024)}))
 	requireNotice(t, err, event.MessageStatusFail, "too long")
 	assert.Empty(t, session.sentMessages())
 }
 
+// A failure of SfB comes back as the echo's status: the message fails
+// with a notice in the room, and nothing is stored for it.
 func TestDeliveryFailures(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -363,12 +386,16 @@ func TestDeliveryFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			ul, client, session := e.mustLogin()
-			session.mu.Lock()
-			session.sendErr = tt.err
-			session.mu.Unlock()
-			_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portalFor(ul.ID, bob), &event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}))
-			requireNotice(t, err, tt.status, tt.want)
-			assert.ErrorIs(t, err, tt.err)
+			session.setSendErr(tt.err)
+			resp, err := client.HandleMatrixMessage(e.ctx, matrixMessage(e.portalFor(ul.ID, bob), "$f1", &event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}))
+			require.NoError(t, err)
+			assert.True(t, resp.Pending)
+			echo := e.waitEcho("$f1")
+			save, statusErr := handleEcho(echo, &mxdb.Message{})
+			assert.False(t, save, "a failed message has no SfB ID to store")
+			requireNotice(t, statusErr, tt.status, tt.want)
+			assert.ErrorIs(t, statusErr, tt.err)
+			requireOutboxEmpty(t, e, ul.ID)
 		})
 	}
 }
@@ -377,15 +404,18 @@ func TestHandleMatrixMessageWhileDisconnected(t *testing.T) {
 	e := newTestEnv(t)
 	ul, client, _ := e.mustLogin()
 	client.Disconnect()
-	_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portalFor(ul.ID, bob), &event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}))
+	_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(e.portalFor(ul.ID, bob), "$d1", &event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}))
 	requireNotice(t, err, event.MessageStatusRetriable, "not connected")
+	peers, err := e.conn.db.OutboxPeers(e.ctx, string(ul.ID))
+	require.NoError(t, err)
+	assert.Empty(t, peers, "nothing queued")
 }
 
 func TestHandleMatrixTyping(t *testing.T) {
 	e := newTestEnv(t)
 	ul, client, session := e.mustLogin()
-	require.NoError(t, client.HandleMatrixTyping(e.ctx, &bridgev2.MatrixTyping{Portal: portalFor(ul.ID, bob), IsTyping: true}))
-	require.NoError(t, client.HandleMatrixTyping(e.ctx, &bridgev2.MatrixTyping{Portal: portalFor(ul.ID, bob), IsTyping: false}))
+	require.NoError(t, client.HandleMatrixTyping(e.ctx, &bridgev2.MatrixTyping{Portal: e.portalFor(ul.ID, bob), IsTyping: true}))
+	require.NoError(t, client.HandleMatrixTyping(e.ctx, &bridgev2.MatrixTyping{Portal: e.portalFor(ul.ID, bob), IsTyping: false}))
 	session.mu.Lock()
 	defer session.mu.Unlock()
 	assert.Equal(t, []bool{true, false}, session.typing)
@@ -394,7 +424,7 @@ func TestHandleMatrixTyping(t *testing.T) {
 func TestChatAndUserInfo(t *testing.T) {
 	e := newTestEnv(t)
 	ul, client, _ := e.mustLogin()
-	info, err := client.GetChatInfo(e.ctx, portalFor(ul.ID, bob))
+	info, err := client.GetChatInfo(e.ctx, e.portalFor(ul.ID, bob))
 	require.NoError(t, err)
 	assert.Equal(t, mxdb.RoomTypeDM, *info.Type)
 	assert.True(t, info.Members.IsFull)

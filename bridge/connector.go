@@ -51,9 +51,6 @@ type Connector struct {
 	// resumeSaveDelay is how long a client gathers handled events before
 	// storing the session's resume state.
 	resumeSaveDelay time.Duration
-	// handoffWait bounds how long the SfB session waits for bridgev2 to
-	// handle one message (see bridgeMessage).
-	handoffWait time.Duration
 	// sessionWait is how long a Matrix message waits for the login's SfB
 	// session while it is (re)connecting.
 	sessionWait time.Duration
@@ -81,7 +78,6 @@ func NewConnector(factory TransportFactory) *Connector {
 		deliverRetryMax:    30 * time.Second,
 		resumeSaveDelay:    300 * time.Millisecond,
 		sessionWait:        30 * time.Second,
-		handoffWait:        10 * time.Second,
 		queueEvent: func(login *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
 			return login.Bridge.QueueRemoteEvent(login, evt)
 		},

@@ -24,39 +24,6 @@ import (
 // the event unacknowledged on the server, which delivers it again to the
 // resumed session; bridgev2 drops the copy by its message ID.
 
-// bridgeMessage runs queueReliably and waits for it at most handoffWait.
-// A Matrix message being sent holds its portal (bridgev2 handles a
-// portal's events one at a time) while SendMessage waits for SfB's
-// completion event, which the session reads only after this handler
-// returned: waiting without bound would stall both for the SfB operation
-// timeout. After handoffWait the event is left to finish in the
-// background (acknowledged to SfB before Matrix has it: only a crash in
-// that window loses it); the handoffs of one client run one after the
-// other, so order is kept.
-func (c *Client) bridgeMessage(ctx context.Context, evt bridgev2.RemoteEvent) {
-	c.mu.Lock()
-	prev := c.lastHandoff
-	done := make(chan struct{})
-	c.lastHandoff = done
-	c.mu.Unlock()
-	go func() {
-		defer close(done)
-		if prev != nil {
-			<-prev
-		}
-		c.queueReliably(ctx, evt)
-	}()
-	t := time.NewTimer(c.conn.handoffWait)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	case <-t.C:
-		zerolog.Ctx(ctx).Warn().Stringer("waited", c.conn.handoffWait).
-			Msg("Portal busy (probably a Matrix message waiting for SfB), continuing while it finishes in the background")
-	}
-}
-
 // queueReliably hands evt to bridgev2 and waits for the result. While the
 // homeserver is unreachable or failing (5xx, 429) it retries with capped
 // backoff until ctx (the SfB session) ends, so that the session never
@@ -184,11 +151,19 @@ func (c *Client) saveResume(ctx context.Context, s sfb.Session) {
 // connected: Matrix messages that Synapse retries after a restart arrive
 // before the sign-in finished, and must not fail for that.
 func (c *Client) waitSession(ctx context.Context) sfb.Session {
+	return c.waitSessionFor(ctx, c.conn.sessionWait)
+}
+
+// waitSessionFor is waitSession with a limit of d; 0 waits until ctx ends.
+func (c *Client) waitSessionFor(ctx context.Context, d time.Duration) sfb.Session {
 	if s := c.currentSession(); s != nil || !c.loggedIn.Load() {
 		return s
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.conn.sessionWait)
-	defer cancel()
+	if d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {

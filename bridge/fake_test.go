@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/id"
 
@@ -35,6 +36,10 @@ type fakeTransport struct {
 	sessions  []*fakeSession
 	// failNext, when set, is what the next sign-ins return.
 	failNext []error
+	// sendHook, when set, runs at the start of every session's
+	// SendMessage, outside the locks; it may block, and an error it
+	// returns is the send's.
+	sendHook func(to sfb.URI, msg sfb.Message) error
 	now      func() time.Time
 	issued   int
 }
@@ -150,6 +155,14 @@ func (s *fakeSession) renew(tok sfb.Token) {
 }
 
 func (s *fakeSession) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
+	s.ft.mu.Lock()
+	hook := s.ft.sendHook
+	s.ft.mu.Unlock()
+	if hook != nil {
+		if err := hook(to, msg); err != nil {
+			return sfb.SentMessage{}, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sendErr != nil {
@@ -158,6 +171,18 @@ func (s *fakeSession) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Messa
 	s.n++
 	s.sent = append(s.sent, sentMessage{to, msg})
 	return sfb.SentMessage{ID: fmt.Sprintf("sfb-msg-%d", s.n), Time: time.UnixMilli(1700000000000)}, nil
+}
+
+func (s *fakeSession) setSendErr(err error) {
+	s.mu.Lock()
+	s.sendErr = err
+	s.mu.Unlock()
+}
+
+func (ft *fakeTransport) setSendHook(hook func(to sfb.URI, msg sfb.Message) error) {
+	ft.mu.Lock()
+	ft.sendHook = hook
+	ft.mu.Unlock()
 }
 
 func (s *fakeSession) SetTyping(ctx context.Context, to sfb.URI, typing bool) error {
@@ -233,8 +258,28 @@ func (s *fakeSession) isDetached() bool {
 type fakeMatrix struct {
 	bridgev2.MatrixConnector
 
-	mu     sync.Mutex
-	states []status.BridgeState
+	mu       sync.Mutex
+	states   []status.BridgeState
+	statuses []sentStatus
+}
+
+// sentStatus is a message status the connector sent itself (bridgev2's own
+// go through the same method).
+type sentStatus struct {
+	Status bridgev2.MessageStatus
+	Info   bridgev2.MessageStatusEventInfo
+}
+
+func (fm *fakeMatrix) SendMessageStatus(ctx context.Context, ms *bridgev2.MessageStatus, info *bridgev2.MessageStatusEventInfo) {
+	fm.mu.Lock()
+	fm.statuses = append(fm.statuses, sentStatus{*ms, *info})
+	fm.mu.Unlock()
+}
+
+func (fm *fakeMatrix) messageStatuses() []sentStatus {
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	return append([]sentStatus(nil), fm.statuses...)
 }
 
 func (fm *fakeMatrix) Init(*bridgev2.Bridge)           {}
@@ -275,6 +320,10 @@ type testEnv struct {
 
 	qmu    sync.Mutex
 	queued []bridgev2.RemoteEvent
+	// portalMu, when set, is taken by every queued message event, like
+	// bridgev2's portal lock with portal_event_buffer 0: a test holds it
+	// around HandleMatrixMessage as bridgev2 does.
+	portalMu *sync.Mutex
 	// results, when not empty, are what the next queued events return
 	// (default: success).
 	results []bridgev2.EventHandlingResult
@@ -322,8 +371,14 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	e.conn.deliverRetryMax = 5 * time.Millisecond
 	e.conn.resumeSaveDelay = time.Millisecond
 	e.conn.sessionWait = 100 * time.Millisecond
-	e.conn.handoffWait = time.Minute
 	e.conn.queueEvent = func(_ *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
+		e.qmu.Lock()
+		pmu := e.portalMu
+		e.qmu.Unlock()
+		if _, ok := evt.(bridgev2.RemoteMessage); ok && pmu != nil {
+			pmu.Lock()
+			defer pmu.Unlock()
+		}
 		e.qmu.Lock()
 		defer e.qmu.Unlock()
 		e.queued = append(e.queued, evt)
@@ -379,6 +434,41 @@ func (e *testEnv) mustLogin() (*bridgev2.UserLogin, *Client, *fakeSession) {
 	require.NoError(e.t, err)
 	e.waitState(status.StateConnected)
 	return ul, ul.Client.(*Client), e.transport.lastSession()
+}
+
+// portalFor is the real bridgev2 portal of the pair (created in the
+// database without a room), so that pending messages can be registered.
+func (e *testEnv) portalFor(loginID networkid.UserLoginID, peer sfb.URI) *bridgev2.Portal {
+	e.t.Helper()
+	portal, err := e.br.GetPortalByKey(e.ctx, portalKeyFor(peer, loginID))
+	require.NoError(e.t, err)
+	if portal.MXID == "" {
+		portal.MXID = id.RoomID("!" + peer.Address() + ":example.org")
+	}
+	return portal
+}
+
+// echoes are the outbox echoes queued so far, by the Matrix event they
+// settle.
+func (e *testEnv) echoes() map[string]*simplevent.Message[outboxOutcome] {
+	out := map[string]*simplevent.Message[outboxOutcome]{}
+	for _, evt := range e.queuedEvents() {
+		if echo, ok := evt.(*simplevent.Message[outboxOutcome]); ok {
+			out[string(echo.TransactionID)] = echo
+		}
+	}
+	return out
+}
+
+// waitEcho waits for the echo that settles the Matrix event eventID.
+func (e *testEnv) waitEcho(eventID string) *simplevent.Message[outboxOutcome] {
+	e.t.Helper()
+	var echo *simplevent.Message[outboxOutcome]
+	require.Eventually(e.t, func() bool {
+		echo = e.echoes()[eventID]
+		return echo != nil
+	}, 5*time.Second, time.Millisecond, "no echo for %s", eventID)
+	return echo
 }
 
 func (e *testEnv) queuedEvents() []bridgev2.RemoteEvent {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/bridgev2/database"
+	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -45,9 +47,10 @@ func unsupportedContent(msgType event.MessageType) error {
 		fmt.Sprintf("Skype for Business cannot receive %s. Send text or a link instead.", what))
 }
 
-// HandleMatrixMessage sends a text message to the portal's peer and
-// returns the SfB message ID, which bridgev2 stores so that SfB's echo of
-// the same message is not bridged back.
+// HandleMatrixMessage validates and converts a text message, puts it in
+// the outbox for the portal's peer and returns at once with the message
+// pending: the outbox lane sends it and reports the SfB message ID or the
+// failure through a remote echo (see outbox.go).
 func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:
@@ -67,35 +70,65 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	case err != nil:
 		return nil, fmt.Errorf("convert message for SfB: %w", err)
 	}
-	session := c.waitSession(ctx)
-	if session == nil {
-		return nil, bridgev2.WrapErrorInStatus(errors.New("not connected to Skype for Business")).
+	if c.waitSession(ctx) == nil {
+		return nil, errNotConnected()
+	}
+	// Sending happens in the outbox lane, not here: bridgev2 holds the
+	// portal during this call, and SfB's completion of the send may queue
+	// behind an SfB message waiting for that portal (see outbox.go).
+	roomID := msg.Portal.MXID
+	if roomID == "" {
+		roomID = msg.Event.RoomID
+	}
+	txnID := networkid.TransactionID(msg.Event.ID)
+	entry := database.OutboxEntry{
+		LoginID:    string(c.loginID),
+		Peer:       string(peer),
+		EventID:    msg.Event.ID.String(),
+		RoomID:     roomID.String(),
+		SenderMXID: msg.Event.Sender.String(),
+		MsgType:    string(msg.Content.MsgType),
+		TxnID:      string(txnID),
+		Text:       out.Text,
+		HTML:       out.HTML,
+	}
+	// Registered before the lane can see the entry, so that its echo
+	// always finds the registration.
+	c.markLive(entry.EventID)
+	msg.AddPendingToSave(&mxdb.Message{SenderID: c.GetUserID(), Timestamp: time.Now()}, txnID, handleEcho)
+	stored, added, err := c.conn.db.AddOutbox(ctx, entry)
+	if err != nil {
+		msg.RemovePending(txnID)
+		c.takeLive(entry.EventID)
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("queue message for SfB: %w", err)).
 			WithStatus(event.MessageStatusRetriable).
-			WithErrorReason(event.MessageStatusBridgeUnavailable).
+			WithErrorReason(event.MessageStatusGenericError).
 			WithIsCertain(true).
 			WithSendNotice(true).
-			WithMessage("You are not connected to Skype for Business right now, so the message was not sent. The bridge bot tells you why; send it again once you are connected.")
+			WithMessage("The bridge could not store the message for Skype for Business; it was not sent. Send it again.")
 	}
-	sent, err := session.SendMessage(ctx, peer, out)
-	if err != nil {
-		return nil, deliveryError(peer, err)
+	switch {
+	case !added && stored.ID == 0:
+		// Pushed again by the homeserver after it was already settled.
+		msg.RemovePending(txnID)
+		c.takeLive(entry.EventID)
+		zerolog.Ctx(ctx).Info().Msg("Matrix message was already delivered to SfB, not sending it again")
+		return &bridgev2.MatrixMessageResponse{}, nil
+	case !added:
+		zerolog.Ctx(ctx).Info().Int64("outbox_id", stored.ID).Msg("Matrix message already in the outbox, waiting for its delivery")
 	}
-	id := sent.ID
-	if id == "" {
-		// Every stored message needs an ID; the Matrix event's is unique.
-		id = "mx:" + msg.Event.ID.String()
-	}
-	ts := sent.Time
-	if ts.IsZero() {
-		ts = time.Now()
-	}
-	return &bridgev2.MatrixMessageResponse{
-		DB: &database.Message{
-			ID:        networkid.MessageID(id),
-			SenderID:  c.GetUserID(),
-			Timestamp: ts,
-		},
-	}, nil
+	c.wakeOutbox(peer)
+	return &bridgev2.MatrixMessageResponse{Pending: true}, nil
+}
+
+// errNotConnected is the status of a message that found no SfB session.
+func errNotConnected() error {
+	return bridgev2.WrapErrorInStatus(errors.New("not connected to Skype for Business")).
+		WithStatus(event.MessageStatusRetriable).
+		WithErrorReason(event.MessageStatusBridgeUnavailable).
+		WithIsCertain(true).
+		WithSendNotice(true).
+		WithMessage("You are not connected to Skype for Business right now, so the message was not sent. The bridge bot tells you why; send it again once you are connected.")
 }
 
 // deliveryError maps a send failure to a message status the sender sees.
@@ -172,7 +205,7 @@ func (c *Client) PreHandleMatrixReaction(ctx context.Context, msg *bridgev2.Matr
 }
 
 // HandleMatrixReaction is never reached: PreHandleMatrixReaction refuses.
-func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (*database.Reaction, error) {
+func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (*mxdb.Reaction, error) {
 	return nil, refuse(fmt.Errorf("%w: reactions", sfb.ErrUnsupported), "Skype for Business has no reactions.")
 }
 

@@ -117,7 +117,7 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 	if fromMe {
 		sender = bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: userIDFor(from)}
 	}
-	c.bridgeMessage(ctx, &simplevent.Message[sfb.MessageReceived]{
+	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
 		EventMeta: simplevent.EventMeta{
 			Type:         bridgev2.RemoteEventMessage,
 			PortalKey:    portalKeyFor(peer, c.loginID),

@@ -29,7 +29,9 @@ type OutboxEntry struct {
 
 // AddOutbox stores e and returns it with its ID. The same Matrix event
 // (login and event ID) is stored once: adding it again returns the stored
-// entry and added false.
+// entry and added false, or, when that one was deleted in the meantime,
+// e with ID 0. A deleted entry is not remembered: adding its event later
+// stores it again.
 func (db *DB) AddOutbox(ctx context.Context, e OutboxEntry) (stored OutboxEntry, added bool, err error) {
 	switch {
 	case e.LoginID == "":
@@ -42,24 +44,30 @@ func (db *DB) AddOutbox(ctx context.Context, e OutboxEntry) (stored OutboxEntry,
 	if e.CreatedAt.IsZero() {
 		e.CreatedAt = time.Now()
 	}
-	res, err := db.raw.ExecContext(ctx, `
+	err = db.raw.QueryRowContext(ctx, `
 		INSERT INTO sfb_outbox (login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (login_id, event_id) DO NOTHING`,
-		e.LoginID, e.Peer, e.EventID, e.RoomID, e.SenderMXID, e.MsgType, e.TxnID, e.Text, e.HTML, e.CreatedAt.UnixMilli())
-	if err != nil {
+		ON CONFLICT (login_id, event_id) DO NOTHING
+		RETURNING id`,
+		e.LoginID, e.Peer, e.EventID, e.RoomID, e.SenderMXID, e.MsgType, e.TxnID, e.Text, e.HTML, e.CreatedAt.UnixMilli()).Scan(&e.ID)
+	switch {
+	case err == nil:
+		e.CreatedAt = time.UnixMilli(e.CreatedAt.UnixMilli())
+		return e, true, nil
+	case !errors.Is(err, sql.ErrNoRows):
 		return e, false, fmt.Errorf("add outbox entry %s for %s: %w", e.EventID, e.LoginID, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return e, false, fmt.Errorf("add outbox entry %s for %s: %w", e.EventID, e.LoginID, err)
-	}
+	// Stored before. It may be settled and gone by now: then ID is 0.
 	row := db.raw.QueryRowContext(ctx, `SELECT `+outboxColumns+` FROM sfb_outbox WHERE login_id = $1 AND event_id = $2`, e.LoginID, e.EventID)
 	got, err := scanOutbox(row)
-	if err != nil {
-		return e, false, fmt.Errorf("add outbox entry %s for %s: read back: %w", e.EventID, e.LoginID, err)
+	if errors.Is(err, sql.ErrNoRows) {
+		e.ID = 0
+		return e, false, nil
 	}
-	return got, n == 1, nil
+	if err != nil {
+		return e, false, fmt.Errorf("add outbox entry %s for %s: read the stored one: %w", e.EventID, e.LoginID, err)
+	}
+	return got, false, nil
 }
 
 // NextOutbox returns the oldest entry of a login for peer, or an error

@@ -55,6 +55,14 @@ func TestOutbox(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []string{bob, dave}, peers, "by oldest entry")
 
+		// A deleted (settled) entry is not remembered: the same event is
+		// stored again.
+		require.NoError(t, db.DeleteOutbox(ctx, ids[1]))
+		again, added, err = db.AddOutbox(ctx, outboxEntry(alice, dave, "$2", "to dave"))
+		require.NoError(t, err)
+		assert.True(t, added)
+		assert.Greater(t, again.ID, ids[3])
+
 		// Each peer's entries come in order; deleting one reveals the next.
 		var texts []string
 		for {

@@ -1,0 +1,335 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	mxdb "maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// Matrix -> SfB goes through a persistent outbox so that the Matrix side
+// never waits for SfB while bridgev2 holds the portal.
+//
+// bridgev2 handles a portal's events one at a time (portal_event_buffer is
+// 0, see requireSynchronousPortals), so while HandleMatrixMessage runs, an
+// SfB message for the same portal waits, and with it the session's event
+// loop; SendMessage, however, returns only when that event loop read SfB's
+// completion event. Sending inside HandleMatrixMessage therefore deadlocks
+// when both sides write at once. Instead HandleMatrixMessage stores the
+// message in sfb_outbox, registers it with bridgev2 as pending
+// (AddPendingToSave, matched by transaction ID) and returns. A lane per
+// login and peer sends the entries in order, holding no portal, then
+// queues a remote echo carrying the transaction ID: bridgev2 matches it,
+// stores the SfB message ID (success) or sends the failure status and
+// notice that handleEcho returns. Then the entry is deleted.
+//
+// After a restart the pending registrations are gone with the process:
+// entries left in the outbox are sent again and their outcome is written
+// directly (message row, message status). A crash after SfB accepted a
+// message and before its entry was deleted sends it once more: delivery
+// to SfB is at least once across crashes.
+
+// outboxOutcome is the data of an outbox echo: what SfB said.
+type outboxOutcome struct {
+	// err is nil on success, else a bridgev2.MessageStatus for the room.
+	err error
+}
+
+// outbox runs the lanes of one Connect..Disconnect of a client.
+type outbox struct {
+	c   *Client
+	ctx context.Context
+	wg  sync.WaitGroup
+
+	mu sync.Mutex
+	// ready is set once the lanes of the previous outbox ended and the
+	// stored entries were scheduled; before, wake only notes the peer.
+	ready bool
+	// lanes holds the peers with a running lane; true means woken again
+	// since the lane last found its queue empty.
+	lanes map[sfb.URI]bool
+}
+
+func newOutbox(ctx context.Context, c *Client) *outbox {
+	return &outbox{c: c, ctx: ctx, lanes: map[sfb.URI]bool{}}
+}
+
+// start schedules the stored entries once prev's lanes have ended, so
+// that two lanes never send the same peer's messages.
+func (o *outbox) start(prev *outbox) {
+	if prev != nil {
+		prev.wg.Wait()
+	}
+	log := o.c.log
+	var peers []string
+	for backoff := time.Duration(0); ; {
+		var err error
+		peers, err = o.c.conn.db.OutboxPeers(o.ctx, string(o.c.loginID))
+		if err == nil {
+			break
+		}
+		backoff = min(max(backoff*2, o.c.conn.deliverRetryMin), o.c.conn.deliverRetryMax)
+		log.Err(err).Stringer("retry_in", backoff).Msg("Failed to read the outbox")
+		if !sleepCtx(o.ctx, backoff) {
+			return
+		}
+	}
+	if len(peers) > 0 {
+		log.Info().Strs("peers", peers).Msg("Sending Matrix messages left in the outbox")
+	}
+	o.mu.Lock()
+	o.ready = true
+	for _, p := range peers {
+		if _, ok := o.lanes[sfb.URI(p)]; !ok {
+			o.lanes[sfb.URI(p)] = false
+		}
+	}
+	for p := range o.lanes {
+		o.wg.Add(1)
+		go o.lane(p)
+	}
+	o.mu.Unlock()
+}
+
+// wake makes the lane of peer look at the outbox again, starting it when
+// none runs.
+func (o *outbox) wake(peer sfb.URI) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, running := o.lanes[peer]; running {
+		o.lanes[peer] = true
+		return
+	}
+	o.lanes[peer] = false
+	if o.ready {
+		o.wg.Add(1)
+		go o.lane(peer)
+	}
+}
+
+// idle ends the lane of peer unless it was woken since it last looked.
+func (o *outbox) idle(peer sfb.URI) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lanes[peer] {
+		o.lanes[peer] = false
+		return false
+	}
+	delete(o.lanes, peer)
+	return true
+}
+
+// lane sends the entries of one peer, oldest first, until none is left or
+// the client disconnects. One peer's slow delivery does not hold up
+// messages to others.
+func (o *outbox) lane(peer sfb.URI) {
+	defer o.wg.Done()
+	c := o.c
+	log := c.log.With().Str("peer", peer.Address()).Logger()
+	ctx := log.WithContext(o.ctx)
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		entry, err := c.conn.db.NextOutbox(ctx, string(c.loginID), string(peer))
+		switch {
+		case errors.Is(err, database.ErrNotFound):
+			if o.idle(peer) {
+				return
+			}
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				continue
+			}
+			backoff = min(max(backoff*2, c.conn.deliverRetryMin), c.conn.deliverRetryMax)
+			log.Err(err).Stringer("retry_in", backoff).Msg("Failed to read the outbox")
+			sleepCtx(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		if !c.deliverOutbox(ctx, entry) {
+			break
+		}
+	}
+	// Disconnected: what is left stays for the next Connect.
+	o.mu.Lock()
+	delete(o.lanes, peer)
+	o.mu.Unlock()
+}
+
+// deliverOutbox sends one entry to SfB, reports the outcome in the room
+// and deletes the entry. It returns false when the client disconnected
+// before the outcome was known: the entry stays and is sent again.
+func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) bool {
+	log := zerolog.Ctx(ctx).With().Str("event_id", entry.EventID).Int64("outbox_id", entry.ID).Logger()
+	peer := sfb.URI(entry.Peer)
+	var outcome outboxOutcome
+	var sent sfb.SentMessage
+	// A message sent in this process waits for a reconnecting session as
+	// long as HandleMatrixMessage would have; one left from before the
+	// restart waits for the sign-in, however long the ramp makes it.
+	wait := time.Duration(0)
+	if c.isLive(entry.EventID) {
+		wait = c.conn.sessionWait
+	}
+	session := c.waitSessionFor(ctx, wait)
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case session == nil:
+		outcome.err = errNotConnected()
+	default:
+		var err error
+		sent, err = session.SendMessage(ctx, peer, sfb.Message{Text: entry.Text, HTML: entry.HTML})
+		if err != nil && ctx.Err() != nil {
+			log.Info().Err(err).Msg("Disconnected while sending a Matrix message, it stays in the outbox")
+			return false
+		}
+		if err != nil {
+			outcome.err = deliveryError(peer, err)
+		}
+	}
+	// The outcome is reported even when the client disconnects meanwhile:
+	// SfB has the message.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxReportTimeout)
+	defer cancel()
+	msgID := networkid.MessageID(sent.ID)
+	if msgID == "" {
+		// Every stored message needs an ID; the Matrix event's is unique.
+		msgID = networkid.MessageID("mx:" + entry.EventID)
+	}
+	ts := sent.Time
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	if outcome.err != nil {
+		log.Warn().Err(outcome.err).Msg("Matrix message not delivered to SfB")
+	}
+	if c.takeLive(entry.EventID) {
+		c.queueReliably(rctx, &simplevent.Message[outboxOutcome]{
+			EventMeta: simplevent.EventMeta{
+				Type:      bridgev2.RemoteEventMessage,
+				PortalKey: portalKeyFor(peer, c.loginID),
+				Sender:    bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: c.GetUserID()},
+				Timestamp: ts,
+				LogContext: func(lc zerolog.Context) zerolog.Context {
+					return lc.Str("sfb_message_id", string(msgID)).Str("echo_of", entry.EventID)
+				},
+			},
+			ID:                 msgID,
+			TransactionID:      networkid.TransactionID(entry.TxnID),
+			Data:               outcome,
+			ConvertMessageFunc: convertOutboxEcho,
+		})
+	} else {
+		c.reportReplayed(rctx, entry, msgID, ts, outcome)
+	}
+	if err := c.conn.db.DeleteOutbox(rctx, entry.ID); err != nil {
+		// Sent again after the next restart; nothing better to do.
+		log.Err(err).Msg("Failed to delete a delivered Matrix message from the outbox")
+	}
+	return true
+}
+
+// outboxReportTimeout bounds reporting one outcome after a disconnect.
+const outboxReportTimeout = 30 * time.Second
+
+// handleEcho is the RemoteEchoHandler of pending Matrix messages: the
+// outcome's error becomes the message's failure status (and notice).
+func handleEcho(evt bridgev2.RemoteMessage, _ *mxdb.Message) (bool, error) {
+	echo, ok := evt.(*simplevent.Message[outboxOutcome])
+	if !ok {
+		return true, nil
+	}
+	if echo.Data.err != nil {
+		return false, echo.Data.err
+	}
+	return true, nil
+}
+
+// convertOutboxEcho runs only when bridgev2 no longer knew the pending
+// message (it cannot, while the process lives): an echo is never shown.
+func convertOutboxEcho(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, outboxOutcome) (*bridgev2.ConvertedMessage, error) {
+	return nil, fmt.Errorf("%w: echo of a Matrix message without pending registration", bridgev2.ErrIgnoringRemoteEvent)
+}
+
+// reportReplayed writes the outcome of an entry sent after a restart,
+// whose pending registration died with the previous process: the message
+// row that links the Matrix event to the SfB message, and the status.
+func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry, msgID networkid.MessageID, ts time.Time, outcome outboxOutcome) {
+	log := zerolog.Ctx(ctx)
+	info := &bridgev2.MessageStatusEventInfo{
+		RoomID:        id.RoomID(entry.RoomID),
+		SourceEventID: id.EventID(entry.EventID),
+		EventType:     event.EventMessage,
+		MessageType:   event.MessageType(entry.MsgType),
+		Sender:        id.UserID(entry.SenderMXID),
+	}
+	br := c.conn.br
+	if outcome.err != nil {
+		ms := bridgev2.WrapErrorInStatus(outcome.err)
+		br.Matrix.SendMessageStatus(ctx, &ms, info)
+		return
+	}
+	if _, err := br.GetGhostByID(ctx, c.GetUserID()); err != nil {
+		log.Err(err).Msg("Failed to get own ghost before saving a replayed message")
+	}
+	err := br.DB.Message.Insert(ctx, &mxdb.Message{
+		ID:        msgID,
+		MXID:      id.EventID(entry.EventID),
+		Room:      portalKeyFor(sfb.URI(entry.Peer), c.loginID),
+		SenderID:  c.GetUserID(),
+		Timestamp: ts,
+	})
+	if err != nil {
+		log.Err(err).Msg("Failed to save a replayed Matrix message")
+	}
+	br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusSuccess}, info)
+}
+
+// markLive records that this process registered the Matrix event as
+// pending with bridgev2, so that its outcome goes through a remote echo.
+func (c *Client) markLive(eventID string) {
+	c.mu.Lock()
+	c.live[eventID] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *Client) isLive(eventID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.live[eventID]
+	return ok
+}
+
+// takeLive reports and forgets whether eventID was registered as pending.
+func (c *Client) takeLive(eventID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.live[eventID]
+	delete(c.live, eventID)
+	return ok
+}
+
+// sleepCtx waits d or until ctx ends; false when ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,233 @@
+package bridge
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+const waitFor = 5 * time.Second
+
+// The deadlock the outbox exists for: bridgev2 holds the portal while it
+// handles a Matrix message, and the SfB completion of that message comes
+// only after the event loop delivered an SfB message for the same portal
+// (the fake's SendMessage blocks until then). Sending inside
+// HandleMatrixMessage would wait forever; here every round finishes well
+// within the poll deadline, and both directions arrive in order.
+func TestCrossingMessagesDoNotDeadlock(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, session := e.mustLogin()
+	portal := e.portalFor(ul.ID, bob)
+	var portalMu sync.Mutex
+	e.qmu.Lock()
+	e.portalMu = &portalMu
+	e.qmu.Unlock()
+
+	const rounds = 5
+	for i := range rounds {
+		delivered := make(chan struct{})
+		e.transport.setSendHook(func(sfb.URI, sfb.Message) error {
+			select {
+			case <-delivered:
+				return nil
+			case <-t.Context().Done():
+				return t.Context().Err()
+			}
+		})
+		// bridgev2 takes the portal for the Matrix event first.
+		portalMu.Lock()
+		go func() {
+			session.emit(msgFromBob(fmt.Sprintf("in-%d", i), fmt.Sprintf("from bob %d", i)))
+			close(delivered)
+		}()
+		returned := make(chan error, 1)
+		go func() {
+			_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, fmt.Sprintf("$out-%d", i),
+				&event.MessageEventContent{MsgType: event.MsgText, Body: fmt.Sprintf("from alice %d", i)}))
+			returned <- err
+		}()
+		select {
+		case err := <-returned:
+			require.NoError(t, err)
+		case <-time.After(waitFor):
+			t.Fatalf("round %d: HandleMatrixMessage waits for SfB while holding the portal", i)
+		}
+		portalMu.Unlock()
+		select {
+		case <-delivered:
+		case <-time.After(waitFor):
+			t.Fatalf("round %d: the SfB message never reached Matrix", i)
+		}
+		e.waitEcho(fmt.Sprintf("$out-%d", i))
+	}
+
+	// Matrix saw each incoming message once, in order, and each echo
+	// after the incoming message its SfB completion waited for.
+	var order []string
+	for _, evt := range e.queuedEvents() {
+		switch m := evt.(type) {
+		case *simplevent.Message[sfb.MessageReceived]:
+			order = append(order, string(m.ID))
+		case *simplevent.Message[outboxOutcome]:
+			order = append(order, string(m.TransactionID))
+			assert.NoError(t, m.Data.err)
+		}
+	}
+	var want []string
+	for i := range rounds {
+		want = append(want, fmt.Sprintf("in-%d", i), fmt.Sprintf("$out-%d", i))
+	}
+	assert.Equal(t, want, order)
+	var sent []string
+	for _, m := range session.sentMessages() {
+		sent = append(sent, m.Msg.Text)
+	}
+	assert.Equal(t, []string{"from alice 0", "from alice 1", "from alice 2", "from alice 3", "from alice 4"}, sent)
+	requireOutboxEmpty(t, e, ul.ID)
+}
+
+// A peer whose delivery hangs does not hold up messages to another peer;
+// each peer's messages keep their order.
+func TestOutboxLanesArePerPeer(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, session := e.mustLogin()
+	const carol = sfb.URI("sip:carol@contoso.com")
+	release := make(chan struct{})
+	e.transport.setSendHook(func(to sfb.URI, _ sfb.Message) error {
+		if to != bob {
+			return nil
+		}
+		select {
+		case <-release:
+			return nil
+		case <-t.Context().Done():
+			return t.Context().Err()
+		}
+	})
+	send := func(peer sfb.URI, eventID, text string) {
+		_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(e.portalFor(ul.ID, peer), eventID,
+			&event.MessageEventContent{MsgType: event.MsgText, Body: text}))
+		require.NoError(t, err)
+	}
+	send(bob, "$b1", "bob 1")
+	send(bob, "$b2", "bob 2")
+	send(carol, "$c1", "carol 1")
+	e.waitEcho("$c1")
+	assert.NotContains(t, e.echoes(), "$b1", "bob's delivery still hangs")
+	close(release)
+	e.waitEcho("$b2")
+	var toBob []string
+	for _, m := range session.sentMessages() {
+		if m.To == bob {
+			toBob = append(toBob, m.Msg.Text)
+		}
+	}
+	assert.Equal(t, []string{"bob 1", "bob 2"}, toBob)
+	requireOutboxEmpty(t, e, ul.ID)
+}
+
+// Entries a previous process left (it died before SfB answered) are sent
+// after the restart, in order; their pending registration died with that
+// process, so the outcome is written directly: the message row and a
+// success status, or a failure status with a notice.
+func TestOutboxReplayedAfterRestart(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, _ := e.mustLogin()
+	portal := e.portalFor(ul.ID, bob)
+	ul.Client.Disconnect()
+	for i, text := range []string{"first", "second fails", "third"} {
+		_, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
+			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$r%d", i+1), RoomID: portal.MXID.String(),
+			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$r%d", i+1), Text: text,
+		})
+		require.NoError(t, err)
+		require.True(t, added)
+	}
+	e.transport.setSendHook(func(_ sfb.URI, msg sfb.Message) error {
+		if msg.Text == "second fails" {
+			return fmt.Errorf("peer declined: %w", sfb.ErrDeliveryFailed)
+		}
+		return nil
+	})
+
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	ul2.Client.Connect(e2.ctx)
+	e2.waitState(status.StateConnected)
+	require.Eventually(t, func() bool { return len(e2.matrix.messageStatuses()) == 3 }, waitFor, time.Millisecond)
+	requireOutboxEmpty(t, e2, ul.ID)
+
+	statuses := e2.matrix.messageStatuses()
+	for i, st := range statuses {
+		assert.Equal(t, id.EventID(fmt.Sprintf("$r%d", i+1)), st.Info.SourceEventID)
+		assert.Equal(t, portal.MXID, st.Info.RoomID)
+		assert.Equal(t, id.UserID("@alice:example.org"), st.Info.Sender)
+		assert.Equal(t, event.MsgText, st.Info.MessageType)
+		assert.Equal(t, event.EventMessage, st.Info.EventType)
+	}
+	assert.Equal(t, event.MessageStatusSuccess, statuses[0].Status.Status)
+	assert.Equal(t, event.MessageStatusFail, statuses[1].Status.Status)
+	assert.True(t, statuses[1].Status.SendNotice)
+	assert.Contains(t, statuses[1].Status.Message, "could not deliver it to bob@contoso.com")
+	assert.Equal(t, event.MessageStatusSuccess, statuses[2].Status.Status)
+
+	var sent []string
+	for _, m := range e.transport.lastSession().sentMessages() {
+		sent = append(sent, m.Msg.Text)
+	}
+	assert.Equal(t, []string{"first", "third"}, sent)
+	for eventID, want := range map[string]networkid.MessageID{"$r1": "sfb-msg-1", "$r3": "sfb-msg-2"} {
+		msg, err := e2.br.DB.Message.GetPartByMXID(e2.ctx, id.EventID(eventID))
+		require.NoError(t, err)
+		require.NotNil(t, msg, eventID)
+		assert.Equal(t, want, msg.ID, "the SfB ID is linked to the Matrix event")
+		assert.Equal(t, portalKeyFor(bob, ul.ID), msg.Room)
+	}
+	msg, err := e2.br.DB.Message.GetPartByMXID(e2.ctx, "$r2")
+	require.NoError(t, err)
+	assert.Nil(t, msg, "nothing stored for the failed one")
+	assert.Empty(t, e2.echoes(), "no echo without a pending registration")
+}
+
+// The homeserver pushes an event again while it is still in the outbox
+// (after a restart): it is sent once, and this process's registration
+// gets the echo.
+func TestOutboxSameEventTwice(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, session := e.mustLogin()
+	release := make(chan struct{})
+	e.transport.setSendHook(func(sfb.URI, sfb.Message) error {
+		select {
+		case <-release:
+			return nil
+		case <-t.Context().Done():
+			return t.Context().Err()
+		}
+	})
+	for range 2 {
+		resp, err := client.HandleMatrixMessage(e.ctx, matrixMessage(e.portalFor(ul.ID, bob), "$same",
+			&event.MessageEventContent{MsgType: event.MsgText, Body: "once"}))
+		require.NoError(t, err)
+		assert.True(t, resp.Pending)
+	}
+	close(release)
+	e.waitEcho("$same")
+	requireOutboxEmpty(t, e, ul.ID)
+	assert.Len(t, session.sentMessages(), 1)
+}
+
+var _ bridgev2.RemoteEchoHandler = handleEcho
