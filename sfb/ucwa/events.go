@@ -114,16 +114,23 @@ func (s *session) eventLoop() {
 			next = resolveHref(st.base, h)
 			continue
 		}
+		resumed := false
 		if h := evs.Links.Href("resume"); h != "" {
 			s.log.Info().Msg("Event channel resumed after inactivity")
 			s.resetTransient("resume")
 			next = resolveHref(st.base, h)
+			resumed = true
 		} else if h := evs.Links.Href("next"); h != "" {
 			next = resolveHref(st.base, h)
 		} else {
 			s.log.Error().Str("url", redact(next)).Msg("Event channel response without next link, asking again")
 		}
 		s.processBatch(evs, next)
+		if resumed {
+			// The server closed the conversations while we were away:
+			// completions not in this first batch will never come.
+			s.failPending("the event channel resumed after inactivity and the server closed the conversations")
+		}
 		s.markHandled(next)
 	}
 }
@@ -141,6 +148,7 @@ func (s *session) recreateRediscover(gen int) error {
 		return err
 	}
 	s.resetTransient("application recreated")
+	s.failPending("the UCWA application was created again after rediscovery")
 	return nil
 }
 

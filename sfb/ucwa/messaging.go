@@ -236,10 +236,23 @@ func (s *session) awaitOp(ctx context.Context, ch chan opResult, extraKey string
 		return r, nil
 	}
 	defer s.ops.unregister(extraKey)
+	// The wait may already have been failed between the POST's
+	// registration and this one.
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return opResult{}, r.err
+		}
+		return r, nil
+	default:
+	}
 	t := time.NewTimer(s.t.timings.OperationTimeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
+		if r.err != nil {
+			return opResult{}, r.err
+		}
 		return r, nil
 	case <-ctx.Done():
 		return opResult{}, ctx.Err()

@@ -260,7 +260,20 @@ func (s *session) recreate(ctx context.Context, gen int) error {
 		return fmt.Errorf("recreate application: %w", err)
 	}
 	s.resetTransient("application recreated")
+	s.failPending("the UCWA application was lost and created again")
 	return nil
+}
+
+// errOutcomeUnknown ends a SendMessage whose completion event the server
+// will never send; the message may or may not have reached the peer.
+var errOutcomeUnknown = errors.New("delivery outcome unknown")
+
+// failPending ends the waits of in-flight operations at once instead of
+// letting their callers run into OperationTimeout.
+func (s *session) failPending(why string) {
+	if n := s.ops.failAll(fmt.Errorf("%w: %s: %w", errOutcomeUnknown, why, sfb.ErrServerUnavailable)); n > 0 {
+		s.log.Warn().Int("operations", n).Str("why", why).Msg("In-flight operations failed")
+	}
 }
 
 func (s *session) appSnapshot() (appState, int) {
@@ -474,6 +487,9 @@ type opResult struct {
 	status     string
 	reason     *ErrorBody
 	invitation *MessagingInvitation
+	// err, when set, says the completion will never come (the server
+	// closed the conversations or the application is gone).
+	err error
 }
 
 // operations matches completed events to the requests waiting for them.
@@ -513,6 +529,28 @@ func (o *operations) unregister(keys ...string) {
 	for _, k := range keys {
 		delete(o.waiters, k)
 	}
+}
+
+// failAll ends every wait with err: after a new application or a resumed
+// event channel the server closed the conversations, so the completions
+// the waiters expect will never arrive.
+func (o *operations) failAll(err error) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seen := map[chan opResult]bool{}
+	for k, ch := range o.waiters {
+		if !seen[ch] {
+			seen[ch] = true
+			select {
+			case ch <- opResult{err: err}:
+			default:
+			}
+		}
+		delete(o.waiters, k)
+	}
+	clear(o.early)
+	o.order = nil
+	return len(seen)
 }
 
 func (o *operations) complete(res opResult, keys ...string) {

@@ -572,3 +572,64 @@ func TestAcceptRetriedWhileServerUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// TestInFlightSendFailsWhenConversationsAreGone: a message whose POST the
+// server accepted waits for its completed event; when the server then
+// resumes the event channel (closing the conversations) or loses the
+// application, that event never comes, and SendMessage must say so at
+// once instead of running into OperationTimeout.
+func TestInFlightSendFailsWhenConversationsAreGone(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault fakeBatch
+	}{
+		{"resume", fakeBatch{body: `{"_links":{"self":{"href":"x"},"resume":{"href":"{APP}/events?ack=30"}},"sender":[]}`}},
+		{"application gone", fakeBatch{status: 404, body: `{"code":"NotFound","subcode":"ApplicationNotFound"}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			tm := testTimings()
+			tm.OperationTimeout = time.Minute
+			tr := newTestTransport(t, f, WithTimings(tm))
+			s, _ := signIn(t, tr, "secret")
+			outgoingScript(f, "Success")
+			lene := sfb.URI("sip:lenea@contoso.com")
+			_, err := s.SendMessage(context.Background(), lene, sfb.Message{Text: "one"})
+			require.NoError(t, err)
+
+			posted := make(chan struct{})
+			f.mu.Lock()
+			prev := f.override
+			f.override = func(w http.ResponseWriter, r *http.Request, body string) bool {
+				if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/messaging/messages") {
+					return prev(w, r, body)
+				}
+				w.Header().Set("Location", "/ucwa/oauth/v1/applications/101/communication/conversations/c1/messaging/messages/lost")
+				w.WriteHeader(201)
+				close(posted)
+				return true
+			}
+			f.mu.Unlock()
+			done := make(chan error, 1)
+			go func() {
+				_, err := s.SendMessage(context.Background(), lene, sfb.Message{Text: "two"})
+				done <- err
+			}()
+			select {
+			case <-posted:
+			case <-time.After(waitFor):
+				t.Fatal("sendMessage never posted")
+			}
+			f.push(tt.fault)
+			select {
+			case err := <-done:
+				require.Error(t, err)
+				assert.ErrorIs(t, err, sfb.ErrServerUnavailable)
+				assert.ErrorIs(t, err, errOutcomeUnknown)
+			case <-time.After(waitFor):
+				t.Fatal("SendMessage still waits for a completion that cannot come")
+			}
+		})
+	}
+}
