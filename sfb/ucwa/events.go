@@ -13,9 +13,15 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
-// firstRepeatWindow bounds how long after an incoming invitation its first
-// message may come again as a message event (ReceiveAnIM.md, steps 8-16).
-const firstRepeatWindow = 30 * time.Second
+// firstRepeatWindow bounds how long an incoming invitation's first message
+// is remembered for its repeat as the conversation's first message event
+// (ReceiveAnIM.md, steps 8-16). It only keeps the memory bounded: whether
+// a message event is the repeat never depends on the clock (a handler
+// held up by an unavailable homeserver, a dropped event channel or a
+// bridge restart delay the repeat by any amount), only on being the
+// first message event of that conversation with the same text. The entry
+// goes with the repeat or with the conversation.
+const firstRepeatWindow = time.Hour
 
 // eventLoop holds the pending GET on the event channel, always following
 // the server's next (or resume/resync) link and processing each batch in
@@ -584,10 +590,10 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	}
 	// ReceiveAnIM.md: the invitation's first message comes again as the
 	// conversation's first message event.
-	// Only shortly after the invitation, so that the same text sent
-	// again later is not taken for the repeat.
+	// Only the first message event of the conversation is taken for the
+	// repeat: the same text sent again later is a new message.
 	if f, ok := s.firsts[firstKey]; ok && firstKey != "" {
-		duplicateFirst = f.sum == textDigest(msg.Text) && s.t.now().Sub(f.at) < firstRepeatWindow
+		duplicateFirst = f.sum == textDigest(msg.Text)
 		delete(s.firsts, firstKey)
 	}
 	s.mu.Unlock()
@@ -686,6 +692,8 @@ func (s *session) endConversation(href string) {
 	s.mu.Lock()
 	c := s.convs[href]
 	delete(s.convs, href)
+	// An ended conversation sends no repeat of its first message.
+	delete(s.firsts, href)
 	s.mu.Unlock()
 	if c == nil || c.ended {
 		return

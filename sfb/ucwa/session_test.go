@@ -633,3 +633,32 @@ func TestInFlightSendFailsWhenConversationsAreGone(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstMessageRepeatDroppedWhateverTheDelay: ReceiveAnIM.md's repeat
+// of the invitation's first message is recognised by being the
+// conversation's first message event, not by the clock: a homeserver
+// outage that holds the handler, or a dropped event channel, may delay it
+// well past any window. A later message with the same text is new.
+func TestFirstMessageRepeatDroppedWhateverTheDelay(t *testing.T) {
+	f := newFake(t)
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tr := newTestTransport(t, f, WithClock(clock))
+	_, rec := signIn(t, tr, "secret")
+	f.pushSenders(incomingInvitation("inv1", "data:text/plain;charset=utf-8,Hi+Tosh"))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	f.pushSenders(`[` + strings.Trim(convSender(incomingMessage("2", "data:text/plain;charset=utf-8,Hi+Tosh")), "[]") + `,` + messagingConnected() + `]`)
+	f.pushSenders(convSender(incomingMessage("3", "data:text/plain;charset=utf-8,Hi+Tosh")))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) >= 2 }, waitFor, tick)
+	require.Eventually(t, func() bool { return len(f.queue) == 0 }, waitFor, tick)
+	f.pushSenders("[]")
+	require.Eventually(t, func() bool { return len(f.queue) == 0 }, waitFor, tick)
+	msgs := messages(rec.all())
+	require.Len(t, msgs, 2, "the repeat is dropped, the genuine same-text message is not")
+	assert.True(t, strings.HasSuffix(msgs[0].ID, "/messagingInvitations/inv1"))
+	assert.True(t, strings.HasSuffix(msgs[1].ID, "/messaging/messages/3"))
+}
