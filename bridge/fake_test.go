@@ -268,11 +268,14 @@ type fakeMatrix struct {
 type sentStatus struct {
 	Status bridgev2.MessageStatus
 	Info   bridgev2.MessageStatusEventInfo
+	// Ctx is what the status was sent with: the real connector sends it
+	// in a goroutine of its own, so it must outlive the caller.
+	Ctx context.Context
 }
 
 func (fm *fakeMatrix) SendMessageStatus(ctx context.Context, ms *bridgev2.MessageStatus, info *bridgev2.MessageStatusEventInfo) {
 	fm.mu.Lock()
-	fm.statuses = append(fm.statuses, sentStatus{*ms, *info})
+	fm.statuses = append(fm.statuses, sentStatus{*ms, *info, ctx})
 	fm.mu.Unlock()
 }
 

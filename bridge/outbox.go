@@ -269,17 +269,9 @@ func convertOutboxEcho(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, ou
 // row that links the Matrix event to the SfB message, and the status.
 func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry, msgID networkid.MessageID, ts time.Time, outcome outboxOutcome) {
 	log := zerolog.Ctx(ctx)
-	info := &bridgev2.MessageStatusEventInfo{
-		RoomID:        id.RoomID(entry.RoomID),
-		SourceEventID: id.EventID(entry.EventID),
-		EventType:     event.EventMessage,
-		MessageType:   event.MessageType(entry.MsgType),
-		Sender:        id.UserID(entry.SenderMXID),
-	}
 	br := c.conn.br
 	if outcome.err != nil {
-		ms := bridgev2.WrapErrorInStatus(outcome.err)
-		br.Matrix.SendMessageStatus(ctx, &ms, info)
+		c.sendEntryStatus(ctx, entry, bridgev2.WrapErrorInStatus(outcome.err))
 		return
 	}
 	if _, err := br.GetGhostByID(ctx, c.GetUserID()); err != nil {
@@ -295,7 +287,22 @@ func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry,
 	if err != nil {
 		log.Err(err).Msg("Failed to save a replayed Matrix message")
 	}
-	br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusSuccess}, info)
+	c.sendEntryStatus(ctx, entry, bridgev2.MessageStatus{Status: event.MessageStatusSuccess})
+}
+
+// sendEntryStatus sends the message status (and, for a failure, the
+// notice) of an outbox entry. bridgev2's Matrix connector sends it in a
+// goroutine of its own with the context it gets, so that context must not
+// end when the caller returns: the caller's report timeout would cancel the
+// status before it left.
+func (c *Client) sendEntryStatus(ctx context.Context, entry database.OutboxEntry, ms bridgev2.MessageStatus) {
+	c.conn.br.Matrix.SendMessageStatus(context.WithoutCancel(ctx), &ms, &bridgev2.MessageStatusEventInfo{
+		RoomID:        id.RoomID(entry.RoomID),
+		SourceEventID: id.EventID(entry.EventID),
+		EventType:     event.EventMessage,
+		MessageType:   event.MessageType(entry.MsgType),
+		Sender:        id.UserID(entry.SenderMXID),
+	})
 }
 
 // markLive records that this process registered the Matrix event as

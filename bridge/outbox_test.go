@@ -178,6 +178,9 @@ func TestOutboxReplayedAfterRestart(t *testing.T) {
 		assert.Equal(t, id.UserID("@alice:example.org"), st.Info.Sender)
 		assert.Equal(t, event.MsgText, st.Info.MessageType)
 		assert.Equal(t, event.EventMessage, st.Info.EventType)
+		// bridgev2's Matrix connector sends statuses (and notices) in a
+		// goroutine with this context, after the lane moved on.
+		assert.NoError(t, st.Ctx.Err(), "status of %s sent with a context that ends with the lane's report", st.Info.SourceEventID)
 	}
 	assert.Equal(t, event.MessageStatusSuccess, statuses[0].Status.Status)
 	assert.Equal(t, event.MessageStatusFail, statuses[1].Status.Status)
