@@ -314,16 +314,27 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 			deliverErr = fmt.Errorf("first message of invitation %s: %w", href, err)
 		} else {
 			now := s.t.now()
+			sum := textDigest(msg.Text)
 			s.mu.Lock()
 			for h, f := range s.firsts {
 				if now.Sub(f.at) >= firstRepeatWindow {
 					delete(s.firsts, h)
 				}
 			}
-			s.firsts[convHref] = firstMessage{sum: textDigest(msg.Text), at: now}
+			// The first message of this conversation's invitation was
+			// emitted already, by an earlier session whose state this one
+			// resumed: the redelivered batch shows the invitation again
+			// (updated or completed), with the message inside.
+			f, emitted := s.firsts[convHref]
+			emitted = emitted && f.sum == sum
+			if !emitted {
+				s.firsts[convHref] = firstMessage{sum: sum, at: now}
+			}
 			s.mu.Unlock()
-			s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
-				From: from, Message: msg, Time: s.t.now()})
+			if !emitted {
+				s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
+					From: from, Message: msg, Time: s.t.now()})
+			}
 		}
 	}
 	if accept := inv.Links.Href("accept"); accept != "" {

@@ -662,3 +662,28 @@ func TestFirstMessageRepeatDroppedWhateverTheDelay(t *testing.T) {
 	assert.True(t, strings.HasSuffix(msgs[0].ID, "/messagingInvitations/inv1"))
 	assert.True(t, strings.HasSuffix(msgs[1].ID, "/messaging/messages/3"))
 }
+
+// TestResumedSessionDoesNotRepeatFirstMessage: a session resumed from the
+// state of one that had emitted an invitation's first message gets the
+// rest of the invitation again when the server redelivers the batch that
+// followed (ReceiveAnIM.md: the completed invitation carries the message
+// link, then the message event repeats it). Only the new message is news.
+func TestResumedSessionDoesNotRepeatFirstMessage(t *testing.T) {
+	s := newOfflineSession(t)
+	rec := &recorder{}
+	s.handler = rec.handle
+	app := "/ucwa/oauth/v1/applications/101"
+	s.firsts[s.abs(app+"/communication/conversations/c1")] = firstMessage{sum: textDigest("Hi Tosh"), at: s.t.now()}
+
+	completed := strings.Replace(incomingInvitation("inv1", "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"), `"type":"started"`, `"status":"Success","type":"completed"`, 1)
+	batch := strings.Trim(completed, "[]") + "," + strings.Trim(convSender(
+		incomingMessage("2", "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"),
+		incomingMessage("3", "data:text/plain;charset=utf-8,second")), "[]")
+	var evs Events
+	require.NoError(t, json.Unmarshal([]byte(`{"_links":{"next":{"href":"`+app+`/events?ack=5"}},"sender":[`+strings.ReplaceAll(batch, "{APP}", app)+`]}`), &evs))
+	s.processBatch(evs, app+"/events?ack=5")
+
+	msgs := messages(rec.all())
+	require.Len(t, msgs, 1, "%+v", msgs)
+	assert.Equal(t, "second", msgs[0].Message.Text)
+}
