@@ -149,6 +149,8 @@ func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 	if s.closed.Load() {
 		return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, errStopped)
 	}
+	// Sending ends typing, as in SfB's own clients.
+	s.stopTyping(to)
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		_, gen := s.appSnapshot()
@@ -319,18 +321,16 @@ func (s *session) startMessaging(ctx context.Context, to sfb.URI, msg sfb.Messag
 }
 
 // SetTyping implements sfb.Session. setIsTyping starts a short timer on the
-// server (setIsTyping_ref.md), so "stopped typing" is simply not renewing it.
+// server (setIsTyping_ref.md): the user shows as typing only while it is
+// repeated, so a refresher repeats it until the user stops typing, sends
+// the message, the conversation goes, or TypingMax passes. "Stopped
+// typing" is not renewing it.
 func (s *session) SetTyping(ctx context.Context, to sfb.URI, typing bool) error {
+	s.stopTyping(to)
 	if !typing {
 		return nil
 	}
-	c := s.activeConv(to)
-	if c == nil {
-		return nil
-	}
-	s.mu.Lock()
-	link := c.setIsTyping
-	s.mu.Unlock()
+	link := s.typingLink(to)
 	if link == "" {
 		return nil
 	}
@@ -339,7 +339,71 @@ func (s *session) SetTyping(ctx context.Context, to sfb.URI, typing bool) error 
 	if _, err := s.c.do(rctx, request{op: "set typing", method: http.MethodPost, url: link}); err != nil {
 		return fmt.Errorf("set typing to %s: %w", to, err)
 	}
+	s.startTyping(to)
 	return nil
+}
+
+func (s *session) typingLink(to sfb.URI) string {
+	c := s.activeConv(to)
+	if c == nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.setIsTyping
+}
+
+func (s *session) stopTyping(to sfb.URI) {
+	s.mu.Lock()
+	cancel := s.typing[to]
+	delete(s.typing, to)
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+func (s *session) startTyping(to sfb.URI) {
+	if s.ctx == nil || s.closed.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.TypingMax)
+	s.mu.Lock()
+	if s.typing == nil {
+		s.typing = map[sfb.URI]context.CancelFunc{}
+	}
+	if old := s.typing[to]; old != nil {
+		old()
+	}
+	s.typing[to] = cancel
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		tick := time.NewTicker(s.t.timings.TypingRefresh)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			link := s.typingLink(to)
+			if link == "" {
+				return
+			}
+			rctx, rcancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+			_, err := s.c.do(rctx, request{op: "set typing", method: http.MethodPost, url: link})
+			rcancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Debug().Err(err).Str("peer", string(to)).Msg("Repeating setIsTyping failed")
+				}
+				return
+			}
+		}
+	}()
 }
 
 // LookupPerson implements sfb.Session: the contact resource under people,

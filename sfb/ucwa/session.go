@@ -58,6 +58,9 @@ type session struct {
 	ops          *operations
 	seen         *seenSet
 	outgoing     map[string]sfb.URI
+	// typing holds the refresher of setIsTyping per peer while the user
+	// types.
+	typing map[sfb.URI]context.CancelFunc
 	// firsts holds invitations' first messages by conversation href until
 	// their repeat arrives. Not in conv: a resync between the invitation
 	// and the repeat forgets the conversation, not the repeat.

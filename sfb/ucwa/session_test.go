@@ -687,3 +687,47 @@ func TestResumedSessionDoesNotRepeatFirstMessage(t *testing.T) {
 	require.Len(t, msgs, 1, "%+v", msgs)
 	assert.Equal(t, "second", msgs[0].Message.Text)
 }
+
+// TestTypingRepeatedWhileTyping: setIsTyping only starts a short server
+// timer (setIsTyping_ref.md), so the client repeats it while the user
+// types, and stops when the user stops or sends the message.
+func TestTypingRepeatedWhileTyping(t *testing.T) {
+	tests := []struct {
+		name string
+		stop func(s sfb.Session, lene sfb.URI) error
+	}{
+		{"stopped typing", func(s sfb.Session, lene sfb.URI) error { return s.SetTyping(context.Background(), lene, false) }},
+		{"sent the message", func(s sfb.Session, lene sfb.URI) error {
+			_, err := s.SendMessage(context.Background(), lene, sfb.Message{Text: "done"})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			tm := testTimings()
+			tm.TypingRefresh = 10 * time.Millisecond
+			tm.TypingMax = time.Minute
+			tr := newTestTransport(t, f, WithTimings(tm))
+			s, rec := signIn(t, tr, "secret")
+			messageScript(f, func(int) string { return "Success" })
+			lene := sfb.URI("sip:lenea@contoso.com")
+			f.pushSenders(incomingInvitation("inv1", "data:text/plain;charset=utf-8,hi"))
+			f.pushSenders(`[` + messagingConnected() + `]`)
+			require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+			require.Eventually(t, func() bool { return s.(*session).activeConv(lene) != nil }, waitFor, tick)
+
+			require.NoError(t, s.SetTyping(context.Background(), lene, true))
+			require.Eventually(t, func() bool { return len(f.recorded("POST", "/messaging/typing")) >= 4 }, waitFor, tick, "setIsTyping repeated")
+			require.NoError(t, tt.stop(s, lene))
+			sess := s.(*session)
+			require.Eventually(t, func() bool {
+				sess.mu.Lock()
+				defer sess.mu.Unlock()
+				return len(sess.typing) == 0
+			}, waitFor, tick)
+			n := len(f.recorded("POST", "/messaging/typing"))
+			assert.Never(t, func() bool { return len(f.recorded("POST", "/messaging/typing")) > n+1 }, 100*time.Millisecond, 10*time.Millisecond, "repetition stopped")
+		})
+	}
+}

@@ -40,6 +40,14 @@ type Timings struct {
 	// MaxPGetReplaced is how many 409 PGetReplaced in a row end the
 	// session (another instance uses the application).
 	MaxPGetReplaced int
+	// TypingRefresh is how often setIsTyping is repeated while the user
+	// types: it only starts a short timer on the server
+	// (setIsTyping_ref.md). Zero means the default (4 s).
+	TypingRefresh time.Duration
+	// TypingMax ends the repetition when no "stopped typing" comes
+	// (Matrix's own typing notifications time out after 30 s). Zero
+	// means the default (30 s).
+	TypingMax time.Duration
 }
 
 // DefaultTimings are the production values.
@@ -49,6 +57,7 @@ func DefaultTimings() Timings {
 		TokenCheck: 30 * time.Second, RenewAt: 0.8,
 		EventTimeout: 240 * time.Second, OperationTimeout: 60 * time.Second,
 		MaxPGetReplaced: 2,
+		TypingRefresh: 4 * time.Second, TypingMax: 30 * time.Second,
 	}
 }
 
@@ -98,6 +107,12 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 	}
 	for _, o := range opts {
 		o(t)
+	}
+	if t.timings.TypingRefresh <= 0 {
+		t.timings.TypingRefresh = 4 * time.Second
+	}
+	if t.timings.TypingMax <= 0 {
+		t.timings.TypingMax = 30 * time.Second
 	}
 	if t.cfg.DiscoveryURL != "" {
 		u, err := url.Parse(t.cfg.DiscoveryURL)
