@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
@@ -343,11 +344,7 @@ func (c *Client) LogoutRemote(ctx context.Context) {
 	c.disconnect(true)
 	c.loggedIn.Store(false)
 	if c.conn.db != nil {
-		if n, err := c.conn.db.DeleteOutboxOfLogin(ctx, string(c.loginID)); err != nil {
-			c.log.Err(err).Msg("Failed to delete the outbox")
-		} else if n > 0 {
-			c.log.Warn().Int64("messages", n).Msg("Dropped Matrix messages not yet sent to Skype for Business (logout)")
-		}
+		c.dropOutbox(ctx)
 		if err := c.conn.db.DeleteResumeState(ctx, string(c.loginID)); err != nil {
 			c.log.Err(err).Msg("Failed to delete stored resume state")
 		}
@@ -358,6 +355,53 @@ func (c *Client) LogoutRemote(ctx context.Context) {
 		}
 	}
 	c.conn.audit(ctx, c.loginID, c.login.UserMXID, database.AuditLogout, "")
+}
+
+// logoutLaneWait bounds how long logout waits for the outbox lanes to
+// finish reporting what they already sent.
+const logoutLaneWait = 10 * time.Second
+
+// dropOutbox deletes the Matrix messages the login had not sent yet and
+// tells each sender in the room (message status and notice) that SfB did
+// not get it: a logout must not swallow queued messages silently.
+func (c *Client) dropOutbox(ctx context.Context) {
+	// A lane that already had SfB's answer reports it and deletes its
+	// entry; wait for it, so that such a message is not also reported
+	// as dropped.
+	c.mu.Lock()
+	box := c.outbox
+	c.mu.Unlock()
+	if box != nil {
+		done := make(chan struct{})
+		go func() {
+			box.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(logoutLaneWait):
+			c.log.Warn().Msg("Outbox lanes still busy at logout, dropping their messages anyway")
+		}
+	}
+	entries, err := c.conn.db.DeleteOutboxOfLogin(ctx, string(c.loginID))
+	if err != nil {
+		c.log.Err(err).Msg("Failed to delete the outbox")
+		return
+	}
+	if len(entries) == 0 {
+		return
+	}
+	c.log.Warn().Int("messages", len(entries)).Msg("Dropped Matrix messages not yet sent to Skype for Business (logout)")
+	for _, entry := range entries {
+		c.takeLive(entry.EventID)
+		ms := bridgev2.WrapErrorInStatus(errors.New("logged out of Skype for Business before the message was sent")).
+			WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusBridgeUnavailable).
+			WithIsCertain(true).
+			WithSendNotice(true).
+			WithMessage("You logged out of Skype for Business before this message was sent; it was not delivered.")
+		c.sendEntryStatus(ctx, entry, ms)
+	}
 }
 
 // IsThisUser: the login's own SfB address.

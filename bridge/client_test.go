@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -248,8 +249,50 @@ func TestLogoutRemote(t *testing.T) {
 	assert.Contains(t, actions, database.AuditCredentialsDeleted)
 
 	// Events of the closed session go nowhere.
+	e.qmu.Lock()
+	e.queued = nil
+	e.qmu.Unlock()
 	session.emit(sfb.MessageReceived{ID: "late", Conversation: sfb.Conversation{Peer: bob}, From: sfb.Person{URI: bob}, Message: sfb.Message{Text: "x"}})
 	assert.Empty(t, e.queuedEvents())
+}
+
+// Matrix messages still queued for SfB at logout are not dropped
+// silently: each sender gets a failure status and a notice in the room.
+func TestLogoutReportsQueuedMessages(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, session := e.mustLogin()
+	portal := e.portalFor(ul.ID, bob)
+	// SfB never answers the first send; the logout's disconnect cancels
+	// it, so both messages are still queued.
+	sending := make(chan struct{}, 2)
+	e.transport.setSendCtxHook(func(ctx context.Context, _ sfb.URI, _ sfb.Message) error {
+		sending <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	for _, evtID := range []string{"$q1", "$q2"} {
+		resp, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, evtID, &event.MessageEventContent{MsgType: event.MsgText, Body: "queued " + evtID}))
+		require.NoError(t, err)
+		require.True(t, resp.Pending)
+	}
+	select {
+	case <-sending:
+	case <-time.After(waitFor):
+		t.Fatal("the outbox never sent the first message")
+	}
+	client.LogoutRemote(e.ctx)
+	requireOutboxEmpty(t, e, ul.ID)
+	statuses := e.matrix.messageStatuses()
+	require.Len(t, statuses, 2, "one status per queued message")
+	for i, st := range statuses {
+		assert.Equal(t, id.EventID(fmt.Sprintf("$q%d", i+1)), st.Info.SourceEventID)
+		assert.Equal(t, portal.MXID, st.Info.RoomID)
+		assert.Equal(t, event.MessageStatusFail, st.Status.Status)
+		assert.True(t, st.Status.SendNotice, "the sender is told in the room")
+		assert.Contains(t, st.Status.Message, "logged out of Skype for Business")
+		assert.NoError(t, st.Ctx.Err())
+	}
+	assert.Empty(t, session.sentMessages())
 }
 
 func matrixMessage(portal *bridgev2.Portal, eventID string, content *event.MessageEventContent) *bridgev2.MatrixMessage {

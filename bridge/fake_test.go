@@ -40,8 +40,11 @@ type fakeTransport struct {
 	// SendMessage, outside the locks; it may block, and an error it
 	// returns is the send's.
 	sendHook func(to sfb.URI, msg sfb.Message) error
-	now      func() time.Time
-	issued   int
+	// sendCtxHook is sendHook with the send's context, for a transport
+	// that stops when the send is cancelled.
+	sendCtxHook func(ctx context.Context, to sfb.URI, msg sfb.Message) error
+	now         func() time.Time
+	issued      int
 }
 
 func newFakeTransport() *fakeTransport {
@@ -156,8 +159,13 @@ func (s *fakeSession) renew(tok sfb.Token) {
 
 func (s *fakeSession) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
 	s.ft.mu.Lock()
-	hook := s.ft.sendHook
+	hook, ctxHook := s.ft.sendHook, s.ft.sendCtxHook
 	s.ft.mu.Unlock()
+	if ctxHook != nil {
+		if err := ctxHook(ctx, to, msg); err != nil {
+			return sfb.SentMessage{}, err
+		}
+	}
 	if hook != nil {
 		if err := hook(to, msg); err != nil {
 			return sfb.SentMessage{}, err
@@ -182,6 +190,12 @@ func (s *fakeSession) setSendErr(err error) {
 func (ft *fakeTransport) setSendHook(hook func(to sfb.URI, msg sfb.Message) error) {
 	ft.mu.Lock()
 	ft.sendHook = hook
+	ft.mu.Unlock()
+}
+
+func (ft *fakeTransport) setSendCtxHook(hook func(ctx context.Context, to sfb.URI, msg sfb.Message) error) {
+	ft.mu.Lock()
+	ft.sendCtxHook = hook
 	ft.mu.Unlock()
 }
 

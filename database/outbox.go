@@ -1,10 +1,12 @@
 package database
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -117,17 +119,29 @@ func (db *DB) DeleteOutbox(ctx context.Context, id int64) error {
 }
 
 // DeleteOutboxOfLogin removes every entry of a login (logout) and returns
-// how many there were.
-func (db *DB) DeleteOutboxOfLogin(ctx context.Context, loginID string) (int64, error) {
-	res, err := db.raw.ExecContext(ctx, `DELETE FROM sfb_outbox WHERE login_id = $1`, loginID)
+// them, oldest first, so that the caller can tell each sender that the
+// message was not sent.
+func (db *DB) DeleteOutboxOfLogin(ctx context.Context, loginID string) ([]OutboxEntry, error) {
+	// DELETE ... RETURNING: PostgreSQL, and SQLite since 3.35.
+	rows, err := db.raw.QueryContext(ctx, `DELETE FROM sfb_outbox WHERE login_id = $1 RETURNING `+outboxColumns, loginID)
 	if err != nil {
-		return 0, fmt.Errorf("delete outbox of %s: %w", loginID, err)
+		return nil, fmt.Errorf("delete outbox of %s: %w", loginID, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("delete outbox of %s: %w", loginID, err)
+	defer rows.Close()
+	var entries []OutboxEntry
+	for rows.Next() {
+		e, err := scanOutbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("delete outbox of %s: %w", loginID, err)
+		}
+		entries = append(entries, e)
 	}
-	return n, nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("delete outbox of %s: %w", loginID, err)
+	}
+	// RETURNING promises no order.
+	slices.SortFunc(entries, func(a, b OutboxEntry) int { return cmp.Compare(a.ID, b.ID) })
+	return entries, nil
 }
 
 const outboxColumns = `id, login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms`

@@ -81,9 +81,17 @@ func TestOutbox(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "carol's", e.Text, "other logins untouched")
 
-		n, err := db.DeleteOutboxOfLogin(ctx, alice)
+		_, _, err = db.AddOutbox(ctx, outboxEntry(alice, bob, "$4", "three"))
 		require.NoError(t, err)
-		assert.Equal(t, int64(1), n, "dave's message was left")
+		gone, err := db.DeleteOutboxOfLogin(ctx, alice)
+		require.NoError(t, err)
+		var goneTexts []string
+		for _, e := range gone {
+			assert.Equal(t, alice, e.LoginID)
+			assert.NotZero(t, e.ID)
+			goneTexts = append(goneTexts, e.Text)
+		}
+		assert.Equal(t, []string{"to dave", "three"}, goneTexts, "what was left, oldest first, for the senders' notices")
 		peers, err = db.OutboxPeers(ctx, alice)
 		require.NoError(t, err)
 		assert.Empty(t, peers)
