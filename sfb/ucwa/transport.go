@@ -57,7 +57,7 @@ func DefaultTimings() Timings {
 		TokenCheck: 30 * time.Second, RenewAt: 0.8,
 		EventTimeout: 240 * time.Second, OperationTimeout: 60 * time.Second,
 		MaxPGetReplaced: 2,
-		TypingRefresh: 4 * time.Second, TypingMax: 30 * time.Second,
+		TypingRefresh:   4 * time.Second, TypingMax: 30 * time.Second,
 	}
 }
 
