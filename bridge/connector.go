@@ -127,6 +127,21 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.br = br
 	c.log = br.Log.With().Str("component", "sfb").Logger()
 	c.requireSynchronousPortals()
+	c.requireMatrixDeduplication()
+}
+
+// requireMatrixDeduplication sets bridge.deduplicate_matrix_messages. A
+// Matrix message leaves sfb_outbox once SfB took it, and the outbox keeps
+// no memory of it; when Synapse pushes the transaction again (the bridge
+// died before answering it), only bridgev2's message table, which has the
+// settled event's row, keeps the message from going to SfB a second time.
+// The price is one indexed lookup per Matrix message.
+func (c *Connector) requireMatrixDeduplication() {
+	if c.br.Config == nil || c.br.Config.DeduplicateMatrixMessages {
+		return
+	}
+	c.log.Info().Msg("Setting bridge.deduplicate_matrix_messages to true: a Matrix message that Synapse pushes again after it reached Skype for Business is not sent twice")
+	c.br.Config.DeduplicateMatrixMessages = true
 }
 
 // requireSynchronousPortals sets bridge.portal_event_buffer to 0. With a

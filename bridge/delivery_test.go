@@ -181,3 +181,12 @@ func TestInitForcesSynchronousPortalEvents(t *testing.T) {
 		assert.Equal(t, 0, br.Config.PortalEventBuffer, "configured %d", buf)
 	}
 }
+
+func TestInitForcesMatrixDeduplication(t *testing.T) {
+	for _, configured := range []bool{false, true} {
+		c := NewConnector(nil)
+		br := &bridgev2.Bridge{Config: &bridgeconfig.BridgeConfig{DeduplicateMatrixMessages: configured}, Log: zerolog.Nop()}
+		c.Init(br)
+		assert.True(t, br.Config.DeduplicateMatrixMessages, "configured %v", configured)
+	}
+}
