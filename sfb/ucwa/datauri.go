@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -96,11 +97,12 @@ func cutScheme(s string) (string, bool) {
 
 // Text returns the data as UTF-8 text: invalid sequences are replaced
 // (reported by the bool), CRLF becomes LF, trailing line breaks go (SfB
-// clients append one).
+// clients append one). The charset parameter is honoured for UTF-8,
+// US-ASCII, ISO-8859-1 and UTF-16; Charset reports one it cannot decode.
 func (d *DataURI) Text() (string, bool) {
-	s := string(d.Data)
-	valid := utf8.ValidString(s)
-	if !valid {
+	s, valid := d.decodeCharset()
+	if !utf8.ValidString(s) {
+		valid = false
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	s = strings.ReplaceAll(s, "\r\n", "\n")
@@ -118,4 +120,48 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// CheckCharset reports a charset parameter Text cannot decode.
+func (d *DataURI) CheckCharset() error {
+	switch cs := strings.ToLower(strings.Trim(d.Params["charset"], `"`)); cs {
+	case "", "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1", "latin-1", "utf-16", "utf-16le", "utf-16be":
+		return nil
+	default:
+		return fmt.Errorf("data URI charset %q: %w", truncate(cs, 40), errUnknownCharset)
+	}
+}
+
+var errUnknownCharset = errors.New("unknown charset")
+
+// decodeCharset turns the data into a Go string after its charset
+// parameter; valid is false when the bytes did not fit it.
+func (d *DataURI) decodeCharset() (string, bool) {
+	switch strings.ToLower(strings.Trim(d.Params["charset"], `"`)) {
+	case "iso-8859-1", "latin1", "latin-1":
+		r := make([]rune, len(d.Data))
+		for i, b := range d.Data {
+			r[i] = rune(b)
+		}
+		return string(r), true
+	case "utf-16", "utf-16le", "utf-16be":
+		data, big := d.Data, strings.EqualFold(d.Params["charset"], "utf-16be")
+		if len(data) >= 2 && data[0] == 0xFE && data[1] == 0xFF {
+			data, big = data[2:], true
+		} else if len(data) >= 2 && data[0] == 0xFF && data[1] == 0xFE {
+			data, big = data[2:], false
+		}
+		u := make([]uint16, len(data)/2)
+		for i := range u {
+			if big {
+				u[i] = uint16(data[2*i])<<8 | uint16(data[2*i+1])
+			} else {
+				u[i] = uint16(data[2*i+1])<<8 | uint16(data[2*i])
+			}
+		}
+		s := string(utf16.Decode(u))
+		return s, len(data)%2 == 0 && !strings.ContainsRune(s, utf8.RuneError)
+	default:
+		return string(d.Data), true
+	}
 }

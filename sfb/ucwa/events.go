@@ -309,7 +309,7 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 	}
 	var deliverErr error
 	if raw := inv.Links.Href("message"); raw != "" && s.seen.add(href) {
-		msg, err := decodeMessageLink(raw, "")
+		msg, err := s.decodeMessage(raw, "")
 		if err != nil {
 			deliverErr = fmt.Errorf("first message of invitation %s: %w", href, err)
 		} else {
@@ -573,7 +573,7 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 			return errors.New("incoming message without text")
 		}
 	}
-	msg, err := decodeMessageLink(plain, html)
+	msg, err := s.decodeMessage(plain, html)
 	if err != nil {
 		return fmt.Errorf("message %s: %w", href, err)
 	}

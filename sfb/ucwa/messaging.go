@@ -463,29 +463,51 @@ func (s *session) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, er
 // decodeMessageLink decodes the data URIs of a message's plain and HTML
 // forms into an sfb.Message. Either may be empty.
 func decodeMessageLink(plain, htmlLink string) (sfb.Message, error) {
+	msg, _, err := decodeMessageText(plain, htmlLink)
+	return msg, err
+}
+
+// decodeMessage is decodeMessageLink for the session: text that does not
+// fit its charset is kept with replacement characters and logged, so the
+// operator can see that something was lost.
+func (s *session) decodeMessage(plain, htmlLink string) (sfb.Message, error) {
+	msg, valid, err := decodeMessageText(plain, htmlLink)
+	if err == nil && !valid {
+		s.log.Warn().Int("bytes", len(msg.Text)+len(msg.HTML)).
+			Msg("Incoming message text is not valid in its charset, invalid bytes replaced")
+	}
+	return msg, err
+}
+
+func decodeMessageText(plain, htmlLink string) (sfb.Message, bool, error) {
 	var msg sfb.Message
+	allValid := true
 	for _, l := range []string{plain, htmlLink} {
 		if l == "" {
 			continue
 		}
 		d, err := ParseDataURI(l)
 		if err != nil {
-			return sfb.Message{}, err
+			return sfb.Message{}, false, err
 		}
-		text, _ := d.Text()
+		if err := d.CheckCharset(); err != nil {
+			return sfb.Message{}, false, fmt.Errorf("message of type %s: %w: %w", d.MediaType, err, sfb.ErrUnsupported)
+		}
+		text, valid := d.Text()
+		allValid = allValid && valid
 		switch d.MediaType {
 		case "text/html":
 			msg.HTML = text
 		case "text/plain", "":
 			msg.Text = text
 		default:
-			return sfb.Message{}, fmt.Errorf("message of type %s: %w", d.MediaType, sfb.ErrUnsupported)
+			return sfb.Message{}, false, fmt.Errorf("message of type %s: %w", d.MediaType, sfb.ErrUnsupported)
 		}
 	}
 	if msg.Text == "" && msg.HTML != "" {
 		msg.Text = htmlToText(msg.HTML)
 	}
-	return msg, nil
+	return msg, allValid, nil
 }
 
 var (

@@ -266,3 +266,34 @@ func FuzzEventBody(f *testing.F) {
 		s.processBatch(evs, "fuzz")
 	})
 }
+
+// TestMessageCharsets: the charset of a message's data URI decides how its
+// bytes are read; bytes that do not fit are replaced (and reported), a
+// charset the client cannot read is a clear unsupported error.
+func TestMessageCharsets(t *testing.T) {
+	tests := []struct {
+		name, link, want string
+		valid            bool
+		wantErr          error
+	}{
+		{"utf-8", "data:text/plain;charset=utf-8,Gr%C3%BC%C3%9Fe", "Grüße", true, nil},
+		{"latin-1", "data:text/plain;charset=ISO-8859-1,Gr%FC%DFe", "Grüße", true, nil},
+		{"utf-16 with BOM", "data:text/plain;charset=utf-16;base64,//5HAHIA/ADfAGUA", "Grüße", true, nil},
+		{"utf-16be", "data:text/plain;charset=utf-16be;base64,AEcAcgD8AN8AZQ==", "Grüße", true, nil},
+		{"invalid utf-8", "data:text/plain;charset=utf-8,Gr%FC%DFe", "Gr\uFFFDe", false, nil},
+		{"unknown charset", "data:text/plain;charset=koi8-r,abc", "", false, sfb.ErrUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg, valid, err := decodeMessageText(tt.link, "")
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				assert.Contains(t, err.Error(), "koi8-r")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, msg.Text)
+			assert.Equal(t, tt.valid, valid)
+		})
+	}
+}
