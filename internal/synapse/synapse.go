@@ -73,6 +73,12 @@ type Server struct {
 	removeDir    bool
 	httpClient   *http.Client
 
+	// venv, configPath and startTimeout are what Restart starts the
+	// same homeserver with again.
+	venv         string
+	configPath   string
+	startTimeout time.Duration
+
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	exitErr  error
@@ -148,11 +154,43 @@ func (s *Server) start(ctx context.Context, venv string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	logFile, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	s.venv, s.configPath, s.startTimeout = venv, configPath, opts.StartTimeout
+	if err := s.launch(ctx, os.O_TRUNC); err != nil {
+		if strings.Contains(s.LogTail(200), "Address already in use") {
+			return fmt.Errorf("start synapse on port %d: %w", port, errAddressInUse)
+		}
+		return err
+	}
+	return nil
+}
+
+// Restart starts the homeserver again on the same port, directory and
+// configuration, stopping it first if it runs: users, access tokens, rooms
+// and application service registrations survive, as after an operator's
+// restart. For tests of a homeserver outage. The log is appended to.
+func (s *Server) Restart(ctx context.Context) error {
+	if s.configPath == "" {
+		return errors.New("restart synapse: it was never started")
+	}
+	if err := s.Stop(); err != nil {
+		return fmt.Errorf("restart synapse: %w", err)
+	}
+	if err := s.launch(ctx, os.O_APPEND); err != nil {
+		return fmt.Errorf("restart synapse: %w", err)
+	}
+	return nil
+}
+
+// launch runs Synapse with the written configuration and waits until it is
+// healthy; logMode is os.O_TRUNC for a new server, os.O_APPEND for a
+// restart.
+func (s *Server) launch(ctx context.Context, logMode int) error {
+	logFile, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|logMode, 0o600)
 	if err != nil {
 		return fmt.Errorf("create synapse log: %w", err)
 	}
-	cmd := exec.Command(filepath.Join(venv, "bin", "python"), "-m", "synapse.app.homeserver", "-c", configPath)
+	venv := s.venv
+	cmd := exec.Command(filepath.Join(venv, "bin", "python"), "-m", "synapse.app.homeserver", "-c", s.configPath)
 	cmd.Dir = s.Dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -171,11 +209,8 @@ func (s *Server) start(ctx context.Context, venv string, opts Options) error {
 		logFile.Close()
 		close(s.exited)
 	}()
-	if err := s.waitHealthy(ctx, opts.StartTimeout); err != nil {
+	if err := s.waitHealthy(ctx, s.startTimeout); err != nil {
 		_ = s.Stop()
-		if strings.Contains(s.LogTail(200), "Address already in use") {
-			return fmt.Errorf("start synapse on port %d: %w", port, errAddressInUse)
-		}
 		return fmt.Errorf("start synapse: %w\n--- last lines of %s ---\n%s", err, s.LogPath, s.LogTail(60))
 	}
 	return nil

@@ -201,3 +201,34 @@ func TestHealthAndConfig(t *testing.T) {
 	assert.Equal(t, false, cfg["enable_registration"])
 	assert.Equal(t, []any{}, cfg["trusted_key_servers"])
 }
+
+// A restarted homeserver answers on the same URL with the same data: an
+// access token issued before still works, a room created before is
+// still joined. Between Stop and Restart nothing answers.
+func TestRestartKeepsPortAndData(t *testing.T) {
+	needSynapse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	erin, err := hs.RegisterUser(ctx, "erin", "erin-password", false)
+	require.NoError(t, err)
+	client, err := mautrix.NewClient(hs.URL, erin.UserID, erin.AccessToken)
+	require.NoError(t, err)
+	room, err := client.CreateRoom(ctx, &mautrix.ReqCreateRoom{Name: "before the restart"})
+	require.NoError(t, err)
+	url := hs.URL
+
+	require.NoError(t, hs.Stop())
+	assert.False(t, hs.Running())
+	_, err = client.Whoami(ctx)
+	require.Error(t, err, "a stopped homeserver answers nothing")
+
+	require.NoError(t, hs.Restart(ctx))
+	assert.True(t, hs.Running())
+	assert.Equal(t, url, hs.URL, "same port")
+	who, err := client.Whoami(ctx)
+	require.NoError(t, err, "the token issued before the restart")
+	assert.Equal(t, erin.UserID, who.UserID)
+	joined, err := client.JoinedRooms(ctx)
+	require.NoError(t, err)
+	assert.Contains(t, joined.JoinedRooms, room.RoomID)
+}

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+)
+
+func outageText(i int) string { return fmt.Sprintf("outage message %02d", i) }
+
+// TestHomeserverRestart stops Synapse in the middle of an SfB -> Matrix
+// stream, lets the colleague write while it is down and starts it again
+// on the same port and data: the bridge keeps retrying the message the
+// homeserver did not take (and, holding it, acknowledges nothing after it
+// to SfB), so every message arrives exactly once, in order, in the same
+// room, and Matrix -> SfB works again afterwards.
+func TestHomeserverRestart(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "frank")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*hop)
+	defer cancel()
+	t.Cleanup(func() {
+		// Later tests share the homeserver.
+		if !env.st.HS.Running() {
+			rctx, rcancel := context.WithTimeout(context.Background(), 3*hop)
+			defer rcancel()
+			require.NoError(t, env.st.HS.Restart(rctx))
+		}
+	})
+	room := env.openPortal(t, p, "before the outage")
+	logStart := fileSize(t, env.st.Bridge.LogPath)
+
+	const beforeStop, whileDown = 10, 5
+	from := p.mx.mark()
+	for i := 1; i <= beforeStop; i++ {
+		require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: outageText(i)}))
+	}
+	// Stop as soon as the stream is under way: some messages are in
+	// Matrix, the rest are in the bridge or still on the SfB server.
+	p.mx.waitFor(from, hop, "the stream to start", isMessage(room, p.ghost, equals(outageText(2))))
+	require.NoError(t, env.st.HS.Stop())
+	require.False(t, env.st.HS.Running())
+
+	for i := beforeStop + 1; i <= beforeStop+whileDown; i++ {
+		require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: outageText(i)}))
+	}
+	// The bridge must have met the outage (not bridged everything before
+	// the stop): a send to the homeserver failed and is being retried
+	// (first by mautrix's HTTP client, after its last attempt by the
+	// connector's queueReliably).
+	require.Eventually(t, func() bool {
+		return strings.Contains(readFrom(t, env.st.Bridge.LogPath, logStart), "connection refused")
+	}, hop, 100*time.Millisecond, "the bridge never met the outage")
+	require.True(t, env.st.Bridge.Running(), "the bridge survives the homeserver outage")
+
+	require.NoError(t, env.st.HS.Restart(ctx))
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "after the outage"}))
+	p.mx.waitFor(from, 2*hop, "the message after the outage", isMessage(room, p.ghost, equals("after the outage")))
+
+	var bodies []string
+	for _, evt := range p.mx.Events(from) {
+		if isMessage("", p.ghost, anyBody)(evt) {
+			assert.Equal(t, room, evt.RoomID, "message %q in another room", evt.Content.AsMessage().Body)
+			bodies = append(bodies, evt.Content.AsMessage().Body)
+		}
+	}
+	want := []string{}
+	for i := 1; i <= beforeStop+whileDown; i++ {
+		want = append(want, outageText(i))
+	}
+	want = append(want, "after the outage")
+	assert.Equal(t, want, bodies, "every SfB message exactly once, in order")
+
+	// Matrix -> SfB works again.
+	_, err := p.mx.Client.SendText(ctx, room, "back online")
+	require.NoError(t, err)
+	env.waitReceived(t, p, "the reply after the outage", func(r sim.Received) bool { return r.Message.Text == "back online" })
+	assertNoDuplicates(t, env.sim.Received(p.colleague.URI))
+}
