@@ -114,9 +114,11 @@ func (s *session) eventLoop() {
 		}
 		st, gen = s.appSnapshot()
 		if h := evs.Links.Href("resync"); h != "" {
-			// We lost track of the channel: transient state is gone.
+			// We lost track of the channel: what we cached may be stale,
+			// but the server kept the conversations open (unlike after
+			// resume), so read them again rather than forget them.
 			s.log.Warn().Msg("Event channel asks to resync")
-			s.resetTransient("resync")
+			s.resyncConversations(st)
 			next = resolveHref(st.base, h)
 			continue
 		}

@@ -195,7 +195,7 @@ func (f *fakeUCWA) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 201, `{"culture":"en-US","userAgent":"x","_links":{"self":{"href":"`+a+`"},"events":{"href":"`+a+`/events?ack=1"}},
 "_embedded":{"me":{"name":"Tosh Meston","uri":"sip:toshm@contoso.com","_links":{"self":{"href":"`+a+`/me"},"makeMeAvailable":{"href":"`+a+`/me/makeMeAvailable"}},"rel":"me"},
 "people":{"_links":{"self":{"href":"`+a+`/people"},"search":{"href":"`+a+`/people/search"}},"rel":"people"},
-"communication":{"supportedModalities":[],"_links":{"self":{"href":"`+a+`/communication"},"startMessaging":{"href":"`+a+`/communication/messagingInvitations"}},"rel":"communication"}},"rel":"application"}`)
+"communication":{"supportedModalities":[],"_links":{"self":{"href":"`+a+`/communication"},"conversations":{"href":"`+a+`/communication/conversations?filter=active"},"startMessaging":{"href":"`+a+`/communication/messagingInvitations"}},"rel":"communication"}},"rel":"application"}`)
 	case strings.HasSuffix(p, "/me/makeMeAvailable"), strings.HasSuffix(p, "/me/reportMyActivity"),
 		strings.HasSuffix(p, "/accept"), strings.HasSuffix(p, "/messaging/typing"):
 		w.WriteHeader(204)

@@ -26,6 +26,7 @@ type appState struct {
 	reportMyActivity string
 	me               string
 	startMessaging   string
+	conversations    string // the communication's conversations collection
 	people           string
 	search           string
 }
@@ -193,6 +194,7 @@ func (s *session) useApplication(apps string, app *Application, op string) error
 		return fmt.Errorf("%s: embedded communication: present=%v: %v", op, ok, err)
 	}
 	st.startMessaging = res(comm.Links.Href("startMessaging"))
+	st.conversations = res(comm.Links.Href("conversations"))
 	var people Resource
 	if ok, _ := decodeEmbedded(app.Embedded, "people", &people); ok {
 		st.people = res(people.Self())

@@ -335,23 +335,110 @@ func TestEventChannelTransientErrorsKeepAck(t *testing.T) {
 	assert.Equal(t, []int{1, 2, 2, 2}, acks[:4])
 }
 
+// conversationsScript serves the conversations collection (with the
+// hrefs list returns, or status when it is not 200) and c1 as a connected
+// 1:1 conversation with Lene, as conversations_ref.md, conversation_ref.md,
+// messaging_ref.md and participants_ref.md show them.
+func conversationsScript(f *fakeUCWA, list func() (int, []string)) {
+	f.mu.Lock()
+	prev := f.override
+	f.override = func(w http.ResponseWriter, r *http.Request, body string) bool {
+		a := f.app()
+		c1 := a + "/communication/conversations/c1"
+		switch {
+		case r.Method != http.MethodGet:
+		case r.URL.Path == a+"/communication/conversations":
+			st, hrefs := list()
+			if st != 200 {
+				writeJSON(w, st, `{"code":"ServiceFailure","message":"try later"}`)
+				return true
+			}
+			var links []string
+			for _, h := range hrefs {
+				links = append(links, `{"href":"`+a+h+`"}`)
+			}
+			writeJSON(w, 200, `{"rel":"conversations","_links":{"self":{"href":"`+a+`/communication/conversations"},"conversation":[`+strings.Join(links, ",")+`]}}`)
+			return true
+		case r.URL.Path == c1:
+			writeJSON(w, 200, `{"rel":"conversation","state":"Connected","threadId":"thr-inv1","subject":"","activeModalities":["Messaging"],"participantCount":2,
+"_links":{"self":{"href":"`+c1+`"},"messaging":{"href":"`+c1+`/messaging"},"participants":{"href":"`+c1+`/participants"}}}`)
+			return true
+		case r.URL.Path == c1+"/messaging":
+			writeJSON(w, 200, `{"rel":"messaging","state":"Connected","negotiatedMessageFormats":["Plain","Html"],"_links":{"self":{"href":"`+c1+`/messaging"},
+"conversation":{"href":"`+c1+`"},"sendMessage":{"href":"`+c1+`/messaging/messages"},"setIsTyping":{"href":"`+c1+`/messaging/typing"}}}`)
+			return true
+		case r.URL.Path == c1+"/participants":
+			writeJSON(w, 200, `{"rel":"participants","_links":{"self":{"href":"`+c1+`/participants"},
+"participant":[{"href":"`+c1+`/participants/lenea@contoso.com","title":"Lene Aaling"}]}}`)
+			return true
+		}
+		return prev != nil && prev(w, r, body)
+	}
+	f.mu.Unlock()
+}
+
+// TestEventChannelResyncAndResume: after resync (EventChannelDetails.md)
+// the client reads the conversations again: one the server still has stays
+// (the next message goes into it, no second conversation), one it no
+// longer has ends, and when the collection cannot be read every
+// conversation is forgotten. After resume the server closed them all.
 func TestEventChannelResyncAndResume(t *testing.T) {
-	f := newFake(t)
-	tr := newTestTransport(t, f)
-	_, rec := signIn(t, tr, "secret")
-	f.pushSenders(incomingInvitation("inv1", "data:,hi"))
-	f.push(fakeBatch{body: `{"_links":{"resync":{"href":"{APP}/events?ack=7"}}}`})
-	require.Eventually(t, func() bool { return len(eventsOf[sfb.ConversationEnded](rec.all())) == 1 }, waitFor, tick)
-	f.push(fakeBatch{body: `{"_links":{"self":{"href":"x"},"resume":{"href":"{APP}/events?ack=20"}},"sender":` +
-		strings.ReplaceAll(convSender(incomingMessage("9", "data:,after resume")), "c1", "c9") + `}`})
-	require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
-	// The GET with ack=20 follows the handling of the resumed batch.
-	require.Eventually(t, func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return slices.Contains(f.acks, 7) && slices.Contains(f.acks, 20)
-	}, waitFor, tick)
-	assert.Equal(t, "after resume", messages(rec.all())[1].Message.Text)
+	tests := []struct {
+		name      string
+		status    int
+		hrefs     []string
+		wantEnded bool
+	}{
+		{"still open", 200, []string{"/communication/conversations/c1"}, false},
+		{"server closed it", 200, nil, true},
+		{"collection unreadable", 500, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			tr := newTestTransport(t, f)
+			s, rec := signIn(t, tr, "secret")
+			conversationsScript(f, func() (int, []string) { return tt.status, tt.hrefs })
+			messageScript(f, func(int) string { return "Success" })
+			f.pushSenders(incomingInvitation("inv1", "data:,hi"))
+			f.pushSenders(`[` + messagingConnected() + `]`)
+			require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+			f.push(fakeBatch{body: `{"_links":{"resync":{"href":"{APP}/events?ack=7"}}}`})
+			require.Eventually(t, func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return slices.Contains(f.acks, 7)
+			}, waitFor, tick)
+			lene := sfb.URI("sip:lenea@contoso.com")
+			if tt.wantEnded {
+				require.Len(t, eventsOf[sfb.ConversationEnded](rec.all()), 1)
+				assert.Equal(t, lene, eventsOf[sfb.ConversationEnded](rec.all())[0].Conversation.Peer)
+				return
+			}
+			assert.Empty(t, eventsOf[sfb.ConversationEnded](rec.all()), "resync does not end conversations")
+			sent, err := s.SendMessage(context.Background(), lene, sfb.Message{Text: "reply", HTML: "<b>reply</b>"})
+			require.NoError(t, err)
+			assert.True(t, strings.HasSuffix(sent.ID, "/conversations/c1/messaging/messages/out1"), sent.ID)
+			assert.Empty(t, f.recorded("POST", "/communication/messagingInvitations"), "no second conversation")
+			msgs := f.recorded("POST", "/messaging/messages")
+			require.Len(t, msgs, 1)
+			assert.Equal(t, "<b>reply</b>", msgs[0].Body, "formats read again: Html negotiated")
+
+			f.push(fakeBatch{body: `{"_links":{"self":{"href":"x"},"resume":{"href":"{APP}/events?ack=20"}},"sender":` +
+				strings.ReplaceAll(convSender(incomingMessage("9", "data:,after resume")), "c1", "c9") + `}`})
+			require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
+			// The GET with ack=20 follows the handling of the resumed batch.
+			require.Eventually(t, func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return slices.Contains(f.acks, 20)
+			}, waitFor, tick)
+			assert.Equal(t, "after resume", messages(rec.all())[1].Message.Text)
+			ended := eventsOf[sfb.ConversationEnded](rec.all())
+			require.Len(t, ended, 1, "resume: the server closed the conversations")
+			assert.Equal(t, sfb.Conversation{ThreadID: "thr-inv1", Peer: lene}, ended[0].Conversation)
+		})
+	}
 }
 
 func TestEventChannelPGetReplaced(t *testing.T) {

@@ -214,3 +214,50 @@ func TestSimDeliveryFailure(t *testing.T) {
 	_, err := s.SendMessage(context.Background(), bob, sfb.Message{Text: "nope"})
 	require.ErrorIs(t, err, sfb.ErrDeliveryFailed)
 }
+
+// TestSimResyncKeepsConversation: after a forced resync the client reads
+// its conversations again, so its reply goes into the conversation bob
+// still has open (same thread), and nothing is lost or doubled.
+func TestSimResyncKeepsConversation(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m1"}))
+	// A second message comes once the invitation is accepted, after the
+	// event that says messaging is connected: the reply then goes into
+	// this conversation (a reply racing the accept would start another).
+	require.Eventually(t, func() bool { return len(srv.Received(alice)) == 1 }, waitFor, tick)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m1b"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
+	_, err := s.SendMessage(ctx, bob, sfb.Message{Text: "r1"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 1 }, waitFor, tick)
+	thread := srv.Received(bob)[0].ThreadID
+	require.NotEmpty(t, thread)
+
+	srv.ForceResync(alice)
+	// The resync answers the pending GET at once; m2 comes in the batch
+	// the resync link leads to, so once it is here the resync is handled.
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m2"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 3 }, waitFor, tick)
+	_, err = s.SendMessage(ctx, bob, sfb.Message{Text: "r2", HTML: "<b>r2</b>"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 2 }, waitFor, tick)
+	got := srv.Received(bob)
+	assert.Equal(t, thread, got[1].ThreadID, "the reply goes into the open conversation")
+	assert.Equal(t, "<b>r2</b>", got[1].Message.HTML)
+	assert.Equal(t, []string{"r1", "r2"}, receivedTexts(srv, bob))
+
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m3"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 4 }, waitFor, tick)
+	var texts []string
+	ids := map[string]bool{}
+	for _, m := range messages(rec.all()) {
+		texts = append(texts, m.Message.Text)
+		assert.False(t, ids[m.ID], "message %s delivered twice", m.ID)
+		ids[m.ID] = true
+		assert.Equal(t, thread, m.Conversation.ThreadID)
+	}
+	assert.Equal(t, []string{"m1", "m1b", "m2", "m3"}, texts)
+	assert.Empty(t, eventsOf[sfb.ConversationEnded](rec.all()), "resync ends no conversation")
+}
