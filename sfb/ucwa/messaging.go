@@ -278,13 +278,32 @@ func deliveryError(res opResult) error {
 
 // startMessaging sends an invitation with the first message inside
 // (startMessaging_ref.md) and waits for it to complete.
+//
+// The invitation's message is one ExternalResource, a data URI
+// (messagingInvitation_ref.md): formatted text goes as text/html, as SfB
+// clients send their first message, so it is not flattened. A server that
+// refuses the HTML form outright (400, 415) gets the plain text instead;
+// the invitation carries only one form.
 func (s *session) startMessaging(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
+	plain := msg.Text
+	if plain == "" {
+		plain = htmlToText(msg.HTML)
+	}
+	if msg.HTML != "" {
+		sent, err := s.invite(ctx, to, EncodeDataURI("text/html", msg.HTML))
+		if st := statusOf(err); st != http.StatusBadRequest && st != http.StatusUnsupportedMediaType {
+			return sent, err
+		}
+		s.log.Info().Err(err).Str("peer", string(to)).Msg("Invitation with an HTML message refused, sending it as plain text")
+	}
+	return s.invite(ctx, to, EncodeDataURI("text/plain", plain))
+}
+
+// invite posts one messaging invitation with first (a data URI) as its
+// message and waits for it to complete.
+func (s *session) invite(ctx context.Context, to sfb.URI, first string) (sfb.SentMessage, error) {
 	st, _ := s.appSnapshot()
 	opID := newUUID()
-	first := EncodeDataURI("text/plain", msg.Text)
-	if msg.Text == "" {
-		first = EncodeDataURI("text/plain", htmlToText(msg.HTML))
-	}
 	body, _ := json.Marshal(map[string]any{
 		"importance":     "Normal",
 		"sessionContext": newUUID(),

@@ -820,3 +820,55 @@ func TestTypingRepeatedWhileTyping(t *testing.T) {
 		})
 	}
 }
+
+// TestStartMessagingFirstMessageFormat: the invitation's message is a
+// data URI (messagingInvitation_ref.md); formatted text goes as
+// text/html, and as plain text only when the server refuses the HTML.
+func TestStartMessagingFirstMessageFormat(t *testing.T) {
+	tests := []struct {
+		name       string
+		msg        sfb.Message
+		refuseHTML int
+		want       []string // media type and text of each invitation's message
+	}{
+		{"plain", sfb.Message{Text: "hi"}, 0, []string{"text/plain", "hi"}},
+		{"html", sfb.Message{Text: "hi bold", HTML: "hi <b>bold</b>"}, 0, []string{"text/html", "hi <b>bold</b>"}},
+		{"html only", sfb.Message{HTML: "<i>x</i>"}, 0, []string{"text/html", "<i>x</i>"}},
+		{"html refused 415", sfb.Message{Text: "hi bold", HTML: "hi <b>bold</b>"}, 415, []string{"text/html", "hi <b>bold</b>", "text/plain", "hi bold"}},
+		{"html refused 400", sfb.Message{HTML: "<i>x</i>"}, 400, []string{"text/html", "<i>x</i>", "text/plain", "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			tr := newTestTransport(t, f)
+			s, _ := signIn(t, tr, "secret")
+			outgoingScript(f, "Success")
+			f.mu.Lock()
+			prev := f.override
+			f.override = func(w http.ResponseWriter, r *http.Request, body string) bool {
+				if tt.refuseHTML != 0 && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/communication/messagingInvitations") &&
+					strings.Contains(body, "data:text/html") {
+					writeJSON(w, tt.refuseHTML, `{"code":"BadRequest","message":"unsupported message format"}`)
+					return true
+				}
+				return prev(w, r, body)
+			}
+			f.mu.Unlock()
+			_, err := s.SendMessage(context.Background(), "sip:lenea@contoso.com", tt.msg)
+			require.NoError(t, err)
+			var got []string
+			for _, inv := range f.recorded("POST", "/communication/messagingInvitations") {
+				var body struct {
+					Links struct {
+						Message struct{ Href string } `json:"message"`
+					} `json:"_links"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(inv.Body), &body))
+				d, err := ParseDataURI(body.Links.Message.Href)
+				require.NoError(t, err)
+				got = append(got, d.MediaType, string(d.Data))
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

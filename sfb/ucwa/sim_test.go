@@ -261,3 +261,16 @@ func TestSimResyncKeepsConversation(t *testing.T) {
 	assert.Equal(t, []string{"m1", "m1b", "m2", "m3"}, texts)
 	assert.Empty(t, eventsOf[sfb.ConversationEnded](rec.all()), "resync ends no conversation")
 }
+
+// TestSimStartMessagingHTML: a conversation we start carries formatted
+// text in its first message.
+func TestSimStartMessagingHTML(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, _ := simSignIn(t, tr)
+	_, err := s.SendMessage(context.Background(), bob, sfb.Message{Text: "hello world", HTML: "hello <b>world</b>"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 1 }, waitFor, tick)
+	got := srv.Received(bob)[0].Message
+	assert.Equal(t, "hello <b>world</b>", got.HTML)
+	assert.Equal(t, "hello world", got.Text)
+}
