@@ -23,6 +23,10 @@ import (
 // goes with the repeat or with the conversation.
 const firstRepeatWindow = time.Hour
 
+// maxUndecodable is how many undecodable event channel responses in a row
+// make the session report itself disconnected.
+const maxUndecodable = 3
+
 // eventLoop holds the pending GET on the event channel, always following
 // the server's next (or resume/resync) link and processing each batch in
 // order before asking for the next one. A failed GET is repeated with the
@@ -39,6 +43,7 @@ func (s *session) eventLoop() {
 	}
 	backoff := time.Duration(0)
 	replaced := 0
+	undecodable := 0
 	connected := true
 	for {
 		if s.ctx.Err() != nil {
@@ -98,19 +103,27 @@ func (s *session) eventLoop() {
 			continue
 		}
 		replaced = 0
+		var evs Events
+		if err := json.Unmarshal(resp.body, &evs); err != nil {
+			// Without the body we do not know the next link; asking again
+			// with the same ack gets the same batch. A server (or a proxy
+			// in front of it) that keeps answering so is as good as gone:
+			// say so after a few, and back off like any other failure.
+			undecodable++
+			s.log.Error().Err(err).Int("times", undecodable).Str("url", redact(next)).Msg("Undecodable event channel response")
+			if connected && undecodable >= maxUndecodable {
+				connected = false
+				s.emit(sfb.SessionState{Connected: false, Err: fmt.Errorf("event channel: %d undecodable responses in a row: %w: %w", undecodable, err, sfb.ErrServerUnavailable)})
+			}
+			backoff = nextBackoff(backoff, s.t.timings)
+			sleepCtx(s.ctx, jitter(backoff))
+			continue
+		}
+		undecodable = 0
 		backoff = 0
 		if !connected {
 			connected = true
 			s.emit(sfb.SessionState{Connected: true})
-		}
-		var evs Events
-		if err := json.Unmarshal(resp.body, &evs); err != nil {
-			// Without the body we do not know the next link; asking again
-			// with the same ack gets the same batch.
-			s.log.Error().Err(err).Str("url", redact(next)).Msg("Undecodable event channel response")
-			backoff = nextBackoff(backoff, s.t.timings)
-			sleepCtx(s.ctx, backoff)
-			continue
 		}
 		st, gen = s.appSnapshot()
 		if h := evs.Links.Href("resync"); h != "" {
@@ -170,26 +183,34 @@ func (s *session) finish() {
 	s.closed.Store(true)
 }
 
-// retryWait is how long to wait before retrying after err: the backoff, or
-// the server's Retry-After when it asks for longer (capped).
+// retryWait is how long to wait before retrying after err: the backoff
+// with jitter, or the server's Retry-After when it asks for longer
+// (capped).
 func retryWait(err error, backoff time.Duration, tm Timings) time.Duration {
 	var e *Error
 	if errors.As(err, &e) && e.RetryAfter > backoff {
 		return min(e.RetryAfter, tm.BackoffMax)
 	}
-	return backoff
+	return jitter(backoff)
 }
 
+// nextBackoff doubles cur from BackoffMin up to BackoffMax. The jitter goes
+// on the wait (retryWait, jitter), not into the state: fed back, it would
+// keep the backoff from growing.
 func nextBackoff(cur time.Duration, tm Timings) time.Duration {
 	if cur <= 0 {
 		return tm.BackoffMin
 	}
-	next := cur * 2
-	if next > tm.BackoffMax {
-		next = tm.BackoffMax
+	return min(cur*2, tm.BackoffMax)
+}
+
+// jitter is a wait between d/2 and d, so that many sessions do not come
+// back at once.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
 	}
-	// Jitter so that many sessions do not come back at once.
-	return next/2 + rand.N(next/2+1)
+	return d/2 + rand.N(d/2+1)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

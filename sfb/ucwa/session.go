@@ -402,6 +402,7 @@ func (s *session) tokenLoop() {
 	defer s.wg.Done()
 	tick := time.NewTicker(s.t.timings.TokenCheck)
 	defer tick.Stop()
+	var backoff time.Duration
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -429,16 +430,28 @@ func (s *session) tokenLoop() {
 		err := s.c.renew(rctx)
 		cancel()
 		if err != nil {
-			if errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired) {
+			// The server refusing the password (invalid_grant) or the
+			// password grant itself (unsupported_grant_type,
+			// invalid_request) will not change by asking again.
+			if errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired) || errors.Is(err, sfb.ErrUnsupported) {
 				s.end(fmt.Errorf("renew token: %w", err))
 				return
 			}
-			s.log.Warn().Err(err).Msg("Token renewal failed, retrying")
+			// Many sessions share the token endpoint: back off (capped,
+			// jittered, or as long as Retry-After says) so that a
+			// struggling server is not asked by all of them every tick.
+			backoff = nextBackoff(backoff, s.t.timings)
+			wait := retryWait(err, backoff, s.t.timings)
+			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("Token renewal failed, retrying")
 			if !now.Before(tok.ExpiresAt) {
 				s.log.Warn().Msg("Token expired while renewal keeps failing")
 			}
+			if !sleepCtx(s.ctx, wait) {
+				return
+			}
 			continue
 		}
+		backoff = 0
 		s.log.Debug().Msg("Renewed UCWA token")
 	}
 }

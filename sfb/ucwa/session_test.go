@@ -872,3 +872,105 @@ func TestStartMessagingFirstMessageFormat(t *testing.T) {
 		})
 	}
 }
+
+// TestUndecodableEventBodies: a few undecodable responses in a row are
+// retried quietly; more report the session disconnected, and the first
+// good body connects it again with nothing lost.
+func TestUndecodableEventBodies(t *testing.T) {
+	tests := []struct {
+		name string
+		bad  int
+		want []bool // Connected of each SessionState
+	}{
+		{"one", 1, nil},
+		{"below the limit", maxUndecodable - 1, nil},
+		{"at the limit", maxUndecodable, []bool{false, true}},
+		{"many", maxUndecodable + 3, []bool{false, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			tr := newTestTransport(t, f)
+			_, rec := signIn(t, tr, "secret")
+			for range tt.bad {
+				f.push(fakeBatch{body: `{"_links":{"next":`})
+			}
+			f.pushSenders(convSender(incomingMessage("1", "data:,after")))
+			require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
+			var got []bool
+			for _, st := range eventsOf[sfb.SessionState](rec.all()) {
+				got = append(got, st.Connected)
+				if !st.Connected {
+					assert.ErrorIs(t, st.Err, sfb.ErrServerUnavailable)
+					assert.Contains(t, st.Err.Error(), "undecodable")
+				}
+			}
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, "after", messages(rec.all())[0].Message.Text)
+			assert.Empty(t, eventsOf[sfb.SessionEnded](rec.all()))
+		})
+	}
+}
+
+// TestTokenRenewalFailures: a renewal the server cannot answer is retried
+// with a growing (capped) backoff, not every TokenCheck; a refused
+// password or grant ends the session with the matching error.
+func TestTokenRenewalFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantEnd error
+	}{
+		{"server error backs off", 503, `{"error":"server_error"}`, nil},
+		{"bad password ends", 400, `{"error":"invalid_grant"}`, sfb.ErrBadCredentials},
+		{"grant refused ends", 400, `{"error":"unsupported_grant_type"}`, sfb.ErrUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			f.expiresIn = 100
+			var mu sync.Mutex
+			now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			tr := newTestTransport(t, f, WithClock(clock))
+			_, rec := signIn(t, tr, "secret")
+			var attempts []time.Time
+			f.mu.Lock()
+			f.override = func(w http.ResponseWriter, r *http.Request, _ string) bool {
+				if r.URL.Path != "/WebTicket/oauthtoken" {
+					return false
+				}
+				f.mu.Lock()
+				attempts = append(attempts, time.Now())
+				f.mu.Unlock()
+				writeJSON(w, tt.status, tt.body)
+				return true
+			}
+			f.mu.Unlock()
+			mu.Lock()
+			now = now.Add(81 * time.Second)
+			mu.Unlock()
+			if tt.wantEnd != nil {
+				require.Eventually(t, func() bool { return len(eventsOf[sfb.SessionEnded](rec.all())) == 1 }, waitFor, tick)
+				assert.ErrorIs(t, eventsOf[sfb.SessionEnded](rec.all())[0].Err, tt.wantEnd)
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				assert.Len(t, attempts, 1, "not asked again")
+				return
+			}
+			const n = 7
+			require.Eventually(t, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(attempts) >= n }, waitFor, tick)
+			f.mu.Lock()
+			got := append([]time.Time(nil), attempts[:n]...)
+			f.mu.Unlock()
+			// The backoff doubles from BackoffMin to BackoffMax, with
+			// jitter down to half: the later gaps are at least half the cap.
+			tm := testTimings()
+			for i := n - 2; i < n; i++ {
+				assert.GreaterOrEqual(t, got[i].Sub(got[i-1]), tm.BackoffMax/2, "gap before attempt %d", i+1)
+			}
+			assert.Empty(t, eventsOf[sfb.SessionEnded](rec.all()), "a server error does not end the session")
+		})
+	}
+}
