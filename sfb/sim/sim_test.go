@@ -517,3 +517,23 @@ func find(t *testing.T, evs []evt, pred func(evt) bool) evt {
 	t.Fatalf("no matching event in %+v", evs)
 	return evt{}
 }
+
+// TestParticipantsCollectionLinks: participants_ref.md gives the
+// collection "participant" links to the remote participants, which a
+// client reading its conversations again (after resync) relies on.
+func TestParticipantsCollectionLinks(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, sim.Options{})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	alice.makeMeAvailable("Plain", "Html")
+	require.NoError(t, e.sim.SendMessage(ctx, uri("sip:bob@contoso.com"), uri("sip:alice@contoso.com"), sfb.Message{Text: "hi"}))
+	evs := alice.await("invitation", is("messagingInvitation", "started"))
+	inv := evs[len(evs)-1].embedded()
+	conv := get(t, inv, "_links", "conversation", "href").(string)
+	r := alice.do("GET", conv+"/participants", "", "")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	links := get(t, r.json(t), "_links", "participant").([]any)
+	require.Len(t, links, 1)
+	assert.Equal(t, conv+"/participants/bob@contoso.com", get(t, links[0], "href"))
+	assert.NotEmpty(t, get(t, links[0], "title"))
+}

@@ -572,15 +572,18 @@ func (s *Server) serveConversation(w http.ResponseWriter, r *http.Request, a *ap
 			methodNotAllowed(w)
 		}
 	case path == "participants" && get:
-		list := []any{}
+		// participants_ref.md: the collection links its remote
+		// participants; the simulator embeds them as well.
+		list, links := []any{}, []any{}
 		for _, p := range v.d.parties {
 			if p.uri != a.user.uri {
 				list = append(list, v.participant(p))
+				links = append(links, titled(v.participantHref(p.uri), p.name))
 			}
 		}
 		writeJSON(w, http.StatusOK, obj{
 			"rel":       "participants",
-			"_links":    obj{"self": link(v.href() + "/participants")},
+			"_links":    obj{"self": link(v.href() + "/participants"), "participant": links},
 			"_embedded": obj{"participant": list, "localParticipant": v.localParticipant()},
 		})
 	case len(segs) >= 2 && segs[0] == "participants" && get:
