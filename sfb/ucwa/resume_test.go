@@ -330,3 +330,51 @@ func TestResumeWhileServerUnavailableFailsWithoutNewApplication(t *testing.T) {
 	srv.FailRequests(0, 0)
 	assert.Equal(t, 1, srv.Applications(alice))
 }
+
+// A restart resumes the application with its conversations still open on
+// the server: the reply after the restart goes into the conversation the
+// peer has open (same thread), and nothing is lost or doubled.
+func TestResumeKeepsOpenConversation(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	rec1 := &recorder{}
+	s1 := signInWith(t, tr, "", rec1.handle)
+	ctx := context.Background()
+
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m1"}))
+	require.Eventually(t, func() bool { return len(messages(rec1.all())) == 1 }, waitFor, tick)
+	// Bob's second message is delivered once the invitation is accepted.
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m2"}))
+	require.Eventually(t, func() bool { return len(messages(rec1.all())) == 2 }, waitFor, tick)
+	_, err := s1.SendMessage(ctx, bob, sfb.Message{Text: "r1"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 1 }, waitFor, tick)
+	thread := srv.Received(bob)[0].ThreadID
+	require.NotEmpty(t, thread)
+
+	require.Eventually(t, func() bool { return s1.ResumeState() != "" }, waitFor, tick)
+	stored := s1.ResumeState()
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	require.NoError(t, s1.Detach(dctx))
+	cancel()
+	require.Eventually(t, func() bool { return srv.PendingGETs(alice) == 0 }, waitFor, tick)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m3"}))
+
+	rec2 := &recorder{}
+	s2 := signInWith(t, newTransport(t, srv), stored, rec2.handle)
+	require.Eventually(t, func() bool { return len(messages(rec2.all())) == 1 }, waitFor, tick)
+	_, err = s2.SendMessage(ctx, bob, sfb.Message{Text: "r2"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 2 }, waitFor, tick)
+	got := srv.Received(bob)
+	assert.Equal(t, thread, got[1].ThreadID, "the reply after resume goes into the open conversation")
+	assert.Equal(t, []string{"r1", "r2"}, receivedTexts(srv, bob))
+	assert.Equal(t, 1, srv.Applications(alice), "the application was continued, not replaced")
+
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m4"}))
+	require.Eventually(t, func() bool { return len(messages(rec2.all())) == 2 }, waitFor, tick)
+	assert.Equal(t, []string{"m3", "m4"}, texts(messages(rec2.all())))
+	for _, m := range messages(rec2.all()) {
+		assert.Equal(t, thread, m.Conversation.ThreadID)
+	}
+	assert.Empty(t, eventsOf[sfb.ConversationEnded](rec2.all()), "resume ends no conversation")
+}

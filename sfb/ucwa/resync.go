@@ -25,7 +25,7 @@ const maxResyncConversations = 200
 // when the collection cannot be read at all, every conversation is
 // forgotten as before.
 func (s *session) resyncConversations(st appState) {
-	fresh, err := s.readConversations(st)
+	fresh, err := s.readConversations(s.ctx, st)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("Could not read the conversations again after resync, forgetting them")
 		s.resetTransient("resync")
@@ -73,17 +73,42 @@ func (s *session) resyncConversations(st appState) {
 	}
 }
 
+// loadConversations reads the conversations of a resumed application: a
+// restart detached from the application without ending anything, so the
+// conversations the peers have open are still there, and a reply must go
+// into them rather than start a second one. Nothing is cached yet, so a
+// failure only means the next message starts a new conversation.
+func (s *session) loadConversations(ctx context.Context) {
+	st, _ := s.appSnapshot()
+	fresh, err := s.readConversations(ctx, st)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("Could not read the conversations of the resumed application")
+		return
+	}
+	s.mu.Lock()
+	kept := 0
+	for h, c := range fresh {
+		if c.peer == "" || s.convs[h] != nil {
+			continue
+		}
+		s.convs[h] = c
+		kept++
+	}
+	s.mu.Unlock()
+	s.log.Info().Int("conversations", kept).Msg("Conversations of the resumed application read")
+}
+
 // readConversations reads the communication's conversations collection
 // (conversations_ref.md) and, for each conversation, the conversation,
 // its messaging modality and, when the peer is not known yet, its
 // participants. A conversation the server answers 404 for is gone; one it
 // cannot answer for now keeps what the cache had.
-func (s *session) readConversations(st appState) (map[string]*conv, error) {
+func (s *session) readConversations(ctx context.Context, st appState) (map[string]*conv, error) {
 	if st.conversations == "" {
 		return nil, errors.New("the communication resource has no conversations link")
 	}
 	var coll Resource
-	if err := s.get(st.conversations, "get conversations", &coll); err != nil {
+	if err := s.get(ctx, st.conversations, "get conversations", &coll); err != nil {
 		return nil, err
 	}
 	links := coll.Links["conversation"]
@@ -109,7 +134,7 @@ func (s *session) readConversations(st appState) (map[string]*conv, error) {
 		if href == "" {
 			continue
 		}
-		c, err := s.readConversation(st, href)
+		c, err := s.readConversation(ctx, st, href)
 		switch {
 		case err == nil:
 			if c != nil {
@@ -131,9 +156,9 @@ func (s *session) readConversations(st appState) (map[string]*conv, error) {
 }
 
 // readConversation reads one conversation; nil when it is not connected.
-func (s *session) readConversation(st appState, href string) (*conv, error) {
+func (s *session) readConversation(ctx context.Context, st appState, href string) (*conv, error) {
 	var cv Conversation
-	if err := s.get(href, "get conversation", &cv); err != nil {
+	if err := s.get(ctx, href, "get conversation", &cv); err != nil {
 		return nil, err
 	}
 	if strings.EqualFold(cv.State, "Disconnected") {
@@ -143,7 +168,7 @@ func (s *session) readConversation(st appState, href string) (*conv, error) {
 	if h := cv.Links.Href("messaging"); h != "" {
 		var m Messaging
 		c.messaging = resolveHref(st.base, h)
-		if err := s.get(c.messaging, "get messaging", &m); err != nil {
+		if err := s.get(ctx, c.messaging, "get messaging", &m); err != nil {
 			return nil, err
 		}
 		c.state = m.State
@@ -158,7 +183,7 @@ func (s *session) readConversation(st appState, href string) (*conv, error) {
 	s.mu.Unlock()
 	if c.peer == "" {
 		if h := cv.Links.Href("participants"); h != "" {
-			peer, err := s.readPeer(resolveHref(st.base, h))
+			peer, err := s.readPeer(ctx, resolveHref(st.base, h))
 			if err != nil {
 				return nil, err
 			}
@@ -171,9 +196,9 @@ func (s *session) readConversation(st appState, href string) (*conv, error) {
 // readPeer is the one remote participant of a 1:1 conversation, or ""
 // for a conversation with several (participants_ref.md links them; a
 // server may embed them instead).
-func (s *session) readPeer(href string) (sfb.URI, error) {
+func (s *session) readPeer(ctx context.Context, href string) (sfb.URI, error) {
 	var coll Resource
-	if err := s.get(href, "get participants", &coll); err != nil {
+	if err := s.get(ctx, href, "get participants", &coll); err != nil {
 		return "", err
 	}
 	var peers []sfb.URI
@@ -217,9 +242,9 @@ func (s *session) readPeer(href string) (sfb.URI, error) {
 	return peers[0], nil
 }
 
-// get reads a resource for the event goroutine.
-func (s *session) get(href, op string, out any) error {
-	rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
+// get reads a resource.
+func (s *session) get(ctx context.Context, href, op string, out any) error {
+	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 	defer cancel()
 	_, err := s.c.doJSON(rctx, request{op: op, method: http.MethodGet, url: href}, out)
 	return err

@@ -125,6 +125,16 @@ func (s *session) start(ctx context.Context, resume string) error {
 		}
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	if resumed {
+		// Before the event loop: its redelivered events and the caller's
+		// first send then find the conversations. After s.ctx exists:
+		// resolving a participant uses it.
+		lctx, lcancel := context.WithCancel(s.ctx)
+		stop := context.AfterFunc(ctx, lcancel)
+		s.loadConversations(lctx)
+		stop()
+		lcancel()
+	}
 	s.wg.Add(3)
 	go s.eventLoop()
 	go s.activityLoop()
