@@ -113,9 +113,9 @@ func (c *Client) Connect(ctx context.Context) {
 	c.runCtx, c.stop = context.WithCancel(c.log.WithContext(c.conn.backgroundCtx()))
 	runCtx := c.runCtx
 	session := c.session
-	prev := c.outbox
-	c.outbox = newOutbox(runCtx, c)
-	box := c.outbox
+	box := newOutbox(runCtx, c)
+	c.outbox = box
+	prev := c.conn.replaceOutbox(c.loginID, box)
 	c.mu.Unlock()
 
 	go box.start(prev)
@@ -379,6 +379,9 @@ func (c *Client) dropOutbox(ctx context.Context) {
 		}()
 		select {
 		case <-done:
+			// Only now: a box whose lane is still busy stays, so that
+			// the next login's lanes wait for it.
+			c.conn.forgetOutbox(c.loginID, box)
 		case <-time.After(logoutLaneWait):
 			c.log.Warn().Msg("Outbox lanes still busy at logout, dropping their messages anyway")
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
@@ -57,6 +58,14 @@ type Connector struct {
 	// retryMin and retryMax bound the backoff between sign-in attempts
 	// while SfB is unreachable.
 	retryMin, retryMax time.Duration
+
+	// outboxes holds each login's newest outbox. A new one waits for the
+	// lanes of the one it replaces, also when that belonged to another
+	// client of the login (a relogin creates a new client while the old
+	// one's lanes may still be sending), so that no two lanes ever send
+	// the same entry.
+	outboxMu sync.Mutex
+	outboxes map[networkid.UserLoginID]*outbox
 }
 
 var (
@@ -202,6 +211,29 @@ func (c *Connector) Start(ctx context.Context) error {
 func (c *Connector) LoadUserLogin(ctx context.Context, login *bridgev2.UserLogin) error {
 	login.Client = c.newClient(login)
 	return nil
+}
+
+// replaceOutbox makes box the login's newest outbox and returns the one
+// it replaces, whose lanes box must wait for.
+func (c *Connector) replaceOutbox(loginID networkid.UserLoginID, box *outbox) *outbox {
+	c.outboxMu.Lock()
+	defer c.outboxMu.Unlock()
+	if c.outboxes == nil {
+		c.outboxes = map[networkid.UserLoginID]*outbox{}
+	}
+	prev := c.outboxes[loginID]
+	c.outboxes[loginID] = box
+	return prev
+}
+
+// forgetOutbox drops box once its lanes ended for good (logout), unless a
+// newer one replaced it.
+func (c *Connector) forgetOutbox(loginID networkid.UserLoginID, box *outbox) {
+	c.outboxMu.Lock()
+	defer c.outboxMu.Unlock()
+	if c.outboxes[loginID] == box {
+		delete(c.outboxes, loginID)
+	}
 }
 
 // backgroundCtx outlives requests: sessions and reconnect loops run in it.

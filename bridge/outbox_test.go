@@ -3,6 +3,7 @@ package bridge
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,3 +235,70 @@ func TestOutboxSameEventTwice(t *testing.T) {
 }
 
 var _ bridgev2.RemoteEchoHandler = handleEcho
+
+// A relogin creates a new client while the old client's lane is still
+// sending an entry (SfB has not answered yet): the new client's lanes
+// wait for it instead of sending the entry a second time.
+func TestReloginWaitsForOldOutboxLanes(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, first := e.mustLogin()
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	again := make(chan struct{}, 1)
+	e.transport.setSendHook(func(sfb.URI, sfb.Message) error {
+		if calls.Add(1) == 1 {
+			// SfB takes the message but answers late; the send does
+			// not stop when the old client disconnects.
+			close(entered)
+			select {
+			case <-release:
+			case <-t.Context().Done():
+			}
+			return nil
+		}
+		select {
+		case again <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(e.portalFor(ul.ID, bob), "$once",
+		&event.MessageEventContent{MsgType: event.MsgText, Body: "once"}))
+	require.NoError(t, err)
+	select {
+	case <-entered:
+	case <-time.After(waitFor):
+		t.Fatal("the old lane never sent")
+	}
+
+	ul2, err := e.login("alice@contoso.com", "", "alice-pw")
+	require.NoError(t, err)
+	second := e.transport.lastSession()
+	require.NotSame(t, first, second)
+	require.NotSame(t, client, ul2.Client)
+	// Nothing marks "the new lanes are waiting", so give a duplicate a
+	// moment to show up while the old send still hangs.
+	select {
+	case <-again:
+		t.Fatal("the new client sent the entry while the old lane was still sending it")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	e.waitEcho("$once")
+	requireOutboxEmpty(t, e, ul.ID)
+	// The new client's outbox ran after the old lane ended and found the
+	// entry gone: SfB got the message once.
+	c2 := ul2.Client.(*Client)
+	c2.mu.Lock()
+	box := c2.outbox
+	c2.mu.Unlock()
+	require.Eventually(t, func() bool {
+		box.mu.Lock()
+		defer box.mu.Unlock()
+		return box.ready
+	}, waitFor, time.Millisecond)
+	assert.Len(t, first.sentMessages(), 1)
+	assert.Empty(t, second.sentMessages())
+	assert.EqualValues(t, 1, calls.Load())
+}
