@@ -367,20 +367,29 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 			c.accepted = map[string]bool{}
 		}
 		c.accepted[href] = true
+		if !already {
+			c.accepting = true
+		}
 		s.mu.Unlock()
 		if !already {
 			acceptURL := s.abs(accept)
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.accept(acceptURL)
+				if !s.accept(acceptURL) {
+					s.mu.Lock()
+					c.accepting = false
+					s.wakeLocked()
+					s.mu.Unlock()
+				}
 			}()
 		}
 	}
 	return deliverErr
 }
 
-func (s *session) accept(acceptURL string) {
+// accept accepts an invitation; false when it could not.
+func (s *session) accept(acceptURL string) bool {
 	u := acceptURL
 	if strings.Contains(u, "?") {
 		u += "&"
@@ -397,20 +406,20 @@ func (s *session) accept(acceptURL string) {
 		_, err := s.c.do(rctx, request{op: "accept invitation", method: http.MethodPost, url: u})
 		cancel()
 		if err == nil {
-			return
+			return true
 		}
 		if s.ctx.Err() != nil {
-			return
+			return false
 		}
 		if !errors.Is(err, sfb.ErrServerUnavailable) || attempt >= maxAcceptAttempts {
 			s.log.Warn().Err(err).Int("attempts", attempt).Str("accept", redact(acceptURL)).Msg("Could not accept messaging invitation")
-			return
+			return false
 		}
 		backoff = nextBackoff(backoff, s.t.timings)
 		wait := retryWait(err, backoff, s.t.timings)
 		s.log.Debug().Err(err).Dur("retry_in", wait).Msg("Accepting messaging invitation failed, retrying")
 		if !sleepCtx(s.ctx, wait) {
-			return
+			return false
 		}
 	}
 }
@@ -541,6 +550,7 @@ func (s *session) onMessaging(snd EventSender, e Event) error {
 	cv.setIsTyping = s.absLocked(m.Links.Href("setIsTyping"))
 	cv.html = containsFold(m.NegotiatedMessageFormats, "Html")
 	disconnected := strings.EqualFold(m.State, "Disconnected")
+	s.wakeLocked()
 	s.mu.Unlock()
 	if disconnected {
 		s.endConversation(convHref)
@@ -715,6 +725,7 @@ func (s *session) resetTransient(why string) {
 		}
 		delete(s.convs, h)
 	}
+	s.wakeLocked()
 	s.mu.Unlock()
 	for _, c := range ended {
 		s.log.Debug().Str("why", why).Str("peer", string(c.peer)).Msg("Conversation reset")
@@ -728,6 +739,7 @@ func (s *session) endConversation(href string) {
 	delete(s.convs, href)
 	// An ended conversation sends no repeat of its first message.
 	delete(s.firsts, href)
+	s.wakeLocked()
 	s.mu.Unlock()
 	if c == nil || c.ended {
 		return

@@ -28,6 +28,10 @@ type conv struct {
 	html        bool
 	ended       bool
 	accepted    map[string]bool
+	// accepting: we accept the peer's invitation; until messaging is
+	// connected a message to the peer waits (awaitAccept). Cleared when
+	// the accept fails.
+	accepting bool
 }
 
 // firstMessage is the first message of an incoming invitation, which the
@@ -117,6 +121,61 @@ func (s *session) activeConv(peer sfb.URI) *conv {
 	return nil
 }
 
+// acceptPendingLocked says whether we are accepting an invitation from
+// peer whose messaging is not connected yet.
+func (s *session) acceptPendingLocked(peer sfb.URI) bool {
+	for _, c := range s.convs {
+		if c.peer == peer && c.accepting && !c.ended && !(strings.EqualFold(c.state, "Connected") && c.sendMessage != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// wakeLocked tells awaitAccept that a conversation changed.
+func (s *session) wakeLocked() {
+	if s.convWake != nil {
+		close(s.convWake)
+	}
+	s.convWake = make(chan struct{})
+}
+
+// awaitAccept waits, at most AcceptWait, while an invitation from to is
+// being accepted: a message sent before messaging is connected would
+// start a second conversation beside the one the peer opened. After the
+// wait the message goes wherever it can (a new conversation at worst).
+func (s *session) awaitAccept(ctx context.Context, to sfb.URI) error {
+	var timer *time.Timer
+	for {
+		s.mu.Lock()
+		if !s.acceptPendingLocked(to) {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.convWake == nil {
+			s.convWake = make(chan struct{})
+		}
+		wake := s.convWake
+		s.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(s.t.timings.AcceptWait)
+			defer timer.Stop()
+			s.acceptWaiters.Add(1)
+			defer s.acceptWaiters.Add(-1)
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			s.log.Info().Str("peer", string(to)).Dur("waited", s.t.timings.AcceptWait).Msg("Invitation still not accepted, sending anyway")
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.ctx.Done():
+			return nil
+		}
+	}
+}
+
 func (s *session) dropConv(c *conv) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,6 +183,7 @@ func (s *session) dropConv(c *conv) {
 	if s.convs[c.href] == c {
 		delete(s.convs, c.href)
 	}
+	s.wakeLocked()
 }
 
 func validateOutgoing(msg sfb.Message) error {
@@ -151,6 +211,9 @@ func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 	}
 	// Sending ends typing, as in SfB's own clients.
 	s.stopTyping(to)
+	if err := s.awaitAccept(ctx, to); err != nil {
+		return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, err)
+	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		_, gen := s.appSnapshot()

@@ -66,6 +66,7 @@ func (s *session) resyncConversations(st appState) {
 		c.sendMessage, c.setIsTyping = f.sendMessage, f.setIsTyping
 		kept++
 	}
+	s.wakeLocked()
 	s.mu.Unlock()
 	s.log.Info().Int("conversations", kept).Int("ended", len(ended)).Msg("Conversations read again after resync")
 	for _, c := range ended {

@@ -59,6 +59,10 @@ type session struct {
 	ops          *operations
 	seen         *seenSet
 	outgoing     map[string]sfb.URI
+	// convWake is closed (and replaced) when a conversation's messaging
+	// changes, for awaitAccept; acceptWaiters counts those waiting.
+	convWake      chan struct{}
+	acceptWaiters atomic.Int32
 	// typing holds the refresher of setIsTyping per peer while the user
 	// types.
 	typing map[sfb.URI]context.CancelFunc

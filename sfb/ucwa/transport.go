@@ -48,6 +48,10 @@ type Timings struct {
 	// (Matrix's own typing notifications time out after 30 s). Zero
 	// means the default (30 s).
 	TypingMax time.Duration
+	// AcceptWait bounds how long a message to a peer waits for the
+	// accept of that peer's invitation: sent before, it would start a
+	// second conversation. Zero means the default (5 s).
+	AcceptWait time.Duration
 }
 
 // DefaultTimings are the production values.
@@ -58,6 +62,7 @@ func DefaultTimings() Timings {
 		EventTimeout: 240 * time.Second, OperationTimeout: 60 * time.Second,
 		MaxPGetReplaced: 2,
 		TypingRefresh:   4 * time.Second, TypingMax: 30 * time.Second,
+		AcceptWait: 5 * time.Second,
 	}
 }
 
@@ -113,6 +118,9 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 	}
 	if t.timings.TypingMax <= 0 {
 		t.timings.TypingMax = 30 * time.Second
+	}
+	if t.timings.AcceptWait <= 0 {
+		t.timings.AcceptWait = 5 * time.Second
 	}
 	if t.cfg.DiscoveryURL != "" {
 		u, err := url.Parse(t.cfg.DiscoveryURL)
