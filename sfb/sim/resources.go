@@ -435,6 +435,7 @@ func (v *convView) message(s *Server, m *msgRecord) obj {
 	res := obj{
 		"rel":       "message",
 		"direction": m.direction,
+		"status":    messageStatus(m.status),
 		"timeStamp": msDate(m.at),
 		"_links":    links,
 	}
@@ -448,6 +449,19 @@ func (v *convView) message(s *Server, m *msgRecord) obj {
 		s.messageDataLinks(links, m.msg, v.app.formats)
 	}
 	return res
+}
+
+// messageStatus is a message resource's delivery status (message_ref.md,
+// Status_ref.md: Pending, Succeeded, Failed), from the status of its
+// completed event (Success, Failure); Pending before that.
+func messageStatus(event string) string {
+	switch event {
+	case "Success":
+		return "Succeeded"
+	case "Failure":
+		return "Failed"
+	}
+	return "Pending"
 }
 
 // ev builds one event entry.
