@@ -52,8 +52,7 @@ var notModelled = map[string]map[string]string{
 	},
 	"messagingInvitation": {
 		"prop:customContent": "no custom content", "link:customContent": "no custom content",
-		"link:acceptedByContact": "the accepting participant is embedded (acceptedByParticipant) as in SendAnIM",
-		"link:derivedMessaging":  "no derived conversations", "link:onBehalfOf": "no delegation",
+		"link:derivedMessaging": "no derived conversations", "link:onBehalfOf": "no delegation",
 		"embedded:startEmergencyCallInput": "no emergency calls",
 	},
 	"participant": {

@@ -421,6 +421,9 @@ func (s *Server) invitation(inv *invitation) obj {
 	if inv.direction == "Incoming" {
 		res["_embedded"] = obj{"from": v.participant(from)}
 	} else if inv.state == "Connected" {
+		// Both, as messagingInvitation_ref.md shows: the contact who
+		// accepted and, as in SendAnIM.md, the participant.
+		links["acceptedByContact"] = link(a.peopleHref(to.uri))
 		res["_embedded"] = obj{"acceptedByParticipant": []any{v.participant(to)}}
 	}
 	return res
