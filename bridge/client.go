@@ -91,14 +91,14 @@ func (c *Connector) newClient(login *bridgev2.UserLogin) *Client {
 }
 
 // adopt takes over the session that the login flow signed in with, so
-// that a new login does not sign in twice.
+// that a new login does not sign in twice. The login flow attaches r once
+// bridgev2 has the login.
 func (c *Client) adopt(s sfb.Session, r *eventRouter) {
 	c.mu.Lock()
 	c.session = s
 	c.router = r
 	c.savedToken = s.Token()
 	c.mu.Unlock()
-	r.attach(c)
 }
 
 // Connect signs in from the stored credentials in the background and

@@ -45,6 +45,9 @@ type fakeTransport struct {
 	sendCtxHook func(ctx context.Context, to sfb.URI, msg sfb.Message) error
 	now         func() time.Time
 	issued      int
+	// afterSignIn, when set, runs at the end of every successful SignIn,
+	// with ft.mu held; a session's first events start there.
+	afterSignIn func(*fakeSession)
 }
 
 func newFakeTransport() *fakeTransport {
@@ -85,6 +88,9 @@ func (ft *fakeTransport) SignIn(ctx context.Context, req sfb.SignInRequest, hand
 	}
 	s := &fakeSession{ft: ft, self: sfb.Person{URI: uri, DisplayName: ft.names[addr]}, token: tok, handler: handler}
 	ft.sessions = append(ft.sessions, s)
+	if ft.afterSignIn != nil {
+		ft.afterSignIn(s)
+	}
 	return s, nil
 }
 

@@ -62,9 +62,12 @@ type passwordLogin struct {
 	user *bridgev2.User
 
 	mu sync.Mutex
-	// session is set between a successful sign-in and the hand-over to
-	// the login's client; Cancel closes it if the login never completes.
+	// session and router are set between a successful sign-in and the
+	// hand-over to the login's client; Cancel closes the session and
+	// releases the events its router holds back if the login never
+	// completes.
 	session sfb.Session
+	router  *eventRouter
 }
 
 var _ bridgev2.LoginProcessUserInput = (*passwordLogin)(nil)
@@ -127,9 +130,14 @@ func validatePassword(s string) (string, error) {
 
 func (pl *passwordLogin) Cancel() {
 	pl.mu.Lock()
-	s := pl.session
-	pl.session = nil
+	s, r := pl.session, pl.router
+	pl.session, pl.router = nil, nil
 	pl.mu.Unlock()
+	if r != nil {
+		// Before closing: a handler waiting for the client must not
+		// hold up a transport whose Close waits for its event loop.
+		r.detach()
+	}
 	if s != nil {
 		closeSession(pl.conn.log, s)
 	}
@@ -166,7 +174,7 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 		return nil, signInRespError(address, err)
 	}
 	pl.mu.Lock()
-	pl.session = session
+	pl.session, pl.router = session, router
 	pl.mu.Unlock()
 	ok := false
 	defer func() {
@@ -239,8 +247,11 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 	}
 	ok = true
 	pl.mu.Lock()
-	pl.session = nil
+	pl.session, pl.router = nil, nil
 	pl.mu.Unlock()
+	// Only now that bridgev2 has the login (and its portals can refer to
+	// it) do the session's events, held back since the sign-in, reach it.
+	router.attach(ul.Client.(*Client))
 
 	detail := "password kept encrypted"
 	if !c.Config.KeepPassword || c.box == nil {

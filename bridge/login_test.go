@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -264,4 +265,71 @@ func TestLoginOfAccountBridgedForAnotherUser(t *testing.T) {
 	assert.True(t, e.transport.lastSession().isClosed(), "the intruder's session is signed out")
 	assert.Equal(t, storedBefore.Token, e.credential(string(ul.ID)).Token, "the owner's credentials are untouched")
 	assert.Empty(t, other.GetUserLogins())
+}
+
+// A session delivers an event while the login that signed it in is still
+// running (its client does not exist yet). The session acknowledges an
+// event once the handler returns, so the handler returns only after the
+// client handled it: nothing acknowledged lives only in memory.
+func TestEventDuringLoginAcknowledgedOnlyOnceHandled(t *testing.T) {
+	e := newTestEnv(t)
+	msg := sfb.MessageReceived{
+		ID:           "early-1",
+		Conversation: sfb.Conversation{Peer: bob},
+		From:         sfb.Person{URI: bob},
+		Message:      sfb.Message{Text: "are you there?"},
+		Time:         time.UnixMilli(1700000000000),
+	}
+	entered := make(chan struct{})
+	acked := make(chan int, 1)
+	e.transport.afterSignIn = func(s *fakeSession) {
+		inner := s.handler
+		s.handler = func(ctx context.Context, evt sfb.Event) {
+			close(entered)
+			inner(ctx, evt)
+			acked <- len(e.queuedEvents())
+		}
+		go s.emit(msg)
+		// The login goes on only once the event is being handled.
+		<-entered
+	}
+	ul, err := e.login("alice@contoso.com", "", "alice-pw")
+	require.NoError(t, err)
+	select {
+	case queued := <-acked:
+		assert.Equal(t, 1, queued, "the event was acknowledged before the client queued it")
+	case <-time.After(waitFor):
+		t.Fatal("the event is never handled")
+	}
+	events := e.queuedEvents()
+	require.Len(t, events, 1)
+	assert.Equal(t, portalKeyFor(bob, ul.ID), events[0].GetPortalKey())
+}
+
+// A login that fails after the sign-in releases an event its session is
+// waiting to deliver (it is dropped, the session signed out), so that
+// neither the login nor the session's event loop hangs.
+func TestEventDuringFailedLoginReleased(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustLogin()
+	other, err := e.br.GetUserByMXID(e.ctx, "@mallory:example.org")
+	require.NoError(t, err)
+	e.user = other
+	returned := make(chan struct{})
+	e.transport.afterSignIn = func(s *fakeSession) {
+		go func() {
+			s.emit(sfb.MessageReceived{ID: "early-2", From: sfb.Person{URI: bob}, Message: sfb.Message{Text: "hi"}})
+			close(returned)
+		}()
+	}
+	_, err = e.login("alice@contoso.com", "", "alice-pw")
+	var re bridgev2.RespError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, ErrCodeLoginConflict, re.ErrCode)
+	select {
+	case <-returned:
+	case <-time.After(waitFor):
+		t.Fatal("the session's handler still waits for a login that failed")
+	}
+	assert.Empty(t, e.queuedEvents(), "nothing of the intruder's session is bridged")
 }
