@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -134,16 +135,9 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 	if t.hc == nil {
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if t.cfg.CAFile != "" {
-			pem, err := os.ReadFile(t.cfg.CAFile)
+			pool, err := loadCAFile(t.cfg.CAFile)
 			if err != nil {
-				return nil, &ConfigError{Msg: fmt.Sprintf("read ca_file: %v", err)}
-			}
-			pool, err := x509.SystemCertPool()
-			if err != nil || pool == nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s holds no PEM certificates", t.cfg.CAFile)}
+				return nil, err
 			}
 			tlsCfg.RootCAs = pool
 		}
@@ -155,6 +149,41 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 		t.hc = &http.Client{Transport: tr, CheckRedirect: t.checkRedirect}
 	}
 	return t, nil
+}
+
+// loadCAFile adds the certificates of a PEM file to the system's. Unlike
+// x509.CertPool.AppendCertsFromPEM it does not skip what it cannot use:
+// a corrupt certificate or a key in the file is a mistake the operator
+// should hear about at start, not as a TLS failure later.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{Msg: fmt.Sprintf("read ca_file: %v", err)}
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	n := 0
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			if n == 0 {
+				return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s holds no PEM certificates", path)}
+			}
+			return pool, nil
+		}
+		n++
+		if block.Type != "CERTIFICATE" {
+			return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s: PEM block %d is a %s, not a CERTIFICATE", path, n, block.Type)}
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s: certificate %d: %v", path, n, err)}
+		}
+		pool.AddCert(cert)
+	}
 }
 
 // checkRedirect keeps HTTP redirects on allowed URLs.
