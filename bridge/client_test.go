@@ -516,3 +516,38 @@ func TestValidateUserID(t *testing.T) {
 	assert.False(t, c.ValidateUserID("sip:alice@contoso.com"), "IDs carry no scheme")
 	assert.False(t, c.ValidateUserID("alice"))
 }
+
+// A transport may report SessionEnded while the client closes (logout)
+// or detaches (shutdown) its session. That is the end the client asked
+// for, not an interruption: no TRANSIENT_DISCONNECT follows (and so none
+// lands after bridgev2's LOGGED_OUT), and nothing reconnects.
+func TestSessionEndedWhileStoppingIsNotAnInterruption(t *testing.T) {
+	for name, stop := range map[string]func(e *testEnv, ul *bridgev2.UserLogin){
+		"logout": func(e *testEnv, ul *bridgev2.UserLogin) {
+			ul.Logout(e.ctx)
+		},
+		"shutdown": func(e *testEnv, ul *bridgev2.UserLogin) {
+			ul.Client.Disconnect()
+			// A state of our own marks the end of what the stop sent.
+			ul.BridgeState.Send(status.BridgeState{StateEvent: status.StateLoggedOut})
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t)
+			ul, _, session := e.mustLogin()
+			e.transport.onStop = func(s *fakeSession) {
+				s.emit(sfb.SessionEnded{Err: errors.New("application deleted")})
+			}
+			mark := e.stateMark()
+			stop(e, ul)
+			e.waitStates(mark, status.StateLoggedOut)
+			var after []status.BridgeStateEvent
+			for _, s := range e.matrix.stateEvents()[mark:] {
+				after = append(after, s.StateEvent)
+			}
+			assert.Equal(t, []status.BridgeStateEvent{status.StateLoggedOut}, after)
+			assert.Equal(t, 1, e.transport.sessionCount(), "nothing signed in again")
+			assert.True(t, session.isClosed() || session.isDetached())
+		})
+	}
+}

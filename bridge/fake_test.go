@@ -48,6 +48,10 @@ type fakeTransport struct {
 	// afterSignIn, when set, runs at the end of every successful SignIn,
 	// with ft.mu held; a session's first events start there.
 	afterSignIn func(*fakeSession)
+	// onStop, when set, runs in every session's Close and Detach before
+	// they return, outside the locks: a session reporting its end while
+	// it is being stopped.
+	onStop func(*fakeSession)
 }
 
 func newFakeTransport() *fakeTransport {
@@ -224,9 +228,19 @@ func (s *fakeSession) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person
 
 func (s *fakeSession) Close(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
+	s.mu.Unlock()
+	s.stopped()
 	return nil
+}
+
+func (s *fakeSession) stopped() {
+	s.ft.mu.Lock()
+	hook := s.ft.onStop
+	s.ft.mu.Unlock()
+	if hook != nil {
+		hook(s)
+	}
 }
 
 func (s *fakeSession) isClosed() bool {
@@ -261,8 +275,9 @@ func (s *fakeSession) ResumeState() string {
 
 func (s *fakeSession) Detach(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.detached = true
+	s.mu.Unlock()
+	s.stopped()
 	return nil
 }
 

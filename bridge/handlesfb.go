@@ -62,7 +62,12 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 
 func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb.SessionEnded) {
 	c.mu.Lock()
-	current := c.router == r || c.router == nil
+	// A session whose router is not recorded yet is current while the
+	// client runs (Client.signIn attaches before it records); once
+	// disconnect cleared stop, the session ends because the client
+	// closes or detaches it (logout, shutdown, relogin): no interruption
+	// to report, which could land after bridgev2's LOGGED_OUT.
+	current := c.router == r || (c.router == nil && c.stop != nil)
 	ended := c.session
 	if current {
 		c.session, c.router = nil, nil
