@@ -132,6 +132,13 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 			return nil, err
 		}
 	}
+	if t.hc != nil && t.hc.CheckRedirect == nil {
+		// A client of the caller's gets the redirect rules too, on a
+		// copy (the caller's stays as it was).
+		hc := *t.hc
+		hc.CheckRedirect = t.checkRedirect
+		t.hc = &hc
+	}
 	if t.hc == nil {
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if t.cfg.CAFile != "" {
@@ -186,12 +193,22 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 	}
 }
 
-// checkRedirect keeps HTTP redirects on allowed URLs.
+// checkRedirect keeps HTTP redirects on allowed URLs and inside the
+// organisation of the first request: RootURL.md fails a discovery
+// redirected to another domain, and a 307/308 would re-send a token
+// request's password there.
 func (t *Transport) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 5 {
 		return errors.New("too many redirects")
 	}
-	return t.checkURL(req.URL)
+	if err := t.checkURL(req.URL); err != nil {
+		return err
+	}
+	from, to := strings.ToLower(via[0].URL.Hostname()), strings.ToLower(req.URL.Hostname())
+	if !inOrganisation(to, from) {
+		return fmt.Errorf("redirect from %s to %s leaves the organisation", from, to)
+	}
+	return nil
 }
 
 // SignIn implements sfb.Transport.
@@ -310,6 +327,22 @@ func (t *Transport) discoverFrom(ctx context.Context, c *conn, self sfb.URI, roo
 	return "", fmt.Errorf("autodiscover from %s: too many redirects", redact(root))
 }
 
+// inOrganisation says whether host is of, or in the registrable domain
+// of, of (both lower case). An IP address matches only itself.
+func inOrganisation(host, of string) bool {
+	if host == of {
+		return true
+	}
+	if net.ParseIP(of) != nil || net.ParseIP(host) != nil {
+		return false
+	}
+	org, err := publicsuffix.EffectiveTLDPlusOne(of)
+	if err != nil {
+		return false
+	}
+	return host == org || strings.HasSuffix(host, "."+org)
+}
+
 // sameOrganisation allows u only when its host belongs to the registrable
 // domain of the sign-in address or of the configured discovery host
 // (RootURL.md's security check: never follow a redirect, or send a
@@ -329,17 +362,7 @@ func (t *Transport) sameOrganisation(creds sfb.Credentials, u *url.URL) error {
 		}
 	}
 	for _, a := range allowed {
-		if host == a {
-			return nil
-		}
-		if net.ParseIP(a) != nil || net.ParseIP(host) != nil {
-			continue
-		}
-		org, err := publicsuffix.EffectiveTLDPlusOne(a)
-		if err != nil {
-			continue
-		}
-		if host == org || strings.HasSuffix(host, "."+org) {
+		if inOrganisation(host, a) {
 			return nil
 		}
 	}
