@@ -558,6 +558,19 @@ func (s *session) onMessaging(snd EventSender, e Event) error {
 	return nil
 }
 
+// operationStatus is the event status (Success, Failure) a message
+// resource's delivery status stands for: the resource says Succeeded or
+// Failed (message_ref.md, Status_ref.md), Pending until then.
+func operationStatus(resource string) string {
+	switch {
+	case strings.EqualFold(resource, "Succeeded"):
+		return "Success"
+	case strings.EqualFold(resource, "Failed"):
+		return "Failure"
+	}
+	return resource
+}
+
 func (s *session) onMessage(snd EventSender, e Event) error {
 	var m Message
 	ok, err := decodeEmbedded(e.Embedded, "message", &m)
@@ -578,7 +591,7 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 		if e.Type == "completed" {
 			status := e.Status
 			if status == "" {
-				status = m.Status
+				status = operationStatus(m.Status)
 			}
 			keys := []string{"href:" + href}
 			if m.OperationID != "" {

@@ -974,3 +974,43 @@ func TestTokenRenewalFailures(t *testing.T) {
 		})
 	}
 }
+
+// A completed message event without a status of its own: the delivery
+// status is the message resource's (message_ref.md: Succeeded, Failed).
+func TestSendMessageStatusFromResource(t *testing.T) {
+	f := newFake(t)
+	tr := newTestTransport(t, f)
+	s, _ := signIn(t, tr, "secret")
+	outgoingScript(f, "Success")
+	f.mu.Lock()
+	prev := f.override
+	f.override = func(w http.ResponseWriter, r *http.Request, body string) bool {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/messaging/messages") {
+			return prev != nil && prev(w, r, body)
+		}
+		f.mu.Lock()
+		f.msgN++
+		n := f.msgN
+		f.mu.Unlock()
+		st := "Succeeded"
+		if n == 2 {
+			st = "Failed"
+		}
+		href := fmt.Sprintf("/ucwa/oauth/v1/applications/101/communication/conversations/c1/messaging/messages/out%d", n)
+		w.Header().Set("Location", href)
+		w.WriteHeader(201)
+		f.pushSenders(convSender(`{"link":{"rel":"message","href":"` + href + `"},
+"_embedded":{"message":{"direction":"Outgoing","status":"` + st + `","timeStamp":"\/Date(1364327898968)\/","_links":{"self":{"href":"` + href + `"}},"rel":"message"}},"type":"completed"}`))
+		return true
+	}
+	f.mu.Unlock()
+	ctx := context.Background()
+	lene := sfb.URI("sip:lenea@contoso.com")
+	_, err := s.SendMessage(ctx, lene, sfb.Message{Text: "first"})
+	require.NoError(t, err)
+	sent, err := s.SendMessage(ctx, lene, sfb.Message{Text: "delivered"})
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(sent.ID, "/messages/out1"), sent.ID)
+	_, err = s.SendMessage(ctx, lene, sfb.Message{Text: "not delivered"})
+	require.ErrorIs(t, err, sfb.ErrDeliveryFailed)
+}
