@@ -318,7 +318,8 @@ func (s *Server) connect(d *dialog, accepted *convView) {
 	}
 }
 
-// errRejected is a delivery refused by the RejectMessages fault.
+// deliveryError is a delivery refused by the RejectMessages fault; r is
+// the reason the sender's message event completes with.
 type deliveryError struct{ r reason }
 
 func (e deliveryError) Error() string { return "delivery failed: " + e.r.message }

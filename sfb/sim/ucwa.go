@@ -71,7 +71,7 @@ func (s *Server) serveUCWA(w http.ResponseWriter, r *http.Request) {
 	if a == nil || a.user != u {
 		g, ok := s.gone[segs[0]]
 		s.mu.Unlock()
-		if ok && (a == nil) {
+		if ok && a == nil {
 			writeError(w, g.status, g.code, g.subcode, goneMessage(g))
 			return
 		}
@@ -81,7 +81,6 @@ func (s *Server) serveUCWA(w http.ResponseWriter, r *http.Request) {
 	a.lastActive = s.now()
 	s.mu.Unlock()
 	segs = segs[1:]
-	key := r.Method + " " + strings.Join(segs, "/")
 	switch {
 	case len(segs) == 0:
 		switch r.Method {
@@ -108,7 +107,6 @@ func (s *Server) serveUCWA(w http.ResponseWriter, r *http.Request) {
 	case segs[0] == "communication":
 		s.serveCommunication(w, r, a, segs[1:])
 	default:
-		_ = key
 		notFound(w)
 	}
 }
