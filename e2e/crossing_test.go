@@ -46,7 +46,7 @@ func TestCrossingMessages(t *testing.T) {
 	const rounds = 6
 	from := p.mx.mark()
 	for i := 1; i <= rounds; i++ {
-		fromSfB, fromMatrix := fmt.Sprintf("crossing from sfb %d", i), fmt.Sprintf("crossing from matrix %d", i)
+		fromSfB, fromMatrix := crossingFromSfB(i), crossingFromMatrix(i)
 		start := time.Now()
 		// Odd rounds: both at once. Even rounds: the colleague writes
 		// as soon as the homeserver took the Matrix message, while the
@@ -82,19 +82,8 @@ func TestCrossingMessages(t *testing.T) {
 			inMatrix = append(inMatrix, evt.Content.AsMessage().Body)
 		}
 	}
-	var inSfB []string
-	for _, r := range env.sim.Received(p.colleague.URI) {
-		if r.From == p.self.URI {
-			inSfB = append(inSfB, r.Message.Text)
-		}
-	}
-	var wantMatrix, wantSfB []string
-	for i := 1; i <= rounds; i++ {
-		wantMatrix = append(wantMatrix, fmt.Sprintf("crossing from sfb %d", i))
-		wantSfB = append(wantSfB, fmt.Sprintf("crossing from matrix %d", i))
-	}
-	assert.Equal(t, wantMatrix, inMatrix, "exactly once, in order, in Matrix")
-	assert.Equal(t, wantSfB, inSfB, "exactly once, in order, in SfB")
+	assert.Equal(t, series(crossingFromSfB, rounds), inMatrix, "exactly once, in order, in Matrix")
+	assert.Equal(t, series(crossingFromMatrix, rounds), env.sentToColleague(p), "exactly once, in order, in SfB")
 
 	// A refused delivery still becomes a notice in the room (through the
 	// outbox echo).
@@ -112,6 +101,9 @@ func TestCrossingMessages(t *testing.T) {
 		assert.False(t, strings.Contains(log, bad), "the bridge log shows a stall or hand-off: %q", bad)
 	}
 }
+
+func crossingFromSfB(i int) string    { return fmt.Sprintf("crossing from sfb %d", i) }
+func crossingFromMatrix(i int) string { return fmt.Sprintf("crossing from matrix %d", i) }
 
 func fileSize(t *testing.T, path string) int64 {
 	t.Helper()

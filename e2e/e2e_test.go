@@ -225,6 +225,9 @@ func (env *testEnv) newPair(t *testing.T, name string) *pair {
 	return p
 }
 
+// loginFailure recognises the bot's answer to a failed login step.
+var loginFailure = regexp.MustCompile(`(?i)\b(fail|invalid|error|not found|rejected)`)
+
 // login runs the bot's "login" command and answers each "Please enter your
 // <field>" prompt, then waits for the outcome. Other bot messages (the
 // flow's instructions) are read and passed over.
@@ -246,7 +249,7 @@ func (env *testEnv) login(t *testing.T, p *pair) {
 		switch {
 		case strings.HasPrefix(lower, "logged in") || strings.Contains(lower, "successfully logged in"):
 			return
-		case regexp.MustCompile(`(?i)\b(fail|invalid|error|not found|rejected)`).MatchString(body):
+		case loginFailure.MatchString(body):
 			t.Fatalf("login failed: %s", body)
 		case !strings.HasPrefix(lower, "please enter your"):
 			continue // instructions
@@ -431,18 +434,8 @@ func TestEventChannelDropLosesNothing(t *testing.T) {
 	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "end of stream"}))
 	p.mx.waitFor(from, 2*hop, "the end of the stream", isMessage(room, p.ghost, equals("end of stream")))
 
-	var bodies []string
-	for _, evt := range p.mx.Events(from) {
-		if isMessage(room, p.ghost, anyBody)(evt) {
-			bodies = append(bodies, evt.Content.AsMessage().Body)
-		}
-	}
-	want := make([]string, 0, n+1)
-	for i := 1; i <= n; i++ {
-		want = append(want, streamText(i))
-	}
-	want = append(want, "end of stream")
-	assert.Equal(t, want, bodies, "every message exactly once, in order")
+	want := append(series(streamText, n), "end of stream")
+	assert.Equal(t, want, ghostMessages(t, p, room, from), "every message exactly once, in order")
 
 	// The other direction still works after the drop.
 	_, err := p.mx.Client.SendText(ctx, room, "still there?")
@@ -451,6 +444,41 @@ func TestEventChannelDropLosesNothing(t *testing.T) {
 }
 
 func streamText(i int) string { return fmt.Sprintf("stream message %02d", i) }
+
+// series is text(1), ..., text(n).
+func series(text func(int) string, n int) []string {
+	s := make([]string, 0, n)
+	for i := 1; i <= n; i++ {
+		s = append(s, text(i))
+	}
+	return s
+}
+
+// ghostMessages returns the bodies of the messages the pair's ghost sent
+// from position from on, in order, failing the test for one outside room.
+func ghostMessages(t *testing.T, p *pair, room id.RoomID, from int) []string {
+	t.Helper()
+	var bodies []string
+	for _, evt := range p.mx.Events(from) {
+		if isMessage("", p.ghost, anyBody)(evt) {
+			assert.Equal(t, room, evt.RoomID, "message %q in another room", evt.Content.AsMessage().Body)
+			bodies = append(bodies, evt.Content.AsMessage().Body)
+		}
+	}
+	return bodies
+}
+
+// sentToColleague returns the texts the colleague received from the pair's
+// SfB user, in order.
+func (env *testEnv) sentToColleague(p *pair) []string {
+	var texts []string
+	for _, r := range env.sim.Received(p.colleague.URI) {
+		if r.From == p.self.URI {
+			texts = append(texts, r.Message.Text)
+		}
+	}
+	return texts
+}
 
 func assertNoDuplicates(t *testing.T, received []sim.Received) {
 	t.Helper()

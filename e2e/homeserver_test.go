@@ -65,19 +65,8 @@ func TestHomeserverRestart(t *testing.T) {
 	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "after the outage"}))
 	p.mx.waitFor(from, 2*hop, "the message after the outage", isMessage(room, p.ghost, equals("after the outage")))
 
-	var bodies []string
-	for _, evt := range p.mx.Events(from) {
-		if isMessage("", p.ghost, anyBody)(evt) {
-			assert.Equal(t, room, evt.RoomID, "message %q in another room", evt.Content.AsMessage().Body)
-			bodies = append(bodies, evt.Content.AsMessage().Body)
-		}
-	}
-	want := []string{}
-	for i := 1; i <= beforeStop+whileDown; i++ {
-		want = append(want, outageText(i))
-	}
-	want = append(want, "after the outage")
-	assert.Equal(t, want, bodies, "every SfB message exactly once, in order")
+	want := append(series(outageText, beforeStop+whileDown), "after the outage")
+	assert.Equal(t, want, ghostMessages(t, p, room, from), "every SfB message exactly once, in order")
 
 	// Matrix -> SfB works again.
 	_, err := p.mx.Client.SendText(ctx, room, "back online")
