@@ -8,8 +8,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -141,7 +139,6 @@ func startEnv() (env *testEnv, err error) {
 		Race:         raceEnabled,
 		DatabaseURI:  dsn,
 		DiscoveryURL: env.sim.DiscoveryURL(),
-		Env:          []string{"SFB_BRIDGE_SECRET_KEY=" + randomKey()},
 	})
 	if err != nil {
 		return env, err
@@ -170,14 +167,6 @@ func (env *testEnv) close() error {
 		_ = os.RemoveAll(env.dir)
 	}
 	return errors.Join(errs...)
-}
-
-func randomKey() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return base64.StdEncoding.EncodeToString(b)
 }
 
 // pair is one migrated employee (a Matrix user logged in to SfB through the

@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -135,7 +134,6 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 		BridgeBinary: opts.bridgeBin,
 		SynapsePort:  opts.port,
 		DiscoveryURL: simulator.DiscoveryURL(),
-		Env:          []string{"SFB_BRIDGE_SECRET_KEY=" + randomKey()},
 	})
 	if err != nil {
 		return err
@@ -475,12 +473,4 @@ func randomHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func randomKey() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return base64.StdEncoding.EncodeToString(b)
 }

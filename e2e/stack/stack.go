@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
 )
 
@@ -57,7 +58,8 @@ type Options struct {
 	Permissions map[string]string
 	// Network is merged over the generated config's network section.
 	Network map[string]any
-	// Env is added to the bridge process's environment.
+	// Env is added to the bridge process's environment, after a generated
+	// secret key (SFB_BRIDGE_SECRET_KEY), which an entry here replaces.
 	Env []string
 }
 
@@ -221,6 +223,10 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		}
 	}()
 
+	key, err := secret.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
 	st.Bridge = &Bridge{
 		Binary:     bin,
 		ConfigPath: st.ConfigPath,
@@ -229,7 +235,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		LogPath:    filepath.Join(opts.Dir, "bridge.log"),
 		OutPath:    filepath.Join(opts.Dir, "bridge.out"),
 		ReadyURL:   "http://127.0.0.1:" + strconv.Itoa(asPort) + "/_matrix/mau/ready",
-		Env:        opts.Env,
+		Env:        append([]string{secret.EnvKey + "=" + secret.EncodeKey(key)}, opts.Env...),
 	}
 	if err := st.Bridge.Start(ctx); err != nil {
 		return nil, err
