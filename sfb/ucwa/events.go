@@ -62,7 +62,7 @@ func (s *session) eventLoop() {
 			isErr := errors.As(err, &e)
 			switch {
 			case applicationGone(err):
-				if rerr := s.recreate(s.ctx, gen); rerr != nil {
+				if rerr := s.recreate(s.ctx, gen, false); rerr != nil {
 					err = rerr
 					break
 				}
@@ -84,7 +84,7 @@ func (s *session) eventLoop() {
 				continue
 			case isErr && (e.Status == http.StatusForbidden || e.Status == http.StatusBadGateway):
 				// RootURL.md: rediscover after 403/502.
-				if rerr := s.recreateRediscover(gen); rerr == nil {
+				if rerr := s.recreate(s.ctx, gen, true); rerr == nil {
 					st, gen = s.appSnapshot()
 					next = st.events
 					continue
@@ -154,23 +154,6 @@ func (s *session) eventLoop() {
 		}
 		s.markHandled(next)
 	}
-}
-
-func (s *session) recreateRediscover(gen int) error {
-	s.recreateMu.Lock()
-	defer s.recreateMu.Unlock()
-	s.mu.Lock()
-	cur := s.appGen
-	s.mu.Unlock()
-	if cur != gen {
-		return nil
-	}
-	if err := s.createApplication(s.ctx, true); err != nil {
-		return err
-	}
-	s.resetTransient("application recreated")
-	s.failPending("the UCWA application was created again after rediscovery")
-	return nil
 }
 
 // finish reports why the session ended, unless the user closed it.

@@ -225,7 +225,7 @@ func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 				s.log.Debug().Err(err).Str("peer", string(to)).Msg("Conversation is stale, starting a new one")
 				s.dropConv(c)
 				if applicationGone(err) {
-					if rerr := s.recreate(ctx, gen); rerr != nil {
+					if rerr := s.recreate(ctx, gen, false); rerr != nil {
 						return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, rerr)
 					}
 				}
@@ -235,7 +235,7 @@ func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 		} else {
 			sent, err = s.startMessaging(ctx, to, msg)
 			if err != nil && applicationGone(err) && attempt == 0 {
-				if rerr := s.recreate(ctx, gen); rerr != nil {
+				if rerr := s.recreate(ctx, gen, false); rerr != nil {
 					return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, rerr)
 				}
 				lastErr = err

@@ -262,10 +262,11 @@ func (s *session) makeMeAvailable(ctx context.Context) error {
 }
 
 // recreate creates a new application after the server lost ours (404
-// ApplicationNotFound / InactiveApplicationExpired). gen is the
-// application generation the caller saw fail, so concurrent callers
-// recreate once.
-func (s *session) recreate(ctx context.Context, gen int) error {
+// ApplicationNotFound / InactiveApplicationExpired) or, with rediscover,
+// refused its URL (RootURL.md: 403/502 invalidate the cached applications
+// URL). gen is the application generation the caller saw fail, so
+// concurrent callers recreate once.
+func (s *session) recreate(ctx context.Context, gen int, rediscover bool) error {
 	s.recreateMu.Lock()
 	defer s.recreateMu.Unlock()
 	s.mu.Lock()
@@ -274,12 +275,16 @@ func (s *session) recreate(ctx context.Context, gen int) error {
 	if cur != gen {
 		return nil
 	}
-	s.log.Info().Msg("UCWA application is gone, creating a new one")
-	if err := s.createApplication(ctx, false); err != nil {
+	why := "the UCWA application was lost and created again"
+	if rediscover {
+		why = "the UCWA application was created again after rediscovery"
+	}
+	s.log.Info().Bool("rediscover", rediscover).Msg("UCWA application is gone, creating a new one")
+	if err := s.createApplication(ctx, rediscover); err != nil {
 		return fmt.Errorf("recreate application: %w", err)
 	}
 	s.resetTransient("application recreated")
-	s.failPending("the UCWA application was lost and created again")
+	s.failPending(why)
 	return nil
 }
 
@@ -401,7 +406,7 @@ func (s *session) activityLoop() {
 		switch {
 		case err == nil:
 		case applicationGone(err):
-			if err := s.recreate(s.ctx, gen); err != nil {
+			if err := s.recreate(s.ctx, gen, false); err != nil {
 				s.log.Warn().Err(err).Msg("Recreating application after reportMyActivity failed")
 			}
 		default:
