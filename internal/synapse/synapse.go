@@ -45,7 +45,7 @@ type Options struct {
 	// Port is the loopback port of the client API; 0 picks a free one.
 	Port int
 	// Dir holds the configuration, database, media and log. Empty means a
-	// new temporary directory, removed by Stop.
+	// new temporary directory, removed by Close.
 	Dir string
 	// AppServiceRegistrations are paths of application service
 	// registration files to load (app_service_config_files).
@@ -145,7 +145,7 @@ func (s *Server) start(ctx context.Context, venv string, opts Options) error {
 	port := opts.Port
 	if port == 0 {
 		var err error
-		if port, err = freePort(); err != nil {
+		if port, err = FreePort(); err != nil {
 			return err
 		}
 	}
@@ -245,8 +245,8 @@ func (s *Server) waitHealthy(ctx context.Context, timeout time.Duration) error {
 }
 
 // Stop terminates Synapse (SIGTERM, then SIGKILL after a grace period) and
-// removes the temporary directory it created. It is safe to call more than
-// once.
+// keeps its directory, so that Restart can start it again. It is safe to
+// call more than once.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		if s.cmd == nil || s.cmd.Process == nil {
@@ -430,7 +430,9 @@ func randomToken(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago, for
+// callers that must put a port into a configuration file (the appservice).
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free loopback port: %w", err)
@@ -438,10 +440,6 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
-
-// FreePort returns a loopback TCP port that was free a moment ago, for
-// callers that must put a port into a configuration file (the appservice).
-func FreePort() (int, error) { return freePort() }
 
 // findVenv returns the virtualenv to run Synapse from.
 func findVenv(ctx context.Context, venv string) (string, error) {
