@@ -149,11 +149,8 @@ func (c *Client) connectLoop(ctx context.Context) {
 		c.log.Warn().Err(err).Stringer("retry_in", backoff).Msg("Failed to connect to Skype for Business")
 		c.sendState(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: code, Message: err.Error()})
 		// Jitter spreads the retries of many logins after an outage.
-		wait := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
+		if !sleepCtx(ctx, backoff/2+rand.N(backoff/2+1)) {
 			return
-		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, c.conn.retryMax)
 	}

@@ -314,16 +314,8 @@ func (r *ramp) wait(ctx context.Context) error {
 	slot := r.next
 	r.next = r.next.Add(r.interval)
 	r.mu.Unlock()
-	d := time.Until(slot)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if d := time.Until(slot); d > 0 && !sleepCtx(ctx, d) {
 		return ctx.Err()
 	}
+	return nil
 }

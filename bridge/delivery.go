@@ -49,15 +49,11 @@ func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
 		wait := backoff/2 + rand.N(backoff/2+1)
 		log.Warn().Err(res.Error).Int("attempt", attempt).Stringer("retry_in", wait).
 			Msg("Homeserver did not take the SfB event, retrying")
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, wait) {
 			// The session stops: it does not acknowledge this event, the
 			// next session gets it again.
 			log.Warn().Err(res.Error).Msg("Session stopped while retrying an SfB event; it will be delivered again after resuming")
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -114,12 +110,8 @@ func (c *Client) resumeSaver(ctx context.Context) {
 			return
 		case <-c.resumeKick:
 		}
-		t := time.NewTimer(c.conn.resumeSaveDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, c.conn.resumeSaveDelay) {
 			return
-		case <-t.C:
 		}
 		c.saveResume(ctx, c.currentSession())
 	}
