@@ -258,6 +258,17 @@ func (s *Server) offer(d *dialog) {
 	}
 }
 
+// dropOffer withdraws the invitation to one application of the target; the
+// others stay offered.
+func (p *party) dropOffer(v *convView) {
+	for i, o := range p.offers {
+		if o == v {
+			p.offers = append(p.offers[:i:i], p.offers[i+1:]...)
+			return
+		}
+	}
+}
+
 func (p party) viewApp() *app {
 	if p.view == nil {
 		return nil
@@ -480,12 +491,7 @@ func (s *Server) removeApp(a *app, g goneApp) {
 		p := &d.parties[v.side]
 		if d.state == dialogOffering && v.side == 1 {
 			// Only this fork of the invitation goes away.
-			for i, o := range p.offers {
-				if o == v {
-					p.offers = append(p.offers[:i:i], p.offers[i+1:]...)
-					break
-				}
-			}
+			p.dropOffer(v)
 			delete(a.convs, v.id)
 			if len(p.offers) == 0 {
 				s.failDialog(d, reason{"RemoteFailure", "Unreachable", "The target is not reachable."})

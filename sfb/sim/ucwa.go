@@ -467,12 +467,7 @@ func (s *Server) serveInvitations(w http.ResponseWriter, r *http.Request, a *app
 		}
 		d := v.d
 		p := &d.parties[1]
-		for i, o := range p.offers {
-			if o == v {
-				p.offers = append(p.offers[:i:i], p.offers[i+1:]...)
-				break
-			}
-		}
+		p.dropOffer(v)
 		s.closeView(v, "Failure", &reasonDeclined)
 		if len(p.offers) == 0 {
 			s.failDialog(d, reasonDeclined)
