@@ -1,6 +1,6 @@
-// Package database holds the connector's own tables (credentials, audit log,
-// and later migration modes and waves, presence state, the meeting map) and
-// their typed queries, on PostgreSQL and SQLite.
+// Package database holds the connector's own tables (sealed credentials,
+// audit log, transport resume state, the Matrix -> SfB outbox) and their
+// typed queries, on PostgreSQL and SQLite.
 //
 // The tables live in the same database as mautrix's (portal, ghost,
 // user_login, ...), which mautrix upgrades itself through dbutil and its
