@@ -109,7 +109,7 @@ func (c *conn) do(ctx context.Context, req request) (*response, error) {
 		if !ok {
 			return nil, c.errorFor(req, resp)
 		}
-		if err := c.authenticate(ctx, chal, req.noAuth); err != nil {
+		if err := c.authenticate(ctx, chal); err != nil {
 			return nil, fmt.Errorf("%s: %w", req.op, err)
 		}
 		req.noAuth = false
@@ -185,11 +185,7 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	if len(data) > MaxBodyBytes {
 		return nil, fmt.Errorf("%s: %s %s: body larger than %d bytes", req.op, req.method, redact(req.url), MaxBodyBytes)
 	}
-	resp := &response{status: hresp.StatusCode, header: hresp.Header, body: data}
-	if loc := hresp.Header.Get("Location"); loc != "" {
-		resp.location = loc
-	}
-	return resp, nil
+	return &response{status: hresp.StatusCode, header: hresp.Header, body: data, location: hresp.Header.Get("Location")}, nil
 }
 
 func (c *conn) errorFor(req request, resp *response) error {
@@ -209,8 +205,9 @@ func (c *conn) errorFor(req request, resp *response) error {
 	return e
 }
 
-// redact drops the query of a URL for messages (operation contexts, ack
-// numbers are fine, but nothing secret belongs in logs).
+// redact drops the user information of a URL for messages. The query
+// stays: ack numbers and operation contexts are what operators need and
+// carry nothing secret.
 func redact(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -290,9 +287,9 @@ func splitParams(s string) []string {
 	return merged
 }
 
-// authenticate obtains a token from the challenge's WebTicket endpoint. A
-// 401 that a request with a fresh token provoked still renews once.
-func (c *conn) authenticate(ctx context.Context, ch challenge, first bool) error {
+// authenticate obtains a token from the challenge's WebTicket endpoint;
+// concurrent callers share one renewal.
+func (c *conn) authenticate(ctx context.Context, ch challenge) error {
 	c.mu.Lock()
 	if c.renewing != nil {
 		wait := c.renewing
@@ -337,7 +334,7 @@ func (c *conn) renew(ctx context.Context) error {
 	if href == "" {
 		return fmt.Errorf("renew token: %w: no token endpoint known yet", sfb.ErrCredentialsRequired)
 	}
-	return c.authenticate(ctx, challenge{Href: href, GrantTypes: []string{"password"}}, false)
+	return c.authenticate(ctx, challenge{Href: href, GrantTypes: []string{"password"}})
 }
 
 func (c *conn) fetchToken(ctx context.Context, href string, grants []string) (sfb.Token, string, error) {
