@@ -138,16 +138,11 @@ func (c *Client) saveResume(ctx context.Context, s sfb.Session) {
 	c.mu.Unlock()
 }
 
-// waitSession returns the current session, waiting up to sessionWait
-// for one while the login is signed in but not yet (or no longer)
+// waitSession returns the current session, waiting up to d (0: until ctx
+// ends) for one while the login is signed in but not yet (or no longer)
 // connected: Matrix messages that Synapse retries after a restart arrive
 // before the sign-in finished, and must not fail for that.
-func (c *Client) waitSession(ctx context.Context) sfb.Session {
-	return c.waitSessionFor(ctx, c.conn.sessionWait)
-}
-
-// waitSessionFor is waitSession with a limit of d; 0 waits until ctx ends.
-func (c *Client) waitSessionFor(ctx context.Context, d time.Duration) sfb.Session {
+func (c *Client) waitSession(ctx context.Context, d time.Duration) sfb.Session {
 	if s := c.currentSession(); s != nil || !c.loggedIn.Load() {
 		return s
 	}

@@ -70,7 +70,7 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	case err != nil:
 		return nil, fmt.Errorf("convert message for SfB: %w", err)
 	}
-	if c.waitSession(ctx) == nil {
+	if c.waitSession(ctx, c.conn.sessionWait) == nil {
 		return nil, errNotConnected()
 	}
 	// Sending happens in the outbox lane, not here: bridgev2 holds the

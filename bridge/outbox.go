@@ -183,7 +183,7 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 	if c.isLive(entry.EventID) {
 		wait = c.conn.sessionWait
 	}
-	session := c.waitSessionFor(ctx, wait)
+	session := c.waitSession(ctx, wait)
 	switch {
 	case ctx.Err() != nil:
 		return false
