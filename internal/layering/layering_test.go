@@ -122,25 +122,40 @@ func TestImportRules(t *testing.T) {
 		require.NotEmpty(t, pkgs, "no package under %s: is the rule stale?", r.from)
 		for _, p := range pkgs {
 			checked++
-			for imp, path := range deps(g, p) {
-				for _, bad := range r.forbidden {
-					if imp == bad || strings.HasPrefix(imp, bad+"/") {
-						t.Errorf("%s: %s (%s)", p, path, r.why)
-					}
-				}
+			for _, v := range violations(g, p, r) {
+				t.Error(v)
 			}
 		}
 	}
 	require.GreaterOrEqual(t, checked, 6, "too few packages checked: the walk is broken")
 }
 
-// TestRulesCatchAViolation makes sure the check itself can fail.
-func TestRulesCatchAViolation(t *testing.T) {
-	g := map[string][]string{
-		module + "/bridge":   {module + "/bridge/x"},
-		module + "/bridge/x": {module + "/sfb/ucwa"},
+// violations lists the forbidden imports reachable from pkg under r, each
+// with the path that reaches it, sorted.
+func violations(g map[string][]string, pkg string, r rule) []string {
+	var found []string
+	for imp, path := range deps(g, pkg) {
+		for _, bad := range r.forbidden {
+			if imp == bad || strings.HasPrefix(imp, bad+"/") {
+				found = append(found, pkg+": "+path+" ("+r.why+")")
+			}
+		}
 	}
-	via := deps(g, module+"/bridge")
-	require.Contains(t, via, module+"/sfb/ucwa")
-	require.Equal(t, module+"/bridge -> "+module+"/bridge/x -> "+module+"/sfb/ucwa", via[module+"/sfb/ucwa"])
+	sort.Strings(found)
+	return found
+}
+
+// TestRulesCatchAViolation makes sure the check itself can fail: an
+// indirect import of a forbidden package or of a package under it is
+// found, a package that merely shares a name prefix is not.
+func TestRulesCatchAViolation(t *testing.T) {
+	r := rule{"bridge", []string{module + "/sfb/ucwa"}, "test"}
+	g := map[string][]string{
+		module + "/bridge":   {module + "/bridge/x", module + "/sfb/ucwaref"},
+		module + "/bridge/x": {module + "/sfb/ucwa/internal"},
+	}
+	require.Equal(t, []string{
+		module + "/bridge: " + module + "/bridge -> " + module + "/bridge/x -> " + module + "/sfb/ucwa/internal (test)",
+	}, violations(g, module+"/bridge", r))
+	require.Empty(t, violations(map[string][]string{module + "/bridge": {module + "/sfb"}}, module+"/bridge", r))
 }
