@@ -298,13 +298,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 	answer := func(force bool) (body []byte, done bool) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		switch wt.final {
-		case waitReplaced:
-			return nil, true
-		case waitDropped, waitGone:
-			return nil, true
-		}
-		if ec.waiter != wt {
+		if wt.final != waitEvents || ec.waiter != wt {
+			// Ended by someone else; finish answers as wt.final says.
 			return nil, true
 		}
 		now := time.Now()
