@@ -294,18 +294,13 @@ type ramp struct {
 	next     time.Time
 }
 
+// newRamp takes a rate that Config.Validate checked (above 0, at most 12).
 func newRamp(perSecond float64) *ramp {
-	if perSecond <= 0 {
-		perSecond = 10
-	}
 	return &ramp{interval: time.Duration(float64(time.Second) / perSecond)}
 }
 
 // wait blocks until the caller's slot comes or ctx ends.
 func (r *ramp) wait(ctx context.Context) error {
-	if r == nil {
-		return nil
-	}
 	r.mu.Lock()
 	now := time.Now()
 	if r.next.Before(now) {
