@@ -280,6 +280,7 @@ func TestMessageCharsets(t *testing.T) {
 		{"latin-1", "data:text/plain;charset=ISO-8859-1,Gr%FC%DFe", "Grüße", true, nil},
 		{"utf-16 with BOM", "data:text/plain;charset=utf-16;base64,//5HAHIA/ADfAGUA", "Grüße", true, nil},
 		{"utf-16be", "data:text/plain;charset=utf-16be;base64,AEcAcgD8AN8AZQ==", "Grüße", true, nil},
+		{"quoted utf-16be", "data:text/plain;charset=\"UTF-16BE\";base64,AEcAcgD8AN8AZQ==", "Grüße", true, nil},
 		{"invalid utf-8", "data:text/plain;charset=utf-8,Gr%FC%DFe", "Gr\uFFFDe", false, nil},
 		{"unknown charset", "data:text/plain;charset=koi8-r,abc", "", false, sfb.ErrUnsupported},
 	}
