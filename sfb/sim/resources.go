@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -356,29 +357,25 @@ func (v *convView) participantMessaging(p party) obj {
 }
 
 func (s *Server) messageDataLinks(links obj, m sfb.Message, formats []string) {
-	b64 := s.opts.Base64Messages || needsBase64(m.Text)
-	links["plainMessage"] = link(encodeDataURI("text/plain", m.Text, b64))
-	if m.HTML != "" && hasFormat(formats, "Html") {
-		links["htmlMessage"] = link(encodeDataURI("text/html", m.HTML, s.opts.Base64Messages || needsBase64(m.HTML)))
+	links["plainMessage"] = link(s.dataURI("text/plain", m.Text))
+	if m.HTML != "" && slices.Contains(formats, "Html") {
+		links["htmlMessage"] = link(s.dataURI("text/html", m.HTML))
 	}
 }
 
 // firstMessageLink is the invitation's "message" link: the HTML form when
 // the application accepts HTML, else the plain one.
 func (s *Server) firstMessageLink(m sfb.Message, formats []string) obj {
-	if m.HTML != "" && hasFormat(formats, "Html") {
-		return link(encodeDataURI("text/html", m.HTML, s.opts.Base64Messages || needsBase64(m.HTML)))
+	if m.HTML != "" && slices.Contains(formats, "Html") {
+		return link(s.dataURI("text/html", m.HTML))
 	}
-	return link(encodeDataURI("text/plain", m.Text, s.opts.Base64Messages || needsBase64(m.Text)))
+	return link(s.dataURI("text/plain", m.Text))
 }
 
-func hasFormat(formats []string, f string) bool {
-	for _, x := range formats {
-		if x == f {
-			return true
-		}
-	}
-	return false
+// dataURI encodes a message body base64 when Options.Base64Messages asks
+// for it or the text needs it.
+func (s *Server) dataURI(mediaType, text string) string {
+	return encodeDataURI(mediaType, text, s.opts.Base64Messages || needsBase64(text))
 }
 
 func (s *Server) invitation(inv *invitation) obj {
