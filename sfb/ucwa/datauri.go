@@ -98,7 +98,8 @@ func cutScheme(s string) (string, bool) {
 // Text returns the data as UTF-8 text: invalid sequences are replaced
 // (reported by the bool), CRLF becomes LF, trailing line breaks go (SfB
 // clients append one). The charset parameter is honoured for UTF-8,
-// US-ASCII, ISO-8859-1 and UTF-16; Charset reports one it cannot decode.
+// US-ASCII, ISO-8859-1 and UTF-16; CheckCharset reports one it cannot
+// decode.
 func (d *DataURI) Text() (string, bool) {
 	s, valid := d.decodeCharset()
 	if !utf8.ValidString(s) {
@@ -124,7 +125,7 @@ func truncate(s string, n int) string {
 
 // CheckCharset reports a charset parameter Text cannot decode.
 func (d *DataURI) CheckCharset() error {
-	switch cs := strings.ToLower(strings.Trim(d.Params["charset"], `"`)); cs {
+	switch cs := d.charset(); cs {
 	case "", "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1", "latin-1", "utf-16", "utf-16le", "utf-16be":
 		return nil
 	default:
@@ -134,10 +135,16 @@ func (d *DataURI) CheckCharset() error {
 
 var errUnknownCharset = errors.New("unknown charset")
 
+// charset is the charset parameter, lower case and unquoted.
+func (d *DataURI) charset() string {
+	return strings.ToLower(strings.Trim(d.Params["charset"], `"`))
+}
+
 // decodeCharset turns the data into a Go string after its charset
 // parameter; valid is false when the bytes did not fit it.
 func (d *DataURI) decodeCharset() (string, bool) {
-	switch strings.ToLower(strings.Trim(d.Params["charset"], `"`)) {
+	cs := d.charset()
+	switch cs {
 	case "iso-8859-1", "latin1", "latin-1":
 		r := make([]rune, len(d.Data))
 		for i, b := range d.Data {
@@ -145,7 +152,7 @@ func (d *DataURI) decodeCharset() (string, bool) {
 		}
 		return string(r), true
 	case "utf-16", "utf-16le", "utf-16be":
-		data, big := d.Data, strings.EqualFold(d.Params["charset"], "utf-16be")
+		data, big := d.Data, cs == "utf-16be"
 		if len(data) >= 2 && data[0] == 0xFE && data[1] == 0xFF {
 			data, big = data[2:], true
 		} else if len(data) >= 2 && data[0] == 0xFF && data[1] == 0xFE {
