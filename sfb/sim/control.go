@@ -67,13 +67,12 @@ func ctlDecode(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // ctlUser parses a user address from the path or body and checks it exists.
 func (s *Server) ctlUser(w http.ResponseWriter, raw string) (sfb.URI, bool) {
-	uri, err := sfb.ParseURI(raw)
-	if err != nil {
-		ctlError(w, http.StatusBadRequest, err)
+	uri, ok := ctlURI(w, "user", raw)
+	if !ok {
 		return "", false
 	}
 	s.mu.Lock()
-	ok := s.users[uri] != nil
+	ok = s.users[uri] != nil
 	s.mu.Unlock()
 	if !ok {
 		ctlError(w, http.StatusNotFound, fmt.Errorf("user %s: %w", uri, sfb.ErrNotFound))
@@ -82,12 +81,20 @@ func (s *Server) ctlUser(w http.ResponseWriter, raw string) (sfb.URI, bool) {
 	return uri, true
 }
 
+// ctlURI parses the address in a request field, answering 400 naming the
+// field when it is not one.
+func ctlURI(w http.ResponseWriter, field, raw string) (sfb.URI, bool) {
+	uri, err := sfb.ParseURI(raw)
+	if err != nil {
+		ctlError(w, http.StatusBadRequest, fmt.Errorf("%s: %w", field, err))
+		return "", false
+	}
+	return uri, true
+}
+
 func statusOf(err error) int {
-	switch {
-	case errors.Is(err, sfb.ErrNotFound):
+	if errors.Is(err, sfb.ErrNotFound) {
 		return http.StatusNotFound
-	case errors.Is(err, sfb.ErrUnsupported):
-		return http.StatusBadRequest
 	}
 	return http.StatusBadRequest
 }
@@ -117,9 +124,8 @@ func (s *Server) controlHandler() http.Handler {
 		if !ctlDecode(w, r, &m) {
 			return
 		}
-		to, err := sfb.ParseURI(m.To)
-		if err != nil {
-			ctlError(w, http.StatusBadRequest, fmt.Errorf("to: %w", err))
+		to, ok := ctlURI(w, "to", m.To)
+		if !ok {
 			return
 		}
 		if err := s.SendMessage(r.Context(), from, to, sfb.Message{Text: m.Text, HTML: m.HTML}); err != nil {
@@ -137,9 +143,8 @@ func (s *Server) controlHandler() http.Handler {
 		if !ctlDecode(w, r, &t) {
 			return
 		}
-		to, err := sfb.ParseURI(t.To)
-		if err != nil {
-			ctlError(w, http.StatusBadRequest, fmt.Errorf("to: %w", err))
+		to, ok := ctlURI(w, "to", t.To)
+		if !ok {
 			return
 		}
 		if err := s.SetTyping(r.Context(), from, to, t.Typing); err != nil {
@@ -153,9 +158,8 @@ func (s *Server) controlHandler() http.Handler {
 		if !ok {
 			return
 		}
-		from, err := sfb.ParseURI(r.URL.Query().Get("from"))
-		if err != nil {
-			ctlError(w, http.StatusBadRequest, fmt.Errorf("from: %w", err))
+		from, ok := ctlURI(w, "from", r.URL.Query().Get("from"))
+		if !ok {
 			return
 		}
 		writeJSON(w, http.StatusOK, obj{"typing": s.Typing(uri, from)})
