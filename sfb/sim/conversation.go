@@ -186,8 +186,9 @@ func (s *Server) emitInvitation(v *convView, typ string, status string, r *reaso
 	s.emitComm(v, e)
 }
 
-// startFromApp is startMessaging: the application's user invites to.
-func (s *Server) startFromApp(a *app, to *user, first *sfb.Message, opID, subject, threadID string) *invitation {
+// invite starts the application's outgoing invitation to `to`: the dialog,
+// the inviter's view and the events every invitation begins with.
+func (s *Server) invite(a *app, to *user, first *sfb.Message, opID, subject, threadID string) (*dialog, *invitation) {
 	d := s.newDialog(a.user, to, subject, threadID)
 	d.first = first
 	v := s.newView(a, d, 0, "Connecting")
@@ -195,6 +196,13 @@ func (s *Server) startFromApp(a *app, to *user, first *sfb.Message, opID, subjec
 	inv := s.newInvitation(v, "Outgoing", opID, first)
 	s.emitInvitation(v, "started", "", nil)
 	s.emitComm(v, ev("conversation", v.href(), "", "added", v.conversation(s)))
+	return d, inv
+}
+
+// startFromApp is startMessaging: the application's user invites to.
+func (s *Server) startFromApp(a *app, to *user, first *sfb.Message, opID, subject, threadID string) *invitation {
+	d, inv := s.invite(a, to, first, opID, subject, threadID)
+	v := inv.view
 	s.emitConv(v, ev("localParticipant", v.participantHref(a.user.uri), a.user.name, "added", v.localParticipant()))
 	s.emitConv(v, ev("messaging", v.href()+"/messaging", "", "updated", v.messaging()))
 	s.offer(d)

@@ -522,14 +522,8 @@ func (s *Server) startMessaging(w http.ResponseWriter, r *http.Request, a *app) 
 	if target == nil {
 		// The invitation starts and fails in the event channel, as a real
 		// server does for a target it cannot find.
-		ghost := &user{uri: to, name: ""}
-		d := s.newDialog(a.user, ghost, req.Subject, req.ThreadID)
-		d.first = first
-		v := s.newView(a, d, 0, "Connecting")
-		d.parties[0].view = v
-		inv = s.newInvitation(v, "Outgoing", req.OperationID, first)
-		s.emitInvitation(v, "started", "", nil)
-		s.emitComm(v, ev("conversation", v.href(), "", "added", v.conversation(s)))
+		var d *dialog
+		d, inv = s.invite(a, &user{uri: to}, first, req.OperationID, req.Subject, req.ThreadID)
 		s.failDialog(d, reasonNotFound)
 	} else {
 		inv = s.startFromApp(a, target, first, req.OperationID, req.Subject, req.ThreadID)
