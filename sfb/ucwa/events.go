@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -97,9 +98,7 @@ func (s *session) eventLoop() {
 			backoff = nextBackoff(backoff, s.t.timings)
 			wait := retryWait(err, backoff, s.t.timings)
 			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("Event channel failed")
-			if !sleepCtx(s.ctx, wait) {
-				continue
-			}
+			sleepCtx(s.ctx, wait)
 			continue
 		}
 		replaced = 0
@@ -254,10 +253,7 @@ func (s *session) abs(h string) string {
 
 // fetch GETs a resource an event only linked to.
 func (s *session) fetch(href string, out any) error {
-	rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
-	defer cancel()
-	_, err := s.c.doJSON(rctx, request{op: "get resource", method: http.MethodGet, url: s.abs(href)}, out)
-	return err
+	return s.get(s.ctx, s.abs(href), "get resource", out)
 }
 
 func (s *session) onInvitation(e Event) error {
@@ -456,7 +452,7 @@ func (s *session) resolveParticipant(l Link) (sfb.Person, error) {
 	}
 	// The samples name participants by address (.../participants/lenea@contoso.com).
 	if i := strings.LastIndexByte(l.Href, '/'); i >= 0 && strings.Contains(l.Href[i+1:], "@") {
-		seg, _ := urlPathUnescape(l.Href[i+1:])
+		seg, _ := url.PathUnescape(l.Href[i+1:])
 		if uri, err := sfb.ParseURI(seg); err == nil {
 			person := sfb.Person{URI: uri, DisplayName: validText(l.Title)}
 			if person.DisplayName == "" {
@@ -629,8 +625,7 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 		firstKey = cv.href
 	}
 	// ReceiveAnIM.md: the invitation's first message comes again as the
-	// conversation's first message event.
-	// Only the first message event of the conversation is taken for the
+	// conversation's first message event. Only that event is taken for the
 	// repeat: the same text sent again later is a new message.
 	if f, ok := s.firsts[firstKey]; ok && firstKey != "" {
 		duplicateFirst = f.sum == textDigest(msg.Text)
@@ -710,8 +705,9 @@ func (s *session) onParticipant(snd EventSender, e Event) error {
 	return nil
 }
 
-// resetTransient forgets conversations after resync, resume or a new
-// application: the server closed them.
+// resetTransient forgets conversations after resume or a new application
+// (the server closed them), or a resync whose conversations could not be
+// read again.
 func (s *session) resetTransient(why string) {
 	s.mu.Lock()
 	var ended []*conv

@@ -611,5 +611,3 @@ func validText(s string) string {
 	}
 	return s
 }
-
-func urlPathUnescape(s string) (string, error) { return url.PathUnescape(s) }

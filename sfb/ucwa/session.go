@@ -544,7 +544,7 @@ func newOperations() *operations {
 	return &operations{waiters: map[string]chan opResult{}, early: map[string]opResult{}}
 }
 
-// wait registers ch for keys; it returns a result already seen, if any.
+// register registers ch for keys; it returns a result already seen, if any.
 func (o *operations) register(ch chan opResult, keys ...string) (opResult, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
