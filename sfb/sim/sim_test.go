@@ -537,3 +537,32 @@ func TestParticipantsCollectionLinks(t *testing.T) {
 	assert.Equal(t, conv+"/participants/bob@contoso.com", get(t, links[0], "href"))
 	assert.NotEmpty(t, get(t, links[0], "title"))
 }
+
+func TestPeopleSearch(t *testing.T) {
+	e := newEnv(t, sim.Options{})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	search := get(t, alice.app, "_embedded", "people", "_links", "search", "href").(string)
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"Bob M", []string{"sip:bob@contoso.com"}},
+		{"sip:carol@contoso.com", []string{"sip:carol@contoso.com"}},
+		{"bob&x=1", nil},
+		{"nobody", nil},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			r := alice.do("GET", search+"?query="+url.QueryEscape(tc.query), "", "")
+			require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+			body := r.json(t)
+			var got []string
+			for _, c := range get(t, body, "_embedded", "contact").([]any) {
+				got = append(got, get(t, c, "uri").(string))
+			}
+			assert.Equal(t, tc.want, got)
+			self, err := url.Parse(get(t, body, "_links", "self", "href").(string))
+			require.NoError(t, err)
+			assert.Equal(t, strings.ToLower(tc.query), self.Query().Get("query"), "self link carries the query")
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -366,7 +367,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, a *app) {
 	}
 	writeJSON(w, http.StatusOK, obj{
 		"rel":       "search",
-		"_links":    obj{"self": link(a.base() + "/people/search?query=" + q)},
+		"_links":    obj{"self": link(a.base() + "/people/search?query=" + url.QueryEscape(q))},
 		"_embedded": obj{"contact": found},
 	})
 }
