@@ -30,16 +30,9 @@ func (c *client) background(href string) <-chan resp {
 			return
 		}
 		defer res.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		for {
-			n, err := res.Body.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		ch <- resp{status: res.StatusCode, header: res.Header, body: []byte(b.String())}
+		// A dropped channel ends the body early: keep what arrived.
+		body, _ := io.ReadAll(res.Body)
+		ch <- resp{status: res.StatusCode, header: res.Header, body: body}
 	}()
 	return ch
 }
