@@ -3,7 +3,6 @@ package sim
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"strconv"
 	"time"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -364,12 +363,19 @@ func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message) error {
 // emitIncoming shows msg to an application as an incoming message event:
 // one "completed" event with status Success, as in ReceiveAnIM.md.
 func (s *Server) emitIncoming(v *convView, msg sfb.Message) {
-	m := &msgRecord{id: v.nextMsg, direction: "Incoming", msg: msg, at: s.now(), status: "Success"}
-	v.nextMsg++
-	v.msgs[m.id] = m
-	e := ev("message", v.href()+"/messaging/messages/"+strconv.Itoa(m.id), "", "completed", v.message(s, m))
+	m := &msgRecord{direction: "Incoming", msg: msg, at: s.now(), status: "Success"}
+	e := ev("message", v.addMessage(m), "", "completed", v.message(s, m))
 	e["status"] = "Success"
 	s.emitConv(v, e)
+}
+
+// addMessage numbers m as the view's next message resource and returns
+// its href.
+func (v *convView) addMessage(m *msgRecord) string {
+	m.id = v.nextMsg
+	v.nextMsg++
+	v.msgs[m.id] = m
+	return v.messageHref(m.id)
 }
 
 // record notes a delivery for Received and lets the colleague answer.

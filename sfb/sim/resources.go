@@ -222,6 +222,10 @@ func (a *app) contact(u *user) obj {
 
 func (v *convView) href() string { return v.app.base() + "/communication/conversations/" + v.id }
 
+func (v *convView) messageHref(id int) string {
+	return v.href() + "/messaging/messages/" + strconv.Itoa(id)
+}
+
 func (v *convView) participantHref(u sfb.URI) string {
 	return v.href() + "/participants/" + u.Address()
 }
@@ -427,7 +431,7 @@ func (s *Server) invitation(inv *invitation) obj {
 }
 
 func (v *convView) message(s *Server, m *msgRecord) obj {
-	h := v.href() + "/messaging/messages/" + strconv.Itoa(m.id)
+	h := v.messageHref(m.id)
 	links := obj{
 		"self":      link(h),
 		"messaging": link(v.href() + "/messaging"),

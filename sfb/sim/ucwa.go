@@ -683,10 +683,8 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, a *app, id 
 		writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
 		return
 	}
-	m := &msgRecord{id: v.nextMsg, direction: "Outgoing", operationID: opID, msg: msg, at: s.now()}
-	v.nextMsg++
-	v.msgs[m.id] = m
-	href := v.href() + "/messaging/messages/" + strconv.Itoa(m.id)
+	m := &msgRecord{direction: "Outgoing", operationID: opID, msg: msg, at: s.now()}
+	href := v.addMessage(m)
 	s.emitConv(v, ev("message", href, "", "started", v.message(s, m)))
 	err = s.deliver(v.d, v.side, msg)
 	done := ev("message", href, "", "completed", nil)
