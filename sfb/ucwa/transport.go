@@ -114,14 +114,15 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 	for _, o := range opts {
 		o(t)
 	}
+	def := DefaultTimings()
 	if t.timings.TypingRefresh <= 0 {
-		t.timings.TypingRefresh = 4 * time.Second
+		t.timings.TypingRefresh = def.TypingRefresh
 	}
 	if t.timings.TypingMax <= 0 {
-		t.timings.TypingMax = 30 * time.Second
+		t.timings.TypingMax = def.TypingMax
 	}
 	if t.timings.AcceptWait <= 0 {
-		t.timings.AcceptWait = 5 * time.Second
+		t.timings.AcceptWait = def.AcceptWait
 	}
 	if t.cfg.DiscoveryURL != "" {
 		u, err := url.Parse(t.cfg.DiscoveryURL)
