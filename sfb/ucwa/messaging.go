@@ -286,9 +286,15 @@ func (s *session) sendInConversation(ctx context.Context, c *conv, msg sfb.Messa
 	if href == "" {
 		return sfb.SentMessage{}, errors.New("send message: answer without Location")
 	}
+	return s.awaitSent(ctx, ch, "message", href)
+}
+
+// awaitSent waits for the completion of the message or invitation the
+// server created as href.
+func (s *session) awaitSent(ctx context.Context, ch chan opResult, what, href string) (sfb.SentMessage, error) {
 	res, err := s.awaitOp(ctx, ch, "href:"+href)
 	if err != nil {
-		return sfb.SentMessage{}, fmt.Errorf("message %s: %w", href, err)
+		return sfb.SentMessage{}, fmt.Errorf("%s %s: %w", what, href, err)
 	}
 	if !strings.EqualFold(res.status, "Success") {
 		return sfb.SentMessage{}, deliveryError(res)
@@ -392,14 +398,7 @@ func (s *session) invite(ctx context.Context, to sfb.URI, first string) (sfb.Sen
 	} else {
 		s.noteOutgoing("href:"+href, to)
 	}
-	res, err := s.awaitOp(ctx, ch, "href:"+href)
-	if err != nil {
-		return sfb.SentMessage{}, fmt.Errorf("invitation %s: %w", href, err)
-	}
-	if !strings.EqualFold(res.status, "Success") {
-		return sfb.SentMessage{}, deliveryError(res)
-	}
-	return sfb.SentMessage{ID: href, Time: s.t.now()}, nil
+	return s.awaitSent(ctx, ch, "invitation", href)
 }
 
 // SetTyping implements sfb.Session. setIsTyping starts a short timer on the
