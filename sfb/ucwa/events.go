@@ -731,13 +731,15 @@ func (s *session) endConversation(href string) {
 	delete(s.convs, href)
 	// An ended conversation sends no repeat of its first message.
 	delete(s.firsts, href)
+	// Under s.mu: a send that finds the conversation stale ends it too
+	// (dropConv).
+	report := c != nil && !c.ended && c.peer != ""
+	if c != nil {
+		c.ended = true
+	}
 	s.wakeLocked()
 	s.mu.Unlock()
-	if c == nil || c.ended {
-		return
-	}
-	c.ended = true
-	if c.peer != "" {
+	if report {
 		s.emit(sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: c.threadID, Peer: c.peer}})
 	}
 }

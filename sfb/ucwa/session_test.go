@@ -1015,3 +1015,22 @@ func TestSendMessageStatusFromResource(t *testing.T) {
 	_, err = s.SendMessage(ctx, lene, sfb.Message{Text: "not delivered"})
 	require.ErrorIs(t, err, sfb.ErrDeliveryFailed)
 }
+
+// TestConversationEndedOnceUnderRace: the server ending a conversation
+// (event goroutine) while a send drops it as stale (caller's goroutine)
+// reports it at most once, and the two never touch it unsynchronised
+// (run with -race).
+func TestConversationEndedOnceUnderRace(t *testing.T) {
+	for range 50 {
+		s := newOfflineSession(t)
+		rec := &recorder{}
+		s.handler = rec.handle
+		c := s.upsertConv("https://lyncweb.contoso.com/c1", "sip:lenea@contoso.com", "t1")
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); s.endConversation(c.href) }()
+		go func() { defer wg.Done(); s.dropConv(c) }()
+		wg.Wait()
+		assert.LessOrEqual(t, len(eventsOf[sfb.ConversationEnded](rec.all())), 1)
+	}
+}
