@@ -481,11 +481,7 @@ func (s *session) onConversation(e Event) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cv := s.convs[href]
-	if cv == nil {
-		cv = &conv{href: href}
-		s.convs[href] = cv
-	}
+	cv := s.convLocked(href)
 	if c.ThreadID != "" {
 		cv.threadID = c.ThreadID
 	}
@@ -518,11 +514,7 @@ func (s *session) onMessaging(snd EventSender, e Event) error {
 	}
 	convHref = s.abs(convHref)
 	s.mu.Lock()
-	cv := s.convs[convHref]
-	if cv == nil {
-		cv = &conv{href: convHref}
-		s.convs[convHref] = cv
-	}
+	cv := s.convLocked(convHref)
 	cv.messaging = s.absLocked(e.Link.Href)
 	cv.state = m.State
 	cv.sendMessage = s.absLocked(m.Links.Href("sendMessage"))

@@ -45,14 +45,21 @@ type firstMessage struct {
 
 func (s *session) absLocked(h string) string { return resolveHref(s.app.base, h) }
 
-func (s *session) upsertConv(href string, peer sfb.URI, thread string) *conv {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// convLocked is the tracked conversation at href, tracked from now on if
+// it was not.
+func (s *session) convLocked(href string) *conv {
 	c := s.convs[href]
 	if c == nil {
 		c = &conv{href: href}
 		s.convs[href] = c
 	}
+	return c
+}
+
+func (s *session) upsertConv(href string, peer sfb.URI, thread string) *conv {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.convLocked(href)
 	if peer != "" {
 		c.peer = peer
 	}
