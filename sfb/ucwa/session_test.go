@@ -160,7 +160,7 @@ func outgoingScript(f *fakeUCWA, status string) {
 			f.pushSenders(`[` + messagingConnected() + `]`)
 			f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[` + inv("completed", `"status":"Success",`) + `]}]`)
 		} else {
-			f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[` + strings.Replace(inv("completed", `"status":"Failure","reason":{"code":"Forbidden","subcode":"DoNotDisturb","message":"The person is busy"},`), `"type"`, `"type"`, 1) + `]}]`)
+			f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[` + inv("completed", `"status":"Failure","reason":{"code":"Forbidden","subcode":"DoNotDisturb","message":"The person is busy"},`) + `]}]`)
 		}
 		return true
 	}

@@ -153,15 +153,22 @@ func TestSimEventChannelDropNothingLostOrDoubled(t *testing.T) {
 		msgs := messages(rec.all())
 		return len(msgs) > 0 && msgs[len(msgs)-1].Message.Text == "m6"
 	}, waitFor, tick)
+	assert.Equal(t, []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6"}, deliveredOnce(t, messages(rec.all())))
+	assert.Equal(t, 2, drops(), "no failures but the two drops")
+}
+
+// deliveredOnce is the texts of msgs, in order; it fails the test for a
+// message delivered twice.
+func deliveredOnce(t *testing.T, msgs []sfb.MessageReceived) []string {
+	t.Helper()
 	var texts []string
 	ids := map[string]bool{}
-	for _, m := range messages(rec.all()) {
+	for _, m := range msgs {
 		texts = append(texts, m.Message.Text)
 		assert.False(t, ids[m.ID], "message %s delivered twice", m.ID)
 		ids[m.ID] = true
 	}
-	assert.Equal(t, []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6"}, texts)
-	assert.Equal(t, 2, drops(), "no failures but the two drops")
+	return texts
 }
 
 // disconnects are the SessionState events that report a lost connection.
@@ -250,15 +257,11 @@ func TestSimResyncKeepsConversation(t *testing.T) {
 
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "m3"}))
 	require.Eventually(t, func() bool { return len(messages(rec.all())) == 4 }, waitFor, tick)
-	var texts []string
-	ids := map[string]bool{}
-	for _, m := range messages(rec.all()) {
-		texts = append(texts, m.Message.Text)
-		assert.False(t, ids[m.ID], "message %s delivered twice", m.ID)
-		ids[m.ID] = true
+	msgs := messages(rec.all())
+	assert.Equal(t, []string{"m1", "m1b", "m2", "m3"}, deliveredOnce(t, msgs))
+	for _, m := range msgs {
 		assert.Equal(t, thread, m.Conversation.ThreadID)
 	}
-	assert.Equal(t, []string{"m1", "m1b", "m2", "m3"}, texts)
 	assert.Empty(t, eventsOf[sfb.ConversationEnded](rec.all()), "resync ends no conversation")
 }
 
