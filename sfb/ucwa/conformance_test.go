@@ -161,7 +161,7 @@ func TestConformance(t *testing.T) {
 					return fmt.Errorf("incoming message without text")
 				}
 				if !strings.Contains(plain+html, "ncoded") {
-					if _, err := decodeMessageLink(plain, html); err != nil {
+					if _, _, err := decodeMessageText(plain, html); err != nil {
 						return err
 					}
 				}
@@ -286,7 +286,7 @@ func TestReferenceIncomingIMFlow(t *testing.T) {
 		}
 		var inv MessagingInvitation
 		require.NoError(t, json.Unmarshal(r.JSON, &inv))
-		msg, err := decodeMessageLink(inv.Links.Href("message"), "")
+		msg, _, err := decodeMessageText(inv.Links.Href("message"), "")
 		require.NoError(t, err)
 		assert.Equal(t, "Hi Tosh", msg.Text)
 		var from Participant

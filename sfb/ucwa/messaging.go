@@ -548,14 +548,7 @@ func (s *session) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, er
 	return fallback, nil
 }
 
-// decodeMessageLink decodes the data URIs of a message's plain and HTML
-// forms into an sfb.Message. Either may be empty.
-func decodeMessageLink(plain, htmlLink string) (sfb.Message, error) {
-	msg, _, err := decodeMessageText(plain, htmlLink)
-	return msg, err
-}
-
-// decodeMessage is decodeMessageLink for the session: text that does not
+// decodeMessage is decodeMessageText for the session: text that does not
 // fit its charset is kept with replacement characters and logged, so the
 // operator can see that something was lost.
 func (s *session) decodeMessage(plain, htmlLink string) (sfb.Message, error) {
@@ -567,6 +560,9 @@ func (s *session) decodeMessage(plain, htmlLink string) (sfb.Message, error) {
 	return msg, err
 }
 
+// decodeMessageText decodes the data URIs of a message's plain and HTML
+// forms (either may be empty) into an sfb.Message; false when some bytes
+// did not fit their charset.
 func decodeMessageText(plain, htmlLink string) (sfb.Message, bool, error) {
 	var msg sfb.Message
 	allValid := true

@@ -23,8 +23,9 @@ import (
 
 // Timings are the intervals the transport works with; tests shorten them.
 type Timings struct {
-	// BackoffMin and BackoffMax bound the exponential backoff of the event
-	// channel after transient failures.
+	// BackoffMin and BackoffMax bound the exponential backoff after
+	// transient failures: of the event channel, token renewal and
+	// accepting an invitation.
 	BackoffMin, BackoffMax time.Duration
 	// TokenCheck is how often a session compares the clock with its token's
 	// renewal time.
