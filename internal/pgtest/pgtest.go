@@ -88,6 +88,8 @@ type Options struct {
 type Server struct {
 	dir     string // removed by Stop
 	dataDir string
+	binDir  string
+	cred    *syscall.Credential
 	logPath string
 	port    int
 	cmd     *exec.Cmd
@@ -205,8 +207,8 @@ func Launch(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("hand %s to uid %d: %w", dir, cred.Uid, err)
 		}
 	}
-	s := &Server{dir: dir, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "postgres.log")}
-	if err := s.initdb(ctx, binDir, cred); err != nil {
+	s := &Server{dir: dir, dataDir: filepath.Join(dir, "data"), binDir: binDir, cred: cred, logPath: filepath.Join(dir, "postgres.log")}
+	if err := s.initdb(ctx); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
@@ -214,7 +216,12 @@ func Launch(ctx context.Context, opts Options) (*Server, error) {
 	// take it in between; postgres then exits at once and we try another.
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
-		err = s.start(ctx, binDir, cred)
+		port, err := freePort()
+		if err != nil {
+			_ = s.Stop()
+			return nil, err
+		}
+		err = s.start(ctx, port)
 		if err == nil {
 			return s, nil
 		}
@@ -251,8 +258,8 @@ func removeStaleDirs() {
 	}
 }
 
-func (s *Server) initdb(ctx context.Context, binDir string, cred *syscall.Credential) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"),
+func (s *Server) initdb(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, "initdb"),
 		"--pgdata="+s.dataDir,
 		"--username="+Superuser,
 		"--auth=trust",
@@ -261,24 +268,20 @@ func (s *Server) initdb(ctx context.Context, binDir string, cred *syscall.Creden
 		"--no-sync",
 	)
 	cmd.Dir = s.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb in %s: %w\n%s", s.dataDir, err, tail(out, 2000))
 	}
 	return nil
 }
 
-func (s *Server) start(ctx context.Context, binDir string, cred *syscall.Credential) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+func (s *Server) start(ctx context.Context, port int) error {
 	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("open PostgreSQL log: %w", err)
 	}
 	defer logFile.Close() // the child keeps its own descriptor
-	cmd := exec.Command(filepath.Join(binDir, "postgres"),
+	cmd := exec.Command(filepath.Join(s.binDir, "postgres"),
 		"-D", s.dataDir,
 		"-p", strconv.Itoa(port),
 		"-k", s.dir,
@@ -294,7 +297,7 @@ func (s *Server) start(ctx context.Context, binDir string, cred *syscall.Credent
 	cmd.Stderr = logFile
 	// Pdeathsig takes the server down if the test binary dies without
 	// running Stop (a panic, a timeout); SIGINT is PostgreSQL's fast shutdown.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGINT}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGINT}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
@@ -374,6 +377,41 @@ func tail(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// Shutdown stops the server as an operator would (fast shutdown: every
+// session ends) and keeps its data; Restart starts it again. Tests use the
+// pair for a database outage.
+func (s *Server) Shutdown() error {
+	if s.hasExited() {
+		return nil
+	}
+	if s.admin != nil {
+		_ = s.admin.Close()
+		s.admin = nil
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal postgres: %w", err)
+	}
+	select {
+	case <-s.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return errors.New("postgres did not shut down within 10s; killed")
+	}
+}
+
+// Restart starts a server stopped by Shutdown again, on the same port and
+// data, and waits until it accepts connections.
+func (s *Server) Restart(ctx context.Context) error {
+	if !s.hasExited() {
+		return errors.New("pgtest: Restart needs a server stopped by Shutdown")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return s.start(ctx, s.port)
 }
 
 // Port is the TCP port the server listens on (on 127.0.0.1).

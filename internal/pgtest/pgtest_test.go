@@ -139,3 +139,29 @@ func TestLaunchRemovesStaleDirectories(t *testing.T) {
 	assert.DirExists(t, live)
 	assert.DirExists(t, unowned)
 }
+
+func TestShutdownAndRestartKeepData(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		t.Skipf("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := Launch(ctx, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	dsn, err := srv.CreateDatabaseContext(ctx, "kept")
+	require.NoError(t, err)
+	db := openDB(t, dsn)
+	_, err = db.ExecContext(ctx, "CREATE TABLE t (v text); INSERT INTO t VALUES ('before')")
+	require.NoError(t, err)
+
+	require.NoError(t, srv.Shutdown())
+	assert.Error(t, db.PingContext(ctx), "the server is down")
+	require.NoError(t, srv.Restart(ctx))
+
+	var v string
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT v FROM t").Scan(&v), "same port, same data")
+	assert.Equal(t, "before", v)
+	_, err = srv.CreateDatabaseContext(ctx, "after_restart")
+	assert.NoError(t, err, "the admin connection works again")
+}
