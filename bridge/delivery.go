@@ -2,10 +2,13 @@ package bridge
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,9 +61,9 @@ func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
 	}
 }
 
-// transientFailure reports whether err says the homeserver (or the
-// database bridgev2 could not read the portal from) is only unavailable
-// for now. Errors of the event itself (conversion, permission, a 4xx) are
+// transientFailure reports whether err says the homeserver or the
+// bridge's database (which bridgev2 reads the portal from and records the
+// message in) is only unavailable for now. Errors of the event itself (conversion, permission, a 4xx) are
 // not: retrying them would block the session for nothing.
 func transientFailure(err error) bool {
 	if err == nil {
@@ -77,9 +80,29 @@ func transientFailure(err error) bool {
 	case errors.As(err, &httpErrP) && httpErrP != nil:
 		return transientHTTP(*httpErrP)
 	}
+	var sqlErr interface{ SQLState() string }
+	if errors.As(err, &sqlErr) {
+		return databaseUnavailable(sqlErr.SQLState())
+	}
 	var netErr net.Error
 	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
+}
+
+// databaseUnavailable reports whether a PostgreSQL error (by SQLSTATE)
+// says that the database is away for now rather than that the statement
+// is wrong: a restart or failover in progress ("the database system is
+// shutting down", "... is starting up"), a broken connection, no free
+// connection, or a primary demoted to a read-only replica by a failover.
+func databaseUnavailable(state string) bool {
+	switch {
+	case strings.HasPrefix(state, "08"), // connection exception
+		strings.HasPrefix(state, "53"),  // insufficient resources (too many connections, ...)
+		strings.HasPrefix(state, "57P"), // admin or crash shutdown, cannot connect now
+		state == "25006":                // read-only transaction
+		return true
+	}
+	return false
 }
 
 func transientHTTP(e mautrix.HTTPError) bool {

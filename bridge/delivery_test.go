@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,6 +48,12 @@ func queuedIDs(events []bridgev2.RemoteEvent) []networkid.MessageID {
 	return out
 }
 
+// sqlStateError is a database error as PostgreSQL drivers give them.
+type sqlStateError string
+
+func (e sqlStateError) Error() string    { return "pq: SQLSTATE " + string(e) }
+func (e sqlStateError) SQLState() string { return string(e) }
+
 func TestTransientFailure(t *testing.T) {
 	tests := []struct {
 		name string
@@ -65,6 +72,13 @@ func TestTransientFailure(t *testing.T) {
 		{"timeout", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
 		{"cancelled", context.Canceled, false},
 		{"conversion failed", errors.New("failed to convert"), false},
+		{"database shutting down", fmt.Errorf("database error: %w", sqlStateError("57P03")), true},
+		{"database connection lost", sqlStateError("08006"), true},
+		{"too many database connections", sqlStateError("53300"), true},
+		{"database failed over to read-only", sqlStateError("25006"), true},
+		{"database constraint violated", sqlStateError("23505"), false},
+		{"database syntax error", sqlStateError("42601"), false},
+		{"broken database connection", fmt.Errorf("save: %w", driver.ErrBadConn), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
