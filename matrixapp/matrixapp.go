@@ -4,8 +4,12 @@
 package matrixapp
 
 import (
+	"context"
+	"os"
+
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
+	"maunium.net/go/mautrix/bridgev2/status"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -52,6 +56,31 @@ func New(build BuildInfo) *mxmain.BridgeMain {
 // Main runs the bridge until SIGINT or SIGTERM and exits the process. The
 // mxmain flags apply: -c config, -e writes the example config, -g writes
 // the appservice registration, -r its path.
+//
+// It is mxmain's Run with one step between initialising (configuration,
+// logging, database handle; no I/O) and starting: on PostgreSQL the process
+// waits for the active lock, so a standby process binds no listener and
+// signs nobody in until the active one is gone.
 func Main(build BuildInfo) {
-	New(build).Run()
+	m := New(build)
+	m.PreInit()
+	m.Init()
+	states := newStateReporter(m.Bridge)
+	health := &dbHealth{db: m.DB.RawDB, states: states, log: m.Log.With().Str("component", "database health").Logger()}
+	lock := waitForActiveLock(m, health)
+	if lock != nil {
+		m.Matrix.AS.Middleware = append(m.Matrix.AS.Middleware, health.gateTransactions)
+	}
+	m.Start()
+	go states.run(context.Background(), status.BridgeState{StateEvent: status.StateRunning})
+	exitCode := m.WaitForInterrupt()
+	m.Stop()
+	if lock != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		if err := lock.Release(ctx); err != nil {
+			m.Log.Warn().Err(err).Msg("Could not release the active lock; the standby takes over when this session ends")
+		}
+		cancel()
+	}
+	os.Exit(exitCode)
 }
