@@ -47,6 +47,9 @@ type testEnv struct {
 	simHTTP *httptest.Server
 	st      *stack.Stack
 	simLog  *os.File
+	// states receives the bridge states the bridge pushes
+	// (homeserver.status_endpoint).
+	states *stateLog
 }
 
 var shared struct {
@@ -131,9 +134,11 @@ func startEnv() (env *testEnv, err error) {
 	env.simHTTP = httptest.NewServer(env.sim.Handler())
 	env.sim.SetBaseURL(env.simHTTP.URL)
 
+	env.states = newStateLog()
 	env.st, err = stack.Start(ctx, stack.Options{
-		Dir:      env.dir,
-		RepoRoot: "..",
+		StatusEndpoint: env.states.URL(),
+		Dir:            env.dir,
+		RepoRoot:       "..",
 		// A prebuilt binary saves the build when iterating on the tests.
 		BridgeBinary: os.Getenv("SFB_E2E_BRIDGE_BIN"),
 		Race:         raceEnabled,
@@ -153,6 +158,9 @@ func (env *testEnv) close() error {
 	}
 	if env.simHTTP != nil {
 		env.simHTTP.Close()
+	}
+	if env.states != nil {
+		env.states.Close()
 	}
 	if env.sim != nil {
 		errs = append(errs, env.sim.Close())

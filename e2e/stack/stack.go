@@ -61,6 +61,9 @@ type Options struct {
 	// Env is added to the bridge process's environment, after a generated
 	// secret key (SFB_BRIDGE_SECRET_KEY), which an entry here replaces.
 	Env []string
+	// StatusEndpoint is homeserver.status_endpoint: where the bridge
+	// pushes its bridge states.
+	StatusEndpoint string
 }
 
 // Stack is a running homeserver plus bridge.
@@ -169,6 +172,9 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	set(cfg, []string{"bridge", "permissions"}, opts.Permissions)
 	set(cfg, []string{"provisioning", "shared_secret"}, st.ProvisioningSecret)
 	set(cfg, []string{"matrix", "federate_rooms"}, false)
+	if opts.StatusEndpoint != "" {
+		set(cfg, []string{"homeserver", "status_endpoint"}, opts.StatusEndpoint)
+	}
 	set(cfg, []string{"logging"}, map[string]any{
 		"min_level": "debug",
 		"writers": []any{map[string]any{
@@ -255,6 +261,43 @@ func (st *Stack) Close() error {
 	return errors.Join(errs...)
 }
 
+// SecondBridge returns another bridge process (not started) with the
+// stack's configuration, registration, environment and so appservice
+// address; only its log files differ, named after name. On PostgreSQL it
+// waits as the standby while the first one is active.
+func (st *Stack) SecondBridge(name string) (*Bridge, error) {
+	data, err := os.ReadFile(st.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("read bridge config: %w", err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("parse bridge config: %w", err)
+	}
+	first := st.Bridge
+	b := &Bridge{
+		Binary:     first.Binary,
+		ConfigPath: filepath.Join(first.Dir, "config-"+name+".yaml"),
+		RegPath:    first.RegPath,
+		Dir:        first.Dir,
+		LogPath:    filepath.Join(first.Dir, "bridge-"+name+".log"),
+		OutPath:    filepath.Join(first.Dir, "bridge-"+name+".out"),
+		ReadyURL:   first.ReadyURL,
+		Env:        first.Env,
+	}
+	set(cfg, []string{"logging"}, map[string]any{
+		"min_level": "debug",
+		"writers":   []any{map[string]any{"type": "file", "format": "json", "filename": b.LogPath}},
+	})
+	if data, err = yaml.Marshal(cfg); err != nil {
+		return nil, fmt.Errorf("encode bridge config: %w", err)
+	}
+	if err := os.WriteFile(b.ConfigPath, data, 0o600); err != nil {
+		return nil, fmt.Errorf("write bridge config: %w", err)
+	}
+	return b, nil
+}
+
 // GhostID is the Matrix ID the bridge gives the SfB user whose network
 // user ID is remoteID: appservice.username_template applied to the escaped
 // ID, as bridgev2 does.
@@ -279,11 +322,23 @@ type Bridge struct {
 
 // Start runs the bridge and waits until its appservice reports ready.
 func (b *Bridge) Start(ctx context.Context) error {
-	b.mu.Lock()
-	if b.cmd != nil {
-		b.mu.Unlock()
+	if err := b.Launch(); err != nil {
+		return err
+	}
+	if err := b.WaitReady(ctx, 2*time.Minute); err != nil {
+		_ = b.Stop()
+		return err
+	}
+	return nil
+}
+
+// Launch runs the bridge without waiting for it: a standby process never
+// becomes ready while another one is active.
+func (b *Bridge) Launch() error {
+	if b.Running() {
 		return errors.New("bridge already running")
 	}
+	b.mu.Lock()
 	out, err := os.OpenFile(b.OutPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		b.mu.Unlock()
@@ -312,11 +367,42 @@ func (b *Bridge) Start(ctx context.Context) error {
 		b.mu.Unlock()
 		close(exited)
 	}()
-	if err := waitReady(ctx, b.ReadyURL, exited, 2*time.Minute); err != nil {
-		_ = b.Stop()
+	return nil
+}
+
+// WaitReady waits until the bridge's appservice reports ready, failing
+// when the bridge exits first.
+func (b *Bridge) WaitReady(ctx context.Context, timeout time.Duration) error {
+	b.mu.Lock()
+	exited := b.exited
+	b.mu.Unlock()
+	if exited == nil {
+		return errors.New("bridge not started")
+	}
+	if err := waitReady(ctx, b.ReadyURL, exited, timeout); err != nil {
 		return fmt.Errorf("bridge not ready: %w\n%s", err, b.LogTail(40))
 	}
 	return nil
+}
+
+// ExitCode is the exit status of a bridge that exited (-1 when a signal
+// ended it) and false while it runs or before it started.
+func (b *Bridge) ExitCode() (int, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.exited == nil {
+		return 0, false
+	}
+	select {
+	case <-b.exited:
+	default:
+		return 0, false
+	}
+	var exitErr *exec.ExitError
+	if errors.As(b.err, &exitErr) {
+		return exitErr.ExitCode(), true
+	}
+	return 0, true
 }
 
 func waitReady(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
