@@ -191,8 +191,23 @@ func (l *Lock) wait(ctx context.Context) error {
 		start       = time.Now()
 	)
 	for {
-		got, holder, err := l.try(ctx, time.Now().Add(l.opts.Grace))
-		delay := l.opts.Interval
+		got, holder, err := false, Holder{}, error(nil)
+		if l.conn == nil {
+			err = l.connect(ctx, time.Now().Add(l.opts.Grace))
+			if err == nil && unreachable {
+				// Back after an outage, which may have been a restart
+				// that dropped every lock: give the process that held
+				// the lock before a head start to take it back.
+				unreachable = false
+				l.log.Info().Dur("delay", l.opts.ReclaimDelay).Msg("Database reachable again; giving the previous active process time to take its lock back")
+				if !sleep(ctx, l.opts.ReclaimDelay) {
+					return fmt.Errorf("wait for the active lock: %w", ctx.Err())
+				}
+			}
+		}
+		if err == nil {
+			got, holder, err = l.try(ctx, time.Now().Add(l.opts.Grace))
+		}
 		switch {
 		case err != nil:
 			if !unreachable {
@@ -203,21 +218,25 @@ func (l *Lock) wait(ctx context.Context) error {
 		case got:
 			l.log.Info().Int("backend_pid", l.pid).Dur("waited", time.Since(start)).Msg("Holding the active lock: this process serves")
 			return nil
-		case unreachable:
-			// Back after an outage (a restart drops every lock): give
-			// the process that held the lock before a head start.
-			unreachable = false
-			delay = l.opts.ReclaimDelay
-			l.log.Info().Dur("delay", delay).Msg("Database reachable again; giving the previous active process time to take its lock back")
 		case holder != lastHolder:
 			lastHolder = holder
 			l.log.Info().Stringer("holder", holder).Msg("Another bridge process is active; waiting as the standby (serving nothing)")
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, l.opts.Interval) {
 			return fmt.Errorf("wait for the active lock: %w", ctx.Err())
-		case <-time.After(delay):
 		}
+	}
+}
+
+// sleep waits d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

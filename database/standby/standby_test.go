@@ -144,6 +144,42 @@ func TestHolderTakesTheLockAgainAfterItsSessionEnds(t *testing.T) {
 	assertHeldBy(t, dsn, backendPID(t, l))
 }
 
+// A PostgreSQL restart drops every lock; the holder takes its own back and
+// carries on, and the standby, which lost its connection too, does not
+// get in first.
+func TestHolderKeepsTheLockAcrossADatabaseRestart(t *testing.T) {
+	if _, err := pgtest.FindBinDir(); err != nil {
+		t.Skipf("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := pgtest.Launch(ctx, pgtest.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	dsn := srv.DSN("postgres")
+
+	var ups atomic.Int32
+	opts := options(t, dsn, "active")
+	// The holder notices the restart only at its next check, up to a
+	// second late; the standby tries five times a second. Its head start
+	// is what lets the holder win. Grace leaves room for a restart on a
+	// busy machine, still below ServerDropAfter.
+	opts.Interval, opts.Grace = time.Second, 10*time.Second
+	opts.OnUp = func() { ups.Add(1) }
+	active := acquire(t, opts)
+	waiting := options(t, dsn, "standby")
+	waiting.Grace, waiting.ReclaimDelay = opts.Grace, 3*time.Second
+	standby := acquireAsync(t, ctx, waiting)
+	assertHeldBy(t, dsn, backendPID(t, active))
+
+	require.NoError(t, srv.Shutdown())
+	require.NoError(t, srv.Restart(ctx))
+	require.Eventually(t, func() bool { return ups.Load() == 1 }, within, testInterval/4, "the holder never took its lock back")
+	assert.Never(t, func() bool { return len(standby) > 0 }, 5*testInterval, testInterval/4, "the standby got in first")
+	assert.NoError(t, active.Err())
+	assertHeldBy(t, dsn, backendPID(t, active))
+}
+
 // When another process took the lock while the holder's session was gone,
 // the holder loses it.
 func TestHolderLosesTheLockToAnotherProcess(t *testing.T) {
