@@ -61,8 +61,9 @@ func waitForActiveLock(m *mxmain.BridgeMain, health *dbHealth) *standby.Lock {
 			log.Info().Msg("Stopped while waiting as the standby")
 			os.Exit(0)
 		}
+		// Unusable database settings; mxmain exits with 14 for those.
 		log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Cannot take the active lock")
-		os.Exit(ExitLockLost)
+		os.Exit(14)
 	}
 	go func() {
 		<-lock.Lost()
