@@ -3,10 +3,7 @@ package standby
 import (
 	"context"
 	"database/sql"
-	"net"
-	"net/url"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,12 +208,14 @@ func TestHolderLosesTheLockToAnotherProcess(t *testing.T) {
 // give the lock up after the grace period, before the server can hand it
 // to someone else.
 func TestHolderGivesUpWhenTheDatabaseStopsAnswering(t *testing.T) {
-	dsn := pgtest.Start(t).NewDatabase(t)
-	proxy := newFreezingProxy(t, dsn)
-	l := acquire(t, options(t, proxy.dsn, "active"))
+	srv := pgtest.Start(t)
+	proxy := srv.NewProxy(t)
+	dsn, err := proxy.Through(srv.NewDatabase(t))
+	require.NoError(t, err)
+	l := acquire(t, options(t, dsn, "active"))
 
 	frozen := time.Now()
-	proxy.freeze()
+	proxy.Partition()
 	select {
 	case <-l.Lost():
 		assert.ErrorIs(t, l.Err(), ErrUnconfirmed)
@@ -264,87 +263,4 @@ func assertHeldBy(t *testing.T, dsn string, pid int) {
 	}
 	require.NoError(t, err)
 	assert.Equal(t, int64(pid), holder.Int64)
-}
-
-// freezingProxy forwards TCP to PostgreSQL until freeze, then keeps every
-// connection open and forwards nothing: a database that stopped answering
-// without closing anything, as behind a network partition.
-type freezingProxy struct {
-	dsn    string
-	mu     sync.Mutex
-	frozen bool
-	conns  []net.Conn
-}
-
-func newFreezingProxy(t *testing.T, dsn string) *freezingProxy {
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	target := u.Host
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &freezingProxy{}
-	var pipes sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		pipes.Wait()
-	})
-	u.Host = ln.Addr().String()
-	p.dsn = u.String()
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", target)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, client, server)
-			p.mu.Unlock()
-			pipes.Add(2)
-			go p.pipe(&pipes, client, server)
-			go p.pipe(&pipes, server, client)
-		}
-	}()
-	return p
-}
-
-func (p *freezingProxy) freeze() {
-	p.mu.Lock()
-	p.frozen = true
-	p.mu.Unlock()
-}
-
-func (p *freezingProxy) pipe(wg *sync.WaitGroup, from, to net.Conn) {
-	defer wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		p.mu.Lock()
-		frozen := p.frozen
-		p.mu.Unlock()
-		if frozen {
-			if err != nil {
-				return
-			}
-			continue // swallowed; the other side waits for ever
-		}
-		if n > 0 {
-			if _, werr := to.Write(buf[:n]); werr != nil {
-				err = werr
-			}
-		}
-		if err != nil {
-			to.Close()
-			return
-		}
-	}
 }

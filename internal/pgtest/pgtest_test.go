@@ -165,3 +165,31 @@ func TestShutdownAndRestartKeepData(t *testing.T) {
 	_, err = srv.CreateDatabaseContext(ctx, "after_restart")
 	assert.NoError(t, err, "the admin connection works again")
 }
+
+func TestProxyPartitionsSilently(t *testing.T) {
+	srv := Start(t)
+	proxy := srv.NewProxy(t)
+	dsn, err := proxy.Through(srv.NewDatabase(t))
+	require.NoError(t, err)
+	db := openDB(t, dsn)
+	db.SetMaxOpenConns(1)
+	var pid int
+	require.NoError(t, db.QueryRow("SELECT pg_backend_pid()").Scan(&pid), "through the proxy")
+	admin := openDB(t, srv.DSN("postgres"))
+	alive := func() bool {
+		var n int
+		require.NoError(t, admin.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n))
+		return n == 1
+	}
+
+	proxy.Partition()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	answered := make(chan error, 1)
+	go func() { answered <- db.QueryRowContext(ctx, "SELECT 1").Scan(new(int)) }()
+	assert.Never(t, func() bool { return len(answered) > 0 }, 500*time.Millisecond, 50*time.Millisecond, "a query crossed the partition")
+	assert.True(t, alive(), "the server still has the session")
+
+	proxy.DropServerSide()
+	assert.Eventually(t, func() bool { return !alive() }, 10*time.Second, 50*time.Millisecond, "the server kept the session")
+}
