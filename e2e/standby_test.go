@@ -38,7 +38,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	room := env.openPortal(t, p, "before the takeover")
 
 	first := env.st.Bridge
-	second, err := env.st.SecondBridge("standby")
+	second, err := env.st.SecondBridge("standby", "")
 	require.NoError(t, err)
 	require.NoError(t, second.Launch())
 	t.Cleanup(func() {
@@ -97,6 +97,82 @@ func TestStandbyTakesOver(t *testing.T) {
 	// given SfB but not yet settled is sent again by its successor.
 	assertOnceTolerating(t, wantSfB, env.sentToColleague(p))
 	assert.Equal(t, 1, env.sim.Applications(p.self.URI), "the standby continued the active one's UCWA application")
+}
+
+func partitionText(i int) string { return fmt.Sprintf("partition message %02d", i) }
+
+// TestStandbyTakesOverFromAnActiveCutOffFromTheDatabase cuts the active
+// process's path to PostgreSQL without closing anything, as a network
+// partition does: it stops serving after the grace period (exit status
+// 40); once PostgreSQL ends its lock session, the standby takes over,
+// within 30 s of the cut, and nothing is lost.
+func TestStandbyTakesOverFromAnActiveCutOffFromTheDatabase(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "ida")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*hop)
+	defer cancel()
+	room := env.openPortal(t, p, "before the partition")
+
+	// The first process hands over to one that reaches the database
+	// through a path the test can cut, and waits as its standby.
+	first := env.st.Bridge
+	proxy := env.pg.NewProxy(t)
+	dsn, err := proxy.Through(env.pg.DSN("sfb_bridge"))
+	require.NoError(t, err)
+	cutOff, err := env.st.SecondBridge("cut-off", dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = cutOff.Kill()
+		if t.Failed() {
+			t.Logf("cut-off process:\n%s", cutOff.LogTail(60))
+		}
+		if !first.Running() {
+			sctx, scancel := context.WithTimeout(context.Background(), 2*hop)
+			defer scancel()
+			require.NoError(t, first.Start(sctx))
+		}
+	})
+	require.NoError(t, first.Stop())
+	require.NoError(t, cutOff.Start(ctx))
+	logStart := fileSize(t, first.LogPath)
+	require.NoError(t, first.Launch())
+	require.Eventually(t, func() bool {
+		return strings.Contains(readFrom(t, first.LogPath, logStart), "waiting as the standby")
+	}, hop, 50*time.Millisecond, "the first process never waited as the standby")
+
+	const beforeCut, whileCut = 5, 5
+	from := p.mx.mark()
+	for i := 1; i <= beforeCut; i++ {
+		require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: partitionText(i)}))
+	}
+	p.mx.waitFor(from, hop, "the stream to start", isMessage(room, p.ghost, equals(partitionText(2))))
+	cut := time.Now()
+	proxy.Partition()
+	for i := beforeCut + 1; i <= beforeCut+whileCut; i++ {
+		require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: partitionText(i)}))
+	}
+	_, err = p.mx.Client.SendText(ctx, room, "matrix during the partition")
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool { return !cutOff.Running() }, hop, 50*time.Millisecond, "the cut-off process kept serving")
+	gaveUp := time.Since(cut)
+	code, _ := cutOff.ExitCode()
+	assert.Equal(t, matrixapp.ExitLockLost, code)
+	assert.Less(t, gaveUp, standby.ServerDropAfter, "it must stop before PostgreSQL can hand the lock on")
+	// PostgreSQL ends a silent session when its keepalive probes go
+	// unanswered, which the bridge arranges to happen ServerDropAfter
+	// after the last contact; loopback never goes silent, so the test
+	// plays that part at that time.
+	<-time.After(standby.ServerDropAfter - time.Since(cut))
+	proxy.DropServerSide()
+	require.NoError(t, first.WaitReady(ctx, 30*time.Second-time.Since(cut)), "the standby did not take over within 30 s of the cut")
+	t.Logf("the cut-off process stopped %s after the cut; the standby served %s after it", gaveUp.Round(time.Millisecond), time.Since(cut).Round(time.Millisecond))
+
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "after the partition"}))
+	p.mx.waitFor(from, 2*hop, "the message after the partition", isMessage(room, p.ghost, equals("after the partition")))
+	assertOnceTolerating(t, append(series(partitionText, beforeCut+whileCut), "after the partition"), ghostMessages(t, p, room, from))
+	env.waitReceived(t, p, "the Matrix message sent during the partition", func(r sim.Received) bool { return r.Message.Text == "matrix during the partition" })
+	assert.Equal(t, []string{"matrix during the partition"}, env.sentToColleague(p))
 }
 
 // assertOnceTolerating checks that got is want, except that the message in

@@ -263,9 +263,11 @@ func (st *Stack) Close() error {
 
 // SecondBridge returns another bridge process (not started) with the
 // stack's configuration, registration, environment and so appservice
-// address; only its log files differ, named after name. On PostgreSQL it
-// waits as the standby while the first one is active.
-func (st *Stack) SecondBridge(name string) (*Bridge, error) {
+// address; only its log files differ, named after name, and its
+// database.uri when databaseURI is not empty (the same database through
+// another path). On PostgreSQL it waits as the standby while the first one
+// is active.
+func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 	data, err := os.ReadFile(st.ConfigPath)
 	if err != nil {
 		return nil, fmt.Errorf("read bridge config: %w", err)
@@ -289,6 +291,9 @@ func (st *Stack) SecondBridge(name string) (*Bridge, error) {
 		"min_level": "debug",
 		"writers":   []any{map[string]any{"type": "file", "format": "json", "filename": b.LogPath}},
 	})
+	if databaseURI != "" {
+		set(cfg, []string{"database", "uri"}, databaseURI)
+	}
 	if data, err = yaml.Marshal(cfg); err != nil {
 		return nil, fmt.Errorf("encode bridge config: %w", err)
 	}
