@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/status"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database/standby"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
@@ -38,23 +39,9 @@ func TestStandbyTakesOver(t *testing.T) {
 	room := env.openPortal(t, p, "before the takeover")
 
 	first := env.st.Bridge
-	second, err := env.st.SecondBridge("standby", "")
-	require.NoError(t, err)
+	env.sharedBridgeAfterwards(t)
+	second := env.otherBridge(t, "standby", "")
 	require.NoError(t, second.Launch())
-	t.Cleanup(func() {
-		// Later tests share the first process.
-		if err := second.Stop(); err != nil {
-			t.Logf("stop the standby: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("standby process:\n%s", second.LogTail(60))
-		}
-		if !first.Running() {
-			sctx, scancel := context.WithTimeout(context.Background(), 2*hop)
-			defer scancel()
-			require.NoError(t, first.Start(sctx))
-		}
-	})
 
 	// The standby says that it waits, and keeps waiting: it would exit if
 	// it tried to bind the appservice address the active one holds.
@@ -64,7 +51,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	for i := 1; i <= beforeKill; i++ {
 		require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: takeoverText(i)}))
 	}
-	_, err = p.mx.Client.SendText(ctx, room, "matrix before the kill")
+	_, err := p.mx.Client.SendText(ctx, room, "matrix before the kill")
 	require.NoError(t, err)
 	p.mx.waitFor(from, hop, "the stream to start", isMessage(room, p.ghost, equals(takeoverText(2))))
 	require.True(t, second.Running(), "the standby is still waiting")
@@ -116,22 +103,11 @@ func TestStandbyTakesOverFromAnActiveCutOffFromTheDatabase(t *testing.T) {
 	// The first process hands over to one that reaches the database
 	// through a path the test can cut, and waits as its standby.
 	first := env.st.Bridge
+	env.sharedBridgeAfterwards(t)
 	proxy := env.pg.NewProxy(t)
 	dsn, err := proxy.Through(env.pg.DSN("sfb_bridge"))
 	require.NoError(t, err)
-	cutOff, err := env.st.SecondBridge("cut-off", dsn)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = cutOff.Kill()
-		if t.Failed() {
-			t.Logf("cut-off process:\n%s", cutOff.LogTail(60))
-		}
-		if !first.Running() {
-			sctx, scancel := context.WithTimeout(context.Background(), 2*hop)
-			defer scancel()
-			require.NoError(t, first.Start(sctx))
-		}
-	})
+	cutOff := env.otherBridge(t, "cut-off", dsn)
 	require.NoError(t, first.Stop())
 	require.NoError(t, cutOff.Start(ctx))
 	logStart := fileSize(t, first.LogPath)
@@ -206,19 +182,13 @@ func TestActiveStopsWhenItLosesTheLock(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
 	defer cancel()
 	bridge := env.st.Bridge
+	env.sharedBridgeAfterwards(t)
 	db, err := sql.Open("postgres", env.pg.DSN("sfb_bridge"))
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
 	rival, err := db.Conn(ctx)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = rival.Close() // lets the lock go
-		if !bridge.Running() {
-			sctx, scancel := context.WithTimeout(context.Background(), 2*hop)
-			defer scancel()
-			require.NoError(t, bridge.Start(sctx))
-		}
-	})
+	t.Cleanup(func() { _ = rival.Close() }) // lets the lock go
 	logStart := fileSize(t, bridge.LogPath)
 
 	var ended, got bool
@@ -248,14 +218,12 @@ func TestDatabaseOutage(t *testing.T) {
 	p := env.newPair(t, "hana")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*hop)
 	defer cancel()
+	env.sharedBridgeAfterwards(t)
 	t.Cleanup(func() {
-		// Later tests share the database and the bridge.
+		// Later tests share the database.
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*hop)
 		defer rcancel()
 		_ = env.pg.Restart(rctx) // an error only says it runs
-		if !env.st.Bridge.Running() {
-			require.NoError(t, env.st.Bridge.Start(rctx))
-		}
 	})
 	room := env.openPortal(t, p, "before the database outage")
 
@@ -296,6 +264,36 @@ func TestDatabaseOutage(t *testing.T) {
 	env.waitReceived(t, p, "the Matrix message after the outage", func(r sim.Received) bool { return r.Message.Text == "matrix after the outage" })
 	assert.Equal(t, []string{"matrix while the database is down", "matrix after the outage"}, env.sentToColleague(p), "Matrix -> SfB exactly once, in order")
 	assert.True(t, env.st.Bridge.Running())
+}
+
+// sharedBridgeAfterwards starts the shared bridge process again when the
+// test ends, if the test left it stopped: later tests use it. Call it
+// before registering what must be cleaned up first (cleanups run last
+// first).
+func (env *testEnv) sharedBridgeAfterwards(t *testing.T) {
+	t.Cleanup(func() {
+		if env.st.Bridge.Running() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+		defer cancel()
+		require.NoError(t, env.st.Bridge.Start(ctx))
+	})
+}
+
+// otherBridge is a second bridge process (stack.SecondBridge), not yet
+// started, killed when the test ends; its log is shown when the test
+// failed.
+func (env *testEnv) otherBridge(t *testing.T, name, databaseURI string) *stack.Bridge {
+	b, err := env.st.SecondBridge(name, databaseURI)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = b.Kill()
+		if t.Failed() {
+			t.Logf("%s process:\n%s", name, b.LogTail(60))
+		}
+	})
+	return b
 }
 
 // waitLog waits until the file at path contains text.

@@ -91,7 +91,9 @@ func TestServerDoesNotRunAsRoot(t *testing.T) {
 	t.Fatal("no Uid line in /proc status")
 }
 
-func TestLaunchAndStopRemovesEverything(t *testing.T) {
+// launch starts a server of the test's own, for tests that stop it.
+func launch(t *testing.T) *Server {
+	t.Helper()
 	if _, err := FindBinDir(); err != nil {
 		t.Skipf("%v", err)
 	}
@@ -99,6 +101,14 @@ func TestLaunchAndStopRemovesEverything(t *testing.T) {
 	defer cancel()
 	srv, err := Launch(ctx, Options{})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	return srv
+}
+
+func TestLaunchAndStopRemovesEverything(t *testing.T) {
+	srv := launch(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	db := openDB(t, srv.DSN("postgres"))
 	require.NoError(t, db.PingContext(ctx))
 	require.NoError(t, db.Close())
@@ -106,7 +116,7 @@ func TestLaunchAndStopRemovesEverything(t *testing.T) {
 	require.NoError(t, srv.Stop())
 	require.NoError(t, srv.Stop(), "second Stop")
 	assert.True(t, srv.hasExited())
-	_, err = os.Stat(srv.dir)
+	_, err := os.Stat(srv.dir)
 	assert.True(t, os.IsNotExist(err), "directory %s left behind", srv.dir)
 }
 
@@ -141,14 +151,9 @@ func TestLaunchRemovesStaleDirectories(t *testing.T) {
 }
 
 func TestShutdownAndRestartKeepData(t *testing.T) {
-	if _, err := FindBinDir(); err != nil {
-		t.Skipf("%v", err)
-	}
+	srv := launch(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := Launch(ctx, Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Stop() })
 	dsn, err := srv.CreateDatabaseContext(ctx, "kept")
 	require.NoError(t, err)
 	db := openDB(t, dsn)
