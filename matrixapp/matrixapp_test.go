@@ -183,6 +183,7 @@ func stubHomeserver(t *testing.T) *httptest.Server {
 
 // TestStartsOnSQLite runs the bridge on SQLite against a stub homeserver
 // until the connector has migrated its tables, then stops it with SIGTERM.
+// There is no standby on SQLite: the bridge starts at once.
 func TestStartsOnSQLite(t *testing.T) {
 	dir := t.TempDir()
 	hs := stubHomeserver(t)
@@ -227,6 +228,7 @@ func TestStartsOnSQLite(t *testing.T) {
 	default:
 	}
 	assert.NotContains(t, output.String(), "FTL")
+	assert.Contains(t, output.String(), "No standby on SQLite", "SQLite takes no active lock and says so")
 }
 
 func hasTable(dbPath, table string) bool {
