@@ -175,14 +175,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if opts.StatusEndpoint != "" {
 		set(cfg, []string{"homeserver", "status_endpoint"}, opts.StatusEndpoint)
 	}
-	set(cfg, []string{"logging"}, map[string]any{
-		"min_level": "debug",
-		"writers": []any{map[string]any{
-			"type":     "file",
-			"format":   "json",
-			"filename": filepath.Join(opts.Dir, "bridge.log"),
-		}},
-	})
+	set(cfg, []string{"logging"}, logTo(filepath.Join(opts.Dir, "bridge.log")))
 	if opts.DiscoveryURL != "" {
 		set(cfg, []string{"network", "discovery_url"}, opts.DiscoveryURL)
 		set(cfg, []string{"network", "allow_insecure_loopback"}, true)
@@ -287,10 +280,7 @@ func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 		ReadyURL:   first.ReadyURL,
 		Env:        first.Env,
 	}
-	set(cfg, []string{"logging"}, map[string]any{
-		"min_level": "debug",
-		"writers":   []any{map[string]any{"type": "file", "format": "json", "filename": b.LogPath}},
-	})
+	set(cfg, []string{"logging"}, logTo(b.LogPath))
 	if databaseURI != "" {
 		set(cfg, []string{"database", "uri"}, databaseURI)
 	}
@@ -301,6 +291,18 @@ func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 		return nil, fmt.Errorf("write bridge config: %w", err)
 	}
 	return b, nil
+}
+
+// logTo is the logging section for a JSON debug log in the file at path.
+func logTo(path string) map[string]any {
+	return map[string]any{
+		"min_level": "debug",
+		"writers": []any{map[string]any{
+			"type":     "file",
+			"format":   "json",
+			"filename": path,
+		}},
+	}
 }
 
 // GhostID is the Matrix ID the bridge gives the SfB user whose network
