@@ -29,6 +29,8 @@ type conn struct {
 	t     *Transport
 	log   zerolog.Logger
 	creds sfb.Credentials
+	// slots bound the user's outstanding requests.
+	slots *requestSlots
 
 	mu        sync.Mutex
 	token     sfb.Token
@@ -40,6 +42,10 @@ type conn struct {
 	renewErr error
 	// onToken is told about every new token (the session renews on time).
 	onToken func(sfb.Token)
+}
+
+func (t *Transport) newConn(self sfb.URI, log zerolog.Logger, creds sfb.Credentials) *conn {
+	return &conn{t: t, log: log, creds: creds, slots: t.slots.get(self)}
 }
 
 func (c *conn) currentToken() sfb.Token {
@@ -148,6 +154,10 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	if err := c.t.checkURL(u); err != nil {
 		return nil, fmt.Errorf("%s: %w", req.op, err)
 	}
+	if err := c.slots.acquire(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", req.op, err)
+	}
+	defer c.slots.release()
 	var body io.Reader
 	if req.body != nil {
 		body = bytes.NewReader(req.body)

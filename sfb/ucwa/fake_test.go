@@ -99,7 +99,7 @@ func (failingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 func newOfflineSession(t *testing.T) *session {
 	tr, err := New(sfb.Config{}, zerolog.Nop(), WithHTTPClient(&http.Client{Transport: failingTransport{}}), WithTimings(testTimings()))
 	require.NoError(t, err)
-	s := newSession(tr, &conn{t: tr, log: tr.log, creds: sfb.Credentials{SignInAddress: "me@contoso.com"}}, "sip:me@contoso.com", func(context.Context, sfb.Event) {})
+	s := newSession(tr, tr.newConn("sip:me@contoso.com", tr.log, sfb.Credentials{SignInAddress: "me@contoso.com"}), "sip:me@contoso.com", func(context.Context, sfb.Event) {})
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	base, _ := url.Parse("https://lyncweb.contoso.com/ucwa/oauth/v1/applications")
 	s.app.base = base

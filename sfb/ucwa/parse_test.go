@@ -196,7 +196,7 @@ func TestDiscoveryRedirects(t *testing.T) {
 			require.NoError(t, err)
 			// The fake hands out absolute URLs on its own address for the
 			// user resource; route those through the same server.
-			c := &conn{t: tr, log: tr.log, creds: sfb.Credentials{SignInAddress: "toshm@contoso.com", Password: "secret"}}
+			c := tr.newConn("sip:toshm@contoso.com", tr.log, sfb.Credentials{SignInAddress: "toshm@contoso.com", Password: "secret"})
 			apps, err := tr.discover(t.Context(), c, "sip:toshm@contoso.com")
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)

@@ -54,7 +54,7 @@ func TestHTTPRedirectsStayInOrganisation(t *testing.T) {
 			tr, err := New(sfb.Config{DiscoveryURL: "https://lyncdiscover.contoso.com/autodiscover/autodiscoverservice.svc/root"},
 				zerolog.New(zerolog.NewTestWriter(t)), WithHTTPClient(hc), WithTimings(testTimings()))
 			require.NoError(t, err)
-			c := &conn{t: tr, log: tr.log, creds: sfb.Credentials{SignInAddress: "toshm@contoso.com", Password: "secret"}}
+			c := tr.newConn("sip:toshm@contoso.com", tr.log, sfb.Credentials{SignInAddress: "toshm@contoso.com", Password: "secret"})
 			apps, err := tr.discover(t.Context(), c, "sip:toshm@contoso.com")
 			mu.Lock()
 			defer mu.Unlock()

@@ -88,6 +88,8 @@ type Transport struct {
 	now     func() time.Time
 	timings Timings
 
+	slots userSlots
+
 	mu sync.Mutex
 	// appsURL caches the applications URL per sign-in domain (RootURL.md:
 	// cached until 403, 502 or sign-out).
@@ -150,14 +152,38 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 			}
 			tlsCfg.RootCAs = pool
 		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tlsCfg
-		// Never more than 20 outstanding requests per connection pool
-		// (DESIGN.md: be a good citizen of the SfB pool).
-		tr.MaxConnsPerHost = 20
-		t.hc = &http.Client{Transport: tr, CheckRedirect: t.checkRedirect}
+		t.hc = &http.Client{Transport: newHTTPTransport(tlsCfg), CheckRedirect: t.checkRedirect}
 	}
 	return t, nil
+}
+
+// Connection pool sizes of the HTTP transport. Every signed-in user's
+// event channel holds a connection for up to 180 s (one per user over
+// HTTP/1.1, a stream over HTTP/2), so the number of connections follows
+// the number of users and is not capped here: the limit on outstanding
+// requests is per user (MaxOutstandingPerUser), as UCWA's own is. What is
+// bounded is the idle connections kept for reuse: enough that a user's
+// next pending GET and the bursts of short requests (reportMyActivity,
+// messages, sign-ins) find one instead of opening a new TLS connection,
+// few enough that a burst does not leave thousands open.
+const (
+	maxIdleConns = 256
+	// idleConnTimeout is shorter than IIS's 120 s connection timeout, so
+	// that the client closes an idle connection before the server does
+	// and a request never goes out on a connection the server is closing.
+	idleConnTimeout = 90 * time.Second
+)
+
+func newHTTPTransport(tlsCfg *tls.Config) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	tr.MaxConnsPerHost = 0
+	// All users of a pool go to the same host (the pool's web services),
+	// so per host is overall.
+	tr.MaxIdleConns = maxIdleConns
+	tr.MaxIdleConnsPerHost = maxIdleConns
+	tr.IdleConnTimeout = idleConnTimeout
+	return tr
 }
 
 // loadCAFile adds the certificates of a PEM file to the system's. Unlike
@@ -220,7 +246,7 @@ func (t *Transport) SignIn(ctx context.Context, req sfb.SignInRequest, handler s
 		return nil, fmt.Errorf("sign in: %w", err)
 	}
 	log := t.log.With().Str("user", self.Address()).Logger()
-	c := &conn{t: t, log: log, creds: req.Credentials}
+	c := t.newConn(self, log, req.Credentials)
 	if req.Token != nil && req.Token.Valid(t.now(), time.Minute) {
 		c.token = *req.Token
 	} else if req.Credentials.Password == "" {

@@ -1,0 +1,131 @@
+package ucwa
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// holdServer answers /hold only when release is closed, like a pending
+// GET, and everything else at once; it counts what reaches it.
+type holdServer struct {
+	*httptest.Server
+	release chan struct{}
+
+	mu        sync.Mutex
+	holding   int
+	maxHeld   int
+	quickFrom map[string]int
+}
+
+func newHoldServer(t *testing.T) *holdServer {
+	h := &holdServer{release: make(chan struct{}), quickFrom: map[string]int{}}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		if r.URL.Path != "/hold" {
+			h.quickFrom[r.URL.Query().Get("user")]++
+			h.mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.holding++
+		h.maxHeld = max(h.maxHeld, h.holding)
+		h.mu.Unlock()
+		select {
+		case <-h.release:
+		case <-r.Context().Done():
+		}
+		h.mu.Lock()
+		h.holding--
+		h.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(h.Close)
+	t.Cleanup(h.releaseAll)
+	return h
+}
+
+func (h *holdServer) releaseAll() {
+	select {
+	case <-h.release:
+	default:
+		close(h.release)
+	}
+}
+
+func (h *holdServer) quick(user string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.quickFrom[user]
+}
+
+// held is how many requests wait at the server now, and at most so far.
+func (h *holdServer) held() (now, most int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.holding, h.maxHeld
+}
+
+func newLimitTransport(t *testing.T) *Transport {
+	tr, err := New(sfb.Config{AllowInsecureLoopback: true, RequestTimeout: 5 * time.Second}, zerolog.New(zerolog.NewTestWriter(t)))
+	require.NoError(t, err)
+	return tr
+}
+
+func get(c *conn, ctx context.Context, u string) error {
+	_, err := c.do(ctx, request{op: "test", method: http.MethodGet, url: u, noAuth: true})
+	return err
+}
+
+// TestOutstandingRequestsLimitedPerUser: one user never has more than
+// MaxOutstandingPerUser requests at the server, across all their
+// sessions, and a user at the limit holds up nobody else.
+func TestOutstandingRequestsLimitedPerUser(t *testing.T) {
+	h := newHoldServer(t)
+	tr := newLimitTransport(t)
+	alice := tr.newConn("sip:alice@contoso.com", tr.log, sfb.Credentials{SignInAddress: "alice@contoso.com"})
+	var wg sync.WaitGroup
+	errs := make(chan error, MaxOutstandingPerUser+5)
+	for range MaxOutstandingPerUser + 5 {
+		wg.Go(func() { errs <- get(alice, context.Background(), h.URL+"/hold") })
+	}
+	require.Eventually(t, func() bool { now, _ := h.held(); return now == MaxOutstandingPerUser }, waitFor, tick)
+
+	// Another user is not held up by alice's full slots.
+	bob := tr.newConn("sip:bob@contoso.com", tr.log, sfb.Credentials{SignInAddress: "bob@contoso.com"})
+	require.NoError(t, get(bob, context.Background(), h.URL+"/quick?user=bob"))
+	assert.Equal(t, 1, h.quick("bob"))
+
+	// A second session of alice (a relogin) shares her slots: its request
+	// waits and never reaches the server.
+	again := tr.newConn("sip:alice@contoso.com", tr.log, sfb.Credentials{SignInAddress: "alice@contoso.com"})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err := get(again, ctx, h.URL+"/quick?user=alice")
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Zero(t, h.quick("alice"))
+	_, most := h.held()
+	assert.Equal(t, MaxOutstandingPerUser, most)
+
+	// Once the held requests end, the waiting ones go out, still never
+	// more than the limit at a time.
+	h.releaseAll()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+	_, most = h.held()
+	assert.Equal(t, MaxOutstandingPerUser, most)
+	require.NoError(t, get(again, context.Background(), h.URL+"/quick?user=alice"))
+	assert.Equal(t, 1, h.quick("alice"))
+}
