@@ -20,4 +20,11 @@ var (
 	ErrServerUnavailable = errors.New("sfb: server unavailable")
 	// ErrNotFound: the user or resource does not exist.
 	ErrNotFound = errors.New("sfb: not found")
+	// ErrLocalTimeout: the deadline passed while the operation waited in
+	// this process (for a sign-in slot, one of the user's request slots,
+	// a pooled connection) before anything reached the server. It says
+	// nothing about the server: the client is overloaded or its limits
+	// are too tight. Errors that wrap it also wrap
+	// context.DeadlineExceeded.
+	ErrLocalTimeout = errors.New("sfb: timed out waiting in the client")
 )

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -162,7 +163,8 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	if req.body != nil {
 		body = bytes.NewReader(req.body)
 	}
-	hr, err := http.NewRequestWithContext(ctx, req.method, u.String(), body)
+	var phase requestPhase
+	hr, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, phase.trace()), req.method, u.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: build request: %w", req.op, err)
 	}
@@ -181,7 +183,7 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	hresp, err := c.t.hc.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w", req.op, ctx.Err())
+			return nil, fmt.Errorf("%s: %w", req.op, phase.contextError(ctx))
 		}
 		// The URL may carry nothing secret, but the error text of some
 		// transports repeats it; keep it, it is what operators need.

@@ -2,9 +2,12 @@ package ucwa
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http/httptrace"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"weak"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -23,17 +26,27 @@ const MaxOutstandingPerUser = 20
 // all of the user's sessions (a relogin overlaps the old one briefly).
 type requestSlots struct{ c chan struct{} }
 
-// acquire takes a slot, or gives up when ctx ends.
+// acquire takes a slot, or gives up when ctx ends: a deadline then is
+// ErrLocalTimeout, since nothing was sent.
 func (s *requestSlots) acquire(ctx context.Context) error {
 	select {
 	case s.c <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("wait for one of the user's %d request slots: %w", cap(s.c), ctx.Err())
+		return localWaitError(ctx, fmt.Sprintf("one of the user's %d request slots", cap(s.c)))
 	}
 }
 
 func (s *requestSlots) release() { <-s.c }
+
+// localWaitError says that waiting for what ended with ctx.
+func localWaitError(ctx context.Context, what string) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("wait for %s: %w: %w", what, sfb.ErrLocalTimeout, err)
+	}
+	return fmt.Errorf("wait for %s: %w", what, err)
+}
 
 // userSlots finds each signed-in user's requestSlots. An entry lives as
 // long as a session of the user holds it; the garbage collector ends it,
@@ -65,5 +78,54 @@ func (u *userSlots) forget(user sfb.URI) {
 	defer u.mu.Unlock()
 	if u.byUser[user].Value() == nil {
 		delete(u.byUser, user)
+	}
+}
+
+// requestPhase follows one request through the HTTP transport, so that a
+// deadline is blamed on the right side: waiting for a pooled connection
+// is this process; connecting, or waiting for the answer, is the server.
+type requestPhase struct{ v atomic.Int32 }
+
+const (
+	// phaseUnknown: the transport reported nothing (not an
+	// *http.Transport); the server is blamed, as before tracing.
+	phaseUnknown int32 = iota
+	phasePool
+	phaseConnect
+	phaseSent
+)
+
+func (p *requestPhase) trace() *httptrace.ClientTrace {
+	// Only forward: a dial started for this request may still report
+	// after the request took an idle connection.
+	set := func(ph int32) {
+		for {
+			old := p.v.Load()
+			if old >= ph || p.v.CompareAndSwap(old, ph) {
+				return
+			}
+		}
+	}
+	return &httptrace.ClientTrace{
+		GetConn:      func(string) { set(phasePool) },
+		DNSStart:     func(httptrace.DNSStartInfo) { set(phaseConnect) },
+		ConnectStart: func(string, string) { set(phaseConnect) },
+		GotConn:      func(httptrace.GotConnInfo) { set(phaseSent) },
+	}
+}
+
+// contextError is the error for a request that ctx ended.
+func (p *requestPhase) contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	switch p.v.Load() {
+	case phasePool:
+		return localWaitError(ctx, "a connection")
+	case phaseConnect:
+		return fmt.Errorf("connect: %w: %w", sfb.ErrServerUnavailable, err)
+	default:
+		return fmt.Errorf("no answer in time: %w: %w", sfb.ErrServerUnavailable, err)
 	}
 }

@@ -2,6 +2,8 @@ package ucwa
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -128,4 +130,77 @@ func TestOutstandingRequestsLimitedPerUser(t *testing.T) {
 	assert.Equal(t, MaxOutstandingPerUser, most)
 	require.NoError(t, get(again, context.Background(), h.URL+"/quick?user=alice"))
 	assert.Equal(t, 1, h.quick("alice"))
+}
+
+// TestTimeoutInsideClientToldFromServer: a deadline that passes while a
+// request waits in this process (for one of the user's slots, for a
+// pooled connection) is ErrLocalTimeout; one that passes while the server
+// connects or answers is ErrServerUnavailable. Both are deadlines.
+func TestTimeoutInsideClientToldFromServer(t *testing.T) {
+	h := newHoldServer(t)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		// Accept and say nothing: a TLS handshake never completes.
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		_ = silent.Close()
+		for c := range accepted {
+			_ = c.Close()
+		}
+	})
+	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refusedURL := "http://" + refused.Addr().String() + "/quick"
+	require.NoError(t, refused.Close())
+
+	tr := newLimitTransport(t)
+	// One connection for everybody: the pool the bridge once had, at 1.
+	pooled, err := New(sfb.Config{AllowInsecureLoopback: true}, zerolog.New(zerolog.NewTestWriter(t)),
+		WithHTTPClient(&http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}))
+	require.NoError(t, err)
+	busy := tr.newConn("sip:busy@contoso.com", tr.log, sfb.Credentials{SignInAddress: "busy@contoso.com"})
+	for range MaxOutstandingPerUser {
+		go func() { _ = get(busy, context.Background(), h.URL+"/hold") }()
+	}
+	holder := pooled.newConn("sip:holder@contoso.com", pooled.log, sfb.Credentials{SignInAddress: "holder@contoso.com"})
+	go func() { _ = get(holder, context.Background(), h.URL+"/hold") }()
+	require.Eventually(t, func() bool { now, _ := h.held(); return now == MaxOutstandingPerUser+1 }, waitFor, tick)
+
+	for _, tc := range []struct {
+		name     string
+		tr       *Transport
+		user     string
+		url      string
+		local    bool
+		deadline bool
+	}{
+		{name: "the user's request slots are all taken", tr: tr, user: "busy", url: h.URL + "/quick", local: true, deadline: true},
+		{name: "the shared connection is taken", tr: pooled, user: "other", url: h.URL + "/quick", local: true, deadline: true},
+		{name: "the server holds the request", tr: tr, user: "other", url: h.URL + "/hold", deadline: true},
+		{name: "the server accepts the connection but never answers", tr: tr, user: "other", url: "https://" + silent.Addr().String() + "/", deadline: true},
+		{name: "the server refuses connections", tr: tr, user: "other", url: refusedURL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.tr.newConn(sfb.URI("sip:"+tc.user+"@contoso.com"), tc.tr.log, sfb.Credentials{SignInAddress: tc.user + "@contoso.com"})
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			err := get(c, ctx, tc.url)
+			require.Error(t, err)
+			t.Log(err)
+			assert.Equal(t, tc.deadline, errors.Is(err, context.DeadlineExceeded), "deadline")
+			assert.Equal(t, tc.local, errors.Is(err, sfb.ErrLocalTimeout), "ErrLocalTimeout")
+			assert.Equal(t, !tc.local, errors.Is(err, sfb.ErrServerUnavailable), "ErrServerUnavailable")
+		})
+	}
+	assert.Zero(t, h.quick(""), "no waiting request reached the server")
 }
