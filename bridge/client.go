@@ -26,6 +26,7 @@ const (
 	StateErrBadCredentials     status.BridgeStateErrorCode = "sfb-bad-credentials"
 	StateErrCredentialsNeeded  status.BridgeStateErrorCode = "sfb-relogin-required"
 	StateErrUnavailable        status.BridgeStateErrorCode = "sfb-unavailable"
+	StateErrBridgeBusy         status.BridgeStateErrorCode = "sfb-bridge-busy"
 	StateErrConnectFailed      status.BridgeStateErrorCode = "sfb-connect-failed"
 	StateErrSessionInterrupted status.BridgeStateErrorCode = "sfb-session-interrupted"
 	StateErrUnreadable         status.BridgeStateErrorCode = "sfb-credentials-unreadable"
@@ -142,18 +143,32 @@ func (c *Client) connectLoop(ctx context.Context) {
 			c.requireRelogin(ctx, err)
 			return
 		}
-		code := StateErrConnectFailed
-		if errors.Is(err, sfb.ErrServerUnavailable) {
-			code = StateErrUnavailable
-		}
-		c.log.Warn().Err(err).Stringer("retry_in", backoff).Msg("Failed to connect to Skype for Business")
-		c.sendState(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: code, Message: err.Error()})
+		c.log.Warn().Err(err).Str("cause", signInCause(err)).Stringer("retry_in", backoff).Msg("Failed to connect to Skype for Business")
+		c.sendState(connectFailedState(err))
 		// Jitter spreads the retries of many logins after an outage.
 		if !sleepCtx(ctx, backoff/2+rand.N(backoff/2+1)) {
 			return
 		}
 		backoff = min(backoff*2, c.conn.retryMax)
 	}
+}
+
+// connectFailedState is the bridge state while connectLoop retries after
+// err. A wait inside the bridge gets its own code and message: it is the
+// bridge that is overloaded, not the server that is down.
+func connectFailedState(err error) status.BridgeState {
+	state := status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: StateErrConnectFailed, Message: err.Error()}
+	switch {
+	case errors.Is(err, sfb.ErrLocalTimeout):
+		state.Error = StateErrBridgeBusy
+		state.Message = "The bridge is busy signing in many people and will connect you to Skype for Business shortly."
+		state.Info = map[string]any{"error": err.Error()}
+	case errors.Is(err, sfb.ErrServerUnavailable):
+		state.Error = StateErrUnavailable
+		state.Message = "The Skype for Business server is not reachable right now; the bridge keeps trying."
+		state.Info = map[string]any{"error": err.Error()}
+	}
+	return state
 }
 
 func (c *Client) signIn(ctx context.Context) error {

@@ -422,6 +422,7 @@ func TestDeliveryFailures(t *testing.T) {
 		{"declined", fmt.Errorf("peer declined: %w", sfb.ErrDeliveryFailed), event.MessageStatusFail, "could not deliver it to bob@contoso.com"},
 		{"unknown peer", fmt.Errorf("404: %w", sfb.ErrNotFound), event.MessageStatusFail, "does not exist"},
 		{"server down", fmt.Errorf("503: %w", sfb.ErrServerUnavailable), event.MessageStatusRetriable, "not reachable"},
+		{"bridge busy", fmt.Errorf("wait for a connection: %w: %w", sfb.ErrLocalTimeout, context.DeadlineExceeded), event.MessageStatusRetriable, "bridge is too busy"},
 		{"expired", fmt.Errorf("401: %w", sfb.ErrCredentialsRequired), event.MessageStatusRetriable, "Log in again"},
 		{"other", errors.New("boom"), event.MessageStatusRetriable, "boom"},
 	}

@@ -6,6 +6,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -251,7 +252,10 @@ func (c *Connector) backgroundCtx() context.Context {
 // session that arrives after the caller gave up is closed.
 func (c *Connector) signIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (sfb.Session, error) {
 	if err := c.ramp.wait(ctx); err != nil {
-		return nil, err
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", sfb.ErrLocalTimeout, err)
+		}
+		return nil, fmt.Errorf("wait for the sign-in ramp: %w", err)
 	}
 	type result struct {
 		session sfb.Session

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -365,6 +366,33 @@ type testEnv struct {
 	// results, when not empty, are what the next queued events return
 	// (default: success).
 	results []bridgev2.EventHandlingResult
+
+	logMu sync.Mutex
+	logs  []map[string]any
+}
+
+// Write keeps each JSON log line of the bridge for logged.
+func (e *testEnv) Write(p []byte) (int, error) {
+	var line map[string]any
+	if err := json.Unmarshal(p, &line); err == nil {
+		e.logMu.Lock()
+		e.logs = append(e.logs, line)
+		e.logMu.Unlock()
+	}
+	return len(p), nil
+}
+
+// logged returns the log lines with message msg.
+func (e *testEnv) logged(msg string) []map[string]any {
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	var out []map[string]any
+	for _, l := range e.logs {
+		if l["message"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 const testKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // base64 of 32 bytes
@@ -431,7 +459,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	db, err := dbutil.NewWithDialect("file:"+e.dbPath+"?_txlock=immediate", "sqlite3-fk-wal")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), e)).Level(zerolog.InfoLevel)
 	e.br = bridgev2.NewBridge("", db, log, &bridgeconfig.BridgeConfig{
 		CommandPrefix: "!sfb",
 		Permissions:   bridgeconfig.PermissionConfig{"*": &bridgeconfig.PermissionLevelUser},

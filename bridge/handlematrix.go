@@ -149,6 +149,10 @@ func deliveryError(peer sfb.URI, err error) error {
 		return status.WithStatus(event.MessageStatusFail).
 			WithErrorReason(event.MessageStatusUnsupported).
 			WithMessage(fmt.Sprintf("Skype for Business refused the message as unsupported (%v).", err))
+	case errors.Is(err, sfb.ErrLocalTimeout):
+		return status.WithStatus(event.MessageStatusRetriable).
+			WithErrorReason(event.MessageStatusBridgeUnavailable).
+			WithMessage("The bridge is too busy right now and the message waited too long; it was not delivered. Send it again in a moment.")
 	case errors.Is(err, sfb.ErrServerUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return status.WithStatus(event.MessageStatusRetriable).
 			WithErrorReason(event.MessageStatusNetworkError).

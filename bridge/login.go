@@ -33,6 +33,8 @@ const (
 	ErrCodeMissingPassword = "NET.SFB.MISSING_PASSWORD"
 	ErrCodeBadCredentials  = "NET.SFB.BAD_CREDENTIALS"
 	ErrCodeUnavailable     = "NET.SFB.SERVER_UNAVAILABLE"
+	ErrCodeBridgeBusy      = "NET.SFB.BRIDGE_BUSY"
+	ErrCodeTimeout         = "NET.SFB.TIMEOUT"
 	ErrCodeServerNotFound  = "NET.SFB.SERVER_NOT_FOUND"
 	ErrCodeSignInFailed    = "NET.SFB.SIGN_IN_FAILED"
 	ErrCodeLoginConflict   = "NET.SFB.LOGIN_CONFLICT"
@@ -169,8 +171,9 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 	router := newEventRouter()
 	session, err := c.signIn(ctx, sfb.SignInRequest{Credentials: creds}, router.handle)
 	if err != nil {
-		log.Info().Err(err).Msg("Sign-in failed")
-		c.audit(ctx, loginID, pl.user.MXID, database.AuditLoginFailed, signInFailureDetail(err))
+		cause := signInCause(err)
+		log.Info().Err(err).Str("cause", cause).Msg("Sign-in failed")
+		c.audit(ctx, loginID, pl.user.MXID, database.AuditLoginFailed, cause)
 		return nil, signInRespError(address, err)
 	}
 	pl.mu.Lock()
@@ -276,8 +279,12 @@ func signInRespError(address string, err error) error {
 	switch {
 	case errors.Is(err, sfb.ErrBadCredentials):
 		return bridgev2.RespError{ErrCode: ErrCodeBadCredentials, Err: fmt.Sprintf("Skype for Business rejected the user name or password for %s.", address), StatusCode: http.StatusForbidden}
-	case errors.Is(err, sfb.ErrServerUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, sfb.ErrLocalTimeout):
+		return bridgev2.RespError{ErrCode: ErrCodeBridgeBusy, Err: "The bridge is busy signing in many people right now, and your sign-in waited too long for its turn. Your password was not the problem. Try again in a few minutes.", StatusCode: http.StatusServiceUnavailable}
+	case errors.Is(err, sfb.ErrServerUnavailable):
 		return bridgev2.RespError{ErrCode: ErrCodeUnavailable, Err: "The Skype for Business server is not reachable right now. Try again in a few minutes.", StatusCode: http.StatusServiceUnavailable}
+	case errors.Is(err, context.DeadlineExceeded):
+		return bridgev2.RespError{ErrCode: ErrCodeTimeout, Err: "Signing in to Skype for Business took too long. Try again in a few minutes.", StatusCode: http.StatusGatewayTimeout}
 	case errors.Is(err, sfb.ErrNotFound):
 		return bridgev2.RespError{ErrCode: ErrCodeServerNotFound, Err: fmt.Sprintf("No Skype for Business server was found for %s. Check the address.", address), StatusCode: http.StatusNotFound}
 	case errors.Is(err, context.Canceled):
@@ -287,14 +294,21 @@ func signInRespError(address string, err error) error {
 	}
 }
 
-func signInFailureDetail(err error) string {
+// signInCause says in a few words why a sign-in failed, for logs and
+// the audit log. A wait inside the bridge is not the server's fault: it
+// says the bridge is overloaded or its limits are too tight.
+func signInCause(err error) string {
 	switch {
 	case errors.Is(err, sfb.ErrBadCredentials):
 		return "bad credentials"
+	case errors.Is(err, sfb.ErrLocalTimeout):
+		return "timed out waiting inside the bridge"
 	case errors.Is(err, sfb.ErrServerUnavailable):
 		return "server unavailable"
 	case errors.Is(err, sfb.ErrNotFound):
 		return "server not found"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
 	default:
 		return err.Error()
 	}

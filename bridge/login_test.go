@@ -333,3 +333,83 @@ func TestEventDuringFailedLoginReleased(t *testing.T) {
 	}
 	assert.Empty(t, e.queuedEvents(), "nothing of the intruder's session is bridged")
 }
+
+// TestSignInTimeoutToldFromUnreachableServer: a sign-in that timed out
+// waiting inside the bridge (a connection, a request slot, the ramp) is
+// not reported as an unreachable server: not to the user who logs in, not
+// in bridge state while the login reconnects, not in logs and audit.
+func TestSignInTimeoutToldFromUnreachableServer(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		code   string
+		status int
+		says   string
+		state  status.BridgeStateErrorCode
+		cause  string
+	}{
+		{"waited inside the bridge", fmt.Errorf("create application: wait for a connection: %w: %w", sfb.ErrLocalTimeout, context.DeadlineExceeded),
+			ErrCodeBridgeBusy, http.StatusServiceUnavailable, "The bridge is busy", StateErrBridgeBusy, "timed out waiting inside the bridge"},
+		{"server did not answer in time", fmt.Errorf("create application: no answer in time: %w: %w", sfb.ErrServerUnavailable, context.DeadlineExceeded),
+			ErrCodeUnavailable, http.StatusServiceUnavailable, "server is not reachable", StateErrUnavailable, "server unavailable"},
+		{"server refused the connection", fmt.Errorf("autodiscover: %w: connection refused", sfb.ErrServerUnavailable),
+			ErrCodeUnavailable, http.StatusServiceUnavailable, "server is not reachable", StateErrUnavailable, "server unavailable"},
+		{"deadline of unknown origin", fmt.Errorf("sign in: %w", context.DeadlineExceeded),
+			ErrCodeTimeout, http.StatusGatewayTimeout, "took too long", StateErrConnectFailed, "timed out"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.transport.failWith(tt.err)
+			_, err := e.login("alice@contoso.com", "", "alice-pw")
+			var re bridgev2.RespError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, tt.code, re.ErrCode)
+			assert.Equal(t, tt.status, re.StatusCode)
+			assert.Contains(t, re.Err, tt.says)
+			assert.NotContains(t, re.Err, "context deadline", "no technical text for the user")
+			failed := e.logged("Sign-in failed")
+			require.Len(t, failed, 1)
+			assert.Equal(t, tt.cause, failed[0]["cause"])
+			events, err := e.conn.db.ListAudit(e.ctx, "alice@contoso.com", 10)
+			require.NoError(t, err)
+			require.Len(t, events, 1)
+			assert.Equal(t, tt.cause, events[0].Detail)
+
+			// The same failure while a stored login reconnects.
+			ul, _, _ := e.mustLogin()
+			ul.Client.Disconnect()
+			e.transport.failWith(tt.err)
+			mark := e.stateMark()
+			ul.Client.Connect(e.ctx)
+			state := e.waitStates(mark, status.StateTransientDisconnect)
+			assert.Equal(t, tt.state, state.Error)
+			assert.NotEmpty(t, state.Message)
+			e.waitStates(mark, status.StateTransientDisconnect, status.StateConnected)
+			retried := e.logged("Failed to connect to Skype for Business")
+			require.Len(t, retried, 1)
+			assert.Equal(t, tt.cause, retried[0]["cause"])
+		})
+	}
+}
+
+// TestSignInRampTimeoutIsLocal: a sign-in whose caller gives up while it
+// waits for its turn on the ramp has waited inside the bridge.
+func TestSignInRampTimeoutIsLocal(t *testing.T) {
+	e := newTestEnv(t)
+	e.conn.ramp = newRamp(0.5)
+	req := sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "alice-pw"}}
+	s, err := e.conn.signIn(e.ctx, req, func(context.Context, sfb.Event) {})
+	require.NoError(t, err, "the first sign-in goes at once")
+	t.Cleanup(func() { closeSession(e.conn.log, s) })
+	before := len(e.transport.signInRequests())
+	ctx, cancel := context.WithTimeout(e.ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = e.conn.signIn(ctx, req, func(context.Context, sfb.Event) {})
+	require.ErrorIs(t, err, sfb.ErrLocalTimeout)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Len(t, e.transport.signInRequests(), before, "the server was not asked")
+	var re bridgev2.RespError
+	require.ErrorAs(t, signInRespError("alice@contoso.com", err), &re)
+	assert.Equal(t, ErrCodeBridgeBusy, re.ErrCode)
+}
