@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,4 +129,96 @@ func TestManyUsersAtOnce(t *testing.T) {
 		t.Logf("%s: received in %s, answered in %s", u.Address(), received.Round(time.Millisecond), (time.Since(start) - received).Round(time.Millisecond))
 	}
 	assert.Len(t, srv.Received(bob), 5)
+}
+
+// BenchmarkIdleSignedInUsers measures what an idle signed-in user costs
+// the client: open file descriptors, Go memory (heap and stacks, after a
+// GC), resident memory and goroutines, per user, once every user's event
+// channel waits on its pending GET. Run it once per size:
+//
+//	SFB_IDLE_USERS=5000 go test -tags goolm -run '^$' -bench IdleSignedInUsers -benchtime 1x ./sfb/ucwa/
+//
+// By default the simulator runs in the same process, so the figures
+// include its side of every connection. For the client alone, start
+// `sfb-sim -users N -log-level warn` (N at least SFB_IDLE_USERS) and set
+// SFB_SIM_DISCOVERY_URL to the discovery URL it prints.
+func BenchmarkIdleSignedInUsers(b *testing.B) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		b.Skip("needs /proc")
+	}
+	n := 2000
+	if v := os.Getenv("SFB_IDLE_USERS"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(b, err, "SFB_IDLE_USERS")
+	}
+	var (
+		tr      *Transport
+		users   []sim.User
+		settled func() bool
+	)
+	if url := os.Getenv("SFB_SIM_DISCOVERY_URL"); url != "" {
+		var err error
+		tr, err = New(sfb.Config{DiscoveryURL: url, AllowInsecureLoopback: true, RequestTimeout: 30 * time.Second},
+			zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.WarnLevel), WithTimings(DefaultTimings()))
+		require.NoError(b, err)
+		for i := 1; i <= n; i++ {
+			users = append(users, sim.User{URI: sfb.URI(fmt.Sprintf("sip:user%05d@contoso.com", i)), Password: sim.GeneratedPassword})
+		}
+		// Every pending GET holds one connection: settled once the
+		// client has at least that many sockets open.
+		base := openFDs(b)
+		settled = func() bool { return openFDs(b) >= base+n }
+	} else {
+		var srv *sim.Server
+		srv, users, tr = startProductionSim(b, n)
+		settled = func() bool {
+			for _, u := range users {
+				if srv.PendingGETs(u.URI) == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	before := measureProcess(b)
+	start := time.Now()
+	signInAll(b, tr, users, 64)
+	signedIn := time.Since(start)
+	require.Eventually(b, settled, time.Minute, 50*time.Millisecond, "every event channel waits")
+	after := measureProcess(b)
+	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
+	b.ReportMetric(float64(n)/signedIn.Seconds(), "signins/s")
+	b.ReportMetric(per(after.fds, before.fds), "fds/user")
+	b.ReportMetric(per(after.goMem, before.goMem), "go-bytes/user")
+	b.ReportMetric(per(after.rss, before.rss), "rss-bytes/user")
+	b.ReportMetric(per(after.goroutines, before.goroutines), "goroutines/user")
+	b.Logf("%d idle users: %.2f fds, %.1f KiB Go memory (heap %.1f, stacks %.1f), %.1f KiB RSS, %.1f goroutines per user; signed in at %.0f/s",
+		n, per(after.fds, before.fds), per(after.goMem, before.goMem)/1024, per(after.heap, before.heap)/1024, per(after.stack, before.stack)/1024,
+		per(after.rss, before.rss)/1024, per(after.goroutines, before.goroutines), float64(n)/signedIn.Seconds())
+}
+
+type processCost struct{ fds, heap, stack, goMem, rss, goroutines uint64 }
+
+func measureProcess(tb testing.TB) processCost {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	status, err := os.ReadFile("/proc/self/status")
+	require.NoError(tb, err)
+	var rssKiB uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			rssKiB, err = strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			require.NoError(tb, err, "VmRSS")
+		}
+	}
+	return processCost{fds: uint64(openFDs(tb)), heap: ms.HeapInuse, stack: ms.StackInuse, goMem: ms.HeapInuse + ms.StackInuse,
+		rss: rssKiB * 1024, goroutines: uint64(runtime.NumGoroutine())}
+}
+
+func openFDs(tb testing.TB) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(tb, err)
+	return len(entries)
 }
