@@ -13,18 +13,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,7 +32,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -160,7 +156,7 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 	go watch.run(ctx)
 
 	out.say("signing %s in to SfB as %s through the provisioning API", acct.UserID, demoSfB.Address())
-	if err := provisionLogin(ctx, st, acct.UserID, sfbPassword); err != nil {
+	if _, err := st.ProvisionLogin(ctx, acct.UserID, demoSfB.Address(), sfbPassword); err != nil {
 		return err
 	}
 	out.say("signed in")
@@ -201,77 +197,6 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 		out.say("duration elapsed, stopping")
 	} else {
 		out.say("stopping")
-	}
-	return nil
-}
-
-// provisionLogin signs the Matrix user in to SfB the way a migration
-// portal would: the bridge's provisioning API, with the shared secret.
-func provisionLogin(ctx context.Context, st *stack.Stack, user id.UserID, password string) error {
-	base := strings.TrimSuffix(st.Bridge.ReadyURL, "/_matrix/mau/ready") + "/_matrix/provision/v3"
-	call := func(method, path string, body, out any) error {
-		var reader io.Reader
-		if body != nil {
-			data, err := json.Marshal(body)
-			if err != nil {
-				return err
-			}
-			reader = bytes.NewReader(data)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, base+path+"?user_id="+url.QueryEscape(user.String()), reader)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+st.ProvisioningSecret)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(data))
-		}
-		return json.Unmarshal(data, out)
-	}
-
-	var flows struct {
-		Flows []bridgev2.LoginFlow `json:"flows"`
-	}
-	if err := call(http.MethodGet, "/login/flows", nil, &flows); err != nil {
-		return fmt.Errorf("list login flows: %w", err)
-	}
-	if len(flows.Flows) == 0 {
-		return errors.New("the bridge offers no login flow")
-	}
-	type stepResp struct {
-		LoginID string `json:"login_id"`
-		bridgev2.LoginStep
-	}
-	var step stepResp
-	if err := call(http.MethodPost, "/login/start/"+flows.Flows[0].ID, struct{}{}, &step); err != nil {
-		return fmt.Errorf("start login flow %s: %w", flows.Flows[0].ID, err)
-	}
-	for i := 0; step.Type != bridgev2.LoginStepTypeComplete; i++ {
-		if step.Type != bridgev2.LoginStepTypeUserInput || step.UserInputParams == nil || i > 4 {
-			return fmt.Errorf("unexpected login step %q (%s)", step.Type, step.Instructions)
-		}
-		input := map[string]string{}
-		for _, field := range step.UserInputParams.Fields {
-			switch {
-			case field.Type == bridgev2.LoginInputFieldTypePassword:
-				input[field.ID] = password
-			default:
-				// Sign-in address and user name are the same for the
-				// simulator's users.
-				input[field.ID] = demoSfB.Address()
-			}
-		}
-		path := fmt.Sprintf("/login/step/%s/%s/%s", step.LoginID, step.StepID, step.Type)
-		if err := call(http.MethodPost, path, input, &step); err != nil {
-			return fmt.Errorf("submit login step %s: %w", step.StepID, err)
-		}
 	}
 	return nil
 }
