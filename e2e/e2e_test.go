@@ -144,6 +144,9 @@ func startEnv() (env *testEnv, err error) {
 		Race:         raceEnabled,
 		DatabaseURI:  dsn,
 		DiscoveryURL: env.sim.DiscoveryURL(),
+		// The highest rate the configuration allows, as an operator
+		// signing a wave in would set it.
+		Network: map[string]any{"sign_in_rate": 12},
 	})
 	if err != nil {
 		return env, err
