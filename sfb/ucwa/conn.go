@@ -183,7 +183,7 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	hresp, err := c.t.hc.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w", req.op, phase.contextError(ctx))
+			return nil, fmt.Errorf("%s: %w", req.op, phase.contextError(ctx, c.t.poolCapped))
 		}
 		// The URL may carry nothing secret, but the error text of some
 		// transports repeats it; keep it, it is what operators need.

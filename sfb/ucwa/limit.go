@@ -114,15 +114,21 @@ func (p *requestPhase) trace() *httptrace.ClientTrace {
 	}
 }
 
-// contextError is the error for a request that ctx ended.
-func (p *requestPhase) contextError(ctx context.Context) error {
+// contextError is the error for a request that ctx ended. poolCapped
+// says whether the HTTP transport limits connections per host: only then
+// can a request wait for a pooled connection; without a limit, the time
+// before connecting is the start of the request's own dial.
+func (p *requestPhase) contextError(ctx context.Context, poolCapped bool) error {
 	err := ctx.Err()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	switch p.v.Load() {
 	case phasePool:
-		return localWaitError(ctx, "a connection")
+		if poolCapped {
+			return localWaitError(ctx, "a connection")
+		}
+		return fmt.Errorf("connect: %w: %w", sfb.ErrServerUnavailable, err)
 	case phaseConnect:
 		return fmt.Errorf("connect: %w: %w", sfb.ErrServerUnavailable, err)
 	default:

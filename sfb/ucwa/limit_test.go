@@ -168,6 +168,13 @@ func TestTimeoutInsideClientToldFromServer(t *testing.T) {
 	pooled, err := New(sfb.Config{AllowInsecureLoopback: true}, zerolog.New(zerolog.NewTestWriter(t)),
 		WithHTTPClient(&http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}))
 	require.NoError(t, err)
+	// A dial that never completes: the server's address does not answer.
+	hanging, err := New(sfb.Config{AllowInsecureLoopback: true}, zerolog.New(zerolog.NewTestWriter(t)),
+		WithHTTPClient(&http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}}}))
+	require.NoError(t, err)
 	busy := tr.newConn("sip:busy@contoso.com", tr.log, sfb.Credentials{SignInAddress: "busy@contoso.com"})
 	for range MaxOutstandingPerUser {
 		go func() { _ = get(busy, context.Background(), h.URL+"/hold") }()
@@ -187,6 +194,7 @@ func TestTimeoutInsideClientToldFromServer(t *testing.T) {
 		{name: "the user's request slots are all taken", tr: tr, user: "busy", url: h.URL + "/quick", local: true, deadline: true},
 		{name: "the shared connection is taken", tr: pooled, user: "other", url: h.URL + "/quick", local: true, deadline: true},
 		{name: "the server holds the request", tr: tr, user: "other", url: h.URL + "/hold", deadline: true},
+		{name: "the server's address does not answer", tr: hanging, user: "other", url: h.URL + "/quick", deadline: true},
 		{name: "the server accepts the connection but never answers", tr: tr, user: "other", url: "https://" + silent.Addr().String() + "/", deadline: true},
 		{name: "the server refuses connections", tr: tr, user: "other", url: refusedURL},
 	} {

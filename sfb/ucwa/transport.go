@@ -89,6 +89,9 @@ type Transport struct {
 	timings Timings
 
 	slots userSlots
+	// poolCapped: the HTTP client limits connections per host, so a
+	// request may wait for one (see requestPhase).
+	poolCapped bool
 
 	mu sync.Mutex
 	// appsURL caches the applications URL per sign-in domain (RootURL.md:
@@ -154,6 +157,9 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 		}
 		t.hc = &http.Client{Transport: newHTTPTransport(tlsCfg), CheckRedirect: t.checkRedirect}
 	}
+	if tr, ok := t.hc.Transport.(*http.Transport); ok && tr.MaxConnsPerHost > 0 {
+		t.poolCapped = true
+	}
 	return t, nil
 }
 
@@ -177,7 +183,6 @@ const (
 func newHTTPTransport(tlsCfg *tls.Config) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
-	tr.MaxConnsPerHost = 0
 	// All users of a pool go to the same host (the pool's web services),
 	// so per host is overall.
 	tr.MaxIdleConns = maxIdleConns
