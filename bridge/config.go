@@ -26,9 +26,6 @@ var ExampleConfig string
 type Config struct {
 	sfb.Config `yaml:",inline"`
 
-	// SignInRate is how many sign-ins per second the bridge starts towards
-	// the SfB pool.
-	SignInRate float64 `yaml:"sign_in_rate"`
 	// KeepPassword stores passwords (sealed) for unattended token renewal.
 	KeepPassword bool `yaml:"keep_password"`
 	// SecretKey is the base64 AES-256 key that seals stored secrets; empty
@@ -44,13 +41,7 @@ type Config struct {
 // leaves it out, the same as the example.
 func defaultConfig() Config {
 	return Config{
-		Config: sfb.Config{
-			Transport:        "ucwa",
-			UserAgent:        "sfb-matrix-bridge",
-			RequestTimeout:   30 * time.Second,
-			ActivityInterval: 3 * time.Minute,
-		},
-		SignInRate:          10,
+		Config:              sfb.DefaultConfig(),
 		KeepPassword:        true,
 		DisplaynameTemplate: "{{or .DisplayName .Address}} (SfB)",
 	}
@@ -86,8 +77,19 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("network.request_timeout %s: must be positive", c.RequestTimeout)
 	case c.ActivityInterval <= 0 || c.ActivityInterval > 4*time.Minute:
 		return fmt.Errorf("network.activity_interval %s: must be positive and at most 4m (SfB drops idle applications)", c.ActivityInterval)
-	case c.SignInRate <= 0 || c.SignInRate > 12:
-		return fmt.Errorf("network.sign_in_rate %g: must be above 0 and at most 12 (SfB accepts at most 12 logons per second)", c.SignInRate)
+	case c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin:
+		return fmt.Errorf("network.backoff_min %s, backoff_max %s: must be positive, backoff_max at least backoff_min", c.BackoffMin, c.BackoffMax)
+	case c.EventTimeout <= sfb.MinEventTimeout:
+		return fmt.Errorf("network.event_timeout %s: must be longer than the %s a UCWA server may hold a pending GET", c.EventTimeout, sfb.MinEventTimeout)
+	case c.OperationTimeout <= 0:
+		return fmt.Errorf("network.operation_timeout %s: must be positive", c.OperationTimeout)
+	case c.AcceptWait <= 0 || c.AcceptWait >= c.OperationTimeout:
+		return fmt.Errorf("network.accept_wait %s: must be positive and shorter than operation_timeout (%s)", c.AcceptWait, c.OperationTimeout)
+	case c.TypingRefresh <= 0 || c.TypingMax < c.TypingRefresh:
+		return fmt.Errorf("network.typing_refresh %s, typing_max %s: must be positive, typing_max at least typing_refresh", c.TypingRefresh, c.TypingMax)
+	}
+	if err := c.CheckSignInRate(); err != nil {
+		return fmt.Errorf("network.%w", err)
 	}
 	if c.displaynameTemplate == nil {
 		if err := c.compile(); err != nil {
@@ -165,6 +167,10 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "request_timeout")
 	helper.Copy(up.Str, "activity_interval")
 	helper.Copy(up.Float|up.Int, "sign_in_rate")
+	helper.Copy(up.Bool, "simulator_sign_in_rate")
+	for _, key := range []string{"backoff_min", "backoff_max", "event_timeout", "operation_timeout", "accept_wait", "typing_refresh", "typing_max"} {
+		helper.Copy(up.Str, key)
+	}
 	helper.Copy(up.Bool, "keep_password")
 	helper.Copy(up.Str|up.Null, "secret_key")
 	helper.Copy(up.Str, "displayname_template")

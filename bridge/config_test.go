@@ -1,11 +1,13 @@
 package bridge
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	up "go.mau.fi/util/configupgrade"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
@@ -55,7 +57,13 @@ func TestConfigValidate(t *testing.T) {
 		{"unknown transport", func(c *Config) { c.Transport = "sip" }, "network.transport"},
 		{"activity interval too long", func(c *Config) { c.ActivityInterval = 5 * time.Minute }, "activity_interval"},
 		{"zero timeout", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
-		{"sign-in rate above SfB's limit", func(c *Config) { c.SignInRate = 50 }, "sign_in_rate"},
+		{"sign-in rate above SfB's limit", func(c *Config) { c.SignInRate = 50 }, "sign_in_rate 50: must be above 0 and at most 12"},
+		{"no sign-ins", func(c *Config) { c.SignInRate = 0 }, "sign_in_rate 0"},
+		{"backoff bounds reversed", func(c *Config) { c.BackoffMax = c.BackoffMin / 2 }, "backoff_max"},
+		{"event timeout within the server's hold", func(c *Config) { c.EventTimeout = 3 * time.Minute }, "network.event_timeout 3m0s: must be longer"},
+		{"accept wait beyond the operation", func(c *Config) { c.AcceptWait = 2 * time.Minute }, "network.accept_wait"},
+		{"zero operation timeout", func(c *Config) { c.OperationTimeout = 0 }, "network.operation_timeout"},
+		{"typing refresh beyond its maximum", func(c *Config) { c.TypingRefresh = time.Minute }, "typing_refresh"},
 		{"broken template", func(c *Config) { c.DisplaynameTemplate = "{{.Nope" }, "displayname_template"},
 		{"template with unknown field", func(c *Config) { c.DisplaynameTemplate = "{{.Phone}}" }, "displayname_template"},
 	}
@@ -69,6 +77,46 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	c := defaultConfig()
+	assert.NoError(t, c.Validate())
+}
+
+// TestSimulatorSignInRateRefusedTowardsRealPools: the lift of the 12/s
+// limit is for benchmarks against the simulator on this machine; every
+// configuration that may reach a real pool refuses it, whatever the rate.
+func TestSimulatorSignInRateRefusedTowardsRealPools(t *testing.T) {
+	production := []struct {
+		name         string
+		discoveryURL string
+		insecure     bool
+	}{
+		{"autodiscovery", "", false},
+		{"https discovery", "https://lyncdiscover.contoso.com/autodiscover/autodiscoverservice.svc/root", false},
+		{"https on loopback (a local proxy)", "https://127.0.0.1:4443/autodiscover/autodiscoverservice.svc/root", true},
+		{"plain http to a private address", "http://10.1.2.3/autodiscover/autodiscoverservice.svc/root", true},
+		{"loopback without allow_insecure_loopback", "http://127.0.0.1:8080/autodiscover/autodiscoverservice.svc/root", false},
+	}
+	for _, tt := range production {
+		for _, rate := range []float64{10, 500} {
+			t.Run(fmt.Sprintf("%s at %g per second", tt.name, rate), func(t *testing.T) {
+				c := defaultConfig()
+				c.DiscoveryURL, c.AllowInsecureLoopback = tt.discoveryURL, tt.insecure
+				c.SimulatorSignInRate, c.SignInRate = true, rate
+				err := c.Validate()
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "network.simulator_sign_in_rate is for benchmarks against the simulator only")
+			})
+		}
+	}
+
+	c := defaultConfig()
+	c.DiscoveryURL, c.AllowInsecureLoopback = "http://127.0.0.1:8080/autodiscover/autodiscoverservice.svc/root", true
+	c.SignInRate = 500
+	err := c.Validate()
+	require.Error(t, err, "the simulator too needs the option for more than 12 per second")
+	assert.Contains(t, err.Error(), "at most 12")
+	c.SimulatorSignInRate = true
+	assert.NoError(t, c.Validate())
+	c.DiscoveryURL = "http://localhost:8080/autodiscover/autodiscoverservice.svc/root"
 	assert.NoError(t, c.Validate())
 }
 
@@ -128,4 +176,43 @@ func TestGetName(t *testing.T) {
 	assert.Equal(t, "sfb", name.BeeperBridgeType)
 	assert.Equal(t, uint16(29340), name.DefaultPort)
 	assert.Equal(t, "!sfb", name.DefaultCommandPrefix)
+}
+
+// TestUpgraderKeepsEveryOption: an operator's value of every network
+// option survives the upgrade of the file to a newer example.
+func TestUpgraderKeepsEveryOption(t *testing.T) {
+	const mine = `
+transport: ucwa
+discovery_url: http://127.0.0.1:9/autodiscover/autodiscoverservice.svc/root
+ca_file: /etc/ssl/contoso.pem
+allow_insecure_loopback: true
+user_agent: contoso-bridge
+request_timeout: 11s
+activity_interval: 2m
+sign_in_rate: 300
+simulator_sign_in_rate: true
+backoff_min: 3s
+backoff_max: 5m
+event_timeout: 5m
+operation_timeout: 90s
+accept_wait: 7s
+typing_refresh: 3s
+typing_max: 20s
+keep_password: false
+secret_key: c2VjcmV0
+displayname_template: "{{.Address}}"
+`
+	var base, cfg yaml.Node
+	require.NoError(t, yaml.Unmarshal([]byte(ExampleConfig), &base))
+	require.NoError(t, yaml.Unmarshal([]byte(mine), &cfg))
+	upgradeConfig(up.NewHelper(base.Content[0], cfg.Content[0]))
+	out, err := yaml.Marshal(&base)
+	require.NoError(t, err)
+
+	var upgraded, want Config
+	require.NoError(t, yaml.Unmarshal(out, &upgraded))
+	require.NoError(t, yaml.Unmarshal([]byte(mine), &want))
+	upgraded.displaynameTemplate, want.displaynameTemplate = nil, nil
+	assert.Equal(t, want, upgraded)
+	assert.NotEqual(t, defaultConfig(), upgraded)
 }

@@ -6,7 +6,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -39,7 +38,6 @@ type Connector struct {
 	db        *database.DB
 	box       *secret.Box
 	validated bool
-	ramp      *ramp
 
 	// tokenCheckInterval is how often a connected client looks for a
 	// renewed token to persist.
@@ -182,7 +180,6 @@ func (c *Connector) Start(ctx context.Context) error {
 	if c.box == nil {
 		c.log.Warn().Msg("No secret key configured and keep_password is off: tokens are not kept across restarts, users must log in again after each restart")
 	}
-	c.ramp = newRamp(c.Config.SignInRate)
 	if c.factory == nil {
 		return fmt.Errorf("start SfB connector: no transport factory")
 	}
@@ -249,23 +246,30 @@ func (c *Connector) backgroundCtx() context.Context {
 // signIn runs Transport.SignIn in the background context, so that the
 // session never depends on the request that started it (a bot command, a
 // provisioning call), while ctx still bounds how long the caller waits. A
-// session that arrives after the caller gave up is closed.
+// session that arrives after the caller gave up is closed. The transport
+// paces sign-ins per SfB pool (sign_in_rate), since only it knows the
+// pool; ctx is the sign-in's Turn, so that a caller who gives up while the
+// sign-in still waits for its turn ends it at once, before it reached SfB
+// (with ErrLocalTimeout for a deadline: the bridge was busy).
 func (c *Connector) signIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (sfb.Session, error) {
-	if err := c.ramp.wait(ctx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", sfb.ErrLocalTimeout, err)
-		}
-		return nil, fmt.Errorf("wait for the sign-in ramp: %w", err)
-	}
 	type result struct {
 		session sfb.Session
 		err     error
 	}
 	done := make(chan result, 1)
+	turned := make(chan struct{})
+	req.Turn = ctx
+	req.OnTurn = func() { close(turned) }
 	go func() {
 		s, err := c.transport.SignIn(c.backgroundCtx(), req, handler)
 		done <- result{s, err}
 	}()
+	// Until its turn the transport ends the sign-in itself when ctx ends.
+	select {
+	case r := <-done:
+		return r.session, r.err
+	case <-turned:
+	}
 	select {
 	case r := <-done:
 		return r.session, r.err
@@ -287,34 +291,4 @@ func closeSession(log zerolog.Logger, s sfb.Session) {
 	if err := s.Close(ctx); err != nil {
 		log.Warn().Err(err).Msg("Failed to sign out of Skype for Business")
 	}
-}
-
-// ramp spaces sign-ins out to a fixed rate towards the SfB pool, so that a
-// restart with thousands of logins does not exceed what the Front End
-// servers accept.
-type ramp struct {
-	mu       sync.Mutex
-	interval time.Duration
-	next     time.Time
-}
-
-// newRamp takes a rate that Config.Validate checked (above 0, at most 12).
-func newRamp(perSecond float64) *ramp {
-	return &ramp{interval: time.Duration(float64(time.Second) / perSecond)}
-}
-
-// wait blocks until the caller's slot comes or ctx ends.
-func (r *ramp) wait(ctx context.Context) error {
-	r.mu.Lock()
-	now := time.Now()
-	if r.next.Before(now) {
-		r.next = now
-	}
-	slot := r.next
-	r.next = r.next.Add(r.interval)
-	r.mu.Unlock()
-	if d := time.Until(slot); d > 0 && !sleepCtx(ctx, d) {
-		return ctx.Err()
-	}
-	return nil
 }

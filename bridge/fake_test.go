@@ -53,6 +53,10 @@ type fakeTransport struct {
 	// they return, outside the locks: a session reporting its end while
 	// it is being stopped.
 	onStop func(*fakeSession)
+	// turn, when set, is every sign-in's wait for its turn towards the
+	// pool (the ramp), given the request's Turn; its error is the
+	// sign-in's, and such a sign-in is not recorded.
+	turn func(context.Context) error
 }
 
 func newFakeTransport() *fakeTransport {
@@ -65,6 +69,14 @@ func newFakeTransport() *fakeTransport {
 }
 
 func (ft *fakeTransport) SignIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (sfb.Session, error) {
+	if ft.turn != nil {
+		if err := ft.turn(req.Turn); err != nil {
+			return nil, err
+		}
+	}
+	if req.OnTurn != nil {
+		req.OnTurn()
+	}
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
 	ft.signIns = append(ft.signIns, req)

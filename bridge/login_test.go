@@ -394,21 +394,23 @@ func TestSignInTimeoutToldFromUnreachableServer(t *testing.T) {
 }
 
 // TestSignInRampTimeoutIsLocal: a sign-in whose caller gives up while it
-// waits for its turn on the ramp has waited inside the bridge.
+// waits for its turn on the transport's ramp has waited inside the bridge,
+// and ends at once.
 func TestSignInRampTimeoutIsLocal(t *testing.T) {
 	e := newTestEnv(t)
-	e.conn.ramp = newRamp(0.5)
+	e.transport.turn = func(turn context.Context) error {
+		// The ramp's next slot is far away: only the caller ends the wait,
+		// as the UCWA transport's pool guard does.
+		<-turn.Done()
+		return fmt.Errorf("wait for a sign-in slot: %w: %w", sfb.ErrLocalTimeout, turn.Err())
+	}
 	req := sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "alice-pw"}}
-	s, err := e.conn.signIn(e.ctx, req, func(context.Context, sfb.Event) {})
-	require.NoError(t, err, "the first sign-in goes at once")
-	t.Cleanup(func() { closeSession(e.conn.log, s) })
-	before := len(e.transport.signInRequests())
 	ctx, cancel := context.WithTimeout(e.ctx, 50*time.Millisecond)
 	defer cancel()
-	_, err = e.conn.signIn(ctx, req, func(context.Context, sfb.Event) {})
+	_, err := e.conn.signIn(ctx, req, func(context.Context, sfb.Event) {})
 	require.ErrorIs(t, err, sfb.ErrLocalTimeout)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Len(t, e.transport.signInRequests(), before, "the server was not asked")
+	assert.Empty(t, e.transport.signInRequests(), "the server was not asked")
 	var re bridgev2.RespError
 	require.ErrorAs(t, signInRespError("alice@contoso.com", err), &re)
 	assert.Equal(t, ErrCodeBridgeBusy, re.ErrCode)

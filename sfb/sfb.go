@@ -33,6 +33,18 @@ type SignInRequest struct {
 	// earlier session had not finished handling and what arrived while no
 	// session ran; when it cannot, it signs in afresh. Opaque to callers.
 	Resume string
+	// Turn, when not nil, bounds the wait for the sign-in's turn towards
+	// the pool (the sign-in ramp, a pause of the pool), the part of a
+	// sign-in that leaves nothing behind on the server: when it ends
+	// first, SignIn returns at once with its error (wrapping
+	// ErrLocalTimeout for a deadline). After the turn, only SignIn's ctx
+	// bounds the sign-in. For a caller that runs SignIn in a context of
+	// its own, so that a sign-in under way is finished rather than
+	// abandoned, while its own request may give up.
+	Turn context.Context
+	// OnTurn, when not nil, is called once, when the sign-in got its turn
+	// and starts signing in; a SignIn that returns before never calls it.
+	OnTurn func()
 }
 
 // Credentials identify a user to Skype for Business.

@@ -22,11 +22,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// MaxSignInRate is the most sign-ins per second a real SfB pool takes:
-// Microsoft sizes a Front End pool for at most 12 concurrent logons per
-// second.
-const MaxSignInRate = 12
-
 // ErrPaused: the caller gave up while the pool had asked to slow down.
 var ErrPaused = errors.New("the Skype for Business pool asked to slow down")
 

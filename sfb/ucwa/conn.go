@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -65,21 +64,13 @@ func (t *Transport) checkURL(u *url.URL) error {
 		if !t.cfg.AllowInsecureLoopback {
 			return &ConfigError{Msg: fmt.Sprintf("refusing plain HTTP to %s: set allow_insecure_loopback (loopback only) or use https", u.Host)}
 		}
-		if !isLoopback(u.Hostname()) {
+		if !sfb.IsLoopback(u.Hostname()) {
 			return &ConfigError{Msg: fmt.Sprintf("refusing plain HTTP to %s: allowed only towards loopback addresses", u.Host)}
 		}
 		return nil
 	default:
 		return &ConfigError{Msg: fmt.Sprintf("unsupported URL scheme %q in %s", u.Scheme, u.Redacted())}
 	}
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // request is one HTTP exchange.
@@ -94,6 +85,9 @@ type request struct {
 	// noRetry401 returns the 401 instead of authenticating (used while
 	// authenticating).
 	noRetry401 bool
+	// signIn marks a request of signing in or renewing a token: it waits
+	// while the pool is paused. A signed-in session's requests do not.
+	signIn bool
 }
 
 // response is what callers need from a successful exchange.
@@ -155,6 +149,11 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	if err := c.t.checkURL(u); err != nil {
 		return nil, fmt.Errorf("%s: %w", req.op, err)
 	}
+	if req.signIn {
+		if err := c.t.guard(u).WaitPause(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.op, poolError(err))
+		}
+	}
 	if err := c.slots.acquire(ctx); err != nil {
 		return nil, fmt.Errorf("%s: %w", req.op, err)
 	}
@@ -180,6 +179,7 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 			hr.Header.Set("Authorization", "Bearer "+tok.Value)
 		}
 	}
+	sent := time.Now()
 	hresp, err := c.t.hc.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -190,6 +190,7 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 		return nil, fmt.Errorf("%s: %w: %w", req.op, sfb.ErrServerUnavailable, err)
 	}
 	defer hresp.Body.Close()
+	c.t.observe(u, sent, hresp.StatusCode, hresp.Header)
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, MaxBodyBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: read body: %w: %w", req.op, sfb.ErrServerUnavailable, err)
@@ -202,19 +203,28 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 
 func (c *conn) errorFor(req request, resp *response) error {
 	e := &Error{Op: req.op, Method: req.method, URL: redact(req.url), Status: resp.status,
-		Diagnostics: resp.header.Get("X-Ms-Diagnostics")}
-	if ra := resp.header.Get("Retry-After"); ra != "" {
-		if secs, err := strconv.Atoi(strings.TrimSpace(ra)); err == nil && secs >= 0 {
-			e.RetryAfter = time.Duration(secs) * time.Second
-		} else if when, err := http.ParseTime(ra); err == nil {
-			e.RetryAfter = max(0, when.Sub(c.t.now()))
-		}
-	}
+		Diagnostics: resp.header.Get("X-Ms-Diagnostics"), RetryAfter: retryAfter(resp.header, c.t.now())}
 	var body ErrorBody
 	if strings.Contains(resp.header.Get("Content-Type"), "json") && json.Unmarshal(resp.body, &body) == nil {
 		e.Code, e.Subcode, e.Message = body.Code, body.Subcode, truncate(body.Message, 200)
 	}
 	return e
+}
+
+// retryAfter reads a Retry-After header, in seconds or as a date; zero
+// when absent or unreadable.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	ra := strings.TrimSpace(h.Get("Retry-After"))
+	if ra == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if when, err := http.ParseTime(ra); err == nil {
+		return max(0, when.Sub(now))
+	}
+	return 0
 }
 
 // redact drops the user information of a URL for messages. The query
@@ -370,7 +380,7 @@ func (c *conn) fetchToken(ctx context.Context, href string, grants []string) (sf
 	}
 	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {c.creds.Password}}
 	resp, err := c.send(ctx, request{op: "obtain token", method: http.MethodPost, url: u.String(),
-		body: []byte(form.Encode()), contentType: "application/x-www-form-urlencoded;charset=UTF-8", noAuth: true})
+		body: []byte(form.Encode()), contentType: "application/x-www-form-urlencoded;charset=UTF-8", noAuth: true, signIn: true})
 	if err != nil {
 		return sfb.Token{}, "", err
 	}

@@ -290,7 +290,7 @@ func eventsOf[T sfb.Event](evts []sfb.Event) []T {
 
 func testTimings() Timings {
 	return Timings{BackoffMin: 5 * time.Millisecond, BackoffMax: 40 * time.Millisecond, TokenCheck: 5 * time.Millisecond,
-		RenewAt: 0.8, EventTimeout: 5 * time.Second, OperationTimeout: 5 * time.Second, MaxPGetReplaced: 2}
+		RenewFrom: 0.8, RenewTo: 0.8, EventTimeout: 5 * time.Second, OperationTimeout: 5 * time.Second, MaxPGetReplaced: 2}
 }
 
 func newTestTransport(t *testing.T, f *fakeUCWA, opts ...Option) *Transport {

@@ -86,7 +86,7 @@ func (s *session) markHandled(next string) {
 // names: it reads the application with our token, makes the user available
 // again if the server forgot that, and makes the event loop start at the
 // stored events URL, so the server delivers what was not acknowledged.
-func (s *session) resumeApplication(ctx context.Context, raw string) error {
+func (s *session) resumeApplication(ctx context.Context, turn *signInTurn, raw string) error {
 	var st resumeState
 	if err := json.Unmarshal([]byte(raw), &st); err != nil {
 		return fmt.Errorf("decode resume state: %w", err)
@@ -106,9 +106,12 @@ func (s *session) resumeApplication(ctx context.Context, raw string) error {
 	if err != nil {
 		return err
 	}
+	if err := s.waitTurn(ctx, turn, apps.String()); err != nil {
+		return fmt.Errorf("resume application: %w", err)
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 	var app Application
-	_, err = s.c.doJSON(rctx, request{op: "get application", method: http.MethodGet, url: self.String()}, &app)
+	_, err = s.c.doJSON(rctx, request{op: "get application", method: http.MethodGet, url: self.String(), signIn: true}, &app)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("resume application: %w", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/url"
 	"sync"
@@ -39,6 +40,9 @@ type session struct {
 	self       sfb.URI
 	handler    sfb.EventHandler
 	endpointID string
+	// renewAt is the fraction of a token's lifetime after which this
+	// user's token is renewed (renewFraction).
+	renewAt float64
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -91,7 +95,8 @@ var _ sfb.Session = (*session)(nil)
 
 func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *session {
 	s := &session{t: t, c: c, log: c.log, self: self, handler: handler, endpointID: newUUID(),
-		convs: map[string]*conv{}, participants: map[string]sfb.Person{}, firsts: map[string]firstMessage{},
+		renewAt: renewFraction(self, t.timings),
+		convs:   map[string]*conv{}, participants: map[string]sfb.Person{}, firsts: map[string]firstMessage{},
 		ops: newOperations(), seen: newSeenSet(4096), issued: t.now()}
 	s.person = sfb.Person{URI: self, DisplayName: self.Address()}
 	c.onToken = func(sfb.Token) {
@@ -102,16 +107,43 @@ func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *
 	return s
 }
 
+// signInTurn is a sign-in's wait for its turn towards the pool
+// (sfb.SignInRequest.Turn and OnTurn).
+type signInTurn struct {
+	// ctx bounds the wait, and discovery before it: it ends with the
+	// caller's Turn or with SignIn's ctx.
+	ctx    context.Context
+	once   sync.Once
+	onTurn func()
+}
+
+// waitTurn waits for a sign-in slot of the pool of the applications URL
+// apps: within turn during SignIn, within ctx for an application created
+// again later (turn nil).
+func (s *session) waitTurn(ctx context.Context, turn *signInTurn, apps string) error {
+	if turn == nil {
+		return s.t.waitSignIn(ctx, apps)
+	}
+	if err := s.t.waitSignIn(turn.ctx, apps); err != nil {
+		return err
+	}
+	if turn.onTurn != nil {
+		turn.once.Do(turn.onTurn)
+	}
+	return nil
+}
+
 // start continues the application of resume when the server still has it,
 // else creates a new one, and starts the session's goroutines.
-func (s *session) start(ctx context.Context, resume string) error {
+func (s *session) start(ctx context.Context, turn *signInTurn, resume string) error {
 	resumed := false
 	if resume != "" {
-		err := s.resumeApplication(ctx, resume)
+		err := s.resumeApplication(ctx, turn, resume)
 		switch {
 		case err == nil:
 			resumed = true
-		case errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired) || ctx.Err() != nil:
+		case errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrCredentialsRequired) || ctx.Err() != nil ||
+			(turn != nil && turn.ctx.Err() != nil):
 			return err
 		case errors.Is(err, sfb.ErrServerUnavailable):
 			// The application may well be alive: a new one would give
@@ -124,7 +156,7 @@ func (s *session) start(ctx context.Context, resume string) error {
 		}
 	}
 	if !resumed {
-		if err := s.createApplication(ctx, false); err != nil {
+		if err := s.createApplication(ctx, turn, false); err != nil {
 			return err
 		}
 	}
@@ -148,24 +180,32 @@ func (s *session) start(ctx context.Context, resume string) error {
 
 // createApplication discovers (or takes from the cache) the applications
 // URL, creates the UCWA application and makes the user available.
-func (s *session) createApplication(ctx context.Context, rediscover bool) error {
+func (s *session) createApplication(ctx context.Context, turn *signInTurn, rediscover bool) error {
 	if rediscover {
 		s.t.forgetApplicationsURL(s.self.Domain())
 	}
-	apps, err := s.t.applicationsURL(ctx, s.c, s.self)
+	// Discovery leaves nothing on the server: the caller may end it.
+	dctx := ctx
+	if turn != nil {
+		dctx = turn.ctx
+	}
+	apps, err := s.t.applicationsURL(dctx, s.c, s.self)
 	if err != nil {
 		return err
+	}
+	if err := s.waitTurn(ctx, turn, apps); err != nil {
+		return fmt.Errorf("create application: %w", err)
 	}
 	body, _ := json.Marshal(map[string]string{"UserAgent": s.t.cfg.UserAgent, "EndpointId": s.endpointID, "Culture": "en-US"})
 	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 	defer cancel()
 	var app Application
-	_, err = s.c.doJSON(rctx, request{op: "create application", method: http.MethodPost, url: apps, body: body, contentType: "application/json"}, &app)
+	_, err = s.c.doJSON(rctx, request{op: "create application", method: http.MethodPost, url: apps, body: body, contentType: "application/json", signIn: true}, &app)
 	if err != nil {
 		if st := statusOf(err); (st == http.StatusForbidden || st == http.StatusBadGateway || st == http.StatusNotFound) && !rediscover {
 			// RootURL.md: 403 and 502 invalidate the cached URL.
 			s.log.Info().Err(err).Msg("Applications URL failed, discovering again")
-			return s.createApplication(ctx, true)
+			return s.createApplication(ctx, turn, true)
 		}
 		return err
 	}
@@ -234,7 +274,7 @@ func (s *session) makeMeAvailable(ctx context.Context) error {
 	if st.makeMeAvailable != "" {
 		body, _ := json.Marshal(map[string][]string{"SupportedModalities": {"Messaging"}, "SupportedMessageFormats": {"Plain", "Html"}})
 		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
-		_, err := s.c.do(rctx, request{op: "make me available", method: http.MethodPost, url: st.makeMeAvailable, body: body, contentType: "application/json"})
+		_, err := s.c.do(rctx, request{op: "make me available", method: http.MethodPost, url: st.makeMeAvailable, body: body, contentType: "application/json", signIn: true})
 		cancel()
 		// 409 AlreadyExists: this application was already made available.
 		if err != nil && statusOf(err) != http.StatusConflict {
@@ -245,7 +285,7 @@ func (s *session) makeMeAvailable(ctx context.Context) error {
 	if st.reportMyActivity == "" && st.me != "" {
 		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 		var me Me
-		_, err := s.c.doJSON(rctx, request{op: "get me", method: http.MethodGet, url: st.me}, &me)
+		_, err := s.c.doJSON(rctx, request{op: "get me", method: http.MethodGet, url: st.me, signIn: true}, &me)
 		cancel()
 		if err == nil {
 			s.mu.Lock()
@@ -280,7 +320,7 @@ func (s *session) recreate(ctx context.Context, gen int, rediscover bool) error 
 		why = "the UCWA application was created again after rediscovery"
 	}
 	s.log.Info().Bool("rediscover", rediscover).Msg("UCWA application is gone, creating a new one")
-	if err := s.createApplication(ctx, rediscover); err != nil {
+	if err := s.createApplication(ctx, nil, rediscover); err != nil {
 		return fmt.Errorf("recreate application: %w", err)
 	}
 	s.resetTransient("application recreated")
@@ -415,7 +455,18 @@ func (s *session) activityLoop() {
 	}
 }
 
-// tokenLoop renews the token at RenewAt of its lifetime when the password
+// renewFraction is where in a token's lifetime user renews it: a point
+// between RenewFrom and RenewTo that a hash of the address fixes. Tokens
+// obtained in the same minute (all logins signing in after a restart) are
+// then renewed spread over the window, not in the same minute again, and a
+// user's renewal time is the same on every run.
+func renewFraction(user sfb.URI, tm Timings) float64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(user.Address()))
+	return tm.RenewFrom + (tm.RenewTo-tm.RenewFrom)*float64(h.Sum64()>>11)/(1<<53)
+}
+
+// tokenLoop renews the token at renewAt of its lifetime when the password
 // is known, and ends the session when it expires otherwise.
 func (s *session) tokenLoop() {
 	defer s.wg.Done()
@@ -434,7 +485,7 @@ func (s *session) tokenLoop() {
 		s.mu.Unlock()
 		now := s.t.now()
 		lifetime := tok.ExpiresAt.Sub(issued)
-		renewAt := issued.Add(time.Duration(float64(lifetime) * s.t.timings.RenewAt))
+		renewAt := issued.Add(time.Duration(float64(lifetime) * s.renewAt))
 		if now.Before(renewAt) {
 			continue
 		}

@@ -19,20 +19,24 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 )
 
-// Timings are the intervals the transport works with; tests shorten them.
+// Timings are the intervals the transport works with; most come from the
+// configuration (sfb.Config), tests shorten them all.
 type Timings struct {
 	// BackoffMin and BackoffMax bound the exponential backoff after
 	// transient failures: of the event channel, token renewal and
-	// accepting an invitation.
+	// accepting an invitation, and the pause of a pool that refused a
+	// request.
 	BackoffMin, BackoffMax time.Duration
 	// TokenCheck is how often a session compares the clock with its token's
 	// renewal time.
 	TokenCheck time.Duration
-	// RenewAt is the fraction of a token's lifetime after which it is
-	// renewed.
-	RenewAt float64
+	// RenewFrom and RenewTo are the fractions of a token's lifetime
+	// between which it is renewed, at a point fixed per user (see
+	// renewFraction).
+	RenewFrom, RenewTo float64
 	// EventTimeout bounds one pending GET (the server releases it after
 	// 180 s by default).
 	EventTimeout time.Duration
@@ -57,14 +61,19 @@ type Timings struct {
 }
 
 // DefaultTimings are the production values.
-func DefaultTimings() Timings {
+func DefaultTimings() Timings { return timingsOf(sfb.DefaultConfig()) }
+
+// timingsOf takes the configurable timings from cfg.
+func timingsOf(cfg sfb.Config) Timings {
 	return Timings{
-		BackoffMin: time.Second, BackoffMax: 2 * time.Minute,
-		TokenCheck: 30 * time.Second, RenewAt: 0.8,
-		EventTimeout: 240 * time.Second, OperationTimeout: 60 * time.Second,
+		BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax,
+		// Tokens live 8 hours: renewals spread over 4 to 7.2 hours after
+		// issue, with 48 minutes left for a renewal that keeps failing.
+		TokenCheck: 30 * time.Second, RenewFrom: 0.5, RenewTo: 0.9,
+		EventTimeout: cfg.EventTimeout, OperationTimeout: cfg.OperationTimeout,
 		MaxPGetReplaced: 2,
-		TypingRefresh:   4 * time.Second, TypingMax: 30 * time.Second,
-		AcceptWait: 5 * time.Second,
+		TypingRefresh:   cfg.TypingRefresh, TypingMax: cfg.TypingMax,
+		AcceptWait: cfg.AcceptWait,
 	}
 }
 
@@ -87,6 +96,9 @@ type Transport struct {
 	hc      *http.Client
 	now     func() time.Time
 	timings Timings
+	// guards protect each pool from the bridge (pool.Guard); a pool is
+	// the host of an applications URL.
+	guards *pool.Guards
 
 	slots userSlots
 	// poolCapped: the HTTP client limits connections per host, so a
@@ -97,26 +109,25 @@ type Transport struct {
 	// appsURL caches the applications URL per sign-in domain (RootURL.md:
 	// cached until 403, 502 or sign-out).
 	appsURL map[string]string
+	// discovering lets one sign-in per domain discover at a time, so that
+	// sign-ins started together do not all discover what the first finds.
+	discovering map[string]chan struct{}
 }
 
 var _ sfb.Transport = (*Transport)(nil)
 
-// New validates cfg and builds a Transport.
+// New validates cfg and builds a Transport. Options left zero in cfg take
+// sfb.DefaultConfig's values.
 func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error) {
-	t := &Transport{cfg: cfg, log: log.With().Str("transport", "ucwa").Logger(), now: time.Now,
-		timings: DefaultTimings(), appsURL: map[string]string{}}
-	if t.cfg.UserAgent == "" {
-		t.cfg.UserAgent = "sfb-matrix-bridge"
-	}
-	if t.cfg.RequestTimeout <= 0 {
-		t.cfg.RequestTimeout = 30 * time.Second
-	}
-	if t.cfg.ActivityInterval <= 0 {
-		t.cfg.ActivityInterval = 3 * time.Minute
-	}
+	t := &Transport{cfg: withDefaults(cfg), log: log.With().Str("transport", "ucwa").Logger(), now: time.Now,
+		appsURL: map[string]string{}, discovering: map[string]chan struct{}{}}
 	if t.cfg.ActivityInterval > 4*time.Minute {
 		return nil, &ConfigError{Msg: fmt.Sprintf("activity_interval %s is longer than the 4 minutes SfB allows", t.cfg.ActivityInterval)}
 	}
+	if err := t.cfg.CheckSignInRate(); err != nil {
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	t.timings = timingsOf(t.cfg)
 	for _, o := range opts {
 		o(t)
 	}
@@ -130,6 +141,8 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 	if t.timings.AcceptWait <= 0 {
 		t.timings.AcceptWait = def.AcceptWait
 	}
+	t.guards = pool.NewGuards(pool.Config{SignInRate: t.cfg.SignInRate,
+		BackoffMin: t.timings.BackoffMin, BackoffMax: t.timings.BackoffMax}, t.log)
 	if t.cfg.DiscoveryURL != "" {
 		u, err := url.Parse(t.cfg.DiscoveryURL)
 		if err != nil || u.Host == "" {
@@ -149,11 +162,11 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 	if t.hc == nil {
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if t.cfg.CAFile != "" {
-			pool, err := loadCAFile(t.cfg.CAFile)
+			roots, err := loadCAFile(t.cfg.CAFile)
 			if err != nil {
 				return nil, err
 			}
-			tlsCfg.RootCAs = pool
+			tlsCfg.RootCAs = roots
 		}
 		t.hc = &http.Client{Transport: newHTTPTransport(tlsCfg), CheckRedirect: t.checkRedirect}
 	}
@@ -189,6 +202,28 @@ func newHTTPTransport(tlsCfg *tls.Config) *http.Transport {
 	tr.MaxIdleConnsPerHost = maxIdleConns
 	tr.IdleConnTimeout = idleConnTimeout
 	return tr
+}
+
+// withDefaults fills what cfg leaves zero from sfb.DefaultConfig.
+func withDefaults(cfg sfb.Config) sfb.Config {
+	def := sfb.DefaultConfig()
+	for _, f := range []struct{ v, d *time.Duration }{
+		{&cfg.RequestTimeout, &def.RequestTimeout}, {&cfg.ActivityInterval, &def.ActivityInterval},
+		{&cfg.BackoffMin, &def.BackoffMin}, {&cfg.BackoffMax, &def.BackoffMax},
+		{&cfg.EventTimeout, &def.EventTimeout}, {&cfg.OperationTimeout, &def.OperationTimeout},
+		{&cfg.AcceptWait, &def.AcceptWait}, {&cfg.TypingRefresh, &def.TypingRefresh}, {&cfg.TypingMax, &def.TypingMax},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.d
+		}
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = def.UserAgent
+	}
+	if cfg.SignInRate == 0 {
+		cfg.SignInRate = def.SignInRate
+	}
+	return cfg
 }
 
 // loadCAFile adds the certificates of a PEM file to the system's. Unlike
@@ -257,8 +292,18 @@ func (t *Transport) SignIn(ctx context.Context, req sfb.SignInRequest, handler s
 	} else if req.Credentials.Password == "" {
 		return nil, fmt.Errorf("sign in %s: %w", self, sfb.ErrCredentialsRequired)
 	}
+	var turn *signInTurn
+	if req.Turn != nil || req.OnTurn != nil {
+		turn = &signInTurn{ctx: ctx, onTurn: req.OnTurn}
+		if req.Turn != nil {
+			tctx, cancel := context.WithCancelCause(req.Turn)
+			stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+			defer func() { stop(); cancel(nil) }()
+			turn.ctx = tctx
+		}
+	}
 	s := newSession(t, c, self, handler)
-	if err := s.start(ctx, req.Resume); err != nil {
+	if err := s.start(ctx, turn, req.Resume); err != nil {
 		return nil, fmt.Errorf("sign in %s: %w", self, err)
 	}
 	return s, nil
@@ -270,6 +315,23 @@ func (t *Transport) applicationsURL(ctx context.Context, c *conn, self sfb.URI) 
 	domain := self.Domain()
 	t.mu.Lock()
 	cached := t.appsURL[domain]
+	turn := t.discovering[domain]
+	if turn == nil {
+		turn = make(chan struct{}, 1)
+		t.discovering[domain] = turn
+	}
+	t.mu.Unlock()
+	if cached != "" {
+		return cached, nil
+	}
+	select {
+	case turn <- struct{}{}:
+		defer func() { <-turn }()
+	case <-ctx.Done():
+		return "", fmt.Errorf("autodiscover %s: wait for another sign-in's discovery: %w", domain, ctx.Err())
+	}
+	t.mu.Lock()
+	cached = t.appsURL[domain]
 	t.mu.Unlock()
 	if cached != "" {
 		return cached, nil
@@ -282,6 +344,47 @@ func (t *Transport) applicationsURL(ctx context.Context, c *conn, self sfb.URI) 
 	t.appsURL[domain] = apps
 	t.mu.Unlock()
 	return apps, nil
+}
+
+// guard is the guard of the pool that u belongs to.
+func (t *Transport) guard(u *url.URL) *pool.Guard {
+	return t.guards.For(strings.ToLower(u.Host))
+}
+
+// waitSignIn waits for a sign-in slot of the pool of the applications URL
+// apps (pool.Guard.WaitSignIn).
+func (t *Transport) waitSignIn(ctx context.Context, apps string) error {
+	u, err := url.Parse(apps)
+	if err != nil {
+		return fmt.Errorf("parse applications URL: %w", err)
+	}
+	return poolError(t.guard(u).WaitSignIn(ctx))
+}
+
+// poolError classifies giving up while waiting on a pool's guard: during a
+// pause the server is unavailable (it asked us to wait); otherwise the
+// sign-in waited for its turn on the ramp, inside the client.
+func poolError(err error) error {
+	switch {
+	case errors.Is(err, pool.ErrPaused):
+		return fmt.Errorf("%w: %w", sfb.ErrServerUnavailable, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", sfb.ErrLocalTimeout, err)
+	}
+	return err
+}
+
+// observe tells the guard of u's pool how the pool answered a request sent
+// at sent.
+func (t *Transport) observe(u *url.URL, sent time.Time, status int, header http.Header) {
+	g := t.guard(u)
+	ra := retryAfter(header, t.now())
+	switch {
+	case status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests || (status >= 400 && ra > 0):
+		g.Refused(sent, ra)
+	case status < 500:
+		g.Succeeded(sent)
+	}
 }
 
 func (t *Transport) forgetApplicationsURL(domain string) {
@@ -330,7 +433,7 @@ func (t *Transport) discoverFrom(ctx context.Context, c *conn, self sfb.URI, roo
 		}
 		rctx, cancel := context.WithTimeout(ctx, t.cfg.RequestTimeout)
 		var doc Discovery
-		_, err = c.doJSON(rctx, request{op: "autodiscover", method: http.MethodGet, url: u.String(), noAuth: !userStep}, &doc)
+		_, err = c.doJSON(rctx, request{op: "autodiscover", method: http.MethodGet, url: u.String(), noAuth: !userStep, signIn: true}, &doc)
 		cancel()
 		if err != nil {
 			return "", err
