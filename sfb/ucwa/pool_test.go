@@ -216,3 +216,23 @@ func TestTokenRenewalsSpreadOverTheWindow(t *testing.T) {
 	}
 	assert.Equal(t, renewFraction(alice, tm), renewFraction(alice, tm))
 }
+
+// TestSimulatorSignInRateOnlyTowardsLoopback: the transport itself refuses
+// the lift of the 12/s limit unless it talks plain HTTP to loopback, should
+// a configuration reach it without the bridge's validation.
+func TestSimulatorSignInRateOnlyTowardsLoopback(t *testing.T) {
+	for _, cfg := range []sfb.Config{
+		{SignInRate: 50},
+		{SignInRate: 50, SimulatorSignInRate: true},
+		{SignInRate: 50, SimulatorSignInRate: true, DiscoveryURL: "https://lyncdiscover.contoso.com/autodiscover/autodiscoverservice.svc/root"},
+		{SignInRate: 50, SimulatorSignInRate: true, DiscoveryURL: "http://127.0.0.1:1/root"},
+	} {
+		_, err := New(cfg, zerolog.Nop())
+		var ce *ConfigError
+		require.ErrorAs(t, err, &ce, "%+v", cfg)
+		assert.Contains(t, err.Error(), "sign_in_rate")
+	}
+	tr, err := New(sfb.Config{SignInRate: 50, SimulatorSignInRate: true, DiscoveryURL: "http://127.0.0.1:1/root", AllowInsecureLoopback: true}, zerolog.Nop())
+	require.NoError(t, err)
+	assert.Equal(t, 50.0, tr.cfg.SignInRate)
+}
