@@ -83,8 +83,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("network.event_timeout %s: must be longer than the %s a UCWA server may hold a pending GET", c.EventTimeout, sfb.MinEventTimeout)
 	case c.OperationTimeout <= 0:
 		return fmt.Errorf("network.operation_timeout %s: must be positive", c.OperationTimeout)
-	case c.AcceptWait <= 0 || c.AcceptWait >= c.OperationTimeout:
-		return fmt.Errorf("network.accept_wait %s: must be positive and shorter than operation_timeout (%s)", c.AcceptWait, c.OperationTimeout)
+	case c.AcceptWait <= 0:
+		return fmt.Errorf("network.accept_wait %s: must be positive", c.AcceptWait)
 	case c.TypingRefresh <= 0 || c.TypingMax < c.TypingRefresh:
 		return fmt.Errorf("network.typing_refresh %s, typing_max %s: must be positive, typing_max at least typing_refresh", c.TypingRefresh, c.TypingMax)
 	}
