@@ -168,8 +168,8 @@ func (g *Guard) Refused(sent time.Time, retryAfter time.Duration) {
 	now := time.Now()
 	length := min(max(0, retryAfter), g.cfg.BackoffMax)
 	if !sent.Before(g.until) {
-		g.step = nextStep(g.step, g.cfg)
-		length = max(length, jitter(g.step))
+		g.step = NextBackoff(g.step, g.cfg.BackoffMin, g.cfg.BackoffMax)
+		length = max(length, Jitter(g.step))
 	}
 	end := now.Add(length)
 	if !end.After(g.until) {
@@ -194,16 +194,19 @@ func (g *Guard) Succeeded(sent time.Time) {
 	}
 }
 
-func nextStep(cur time.Duration, cfg Config) time.Duration {
+// NextBackoff doubles cur from first up to limit: the steps of a capped
+// exponential backoff. The jitter goes on the wait (Jitter), not into the
+// steps: fed back, it would keep the backoff from growing.
+func NextBackoff(cur, first, limit time.Duration) time.Duration {
 	if cur <= 0 {
-		return cfg.BackoffMin
+		return first
 	}
-	return min(cur*2, cfg.BackoffMax)
+	return min(cur*2, limit)
 }
 
-// jitter is a duration between d/2 and d, so that bridges and pools
-// refused at the same moment do not come back at the same moment.
-func jitter(d time.Duration) time.Duration {
+// Jitter is a duration between d/2 and d, so that the many who were told
+// to wait at the same moment do not come back at the same moment.
+func Jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return d
 	}

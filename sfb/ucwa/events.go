@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 )
 
 // firstRepeatWindow bounds how long an incoming invitation's first message
@@ -115,7 +115,7 @@ func (s *session) eventLoop() {
 				s.emit(sfb.SessionState{Connected: false, Err: fmt.Errorf("event channel: %d undecodable responses in a row: %w: %w", undecodable, err, sfb.ErrServerUnavailable)})
 			}
 			backoff = nextBackoff(backoff, s.t.timings)
-			sleepCtx(s.ctx, jitter(backoff))
+			sleepCtx(s.ctx, pool.Jitter(backoff))
 			continue
 		}
 		undecodable = 0
@@ -173,26 +173,13 @@ func retryWait(err error, backoff time.Duration, tm Timings) time.Duration {
 	if errors.As(err, &e) && e.RetryAfter > backoff {
 		return min(e.RetryAfter, tm.BackoffMax)
 	}
-	return jitter(backoff)
+	return pool.Jitter(backoff)
 }
 
-// nextBackoff doubles cur from BackoffMin up to BackoffMax. The jitter goes
-// on the wait (retryWait, jitter), not into the state: fed back, it would
-// keep the backoff from growing.
+// nextBackoff is the next step of the backoff between BackoffMin and
+// BackoffMax.
 func nextBackoff(cur time.Duration, tm Timings) time.Duration {
-	if cur <= 0 {
-		return tm.BackoffMin
-	}
-	return min(cur*2, tm.BackoffMax)
-}
-
-// jitter is a wait between d/2 and d, so that many sessions do not come
-// back at once.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
+	return pool.NextBackoff(cur, tm.BackoffMin, tm.BackoffMax)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
