@@ -212,14 +212,15 @@ func (c *conn) errorFor(req request, resp *response) error {
 }
 
 // retryAfter reads a Retry-After header, in seconds or as a date; zero
-// when absent or unreadable.
+// when absent or unreadable. Callers cap it; a day bounds it here so that
+// a huge number of seconds cannot overflow into a short wait.
 func retryAfter(h http.Header, now time.Time) time.Duration {
 	ra := strings.TrimSpace(h.Get("Retry-After"))
 	if ra == "" {
 		return 0
 	}
 	if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
+		return time.Duration(min(secs, 24*60*60)) * time.Second
 	}
 	if when, err := http.ParseTime(ra); err == nil {
 		return max(0, when.Sub(now))

@@ -238,3 +238,26 @@ func TestSimulatorSignInRateOnlyTowardsLoopback(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 50.0, tr.cfg.SignInRate)
 }
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"7", 7 * time.Second},
+		{" 7 ", 7 * time.Second},
+		{"-3", 0},
+		{"soon", 0},
+		{"99999999999999999", 24 * time.Hour},
+		{"Thu, 01 Jan 2026 08:00:30 GMT", 30 * time.Second},
+		{"Thu, 01 Jan 2026 07:00:00 GMT", 0},
+	} {
+		h := http.Header{}
+		if tt.header != "" {
+			h.Set("Retry-After", tt.header)
+		}
+		assert.Equal(t, tt.want, retryAfter(h, now), "Retry-After: %q", tt.header)
+	}
+}
