@@ -104,3 +104,18 @@ func TestGivingUpDuringAPauseSaysSo(t *testing.T) {
 	assert.True(t, errors.Is(err, context.DeadlineExceeded))
 	assert.Contains(t, err.Error(), "pool.contoso.com")
 }
+
+func TestPoolsArePausedApart(t *testing.T) {
+	gs := NewGuards(Config{SignInRate: 1, BackoffMin: time.Minute, BackoffMax: time.Minute}, zerolog.Nop())
+	a, b := gs.For("pool-a.contoso.com"), gs.For("pool-b.contoso.com")
+	require.NoError(t, a.WaitSignIn(context.Background()))
+	a.Refused(time.Now(), 0)
+	require.True(t, time.Now().Before(a.PausedUntil()))
+
+	// Pool b neither shares a's ramp (one per second) nor its pause.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.WaitSignIn(ctx))
+	require.NoError(t, b.WaitPause(ctx))
+	assert.True(t, time.Now().Before(a.PausedUntil()), "b went ahead while a is paused")
+}
