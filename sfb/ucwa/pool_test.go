@@ -89,6 +89,9 @@ func TestPoolPauseHoldsSignInsOf1000Logins(t *testing.T) {
 	watch := &poolWatch{next: base, pausedOtherOps: map[string]int{}}
 	tm := testTimings()
 	tm.BackoffMin, tm.BackoffMax = 200*time.Millisecond, 2*time.Second
+	// Longer than the simulator holds a pending GET: signed-in sessions
+	// poll once a minute.
+	tm.EventTimeout = 2 * time.Minute
 	// Generous: CI shares two cores with everything else.
 	tm.OperationTimeout = 2 * time.Minute
 	tr, err := New(sfb.Config{DiscoveryURL: srv.DiscoveryURL(), AllowInsecureLoopback: true, RequestTimeout: 2 * time.Minute,
