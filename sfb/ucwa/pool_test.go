@@ -102,15 +102,19 @@ func TestPoolPauseHoldsSignInsOf1000Logins(t *testing.T) {
 	guard := tr.guard(mustParse(t, hs.URL))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var (
 		mu        sync.Mutex
 		sessions  []sfb.Session
 		connected atomic.Int64
 		attempts  atomic.Int64
 		timeouts  atomic.Int64
+		signing   sync.WaitGroup
 	)
 	t.Cleanup(func() {
+		// No sign-in outlives the test, nor any session: the tests after
+		// this one need the machine.
+		cancel()
+		signing.Wait()
 		var wg sync.WaitGroup
 		for _, s := range sessions {
 			wg.Go(func() { _ = s.Detach(context.Background()) })
@@ -119,7 +123,7 @@ func TestPoolPauseHoldsSignInsOf1000Logins(t *testing.T) {
 	})
 	start := time.Now()
 	for i := range logins {
-		go func() {
+		signing.Go(func() {
 			// Like the connector: sign in again after a transient
 			// failure. No backoff of its own: the guard is what keeps
 			// the retries off the pool.
@@ -146,10 +150,10 @@ func TestPoolPauseHoldsSignInsOf1000Logins(t *testing.T) {
 				connected.Add(1)
 				return
 			}
-		}()
+		})
 	}
 
-	require.Eventually(t, func() bool { return connected.Load() >= faultAfter }, 30*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return connected.Load() >= faultAfter }, 2*time.Minute, 5*time.Millisecond)
 	mu.Lock()
 	early := sessions[0]
 	mu.Unlock()
