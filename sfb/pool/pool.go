@@ -82,6 +82,24 @@ type Guard struct {
 	length time.Duration
 	// step is the current backoff, zero when the pool is not refusing.
 	step time.Duration
+	// stats counts the pauses for operators and benchmarks.
+	stats Stats
+}
+
+// Stats say how often and how long a pool was paused.
+type Stats struct {
+	// Pauses counts the pauses that began while none was in force.
+	Pauses int
+	// Paused is the time spent paused, the current pause included to its
+	// planned end.
+	Paused time.Duration
+}
+
+// Stats returns the guard's counts so far.
+func (g *Guard) Stats() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stats
 }
 
 // Name is the pool's name as given to Guards.For.
@@ -176,8 +194,12 @@ func (g *Guard) Refused(sent time.Time, retryAfter time.Duration) {
 		return
 	}
 	if !now.Before(g.until) {
+		g.stats.Pauses++
+		g.stats.Paused += length
 		g.log.Warn().Dur("pause", length).Dur("retry_after", retryAfter).Dur("backoff", g.step).
 			Msg("Skype for Business pool refused a request: new sign-ins and token renewals pause")
+	} else {
+		g.stats.Paused += end.Sub(g.until)
 	}
 	g.until, g.length = end, length
 }

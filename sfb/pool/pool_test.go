@@ -72,6 +72,7 @@ func TestBackoffDoublesOnlyForRequestsSentAfterThePause(t *testing.T) {
 		g.Refused(sentBefore, 0)
 	}
 	assert.Equal(t, 20*time.Millisecond, g.step)
+	assert.Equal(t, 1, g.Stats().Pauses)
 
 	// A request sent after the pause and refused doubles it, up to the cap.
 	for _, want := range []time.Duration{40, 80, 80} {
@@ -85,6 +86,11 @@ func TestBackoffDoublesOnlyForRequestsSentAfterThePause(t *testing.T) {
 	require.NoError(t, g.WaitPause(context.Background()))
 	g.Succeeded(time.Now())
 	assert.Zero(t, g.step, "a success after the pause starts the backoff over")
+	st := g.Stats()
+	assert.Equal(t, 4, st.Pauses)
+	// 10-20, 20-40, 40-80 and 40-80 ms, jittered.
+	assert.GreaterOrEqual(t, st.Paused, 110*time.Millisecond)
+	assert.LessOrEqual(t, st.Paused, 220*time.Millisecond)
 }
 
 func TestRetryAfterIsCapped(t *testing.T) {

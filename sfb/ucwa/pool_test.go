@@ -183,8 +183,9 @@ func TestPoolPauseHoldsSignInsOf1000Logins(t *testing.T) {
 	t.Logf("%d logins connected in %s, %s after the last pause ended (%d sign-in attempts, %d timed out; %d requests, %d refused with 503); %d were connected when the pool paused",
 		logins, elapsed.Round(time.Millisecond), afterPause.Round(time.Millisecond), attempts.Load(), timeouts.Load(),
 		watch.sent.Load(), watch.refused.Load(), connectedAtPause)
-	t.Logf("requests sent while the pool was paused: %d event channel polls of signed-in sessions, %d others %s",
-		watch.pausedEvents.Load(), watch.pausedOther.Load(), ops)
+	st := guard.Stats()
+	t.Logf("%d pauses, %s in all; requests sent while the pool was paused: %d event channel polls of signed-in sessions, %d others %s",
+		st.Pauses, st.Paused.Round(time.Millisecond), watch.pausedEvents.Load(), watch.pausedOther.Load(), ops)
 
 	// What a sign-in sends while paused can only be what had passed the
 	// guard when the first 503 arrived: one request each of the few
