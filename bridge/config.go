@@ -12,6 +12,7 @@ import (
 	up "go.mau.fi/util/configupgrade"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -149,7 +150,7 @@ func (c *Config) FormatDisplayname(p sfb.Person) (string, error) {
 	}
 	var sb strings.Builder
 	err := c.displaynameTemplate.Execute(&sb, DisplaynameParams{
-		DisplayName: strings.TrimSpace(p.DisplayName),
+		DisplayName: msgconv.CleanName(p.DisplayName),
 		Address:     p.URI.Address(),
 	})
 	if err != nil {

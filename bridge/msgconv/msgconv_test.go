@@ -290,7 +290,7 @@ func fuzzSeeds(f *testing.F) {
 		"", "plain", "<b>x</b>", `<a href="javascript:alert(1)">x</a>`, `<img src=x onerror=alert(1)>`,
 		`<span style="font-weight:bold">x</span>`, "<script>alert(1)</script>", `<svg><a xlink:href="javascript:x">y</a></svg>`,
 		"<mx-reply>q</mx-reply>a", "\xff\xfe<b>\x00</b>", `<a href="https://matrix.to/#/@a:b">A</a>`,
-		"<table><tr><td>1</td></tr></table>", "<<b>>", `<a href="&#106;avascript:alert(1)">e</a>`,
+		"<table><tr><td>1</td></tr></table>", "<<b>>", "a\u202Eb\x1b[0m", `<a href="https://x/&#x202E;">&#x2066;y</a>`, `<a href="&#106;avascript:alert(1)">e</a>`,
 		`<div><p>unclosed`, `<noscript><b onclick=x>y</b></noscript>`, `<math><mi xlink:href="javascript:1">x</mi></math>`,
 	} {
 		f.Add(s, s)
@@ -314,6 +314,8 @@ func FuzzSfBToMatrix(f *testing.F) {
 		if got.FormattedBody != "" {
 			assertSanitised(t, got.FormattedBody, matrixPolicy)
 		}
+		assertClean(t, got.Body)
+		assertClean(t, got.FormattedBody)
 		assertSanitised(t, SfBHTMLToMatrix(htmlIn), matrixPolicy)
 		if jsonSize(got.Body) > maxMatrixFieldJSON || jsonSize(got.FormattedBody) > maxMatrixFieldJSON {
 			t.Fatalf("output exceeds the size limit")

@@ -229,7 +229,8 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 	sb := &s.sb
 	switch n.Type {
 	case html.TextNode:
-		sb.WriteString(html.EscapeString(n.Data))
+		// Entities can spell what cleanText removed from the input.
+		sb.WriteString(html.EscapeString(cleanText(n.Data)))
 		return
 	case html.ElementNode:
 	case html.DocumentNode:
@@ -245,12 +246,12 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 	}
 	if tag == "img" {
 		if alt := attr(n, "alt"); alt != "" {
-			sb.WriteString(html.EscapeString(alt))
+			sb.WriteString(html.EscapeString(cleanText(alt)))
 		}
 		return
 	}
 	if depth >= maxDepth {
-		sb.WriteString(html.EscapeString(textContent(n, &s.steps)))
+		sb.WriteString(html.EscapeString(cleanText(textContent(n, &s.steps))))
 		return
 	}
 	if renamed, ok := s.renamed[tag]; ok {
@@ -285,7 +286,7 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 			if !allowed || a.Namespace != "" {
 				continue
 			}
-			if val, valid := rule(a.Val); valid {
+			if val, valid := rule(cleanText(a.Val)); valid {
 				sb.WriteString(" " + strings.ToLower(a.Key) + `="` + html.EscapeString(val) + `"`)
 			}
 		}

@@ -60,6 +60,8 @@ func (w *textWriter) newline() {
 }
 
 func (w *textWriter) text(s string, pre bool) {
+	// Entities can spell what cleanText removed from the input.
+	s = cleanText(s)
 	if pre {
 		w.sb.WriteString(s)
 		w.pendingSpace = false
@@ -168,19 +170,52 @@ func tidyLines(s string) string {
 }
 
 // cleanText makes outside text safe to carry: valid UTF-8 (invalid bytes
-// become U+FFFD), no NUL (PostgreSQL text refuses it), \n line ends.
+// become U+FFFD), \n line ends, no control characters other than newline
+// and tab (NUL, which PostgreSQL text refuses, escape sequences, C1
+// controls), and no bidirectional embeddings, overrides or isolates.
+//
+// The bidi controls go because they let a sender reorder what others see:
+// "\u202Etxt.exe" shows as "exe.txt", and a name or a link text can be
+// made to look like another. The Unicode bidi algorithm still orders
+// right-to-left scripts from their letters; the explicit controls are
+// rarely needed for that and cannot be told apart from a spoof.
 func cleanText(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	if strings.ContainsRune(s, 0) {
-		s = strings.ReplaceAll(s, "\x00", "")
 	}
 	if strings.ContainsRune(s, '\r') {
 		s = strings.ReplaceAll(s, "\r\n", "\n")
 		s = strings.ReplaceAll(s, "\r", "\n")
 	}
+	if strings.IndexFunc(s, removedRune) >= 0 {
+		s = strings.Map(func(r rune) rune {
+			if removedRune(r) {
+				return -1
+			}
+			return r
+		}, s)
+	}
 	return s
+}
+
+// removedRune reports whether cleanText drops r.
+func removedRune(r rune) bool {
+	switch {
+	case r == '\n' || r == '\t':
+		return false
+	case unicode.IsControl(r): // C0, DEL and C1
+		return true
+	case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069':
+		return true
+	}
+	return false
+}
+
+// CleanName makes a display name from outside safe to show: what
+// cleanText removes, and line breaks and tabs as single spaces, so that a
+// name stays on its line and cannot imitate a message.
+func CleanName(s string) string {
+	return strings.Join(strings.Fields(cleanText(s)), " ")
 }
 
 // jsonSize is how many bytes s takes as a JSON string body, the way Go's
