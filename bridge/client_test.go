@@ -84,6 +84,29 @@ func TestMessageFromSfBQueued(t *testing.T) {
 	assert.Equal(t, "hello <b>there</b>", converted.Parts[0].Content.FormattedBody)
 }
 
+func TestLongMessageFromSfBIsSplitInOrder(t *testing.T) {
+	e := newTestEnv(t)
+	_, _, session := e.mustLogin()
+	first, second := strings.Repeat("first ", 8000), strings.Repeat("second ", 8000)
+	session.emit(sfb.MessageReceived{
+		ID:           "msg-long",
+		Conversation: sfb.Conversation{ThreadID: "thread-a", Peer: bob},
+		From:         sfb.Person{URI: bob},
+		Message:      sfb.Message{Text: first + "\n\n" + second},
+		Time:         time.Now(),
+	})
+	events := e.queuedEvents()
+	require.Len(t, events, 1)
+	converted, err := events[0].(*simplevent.Message[sfb.MessageReceived]).ConvertMessage(e.ctx, nil, nil)
+	require.NoError(t, err)
+	require.Len(t, converted.Parts, 2, "one event each, nothing cut off")
+	assert.Equal(t, strings.TrimSpace(first), converted.Parts[0].Content.Body)
+	assert.Equal(t, strings.TrimSpace(second), converted.Parts[1].Content.Body)
+	assert.NotEqual(t, converted.Parts[0].ID, converted.Parts[1].ID,
+		"each part has its own ID, from which its transaction ID is derived")
+	assert.Equal(t, networkid.PartID(""), converted.Parts[0].ID, "the first part keeps the ID of a message of one part")
+}
+
 func TestPortalKeyIsThePairNotTheConversation(t *testing.T) {
 	e := newTestEnv(t)
 	ul, _, session := e.mustLogin()

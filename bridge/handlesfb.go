@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -140,16 +141,29 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 }
 
 func convertSfBMessage(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, evt sfb.MessageReceived) (*bridgev2.ConvertedMessage, error) {
-	content := msgconv.ToMatrix(evt.Message)
-	if content.Body == "" {
+	contents := msgconv.ToMatrix(evt.Message)
+	if len(contents) == 0 {
 		return nil, fmt.Errorf("%w: empty SfB message", bridgev2.ErrIgnoringRemoteEvent)
 	}
-	return &bridgev2.ConvertedMessage{
-		Parts: []*bridgev2.ConvertedMessagePart{{
+	converted := &bridgev2.ConvertedMessage{}
+	for i, content := range contents {
+		converted.Parts = append(converted.Parts, &bridgev2.ConvertedMessagePart{
+			ID:      partID(i),
 			Type:    event.EventMessage,
 			Content: content,
-		}},
-	}, nil
+		})
+	}
+	return converted, nil
+}
+
+// partID names the i-th Matrix event of an SfB message that was too long
+// for one. The first keeps the empty ID that a message of one part has,
+// so that messages bridged before splitting existed keep theirs.
+func partID(i int) networkid.PartID {
+	if i == 0 {
+		return ""
+	}
+	return networkid.PartID(strconv.Itoa(i))
 }
 
 func (c *Client) handleTyping(ctx context.Context, evt sfb.TypingChanged) {

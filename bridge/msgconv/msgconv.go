@@ -29,9 +29,6 @@ const (
 	maxHTMLInput = 256 * 1024
 )
 
-// TruncatedSuffix ends a message from SfB that was too long for Matrix.
-const TruncatedSuffix = " […] (message truncated)"
-
 var (
 	// ErrEmpty: the message has no text to send.
 	ErrEmpty = errors.New("message has no text")
@@ -40,26 +37,79 @@ var (
 )
 
 // ToMatrix converts an instant message from SfB into Matrix message
-// content. The plain-text body is always set; formatted_body only when the
-// HTML carried formatting that survives sanitising.
-func ToMatrix(msg sfb.Message) *event.MessageEventContent {
+// content: one event's worth, or several in order when the message is
+// longer than one Matrix event holds (see split.go). The plain-text body
+// is always set; formatted_body only when the HTML carried formatting that
+// survives sanitising. It returns nothing for a message without text.
+func ToMatrix(msg sfb.Message) []*event.MessageEventContent {
 	text := cleanText(msg.Text)
 	var formatted string
-	if h := cleanText(msg.HTML); strings.TrimSpace(h) != "" && len(h) <= maxHTMLInput {
-		formatted = strings.TrimSpace(SfBHTMLToMatrix(h))
-		if strings.TrimSpace(text) == "" {
-			text = HTMLToText(formatted)
-		}
-		if !strings.ContainsRune(formatted, '<') {
-			// Only text and entities were left: the body says it all.
-			formatted = ""
+	if h := cleanText(msg.HTML); strings.TrimSpace(h) != "" {
+		if len(h) > maxHTMLInput {
+			// Too large to parse; its text still goes.
+			if strings.TrimSpace(text) == "" {
+				text = tidyLines(cleanText(tokenText(h, new(int))))
+			}
+		} else {
+			formatted = strings.TrimSpace(SfBHTMLToMatrix(h))
+			if strings.TrimSpace(text) == "" {
+				text = HTMLToText(formatted)
+			}
+			if !strings.ContainsRune(formatted, '<') {
+				// Only text and entities were left: the body says it all.
+				formatted = ""
+			}
 		}
 	}
 	text = strings.TrimSpace(text)
-	content := &event.MessageEventContent{MsgType: event.MsgText}
-	var truncated bool
-	content.Body, truncated = truncateJSON(text, maxMatrixFieldJSON, TruncatedSuffix)
-	if formatted != "" && !truncated && jsonSize(formatted) <= maxMatrixFieldJSON {
+	if text == "" {
+		return nil
+	}
+	if jsonSize(text) <= maxMatrixFieldJSON && jsonSize(formatted) <= maxMatrixFieldJSON {
+		return []*event.MessageEventContent{newContent(text, formatted)}
+	}
+	if formatted != "" {
+		if parts, ok := splitFormatted(formatted); ok {
+			return parts
+		}
+	}
+	// Without formatting, the body may take the room of both fields.
+	var parts []*event.MessageEventContent
+	for _, piece := range splitText(text, 2*maxMatrixFieldJSON, jsonRuneSize) {
+		parts = append(parts, newContent(piece, ""))
+	}
+	return parts
+}
+
+// splitFormatted cuts sanitised HTML into parts that each fit one event,
+// with the plain-text body of each part derived from its HTML.
+func splitFormatted(formatted string) ([]*event.MessageEventContent, bool) {
+	pieces, ok := splitHTML(formatted, maxMatrixFieldJSON)
+	if !ok {
+		return nil, false
+	}
+	parts := make([]*event.MessageEventContent, 0, len(pieces))
+	for _, piece := range pieces {
+		text := HTMLToText(piece)
+		if jsonSize(text) > maxMatrixFieldJSON {
+			return nil, false
+		}
+		if text == "" {
+			// Markup without text, such as an <hr> cut off at
+			// the end: nothing to show on its own.
+			continue
+		}
+		if !strings.ContainsRune(piece, '<') {
+			piece = ""
+		}
+		parts = append(parts, newContent(text, piece))
+	}
+	return parts, len(parts) > 0
+}
+
+func newContent(body, formatted string) *event.MessageEventContent {
+	content := &event.MessageEventContent{MsgType: event.MsgText, Body: body}
+	if formatted != "" {
 		content.Format = event.FormatHTML
 		content.FormattedBody = formatted
 	}

@@ -1,7 +1,6 @@
 package msgconv
 
 import (
-	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -133,7 +132,7 @@ func TestToMatrix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := ToMatrix(tt.in)
+			got := onePart(t, ToMatrix(tt.in))
 			assert.Equal(t, event.MsgText, got.MsgType)
 			assert.Equal(t, tt.wantBody, got.Body)
 			assert.Equal(t, tt.wantFormatted, got.FormattedBody)
@@ -146,15 +145,11 @@ func TestToMatrix(t *testing.T) {
 	}
 }
 
-func TestToMatrixSizeLimit(t *testing.T) {
-	// '<' costs six bytes in JSON: the worst case for the event size.
-	long := strings.Repeat("<", 60*1024)
-	got := ToMatrix(sfb.Message{Text: long, HTML: "<b>" + html.EscapeString(long) + "</b>"})
-	assert.True(t, strings.HasSuffix(got.Body, TruncatedSuffix))
-	assert.Empty(t, got.FormattedBody, "truncated messages carry no formatted body that could disagree")
-	raw, err := json.Marshal(got)
-	require.NoError(t, err)
-	assert.Less(t, len(raw), 60*1024, "event content must stay below Matrix's 64 KiB event limit")
+// onePart returns the only part of a converted message.
+func onePart(t *testing.T, parts []*event.MessageEventContent) *event.MessageEventContent {
+	t.Helper()
+	require.Len(t, parts, 1)
+	return parts[0]
 }
 
 func TestFromMatrix(t *testing.T) {
@@ -307,19 +302,22 @@ func fuzzSeeds(f *testing.F) {
 func FuzzSfBToMatrix(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, text, htmlIn string) {
-		got := ToMatrix(sfb.Message{Text: text, HTML: htmlIn})
-		if !utf8.ValidString(got.Body) || !utf8.ValidString(got.FormattedBody) {
-			t.Fatalf("invalid UTF-8 in %q / %q", got.Body, got.FormattedBody)
+		parts := ToMatrix(sfb.Message{Text: text, HTML: htmlIn})
+		for _, got := range parts {
+			if !utf8.ValidString(got.Body) || !utf8.ValidString(got.FormattedBody) {
+				t.Fatalf("invalid UTF-8 in %q / %q", got.Body, got.FormattedBody)
+			}
+			if got.Body == "" {
+				t.Fatalf("part without body")
+			}
+			if got.FormattedBody != "" {
+				assertSanitised(t, got.FormattedBody, matrixPolicy)
+			}
+			assertClean(t, got.Body)
+			assertClean(t, got.FormattedBody)
+			assertEventSize(t, got)
 		}
-		if got.FormattedBody != "" {
-			assertSanitised(t, got.FormattedBody, matrixPolicy)
-		}
-		assertClean(t, got.Body)
-		assertClean(t, got.FormattedBody)
 		assertSanitised(t, SfBHTMLToMatrix(htmlIn), matrixPolicy)
-		if jsonSize(got.Body) > maxMatrixFieldJSON || jsonSize(got.FormattedBody) > maxMatrixFieldJSON {
-			t.Fatalf("output exceeds the size limit")
-		}
 	})
 }
 

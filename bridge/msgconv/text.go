@@ -243,20 +243,3 @@ func jsonRuneSize(r rune) int {
 		return utf8.RuneLen(r)
 	}
 }
-
-// truncateJSON cuts s at a rune boundary so that s plus suffix fit in max
-// JSON bytes. It reports whether it cut.
-func truncateJSON(s string, max int, suffix string) (string, bool) {
-	if jsonSize(s) <= max {
-		return s, false
-	}
-	budget := max - jsonSize(suffix)
-	n := 0
-	for i, r := range s {
-		n += jsonRuneSize(r)
-		if n > budget {
-			return strings.TrimRightFunc(s[:i], unicode.IsSpace) + suffix, true
-		}
-	}
-	return s, false
-}
