@@ -113,6 +113,11 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 		return fmt.Errorf("start simulator: %w", err)
 	}
 	defer simulator.Close()
+	// The demo user is migrated: the bridge is their only SfB endpoint,
+	// so while it is signed out, what the colleague sends them fails.
+	if err := simulator.SetNativeClient(demoSfB, false); err != nil {
+		return fmt.Errorf("sign out the demo user's SfB client: %w", err)
+	}
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen for the simulator: %w", err)

@@ -21,6 +21,10 @@ type controlMessage struct {
 	HTML string `json:"html"`
 }
 
+type controlNativeClient struct {
+	SignedIn *bool `json:"signed_in"`
+}
+
 type controlTyping struct {
 	To     string `json:"to"`
 	Typing bool   `json:"typing"`
@@ -93,8 +97,12 @@ func ctlURI(w http.ResponseWriter, field, raw string) (sfb.URI, bool) {
 }
 
 func statusOf(err error) int {
-	if errors.Is(err, sfb.ErrNotFound) {
+	switch {
+	case errors.Is(err, sfb.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, sfb.ErrDeliveryFailed), errors.Is(err, errNativeSignedOut):
+		// The request was fine; SfB could not carry it out.
+		return http.StatusConflict
 	}
 	return http.StatusBadRequest
 }
@@ -129,6 +137,25 @@ func (s *Server) controlHandler() http.Handler {
 			return
 		}
 		if err := s.SendMessage(r.Context(), from, to, sfb.Message{Text: m.Text, HTML: m.HTML}); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /sim/v1/users/{address}/native-client", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		var nc controlNativeClient
+		if !ctlDecode(w, r, &nc) {
+			return
+		}
+		if nc.SignedIn == nil {
+			ctlError(w, http.StatusBadRequest, errors.New(`signed_in: want true or false`))
+			return
+		}
+		if err := s.SetNativeClient(uri, *nc.SignedIn); err != nil {
 			ctlError(w, statusOf(err), err)
 			return
 		}

@@ -119,6 +119,9 @@ var (
 	reasonDeclined = reason{"RemoteFailure", "Declined", "The invitation was declined."}
 	reasonNotFound = reason{"NotFound", "DestinationNotFound", "The targeted user doesn't exist."}
 	reasonElse     = reason{"Conflict", "ConnectedElsewhere", "The invitation was accepted on another endpoint."}
+	// reasonUnreachable: no endpoint of the target took the invitation
+	// (ErrorSubcode reference: "The target is not reachable.").
+	reasonUnreachable = reason{"RemoteFailure", "Unreachable", "The target is not reachable."}
 )
 
 func newThreadID() string {
@@ -229,17 +232,22 @@ func (s *Server) nativeSend(from, to sfb.URI, msg sfb.Message) error {
 	d = s.newDialog(fu, tu, "", "")
 	m := msg
 	d.first = &m
-	s.offer(d)
+	if r := s.offer(d); r != nil {
+		// A native client shows the sender that the message was not
+		// delivered.
+		return deliveryError{*r}
+	}
 	return nil
 }
 
 // offer invites the target: to every available application, else to the
-// native client, which accepts at once.
-func (s *Server) offer(d *dialog) {
+// native client, which accepts at once. Without either the invitation
+// fails; it returns the reason when it failed at once.
+func (s *Server) offer(d *dialog) *reason {
 	target := s.users[d.parties[1].uri]
 	if target.st != nil && target.st.rejectMessages {
 		s.failDialog(d, reasonDeclined)
-		return
+		return &reasonDeclined
 	}
 	var avail []*app
 	if target.st != nil {
@@ -250,8 +258,12 @@ func (s *Server) offer(d *dialog) {
 		}
 	}
 	if len(avail) == 0 {
+		if target.st != nil && target.st.nativeSignedOut {
+			s.failDialog(d, reasonUnreachable)
+			return &reasonUnreachable
+		}
 		s.connect(d, nil)
-		return
+		return nil
 	}
 	from := d.parties[0]
 	for _, a := range avail {
@@ -263,6 +275,7 @@ func (s *Server) offer(d *dialog) {
 		s.emitConv(v, ev("localParticipant", v.participantHref(target.uri), target.name, "added", v.localParticipant()))
 		s.emitConv(v, ev("participant", v.participantHref(from.uri), from.name, "added", nil))
 	}
+	return nil
 }
 
 // dropOffer withdraws the invitation to one application of the target; the
@@ -336,11 +349,14 @@ func (s *Server) connect(d *dialog, accepted *convView) {
 	}
 }
 
-// deliveryError is a delivery refused by the RejectMessages fault; r is
-// the reason the sender's message event completes with.
+// deliveryError is a delivery that failed (the RejectMessages fault, no
+// endpoint of the target); r is the reason the sender's message event or
+// invitation completes with.
 type deliveryError struct{ r reason }
 
 func (e deliveryError) Error() string { return "delivery failed: " + e.r.message }
+
+func (e deliveryError) Unwrap() error { return sfb.ErrDeliveryFailed }
 
 // deliver carries a message of side fromSide to the other side.
 func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message) error {
@@ -508,7 +524,7 @@ func (s *Server) removeApp(a *app, g goneApp) {
 			p.dropOffer(v)
 			delete(a.convs, v.id)
 			if len(p.offers) == 0 {
-				s.failDialog(d, reason{"RemoteFailure", "Unreachable", "The target is not reachable."})
+				s.failDialog(d, reasonUnreachable)
 			}
 			continue
 		}

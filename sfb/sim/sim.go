@@ -304,8 +304,18 @@ func (s *Server) SendMessage(ctx context.Context, from, to sfb.URI, msg sfb.Mess
 	if from == to {
 		return fmt.Errorf("send message from %s to itself: %w", from, sfb.ErrUnsupported)
 	}
-	return s.nativeSend(from, to, msg)
+	if s.users[from].st != nil && s.users[from].st.nativeSignedOut {
+		return fmt.Errorf("send message from %s: %w", from, errNativeSignedOut)
+	}
+	if err := s.nativeSend(from, to, msg); err != nil {
+		return fmt.Errorf("send message from %s to %s: %w", from, to, err)
+	}
+	return nil
 }
+
+// errNativeSignedOut: a native action of a user whose native client is
+// signed out (see SetNativeClient).
+var errNativeSignedOut = errors.New("the native SfB client is signed out")
 
 // SetTyping shows or hides from as typing in its active conversation with
 // to. Without an active conversation it does nothing.
@@ -461,6 +471,36 @@ func (s *Server) RejectMessages(uri sfb.URI, reject bool) error {
 		return fmt.Errorf("reject messages to %s: %w", uri, sfb.ErrNotFound)
 	}
 	u.state().rejectMessages = reject
+	return nil
+}
+
+// SetNativeClient signs uri's native SfB client in or out. Every user
+// starts signed in. Signed out, with no UCWA application either (a user
+// migrated to Matrix whose bridge login ended), an invitation to uri fails
+// with RemoteFailure/Unreachable and a native sender's SendMessage returns
+// an error wrapping sfb.ErrDeliveryFailed, instead of the message going to
+// a client nobody reads. Signing out ends the conversations the native
+// client held, as leaving them would.
+func (s *Server) SetNativeClient(uri sfb.URI, signedIn bool) error {
+	uri = canonical(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[uri]
+	if u == nil {
+		return fmt.Errorf("sign in native client of %s: %w", uri, sfb.ErrNotFound)
+	}
+	u.state().nativeSignedOut = !signedIn
+	if signedIn {
+		return nil
+	}
+	for _, d := range s.dialogs {
+		if d.state == dialogEnded {
+			continue
+		}
+		if side := d.sideOf(uri); d.parties[side].uri == uri && d.parties[side].view == nil && d.state == dialogConnected {
+			s.endDialog(d, reasonEnded, nil)
+		}
+	}
 	return nil
 }
 

@@ -150,8 +150,13 @@ type userState struct {
 	received []Received
 	// rejectMessages makes deliveries to this user fail (fault injection).
 	rejectMessages bool
-	greeted        bool
-	availability   string
+	// nativeSignedOut: the user has no SfB client signed in outside
+	// UCWA (a user migrated to Matrix, whose only endpoint was the
+	// bridge). An invitation that finds neither an application nor a
+	// native client fails, as SfB fails it.
+	nativeSignedOut bool
+	greeted         bool
+	availability    string
 }
 
 func (u *user) state() *userState {
