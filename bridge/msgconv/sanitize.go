@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -55,14 +56,14 @@ var emptyElements = map[string]bool{
 }
 
 var (
-	colorPattern    = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
 	digitsPattern   = regexp.MustCompile(`^[0-9]{1,9}$`)
 	languagePattern = regexp.MustCompile(`^language-[a-zA-Z0-9_+#.-]{1,32}$`)
 )
 
+// allowColor keeps a colour that parseColor understands, written as
+// #rrggbb, the only form the Matrix specification allows.
 func allowColor(val string) (string, bool) {
-	val = strings.TrimSpace(val)
-	return val, colorPattern.MatchString(val)
+	return parseColor(val)
 }
 
 func allowDigits(val string) (string, bool) {
@@ -264,7 +265,7 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 		}
 	}
 
-	var wrappers []string
+	var wrappers []wrapper
 	if s.styleToTags {
 		wrappers = styleTags(attr(n, "style"))
 	}
@@ -302,13 +303,13 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 
 // renderWrapped writes n's children inside the tags that its style
 // stood for.
-func (s *sanitizer) renderWrapped(n *html.Node, depth int, wrappers []string) {
+func (s *sanitizer) renderWrapped(n *html.Node, depth int, wrappers []wrapper) {
 	for _, w := range wrappers {
-		s.sb.WriteString("<" + w + ">")
+		s.sb.WriteString("<" + w.tag + w.attrs + ">")
 	}
 	s.renderChildren(n, depth+1)
 	for i := len(wrappers) - 1; i >= 0; i-- {
-		s.sb.WriteString("</" + wrappers[i] + ">")
+		s.sb.WriteString("</" + wrappers[i].tag + ">")
 	}
 }
 
@@ -343,20 +344,22 @@ func isMatrixToLink(href string) bool {
 	return err == nil && strings.EqualFold(u.Host, "matrix.to")
 }
 
-// styleTags maps the inline CSS that SfB clients use for emphasis to tags.
-// Fonts, sizes and colours are dropped on purpose: SfB sends its sender's
-// client defaults (Segoe UI 10pt black), which would be unreadable on a dark
-// Matrix theme and say nothing the sender chose.
+// styleTags maps the inline CSS that SfB clients use for emphasis and
+// colour to tags: a colour becomes <font data-mx-color>, which Element
+// shows. Fonts and sizes are dropped on purpose, and so is black, the
+// colour SfB clients give every message by default: it says nothing the
+// sender chose and would be unreadable on a dark Matrix theme.
 //
 // Each tag comes at most once, in a fixed order, whatever the style
 // repeats: an element then adds at most len(styleWrapperTags) levels of
 // nesting to the output, which keeps the output's depth bounded by
 // maxDepth and re-parseable.
-func styleTags(style string) []string {
+func styleTags(style string) []wrapper {
 	if style == "" {
 		return nil
 	}
 	var b, i, u, del bool
+	var color string
 	for _, decl := range strings.Split(style, ";") {
 		prop, val, ok := strings.Cut(decl, ":")
 		if !ok {
@@ -372,19 +375,90 @@ func styleTags(style string) []string {
 		case "text-decoration", "text-decoration-line":
 			u = u || strings.Contains(val, "underline")
 			del = del || strings.Contains(val, "line-through")
+		case "color":
+			// As in CSS, the last valid declaration wins.
+			if c, ok := parseColor(val); ok {
+				color = c
+			}
 		}
 	}
-	var tags []string
+	var tags []wrapper
+	if color != "" && color != "#000000" {
+		tags = append(tags, wrapper{tag: styleWrapperTags[0], attrs: ` data-mx-color="` + color + `"`})
+	}
 	for k, on := range []bool{b, i, u, del} {
 		if on {
-			tags = append(tags, styleWrapperTags[k])
+			tags = append(tags, wrapper{tag: styleWrapperTags[k+1]})
 		}
 	}
 	return tags
 }
 
+// wrapper is a tag that an element's style stands for; attrs, when set,
+// starts with a blank and is escaped already.
+type wrapper struct{ tag, attrs string }
+
 // styleWrapperTags are the tags styleTags can produce, in nesting order.
-var styleWrapperTags = [...]string{"b", "i", "u", "del"}
+var styleWrapperTags = [...]string{"font", "b", "i", "u", "del"}
+
+// parseColor reads a CSS or HTML colour as SfB clients write it (#rgb,
+// #rrggbb, rgb(r, g, b) or a basic colour name) and returns it as
+// #rrggbb. Anything else (other functions, percentages, system colours,
+// stray characters) is refused rather than passed on.
+func parseColor(val string) (string, bool) {
+	val = strings.ToLower(strings.TrimSpace(val))
+	if named, ok := colorNames[val]; ok {
+		return named, true
+	}
+	if hex, ok := strings.CutPrefix(val, "#"); ok {
+		if !isHex(hex) {
+			return "", false
+		}
+		switch len(hex) {
+		case 3:
+			return "#" + string([]byte{hex[0], hex[0], hex[1], hex[1], hex[2], hex[2]}), true
+		case 6:
+			return "#" + hex, true
+		}
+		return "", false
+	}
+	args, ok := strings.CutPrefix(val, "rgb(")
+	if !ok {
+		return "", false
+	}
+	args, ok = strings.CutSuffix(args, ")")
+	parts := strings.Split(args, ",")
+	if !ok || len(parts) != 3 {
+		return "", false
+	}
+	out := "#"
+	for _, p := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 0 || n > 255 {
+			return "", false
+		}
+		out += fmt.Sprintf("%02x", n)
+	}
+	return out, true
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// colorNames are the sixteen basic HTML colour names and orange, which
+// Office's colour picker also names.
+var colorNames = map[string]string{
+	"black": "#000000", "silver": "#c0c0c0", "gray": "#808080", "grey": "#808080", "white": "#ffffff",
+	"maroon": "#800000", "red": "#ff0000", "purple": "#800080", "fuchsia": "#ff00ff",
+	"green": "#008000", "lime": "#00ff00", "olive": "#808000", "yellow": "#ffff00",
+	"navy": "#000080", "blue": "#0000ff", "teal": "#008080", "aqua": "#00ffff", "orange": "#ffa500",
+}
 
 // textContent is the text under n, without that of elements dropped with
 // their content. It adds the nodes it visits to *steps.
