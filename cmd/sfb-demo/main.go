@@ -86,6 +86,9 @@ func run() int {
 }
 
 func demo(ctx context.Context, opts options, out *printer) (err error) {
+	if err := checkPort(opts.port); err != nil {
+		return err
+	}
 	dir := opts.dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "sfb-demo-"); err != nil {
@@ -194,9 +197,12 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
     user        %s
     password    %s
   Anything you send in the colleague's room reaches SfB, and the colleague
-  answers. Ctrl-C stops everything.
+  answers. To write as the colleague yourself, use the SfB simulator's
+  control API (docs/simulator.md), for example:
+    %s
+  Ctrl-C stops everything.
 
-`, st.HS.URL, acct.UserID, password)
+`, st.HS.URL, acct.UserID, password, newControlExample(simulator.BaseURL()).curl())
 	<-ctx.Done()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		out.say("duration elapsed, stopping")
