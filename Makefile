@@ -19,6 +19,8 @@ FUZZTIME  ?= 10s
 RACE      ?= -race
 TESTTIMEOUT ?= 20m
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# In CI (CI set, and not false or 0) no test may skip.
+SUMMARYFLAGS := $(if $(filter-out false 0,$(CI)),-ci)
 
 .PHONY: all build demo demo-check test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres clean
 
@@ -47,17 +49,23 @@ demo-check: build synapse-venv
 vet:
 	$(GO) vet $(GOFLAGS_T) ./...
 
-# SFB_E2E=1 makes the end-to-end tests run (and CI=true makes a homeserver
-# or database that cannot start a failure rather than a skip).
+# SFB_E2E=1 makes the end-to-end tests run (and CI=true makes a homeserver,
+# database or UCWA reference that is missing a failure rather than a skip).
+# The results go through scripts/testsummary, which ends with every skipped
+# test and its reason; under CI=true a skipped test fails the run.
 unit: synapse-venv postgres
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
 	SFB_E2E=1 SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" \
-		$(GO) test $(GOFLAGS_T) $(RACE) -count=1 -timeout $(TESTTIMEOUT) ./...
+		$(GO) test -json $(GOFLAGS_T) $(RACE) -count=1 -timeout $(TESTTIMEOUT) ./... 2>&1 | $(BIN)/testsummary $(SUMMARYFLAGS)
 
 fuzz:
 	GO=$(GO) GOTAGS=$(TAGS) bash scripts/fuzz.sh $(FUZZTIME)
 
-# Lint first: it is fast and fails before the long runs start.
-test: lint unit demo-check fuzz
+# Lint first: it is fast and fails before the long runs start. The unit and
+# end-to-end tests last, so that their summary of skipped tests ends the
+# output.
+test: lint demo-check fuzz unit
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go') 2>&1)"; \

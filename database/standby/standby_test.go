@@ -145,9 +145,7 @@ func TestHolderTakesTheLockAgainAfterItsSessionEnds(t *testing.T) {
 // carries on, and the standby, which lost its connection too, does not
 // get in first.
 func TestHolderKeepsTheLockAcrossADatabaseRestart(t *testing.T) {
-	if _, err := pgtest.FindBinDir(); err != nil {
-		t.Skipf("%v", err)
-	}
+	pgtest.NeedBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv, err := pgtest.Launch(ctx, pgtest.Options{})

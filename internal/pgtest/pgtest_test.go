@@ -94,9 +94,7 @@ func TestServerDoesNotRunAsRoot(t *testing.T) {
 // launch starts a server of the test's own, for tests that stop it.
 func launch(t *testing.T) *Server {
 	t.Helper()
-	if _, err := FindBinDir(); err != nil {
-		t.Skipf("%v", err)
-	}
+	NeedBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv, err := Launch(ctx, Options{})

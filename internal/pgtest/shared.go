@@ -58,10 +58,29 @@ func Start(t testing.TB) *Server {
 		shared.srv, shared.err = Launch(context.Background(), Options{})
 	}
 	if shared.err != nil {
-		if errors.Is(shared.err, ErrNotInstalled) && os.Getenv("CI") == "" {
+		if errors.Is(shared.err, ErrNotInstalled) && !required() {
 			t.Skipf("pgtest: %v", shared.err)
 		}
 		t.Fatalf("pgtest: start PostgreSQL: %v", shared.err)
 	}
 	return shared.srv
+}
+
+// NeedBinaries is for tests that launch PostgreSQL servers of their own:
+// without the binaries it skips the test, saying why, or fails it in CI.
+func NeedBinaries(t testing.TB) {
+	t.Helper()
+	if _, err := FindBinDir(); err != nil {
+		if required() {
+			t.Fatalf("pgtest: %v (CI needs PostgreSQL)", err)
+		}
+		t.Skipf("pgtest: %v", err)
+	}
+}
+
+// required reports whether a missing PostgreSQL fails tests rather than
+// skipping them: in CI (CI set, and not "false").
+func required() bool {
+	ci := os.Getenv("CI")
+	return ci != "" && ci != "false"
 }

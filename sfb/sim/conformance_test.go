@@ -152,8 +152,7 @@ func collect(v any, into map[string]*resourceShape, where string, linkPos bool) 
 }
 
 func TestConformanceWithReference(t *testing.T) {
-	corpus, err := ucwaref.LoadDefault()
-	require.NoError(t, err)
+	corpus := ucwaref.ForTest(t)
 
 	e := newEnv(t, sim.Options{})
 	runScenario(t, e)

@@ -3,7 +3,6 @@ package ucwa
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -17,17 +16,7 @@ import (
 
 func loadReference(t *testing.T) *ucwaref.Corpus {
 	t.Helper()
-	dir, err := ucwaref.DefaultDir()
-	require.NoError(t, err)
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("UCWA reference not found at %s (set %s): %v", dir, ucwaref.EnvDir, err)
-		}
-		t.Skipf("UCWA reference not found at %s (set %s)", dir, ucwaref.EnvDir)
-	}
-	c, err := ucwaref.Load(dir)
-	require.NoError(t, err)
-	return c
+	return ucwaref.ForTest(t)
 }
 
 // TestConformance decodes every sample of the resources the client uses

@@ -9,21 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// loadCorpus loads the reference or skips; under CI a missing reference
-// fails the test.
+// loadCorpus loads the reference, or skips (fails in CI) without it.
 func loadCorpus(t *testing.T) *Corpus {
 	t.Helper()
-	dir, err := DefaultDir()
-	require.NoError(t, err)
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("UCWA reference not found at %s (set %s): %v", dir, EnvDir, err)
-		}
-		t.Skipf("UCWA reference not found at %s (set %s)", dir, EnvDir)
-	}
-	c, err := Load(dir)
-	require.NoError(t, err)
-	return c
+	return ForTest(t)
 }
 
 func loadString(t *testing.T, md string) *Corpus {
