@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -389,6 +390,19 @@ func requireNotice(t *testing.T, err error, wantStatus event.MessageStatus, want
 	assert.False(t, ms.ErrorAsMessage)
 	assert.Contains(t, ms.Message, want)
 	return ms
+}
+
+// A Matrix message longer than SfB takes is refused as a whole, with a
+// notice naming the limit; no part of it reaches SfB.
+func TestTooLongMatrixMessageIsRefusedNamingTheLimit(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, session := e.mustLogin()
+	portal := e.portalFor(ul.ID, bob)
+	long := strings.Repeat("word ", msgconv.MaxSfBMessageBytes/5+1)
+	_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$long", &event.MessageEventContent{MsgType: event.MsgText, Body: long}))
+	requireNotice(t, err, event.MessageStatusFail, fmt.Sprintf("at most %d bytes", msgconv.MaxSfBMessageBytes))
+	assert.Empty(t, session.sentMessages(), "nothing was sent, not even the part that fits")
+	requireOutboxEmpty(t, e, ul.ID)
 }
 
 func TestUnsupportedMatrixMessagesGetNotices(t *testing.T) {
