@@ -24,14 +24,25 @@ func (c *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bri
 		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", portal.ID, err)
 	}
 	peerID := userIDFor(peer)
-	selfID := c.GetUserID()
 	return &bridgev2.ChatInfo{
 		Type: ptr.Ptr(database.RoomTypeDM),
 		Members: &bridgev2.ChatMemberList{
 			IsFull:      true,
 			OtherUserID: peerID,
 			MemberMap: bridgev2.ChatMemberMap{
-				selfID: {EventSender: bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: selfID}, Membership: event.MembershipJoin},
+				// The user themselves, by their Matrix account (or double
+				// puppet), without a Sender: with one, bridgev2 would also
+				// put the user's own SfB ghost in the room, and Element
+				// would not show a two-person direct chat.
+				// bridgev2 invites through a member event of its own on
+				// Synapse (not createRoom's invite list), so is_direct
+				// has to be part of it for Element to file the invite
+				// under People.
+				"": {
+					EventSender:      bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID},
+					Membership:       event.MembershipJoin,
+					MemberEventExtra: map[string]any{"is_direct": true},
+				},
 				peerID: {EventSender: bridgev2.EventSender{Sender: peerID}, Membership: event.MembershipJoin},
 			},
 		},
@@ -92,7 +103,7 @@ func (c *Client) ResolveIdentifier(ctx context.Context, identifier string, creat
 	}
 	person, err := session.LookupPerson(ctx, uri)
 	if errors.Is(err, sfb.ErrNotFound) {
-		return nil, bridgev2.RespError{ErrCode: "M_NOT_FOUND", Err: fmt.Sprintf("%s was not found in Skype for Business.", uri.Address()), StatusCode: http.StatusNotFound}
+		return nil, bridgev2.RespError{ErrCode: "M_NOT_FOUND", Err: fmt.Sprintf("No Skype for Business user with the address %s.", uri.Address()), StatusCode: http.StatusNotFound}
 	} else if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", uri, err)
 	}
