@@ -511,7 +511,12 @@ func TestChatAndUserInfo(t *testing.T) {
 	assert.True(t, info.Members.IsFull)
 	assert.Equal(t, networkid.UserID("bob@contoso.com"), info.Members.OtherUserID)
 	require.Len(t, info.Members.MemberMap, 2)
-	assert.True(t, info.Members.MemberMap["alice@contoso.com"].IsFromMe)
+	assert.NotContains(t, info.Members.MemberMap, networkid.UserID("alice@contoso.com"), "the user's own SfB ghost is no member of their DM")
+	self := info.Members.MemberMap[""]
+	assert.True(t, self.IsFromMe)
+	assert.Equal(t, ul.ID, self.SenderLogin)
+	assert.Equal(t, true, self.MemberEventExtra["is_direct"], "the user's invite marks the room as a direct chat")
+	assert.Contains(t, info.Members.MemberMap, networkid.UserID("bob@contoso.com"))
 
 	ghost := &bridgev2.Ghost{Ghost: &mxdb.Ghost{ID: "bob@contoso.com"}}
 	uinfo, err := client.GetUserInfo(e.ctx, ghost)
@@ -539,9 +544,11 @@ func TestResolveIdentifier(t *testing.T) {
 	assert.Equal(t, networkid.PortalKey{ID: "bob@contoso.com", Receiver: ul.ID}, resp.Chat.PortalKey)
 
 	var re bridgev2.RespError
-	_, err = client.ResolveIdentifier(e.ctx, "nobody@contoso.com", true)
+	resp, err = client.ResolveIdentifier(e.ctx, "nobody@contoso.com", true)
 	require.ErrorAs(t, err, &re)
+	assert.Nil(t, resp, "no chat for an unknown address")
 	assert.Equal(t, 404, re.StatusCode)
+	assert.Equal(t, "No Skype for Business user with the address nobody@contoso.com.", re.Err)
 	_, err = client.ResolveIdentifier(e.ctx, "not an address", false)
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, 400, re.StatusCode)

@@ -550,6 +550,7 @@ func TestPeopleSearch(t *testing.T) {
 		{"sip:carol@contoso.com", []string{"sip:carol@contoso.com"}},
 		{"bob&x=1", nil},
 		{"nobody", nil},
+		{"nobody@contoso.com", nil},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			r := alice.do("GET", search+"?query="+url.QueryEscape(tc.query), "", "")
@@ -560,6 +561,7 @@ func TestPeopleSearch(t *testing.T) {
 				got = append(got, get(t, c, "uri").(string))
 			}
 			assert.Equal(t, tc.want, got)
+			assert.Equal(t, false, get(t, body, "moreResultsAvailable"), "the reference's search always says whether more results exist")
 			self, err := url.Parse(get(t, body, "_links", "self", "href").(string))
 			require.NoError(t, err)
 			assert.Equal(t, strings.ToLower(tc.query), self.Query().Get("query"), "self link carries the query")

@@ -347,28 +347,30 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, a *app) {
 		badRequest(w, "ParameterValidationFailure", "query is required.")
 		return
 	}
-	var found []any
+	// An address nobody has is no error: 200 with no contact, as the
+	// reference's search answers (SearchForUsersContact.md).
+	found := []any{}
+	more := false
 	if uri, err := sfb.ParseURI(q); err == nil {
 		if u := s.users[uri]; u != nil {
 			found = append(found, a.contact(u))
 		}
 	} else {
 		for _, u := range s.users {
-			if len(found) >= limit {
-				break
-			}
 			if strings.HasPrefix(strings.ToLower(u.name), q) || strings.HasPrefix(u.uri.Address(), q) {
+				if len(found) == limit {
+					more = true
+					break
+				}
 				found = append(found, a.contact(u))
 			}
 		}
 	}
-	if found == nil {
-		found = []any{}
-	}
 	writeJSON(w, http.StatusOK, obj{
-		"rel":       "search",
-		"_links":    obj{"self": link(a.base() + "/people/search?query=" + url.QueryEscape(q))},
-		"_embedded": obj{"contact": found},
+		"rel":                  "search",
+		"moreResultsAvailable": more,
+		"_links":               obj{"self": link(a.base() + "/people/search?query=" + url.QueryEscape(q))},
+		"_embedded":            obj{"contact": found},
 	})
 }
 

@@ -495,19 +495,28 @@ func (s *session) startTyping(to sfb.URI) {
 }
 
 // LookupPerson implements sfb.Session: the contact resource under people,
-// then a directory search; the address stands in for an unknown name.
+// then a directory search; the address stands in for an unknown name. It
+// wraps sfb.ErrNotFound when the server said the address is nobody's: the
+// contact resource answered 404 and the search found no such contact.
 func (s *session) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, error) {
 	st, _ := s.appSnapshot()
 	fallback := sfb.Person{URI: uri, DisplayName: uri.Address()}
+	// known: the server confirmed the address (a contact without a name);
+	// unknown: it denied it.
+	known, unknown := false, false
 	if st.people != "" {
 		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 		var c Contact
 		_, err := s.c.doJSON(rctx, request{op: "get contact", method: http.MethodGet, url: strings.TrimRight(st.people, "/") + "/" + url.PathEscape(uri.Address())}, &c)
 		cancel()
-		if err == nil && c.Name != "" {
+		switch {
+		case err == nil && c.Name != "":
 			return sfb.Person{URI: uri, DisplayName: validText(c.Name)}, nil
-		}
-		if err != nil && !errors.Is(err, sfb.ErrNotFound) {
+		case err == nil:
+			known = true
+		case errors.Is(err, sfb.ErrNotFound):
+			unknown = true
+		default:
 			return fallback, fmt.Errorf("look up %s: %w", uri, err)
 		}
 	}
@@ -524,26 +533,37 @@ func (s *session) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, er
 		var res Search
 		_, err = s.c.doJSON(rctx, request{op: "search people", method: http.MethodGet, url: u.String()}, &res)
 		cancel()
-		if errors.Is(err, sfb.ErrNotFound) {
-			return fallback, nil
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, sfb.ErrNotFound):
+			// No search on this server: the contact's answer decides.
+		case err != nil:
 			return fallback, fmt.Errorf("look up %s: %w", uri, err)
-		}
-		var contacts []Contact
-		if raw, ok := res.Embedded["contact"]; ok {
-			if err := json.Unmarshal(raw, &contacts); err != nil {
-				var one Contact
-				if json.Unmarshal(raw, &one) == nil {
-					contacts = []Contact{one}
+		default:
+			var contacts []Contact
+			if raw, ok := res.Embedded["contact"]; ok {
+				if err := json.Unmarshal(raw, &contacts); err != nil {
+					var one Contact
+					if json.Unmarshal(raw, &one) == nil {
+						contacts = []Contact{one}
+					}
 				}
 			}
-		}
-		for _, c := range contacts {
-			if cu, err := sfb.ParseURI(c.URI); err == nil && cu == uri && c.Name != "" {
-				return sfb.Person{URI: uri, DisplayName: validText(c.Name)}, nil
+			found := false
+			for _, c := range contacts {
+				if cu, err := sfb.ParseURI(c.URI); err == nil && cu == uri {
+					if c.Name != "" {
+						return sfb.Person{URI: uri, DisplayName: validText(c.Name)}, nil
+					}
+					found = true
+				}
 			}
+			// A search by the exact address that does not return it:
+			// the directory has no such user.
+			unknown = !found && !known
 		}
+	}
+	if unknown {
+		return fallback, fmt.Errorf("look up %s: no such user in the directory: %w", uri, sfb.ErrNotFound)
 	}
 	return fallback, nil
 }

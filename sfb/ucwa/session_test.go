@@ -558,6 +558,12 @@ func TestLookupPerson(t *testing.T) {
 			writeJSON(w, 200, `{"uri":"sip:lenea@contoso.com","name":"Lene Aaling","type":"User","_links":{"self":{"href":"x"}},"rel":"contact"}`)
 		case strings.HasSuffix(r.URL.Path, "/people/search") && strings.Contains(r.URL.RawQuery, "adrianag"):
 			writeJSON(w, 200, `{"rel":"search","_links":{"self":{"href":"x"}},"_embedded":{"contact":[{"rel":"contact","uri":"sip:adrianag@contoso.com","name":"Adriana Giorgi","_links":{"self":{"href":"y"}}}]}}`)
+		case strings.HasSuffix(r.URL.Path, "/people/nameless@contoso.com"):
+			writeJSON(w, 200, `{"uri":"sip:nameless@contoso.com","type":"User","_links":{"self":{"href":"x"}},"rel":"contact"}`)
+		case strings.HasSuffix(r.URL.Path, "/people/broken@contoso.com"):
+			writeJSON(w, 503, `{"code":"ServiceUnavailable","message":"busy"}`)
+		case strings.HasSuffix(r.URL.Path, "/people/search"):
+			writeJSON(w, 200, `{"rel":"search","moreResultsAvailable":false,"_links":{"self":{"href":"x"}},"_embedded":{"contact":[]}}`)
 		default:
 			return false
 		}
@@ -566,16 +572,26 @@ func TestLookupPerson(t *testing.T) {
 	tr := newTestTransport(t, f)
 	s, _ := signIn(t, tr, "secret")
 	tests := []struct {
-		uri  sfb.URI
-		want string
+		uri     sfb.URI
+		want    string
+		wantErr error
 	}{
-		{"sip:lenea@contoso.com", "Lene Aaling"},
-		{"sip:adrianag@contoso.com", "Adriana Giorgi"},
-		{"sip:nobody@contoso.com", "nobody@contoso.com"},
+		{"sip:lenea@contoso.com", "Lene Aaling", nil},
+		{"sip:adrianag@contoso.com", "Adriana Giorgi", nil},
+		// A contact without a name exists: named by its address.
+		{"sip:nameless@contoso.com", "nameless@contoso.com", nil},
+		// Contact 404 and a search that finds nothing, as the reference
+		// answers it: nobody has the address.
+		{"sip:nobody@contoso.com", "nobody@contoso.com", sfb.ErrNotFound},
+		{"sip:broken@contoso.com", "broken@contoso.com", sfb.ErrServerUnavailable},
 	}
 	for _, tt := range tests {
 		p, err := s.LookupPerson(context.Background(), tt.uri)
-		require.NoError(t, err)
+		if tt.wantErr != nil {
+			require.ErrorIs(t, err, tt.wantErr, tt.uri)
+		} else {
+			require.NoError(t, err, tt.uri)
+		}
 		assert.Equal(t, tt.want, p.DisplayName, tt.uri)
 		assert.Equal(t, tt.uri, p.URI)
 	}

@@ -96,6 +96,8 @@ func TestSimReceiveAndReply(t *testing.T) {
 	p, err := s.LookupPerson(ctx, bob)
 	require.NoError(t, err)
 	assert.Equal(t, "Bob Builder", p.DisplayName)
+	_, err = s.LookupPerson(ctx, "sip:nobody@contoso.com")
+	require.ErrorIs(t, err, sfb.ErrNotFound, "the simulator's directory does not know the address")
 
 	require.NoError(t, s.Close(ctx))
 	require.Eventually(t, func() bool { return srv.Applications(alice) == 0 }, waitFor, tick)

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// A 1:1 portal is what Element shows as a direct chat: the user's invite
+// says is_direct, and the room holds the user and the colleague's ghost
+// (besides the bridge bot, a functional member), not the user's own SfB
+// ghost.
+func TestPortalIsADirectChat(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "dora")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+
+	from := p.mx.mark()
+	room := env.openPortal(t, p, "Hello Dora")
+	invite := p.mx.waitFor(from, hop, "the invite to the portal", func(evt *event.Event) bool {
+		return evt.RoomID == room && isInvite(p.mx.ID)(evt)
+	})
+	assert.True(t, invite.Content.AsMember().IsDirect, "the invite carries is_direct: %s", invite.Content.VeryRaw)
+
+	members, err := p.mx.Client.JoinedMembers(ctx, room)
+	require.NoError(t, err)
+	var got []id.UserID
+	for user := range members.Joined {
+		if user != env.st.Bot {
+			got = append(got, user)
+		}
+	}
+	assert.ElementsMatch(t, []id.UserID{p.mx.ID, p.ghost}, got, "members besides the bot")
+	assert.NotContains(t, members.Joined, env.st.GhostID(p.self.URI.Address()), "the user's own SfB ghost")
+}
+
+// resolve-identifier and start-chat for an address the SfB directory
+// does not know say so and open no room.
+func TestUnknownAddressIsNoChat(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "emil")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+
+	from := p.mx.mark()
+	for _, cmd := range []string{"resolve-identifier", "start-chat"} {
+		mark := p.mx.mark()
+		_, err := p.mx.Client.SendText(ctx, p.mgmt, cmd+" nobody@contoso.com")
+		require.NoError(t, err)
+		reply := p.mx.waitFor(mark, hop, "the bot's answer to "+cmd, isMessage(p.mgmt, env.st.Bot, anyBody))
+		body := reply.Content.AsMessage().Body
+		assert.Contains(t, body, "No Skype for Business user with the address nobody@contoso.com", cmd)
+		assert.NotContains(t, body, "Found", cmd)
+	}
+	// Commands run one after another: once the colleague's chat is
+	// there, an unknown address's room would have come before it.
+	mark := p.mx.mark()
+	_, err := p.mx.Client.SendText(ctx, p.mgmt, "start-chat "+p.colleague.URI.Address())
+	require.NoError(t, err)
+	p.mx.waitFor(mark, hop, "the bot's answer to start-chat with the colleague", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
+		return strings.Contains(b, "Created chat")
+	}))
+	var invites []id.RoomID
+	for _, evt := range p.mx.Events(from) {
+		if isInvite(p.mx.ID)(evt) && !p.mx.isSpace(evt.RoomID) {
+			invites = append(invites, evt.RoomID)
+		}
+	}
+	assert.Len(t, invites, 1, "only the colleague's chat was created")
+}
