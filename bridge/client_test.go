@@ -456,12 +456,15 @@ func TestDeliveryFailures(t *testing.T) {
 		status event.MessageStatus
 		want   string
 	}{
-		{"declined", fmt.Errorf("peer declined: %w", sfb.ErrDeliveryFailed), event.MessageStatusFail, "could not deliver it to bob@contoso.com"},
-		{"unknown peer", fmt.Errorf("404: %w", sfb.ErrNotFound), event.MessageStatusFail, "does not exist"},
+		{"failed", fmt.Errorf("%w: ServiceFailure: x", sfb.ErrDeliveryFailed), event.MessageStatusFail, "Skype for Business could not deliver the message to bob@contoso.com."},
+		{"offline", fmt.Errorf("%w: %w: RemoteFailure/TemporarilyUnavailable: The target is not reachable.", sfb.ErrDeliveryFailed, sfb.ErrRecipientUnavailable), event.MessageStatusFail, "bob@contoso.com is offline and Skype for Business could not deliver the message"},
+		{"declined", fmt.Errorf("%w: %w: Forbidden/DoNotDisturb", sfb.ErrDeliveryFailed, sfb.ErrDeclined), event.MessageStatusFail, "bob@contoso.com is not accepting messages right now"},
+		{"unknown peer", fmt.Errorf("%w: %w: NotFound/DestinationNotFound: The targeted user doesn't exist.", sfb.ErrDeliveryFailed, sfb.ErrNotFound), event.MessageStatusFail, "No Skype for Business user with the address bob@contoso.com"},
+		{"unsupported", fmt.Errorf("415: %w", sfb.ErrUnsupported), event.MessageStatusFail, "refused the message as unsupported"},
 		{"server down", fmt.Errorf("503: %w", sfb.ErrServerUnavailable), event.MessageStatusRetriable, "not reachable"},
 		{"bridge busy", fmt.Errorf("wait for a connection: %w: %w", sfb.ErrLocalTimeout, context.DeadlineExceeded), event.MessageStatusRetriable, "bridge is too busy"},
 		{"expired", fmt.Errorf("401: %w", sfb.ErrCredentialsRequired), event.MessageStatusRetriable, "Log in again"},
-		{"other", errors.New("boom"), event.MessageStatusRetriable, "boom"},
+		{"other", errors.New("boom"), event.MessageStatusRetriable, "Sending to Skype for Business failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -474,8 +477,12 @@ func TestDeliveryFailures(t *testing.T) {
 			echo := e.waitEcho("$f1")
 			save, statusErr := handleEcho(echo, &mxdb.Message{})
 			assert.False(t, save, "a failed message has no SfB ID to store")
-			requireNotice(t, statusErr, tt.status, tt.want)
+			ms := requireNotice(t, statusErr, tt.status, tt.want)
 			assert.ErrorIs(t, statusErr, tt.err)
+			// The error chain is for the log, never for the room.
+			assert.NotContains(t, ms.Message, tt.err.Error())
+			assert.NotContains(t, ms.Message, "sfb:")
+			assert.NotContains(t, ms.Message, "does not exist")
 			requireOutboxEmpty(t, e, ul.ID)
 		})
 	}

@@ -132,23 +132,35 @@ func errNotConnected() error {
 }
 
 // deliveryError maps a send failure to a message status the sender sees.
+// The notice says what happened and what the sender can do, in words for
+// people; the error chain stays in the status's internal error (logs,
+// the checkpoint), never in the room.
 func deliveryError(peer sfb.URI, err error) error {
 	status := bridgev2.WrapErrorInStatus(fmt.Errorf("send message to %s: %w", peer, err)).
 		WithIsCertain(true).
 		WithSendNotice(true)
+	who := peer.Address()
 	switch {
-	case errors.Is(err, sfb.ErrDeliveryFailed):
-		return status.WithStatus(event.MessageStatusFail).
-			WithErrorReason(event.MessageStatusGenericError).
-			WithMessage(fmt.Sprintf("Skype for Business could not deliver it to %s (%v). They may be offline or unreachable.", peer.Address(), err))
 	case errors.Is(err, sfb.ErrNotFound):
 		return status.WithStatus(event.MessageStatusFail).
 			WithErrorReason(event.MessageStatusGenericError).
-			WithMessage(fmt.Sprintf("%s does not exist in Skype for Business.", peer.Address()))
+			WithMessage(fmt.Sprintf("No Skype for Business user with the address %s; the message was not delivered. Check the address.", who))
+	case errors.Is(err, sfb.ErrRecipientUnavailable):
+		return status.WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusGenericError).
+			WithMessage(fmt.Sprintf("%s is offline and Skype for Business could not deliver the message. Send it again when they are online.", who))
+	case errors.Is(err, sfb.ErrDeclined):
+		return status.WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusGenericError).
+			WithMessage(fmt.Sprintf("%s is not accepting messages right now (for example Do not disturb); the message was not delivered. Try again later.", who))
+	case errors.Is(err, sfb.ErrDeliveryFailed):
+		return status.WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusGenericError).
+			WithMessage(fmt.Sprintf("Skype for Business could not deliver the message to %s. Send it again later.", who))
 	case errors.Is(err, sfb.ErrUnsupported):
 		return status.WithStatus(event.MessageStatusFail).
 			WithErrorReason(event.MessageStatusUnsupported).
-			WithMessage(fmt.Sprintf("Skype for Business refused the message as unsupported (%v).", err))
+			WithMessage("Skype for Business refused the message as unsupported. Send plain text instead.")
 	case errors.Is(err, sfb.ErrLocalTimeout):
 		return status.WithStatus(event.MessageStatusRetriable).
 			WithErrorReason(event.MessageStatusBridgeUnavailable).
@@ -164,7 +176,7 @@ func deliveryError(peer sfb.URI, err error) error {
 	default:
 		return status.WithStatus(event.MessageStatusRetriable).
 			WithErrorReason(event.MessageStatusGenericError).
-			WithMessage(fmt.Sprintf("Sending to Skype for Business failed (%v).", err))
+			WithMessage("Sending to Skype for Business failed; the message was not delivered. Send it again later, and tell your administrator if it keeps failing.")
 	}
 }
 

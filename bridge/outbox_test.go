@@ -186,7 +186,7 @@ func TestOutboxReplayedAfterRestart(t *testing.T) {
 	assert.Equal(t, event.MessageStatusSuccess, statuses[0].Status.Status)
 	assert.Equal(t, event.MessageStatusFail, statuses[1].Status.Status)
 	assert.True(t, statuses[1].Status.SendNotice)
-	assert.Contains(t, statuses[1].Status.Message, "could not deliver it to bob@contoso.com")
+	assert.Contains(t, statuses[1].Status.Message, "could not deliver the message to bob@contoso.com")
 	assert.Equal(t, event.MessageStatusSuccess, statuses[2].Status.Status)
 
 	var sent []string

@@ -13,6 +13,13 @@ var (
 	// ErrDeliveryFailed: the server could not deliver a message (peer
 	// offline, declined, not found).
 	ErrDeliveryFailed = errors.New("sfb: message not delivered")
+	// ErrRecipientUnavailable wraps ErrDeliveryFailed when the recipient
+	// exists but none of their endpoints took the message (offline,
+	// unreachable, not answering in time).
+	ErrRecipientUnavailable = errors.New("sfb: recipient unavailable")
+	// ErrDeclined wraps ErrDeliveryFailed when the recipient, or their
+	// settings (do not disturb, privacy), refused the message.
+	ErrDeclined = errors.New("sfb: declined by the recipient")
 	// ErrUnsupported: the message or action cannot be carried by SfB.
 	ErrUnsupported = errors.New("sfb: not supported")
 	// ErrServerUnavailable: the server is temporarily unavailable (503,

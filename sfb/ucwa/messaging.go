@@ -341,15 +341,37 @@ func (s *session) awaitOp(ctx context.Context, ch chan opResult, extraKey string
 	}
 }
 
+// deliveryError wraps sfb.ErrDeliveryFailed with the reason the server
+// gave, and with what kind of failure it is, so that the connector can
+// tell the sender what to do: the address is nobody's (ErrNotFound), the
+// recipient is offline or unreachable (ErrRecipientUnavailable), or they
+// refused it (ErrDeclined). The subcodes are ErrorSubcode's in the
+// reference (call_ref.md, messagingInvitation_ref.md).
 func deliveryError(res opResult) error {
 	reason := res.status
+	var code, subcode string
 	if res.reason != nil {
-		reason = strings.Trim(res.reason.Code+"/"+res.reason.Subcode, "/")
+		code, subcode = res.reason.Code, res.reason.Subcode
+		reason = strings.Trim(code+"/"+subcode, "/")
 		if res.reason.Message != "" {
 			reason += ": " + res.reason.Message
 		}
 	}
-	return fmt.Errorf("%w: %s", sfb.ErrDeliveryFailed, reason)
+	var kind error
+	switch {
+	case subcode == "DestinationNotFound":
+		kind = sfb.ErrNotFound
+	case subcode == "Unreachable", subcode == "TemporarilyUnavailable", subcode == "Unavailable",
+		subcode == "Offline", subcode == "Timeout", code == "Timeout":
+		kind = sfb.ErrRecipientUnavailable
+	case subcode == "Declined", subcode == "DoNotDisturb", subcode == "Busy", subcode == "NotAcceptable",
+		subcode == "Denied", subcode == "NotAllowed":
+		kind = sfb.ErrDeclined
+	}
+	if kind == nil {
+		return fmt.Errorf("%w: %s", sfb.ErrDeliveryFailed, reason)
+	}
+	return fmt.Errorf("%w: %w: %s", sfb.ErrDeliveryFailed, kind, reason)
 }
 
 // startMessaging sends an invitation with the first message inside

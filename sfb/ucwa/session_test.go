@@ -1050,3 +1050,26 @@ func TestConversationEndedOnceUnderRace(t *testing.T) {
 		assert.LessOrEqual(t, len(eventsOf[sfb.ConversationEnded](rec.all())), 1)
 	}
 }
+
+// A failed delivery says what kind of failure it was, so that the sender
+// is not told that an offline colleague does not exist.
+func TestDeliveryErrorKinds(t *testing.T) {
+	tests := []struct {
+		code, subcode string
+		want, not     error
+	}{
+		{"NotFound", "DestinationNotFound", sfb.ErrNotFound, sfb.ErrRecipientUnavailable},
+		{"RemoteFailure", "Unreachable", sfb.ErrRecipientUnavailable, sfb.ErrNotFound},
+		{"RemoteFailure", "TemporarilyUnavailable", sfb.ErrRecipientUnavailable, sfb.ErrNotFound},
+		{"Timeout", "", sfb.ErrRecipientUnavailable, sfb.ErrNotFound},
+		{"RemoteFailure", "Declined", sfb.ErrDeclined, sfb.ErrNotFound},
+		{"Forbidden", "DoNotDisturb", sfb.ErrDeclined, sfb.ErrNotFound},
+		{"ServiceFailure", "", sfb.ErrDeliveryFailed, sfb.ErrNotFound},
+	}
+	for _, tt := range tests {
+		err := deliveryError(opResult{status: "Failure", reason: &ErrorBody{Code: tt.code, Subcode: tt.subcode, Message: "m"}})
+		assert.ErrorIs(t, err, sfb.ErrDeliveryFailed, tt.subcode)
+		assert.ErrorIs(t, err, tt.want, "%s/%s", tt.code, tt.subcode)
+		assert.NotErrorIs(t, err, tt.not, "%s/%s", tt.code, tt.subcode)
+	}
+}
