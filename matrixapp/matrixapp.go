@@ -65,6 +65,7 @@ func Main(build BuildInfo) {
 	m := New(build)
 	m.PreInit()
 	m.Init()
+	m.Bridge.Matrix = ownWords{m.Matrix}
 	states := newStateReporter(m.Bridge)
 	health := &dbHealth{db: m.DB.RawDB, states: states, log: m.Log.With().Str("component", "database health").Logger()}
 	lock := waitForActiveLock(m, health)
