@@ -136,6 +136,18 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.log = br.Log.With().Str("component", "sfb").Logger()
 	c.requireSynchronousPortals()
 	c.requireMatrixDeduplication()
+	c.requireNoticeBridging()
+}
+
+// requireNoticeBridging sets bridge.bridge_notices. An m.notice is text,
+// and SfB carries it like any other; without the setting bridgev2 drops
+// it without a word to the sender, which this bridge never does.
+func (c *Connector) requireNoticeBridging() {
+	if c.br.Config == nil || c.br.Config.BridgeNotices {
+		return
+	}
+	c.log.Info().Msg("Setting bridge.bridge_notices to true: a Matrix notice is text and goes to Skype for Business like any message, rather than being dropped without a word")
+	c.br.Config.BridgeNotices = true
 }
 
 // requireMatrixDeduplication sets bridge.deduplicate_matrix_messages. A

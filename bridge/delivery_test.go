@@ -204,3 +204,12 @@ func TestInitForcesMatrixDeduplication(t *testing.T) {
 		assert.True(t, br.Config.DeduplicateMatrixMessages, "configured %v", configured)
 	}
 }
+
+func TestInitForcesNoticeBridging(t *testing.T) {
+	for _, configured := range []bool{false, true} {
+		c := NewConnector(nil)
+		br := &bridgev2.Bridge{Config: &bridgeconfig.BridgeConfig{BridgeNotices: configured}, Log: zerolog.Nop()}
+		c.Init(br)
+		assert.True(t, br.Config.BridgeNotices, "configured %v", configured)
+	}
+}
