@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
 
 // A 1:1 portal is what Element shows as a direct chat: the user's invite
@@ -73,4 +75,36 @@ func TestUnknownAddressIsNoChat(t *testing.T) {
 		}
 	}
 	assert.Len(t, invites, 1, "only the colleague's chat was created")
+}
+
+// An m.notice is text: it reaches the SfB colleague like any message.
+func TestNoticeIsBridged(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "fritz")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+	room := env.openPortal(t, p, "Hello Fritz")
+	_, err := p.mx.Client.SendNotice(ctx, room, "a notice from Matrix")
+	require.NoError(t, err)
+	env.waitReceived(t, p, "the notice", func(r sim.Received) bool {
+		return r.Message.Text == "a notice from Matrix"
+	})
+}
+
+// After logout a message in the portal is answered in the user's words.
+func TestMessageAfterLogoutSaysHowToSignIn(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "gerda")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+	room := env.openPortal(t, p, "Hello Gerda")
+	require.NoError(t, env.st.ProvisionLogout(ctx, p.mx.ID))
+
+	from := p.mx.mark()
+	_, err := p.mx.Client.SendText(ctx, room, "are you there?")
+	require.NoError(t, err)
+	notice := p.mx.waitFor(from, hop, "the bot's notice in the portal", isMessage(room, env.st.Bot, anyBody))
+	body := notice.Content.AsMessage().Body
+	assert.Contains(t, body, "You are not signed in to Skype for Business. Send `login` to the bridge bot to sign in.")
+	assert.NotContains(t, body, "receiver login")
 }
