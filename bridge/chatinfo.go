@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"go.mau.fi/util/ptr"
 	"maunium.net/go/mautrix/bridgev2"
@@ -64,7 +65,7 @@ func (c *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridg
 	person, err := session.LookupPerson(ctx, uri)
 	if errors.Is(err, sfb.ErrNotFound) {
 		// Not in the directory (another organisation, a removed
-		// account): the address is the best name there is.
+		// account).
 		person = sfb.Person{URI: uri}
 	} else if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", uri, err)
@@ -72,7 +73,40 @@ func (c *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridg
 	if person.URI == "" {
 		person.URI = uri
 	}
+	// The directory gave no name: the one their messages carried, else
+	// the address.
+	if name := strings.TrimSpace(person.DisplayName); name == "" || strings.EqualFold(name, uri.Address()) {
+		if heard := c.heardName(uri); heard != "" {
+			person.DisplayName = heard
+		}
+	}
 	return c.userInfo(person)
+}
+
+// maxHeardNames bounds the names a client remembers from events; past it
+// the oldest knowledge is dropped wholesale, which only costs a ghost its
+// name until the sender's next message.
+const maxHeardNames = 10000
+
+// hearName remembers the display name an SfB event gave for a sender
+// other than the user; a bare address is no name.
+func (c *Client) hearName(p sfb.Person) {
+	name := strings.TrimSpace(p.DisplayName)
+	if p.URI == "" || p.URI == c.selfURI() || name == "" || strings.EqualFold(name, p.URI.Address()) || strings.EqualFold(name, p.URI.String()) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.heardNames == nil || len(c.heardNames) >= maxHeardNames {
+		c.heardNames = map[sfb.URI]string{}
+	}
+	c.heardNames[p.URI] = name
+}
+
+func (c *Client) heardName(uri sfb.URI) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.heardNames[uri]
 }
 
 func (c *Client) userInfo(p sfb.Person) (*bridgev2.UserInfo, error) {

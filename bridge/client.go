@@ -59,6 +59,9 @@ type Client struct {
 	// live holds the Matrix event IDs this process registered with
 	// bridgev2 as pending (see outbox.go).
 	live map[string]struct{}
+	// heardNames holds the display names that SfB events gave for
+	// senders, for those the directory does not know (see GetUserInfo).
+	heardNames map[sfb.URI]string
 	// runCtx lives from Connect to Disconnect; the reconnect loop and
 	// the token watcher run in it.
 	runCtx context.Context

@@ -536,6 +536,23 @@ func TestChatAndUserInfo(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "carol@fabrikam.com (SfB)", *uinfo.Name, "not in the directory: named by address")
 
+	// A sender the directory does not know, whose message named them.
+	session := e.transport.lastSession()
+	session.emit(sfb.MessageReceived{ID: "m-carol", From: sfb.Person{URI: "sip:carol@fabrikam.com", DisplayName: "Carol Fabrikam"}, Message: sfb.Message{Text: "hi"}, Time: time.Now()})
+	uinfo, err = client.GetUserInfo(e.ctx, unknown)
+	require.NoError(t, err)
+	assert.Equal(t, "Carol Fabrikam (SfB)", *uinfo.Name, "named as the message named the sender")
+	// The directory's name wins over a message's.
+	session.emit(sfb.MessageReceived{ID: "m-bob", From: sfb.Person{URI: "sip:bob@contoso.com", DisplayName: "Bobby"}, Message: sfb.Message{Text: "hi"}, Time: time.Now()})
+	uinfo, err = client.GetUserInfo(e.ctx, ghost)
+	require.NoError(t, err)
+	assert.Equal(t, "Bob Builder (SfB)", *uinfo.Name)
+	// The user's own messages (from another SfB client) name no one else.
+	session.emit(sfb.MessageReceived{ID: "m-self", Conversation: sfb.Conversation{Peer: "sip:dave@fabrikam.com"}, From: sfb.Person{URI: "sip:alice@contoso.com", DisplayName: "Alice Example"}, Message: sfb.Message{Text: "hi"}, Time: time.Now()})
+	uinfo, err = client.GetUserInfo(e.ctx, &bridgev2.Ghost{Ghost: &mxdb.Ghost{ID: "dave@fabrikam.com"}})
+	require.NoError(t, err)
+	assert.Equal(t, "dave@fabrikam.com (SfB)", *uinfo.Name, "the user's own name is not the peer's")
+
 	assert.True(t, client.IsThisUser(e.ctx, "alice@contoso.com"))
 	assert.False(t, client.IsThisUser(e.ctx, "bob@contoso.com"))
 }

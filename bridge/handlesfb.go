@@ -103,6 +103,7 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 		return
 	}
 	fromMe := from == c.selfURI()
+	c.hearName(evt.From)
 	peer := evt.Conversation.Peer
 	if peer == "" && !fromMe {
 		peer = from
