@@ -163,7 +163,8 @@ func (c *Client) ResolveIdentifier(ctx context.Context, identifier string, creat
 // roomCapabilities is what SfB instant messaging carries: text with basic
 // formatting. Files are listed as unsupported rather than rejected, so that
 // bridgev2 hands them to HandleMatrixMessage, which answers with a notice
-// that names what SfB cannot receive; edits likewise reach HandleMatrixEdit.
+// that names what SfB cannot receive. Edits, deletions and reactions are
+// rejected: bridgev2 refuses them (see handlematrix.go).
 var roomCapabilities = &event.RoomFeatures{
 	ID: "net.sfb.capabilities.2026_1",
 	Formatting: event.FormattingFeatureMap{
@@ -208,7 +209,7 @@ var roomCapabilities = &event.RoomFeatures{
 	Poll:                event.CapLevelRejected,
 	Thread:              event.CapLevelRejected,
 	Reply:               event.CapLevelDropped,
-	Edit:                event.CapLevelPartialSupport,
+	Edit:                event.CapLevelRejected,
 	Delete:              event.CapLevelRejected,
 	Reaction:            event.CapLevelRejected,
 	ReadReceipts:        false,

@@ -73,9 +73,6 @@ var (
 	_ bridgev2.NetworkAPIWithUserID          = (*Client)(nil)
 	_ bridgev2.TypingHandlingNetworkAPI      = (*Client)(nil)
 	_ bridgev2.IdentifierResolvingNetworkAPI = (*Client)(nil)
-	_ bridgev2.EditHandlingNetworkAPI        = (*Client)(nil)
-	_ bridgev2.ReactionHandlingNetworkAPI    = (*Client)(nil)
-	_ bridgev2.RedactionHandlingNetworkAPI   = (*Client)(nil)
 	_ bridgev2.PollHandlingNetworkAPI        = (*Client)(nil)
 )
 

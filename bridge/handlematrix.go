@@ -197,44 +197,11 @@ func (c *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyp
 	return nil
 }
 
-// SfB has no edits, reactions, deletions or polls. The handlers below exist
-// so that bridgev2 hands those events to the connector, which refuses them
-// with a notice in the room instead of dropping them silently.
-
-func peerName(portal *bridgev2.Portal) string {
-	if portal == nil {
-		return "the other person"
-	}
-	return string(portal.ID)
-}
-
-// HandleMatrixEdit refuses edits.
-func (c *Client) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
-	return refuse(fmt.Errorf("%w: edits", sfb.ErrUnsupported),
-		fmt.Sprintf("Skype for Business cannot edit messages; %s still sees the original. Send a new message instead.", peerName(msg.Portal)))
-}
-
-// PreHandleMatrixReaction refuses reactions before bridgev2 stores them.
-func (c *Client) PreHandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (bridgev2.MatrixReactionPreResponse, error) {
-	return bridgev2.MatrixReactionPreResponse{}, refuse(fmt.Errorf("%w: reactions", sfb.ErrUnsupported),
-		fmt.Sprintf("Skype for Business has no reactions; %s did not see it.", peerName(msg.Portal)))
-}
-
-// HandleMatrixReaction is never reached: PreHandleMatrixReaction refuses.
-func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (*mxdb.Reaction, error) {
-	return nil, refuse(fmt.Errorf("%w: reactions", sfb.ErrUnsupported), "Skype for Business has no reactions.")
-}
-
-// HandleMatrixReactionRemove: no reaction ever reached SfB.
-func (c *Client) HandleMatrixReactionRemove(ctx context.Context, msg *bridgev2.MatrixReactionRemove) error {
-	return nil
-}
-
-// HandleMatrixMessageRemove refuses deletions.
-func (c *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
-	return refuse(fmt.Errorf("%w: deleting messages", sfb.ErrUnsupported),
-		fmt.Sprintf("Skype for Business cannot delete messages; %s still sees it.", peerName(msg.Portal)))
-}
+// SfB has no edits, reactions or deletions either. The client does not
+// implement bridgev2's handlers for them: bridgev2 then refuses them
+// itself, logging at debug level (an expected refusal is no operator
+// alert), and matrixapp words the notice. Polls reach the handlers below,
+// which refuse them with a notice.
 
 // HandleMatrixPollStart refuses polls.
 func (c *Client) HandleMatrixPollStart(ctx context.Context, msg *bridgev2.MatrixPollStart) (*bridgev2.MatrixMessageResponse, error) {

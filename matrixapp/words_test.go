@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/event"
 )
 
 func TestRewordNotLoggedIn(t *testing.T) {
@@ -24,4 +25,28 @@ func TestRewordNotLoggedIn(t *testing.T) {
 	other := bridgev2.WrapErrorInStatus(errors.New("boom")).WithMessage("You're boom")
 	reword(&other)
 	assert.Equal(t, "You're boom", other.Message)
+}
+
+// What SfB cannot carry gets one notice in the bridge's words.
+func TestRewordRefusals(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{bridgev2.ErrEditsNotSupported, "cannot edit messages"},
+		{bridgev2.ErrEditsNotSupportedInPortal, "cannot edit messages"},
+		{bridgev2.ErrReactionsNotSupported, "has no reactions"},
+		{bridgev2.ErrRedactionsNotSupported, "cannot delete messages"},
+	} {
+		// As bridgev2's sendErrorStatus makes it.
+		ms := bridgev2.WrapErrorInStatus(tt.err)
+		reword(&ms)
+		assert.Contains(t, ms.Message, tt.want)
+		assert.True(t, ms.SendNotice, tt.want)
+		assert.False(t, ms.ErrorAsMessage)
+		assert.Equal(t, event.MessageStatusFail, ms.Status)
+	}
+	other := bridgev2.WrapErrorInStatus(bridgev2.ErrIgnoringMNotice)
+	reword(&other)
+	assert.False(t, other.SendNotice, "other refusals stay as they are")
 }
