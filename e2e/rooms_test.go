@@ -108,3 +108,60 @@ func TestMessageAfterLogoutSaysHowToSignIn(t *testing.T) {
 	assert.Contains(t, body, "You are not signed in to Skype for Business. Send `login` to the bridge bot to sign in.")
 	assert.NotContains(t, body, "receiver login")
 }
+
+// A reaction, an edit and a deletion, which SfB cannot carry, each get
+// one notice in the bridge's words, and no error-level line in the log.
+func TestUnsupportedActionsGetOneNoticeEach(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "hanna")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
+	defer cancel()
+	room := env.openPortal(t, p, "Hello Hanna")
+	logStart := fileSize(t, env.st.Bridge.LogPath)
+	first := p.mx.mark()
+
+	hello := p.mx.waitFor(0, hop, "the colleague's message", isMessage(room, p.ghost, equals("Hello Hanna")))
+	mine, err := p.mx.Client.SendText(ctx, room, "a message I will edit")
+	require.NoError(t, err)
+	env.waitReceived(t, p, "the message", func(r sim.Received) bool { return r.Message.Text == "a message I will edit" })
+
+	actions := []struct {
+		name, words string
+		do          func() error
+	}{
+		{"reaction", "Skype for Business has no reactions", func() error {
+			_, err := p.mx.Client.SendReaction(ctx, room, hello.ID, "👍")
+			return err
+		}},
+		{"edit", "Skype for Business cannot edit messages", func() error {
+			content := &event.MessageEventContent{MsgType: event.MsgText, Body: "* edited", NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "edited"}}
+			content.SetEdit(mine.EventID)
+			_, err := p.mx.Client.SendMessageEvent(ctx, room, event.EventMessage, content)
+			return err
+		}},
+		{"deletion", "Skype for Business cannot delete messages", func() error {
+			_, err := p.mx.Client.RedactEvent(ctx, room, mine.EventID)
+			return err
+		}},
+	}
+	for _, a := range actions {
+		mark := p.mx.mark()
+		require.NoError(t, a.do(), a.name)
+		p.mx.waitFor(mark, hop, "the notice about the "+a.name, isMessage(room, env.st.Bot, func(b string) bool {
+			return strings.Contains(b, a.words)
+		}))
+	}
+	for _, a := range actions {
+		n := 0
+		for _, evt := range p.mx.Events(first) {
+			if isMessage(room, env.st.Bot, func(b string) bool { return strings.Contains(b, a.words) })(evt) {
+				n++
+			}
+		}
+		assert.Equal(t, 1, n, "notices about the %s", a.name)
+	}
+	for _, line := range strings.Split(readFrom(t, env.st.Bridge.LogPath, logStart), "\n") {
+		assert.NotContains(t, line, `"level":"error"`, "an expected refusal is no operator alert")
+	}
+	assert.Len(t, env.sentToColleague(p), 2, "nothing but the two messages reached SfB")
+}
