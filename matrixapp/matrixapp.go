@@ -66,6 +66,7 @@ func Main(build BuildInfo) {
 	m.PreInit()
 	m.Init()
 	m.Bridge.Matrix = ownWords{m.Matrix}
+	hideCommands(m.Bridge.Commands)
 	states := newStateReporter(m.Bridge)
 	health := &dbHealth{db: m.DB.RawDB, states: states, log: m.Log.With().Str("component", "database health").Logger()}
 	lock := waitForActiveLock(m, health)
