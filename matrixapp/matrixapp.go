@@ -63,7 +63,9 @@ func New(build BuildInfo) *mxmain.BridgeMain {
 // signs nobody in until the active one is gone.
 func Main(build BuildInfo) {
 	m := New(build)
+	checkBeforeRegistration(os.Args[1:])
 	m.PreInit()
+	checkConfig(m.ConfigPath, m.Config, m.Connector)
 	m.Init()
 	m.Bridge.Matrix = ownWords{m.Matrix}
 	hideCommands(m.Bridge.Commands)

@@ -1,0 +1,61 @@
+package matrixapp
+
+import (
+	"os/exec"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// -g on the example configuration as written says which fields to fill
+// in, in the bridge's words.
+func TestGenerateRegistrationOnTheExampleSaysWhatToFillIn(t *testing.T) {
+	dir := t.TempDir()
+	out, err := run(t, dir, nil, "-e", "-c", "config.yaml")
+	require.NoError(t, err, string(out))
+	out, err = run(t, dir, nil, "-g", "-c", "config.yaml", "-r", "registration.yaml")
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, string(out))
+	for _, field := range []string{"homeserver.address", "homeserver.domain", "database.uri", "bridge.permissions", "docs/operator-guide.md"} {
+		assert.Contains(t, string(out), field)
+	}
+	assert.NotContains(t, string(out), "as_token", "-g fills the tokens in itself")
+}
+
+// A configuration error is told in the bridge's words, with the operator
+// guide, not mautrix's FAQ.
+func TestConfigurationErrorsInOwnWords(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, nil)
+	out, err := run(t, dir, nil, "-g", "-c", "config.yaml", "-r", "registration.yaml")
+	require.NoError(t, err, string(out))
+
+	out, err = run(t, dir, nil, "-c", "config.yaml", "-n")
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, string(out))
+	assert.Equal(t, 11, exit.ExitCode())
+	assert.Contains(t, string(out), "homeserver.address")
+	assert.Contains(t, string(out), "database.uri")
+	assert.NotContains(t, string(out), "homeserver.domain", "set by writeConfig")
+	assert.Contains(t, string(out), "docs/operator-guide.md")
+	assert.NotContains(t, string(out), "docs.mau.fi")
+}
+
+func TestRegistrationArgs(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		path string
+		gen  bool
+	}{
+		{[]string{"-g"}, "config.yaml", true},
+		{[]string{"-c", "x.yaml", "-g", "-r", "r.yaml"}, "x.yaml", true},
+		{[]string{"--config=y.yaml", "--generate-registration"}, "y.yaml", true},
+		{[]string{"-c", "x.yaml"}, "x.yaml", false},
+		{[]string{"--", "-g"}, "config.yaml", false},
+	} {
+		path, gen := registrationArgs(tt.args)
+		assert.Equal(t, tt.path, path, "%v", tt.args)
+		assert.Equal(t, tt.gen, gen, "%v", tt.args)
+	}
+}
