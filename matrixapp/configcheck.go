@@ -1,13 +1,16 @@
 package matrixapp
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"text/template"
 
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
 )
 
 // operatorGuide is where an operator reads what each setting means.
@@ -81,11 +84,7 @@ func checkConfig(path string, cfg *bridgeconfig.Config, network bridgev2.Network
 // only says "Homeserver domain is not set". It reads the configuration
 // that -g would use and, when the homeserver is not filled in, lists every
 // field still to fill in and exits with mxmain's code for it (20).
-func checkBeforeRegistration(args []string) {
-	path, generate := registrationArgs(args)
-	if !generate {
-		return
-	}
+func checkBeforeRegistration(path string) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		// mxmain says what is wrong with the file.
@@ -102,25 +101,88 @@ func checkBeforeRegistration(args []string) {
 	os.Exit(20)
 }
 
-// registrationArgs finds -g and the configuration path (-c, default
-// config.yaml) in mxmain's command line.
-func registrationArgs(args []string) (path string, generate bool) {
-	path = "config.yaml"
+// cliArgs is what the checks before mxmain need from its command line.
+type cliArgs struct {
+	// configPath is -c, default config.yaml.
+	configPath string
+	// generate is -g, example is -e.
+	generate, example bool
+}
+
+// parseArgs finds -g, -e and the configuration path in mxmain's command
+// line.
+func parseArgs(args []string) cliArgs {
+	a := cliArgs{configPath: "config.yaml"}
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		switch {
 		case arg == "--":
-			return path, generate
+			return a
 		case arg == "-g" || arg == "--generate-registration":
-			generate = true
+			a.generate = true
+		case arg == "-e" || arg == "--generate-example-config":
+			a.example = true
 		case (arg == "-c" || arg == "--config") && i+1 < len(args):
 			i++
-			path = args[i]
+			a.configPath = args[i]
 		case strings.HasPrefix(arg, "-c="):
-			path = strings.TrimPrefix(arg, "-c=")
+			a.configPath = strings.TrimPrefix(arg, "-c=")
 		case strings.HasPrefix(arg, "--config="):
-			path = strings.TrimPrefix(arg, "--config=")
+			a.configPath = strings.TrimPrefix(arg, "--config=")
 		}
 	}
-	return path, generate
+	return a
+}
+
+// exampleConfig is the example configuration as mxmain's -e writes it
+// (network section, then mautrix's base filled in from the bridge's
+// name), except that the bot's avatar is an empty string: the network has
+// no icon, and the empty value mautrix writes is a YAML null, which its
+// own loader then warns about on every start ("Ignoring incorrect config
+// field type !!null at appservice->bot->avatar").
+func exampleConfig(network bridgev2.NetworkConnector) (string, error) {
+	networkExample, _, _ := network.GetConfig()
+	var sb strings.Builder
+	sb.WriteString("# Network-specific config options\nnetwork:\n")
+	for line := range strings.SplitSeq(networkExample, "\n") {
+		sb.WriteString("    " + line + "\n")
+	}
+	sb.WriteString("\n")
+	base := strings.Replace(mxmain.MatrixExampleConfigBase, "avatar: $<<.NetworkIcon>>", `avatar: "$<<.NetworkIcon>>"`, 1)
+	tmpl, err := template.New("example-config.yaml").Delims("$<<", ">>").Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("parse mautrix's example configuration: %w", err)
+	}
+	if err := tmpl.Execute(&sb, network.GetName()); err != nil {
+		return "", fmt.Errorf("fill in mautrix's example configuration: %w", err)
+	}
+	return sb.String(), nil
+}
+
+// writeExample does -e like mxmain (same file handling and messages),
+// with exampleConfig, and exits.
+func writeExample(path string, network bridgev2.NetworkConnector) {
+	text, err := exampleConfig(network)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	switch path {
+	case "-", "/dev/stdout":
+		fmt.Print(text)
+		os.Exit(0)
+	case "/dev/stderr":
+		fmt.Fprint(os.Stderr, text)
+		os.Exit(0)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, path, "already exists, please remove it if you want to generate a new example")
+		os.Exit(1)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "Failed to write the example config:", err)
+		os.Exit(1)
+	}
+	fmt.Println("Wrote example config to", path)
+	os.Exit(0)
 }

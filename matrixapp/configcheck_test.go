@@ -42,20 +42,30 @@ func TestConfigurationErrorsInOwnWords(t *testing.T) {
 	assert.NotContains(t, string(out), "docs.mau.fi")
 }
 
-func TestRegistrationArgs(t *testing.T) {
+func TestParseArgs(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
-		path string
-		gen  bool
+		want cliArgs
 	}{
-		{[]string{"-g"}, "config.yaml", true},
-		{[]string{"-c", "x.yaml", "-g", "-r", "r.yaml"}, "x.yaml", true},
-		{[]string{"--config=y.yaml", "--generate-registration"}, "y.yaml", true},
-		{[]string{"-c", "x.yaml"}, "x.yaml", false},
-		{[]string{"--", "-g"}, "config.yaml", false},
+		{[]string{"-g"}, cliArgs{configPath: "config.yaml", generate: true}},
+		{[]string{"-c", "x.yaml", "-g", "-r", "r.yaml"}, cliArgs{configPath: "x.yaml", generate: true}},
+		{[]string{"--config=y.yaml", "--generate-registration"}, cliArgs{configPath: "y.yaml", generate: true}},
+		{[]string{"-e", "-c", "-"}, cliArgs{configPath: "-", example: true}},
+		{[]string{"-c", "x.yaml"}, cliArgs{configPath: "x.yaml"}},
+		{[]string{"--", "-g"}, cliArgs{configPath: "config.yaml"}},
 	} {
-		path, gen := registrationArgs(tt.args)
-		assert.Equal(t, tt.path, path, "%v", tt.args)
-		assert.Equal(t, tt.gen, gen, "%v", tt.args)
+		assert.Equal(t, tt.want, parseArgs(tt.args), "%v", tt.args)
 	}
+}
+
+// The example configuration starts without mautrix's warnings.
+func TestExampleConfigLoadsWithoutWarnings(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, nil)
+	out, err := run(t, dir, nil, "-g", "-c", "config.yaml", "-r", "registration.yaml")
+	require.NoError(t, err, string(out))
+	assert.NotContains(t, string(out), "Ignoring")
+	out, _ = run(t, dir, nil, "-c", "config.yaml", "-n")
+	assert.NotContains(t, string(out), "Ignoring")
+	assert.NotContains(t, string(out), "WRN")
 }

@@ -63,7 +63,12 @@ func New(build BuildInfo) *mxmain.BridgeMain {
 // signs nobody in until the active one is gone.
 func Main(build BuildInfo) {
 	m := New(build)
-	checkBeforeRegistration(os.Args[1:])
+	switch args := parseArgs(os.Args[1:]); {
+	case args.example:
+		writeExample(args.configPath, m.Connector)
+	case args.generate:
+		checkBeforeRegistration(args.configPath)
+	}
 	m.PreInit()
 	checkConfig(m.ConfigPath, m.Config, m.Connector)
 	m.Init()
