@@ -80,6 +80,7 @@ func Main(build BuildInfo) {
 	if lock != nil {
 		m.Matrix.AS.Middleware = append(m.Matrix.AS.Middleware, health.gateTransactions)
 	}
+	waitForHomeserver(m)
 	m.Start()
 	go states.run(context.Background(), status.BridgeState{StateEvent: status.StateRunning})
 	exitCode := m.WaitForInterrupt()
