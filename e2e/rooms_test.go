@@ -165,3 +165,25 @@ func TestUnsupportedActionsGetOneNoticeEach(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a message I will edit"}, env.sentToColleague(p), "nothing but the message reached SfB")
 }
+
+// A message to a colleague with no signed-in SfB client says that they
+// are offline, not that they do not exist, and carries no error chain.
+func TestMessageToOfflineColleagueSaysOffline(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "ida")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+	room := env.openPortal(t, p, "Hello Ida")
+	require.NoError(t, env.sim.SetNativeClient(p.colleague.URI, false))
+	t.Cleanup(func() { _ = env.sim.SetNativeClient(p.colleague.URI, true) })
+
+	from := p.mx.mark()
+	_, err := p.mx.Client.SendText(ctx, room, "are you there?")
+	require.NoError(t, err)
+	notice := p.mx.waitFor(from, hop, "the bot's notice", isMessage(room, env.st.Bot, anyBody))
+	body := notice.Content.AsMessage().Body
+	assert.Contains(t, body, p.colleague.URI.Address()+" is offline and Skype for Business could not deliver the message")
+	for _, raw := range []string{"does not exist", "sfb:", "RemoteFailure", "Unreachable"} {
+		assert.NotContains(t, body, raw)
+	}
+}
