@@ -201,7 +201,9 @@ func (env *testEnv) newPair(t *testing.T, name string) *pair {
 		self:      sim.User{URI: sfb.URI("sip:" + name + "@contoso.com"), DisplayName: strings.ToUpper(name[:1]) + name[1:], Password: name + "-sfb-password"},
 		colleague: sim.User{URI: sfb.URI("sip:" + name + ".colleague@contoso.com"), DisplayName: "Colleague of " + name, Password: "unused"},
 	}
-	require.NoError(t, env.sim.AddUser(p.self))
+	// The e2e tests share one simulator and homeserver: each test needs
+	// a name of its own.
+	require.NoError(t, env.sim.AddUser(p.self), "another test already uses the name %q", name)
 	require.NoError(t, env.sim.AddUser(p.colleague))
 	p.ghost = env.st.GhostID(p.colleague.URI.Address())
 

@@ -170,10 +170,10 @@ func TestUnsupportedActionsGetOneNoticeEach(t *testing.T) {
 // are offline, not that they do not exist, and carries no error chain.
 func TestMessageToOfflineColleagueSaysOffline(t *testing.T) {
 	env := setup(t)
-	p := env.newPair(t, "ida")
+	p := env.newPair(t, "inge")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
 	defer cancel()
-	room := env.openPortal(t, p, "Hello Ida")
+	room := env.openPortal(t, p, "Hello Inge")
 	require.NoError(t, env.sim.SetNativeClient(p.colleague.URI, false))
 	t.Cleanup(func() { _ = env.sim.SetNativeClient(p.colleague.URI, true) })
 
