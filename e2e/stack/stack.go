@@ -76,6 +76,9 @@ type Stack struct {
 	UsernameTemplate string
 	// ProvisioningSecret authenticates to the provisioning API.
 	ProvisioningSecret string
+	// ASToken is the registration's as_token: what the bridge (or anyone
+	// acting as the appservice) authenticates to the homeserver with.
+	ASToken string
 	// ConfigPath and RegistrationPath are the generated files.
 	ConfigPath, RegistrationPath string
 }
@@ -193,9 +196,11 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if _, err := runOutput(ctx, bin, "-g", "-c", st.ConfigPath, "-r", st.RegistrationPath); err != nil {
 		return nil, fmt.Errorf("generate registration: %w", err)
 	}
-	if _, err := readRegistration(st.RegistrationPath); err != nil {
+	reg, err := readRegistration(st.RegistrationPath)
+	if err != nil {
 		return nil, err
 	}
+	st.ASToken = reg.ASToken
 	// The registration's sender_localpart is a random placeholder; the bot
 	// the bridge uses is appservice.bot.username.
 	botName, _ := get(cfg, "appservice", "bot", "username").(string)
@@ -487,6 +492,7 @@ func (b *Bridge) LogTail(n int) string {
 
 type registration struct {
 	SenderLocalpart string `yaml:"sender_localpart"`
+	ASToken         string `yaml:"as_token"`
 }
 
 func readRegistration(path string) (registration, error) {
@@ -498,8 +504,8 @@ func readRegistration(path string) (registration, error) {
 	if err := yaml.Unmarshal(data, &reg); err != nil {
 		return reg, fmt.Errorf("parse registration: %w", err)
 	}
-	if reg.SenderLocalpart == "" {
-		return reg, errors.New("registration has no sender_localpart")
+	if reg.SenderLocalpart == "" || reg.ASToken == "" {
+		return reg, errors.New("registration has no sender_localpart or no as_token")
 	}
 	return reg, nil
 }
