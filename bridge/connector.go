@@ -137,6 +137,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.requireSynchronousPortals()
 	c.requireMatrixDeduplication()
 	c.requireNoticeBridging()
+	useDerivedTxnIDs(br)
 }
 
 // requireNoticeBridging sets bridge.bridge_notices. An m.notice is text,
