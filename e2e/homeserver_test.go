@@ -9,6 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
@@ -73,4 +76,62 @@ func TestHomeserverRestart(t *testing.T) {
 	require.NoError(t, err)
 	env.waitReceived(t, p, "the reply after the outage", func(r sim.Received) bool { return r.Message.Text == "back online" })
 	assertNoDuplicates(t, env.sim.Received(p.colleague.URI))
+}
+
+// TestAppserviceTxnIDAcrossHomeserverRestart pins down the limit of the
+// derived transaction IDs (bridge/txnid.go): Synapse answers a repeated
+// appservice PUT /send/{type}/{txnId} with the event it created the first
+// time only while the transaction is in its memory. After a homeserver
+// restart the same transaction ID creates a second event, so a bridge
+// crash between the homeserver accepting a message and the bridge
+// recording it, followed by a homeserver restart before the bridge sends
+// the message again, doubles that message (docs/architecture.md).
+func TestAppserviceTxnIDAcrossHomeserverRestart(t *testing.T) {
+	env := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
+	defer cancel()
+	t.Cleanup(func() {
+		if !env.st.HS.Running() {
+			rctx, rcancel := context.WithTimeout(context.Background(), 3*hop)
+			defer rcancel()
+			require.NoError(t, env.st.HS.Restart(rctx))
+		}
+	})
+
+	// A ghost of the bridge's namespace, as the bridge sends: the
+	// appservice token and user_id.
+	ghost := env.st.GhostID("txn.probe@contoso.com")
+	as, err := mautrix.NewClient(env.st.HS.URL, ghost, env.st.ASToken)
+	require.NoError(t, err)
+	as.SetAppServiceUserID = true
+	_, _, err = as.Register(ctx, &mautrix.ReqRegister[any]{Username: ghost.Localpart(), Type: mautrix.AuthTypeAppservice, InhibitLogin: true})
+	require.NoError(t, err)
+	room, err := as.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	require.NoError(t, err)
+
+	send := func() id.EventID {
+		t.Helper()
+		resp, err := as.SendMessageEvent(ctx, room.RoomID, event.EventMessage,
+			&event.MessageEventContent{MsgType: event.MsgText, Body: "derived transaction"},
+			mautrix.ReqSendEvent{TransactionID: "sfb-restart-probe"})
+		require.NoError(t, err)
+		return resp.EventID
+	}
+	first := send()
+	assert.Equal(t, first, send(), "a repeated transaction is answered with the first event")
+
+	require.NoError(t, env.st.HS.Restart(ctx))
+	second := send()
+	assert.NotEqual(t, first, second, "after a restart Synapse has forgotten the transaction and creates a second event")
+
+	msgs, err := as.Messages(ctx, room.RoomID, "", "", mautrix.DirectionForward, nil, 100)
+	require.NoError(t, err)
+	var bodies []string
+	for _, evt := range msgs.Chunk {
+		if evt.Type == event.EventMessage {
+			require.NoError(t, evt.Content.ParseRaw(evt.Type))
+			bodies = append(bodies, evt.Content.AsMessage().Body)
+		}
+	}
+	assert.Equal(t, []string{"derived transaction", "derived transaction"}, bodies, "the room shows the message twice")
 }
