@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
@@ -137,7 +138,11 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.requireSynchronousPortals()
 	c.requireMatrixDeduplication()
 	c.requireNoticeBridging()
-	useDerivedTxnIDs(br)
+	// A bridge with another Matrix connector (tests) has neither.
+	if mc, ok := br.Matrix.(*matrix.Connector); ok {
+		holdTransactions(mc, c.log)
+		useDerivedTxnIDs(br, mc)
+	}
 }
 
 // requireNoticeBridging sets bridge.bridge_notices. An m.notice is text,

@@ -45,13 +45,9 @@ func (m *ghostTxnMatrix) GhostIntent(userID networkid.UserID) bridgev2.MatrixAPI
 	return intent
 }
 
-// useDerivedTxnIDs puts ghostTxnMatrix in front of br's Matrix connector.
-// A bridge with another Matrix connector (tests) is left alone.
-func useDerivedTxnIDs(br *bridgev2.Bridge) {
-	mc, ok := br.Matrix.(*matrix.Connector)
-	if !ok {
-		return
-	}
+// useDerivedTxnIDs puts ghostTxnMatrix in front of mc, br's Matrix
+// connector.
+func useDerivedTxnIDs(br *bridgev2.Bridge, mc *matrix.Connector) {
 	m := &ghostTxnMatrix{Connector: mc}
 	br.Matrix = m
 	// The Matrix connector's discard-megolm-session command finds the

@@ -1,0 +1,159 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// Synapse pushes Matrix events to the bridge in appservice transactions
+// and sends a transaction again until the bridge answers it with 200.
+// mautrix's appservice answers as soon as the events are in its in-memory
+// channel, before anything handled them: a crash then loses them, a
+// Matrix message among them never reaches the outbox, and Synapse, which
+// got its 200, does not send it again. holdTransactions makes the answer
+// wait until the event processor has handled every event of the
+// transaction (HandleMatrixMessage stored the message in the outbox), so
+// that a crash before that makes Synapse send the transaction again.
+
+// transactionPath is where the homeserver PUTs transactions.
+const transactionPath = "/_matrix/app/v1/transactions/"
+
+// handledMarker is an event type only the bridge itself queues, behind a
+// transaction's events: the event processor dispatches events one at a
+// time and in order, so when it reaches the marker, everything before
+// it was handled.
+var handledMarker = event.Type{Type: "net.sfb.bridge.transaction_handled", Class: event.MessageEventType}
+
+// holdTransactions installs the answer-after-handling middleware on the
+// appservice of mc, which must dispatch events synchronously.
+func holdTransactions(mc *matrix.Connector, log zerolog.Logger) {
+	if mc.EventProcessor.ExecMode != appservice.Sync {
+		log.Info().Msg("Setting appservice.async_transactions to false: a transaction is answered after its events were handled, so that a crash loses none")
+		mc.EventProcessor.ExecMode = appservice.Sync
+	}
+	h := newTxnHold(mc.AS.Events)
+	mc.EventProcessor.On(handledMarker, h.reached)
+	mc.AS.Middleware = append(mc.AS.Middleware, h.middleware)
+}
+
+// txnHold delays the answers to transactions until their events were
+// handled.
+type txnHold struct {
+	events chan<- *event.Event
+	next   atomic.Uint64
+
+	mu sync.Mutex
+	// markers holds, per marker event ID, the channel closed when the
+	// event processor reaches it.
+	markers map[id.EventID]chan struct{}
+	// inFlight holds, per transaction ID, the channel closed when its
+	// first delivery was answered: a repeat that arrives meanwhile (the
+	// homeserver's request timed out) waits for it too, because
+	// mautrix answers it at once as already processed.
+	inFlight map[string]chan struct{}
+}
+
+func newTxnHold(events chan<- *event.Event) *txnHold {
+	return &txnHold{events: events, markers: map[id.EventID]chan struct{}{}, inFlight: map[string]chan struct{}{}}
+}
+
+func (h *txnHold) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		txnID, ok := strings.CutPrefix(r.URL.Path, transactionPath)
+		if r.Method != http.MethodPut || !ok || txnID == "" || strings.Contains(txnID, "/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.mu.Lock()
+		earlier := h.inFlight[txnID]
+		done := make(chan struct{})
+		if earlier == nil {
+			h.inFlight[txnID] = done
+		}
+		h.mu.Unlock()
+		if earlier != nil {
+			if !wait(r.Context(), earlier) {
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		defer func() {
+			h.mu.Lock()
+			delete(h.inFlight, txnID)
+			h.mu.Unlock()
+			close(done)
+		}()
+
+		rec := &heldResponse{header: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusOK && !wait(r.Context(), h.mark()) {
+			// The homeserver gave up on this request and sends the
+			// transaction again; the events are still being handled.
+			return
+		}
+		rec.copyTo(w)
+	})
+}
+
+// mark queues a marker behind the events queued so far and returns the
+// channel closed when the event processor reaches it.
+func (h *txnHold) mark() <-chan struct{} {
+	markerID := id.EventID("$sfb-handled-" + strconv.FormatUint(h.next.Add(1), 10))
+	reached := make(chan struct{})
+	h.mu.Lock()
+	h.markers[markerID] = reached
+	h.mu.Unlock()
+	h.events <- &event.Event{Type: handledMarker, ID: markerID}
+	return reached
+}
+
+// reached is the event processor's handler of markers.
+func (h *txnHold) reached(_ context.Context, evt *event.Event) {
+	h.mu.Lock()
+	reached := h.markers[evt.ID]
+	delete(h.markers, evt.ID)
+	h.mu.Unlock()
+	if reached != nil {
+		close(reached)
+	}
+}
+
+func wait(ctx context.Context, ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// heldResponse records an answer to send later.
+type heldResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *heldResponse) Header() http.Header         { return r.header }
+func (r *heldResponse) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *heldResponse) WriteHeader(status int)      { r.status = status }
+
+func (r *heldResponse) copyTo(w http.ResponseWriter) {
+	for k, v := range r.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(r.status)
+	_, _ = w.Write(r.body.Bytes())
+}
