@@ -35,11 +35,16 @@ import (
 // stores the SfB message ID (success) or sends the failure status and
 // notice that handleEcho returns. Then the entry is deleted.
 //
-// After a restart the pending registrations are gone with the process:
-// entries left in the outbox are sent again and their outcome is written
-// directly (message row, message status). A crash after SfB accepted a
-// message and before its entry was deleted sends it once more: delivery
-// to SfB is at least once across crashes.
+// As soon as SfB confirmed delivery the entry is marked sent, before the
+// echo: the echo waits its turn in the portal, behind SfB messages on
+// their way to Matrix. After a restart the pending registrations are gone
+// with the process: entries left in the outbox are sent again, those
+// marked sent only reported, and their outcome is written directly
+// (message row, message status). A crash after SfB accepted a message and
+// before its entry was marked sent sends it once more: delivery to SfB is
+// at least once across crashes, and the window is the time SfB's
+// confirmation takes to reach the bridge plus one UPDATE
+// (docs/architecture.md).
 
 // outboxOutcome is the data of an outbox echo: what SfB said.
 type outboxOutcome struct {
@@ -168,53 +173,48 @@ func (o *outbox) lane(peer sfb.URI) {
 	o.mu.Unlock()
 }
 
-// deliverOutbox sends one entry to SfB, reports the outcome in the room
-// and deletes the entry. It returns false when the client disconnected
-// before the outcome was known: the entry stays and is sent again.
+// deliverOutbox sends one entry to SfB, marks it sent, reports the outcome
+// in the room and deletes the entry. It returns false when the client
+// disconnected before the outcome was known: the entry stays and is sent
+// again. An entry marked sent before a restart is only reported.
 func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) bool {
 	log := zerolog.Ctx(ctx).With().Str("event_id", entry.EventID).Int64("outbox_id", entry.ID).Logger()
 	peer := sfb.URI(entry.Peer)
-	var outcome outboxOutcome
-	var sent sfb.SentMessage
-	// A message sent in this process waits for a reconnecting session as
-	// long as HandleMatrixMessage would have; one left from before the
-	// restart waits for the sign-in, however long the ramp makes it.
-	wait := time.Duration(0)
-	if c.isLive(entry.EventID) {
-		wait = c.conn.sessionWait
-	}
-	session := c.waitSession(ctx, wait)
-	switch {
-	case ctx.Err() != nil:
-		return false
-	case session == nil:
-		outcome.err = errNotConnected()
-	default:
-		var err error
-		sent, err = session.SendMessage(ctx, peer, sfb.Message{Text: entry.Text, HTML: entry.HTML})
-		if err != nil && ctx.Err() != nil {
-			log.Info().Err(err).Msg("Disconnected while sending a Matrix message, it stays in the outbox")
-			return false
-		}
-		if err != nil {
-			outcome.err = deliveryError(peer, err)
-		}
-	}
 	// The outcome is reported even when the client disconnects meanwhile:
 	// SfB has the message.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxReportTimeout)
 	defer cancel()
-	msgID := networkid.MessageID(sent.ID)
-	if msgID == "" {
-		// Every stored message needs an ID; the Matrix event's is unique.
-		msgID = networkid.MessageID("mx:" + entry.EventID)
-	}
-	ts := sent.Time
+	var outcome outboxOutcome
+	msgID, ts := networkid.MessageID(entry.SentID), entry.SentAt
 	if ts.IsZero() {
-		ts = time.Now()
-	}
-	if outcome.err != nil {
-		log.Warn().Err(outcome.err).Msg("Matrix message not delivered to SfB")
+		sendStart := time.Now()
+		sent, ok, err := c.sendOutbox(ctx, entry)
+		if !ok {
+			log.Info().Err(err).Msg("Disconnected while sending a Matrix message, it stays in the outbox")
+			return false
+		}
+		sendDone := time.Now()
+		msgID, ts, outcome.err = networkid.MessageID(sent.ID), sent.Time, err
+		if msgID == "" {
+			// Every stored message needs an ID; the Matrix event's is unique.
+			msgID = networkid.MessageID("mx:" + entry.EventID)
+		}
+		if ts.IsZero() {
+			ts = sendDone
+		}
+		if outcome.err != nil {
+			log.Warn().Err(outcome.err).Msg("Matrix message not delivered to SfB")
+		} else if err := c.conn.db.MarkOutboxSent(rctx, entry.ID, string(msgID), ts); err != nil {
+			// Sent again if the bridge dies before the entry is deleted.
+			log.Err(err).Msg("Failed to mark a delivered Matrix message sent in the outbox")
+		} else {
+			// From SfB's confirmation to here a crash sends the
+			// message twice (docs/architecture.md).
+			log.Debug().Dur("send_ms", sendDone.Sub(sendStart)).Dur("mark_ms", time.Since(sendDone)).
+				Msg("Matrix message delivered to SfB and marked sent")
+		}
+	} else {
+		log.Info().Msg("Reporting a Matrix message that reached SfB before the restart")
 	}
 	if c.takeLive(entry.EventID) {
 		c.queueReliably(rctx, &simplevent.Message[outboxOutcome]{
@@ -236,10 +236,39 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 		c.reportReplayed(rctx, entry, msgID, ts, outcome)
 	}
 	if err := c.conn.db.DeleteOutbox(rctx, entry.ID); err != nil {
-		// Sent again after the next restart; nothing better to do.
+		// Reported again after the next restart; nothing better to do.
 		log.Err(err).Msg("Failed to delete a delivered Matrix message from the outbox")
 	}
 	return true
+}
+
+// sendOutbox sends entry to SfB. ok is false when the client disconnected
+// before the outcome was known; else err is the delivery failure to report
+// (nil: sent).
+func (c *Client) sendOutbox(ctx context.Context, entry database.OutboxEntry) (sent sfb.SentMessage, ok bool, err error) {
+	// A message sent in this process waits for a reconnecting session as
+	// long as HandleMatrixMessage would have; one left from before the
+	// restart waits for the sign-in, however long the ramp makes it.
+	wait := time.Duration(0)
+	if c.isLive(entry.EventID) {
+		wait = c.conn.sessionWait
+	}
+	session := c.waitSession(ctx, wait)
+	switch {
+	case ctx.Err() != nil:
+		return sent, false, ctx.Err()
+	case session == nil:
+		return sent, true, errNotConnected()
+	}
+	peer := sfb.URI(entry.Peer)
+	sent, err = session.SendMessage(ctx, peer, sfb.Message{Text: entry.Text, HTML: entry.HTML})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return sent, false, err
+	case err != nil:
+		return sent, true, deliveryError(peer, err)
+	}
+	return sent, true, nil
 }
 
 // outboxReportTimeout bounds reporting one outcome after a disconnect.

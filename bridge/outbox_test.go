@@ -207,6 +207,50 @@ func TestOutboxReplayedAfterRestart(t *testing.T) {
 	assert.Empty(t, e2.echoes(), "no echo without a pending registration")
 }
 
+// An entry the previous process marked sent (it died after SfB confirmed
+// delivery and before the entry was deleted) is not sent again: only its
+// outcome is written, with the SfB message ID and time it was marked with.
+func TestOutboxMarkedSentIsOnlyReported(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, _ := e.mustLogin()
+	portal := e.portalFor(ul.ID, bob)
+	ul.Client.Disconnect()
+	var ids []int64
+	for i, text := range []string{"sent before the crash", "not yet sent"} {
+		stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
+			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$m%d", i+1), RoomID: portal.MXID.String(),
+			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$m%d", i+1), Text: text,
+		})
+		require.NoError(t, err)
+		require.True(t, added)
+		ids = append(ids, stored.ID)
+	}
+	sentAt := time.UnixMilli(1700000000000)
+	require.NoError(t, e.conn.db.MarkOutboxSent(e.ctx, ids[0], "sfb-before-crash", sentAt))
+
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	ul2.Client.Connect(e2.ctx)
+	e2.waitState(status.StateConnected)
+	require.Eventually(t, func() bool { return len(e2.matrix.messageStatuses()) == 2 }, waitFor, time.Millisecond)
+	requireOutboxEmpty(t, e2, ul.ID)
+
+	var sent []string
+	for _, m := range e.transport.lastSession().sentMessages() {
+		sent = append(sent, m.Msg.Text)
+	}
+	assert.Equal(t, []string{"not yet sent"}, sent, "the marked entry is not sent twice")
+	for _, st := range e2.matrix.messageStatuses() {
+		assert.Equal(t, event.MessageStatusSuccess, st.Status.Status, "%s", st.Info.SourceEventID)
+	}
+	msg, err := e2.br.DB.Message.GetPartByMXID(e2.ctx, "$m1")
+	require.NoError(t, err)
+	require.NotNil(t, msg)
+	assert.Equal(t, networkid.MessageID("sfb-before-crash"), msg.ID)
+	assert.True(t, sentAt.Equal(msg.Timestamp), "%s", msg.Timestamp)
+}
+
 // The homeserver pushes an event again while it is still in the outbox
 // (after a restart): it is sent once, and this process's registration
 // gets the echo.

@@ -27,6 +27,11 @@ type OutboxEntry struct {
 	Text       string
 	HTML       string
 	CreatedAt  time.Time // set to now by AddOutbox when zero
+
+	// SentID and SentAt are set by MarkOutboxSent once SfB confirmed
+	// delivery (SentAt zero before): the SfB message ID and time.
+	SentID string
+	SentAt time.Time
 }
 
 // AddOutbox stores e and returns it with its ID. The same Matrix event
@@ -109,6 +114,19 @@ func (db *DB) OutboxPeers(ctx context.Context, loginID string) ([]string, error)
 	return peers, nil
 }
 
+// MarkOutboxSent records that SfB confirmed delivery of the entry with id
+// as message messageID at sentAt (stored with millisecond precision).
+func (db *DB) MarkOutboxSent(ctx context.Context, id int64, messageID string, sentAt time.Time) error {
+	if messageID == "" {
+		return fmt.Errorf("mark outbox entry %d sent: empty message ID", id)
+	}
+	if _, err := db.raw.ExecContext(ctx, `UPDATE sfb_outbox SET sent_message_id = $1, sent_at_ms = $2 WHERE id = $3`,
+		messageID, sentAt.UnixMilli(), id); err != nil {
+		return fmt.Errorf("mark outbox entry %d sent: %w", id, err)
+	}
+	return nil
+}
+
 // DeleteOutbox removes the entry with id. Deleting one that is gone is not
 // an error.
 func (db *DB) DeleteOutbox(ctx context.Context, id int64) error {
@@ -144,14 +162,19 @@ func (db *DB) DeleteOutboxOfLogin(ctx context.Context, loginID string) ([]Outbox
 	return entries, nil
 }
 
-const outboxColumns = `id, login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms`
+const outboxColumns = `id, login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms, sent_message_id, sent_at_ms`
 
 func scanOutbox(row interface{ Scan(...any) error }) (OutboxEntry, error) {
 	var e OutboxEntry
 	var created int64
-	if err := row.Scan(&e.ID, &e.LoginID, &e.Peer, &e.EventID, &e.RoomID, &e.SenderMXID, &e.MsgType, &e.TxnID, &e.Text, &e.HTML, &created); err != nil {
+	var sentID sql.NullString
+	var sentAt sql.NullInt64
+	if err := row.Scan(&e.ID, &e.LoginID, &e.Peer, &e.EventID, &e.RoomID, &e.SenderMXID, &e.MsgType, &e.TxnID, &e.Text, &e.HTML, &created, &sentID, &sentAt); err != nil {
 		return OutboxEntry{}, err
 	}
 	e.CreatedAt = time.UnixMilli(created)
+	if sentAt.Valid {
+		e.SentID, e.SentAt = sentID.String, time.UnixMilli(sentAt.Int64)
+	}
 	return e, nil
 }

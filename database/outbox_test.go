@@ -133,3 +133,56 @@ func TestOutboxMigrationFromVersion2(t *testing.T) {
 		assert.True(t, tableExists(t, raw, db.Dialect(), "sfb_resume_state"))
 	})
 }
+
+func TestOutboxMarkSent(t *testing.T) {
+	upgraded(t, func(t *testing.T, raw *sql.DB, db *DB) {
+		ctx := context.Background()
+		const alice, bob = "alice@contoso.com", "sip:bob@contoso.com"
+		first, _, err := db.AddOutbox(ctx, outboxEntry(alice, bob, "$1", "one"))
+		require.NoError(t, err)
+		second, _, err := db.AddOutbox(ctx, outboxEntry(alice, bob, "$2", "two"))
+		require.NoError(t, err)
+		assert.True(t, first.SentAt.IsZero(), "not sent when added")
+		assert.Empty(t, first.SentID)
+
+		sentAt := time.UnixMilli(1700000001234)
+		require.NoError(t, db.MarkOutboxSent(ctx, first.ID, "/messages/1", sentAt.Add(567*time.Microsecond)))
+		got, err := db.NextOutbox(ctx, alice, bob)
+		require.NoError(t, err)
+		assert.Equal(t, first.ID, got.ID, "a sent entry stays until it is deleted")
+		assert.Equal(t, "/messages/1", got.SentID)
+		assert.True(t, sentAt.Equal(got.SentAt), "millisecond precision: %s", got.SentAt)
+
+		again, added, err := db.AddOutbox(ctx, outboxEntry(alice, bob, "$1", "one"))
+		require.NoError(t, err)
+		assert.False(t, added)
+		assert.Equal(t, "/messages/1", again.SentID, "a repeat of a sent entry sees the mark")
+
+		require.NoError(t, db.DeleteOutbox(ctx, first.ID))
+		got, err = db.NextOutbox(ctx, alice, bob)
+		require.NoError(t, err)
+		assert.Equal(t, second.ID, got.ID)
+		assert.True(t, got.SentAt.IsZero(), "the mark is per entry")
+
+		assert.Error(t, db.MarkOutboxSent(ctx, second.ID, "", sentAt), "a sent message has an ID")
+	})
+}
+
+// Downgrading to 3 drops the sent mark and keeps the entries.
+func TestOutboxMigrationFromVersion3(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, raw *sql.DB, db *DB) {
+		ctx := context.Background()
+		require.NoError(t, db.Upgrade(ctx))
+		_, _, err := db.AddOutbox(ctx, outboxEntry("a@contoso.com", "sip:b@contoso.com", "$1", "x"))
+		require.NoError(t, err)
+		require.NoError(t, db.Downgrade(ctx, 3))
+		var n int
+		require.NoError(t, raw.QueryRowContext(ctx, `SELECT count(*) FROM sfb_outbox`).Scan(&n))
+		assert.Equal(t, 1, n)
+		require.NoError(t, db.Upgrade(ctx))
+		got, err := db.NextOutbox(ctx, "a@contoso.com", "sip:b@contoso.com")
+		require.NoError(t, err)
+		assert.Equal(t, "x", got.Text)
+		assert.True(t, got.SentAt.IsZero())
+	})
+}
