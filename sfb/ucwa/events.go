@@ -196,9 +196,28 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // processBatch handles every event of a batch in order; one bad event is
 // logged with its context and the others still run.
 func (s *session) processBatch(evs Events, eventURL string) {
-	for _, snd := range evs.Sender {
-		for _, e := range snd.Events {
-			if err := s.handleEvent(snd, e); err != nil {
+	// The completions of the user's own messages go first: SendMessage
+	// returns when its completion is read, and the handler may take long
+	// over the incoming messages before it in the batch (the bridge waits
+	// for Matrix with each; after a resume the batch holds all it missed).
+	// Until SendMessage returns, the caller cannot record the message as
+	// delivered, and a crash makes it send the message again.
+	completed := map[*Event]bool{}
+	for i := range evs.Sender {
+		for j := range evs.Sender[i].Events {
+			if e := &evs.Sender[i].Events[j]; s.completeOwnMessage(*e) {
+				completed[e] = true
+			}
+		}
+	}
+	for i := range evs.Sender {
+		snd := evs.Sender[i]
+		for j := range snd.Events {
+			e := &snd.Events[j]
+			if completed[e] {
+				continue
+			}
+			if err := s.handleEvent(snd, *e); err != nil {
 				s.log.Error().Err(err).Str("sender_rel", snd.Rel).Str("sender", snd.Href).
 					Str("rel", e.Link.Rel).Str("href", e.Link.Href).Str("type", e.Type).
 					Str("events", redact(eventURL)).Msg("Could not handle UCWA event")
@@ -529,7 +548,45 @@ func operationStatus(resource string) string {
 	return resource
 }
 
+// completeOwnMessage ends the wait of the SendMessage whose completion e
+// is, when e says so by itself (no fetch), and reports whether it did.
+func (s *session) completeOwnMessage(e Event) bool {
+	if e.Link.Rel != "message" || e.Type != "completed" {
+		return false
+	}
+	var m Message
+	ok, err := decodeEmbedded(e.Embedded, "message", &m)
+	switch {
+	case err != nil:
+		return false
+	case !ok && e.Status != "":
+		s.ops.complete(opResult{status: e.Status, reason: e.Reason}, "href:"+s.abs(e.Link.Href))
+		return true
+	case ok && strings.EqualFold(m.Direction, "Outgoing"):
+		s.completeSent(s.abs(e.Link.Href), m, e)
+		return true
+	}
+	return false
+}
+
+// completeSent ends the wait for the outgoing message m at href that the
+// completed event e reports.
+func (s *session) completeSent(href string, m Message, e Event) {
+	status := e.Status
+	if status == "" {
+		status = operationStatus(m.Status)
+	}
+	keys := []string{"href:" + href}
+	if m.OperationID != "" {
+		keys = append(keys, "op:"+m.OperationID)
+	}
+	s.ops.complete(opResult{status: status, reason: e.Reason}, keys...)
+}
+
 func (s *session) onMessage(snd EventSender, e Event) error {
+	if s.completeOwnMessage(e) {
+		return nil
+	}
 	var m Message
 	ok, err := decodeEmbedded(e.Embedded, "message", &m)
 	if err != nil {
@@ -537,25 +594,13 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	}
 	href := s.abs(e.Link.Href)
 	if !ok {
-		if e.Type == "completed" && e.Status != "" {
-			s.ops.complete(opResult{status: e.Status, reason: e.Reason}, "href:"+href)
-			return nil
-		}
 		if err := s.fetch(e.Link.Href, &m); err != nil {
 			return fmt.Errorf("fetch message: %w", err)
 		}
 	}
 	if strings.EqualFold(m.Direction, "Outgoing") {
 		if e.Type == "completed" {
-			status := e.Status
-			if status == "" {
-				status = operationStatus(m.Status)
-			}
-			keys := []string{"href:" + href}
-			if m.OperationID != "" {
-				keys = append(keys, "op:"+m.OperationID)
-			}
-			s.ops.complete(opResult{status: status, reason: e.Reason}, keys...)
+			s.completeSent(href, m, e)
 		}
 		return nil
 	}

@@ -279,3 +279,54 @@ func TestSimStartMessagingHTML(t *testing.T) {
 	assert.Equal(t, "hello <b>world</b>", got.HTML)
 	assert.Equal(t, "hello world", got.Text)
 }
+
+// A completion of the user's own message in the same batch as incoming
+// messages ends SendMessage before the handler works through those: the
+// caller can record the message as delivered while the handler waits
+// (the bridge waits for Matrix with each incoming message).
+func TestSimOwnCompletionBeforeIncomingOfTheSameBatch(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	ctx := context.Background()
+	held := make(chan string, 16)
+	release := make(chan struct{})
+	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}},
+		func(ctx context.Context, e sfb.Event) {
+			if m, ok := e.(sfb.MessageReceived); ok && m.Message.Text != "open" {
+				held <- m.Message.Text
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+		})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+
+	// An open conversation, so that the reply goes as a message (not an
+	// invitation) and its completion is a message event.
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "open"}))
+	_, err = s.SendMessage(ctx, bob, sfb.Message{Text: "first reply"})
+	require.NoError(t, err)
+
+	// The handler holds the event loop on "one"; "two" and the reply's
+	// completion wait on the server for the next batch.
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "one"}))
+	assert.Equal(t, "one", <-held)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "two"}))
+	sent := make(chan error, 1)
+	go func() {
+		_, err := s.SendMessage(ctx, bob, sfb.Message{Text: "reply"})
+		sent <- err
+	}()
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 2 }, waitFor, tick, "the server took the reply")
+	release <- struct{}{}
+	// Next batch: "two", then the completion. The handler holds "two".
+	assert.Equal(t, "two", <-held)
+	select {
+	case err := <-sent:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("SendMessage waited for the handler of an incoming message of the same batch")
+	}
+	close(release)
+}
