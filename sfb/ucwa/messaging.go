@@ -210,6 +210,14 @@ func validateOutgoing(msg sfb.Message) error {
 // peer, else in a new one (startMessaging with the message inside the
 // invitation). A stale conversation (404/409) is restarted once.
 func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
+	return s.SendMessageTracked(ctx, to, msg, nil)
+}
+
+// SendMessageTracked implements sfb.DeliveryTracker: SendMessage, calling
+// accepted with the message's (or, for the first message of a
+// conversation, the invitation's) href once the server answered the POST
+// with its Location. accepted may be nil.
+func (s *session) SendMessageTracked(ctx context.Context, to sfb.URI, msg sfb.Message, accepted func(id string)) (sfb.SentMessage, error) {
 	if err := validateOutgoing(msg); err != nil {
 		return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, err)
 	}
@@ -227,7 +235,7 @@ func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 		var sent sfb.SentMessage
 		var err error
 		if c := s.activeConv(to); c != nil {
-			sent, err = s.sendInConversation(ctx, c, msg)
+			sent, err = s.sendInConversation(ctx, c, msg, accepted)
 			if err != nil && (statusOf(err) == http.StatusNotFound || statusOf(err) == http.StatusConflict) {
 				s.log.Debug().Err(err).Str("peer", string(to)).Msg("Conversation is stale, starting a new one")
 				s.dropConv(c)
@@ -240,7 +248,7 @@ func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 				continue
 			}
 		} else {
-			sent, err = s.startMessaging(ctx, to, msg)
+			sent, err = s.startMessaging(ctx, to, msg, accepted)
 			if err != nil && applicationGone(err) && attempt == 0 {
 				if rerr := s.recreate(ctx, gen, false); rerr != nil {
 					return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, rerr)
@@ -257,7 +265,7 @@ func (s *session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 	return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", to, lastErr)
 }
 
-func (s *session) sendInConversation(ctx context.Context, c *conv, msg sfb.Message) (sfb.SentMessage, error) {
+func (s *session) sendInConversation(ctx context.Context, c *conv, msg sfb.Message, accepted func(id string)) (sfb.SentMessage, error) {
 	s.mu.Lock()
 	target, useHTML := c.sendMessage, c.html && msg.HTML != ""
 	s.mu.Unlock()
@@ -292,6 +300,9 @@ func (s *session) sendInConversation(ctx context.Context, c *conv, msg sfb.Messa
 	href := s.abs(resp.location)
 	if href == "" {
 		return sfb.SentMessage{}, errors.New("send message: answer without Location")
+	}
+	if accepted != nil {
+		accepted(href)
 	}
 	return s.awaitSent(ctx, ch, "message", href)
 }
@@ -382,24 +393,24 @@ func deliveryError(res opResult) error {
 // clients send their first message, so it is not flattened. A server that
 // refuses the HTML form outright (400, 415) gets the plain text instead;
 // the invitation carries only one form.
-func (s *session) startMessaging(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
+func (s *session) startMessaging(ctx context.Context, to sfb.URI, msg sfb.Message, accepted func(id string)) (sfb.SentMessage, error) {
 	plain := msg.Text
 	if plain == "" {
 		plain = htmlToText(msg.HTML)
 	}
 	if msg.HTML != "" {
-		sent, err := s.invite(ctx, to, EncodeDataURI("text/html", msg.HTML))
+		sent, err := s.invite(ctx, to, EncodeDataURI("text/html", msg.HTML), accepted)
 		if st := statusOf(err); st != http.StatusBadRequest && st != http.StatusUnsupportedMediaType {
 			return sent, err
 		}
 		s.log.Info().Err(err).Str("peer", string(to)).Msg("Invitation with an HTML message refused, sending it as plain text")
 	}
-	return s.invite(ctx, to, EncodeDataURI("text/plain", plain))
+	return s.invite(ctx, to, EncodeDataURI("text/plain", plain), accepted)
 }
 
 // invite posts one messaging invitation with first (a data URI) as its
 // message and waits for it to complete.
-func (s *session) invite(ctx context.Context, to sfb.URI, first string) (sfb.SentMessage, error) {
+func (s *session) invite(ctx context.Context, to sfb.URI, first string, accepted func(id string)) (sfb.SentMessage, error) {
 	st, _ := s.appSnapshot()
 	opID := newUUID()
 	body, _ := json.Marshal(map[string]any{
@@ -426,8 +437,41 @@ func (s *session) invite(ctx context.Context, to sfb.URI, first string) (sfb.Sen
 		href = "op:" + opID
 	} else {
 		s.noteOutgoing("href:"+href, to)
+		if accepted != nil {
+			accepted(href)
+		}
 	}
 	return s.awaitSent(ctx, ch, "invitation", href)
+}
+
+// DeliveryStatus implements sfb.DeliveryTracker: it reads the message
+// resource (message_ref.md: status Pending, Succeeded, Failed) or, for the
+// first message of a conversation, the invitation (state Connecting,
+// Connected, Failed) at id. A resource the server no longer has (its
+// conversation or application ended) is DeliveryUnknown.
+func (s *session) DeliveryStatus(ctx context.Context, id string) (sfb.DeliveryStatus, error) {
+	if !strings.HasPrefix(id, "http://") && !strings.HasPrefix(id, "https://") {
+		return sfb.DeliveryUnknown, nil
+	}
+	var res struct {
+		Status string `json:"status"`
+		State  string `json:"state"`
+	}
+	if err := s.get(ctx, id, "get message status", &res); err != nil {
+		if st := statusOf(err); st == http.StatusNotFound || st == http.StatusGone || applicationGone(err) {
+			return sfb.DeliveryUnknown, nil
+		}
+		return sfb.DeliveryUnknown, fmt.Errorf("delivery status of %s: %w", redact(id), err)
+	}
+	switch {
+	case strings.EqualFold(res.Status, "Succeeded"), strings.EqualFold(res.State, "Connected"):
+		return sfb.DeliveryDelivered, nil
+	case strings.EqualFold(res.Status, "Failed"), strings.EqualFold(res.State, "Failed"):
+		return sfb.DeliveryFailed, nil
+	case strings.EqualFold(res.Status, "Pending"), strings.EqualFold(res.State, "Connecting"):
+		return sfb.DeliveryPending, nil
+	}
+	return sfb.DeliveryUnknown, nil
 }
 
 // SetTyping implements sfb.Session. setIsTyping starts a short timer on the

@@ -91,7 +91,10 @@ type resumePoint struct {
 	firsts map[string]firstMessage
 }
 
-var _ sfb.Session = (*session)(nil)
+var (
+	_ sfb.Session         = (*session)(nil)
+	_ sfb.DeliveryTracker = (*session)(nil)
+)
 
 func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *session {
 	s := &session{t: t, c: c, log: c.log, self: self, handler: handler, endpointID: newUUID(),

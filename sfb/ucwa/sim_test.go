@@ -330,3 +330,77 @@ func TestSimOwnCompletionBeforeIncomingOfTheSameBatch(t *testing.T) {
 	}
 	close(release)
 }
+
+// SendMessageTracked names the message as soon as the server took it, and
+// DeliveryStatus tells later what became of it: delivered, failed, or
+// unknown once the conversation is gone.
+func TestSimDeliveryTracking(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	ctx := context.Background()
+	held := make(chan struct{}, 1)
+	release := make(chan struct{})
+	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}},
+		func(ctx context.Context, e sfb.Event) {
+			if m, ok := e.(sfb.MessageReceived); ok && m.Message.Text == "hold" {
+				held <- struct{}{}
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+		})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	tracker := s.(sfb.DeliveryTracker)
+
+	// The first message of a conversation goes in an invitation.
+	var first string
+	sent, err := tracker.SendMessageTracked(ctx, bob, sfb.Message{Text: "first"}, func(id string) { first = id })
+	require.NoError(t, err)
+	assert.Equal(t, sent.ID, first, "accepted names the message SentMessage names")
+	status, err := tracker.DeliveryStatus(ctx, first)
+	require.NoError(t, err)
+	assert.Equal(t, sfb.DeliveryDelivered, status, "invitation %s", first)
+
+	// With the event loop held, the completion cannot be read: accepted
+	// comes anyway, SendMessageTracked returns only after the release.
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "hold"}))
+	<-held
+	accepted := make(chan string, 1)
+	done := make(chan sfb.SentMessage, 1)
+	go func() {
+		sent, err := tracker.SendMessageTracked(ctx, bob, sfb.Message{Text: "second"}, func(id string) { accepted <- id })
+		assert.NoError(t, err)
+		done <- sent
+	}()
+	var second string
+	select {
+	case second = <-accepted:
+	case <-time.After(waitFor):
+		t.Fatal("accepted was not called before the completion")
+	}
+	assert.Equal(t, []string{"first", "second"}, receivedTexts(srv, bob), "accepted after the server took the message")
+	assert.Empty(t, done, "SendMessageTracked returned without the completion")
+	close(release)
+	assert.Equal(t, second, (<-done).ID)
+	status, err = tracker.DeliveryStatus(ctx, second)
+	require.NoError(t, err)
+	assert.Equal(t, sfb.DeliveryDelivered, status, "message %s", second)
+
+	require.NoError(t, srv.RejectMessages(bob, true))
+	var refused string
+	_, err = tracker.SendMessageTracked(ctx, bob, sfb.Message{Text: "refused"}, func(id string) { refused = id })
+	require.ErrorIs(t, err, sfb.ErrDeliveryFailed)
+	require.NotEmpty(t, refused)
+	status, err = tracker.DeliveryStatus(ctx, refused)
+	require.NoError(t, err)
+	assert.Equal(t, sfb.DeliveryFailed, status)
+
+	srv.ExpireConversations(alice)
+	status, err = tracker.DeliveryStatus(ctx, second)
+	require.NoError(t, err)
+	assert.Equal(t, sfb.DeliveryUnknown, status, "the conversation is gone")
+	status, err = tracker.DeliveryStatus(ctx, "op:123")
+	require.NoError(t, err)
+	assert.Equal(t, sfb.DeliveryUnknown, status)
+}
