@@ -57,6 +57,9 @@ type fakeTransport struct {
 	// pool (the ramp), given the request's Turn; its error is the
 	// sign-in's, and such a sign-in is not recorded.
 	turn func(context.Context) error
+	// delivery is what DeliveryStatus says about a message ID; unknown
+	// when absent.
+	delivery map[string]sfb.DeliveryStatus
 }
 
 func newFakeTransport() *fakeTransport {
@@ -202,6 +205,32 @@ func (s *fakeSession) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Messa
 	s.n++
 	s.sent = append(s.sent, sentMessage{to, msg})
 	return sfb.SentMessage{ID: fmt.Sprintf("sfb-msg-%d", s.n), Time: time.UnixMilli(1700000000000)}, nil
+}
+
+// SendMessageTracked implements sfb.DeliveryTracker: the fake takes a
+// message it does not refuse at once.
+func (s *fakeSession) SendMessageTracked(ctx context.Context, to sfb.URI, msg sfb.Message, accepted func(id string)) (sfb.SentMessage, error) {
+	sent, err := s.SendMessage(ctx, to, msg)
+	if err == nil && accepted != nil {
+		accepted(sent.ID)
+	}
+	return sent, err
+}
+
+// DeliveryStatus implements sfb.DeliveryTracker.
+func (s *fakeSession) DeliveryStatus(_ context.Context, id string) (sfb.DeliveryStatus, error) {
+	s.ft.mu.Lock()
+	defer s.ft.mu.Unlock()
+	return s.ft.delivery[id], nil
+}
+
+func (ft *fakeTransport) setDelivery(id string, status sfb.DeliveryStatus) {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if ft.delivery == nil {
+		ft.delivery = map[string]sfb.DeliveryStatus{}
+	}
+	ft.delivery[id] = status
 }
 
 func (s *fakeSession) setSendErr(err error) {

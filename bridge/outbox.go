@@ -173,12 +173,15 @@ func (o *outbox) lane(peer sfb.URI) {
 	o.mu.Unlock()
 }
 
-// deliverOutbox sends one entry to SfB, marks it sent, reports the outcome
-// in the room and deletes the entry. It returns false when the client
-// disconnected before the outcome was known: the entry stays and is sent
-// again. An entry marked sent before a restart is only reported.
+// deliverOutbox sends one entry to SfB, marks it accepted and sent as SfB
+// answers, reports the outcome in the room and deletes the entry. It
+// returns false when the client disconnected before the outcome was known:
+// the entry stays. After a restart an entry marked sent is only reported,
+// and one marked accepted is looked up (delivered or not) rather than sent
+// again, when the transport can (sfb.DeliveryTracker).
 func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) bool {
 	log := zerolog.Ctx(ctx).With().Str("event_id", entry.EventID).Int64("outbox_id", entry.ID).Logger()
+	ctx = log.WithContext(ctx)
 	peer := sfb.URI(entry.Peer)
 	// The outcome is reported even when the client disconnects meanwhile:
 	// SfB has the message.
@@ -186,9 +189,17 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 	defer cancel()
 	var outcome outboxOutcome
 	msgID, ts := networkid.MessageID(entry.SentID), entry.SentAt
-	if ts.IsZero() {
+	switch {
+	case !ts.IsZero():
+		log.Info().Msg("Reporting a Matrix message that reached SfB before the restart")
+	case entry.SentID != "" && c.deliveredBefore(ctx, entry, &outcome):
+		ts = time.Now()
+	default:
+		if ctx.Err() != nil {
+			return false
+		}
 		sendStart := time.Now()
-		sent, ok, err := c.sendOutbox(ctx, entry)
+		sent, ok, err := c.sendOutbox(ctx, rctx, entry)
 		if !ok {
 			log.Info().Err(err).Msg("Disconnected while sending a Matrix message, it stays in the outbox")
 			return false
@@ -205,16 +216,11 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 		if outcome.err != nil {
 			log.Warn().Err(outcome.err).Msg("Matrix message not delivered to SfB")
 		} else if err := c.conn.db.MarkOutboxSent(rctx, entry.ID, string(msgID), ts); err != nil {
-			// Sent again if the bridge dies before the entry is deleted.
 			log.Err(err).Msg("Failed to mark a delivered Matrix message sent in the outbox")
 		} else {
-			// From SfB's confirmation to here a crash sends the
-			// message twice (docs/architecture.md).
 			log.Debug().Dur("send_ms", sendDone.Sub(sendStart)).Dur("mark_ms", time.Since(sendDone)).
 				Msg("Matrix message delivered to SfB and marked sent")
 		}
-	} else {
-		log.Info().Msg("Reporting a Matrix message that reached SfB before the restart")
 	}
 	if c.takeLive(entry.EventID) {
 		c.queueReliably(rctx, &simplevent.Message[outboxOutcome]{
@@ -242,18 +248,11 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 	return true
 }
 
-// sendOutbox sends entry to SfB. ok is false when the client disconnected
-// before the outcome was known; else err is the delivery failure to report
-// (nil: sent).
-func (c *Client) sendOutbox(ctx context.Context, entry database.OutboxEntry) (sent sfb.SentMessage, ok bool, err error) {
-	// A message sent in this process waits for a reconnecting session as
-	// long as HandleMatrixMessage would have; one left from before the
-	// restart waits for the sign-in, however long the ramp makes it.
-	wait := time.Duration(0)
-	if c.isLive(entry.EventID) {
-		wait = c.conn.sessionWait
-	}
-	session := c.waitSession(ctx, wait)
+// sendOutbox sends entry to SfB, marking it accepted (in rctx) as soon as
+// SfB took it. ok is false when the client disconnected before the outcome
+// was known; else err is the delivery failure to report (nil: sent).
+func (c *Client) sendOutbox(ctx, rctx context.Context, entry database.OutboxEntry) (sent sfb.SentMessage, ok bool, err error) {
+	session := c.outboxSession(ctx, entry)
 	switch {
 	case ctx.Err() != nil:
 		return sent, false, ctx.Err()
@@ -261,7 +260,20 @@ func (c *Client) sendOutbox(ctx context.Context, entry database.OutboxEntry) (se
 		return sent, true, errNotConnected()
 	}
 	peer := sfb.URI(entry.Peer)
-	sent, err = session.SendMessage(ctx, peer, sfb.Message{Text: entry.Text, HTML: entry.HTML})
+	msg := sfb.Message{Text: entry.Text, HTML: entry.HTML}
+	if tracker, tracks := session.(sfb.DeliveryTracker); tracks {
+		sent, err = tracker.SendMessageTracked(ctx, peer, msg, func(id string) {
+			// From SfB taking the message to here a crash sends it
+			// twice (docs/architecture.md).
+			if err := c.conn.db.MarkOutboxAccepted(rctx, entry.ID, id); err != nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to mark a Matrix message accepted by SfB in the outbox")
+			} else {
+				zerolog.Ctx(ctx).Debug().Msg(markedAccepted)
+			}
+		})
+	} else {
+		sent, err = session.SendMessage(ctx, peer, msg)
+	}
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return sent, false, err
@@ -270,6 +282,59 @@ func (c *Client) sendOutbox(ctx context.Context, entry database.OutboxEntry) (se
 	}
 	return sent, true, nil
 }
+
+// outboxSession returns the session to send entry with. A message sent in
+// this process waits for a reconnecting session as long as
+// HandleMatrixMessage would have; one left from before the restart waits
+// for the sign-in, however long the ramp makes it.
+func (c *Client) outboxSession(ctx context.Context, entry database.OutboxEntry) sfb.Session {
+	wait := time.Duration(0)
+	if c.isLive(entry.EventID) {
+		wait = c.conn.sessionWait
+	}
+	return c.waitSession(ctx, wait)
+}
+
+// deliveredBefore asks SfB what became of an entry it took before a
+// restart. It returns true when SfB knows the outcome (outcome is set:
+// delivered, or failed), false when the entry must be sent (again): SfB
+// no longer knows the message, still has it pending after sessionWait, or
+// cannot be asked.
+func (c *Client) deliveredBefore(ctx context.Context, entry database.OutboxEntry, outcome *outboxOutcome) bool {
+	log := zerolog.Ctx(ctx)
+	tracker, ok := c.outboxSession(ctx, entry).(sfb.DeliveryTracker)
+	if !ok {
+		return false
+	}
+	deadline := time.Now().Add(c.conn.sessionWait)
+	for {
+		status, err := tracker.DeliveryStatus(ctx, entry.SentID)
+		switch {
+		case err != nil:
+			log.Warn().Err(err).Msg("Could not ask SfB about a Matrix message it took before the restart; sending it again")
+			return false
+		case status == sfb.DeliveryDelivered:
+			log.Info().Msg("SfB delivered a Matrix message before the restart; reporting it")
+			return true
+		case status == sfb.DeliveryFailed:
+			outcome.err = deliveryError(sfb.URI(entry.Peer), fmt.Errorf("%w (before the bridge restarted)", sfb.ErrDeliveryFailed))
+			return true
+		case status == sfb.DeliveryUnknown || time.Now().After(deadline):
+			log.Warn().Stringer("status", status).Msg("SfB cannot say whether it delivered a Matrix message it took before the restart; sending it again")
+			return false
+		}
+		if !sleepCtx(ctx, deliveryPoll) {
+			return false
+		}
+	}
+}
+
+// markedAccepted is logged (debug) once SfB took a Matrix message and the
+// outbox recorded it; e2e/crash measures the duplicate window with it.
+const markedAccepted = "Matrix message taken by SfB and marked accepted"
+
+// deliveryPoll is how often a message SfB still has pending is looked up.
+const deliveryPoll = 500 * time.Millisecond
 
 // outboxReportTimeout bounds reporting one outcome after a disconnect.
 const outboxReportTimeout = 30 * time.Second

@@ -251,6 +251,54 @@ func TestOutboxMarkedSentIsOnlyReported(t *testing.T) {
 	assert.True(t, sentAt.Equal(msg.Timestamp), "%s", msg.Timestamp)
 }
 
+// An entry SfB took before the restart without the outcome reaching the
+// bridge is looked up: delivered or failed, it is only reported; a
+// message SfB no longer knows is sent again.
+func TestOutboxAcceptedBeforeRestartIsLookedUp(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, _ := e.mustLogin()
+	portal := e.portalFor(ul.ID, bob)
+	ul.Client.Disconnect()
+	accepted := map[string]string{"delivered": "sfb-delivered", "refused": "sfb-refused", "gone": "sfb-gone", "not taken": ""}
+	for i, text := range []string{"delivered", "refused", "gone", "not taken"} {
+		stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
+			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$a%d", i+1), RoomID: portal.MXID.String(),
+			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$a%d", i+1), Text: text,
+		})
+		require.NoError(t, err)
+		require.True(t, added)
+		if id := accepted[text]; id != "" {
+			require.NoError(t, e.conn.db.MarkOutboxAccepted(e.ctx, stored.ID, id))
+		}
+	}
+	e.transport.setDelivery("sfb-delivered", sfb.DeliveryDelivered)
+	e.transport.setDelivery("sfb-refused", sfb.DeliveryFailed)
+
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	ul2.Client.Connect(e2.ctx)
+	e2.waitState(status.StateConnected)
+	require.Eventually(t, func() bool { return len(e2.matrix.messageStatuses()) == 4 }, waitFor, time.Millisecond)
+	requireOutboxEmpty(t, e2, ul.ID)
+
+	var sent []string
+	for _, m := range e.transport.lastSession().sentMessages() {
+		sent = append(sent, m.Msg.Text)
+	}
+	assert.Equal(t, []string{"gone", "not taken"}, sent, "only what SfB does not know it took is sent")
+	statuses := e2.matrix.messageStatuses()
+	assert.Equal(t, event.MessageStatusSuccess, statuses[0].Status.Status)
+	assert.Equal(t, event.MessageStatusFail, statuses[1].Status.Status)
+	assert.True(t, statuses[1].Status.SendNotice)
+	assert.Equal(t, event.MessageStatusSuccess, statuses[2].Status.Status)
+	assert.Equal(t, event.MessageStatusSuccess, statuses[3].Status.Status)
+	msg, err := e2.br.DB.Message.GetPartByMXID(e2.ctx, "$a1")
+	require.NoError(t, err)
+	require.NotNil(t, msg)
+	assert.Equal(t, networkid.MessageID("sfb-delivered"), msg.ID)
+}
+
 // The homeserver pushes an event again while it is still in the outbox
 // (after a restart): it is sent once, and this process's registration
 // gets the echo.

@@ -28,8 +28,9 @@ type OutboxEntry struct {
 	HTML       string
 	CreatedAt  time.Time // set to now by AddOutbox when zero
 
-	// SentID and SentAt are set by MarkOutboxSent once SfB confirmed
-	// delivery (SentAt zero before): the SfB message ID and time.
+	// SentID is the SfB message ID, set by MarkOutboxAccepted once SfB
+	// took the message (its outcome not yet known) or by MarkOutboxSent;
+	// SentAt is set by MarkOutboxSent once SfB confirmed delivery.
 	SentID string
 	SentAt time.Time
 }
@@ -114,6 +115,18 @@ func (db *DB) OutboxPeers(ctx context.Context, loginID string) ([]string, error)
 	return peers, nil
 }
 
+// MarkOutboxAccepted records that SfB took the entry with id as message
+// messageID and has not said yet whether it delivered it.
+func (db *DB) MarkOutboxAccepted(ctx context.Context, id int64, messageID string) error {
+	if messageID == "" {
+		return fmt.Errorf("mark outbox entry %d accepted: empty message ID", id)
+	}
+	if _, err := db.raw.ExecContext(ctx, `UPDATE sfb_outbox SET sent_message_id = $1 WHERE id = $2`, messageID, id); err != nil {
+		return fmt.Errorf("mark outbox entry %d accepted: %w", id, err)
+	}
+	return nil
+}
+
 // MarkOutboxSent records that SfB confirmed delivery of the entry with id
 // as message messageID at sentAt (stored with millisecond precision).
 func (db *DB) MarkOutboxSent(ctx context.Context, id int64, messageID string, sentAt time.Time) error {
@@ -173,8 +186,9 @@ func scanOutbox(row interface{ Scan(...any) error }) (OutboxEntry, error) {
 		return OutboxEntry{}, err
 	}
 	e.CreatedAt = time.UnixMilli(created)
+	e.SentID = sentID.String
 	if sentAt.Valid {
-		e.SentID, e.SentAt = sentID.String, time.UnixMilli(sentAt.Int64)
+		e.SentAt = time.UnixMilli(sentAt.Int64)
 	}
 	return e, nil
 }

@@ -145,9 +145,15 @@ func TestOutboxMarkSent(t *testing.T) {
 		assert.True(t, first.SentAt.IsZero(), "not sent when added")
 		assert.Empty(t, first.SentID)
 
+		require.NoError(t, db.MarkOutboxAccepted(ctx, first.ID, "/messages/1"))
+		got, err := db.NextOutbox(ctx, alice, bob)
+		require.NoError(t, err)
+		assert.Equal(t, "/messages/1", got.SentID, "accepted: the ID is known")
+		assert.True(t, got.SentAt.IsZero(), "accepted: delivery not confirmed")
+
 		sentAt := time.UnixMilli(1700000001234)
 		require.NoError(t, db.MarkOutboxSent(ctx, first.ID, "/messages/1", sentAt.Add(567*time.Microsecond)))
-		got, err := db.NextOutbox(ctx, alice, bob)
+		got, err = db.NextOutbox(ctx, alice, bob)
 		require.NoError(t, err)
 		assert.Equal(t, first.ID, got.ID, "a sent entry stays until it is deleted")
 		assert.Equal(t, "/messages/1", got.SentID)
@@ -165,6 +171,7 @@ func TestOutboxMarkSent(t *testing.T) {
 		assert.True(t, got.SentAt.IsZero(), "the mark is per entry")
 
 		assert.Error(t, db.MarkOutboxSent(ctx, second.ID, "", sentAt), "a sent message has an ID")
+		assert.Error(t, db.MarkOutboxAccepted(ctx, second.ID, ""))
 	})
 }
 

@@ -96,7 +96,8 @@ type Result struct {
 	Problems []string
 	// DuplicateWindow is, over the Matrix messages delivered to SfB, the
 	// time from the simulator accepting one to the bridge having marked
-	// it sent in its outbox: a crash inside it sends the message twice.
+	// it accepted in its outbox: a crash inside it sends the message
+	// twice.
 	DuplicateWindow Window
 }
 
@@ -517,9 +518,11 @@ func (e *env) count(ctx context.Context, convs []*conversation, res *Result) {
 	}
 }
 
-// markedSent is the bridge's log line written once an outbox entry is
-// marked sent (bridge/outbox.go), at debug level.
-const markedSent = "Matrix message delivered to SfB and marked sent"
+// markedAccepted is the bridge's log line written once an outbox entry is
+// marked accepted by SfB (bridge/outbox.go), at debug level: from then on
+// a restarted bridge asks SfB about the message instead of sending it
+// again.
+const markedAccepted = "Matrix message taken by SfB and marked accepted"
 
 // duplicateWindow measures, for each Matrix message that reached SfB, the
 // time from the simulator recording it to the bridge's log line of the
@@ -569,7 +572,7 @@ func readMarks(path string, marked map[id.EventID]time.Time) error {
 	scanner.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
 	for scanner.Scan() {
 		line := scanner.Bytes()
-		if !bytes.Contains(line, []byte(markedSent)) {
+		if !bytes.Contains(line, []byte(markedAccepted)) {
 			continue
 		}
 		var entry struct {
@@ -577,7 +580,7 @@ func readMarks(path string, marked map[id.EventID]time.Time) error {
 			EventID id.EventID `json:"event_id"`
 			Time    time.Time  `json:"time"`
 		}
-		if json.Unmarshal(line, &entry) == nil && entry.Message == markedSent {
+		if json.Unmarshal(line, &entry) == nil && entry.Message == markedAccepted {
 			marked[entry.EventID] = entry.Time
 		}
 	}
