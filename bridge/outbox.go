@@ -35,16 +35,17 @@ import (
 // stores the SfB message ID (success) or sends the failure status and
 // notice that handleEcho returns. Then the entry is deleted.
 //
-// As soon as SfB confirmed delivery the entry is marked sent, before the
-// echo: the echo waits its turn in the portal, behind SfB messages on
-// their way to Matrix. After a restart the pending registrations are gone
-// with the process: entries left in the outbox are sent again, those
-// marked sent only reported, and their outcome is written directly
-// (message row, message status). A crash after SfB accepted a message and
-// before its entry was marked sent sends it once more: delivery to SfB is
-// at least once across crashes, and the window is the time SfB's
-// confirmation takes to reach the bridge plus one UPDATE
-// (docs/architecture.md).
+// SfB has no idempotency key, so the entry records how far SfB got as
+// early as possible: accepted (with SfB's message ID) once SfB took the
+// message, sent once it confirmed delivery, both before the echo, which
+// waits its turn in the portal behind SfB messages on their way to
+// Matrix. After a restart the pending registrations are gone with the
+// process: entries left in the outbox are sent again, except that those
+// marked sent are only reported and those marked accepted are looked up
+// first; the outcome is written directly (message row, message status).
+// A crash between SfB taking a message and the accepted mark sends it
+// once more: delivery to SfB is at least once across crashes, with a
+// window of one POST answer and one UPDATE (docs/architecture.md).
 
 // outboxOutcome is the data of an outbox echo: what SfB said.
 type outboxOutcome struct {

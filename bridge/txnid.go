@@ -70,7 +70,8 @@ func (m *ghostTxnMatrix) discardMegolmSession(ce *commands.Event) {
 }
 
 // txnIntent is a ghost's intent that sends new message parts with a
-// derived transaction ID.
+// derived transaction ID. Code that needs a ghost's *matrix.ASIntent (to
+// set presence, say) finds it embedded here.
 type txnIntent struct {
 	*matrix.ASIntent
 }
