@@ -8,8 +8,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/event"
@@ -25,6 +27,16 @@ import (
 // wait until the event processor has handled every event of the
 // transaction (HandleMatrixMessage stored the message in the outbox), so
 // that a crash before that makes Synapse send the transaction again.
+//
+// mautrix starts the event processor only after the homeserver answered
+// its appservice ping. A transaction held until then makes the ping fail:
+// Synapse (1.163) retries transactions of an appservice it found down in
+// a scheduled "recoverer" call, and the ping, once the bridge answered it,
+// cancels that call, which Twisted refuses while the call is running
+// (502 "AlreadyCalled" to the bridge, which gives up after seven). So
+// until the event processor runs (the network connector's Start), a
+// transaction is refused with 503, and Start pings the homeserver, which
+// makes Synapse send it again at once.
 
 // transactionPath is where the homeserver PUTs transactions.
 const transactionPath = "/_matrix/app/v1/transactions/"
@@ -37,7 +49,7 @@ var handledMarker = event.Type{Type: "net.sfb.bridge.transaction_handled", Class
 
 // holdTransactions installs the answer-after-handling middleware on the
 // appservice of mc, which must dispatch events synchronously.
-func holdTransactions(mc *matrix.Connector, log zerolog.Logger) {
+func holdTransactions(mc *matrix.Connector, log zerolog.Logger) *txnHold {
 	if mc.EventProcessor.ExecMode != appservice.Sync {
 		log.Info().Msg("Setting appservice.async_transactions to false: a transaction is answered after its events were handled, so that a crash loses none")
 		mc.EventProcessor.ExecMode = appservice.Sync
@@ -45,6 +57,19 @@ func holdTransactions(mc *matrix.Connector, log zerolog.Logger) {
 	h := newTxnHold(mc.AS.Events)
 	mc.EventProcessor.On(handledMarker, h.reached)
 	mc.AS.Middleware = append(mc.AS.Middleware, h.middleware)
+	return h
+}
+
+// processorRunning lets transactions in and asks the homeserver to send
+// what it holds back (its appservice ping makes Synapse retry at once).
+func (h *txnHold) processorRunning(ctx context.Context, mc *matrix.Connector, log zerolog.Logger) {
+	h.running.Store(true)
+	go func() {
+		txnID := "sfb-processor-running-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+		if _, err := mc.AS.BotClient().AppservicePing(ctx, mc.AS.Registration.ID, txnID); err != nil {
+			log.Debug().Err(err).Msg("Appservice ping after start failed; the homeserver sends held transactions on its own schedule")
+		}
+	}()
 }
 
 // txnHold delays the answers to transactions until their events were
@@ -52,6 +77,8 @@ func holdTransactions(mc *matrix.Connector, log zerolog.Logger) {
 type txnHold struct {
 	events chan<- *event.Event
 	next   atomic.Uint64
+	// running is set once the event processor runs.
+	running atomic.Bool
 
 	mu sync.Mutex
 	// markers holds, per marker event ID, the channel closed when the
@@ -73,6 +100,10 @@ func (h *txnHold) middleware(next http.Handler) http.Handler {
 		txnID, ok := strings.CutPrefix(r.URL.Path, transactionPath)
 		if r.Method != http.MethodPut || !ok || txnID == "" || strings.Contains(txnID, "/") {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if !h.running.Load() {
+			mautrix.MUnknown.WithStatus(http.StatusServiceUnavailable).WithMessage("The bridge is starting").Write(w)
 			return
 		}
 		h.mu.Lock()

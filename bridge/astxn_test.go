@@ -18,6 +18,7 @@ import (
 // the dispatcher handles events one at a time, a message only once
 // release is closed.
 type txnHoldRig struct {
+	hold     *txnHold
 	handler  http.Handler
 	events   chan *event.Event
 	release  chan struct{}
@@ -28,6 +29,8 @@ type txnHoldRig struct {
 func newTxnHoldRig(t *testing.T) *txnHoldRig {
 	rig := &txnHoldRig{events: make(chan *event.Event, 16), release: make(chan struct{})}
 	h := newTxnHold(rig.events)
+	rig.hold = h
+	h.running.Store(true)
 	rig.handler = h.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rig.nextRuns.Add(1)
 		rig.events <- &event.Event{Type: event.EventMessage, ID: "$msg"}
@@ -117,4 +120,28 @@ func TestTxnHoldPassesOtherRequests(t *testing.T) {
 		assert.Equal(t, http.StatusOK, rec.Code, path)
 	}
 	assert.Equal(t, int32(3), rig.nextRuns.Load())
+}
+
+// Before the event processor runs, a transaction is refused at once: held,
+// it would make the homeserver's answer to mautrix's start-up ping fail.
+func TestTxnHoldRefusesBeforeTheProcessorRuns(t *testing.T) {
+	rig := newTxnHoldRig(t)
+	rig.hold.running.Store(false)
+	close(rig.release)
+	rec := httptest.NewRecorder()
+	rig.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, transactionPath+"txn1", nil))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Zero(t, rig.nextRuns.Load(), "nothing queued: the homeserver sends the transaction again")
+
+	rec = httptest.NewRecorder()
+	rig.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/_matrix/app/v1/ping", nil))
+	assert.Equal(t, http.StatusOK, rec.Code, "the ping passes")
+
+	rig.hold.running.Store(true)
+	select {
+	case rec := <-rig.put(transactionPath + "txn1"):
+		assert.Equal(t, http.StatusOK, rec.Code)
+	case <-time.After(5 * time.Second):
+		t.Fatal("not answered")
+	}
 }

@@ -66,6 +66,11 @@ type Connector struct {
 	// the same entry.
 	outboxMu sync.Mutex
 	outboxes map[networkid.UserLoginID]*outbox
+
+	// matrix and txnHold are set when bridgev2's Matrix connector is
+	// mautrix's appservice (not in tests); see holdTransactions.
+	matrix  *matrix.Connector
+	txnHold *txnHold
 }
 
 var (
@@ -140,7 +145,8 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.requireNoticeBridging()
 	// A bridge with another Matrix connector (tests) has neither.
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
-		holdTransactions(mc, c.log)
+		c.matrix = mc
+		c.txnHold = holdTransactions(mc, c.log)
 		useDerivedTxnIDs(br, mc)
 	}
 }
@@ -219,6 +225,11 @@ func (c *Connector) Start(ctx context.Context) error {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sfb"}
 	}
 	c.db = db
+	// bridgev2 starts the network connector after the Matrix connector,
+	// whose event processor runs by now.
+	if c.txnHold != nil {
+		c.txnHold.processorRunning(c.backgroundCtx(), c.matrix, c.log)
+	}
 	return nil
 }
 
