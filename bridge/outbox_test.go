@@ -140,6 +140,25 @@ func TestOutboxLanesArePerPeer(t *testing.T) {
 	requireOutboxEmpty(t, e, ul.ID)
 }
 
+// restartAndSettle starts a second process on e's database and SfB,
+// connects the login there and waits until n outcomes were reported and
+// the outbox is empty. It returns the new process and the texts SfB got.
+func restartAndSettle(t *testing.T, e *testEnv, loginID networkid.UserLoginID, n int) (*testEnv, []string) {
+	t.Helper()
+	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, loginID)
+	require.NoError(t, err)
+	ul2.Client.Connect(e2.ctx)
+	e2.waitState(status.StateConnected)
+	require.Eventually(t, func() bool { return len(e2.matrix.messageStatuses()) == n }, waitFor, time.Millisecond)
+	requireOutboxEmpty(t, e2, loginID)
+	var sent []string
+	for _, m := range e.transport.lastSession().sentMessages() {
+		sent = append(sent, m.Msg.Text)
+	}
+	return e2, sent
+}
+
 // Entries a previous process left (it died before SfB answered) are sent
 // after the restart, in order; their pending registration died with that
 // process, so the outcome is written directly: the message row and a
@@ -164,14 +183,7 @@ func TestOutboxReplayedAfterRestart(t *testing.T) {
 		return nil
 	})
 
-	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
-	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
-	require.NoError(t, err)
-	ul2.Client.Connect(e2.ctx)
-	e2.waitState(status.StateConnected)
-	require.Eventually(t, func() bool { return len(e2.matrix.messageStatuses()) == 3 }, waitFor, time.Millisecond)
-	requireOutboxEmpty(t, e2, ul.ID)
-
+	e2, sent := restartAndSettle(t, e, ul.ID, 3)
 	statuses := e2.matrix.messageStatuses()
 	for i, st := range statuses {
 		assert.Equal(t, id.EventID(fmt.Sprintf("$r%d", i+1)), st.Info.SourceEventID)
@@ -189,10 +201,6 @@ func TestOutboxReplayedAfterRestart(t *testing.T) {
 	assert.Contains(t, statuses[1].Status.Message, "could not deliver the message to bob@contoso.com")
 	assert.Equal(t, event.MessageStatusSuccess, statuses[2].Status.Status)
 
-	var sent []string
-	for _, m := range e.transport.lastSession().sentMessages() {
-		sent = append(sent, m.Msg.Text)
-	}
 	assert.Equal(t, []string{"first", "third"}, sent)
 	for eventID, want := range map[string]networkid.MessageID{"$r1": "sfb-msg-1", "$r3": "sfb-msg-2"} {
 		msg, err := e2.br.DB.Message.GetPartByMXID(e2.ctx, id.EventID(eventID))
@@ -228,18 +236,7 @@ func TestOutboxMarkedSentIsOnlyReported(t *testing.T) {
 	sentAt := time.UnixMilli(1700000000000)
 	require.NoError(t, e.conn.db.MarkOutboxSent(e.ctx, ids[0], "sfb-before-crash", sentAt))
 
-	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
-	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
-	require.NoError(t, err)
-	ul2.Client.Connect(e2.ctx)
-	e2.waitState(status.StateConnected)
-	require.Eventually(t, func() bool { return len(e2.matrix.messageStatuses()) == 2 }, waitFor, time.Millisecond)
-	requireOutboxEmpty(t, e2, ul.ID)
-
-	var sent []string
-	for _, m := range e.transport.lastSession().sentMessages() {
-		sent = append(sent, m.Msg.Text)
-	}
+	e2, sent := restartAndSettle(t, e, ul.ID, 2)
 	assert.Equal(t, []string{"not yet sent"}, sent, "the marked entry is not sent twice")
 	for _, st := range e2.matrix.messageStatuses() {
 		assert.Equal(t, event.MessageStatusSuccess, st.Status.Status, "%s", st.Info.SourceEventID)
@@ -274,18 +271,7 @@ func TestOutboxAcceptedBeforeRestartIsLookedUp(t *testing.T) {
 	e.transport.setDelivery("sfb-delivered", sfb.DeliveryDelivered)
 	e.transport.setDelivery("sfb-refused", sfb.DeliveryFailed)
 
-	e2 := newTestEnv(t, withDB(e.dbPath), withTransport(e.transport))
-	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
-	require.NoError(t, err)
-	ul2.Client.Connect(e2.ctx)
-	e2.waitState(status.StateConnected)
-	require.Eventually(t, func() bool { return len(e2.matrix.messageStatuses()) == 4 }, waitFor, time.Millisecond)
-	requireOutboxEmpty(t, e2, ul.ID)
-
-	var sent []string
-	for _, m := range e.transport.lastSession().sentMessages() {
-		sent = append(sent, m.Msg.Text)
-	}
+	e2, sent := restartAndSettle(t, e, ul.ID, 4)
 	assert.Equal(t, []string{"gone", "not taken"}, sent, "only what SfB does not know it took is sent")
 	statuses := e2.matrix.messageStatuses()
 	assert.Equal(t, event.MessageStatusSuccess, statuses[0].Status.Status)

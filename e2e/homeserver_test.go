@@ -19,6 +19,18 @@ import (
 
 func outageText(i int) string { return fmt.Sprintf("outage message %02d", i) }
 
+// restartHomeserverAfter starts Synapse again when t ends with it stopped:
+// later tests share the homeserver.
+func (env *testEnv) restartHomeserverAfter(t *testing.T) {
+	t.Cleanup(func() {
+		if !env.st.HS.Running() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
+			defer cancel()
+			require.NoError(t, env.st.HS.Restart(ctx))
+		}
+	})
+}
+
 // TestHomeserverRestart stops Synapse in the middle of an SfB -> Matrix
 // stream, lets the colleague write while it is down and starts it again
 // on the same port and data: the bridge keeps retrying the message the
@@ -30,14 +42,7 @@ func TestHomeserverRestart(t *testing.T) {
 	p := env.newPair(t, "frank")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*hop)
 	defer cancel()
-	t.Cleanup(func() {
-		// Later tests share the homeserver.
-		if !env.st.HS.Running() {
-			rctx, rcancel := context.WithTimeout(context.Background(), 3*hop)
-			defer rcancel()
-			require.NoError(t, env.st.HS.Restart(rctx))
-		}
-	})
+	env.restartHomeserverAfter(t)
 	room := env.openPortal(t, p, "before the outage")
 	logStart := fileSize(t, env.st.Bridge.LogPath)
 
@@ -90,13 +95,7 @@ func TestAppserviceTxnIDAcrossHomeserverRestart(t *testing.T) {
 	env := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
 	defer cancel()
-	t.Cleanup(func() {
-		if !env.st.HS.Running() {
-			rctx, rcancel := context.WithTimeout(context.Background(), 3*hop)
-			defer rcancel()
-			require.NoError(t, env.st.HS.Restart(rctx))
-		}
-	})
+	env.restartHomeserverAfter(t)
 
 	// A ghost of the bridge's namespace, as the bridge sends: the
 	// appservice token and user_id.
