@@ -74,37 +74,43 @@ type Options struct {
 // Direction counts one direction of the flow.
 type Direction struct {
 	// Sent messages; Received copies of them, duplicates included.
-	Sent, Received int
+	Sent     int `json:"sent"`
+	Received int `json:"received"`
 	// Lost were sent and never arrived; Doubled are copies beyond the
 	// first; OutOfOrder arrived (first copy) after a later message of
 	// the same conversation.
-	Lost, Doubled, OutOfOrder int
+	Lost       int `json:"lost"`
+	Doubled    int `json:"doubled"`
+	OutOfOrder int `json:"out_of_order"`
 }
 
 // Result is what Run counted.
 type Result struct {
-	Seed          uint64
-	Conversations int
-	SfBToMatrix   Direction
-	MatrixToSfB   Direction
+	Seed          uint64    `json:"seed"`
+	Conversations int       `json:"conversations"`
+	SfBToMatrix   Direction `json:"sfb_to_matrix"`
+	MatrixToSfB   Direction `json:"matrix_to_sfb"`
 	// Kills done (all of Options.Kills unless Run failed).
-	Kills int
+	Kills int `json:"kills"`
 	// Setup is the time to start everything and open the conversations;
 	// Duration the time from the first message to the count.
-	Setup, Duration time.Duration
+	Setup    time.Duration `json:"setup_ns"`
+	Duration time.Duration `json:"duration_ns"`
 	// Problems names the first lost, doubled or misordered messages.
-	Problems []string
+	Problems []string `json:"problems,omitempty"`
 	// DuplicateWindow is, over the Matrix messages delivered to SfB, the
 	// time from the simulator accepting one to the bridge having marked
 	// it accepted in its outbox: a crash inside it sends the message
 	// twice.
-	DuplicateWindow Window
+	DuplicateWindow Window `json:"duplicate_window"`
 }
 
 // Window summarises durations.
 type Window struct {
-	Count         int
-	P50, P95, Max time.Duration
+	Count int           `json:"count"`
+	P50   time.Duration `json:"p50_ns"`
+	P95   time.Duration `json:"p95_ns"`
+	Max   time.Duration `json:"max_ns"`
 }
 
 func newWindow(ds []time.Duration) Window {
