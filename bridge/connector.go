@@ -147,7 +147,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		c.matrix = mc
 		c.txnHold = holdTransactions(mc, c.log)
-		useDerivedTxnIDs(br, mc)
+		replaceDiscardMegolmSession(br, mc)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/bridgev2/commands"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/matrix"
-	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -26,47 +25,40 @@ import (
 //
 // bridgev2 sends a remote message through the sender's MatrixAPI with a
 // MatrixSendExtra that carries the message row about to be stored, but
-// leaves MatrixSendExtra.TransactionID empty; ghostTxnMatrix fills it in
-// the intents of ghosts, which send every message from an SfB peer.
+// leaves MatrixSendExtra.TransactionID empty; WithDerivedTxnIDs wraps a
+// ghost's intent (every message from an SfB peer is sent by one) to fill
+// it in. The Matrix connector the process installs (matrixapp) applies it
+// in GhostIntent.
 
-// ghostTxnMatrix is bridgev2's Matrix connector whose ghost intents send
-// new messages with derived transaction IDs. Embedding the connector keeps
-// every optional interface bridgev2 looks for on it.
-type ghostTxnMatrix struct {
-	*matrix.Connector
-}
-
-// GhostIntent implements bridgev2.MatrixConnector.
-func (m *ghostTxnMatrix) GhostIntent(userID networkid.UserID) bridgev2.MatrixAPI {
-	intent := m.Connector.GhostIntent(userID)
+// WithDerivedTxnIDs returns intent, a ghost's intent from mautrix's
+// appservice Matrix connector, sending new message parts with derived
+// transaction IDs. Any other intent is returned as it is.
+func WithDerivedTxnIDs(intent bridgev2.MatrixAPI) bridgev2.MatrixAPI {
 	if as, ok := intent.(*matrix.ASIntent); ok {
 		return &txnIntent{ASIntent: as}
 	}
 	return intent
 }
 
-// useDerivedTxnIDs puts ghostTxnMatrix in front of mc, br's Matrix
-// connector.
-func useDerivedTxnIDs(br *bridgev2.Bridge, mc *matrix.Connector) {
-	m := &ghostTxnMatrix{Connector: mc}
-	br.Matrix = m
-	// The Matrix connector's discard-megolm-session command finds the
-	// connector by asserting bridgev2's to *matrix.Connector, which the
-	// wrapper is not; this one uses the connector it wraps.
-	if proc, ok := br.Commands.(*commands.Processor); ok {
-		discard := *matrix.CommandDiscardMegolmSession
-		discard.Func = m.discardMegolmSession
-		proc.AddHandler(&discard)
-	}
-}
-
-func (m *ghostTxnMatrix) discardMegolmSession(ce *commands.Event) {
-	if m.Crypto == nil {
-		ce.Reply("This bridge instance doesn't have end-to-bridge encryption enabled")
+// replaceDiscardMegolmSession replaces the Matrix connector's
+// discard-megolm-session command, which finds the connector by asserting
+// bridgev2's to *matrix.Connector: the process installs a wrapper of it
+// (matrixapp), which that assertion does not accept.
+func replaceDiscardMegolmSession(br *bridgev2.Bridge, mc *matrix.Connector) {
+	proc, ok := br.Commands.(*commands.Processor)
+	if !ok {
 		return
 	}
-	m.Crypto.ResetSession(ce.Ctx, ce.RoomID)
-	ce.Reply("Successfully reset Megolm session in this room. New decryption keys will be shared the next time a message is sent from the remote network.")
+	discard := *matrix.CommandDiscardMegolmSession
+	discard.Func = func(ce *commands.Event) {
+		if mc.Crypto == nil {
+			ce.Reply("This bridge instance doesn't have end-to-bridge encryption enabled")
+			return
+		}
+		mc.Crypto.ResetSession(ce.Ctx, ce.RoomID)
+		ce.Reply("Successfully reset Megolm session in this room. New decryption keys will be shared the next time a message is sent from the remote network.")
+	}
+	proc.AddHandler(&discard)
 }
 
 // txnIntent is a ghost's intent that sends new message parts with a

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/bridgev2"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 )
@@ -75,4 +76,13 @@ func TestWithDerivedTxnID(t *testing.T) {
 
 	assert.Empty(t, withDerivedTxnID(event.EventMessage, &bridgev2.MatrixSendExtra{}).TransactionID, "no row, nothing to derive from")
 	assert.Nil(t, withDerivedTxnID(event.EventMessage, nil))
+}
+
+func TestWithDerivedTxnIDsWrapsOnlyAppserviceIntents(t *testing.T) {
+	as := &matrix.ASIntent{}
+	wrapped, ok := WithDerivedTxnIDs(as).(*txnIntent)
+	require.True(t, ok, "a ghost's appservice intent is wrapped")
+	assert.Same(t, as, wrapped.ASIntent)
+	var other bridgev2.MatrixAPI = wrapped
+	assert.Same(t, wrapped, WithDerivedTxnIDs(other), "anything else is left as it is")
 }

@@ -72,7 +72,7 @@ func Main(build BuildInfo) {
 	m.PreInit()
 	checkConfig(m.ConfigPath, m.Config, m.Connector)
 	m.Init()
-	m.Bridge.Matrix = ownWords{m.Matrix}
+	m.Bridge.Matrix = derivedTxnIDs{ownWords{m.Matrix}}
 	hideCommands(m.Bridge.Commands)
 	states := newStateReporter(m.Bridge)
 	health := &dbHealth{db: m.DB.RawDB, states: states, log: m.Log.With().Str("component", "database health").Logger()}
