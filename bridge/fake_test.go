@@ -519,6 +519,20 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 // login runs the password flow as a user would.
 func (e *testEnv) login(address, username, password string) (*bridgev2.UserLogin, error) {
 	e.t.Helper()
+	step, err := e.loginStep(address, username, password)
+	if err != nil {
+		return nil, err
+	}
+	if step.Type != bridgev2.LoginStepTypeComplete {
+		return nil, fmt.Errorf("the login asks again (%s): %s", step.StepID, step.Instructions)
+	}
+	return step.CompleteParams.UserLogin, nil
+}
+
+// loginStep starts a login, submits the first step and returns the step
+// that follows; a login that does not complete is cancelled.
+func (e *testEnv) loginStep(address, username, password string) (*bridgev2.LoginStep, error) {
+	e.t.Helper()
 	proc, err := e.conn.CreateLogin(e.ctx, e.user, FlowPassword)
 	require.NoError(e.t, err)
 	step, err := proc.Start(e.ctx)
@@ -527,12 +541,10 @@ func (e *testEnv) login(address, username, password string) (*bridgev2.UserLogin
 	step, err = proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(e.ctx, map[string]string{
 		FieldSignInAddress: address, FieldUsername: username, FieldPassword: password,
 	})
-	if err != nil {
+	if err != nil || step.Type != bridgev2.LoginStepTypeComplete {
 		proc.Cancel()
-		return nil, err
 	}
-	require.Equal(e.t, bridgev2.LoginStepTypeComplete, step.Type)
-	return step.CompleteParams.UserLogin, nil
+	return step, err
 }
 
 func (e *testEnv) mustLogin() (*bridgev2.UserLogin, *Client, *fakeSession) {

@@ -64,6 +64,10 @@ type passwordLogin struct {
 	user *bridgev2.User
 
 	mu sync.Mutex
+	// address and username are what the first step submitted; after a
+	// rejected password the flow asks for the password alone and signs in
+	// with these.
+	address, username string
 	// session and router are set between a successful sign-in and the
 	// hand-over to the login's client; Cancel closes the session and
 	// releases the events its router holds back if the login never
@@ -100,6 +104,40 @@ func (pl *passwordLogin) Start(ctx context.Context) (*bridgev2.LoginStep, error)
 			}},
 		},
 	}, nil
+}
+
+// StepIDPasswordRetry is the step that follows a sign-in that SfB refused
+// or could not answer: the password alone, for the address and user name
+// given before. A provisioning client sees it instead of an error and can
+// submit the password again to the same login process.
+const StepIDPasswordRetry = "net.sfb.password_retry"
+
+// retryStep asks for the password again. Through the bot it keeps the flow
+// in the password step, so the retyped password is taken by the flow and
+// redacted like the first one rather than left in the room as an unknown
+// command.
+func retryStep(problem string) *bridgev2.LoginStep {
+	return &bridgev2.LoginStep{
+		Type:         bridgev2.LoginStepTypeUserInput,
+		StepID:       StepIDPasswordRetry,
+		Instructions: problem + "\n\nType your password again to try once more; the bridge removes it from this chat. To stop, send `cancel`. To use another address or user name, send `cancel` and then `login`.",
+		UserInputParams: &bridgev2.LoginUserInputParams{
+			Fields: []bridgev2.LoginInputDataField{{
+				Type:     bridgev2.LoginInputFieldTypePassword,
+				ID:       FieldPassword,
+				Name:     "password",
+				Validate: validatePassword,
+			}},
+		},
+	}
+}
+
+// retryable reports whether typing the password again can help: SfB
+// refused it, or the sign-in did not get an answer in time (from SfB, or
+// its turn inside a busy bridge).
+func retryable(err error) bool {
+	return errors.Is(err, sfb.ErrBadCredentials) || errors.Is(err, sfb.ErrServerUnavailable) ||
+		errors.Is(err, sfb.ErrLocalTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func validateAddress(s string) (string, error) {
@@ -150,13 +188,17 @@ func (pl *passwordLogin) Cancel() {
 // the provisioning API returns with a status code.
 func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]string) (*bridgev2.LoginStep, error) {
 	c := pl.conn
-	address, err := validateAddress(input[FieldSignInAddress])
-	if err != nil {
-		return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("Invalid sign-in address: %v.", err), StatusCode: http.StatusBadRequest}
-	}
-	username, err := validateUsername(input[FieldUsername])
-	if err != nil {
-		return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("Invalid user name: %v.", err), StatusCode: http.StatusBadRequest}
+	pl.mu.Lock()
+	address, username := pl.address, pl.username
+	pl.mu.Unlock()
+	if address == "" {
+		var err error
+		if address, err = validateAddress(input[FieldSignInAddress]); err != nil {
+			return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("Invalid sign-in address: %v.", err), StatusCode: http.StatusBadRequest}
+		}
+		if username, err = validateUsername(input[FieldUsername]); err != nil {
+			return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("Invalid user name: %v.", err), StatusCode: http.StatusBadRequest}
+		}
 	}
 	password := input[FieldPassword]
 	if password == "" {
@@ -174,7 +216,15 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 		cause := signInCause(err)
 		log.Info().Err(err).Str("cause", cause).Msg("Sign-in failed")
 		c.audit(ctx, loginID, pl.user.MXID, database.AuditLoginFailed, cause)
-		return nil, signInRespError(address, err)
+		respErr := signInRespError(address, err)
+		var re bridgev2.RespError
+		if retryable(err) && errors.As(respErr, &re) {
+			pl.mu.Lock()
+			pl.address, pl.username = address, username
+			pl.mu.Unlock()
+			return retryStep(re.Err), nil
+		}
+		return nil, respErr
 	}
 	pl.mu.Lock()
 	pl.session, pl.router = session, router

@@ -101,20 +101,58 @@ func TestLoginKeepPasswordOffWithoutKey(t *testing.T) {
 	assert.Nil(t, cred.Token, "nothing is stored unsealed")
 }
 
-func TestLoginBadCredentials(t *testing.T) {
+// A rejected password keeps the flow in the password step: the bot then
+// takes the retyped password as input to the flow (and redacts it) instead
+// of leaving it in the room as an unknown command.
+func TestLoginBadCredentialsAsksForThePasswordAgain(t *testing.T) {
 	e := newTestEnv(t)
-	_, err := e.login("alice@contoso.com", "", "wrong-pw")
-	var re bridgev2.RespError
-	require.ErrorAs(t, err, &re)
-	assert.Equal(t, ErrCodeBadCredentials, re.ErrCode)
-	assert.Equal(t, http.StatusForbidden, re.StatusCode)
-	assert.Contains(t, re.Err, "rejected the user name or password for alice@contoso.com")
-	assert.NotContains(t, re.Err, "wrong-pw")
+	proc, err := e.conn.CreateLogin(e.ctx, e.user, FlowPassword)
+	require.NoError(t, err)
+	_, err = proc.Start(e.ctx)
+	require.NoError(t, err)
+	login := proc.(bridgev2.LoginProcessUserInput)
+	step, err := login.SubmitUserInput(e.ctx, map[string]string{
+		FieldSignInAddress: "alice@contoso.com", FieldUsername: `CONTOSO\alice`, FieldPassword: "wrong-pw",
+	})
+	require.NoError(t, err, "a rejection is a step of the flow, not its end")
+	require.Equal(t, bridgev2.LoginStepTypeUserInput, step.Type)
+	assert.Equal(t, StepIDPasswordRetry, step.StepID)
+	require.Len(t, step.UserInputParams.Fields, 1)
+	field := step.UserInputParams.Fields[0]
+	assert.Equal(t, FieldPassword, field.ID)
+	assert.Equal(t, bridgev2.LoginInputFieldTypePassword, field.Type, "the bot redacts what is typed for a password field")
+	assert.Contains(t, step.Instructions, "rejected the user name or password for alice@contoso.com")
+	assert.Contains(t, step.Instructions, "Type your password again")
+	assert.Contains(t, step.Instructions, "`cancel`")
+	assert.NotContains(t, step.Instructions, "wrong-pw")
 
 	assert.Empty(t, e.user.GetUserLogins(), "no login is created")
 	_, err = e.conn.db.GetCredential(e.ctx, "alice@contoso.com")
 	assert.ErrorIs(t, err, database.ErrNotFound, "nothing is stored")
 	assert.Equal(t, []string{database.AuditLoginFailed}, e.audit("alice@contoso.com"))
+
+	// The second try sends the password alone and signs in with the address
+	// and user name of the first.
+	step, err = login.SubmitUserInput(e.ctx, map[string]string{FieldPassword: "alice-pw"})
+	require.NoError(t, err)
+	require.Equal(t, bridgev2.LoginStepTypeComplete, step.Type)
+	assert.Equal(t, "alice@contoso.com", string(step.CompleteParams.UserLoginID))
+	reqs := e.transport.signInRequests()
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "alice@contoso.com", reqs[1].Credentials.SignInAddress)
+	assert.Equal(t, `CONTOSO\alice`, reqs[1].Credentials.Username)
+	assert.Equal(t, "alice-pw", e.open(e.credential("alice@contoso.com").Password, passwordAD("alice@contoso.com")))
+}
+
+// A server that does not answer also leaves the user in the password step.
+func TestLoginServerUnavailableAsksForThePasswordAgain(t *testing.T) {
+	e := newTestEnv(t)
+	e.transport.failWith(fmt.Errorf("503: %w", sfb.ErrServerUnavailable))
+	step, err := e.loginStep("alice@contoso.com", "", "alice-pw")
+	require.NoError(t, err)
+	assert.Equal(t, StepIDPasswordRetry, step.StepID)
+	assert.Contains(t, step.Instructions, "not reachable")
+	assert.Empty(t, e.user.GetUserLogins())
 }
 
 func TestLoginErrors(t *testing.T) {
@@ -129,7 +167,6 @@ func TestLoginErrors(t *testing.T) {
 		{"invalid address", "not an address", "pw", nil, ErrCodeInvalidAddress, http.StatusBadRequest},
 		{"other scheme", "tel:+123", "pw", nil, ErrCodeInvalidAddress, http.StatusBadRequest},
 		{"empty password", "alice@contoso.com", "", nil, ErrCodeMissingPassword, http.StatusBadRequest},
-		{"server unavailable", "alice@contoso.com", "alice-pw", fmt.Errorf("503: %w", sfb.ErrServerUnavailable), ErrCodeUnavailable, http.StatusServiceUnavailable},
 		{"no server", "alice@contoso.com", "alice-pw", fmt.Errorf("lyncdiscover: %w", sfb.ErrNotFound), ErrCodeServerNotFound, http.StatusNotFound},
 		{"other failure", "alice@contoso.com", "alice-pw", errors.New("tls: bad certificate"), ErrCodeSignInFailed, http.StatusBadGateway},
 	}
@@ -360,14 +397,18 @@ func TestSignInTimeoutToldFromUnreachableServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newTestEnv(t)
-			e.transport.failWith(tt.err)
-			_, err := e.login("alice@contoso.com", "", "alice-pw")
 			var re bridgev2.RespError
-			require.ErrorAs(t, err, &re)
+			require.ErrorAs(t, signInRespError("alice@contoso.com", tt.err), &re)
 			assert.Equal(t, tt.code, re.ErrCode)
 			assert.Equal(t, tt.status, re.StatusCode)
-			assert.Contains(t, re.Err, tt.says)
-			assert.NotContains(t, re.Err, "context deadline", "no technical text for the user")
+			// Trying again may help: the login asks for the password again,
+			// saying why.
+			e.transport.failWith(tt.err)
+			step, err := e.loginStep("alice@contoso.com", "", "alice-pw")
+			require.NoError(t, err)
+			assert.Equal(t, StepIDPasswordRetry, step.StepID)
+			assert.Contains(t, step.Instructions, tt.says)
+			assert.NotContains(t, step.Instructions, "context deadline", "no technical text for the user")
 			failed := e.logged("Sign-in failed")
 			require.Len(t, failed, 1)
 			assert.Equal(t, tt.cause, failed[0]["cause"])
