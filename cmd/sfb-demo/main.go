@@ -328,6 +328,12 @@ func (w *matrixWatch) onMessage(ctx context.Context, evt *event.Event) {
 	who := w.name(ctx, evt.Sender)
 	if evt.Sender == w.client.UserID {
 		who = "you (" + evt.Sender.String() + ")"
+		if !w.isBridged(ctx, evt.RoomID) {
+			// What a user types to the bridge bot may be their SfB
+			// password (the login command asks for it).
+			w.out.say("Matrix  %s wrote to the bridge bot (not shown: it may be a password)", who)
+			return
+		}
 	}
 	line := fmt.Sprintf("Matrix  %s: %q", who, msg.Body)
 	if msg.FormattedBody != "" {
@@ -350,6 +356,22 @@ func (w *matrixWatch) onTyping(ctx context.Context, evt *event.Event) {
 			w.out.say("Matrix  %s is typing...", w.name(ctx, user))
 		}
 	}
+}
+
+// isBridged reports whether room has a member besides the demo user and
+// the bridge bot (an SfB colleague's ghost). When the members cannot be
+// read, it says no: better a line not shown than a password printed.
+func (w *matrixWatch) isBridged(ctx context.Context, room id.RoomID) bool {
+	members, err := w.client.JoinedMembers(ctx, room)
+	if err != nil {
+		return false
+	}
+	for user := range members.Joined {
+		if user != w.client.UserID && user != w.bot {
+			return true
+		}
+	}
+	return false
 }
 
 // waitGhostMessage waits for a message from someone other than the demo
