@@ -71,7 +71,10 @@ func Main(build BuildInfo) {
 	}
 	m.PreInit()
 	checkConfig(m.ConfigPath, m.Config, m.Connector)
+	// Before Init: that is where mautrix opens the database.
+	dbFile := protectSQLiteFile(m.Config.Database)
 	m.Init()
+	dbFile.log(m.Log)
 	m.Bridge.Matrix = derivedTxnIDs{ownWords{m.Matrix}}
 	hideCommands(m.Bridge.Commands)
 	states := newStateReporter(m.Bridge)

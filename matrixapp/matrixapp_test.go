@@ -186,49 +186,107 @@ func stubHomeserver(t *testing.T) *httptest.Server {
 // There is no standby on SQLite: the bridge starts at once.
 func TestStartsOnSQLite(t *testing.T) {
 	dir := t.TempDir()
-	hs := stubHomeserver(t)
-	writeConfig(t, dir, sqliteConfig(freePort(t), hs.URL))
+	writeConfig(t, dir, sqliteConfig(freePort(t), stubHomeserver(t).URL))
 	out, err := run(t, dir, nil, "-g", "-c", "config.yaml", "-r", "registration.yaml")
 	require.NoError(t, err, string(out))
 
+	output, _ := startOnSQLite(t, dir)
+	assert.NotContains(t, output.String(), "FTL")
+	assert.Contains(t, output.String(), "No standby on SQLite", "SQLite takes no active lock and says so")
+}
+
+// TestSQLiteDatabaseReadableByOwnerOnly: the database holds sealed
+// credentials and who talks to whom; like the configuration and the log,
+// only the bridge's user may read it. A new one is created so, one that
+// exists is made so, with a log line.
+func TestSQLiteDatabaseReadableByOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, sqliteConfig(freePort(t), stubHomeserver(t).URL))
+	out, err := run(t, dir, nil, "-g", "-c", "config.yaml", "-r", "registration.yaml")
+	require.NoError(t, err, string(out))
+	dbPath := filepath.Join(dir, "bridge.db")
+	modes := func() map[string]os.FileMode {
+		found := map[string]os.FileMode{}
+		for _, p := range []string{dbPath, dbPath + "-wal", dbPath + "-shm"} {
+			if info, err := os.Stat(p); err == nil {
+				found[filepath.Base(p)] = info.Mode().Perm()
+			}
+		}
+		return found
+	}
+
+	output, stop := startOnSQLite(t, dir)
+	created := modes()
+	stop()
+	require.Contains(t, created, "bridge.db")
+	for name, mode := range created {
+		assert.Equal(t, os.FileMode(0o600), mode, "%s as created", name)
+	}
+	assert.NotContains(t, output.String(), "readable by other users")
+
+	// A database left world-readable by an older version.
+	require.NoError(t, os.Chmod(dbPath, 0o644))
+	output, stop = startOnSQLite(t, dir)
+	stop()
+	for name, mode := range modes() {
+		assert.Equal(t, os.FileMode(0o600), mode, "%s after the start", name)
+	}
+	assert.Contains(t, output.String(), "The SQLite database was readable by other users; made it readable by the bridge's user only")
+}
+
+// startOnSQLite starts the bridge configured in dir and returns its output
+// once it has started and the connector has migrated its tables, and a function that stops it
+// (SIGTERM, wait), which the test's cleanup calls too.
+func startOnSQLite(t *testing.T, dir string) (*syncBuffer, func()) {
+	t.Helper()
 	key, err := secret.GenerateKey()
 	require.NoError(t, err)
 	cmd := exec.Command(bridgeBinary(t), "-c", "config.yaml", "-n")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), secret.EnvKey+"="+secret.EncodeKey(key))
-	var output syncBuffer
-	cmd.Stdout = &output
-	cmd.Stderr = &output
+	output := &syncBuffer{}
+	cmd.Stdout = output
+	cmd.Stderr = output
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(15 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		})
+	}
+	t.Cleanup(stop)
 
 	dbPath := filepath.Join(dir, "bridge.db")
-	require.Eventually(t, func() bool {
+	ok := assert.Eventually(t, func() bool {
 		select {
 		case err := <-exited:
 			exited <- err
 			return true
 		default:
 		}
-		return hasTable(dbPath, "sfb_credential") && hasTable(dbPath, "user_login")
+		// The tables may be there from an earlier start; the log line says
+		// that this process is past its start.
+		return strings.Contains(output.String(), "Bridge started") &&
+			hasTable(dbPath, "sfb_credential") && hasTable(dbPath, "user_login")
 	}, 30*time.Second, 50*time.Millisecond, "bridge output:\n%s", output.String())
+	if !ok {
+		stop()
+		t.FailNow()
+	}
 	select {
 	case err := <-exited:
 		t.Fatalf("bridge exited early (%v):\n%s", err, output.String())
 	default:
 	}
-	assert.NotContains(t, output.String(), "FTL")
-	assert.Contains(t, output.String(), "No standby on SQLite", "SQLite takes no active lock and says so")
+	return output, stop
 }
 
 func hasTable(dbPath, table string) bool {
