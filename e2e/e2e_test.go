@@ -195,6 +195,15 @@ type pair struct {
 // SfB with the bridge bot's login command, answering its prompts.
 func (env *testEnv) newPair(t *testing.T, name string) *pair {
 	t.Helper()
+	p := env.newPairSignedOut(t, name)
+	env.login(t, p)
+	return p
+}
+
+// newPairSignedOut is newPair up to the bot's welcome in the management
+// room, without logging in.
+func (env *testEnv) newPairSignedOut(t *testing.T, name string) *pair {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
 	defer cancel()
 	p := &pair{
@@ -222,8 +231,6 @@ func (env *testEnv) newPair(t *testing.T, name string) *pair {
 	p.mx.waitFor(0, hop, "the bot's welcome", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
 		return strings.Contains(b, "login")
 	}))
-
-	env.login(t, p)
 	return p
 }
 
