@@ -13,10 +13,11 @@ import (
 	"maunium.net/go/mautrix/event"
 )
 
-// TestWrongPasswordThenRightOneLeavesNoPasswordInTheRoom types a wrong
-// password, then, after the bot's answer, the right one (the natural
-// retry), and reads the management room's history as the user: neither
-// password may be readable there.
+// TestWrongPasswordThenRightOneLeavesNoPasswordInTheRoom types the password
+// where the bot asks for the address (a slip), then a wrong password, then,
+// after the bot's answer, the right one (the natural retry), and reads the
+// management room's history as the user: no password may be readable
+// there.
 func TestWrongPasswordThenRightOneLeavesNoPasswordInTheRoom(t *testing.T) {
 	env := setup(t)
 	p := env.newPairSignedOut(t, "wendy")
@@ -39,6 +40,8 @@ func TestWrongPasswordThenRightOneLeavesNoPasswordInTheRoom(t *testing.T) {
 	}
 
 	botSays(say("login"), "the address prompt", prompt("sign-in address"))
+	// A slip: the password typed where the bot asked for the address.
+	botSays(say(p.self.Password), "the bot's answer to the slip", func(b string) bool { return strings.Contains(b, "Invalid value") })
 	botSays(say(p.self.URI.Address()), "the user name prompt", prompt("user name"))
 	botSays(say("-"), "the password prompt", prompt("password"))
 	from := say(wrong)

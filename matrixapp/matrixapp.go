@@ -77,6 +77,8 @@ func Main(build BuildInfo) {
 	dbFile.log(m.Log)
 	m.Bridge.Matrix = derivedTxnIDs{ownWords{m.Matrix}}
 	hideCommands(m.Bridge.Commands)
+	// After hideCommands, which needs mautrix's own processor.
+	guardLoginInput(m.Bridge)
 	states := newStateReporter(m.Bridge)
 	health := &dbHealth{db: m.DB.RawDB, states: states, log: m.Log.With().Str("component", "database health").Logger()}
 	lock := waitForActiveLock(m, health)
