@@ -139,7 +139,8 @@ func parseArgs(args []string) cliArgs {
 // name), except that the bot's avatar is an empty string: the network has
 // no icon, and the empty value mautrix writes is a YAML null, which its
 // own loader then warns about on every start ("Ignoring incorrect config
-// field type !!null at appservice->bot->avatar").
+// field type !!null at appservice->bot->avatar"); and that logging starts
+// at level info, where no message text is logged.
 func exampleConfig(network bridgev2.NetworkConnector) (string, error) {
 	networkExample, _, _ := network.GetConfig()
 	var sb strings.Builder
@@ -156,8 +157,21 @@ func exampleConfig(network bridgev2.NetworkConnector) (string, error) {
 	if err := tmpl.Execute(&sb, network.GetName()); err != nil {
 		return "", fmt.Errorf("fill in mautrix's example configuration: %w", err)
 	}
-	return sb.String(), nil
+	text := sb.String()
+	if strings.Count(text, mautrixLogLevel) != 1 {
+		return "", errors.New("mautrix's example configuration no longer has the logging section the bridge sets to level info")
+	}
+	return strings.Replace(text, mautrixLogLevel, defaultLogLevel, 1), nil
 }
+
+// mautrix's example sets the minimum log level to debug, where its HTTP
+// client logs the body of every request it sends, message text included.
+// The bridge's example starts at info; debug and trace are for
+// investigating (docs/operator-guide.md, Logging).
+const (
+	mautrixLogLevel = "logging:\n    min_level: debug\n"
+	defaultLogLevel = "logging:\n    # info and above never carry message text; debug and trace do (docs/operator-guide.md).\n    min_level: info\n"
+)
 
 // writeExample does -e like mxmain (same file handling and messages),
 // with exampleConfig, and exits.

@@ -78,6 +78,21 @@ func TestExampleConfigIsCurrent(t *testing.T) {
 	assert.Contains(t, string(out), "username_template: sfb_{{.}}")
 	assert.Contains(t, string(out), "command_prefix: '!sfb'")
 	assert.Contains(t, string(out), "port: 29340")
+	assert.Contains(t, string(out), "logging:\n    # info and above never carry message text; debug and trace do (docs/operator-guide.md).\n    min_level: info\n",
+		"at debug, mautrix logs the body of every request it sends, message text included")
+}
+
+// TestDefaultLogLevelSurvivesTheConfigUpgrade: mautrix rewrites the
+// configuration on its own example at every start (-g included); the
+// level the file says stays.
+func TestDefaultLogLevelSurvivesTheConfigUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, nil)
+	out, err := run(t, dir, nil, "-g", "-c", "config.yaml", "-r", "registration.yaml")
+	require.NoError(t, err, string(out))
+	cfg, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^logging:\n(\s*#.*\n)*    min_level: info$`, string(cfg))
 }
 
 // writeConfig writes the example config to dir with the homeserver set,

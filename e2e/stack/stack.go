@@ -178,7 +178,13 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if opts.StatusEndpoint != "" {
 		set(cfg, []string{"homeserver", "status_endpoint"}, opts.StatusEndpoint)
 	}
-	set(cfg, []string{"logging"}, logTo(filepath.Join(opts.Dir, "bridge.log")))
+	// The example's level is the one an operator starts with; the stack
+	// logs at debug, and at that level into a file of its own.
+	defaultLevel, _ := get(cfg, "logging", "min_level").(string)
+	if defaultLevel == "" {
+		return nil, errors.New("bridge example config has no logging.min_level")
+	}
+	set(cfg, []string{"logging"}, logTo(filepath.Join(opts.Dir, "bridge.log"), defaultLevel))
 	if opts.DiscoveryURL != "" {
 		set(cfg, []string{"network", "discovery_url"}, opts.DiscoveryURL)
 		set(cfg, []string{"network", "allow_insecure_loopback"}, true)
@@ -232,14 +238,16 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		return nil, err
 	}
 	st.Bridge = &Bridge{
-		Binary:     bin,
-		ConfigPath: st.ConfigPath,
-		RegPath:    st.RegistrationPath,
-		Dir:        opts.Dir,
-		LogPath:    filepath.Join(opts.Dir, "bridge.log"),
-		OutPath:    filepath.Join(opts.Dir, "bridge.out"),
-		ReadyURL:   "http://127.0.0.1:" + strconv.Itoa(asPort) + "/_matrix/mau/ready",
-		Env:        append([]string{secret.EnvKey + "=" + secret.EncodeKey(key)}, opts.Env...),
+		Binary:              bin,
+		ConfigPath:          st.ConfigPath,
+		RegPath:             st.RegistrationPath,
+		Dir:                 opts.Dir,
+		LogPath:             filepath.Join(opts.Dir, "bridge.log"),
+		DefaultLevelLogPath: defaultLevelLog(filepath.Join(opts.Dir, "bridge.log")),
+		DefaultLevel:        defaultLevel,
+		OutPath:             filepath.Join(opts.Dir, "bridge.out"),
+		ReadyURL:            "http://127.0.0.1:" + strconv.Itoa(asPort) + "/_matrix/mau/ready",
+		Env:                 append([]string{secret.EnvKey + "=" + secret.EncodeKey(key)}, opts.Env...),
 	}
 	if err := st.Bridge.Start(ctx); err != nil {
 		return nil, err
@@ -276,16 +284,18 @@ func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 	}
 	first := st.Bridge
 	b := &Bridge{
-		Binary:     first.Binary,
-		ConfigPath: filepath.Join(first.Dir, "config-"+name+".yaml"),
-		RegPath:    first.RegPath,
-		Dir:        first.Dir,
-		LogPath:    filepath.Join(first.Dir, "bridge-"+name+".log"),
-		OutPath:    filepath.Join(first.Dir, "bridge-"+name+".out"),
-		ReadyURL:   first.ReadyURL,
-		Env:        first.Env,
+		Binary:              first.Binary,
+		ConfigPath:          filepath.Join(first.Dir, "config-"+name+".yaml"),
+		RegPath:             first.RegPath,
+		Dir:                 first.Dir,
+		LogPath:             filepath.Join(first.Dir, "bridge-"+name+".log"),
+		DefaultLevelLogPath: defaultLevelLog(filepath.Join(first.Dir, "bridge-"+name+".log")),
+		DefaultLevel:        first.DefaultLevel,
+		OutPath:             filepath.Join(first.Dir, "bridge-"+name+".out"),
+		ReadyURL:            first.ReadyURL,
+		Env:                 first.Env,
 	}
-	set(cfg, []string{"logging"}, logTo(b.LogPath))
+	set(cfg, []string{"logging"}, logTo(b.LogPath, b.DefaultLevel))
 	if databaseURI != "" {
 		set(cfg, []string{"database", "uri"}, databaseURI)
 	}
@@ -298,16 +308,28 @@ func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 	return b, nil
 }
 
-// logTo is the logging section for a JSON debug log in the file at path.
-func logTo(path string) map[string]any {
+// logTo is the logging section for a JSON debug log in the file at path,
+// and the same log at level defaultLevel in defaultLevelLog(path).
+func logTo(path, defaultLevel string) map[string]any {
 	return map[string]any{
 		"min_level": "debug",
 		"writers": []any{map[string]any{
 			"type":     "file",
 			"format":   "json",
 			"filename": path,
+		}, map[string]any{
+			"type":      "file",
+			"format":    "json",
+			"filename":  defaultLevelLog(path),
+			"min_level": defaultLevel,
 		}},
 	}
+}
+
+// defaultLevelLog is where the log at the example configuration's level
+// goes, beside the debug log at path.
+func defaultLevelLog(path string) string {
+	return strings.TrimSuffix(path, ".log") + "-default-level.log"
 }
 
 // GhostID is the Matrix ID the bridge gives the SfB user whose network
@@ -323,8 +345,11 @@ type Bridge struct {
 	Binary, ConfigPath, RegPath, Dir string
 	// LogPath is the bridge's JSON log; OutPath its stdout and stderr.
 	LogPath, OutPath string
-	ReadyURL         string
-	Env              []string
+	// DefaultLevelLogPath has the same log at DefaultLevel, the level of
+	// the example configuration: what an operator's log holds.
+	DefaultLevelLogPath, DefaultLevel string
+	ReadyURL                          string
+	Env                               []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
