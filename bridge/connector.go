@@ -202,7 +202,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		}
 	}
 	if c.box == nil {
-		c.log.Warn().Msg("No secret key configured and keep_password is off: tokens are not kept across restarts, users must log in again after each restart")
+		c.log.Warn().Msg("No secret key configured and keep_password is off: tokens are not kept across restarts, users must log in again after each restart, and Matrix messages waiting for SfB are stored unencrypted")
 	}
 	if c.factory == nil {
 		return fmt.Errorf("start SfB connector: no transport factory")

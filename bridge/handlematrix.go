@@ -92,6 +92,9 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 		Text:       out.Text,
 		HTML:       out.HTML,
 	}
+	if err := c.conn.sealOutbox(&entry); err != nil {
+		return nil, errNotQueued(err)
+	}
 	// Registered before the lane can see the entry, so that its echo
 	// always finds the registration.
 	c.markLive(entry.EventID)
@@ -100,12 +103,7 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	if err != nil {
 		msg.RemovePending(txnID)
 		c.takeLive(entry.EventID)
-		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("queue message for SfB: %w", err)).
-			WithStatus(event.MessageStatusRetriable).
-			WithErrorReason(event.MessageStatusGenericError).
-			WithIsCertain(true).
-			WithSendNotice(true).
-			WithMessage("The bridge could not store the message for Skype for Business; it was not sent. Send it again.")
+		return nil, errNotQueued(err)
 	}
 	switch {
 	case !added && stored.ID == 0:
@@ -119,6 +117,16 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	}
 	c.wakeOutbox(peer)
 	return &bridgev2.MatrixMessageResponse{Pending: true}, nil
+}
+
+// errNotQueued is the status of a message the outbox could not take.
+func errNotQueued(err error) error {
+	return bridgev2.WrapErrorInStatus(fmt.Errorf("queue message for SfB: %w", err)).
+		WithStatus(event.MessageStatusRetriable).
+		WithErrorReason(event.MessageStatusGenericError).
+		WithIsCertain(true).
+		WithSendNotice(true).
+		WithMessage("The bridge could not store the message for Skype for Business; it was not sent. Send it again.")
 }
 
 // errNotConnected is the status of a message that found no SfB session.

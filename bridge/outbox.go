@@ -261,7 +261,10 @@ func (c *Client) sendOutbox(ctx, rctx context.Context, entry database.OutboxEntr
 		return sent, true, errNotConnected()
 	}
 	peer := sfb.URI(entry.Peer)
-	msg := sfb.Message{Text: entry.Text, HTML: entry.HTML}
+	msg, err := c.conn.outboxMessage(entry)
+	if err != nil {
+		return sent, true, errUnreadableOutboxStatus(err)
+	}
 	if tracker, tracks := session.(sfb.DeliveryTracker); tracks {
 		sent, err = tracker.SendMessageTracked(ctx, peer, msg, func(id string) {
 			// From SfB taking the message to here a crash sends it

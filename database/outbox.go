@@ -33,6 +33,10 @@ type OutboxEntry struct {
 	// SentAt is set by MarkOutboxSent once SfB confirmed delivery.
 	SentID string
 	SentAt time.Time
+
+	// Sealed is the message as the bridge sealed it with its secret key;
+	// Text and HTML are then empty. The database keeps it as it is.
+	Sealed []byte
 }
 
 // AddOutbox stores e and returns it with its ID. The same Matrix event
@@ -53,11 +57,11 @@ func (db *DB) AddOutbox(ctx context.Context, e OutboxEntry) (stored OutboxEntry,
 		e.CreatedAt = time.Now()
 	}
 	err = db.raw.QueryRowContext(ctx, `
-		INSERT INTO sfb_outbox (login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		INSERT INTO sfb_outbox (login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, sealed, created_at_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (login_id, event_id) DO NOTHING
 		RETURNING id`,
-		e.LoginID, e.Peer, e.EventID, e.RoomID, e.SenderMXID, e.MsgType, e.TxnID, e.Text, e.HTML, e.CreatedAt.UnixMilli()).Scan(&e.ID)
+		e.LoginID, e.Peer, e.EventID, e.RoomID, e.SenderMXID, e.MsgType, e.TxnID, e.Text, e.HTML, e.Sealed, e.CreatedAt.UnixMilli()).Scan(&e.ID)
 	switch {
 	case err == nil:
 		e.CreatedAt = time.UnixMilli(e.CreatedAt.UnixMilli())
@@ -175,14 +179,14 @@ func (db *DB) DeleteOutboxOfLogin(ctx context.Context, loginID string) ([]Outbox
 	return entries, nil
 }
 
-const outboxColumns = `id, login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms, sent_message_id, sent_at_ms`
+const outboxColumns = `id, login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms, sent_message_id, sent_at_ms, sealed`
 
 func scanOutbox(row interface{ Scan(...any) error }) (OutboxEntry, error) {
 	var e OutboxEntry
 	var created int64
 	var sentID sql.NullString
 	var sentAt sql.NullInt64
-	if err := row.Scan(&e.ID, &e.LoginID, &e.Peer, &e.EventID, &e.RoomID, &e.SenderMXID, &e.MsgType, &e.TxnID, &e.Text, &e.HTML, &created, &sentID, &sentAt); err != nil {
+	if err := row.Scan(&e.ID, &e.LoginID, &e.Peer, &e.EventID, &e.RoomID, &e.SenderMXID, &e.MsgType, &e.TxnID, &e.Text, &e.HTML, &created, &sentID, &sentAt, &e.Sealed); err != nil {
 		return OutboxEntry{}, err
 	}
 	e.CreatedAt = time.UnixMilli(created)

@@ -193,3 +193,40 @@ func TestOutboxMigrationFromVersion3(t *testing.T) {
 		assert.True(t, got.SentAt.IsZero())
 	})
 }
+
+// A sealed message is kept byte for byte; rows written before the sealed
+// column existed read back with none.
+func TestOutboxSealedMessage(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, raw *sql.DB, db *DB) {
+		ctx := context.Background()
+		require.NoError(t, db.Upgrade(ctx))
+		require.NoError(t, db.Downgrade(ctx, 4))
+		_, err := raw.ExecContext(ctx, `INSERT INTO sfb_outbox (login_id, peer, event_id, room_id, sender_mxid, msg_type, txn_id, text, html, created_at_ms)
+			VALUES ('a@contoso.com', 'sip:b@contoso.com', '$old', '!r:example.org', '@a:example.org', 'm.text', '$old', 'clear', '', 1)`)
+		require.NoError(t, err)
+		require.NoError(t, db.Upgrade(ctx))
+
+		sealed := outboxEntry("a@contoso.com", "sip:b@contoso.com", "$new", "")
+		sealed.HTML = ""
+		sealed.Sealed = []byte{0, 1, 2, 0xff, 0xfe, 'x'}
+		stored, added, err := db.AddOutbox(ctx, sealed)
+		require.NoError(t, err)
+		require.True(t, added)
+		assert.Equal(t, sealed.Sealed, stored.Sealed)
+
+		old, err := db.NextOutbox(ctx, "a@contoso.com", "sip:b@contoso.com")
+		require.NoError(t, err)
+		assert.Equal(t, "clear", old.Text)
+		assert.Nil(t, old.Sealed)
+		require.NoError(t, db.DeleteOutbox(ctx, old.ID))
+		got, err := db.NextOutbox(ctx, "a@contoso.com", "sip:b@contoso.com")
+		require.NoError(t, err)
+		assert.Equal(t, sealed.Sealed, got.Sealed)
+		assert.Empty(t, got.Text)
+		assert.Empty(t, got.HTML)
+		gone, err := db.DeleteOutboxOfLogin(ctx, "a@contoso.com")
+		require.NoError(t, err)
+		require.Len(t, gone, 1)
+		assert.Equal(t, sealed.Sealed, gone[0].Sealed)
+	})
+}

@@ -1,0 +1,1 @@
+ALTER TABLE sfb_outbox DROP COLUMN sealed;
