@@ -291,15 +291,7 @@ func TestOutboxAcceptedBeforeRestartIsLookedUp(t *testing.T) {
 func TestOutboxSameEventTwice(t *testing.T) {
 	e := newTestEnv(t)
 	ul, client, session := e.mustLogin()
-	release := make(chan struct{})
-	e.transport.setSendHook(func(sfb.URI, sfb.Message) error {
-		select {
-		case <-release:
-			return nil
-		case <-t.Context().Done():
-			return t.Context().Err()
-		}
-	})
+	release := holdSends(t, e)
 	for range 2 {
 		resp, err := client.HandleMatrixMessage(e.ctx, matrixMessage(e.portalFor(ul.ID, bob), "$same",
 			&event.MessageEventContent{MsgType: event.MsgText, Body: "once"}))
@@ -379,4 +371,18 @@ func TestReloginWaitsForOldOutboxLanes(t *testing.T) {
 	assert.Len(t, first.sentMessages(), 1)
 	assert.Empty(t, second.sentMessages())
 	assert.EqualValues(t, 1, calls.Load())
+}
+
+// holdSends makes the fake SfB hold every message until release is closed.
+func holdSends(t *testing.T, e *testEnv) (release chan struct{}) {
+	release = make(chan struct{})
+	e.transport.setSendHook(func(sfb.URI, sfb.Message) error {
+		select {
+		case <-release:
+			return nil
+		case <-t.Context().Done():
+			return t.Context().Err()
+		}
+	})
+	return release
 }

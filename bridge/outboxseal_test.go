@@ -11,7 +11,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
-	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
 // storedOutbox reads the outbox table as an attacker with the database
@@ -30,20 +29,6 @@ func storedOutbox(t *testing.T, e *testEnv) []string {
 	}
 	require.NoError(t, rows.Err())
 	return stored
-}
-
-// holdSends makes the fake SfB hold every message until release is closed.
-func holdSends(t *testing.T, e *testEnv) (release chan struct{}) {
-	release = make(chan struct{})
-	e.transport.setSendHook(func(sfb.URI, sfb.Message) error {
-		select {
-		case <-release:
-			return nil
-		case <-t.Context().Done():
-			return t.Context().Err()
-		}
-	})
-	return release
 }
 
 func TestOutboxStoresMessageSealed(t *testing.T) {
