@@ -122,6 +122,9 @@ var (
 	// reasonUnreachable: no endpoint of the target took the invitation
 	// (ErrorSubcode reference: "The target is not reachable.").
 	reasonUnreachable = reason{"RemoteFailure", "Unreachable", "The target is not reachable."}
+	// reasonCanceled: the inviter's endpoint went away before the
+	// invitation was answered (ErrorSubcode_ref.md: Canceled).
+	reasonCanceled = reason{"RemoteFailure", "Canceled", "The invitation was canceled."}
 )
 
 func newThreadID() string {

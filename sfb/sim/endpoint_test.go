@@ -83,3 +83,21 @@ func TestSigningOutNativeClientEndsItsConversations(t *testing.T) {
 	r := e.do("PUT", "/sim/v1/users/bob@contoso.com/native-client", "", "application/json", `{}`)
 	assert.Equal(t, http.StatusBadRequest, r.status)
 }
+
+// An invitation the native client sent and nobody answered yet is withdrawn
+// when that client signs out: accepting it must not connect the invitee to
+// a client that is gone.
+func TestSigningOutNativeClientWithdrawsItsInvitation(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, sim.Options{})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	alice.makeMeAvailable()
+	require.NoError(t, e.sim.SendMessage(ctx, "sip:bob@contoso.com", "sip:alice@contoso.com", sfb.Message{Text: "hello"}))
+	alice.await("invitation", is("messagingInvitation", "started"))
+
+	require.NoError(t, e.sim.SetNativeClient("sip:bob@contoso.com", false))
+	evs := alice.await("invitation withdrawn", is("messagingInvitation", "completed"))
+	done := evs[len(evs)-1]
+	assert.Equal(t, "Failure", done.status)
+	assert.Equal(t, "Canceled", get(t, done.raw, "reason", "subcode"))
+}

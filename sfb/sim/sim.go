@@ -497,8 +497,19 @@ func (s *Server) SetNativeClient(uri sfb.URI, signedIn bool) error {
 		if d.state == dialogEnded {
 			continue
 		}
-		if side := d.sideOf(uri); d.parties[side].uri == uri && d.parties[side].view == nil && d.state == dialogConnected {
+		side := d.sideOf(uri)
+		if d.parties[side].uri != uri || d.parties[side].view != nil {
+			continue
+		}
+		// A conversation the native client held ends; an invitation it
+		// sent and nobody answered yet is withdrawn with it, or an accept
+		// racing the sign-out would connect the peer to a client that is
+		// gone.
+		switch d.state {
+		case dialogConnected:
 			s.endDialog(d, reasonEnded, nil)
+		case dialogOffering:
+			s.endDialog(d, reasonCanceled, nil)
 		}
 	}
 	return nil
