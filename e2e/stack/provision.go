@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/id"
@@ -70,7 +69,7 @@ func (st *Stack) ProvisionLogout(ctx context.Context, user id.UserID) error {
 
 // provision calls the provisioning API on behalf of user.
 func (st *Stack) provision(ctx context.Context, user id.UserID, method, path string, body, out any) error {
-	base := strings.TrimSuffix(st.Bridge.ReadyURL, "/_matrix/mau/ready") + "/_matrix/provision/v3"
+	base := st.Bridge.URL() + "/_matrix/provision/v3"
 	var reader io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -85,7 +84,11 @@ func (st *Stack) provision(ctx context.Context, user id.UserID, method, path str
 	}
 	req.Header.Set("Authorization", "Bearer "+st.ProvisioningSecret)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	client := st.ProvisioningClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

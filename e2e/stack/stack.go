@@ -58,6 +58,13 @@ type Options struct {
 	Permissions map[string]string
 	// Network is merged over the generated config's network section.
 	Network map[string]any
+	// Config sets further options of the generated config by dotted path
+	// ("provisioning.debug_endpoints"), after everything else.
+	Config map[string]any
+	// LogLevel is the bridge's minimum log level; default "debug".
+	LogLevel string
+	// SynapseConfig is passed to synapse.Options.ExtraConfig.
+	SynapseConfig map[string]any
 	// Env is added to the bridge process's environment, after a generated
 	// secret key (SFB_BRIDGE_SECRET_KEY), which an entry here replaces.
 	Env []string
@@ -74,8 +81,13 @@ type Stack struct {
 	Bot id.UserID
 	// UsernameTemplate is appservice.username_template, e.g. "sfb_{{.}}".
 	UsernameTemplate string
-	// ProvisioningSecret authenticates to the provisioning API.
+	// ProvisioningSecret authenticates to the provisioning API (and the
+	// debug endpoints, when enabled).
 	ProvisioningSecret string
+	// ProvisioningClient makes the provisioning API calls; nil means
+	// http.DefaultClient, which keeps only two idle connections: many
+	// logins at once want more.
+	ProvisioningClient *http.Client
 	// ASToken is the registration's as_token: what the bridge (or anyone
 	// acting as the appservice) authenticates to the homeserver with.
 	ASToken string
@@ -119,6 +131,9 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "localhost"
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "debug"
 	}
 	if opts.Permissions == nil {
 		opts.Permissions = map[string]string{opts.ServerName: "user"}
@@ -184,13 +199,16 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if defaultLevel == "" {
 		return nil, errors.New("bridge example config has no logging.min_level")
 	}
-	set(cfg, []string{"logging"}, logTo(filepath.Join(opts.Dir, "bridge.log"), defaultLevel))
+	set(cfg, []string{"logging"}, logTo(filepath.Join(opts.Dir, "bridge.log"), opts.LogLevel, defaultLevel))
 	if opts.DiscoveryURL != "" {
 		set(cfg, []string{"network", "discovery_url"}, opts.DiscoveryURL)
 		set(cfg, []string{"network", "allow_insecure_loopback"}, true)
 	}
 	for k, v := range opts.Network {
 		set(cfg, []string{"network", k}, v)
+	}
+	for k, v := range opts.Config {
+		set(cfg, strings.Split(k, "."), v)
 	}
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -222,6 +240,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		Port:                    hsPort,
 		Dir:                     filepath.Join(opts.Dir, "synapse"),
 		AppServiceRegistrations: []string{st.RegistrationPath},
+		ExtraConfig:             opts.SynapseConfig,
 	})
 	if err != nil {
 		return nil, err
@@ -295,7 +314,8 @@ func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 		ReadyURL:            first.ReadyURL,
 		Env:                 first.Env,
 	}
-	set(cfg, []string{"logging"}, logTo(b.LogPath, b.DefaultLevel))
+	level, _ := get(cfg, "logging", "min_level").(string)
+	set(cfg, []string{"logging"}, logTo(b.LogPath, level, b.DefaultLevel))
 	if databaseURI != "" {
 		set(cfg, []string{"database", "uri"}, databaseURI)
 	}
@@ -308,11 +328,11 @@ func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 	return b, nil
 }
 
-// logTo is the logging section for a JSON debug log in the file at path,
-// and the same log at level defaultLevel in defaultLevelLog(path).
-func logTo(path, defaultLevel string) map[string]any {
+// logTo is the logging section for a JSON log at level in the file at
+// path, and the same log at level defaultLevel in defaultLevelLog(path).
+func logTo(path, level, defaultLevel string) map[string]any {
 	return map[string]any{
-		"min_level": "debug",
+		"min_level": level,
 		"writers": []any{map[string]any{
 			"type":     "file",
 			"format":   "json",
@@ -493,6 +513,22 @@ func (b *Bridge) signal(sig syscall.Signal) error {
 	b.cmd = nil
 	b.mu.Unlock()
 	return err
+}
+
+// PID is the bridge process's ID, 0 when it is not running.
+func (b *Bridge) PID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil || b.cmd.Process == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
+}
+
+// URL is the base of the bridge's appservice listener (provisioning API,
+// debug endpoints), http://127.0.0.1:<port>.
+func (b *Bridge) URL() string {
+	return strings.TrimSuffix(b.ReadyURL, "/_matrix/mau/ready")
 }
 
 // Running reports whether the bridge process is alive.

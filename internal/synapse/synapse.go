@@ -279,6 +279,15 @@ func (s *Server) cleanup() {
 	}
 }
 
+// PID is the Synapse process's ID (0 before Start), for measuring what the
+// homeserver uses (/proc).
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Running reports whether the Synapse process has not exited.
 func (s *Server) Running() bool {
 	if s.exited == nil {
