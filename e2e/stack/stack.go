@@ -102,7 +102,7 @@ func BuildBridge(ctx context.Context, repoRoot, out string, race bool) error {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/sfb-matrix-bridge")
-	cmd := exec.CommandContext(ctx, goCommand(), args...)
+	cmd := exec.CommandContext(ctx, GoCommand(), args...)
 	cmd.Dir = repoRoot
 	var output bytes.Buffer
 	cmd.Stdout = &output
@@ -113,7 +113,7 @@ func BuildBridge(ctx context.Context, repoRoot, out string, race bool) error {
 	return nil
 }
 
-func goCommand() string {
+func GoCommand() string {
 	if goroot := os.Getenv("GOROOT"); goroot != "" {
 		if p := filepath.Join(goroot, "bin", "go"); fileExists(p) {
 			return p

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/ucwa"
+)
+
+// LoginRun is the logins scenario for one number of users: the bridge
+// signing them in through the provisioning API, side by side with a bare
+// UCWA client (sfb/ucwa without the bridge, no ramp) signing in as many
+// other users against the same simulator.
+type LoginRun struct {
+	Users       int     `json:"users"`
+	Concurrency int     `json:"concurrency"`
+	SignInRate  float64 `json:"sign_in_rate"`
+	Bridge      Logins  `json:"bridge"`
+	Baseline    Logins  `json:"baseline"`
+	// RateRatio is the bridge's sign-ins per second over the bare
+	// client's.
+	RateRatio float64 `json:"rate_ratio"`
+	// Idle is what the bridge's connected logins cost once they are idle.
+	Idle Idle `json:"idle"`
+}
+
+// Logins is one side of a LoginRun.
+type Logins struct {
+	Connected int     `json:"connected"`
+	Failed    int     `json:"failed"`
+	Seconds   float64 `json:"seconds_to_all_connected"`
+	// Rate is connected / Seconds; PeakRate the most sign-ins completed in
+	// one second.
+	Rate     float64 `json:"sign_ins_per_s"`
+	PeakRate int     `json:"peak_sign_ins_per_s"`
+	Latency
+	BridgeCPU  float64 `json:"bridge_cpu_s"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+// Idle is what idle connected logins cost.
+type Idle struct {
+	Seconds      float64 `json:"seconds"`
+	RSSBeforeMiB float64 `json:"bridge_rss_before_mib"`
+	RSSAfterMiB  float64 `json:"bridge_rss_after_mib"`
+	// RSSPerLoginKiB is (after - before) / connected logins.
+	RSSPerLoginKiB float64 `json:"bridge_rss_per_login_kib"`
+	BridgeCPU      float64 `json:"bridge_cpu_s"`
+	// Requests per second the idle logins put on the pool, by kind.
+	EventsPerSec   float64 `json:"event_channel_requests_per_s"`
+	ActivityPerSec float64 `json:"report_my_activity_per_s"`
+	OtherPerSec    float64 `json:"other_requests_per_s"`
+}
+
+// runLogins signs n users in through the bridge, then n others with a bare
+// UCWA client, then watches the bridge's logins idle.
+func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
+	run := LoginRun{Users: n, Concurrency: e.opts.loginConcurrency, SignInRate: e.signInRate()}
+	pid := e.st.Bridge.PID()
+	rss0, err := rssBytes(pid)
+	if err != nil {
+		return run, err
+	}
+
+	domain := fmt.Sprintf("bridge%d.%s", n, sfbDomain)
+	users := e.sim.GenerateUsers(n, domain)
+	use := startUsage(pid)
+	run.Bridge = e.signIns(ctx, "logins "+fmt.Sprint(n)+" bridge", users, func(ctx context.Context, i int, u sim.User) error {
+		mxid := id.NewUserID(fmt.Sprintf("bench-l%d-%d", n, i), e.st.HS.ServerName)
+		_, err := e.st.ProvisionLogin(ctx, mxid, u.URI.Address(), u.Password)
+		return err
+	}, use.sample)
+	run.Bridge.BridgeCPU, _ = use.stop()
+
+	// The idle cost: settle, then count for opts.idle.
+	time.Sleep(10 * time.Second)
+	idle := Idle{Seconds: e.opts.idle.Seconds(), RSSBeforeMiB: float64(rss0) / (1 << 20)}
+	ev, act, oth := e.simReqs.events.Load(), e.simReqs.activity.Load(), e.simReqs.other.Load()
+	use = startUsage(pid)
+	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", run.Bridge.Connected, e.opts.idle)
+	select {
+	case <-ctx.Done():
+		return run, ctx.Err()
+	case <-time.After(e.opts.idle):
+	}
+	idle.BridgeCPU, _ = use.stop()
+	per := func(now, before int64) float64 { return float64(now-before) / e.opts.idle.Seconds() }
+	idle.EventsPerSec = per(e.simReqs.events.Load(), ev)
+	idle.ActivityPerSec = per(e.simReqs.activity.Load(), act)
+	idle.OtherPerSec = per(e.simReqs.other.Load(), oth)
+	if rss, err := rssBytes(pid); err == nil {
+		idle.RSSAfterMiB = float64(rss) / (1 << 20)
+		if run.Bridge.Connected > 0 {
+			idle.RSSPerLoginKiB = float64(rss-rss0) / 1024 / float64(run.Bridge.Connected)
+		}
+	}
+	run.Idle = idle
+
+	// The baseline: a bare UCWA client, the same concurrency, no ramp.
+	tr, err := ucwa.New(sfb.Config{
+		Transport:             "ucwa",
+		DiscoveryURL:          e.sim.DiscoveryURL(),
+		AllowInsecureLoopback: true,
+		UserAgent:             "sfb-bench",
+		RequestTimeout:        30 * time.Second,
+		ActivityInterval:      3 * time.Minute,
+	}, zerolog.Nop())
+	if err != nil {
+		return run, err
+	}
+	var mu sync.Mutex
+	var sessions []sfb.Session
+	baseUsers := e.sim.GenerateUsers(n, fmt.Sprintf("bare%d.%s", n, sfbDomain))
+	run.Baseline = e.signIns(ctx, "logins "+fmt.Sprint(n)+" baseline", baseUsers, func(ctx context.Context, _ int, u sim.User) error {
+		s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: u.URI.Address(), Password: u.Password}},
+			func(context.Context, sfb.Event) {})
+		if err == nil {
+			mu.Lock()
+			sessions = append(sessions, s)
+			mu.Unlock()
+		}
+		return err
+	}, nil)
+	for _, s := range sessions {
+		_ = s.Close(context.WithoutCancel(ctx))
+	}
+	if run.Baseline.Rate > 0 {
+		run.RateRatio = run.Bridge.Rate / run.Baseline.Rate
+	}
+	return run, nil
+}
+
+// signIns signs users in with opts.loginConcurrency at a time and measures
+// how fast.
+func (e *env) signIns(ctx context.Context, label string, users []sim.User, signIn func(context.Context, int, sim.User) error, sample func()) Logins {
+	conc := e.opts.loginConcurrency
+	t := newTracker(label, 1, conc)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go progress(pctx, e.out, label, len(users), t, sample)
+
+	var (
+		mu       sync.Mutex
+		failed   int
+		firstErr string
+		done     []time.Time
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for i, u := range users {
+		g.Go(func() error {
+			body := u.URI.Address()
+			err := t.offer(gctx, 0, body)
+			if err == nil {
+				if err = signIn(gctx, i, u); err != nil {
+					t.abandon(body)
+				}
+			}
+			now := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				if firstErr == "" {
+					firstErr = fmt.Sprintf("%s: %v", u.URI, err)
+				}
+				return nil
+			}
+			done = append(done, now)
+			t.arrive(body, now)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	stop()
+
+	t.mu.Lock()
+	res := Logins{Connected: len(t.latencies), Failed: failed, FirstError: firstErr, Latency: summarize(t.latencies)}
+	if res.Connected > 0 {
+		res.Seconds = t.last.Sub(t.first).Seconds()
+		res.Rate = float64(res.Connected) / res.Seconds
+	}
+	start := t.first
+	t.mu.Unlock()
+	res.PeakRate = peakPerSecond(start, done)
+	fmt.Fprintf(e.out, "%s: %d connected, %d failed in %.1fs (%.1f/s, peak %d/s)\n", label, res.Connected, res.Failed, res.Seconds, res.Rate, res.PeakRate)
+	if firstErr != "" {
+		fmt.Fprintf(e.out, "%s: first error: %s\n", label, firstErr)
+	}
+	return res
+}
+
+// peakPerSecond is the most events in one whole second after start.
+func peakPerSecond(start time.Time, at []time.Time) int {
+	counts := map[time.Duration]int{}
+	peak := 0
+	for _, t := range at {
+		second := t.Sub(start) / time.Second
+		counts[second]++
+		peak = max(peak, counts[second])
+	}
+	return peak
+}
+
+func (e *env) signInRate() float64 {
+	if r, ok := e.opts.network["sign_in_rate"].(float64); ok {
+		return r
+	}
+	return 10 // the default of network.sign_in_rate
+}

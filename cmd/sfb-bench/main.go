@@ -1,0 +1,224 @@
+// Command sfb-bench measures the bridge side by side with the homeserver's
+// own ingest, in one run on one machine. It starts on loopback a throwaway
+// Synapse, the SfB simulator and the bridge (on a throwaway PostgreSQL, or
+// SQLite with -sqlite), runs the named scenarios, prints a progress line
+// per second and writes each scenario's result as JSON and as a Markdown
+// table into -out.
+//
+// Scenarios:
+//
+//	sfb-to-matrix  N messages from simulated SfB colleagues to migrated
+//	               users, per mode (-modes); latency from the simulator's
+//	               send to a syncing Matrix client seeing the event.
+//	               Baseline: the colleague's ghost sends the same messages
+//	               with the appservice token into a room with the same
+//	               members.
+//	matrix-to-sfb  N messages from migrated users into the portals; latency
+//	               from the Matrix send to the simulator recording the
+//	               message. Baseline: the same sends into the baseline room,
+//	               until the sender's own sync shows them.
+//	logins         N users signed in through the provisioning API: time to
+//	               all connected, sign-ins per second, bridge RSS per idle
+//	               login, the requests idle logins put on the pool.
+//	               Baseline: a bare UCWA client signing in N other users.
+//	standard       sfb-to-matrix, matrix-to-sfb and logins with their
+//	               default N.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	scenario         string
+	n                int
+	modes            string
+	window           int
+	logins           int
+	loginConcurrency int
+	idle             time.Duration
+	stall            time.Duration
+	sqlite           bool
+	bridgeBin        string
+	repoRoot         string
+	out              string
+	dir              string
+	keep             bool
+	logLevel         string
+	profileMode      string
+	network          map[string]any
+}
+
+// defaultN is each scenario's N when -n is not given.
+var defaultN = map[string]int{
+	"sfb-to-matrix": 2000,
+	"matrix-to-sfb": 2000,
+	"logins":        1000,
+}
+
+var standard = []string{"sfb-to-matrix", "matrix-to-sfb", "logins"}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	opts, err := parseFlags(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench(ctx, opts); err != nil {
+		fmt.Fprintf(os.Stderr, "sfb-bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string) (options, error) {
+	opts := options{network: map[string]any{}}
+	fs := flag.NewFlagSet("sfb-bench", flag.ContinueOnError)
+	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, or standard (all three); comma-separated for several")
+	fs.IntVar(&opts.n, "n", 0, "messages, or users for logins (default per scenario: 2000 messages, 1000 users)")
+	fs.StringVar(&opts.modes, "modes", "sequential,1,10,100", "message modes: sequential and numbers of concurrent conversations")
+	fs.IntVar(&opts.window, "window", 10, "most messages of one conversation sent and not yet arrived (concurrent modes)")
+	fs.IntVar(&opts.logins, "logins", 10, "migrated users the message scenarios share their conversations among")
+	fs.IntVar(&opts.loginConcurrency, "login-concurrency", 100, "provisioning API calls in flight at once (logins)")
+	fs.DurationVar(&opts.idle, "idle", time.Minute, "how long idle logins' requests are counted (logins)")
+	fs.DurationVar(&opts.stall, "stall", time.Minute, "give up on a run when nothing arrived for this long")
+	fs.BoolVar(&opts.sqlite, "sqlite", false, "run the bridge on SQLite instead of PostgreSQL")
+	fs.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge)")
+	fs.StringVar(&opts.repoRoot, "repo", ".", "module root the bridge is built from")
+	fs.StringVar(&opts.out, "out", "bench-results", "directory for the JSON and Markdown results and the CPU profile")
+	fs.StringVar(&opts.dir, "dir", "", "work directory for configuration, databases and logs (default: temporary, removed unless -keep)")
+	fs.BoolVar(&opts.keep, "keep", false, "keep the work directory")
+	fs.StringVar(&opts.logLevel, "log-level", "info", "the bridge's log level")
+	fs.StringVar(&opts.profileMode, "profile", "concurrent-10", "take a CPU profile of the bridge during this sfb-to-matrix mode (empty: none)")
+	fs.Func("network", "set a network option of the bridge, key=value (e.g. sign_in_rate=12); repeatable", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want key=value, got %q", s)
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			opts.network[k] = f
+		} else if b, err := strconv.ParseBool(v); err == nil {
+			opts.network[k] = b
+		} else {
+			opts.network[k] = v
+		}
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return opts, err
+	}
+	if fs.NArg() > 0 {
+		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	for _, s := range opts.scenarios() {
+		if _, ok := defaultN[s]; !ok {
+			return opts, fmt.Errorf("unknown scenario %q (want sfb-to-matrix, matrix-to-sfb, logins or standard)", s)
+		}
+	}
+	if _, err := parseModes(opts.modes, opts.window); err != nil {
+		return opts, err
+	}
+	if opts.n < 0 || opts.logins < 1 || opts.loginConcurrency < 1 {
+		return opts, errors.New("-n must not be negative; -logins and -login-concurrency must be positive")
+	}
+	return opts, nil
+}
+
+func (o options) scenarios() []string {
+	var out []string
+	for _, s := range strings.Split(o.scenario, ",") {
+		if s = strings.TrimSpace(s); s == "standard" {
+			out = append(out, standard...)
+		} else if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func bench(ctx context.Context, opts options) (err error) {
+	if err := os.MkdirAll(opts.out, 0o755); err != nil {
+		return err
+	}
+	if opts.dir == "" {
+		if opts.dir, err = os.MkdirTemp("", "sfb-bench-"); err != nil {
+			return err
+		}
+		if !opts.keep {
+			defer os.RemoveAll(opts.dir)
+		}
+	} else if err := os.MkdirAll(opts.dir, 0o700); err != nil {
+		return err
+	}
+	if opts.out, err = filepath.Abs(opts.out); err != nil {
+		return err
+	}
+	out := os.Stdout
+	fmt.Fprintf(out, "starting Synapse, the simulator and the bridge (%s) in %s\n", map[bool]string{true: "SQLite", false: "PostgreSQL"}[opts.sqlite], opts.dir)
+	start := time.Now()
+	e, err := startEnv(ctx, opts, out)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s\n", e.st.Bridge.LogTail(30))
+		}
+		_ = e.close()
+	}()
+	fmt.Fprintf(out, "up in %s: Synapse %s, bridge %s, simulator %s\n", time.Since(start).Round(time.Millisecond), e.st.HS.URL, e.st.Bridge.URL(), e.sim.BaseURL())
+	go e.pollSim(ctx)
+
+	modes, _ := parseModes(opts.modes, opts.window)
+	for _, name := range opts.scenarios() {
+		n := opts.n
+		if n == 0 {
+			n = defaultN[name]
+		}
+		res := newResult(name, n, opts, args())
+		var runErr error
+		switch name {
+		case "sfb-to-matrix":
+			bridge, baseline := e.sfbToMatrix()
+			res.Runs, runErr = e.runMessages(ctx, name, n, modes, bridge, baseline)
+		case "matrix-to-sfb":
+			bridge, baseline := e.matrixToSfB()
+			res.Runs, runErr = e.runMessages(ctx, name, n, modes, bridge, baseline)
+		case "logins":
+			var lr LoginRun
+			lr, runErr = e.runLogins(ctx, n)
+			res.Logins = &lr
+		}
+		res.finish()
+		if runErr != nil {
+			res.Error = runErr.Error()
+		}
+		md, err := res.write(opts.out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\n%s\n", md)
+		if runErr != nil {
+			return fmt.Errorf("%s: %w", name, runErr)
+		}
+	}
+	return nil
+}
+
+func args() string { return strings.Join(os.Args, " ") }
