@@ -145,6 +145,7 @@ func startEnv(ctx context.Context, opts options, out io.Writer) (e *env, err err
 		Dir:          e.dir,
 		RepoRoot:     opts.repoRoot,
 		BridgeBinary: opts.bridgeBin,
+		Race:         opts.race,
 		DatabaseURI:  dsn,
 		DiscoveryURL: e.sim.DiscoveryURL(),
 		Network:      network,

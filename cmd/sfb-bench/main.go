@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,7 +57,10 @@ type options struct {
 	keep             bool
 	logLevel         string
 	profileMode      string
+	race             bool
 	network          map[string]any
+	// command is how the bench was started, for the results.
+	command string
 }
 
 // defaultN is each scenario's N when -n is not given.
@@ -80,7 +84,7 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bench(ctx, opts); err != nil {
+	if err := bench(ctx, opts, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "sfb-bench: %v\n", err)
 		return 1
 	}
@@ -88,7 +92,7 @@ func run(args []string) int {
 }
 
 func parseFlags(args []string) (options, error) {
-	opts := options{network: map[string]any{}}
+	opts := options{network: map[string]any{}, command: strings.Join(append([]string{"sfb-bench"}, args...), " ")}
 	fs := flag.NewFlagSet("sfb-bench", flag.ContinueOnError)
 	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, or standard (all three); comma-separated for several")
 	fs.IntVar(&opts.n, "n", 0, "messages, or users for logins (default per scenario: 2000 messages, 1000 users)")
@@ -152,7 +156,7 @@ func (o options) scenarios() []string {
 	return out
 }
 
-func bench(ctx context.Context, opts options) (err error) {
+func bench(ctx context.Context, opts options, out io.Writer) (err error) {
 	if err := os.MkdirAll(opts.out, 0o755); err != nil {
 		return err
 	}
@@ -169,7 +173,6 @@ func bench(ctx context.Context, opts options) (err error) {
 	if opts.out, err = filepath.Abs(opts.out); err != nil {
 		return err
 	}
-	out := os.Stdout
 	fmt.Fprintf(out, "starting Synapse, the simulator and the bridge (%s) in %s\n", map[bool]string{true: "SQLite", false: "PostgreSQL"}[opts.sqlite], opts.dir)
 	start := time.Now()
 	e, err := startEnv(ctx, opts, out)
@@ -191,7 +194,7 @@ func bench(ctx context.Context, opts options) (err error) {
 		if n == 0 {
 			n = defaultN[name]
 		}
-		res := newResult(name, n, opts, args())
+		res := newResult(name, n, opts)
 		var runErr error
 		switch name {
 		case "sfb-to-matrix":
@@ -220,5 +223,3 @@ func bench(ctx context.Context, opts options) (err error) {
 	}
 	return nil
 }
-
-func args() string { return strings.Join(os.Args, " ") }

@@ -40,13 +40,13 @@ type Machine struct {
 	Homeserver string `json:"homeserver"`
 }
 
-func newResult(scenario string, n int, opts options, command string) *Result {
+func newResult(scenario string, n int, opts options) *Result {
 	db := "PostgreSQL"
 	if opts.sqlite {
 		db = "SQLite"
 	}
 	return &Result{
-		Scenario: scenario, N: n, Command: command, Database: db, Started: time.Now().UTC(),
+		Scenario: scenario, N: n, Command: opts.command, Database: db, Started: time.Now().UTC(),
 		Machine: Machine{
 			CPUs:       runtime.NumCPU(),
 			CPUModel:   procField("/proc/cpuinfo", "model name"),

@@ -61,7 +61,8 @@ type Options struct {
 	// Config sets further options of the generated config by dotted path
 	// ("provisioning.debug_endpoints"), after everything else.
 	Config map[string]any
-	// LogLevel is the bridge's minimum log level; default "debug".
+	// LogLevel is the bridge's minimum log level: "debug" (the default) or
+	// "info"; Start reads the bridge's log to know when it has started.
 	LogLevel string
 	// SynapseConfig is passed to synapse.Options.ExtraConfig.
 	SynapseConfig map[string]any
@@ -132,8 +133,12 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if opts.ServerName == "" {
 		opts.ServerName = "localhost"
 	}
-	if opts.LogLevel == "" {
+	switch opts.LogLevel {
+	case "":
 		opts.LogLevel = "debug"
+	case "debug", "info":
+	default:
+		return nil, fmt.Errorf("stack: log level %q: want debug or info (Start waits for an info line)", opts.LogLevel)
 	}
 	if opts.Permissions == nil {
 		opts.Permissions = map[string]string{opts.ServerName: "user"}
@@ -371,13 +376,17 @@ type Bridge struct {
 	ReadyURL                          string
 	Env                               []string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	err       error
+	logOffset int64 // size of the log when the process was launched
 }
 
-// Start runs the bridge and waits until its appservice reports ready.
+// Start runs the bridge and waits until it has started (WaitReady). The
+// appservice reports ready (and the provisioning API answers) before the
+// network connector has started, and a login in between fails; so
+// WaitReady also waits for the log's "Bridge started".
 func (b *Bridge) Start(ctx context.Context) error {
 	if err := b.Launch(); err != nil {
 		return err
@@ -400,6 +409,11 @@ func (b *Bridge) Launch() error {
 	if err != nil {
 		b.mu.Unlock()
 		return fmt.Errorf("open bridge output: %w", err)
+	}
+	// What the log says from here on is this process's.
+	b.logOffset = 0
+	if info, err := os.Stat(b.LogPath); err == nil {
+		b.logOffset = info.Size()
 	}
 	cmd := exec.Command(b.Binary, "-c", b.ConfigPath, "-r", b.RegPath, "-n")
 	cmd.Dir = b.Dir
@@ -427,16 +441,17 @@ func (b *Bridge) Launch() error {
 	return nil
 }
 
-// WaitReady waits until the bridge's appservice reports ready, failing
-// when the bridge exits first.
+// WaitReady waits until the bridge has started (its appservice reports
+// ready and its log says "Bridge started"), failing when the bridge exits
+// first.
 func (b *Bridge) WaitReady(ctx context.Context, timeout time.Duration) error {
 	b.mu.Lock()
-	exited := b.exited
+	exited, logOffset := b.exited, b.logOffset
 	b.mu.Unlock()
 	if exited == nil {
 		return errors.New("bridge not started")
 	}
-	if err := waitReady(ctx, b.ReadyURL, exited, timeout); err != nil {
+	if err := waitReady(ctx, b.ReadyURL, b.LogPath, logOffset, exited, timeout); err != nil {
 		return fmt.Errorf("bridge not ready: %w\n%s", err, b.LogTail(40))
 	}
 	return nil
@@ -462,29 +477,50 @@ func (b *Bridge) ExitCode() (int, bool) {
 	return 0, true
 }
 
-func waitReady(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
+func waitReady(ctx context.Context, url, logPath string, logOffset int64, exited <-chan struct{}, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: 5 * time.Second}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	ready := false
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		if !ready {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if resp, err := client.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ready = resp.StatusCode == http.StatusOK
 			}
+		}
+		if ready && logSays(logPath, logOffset, `"message":"Bridge started"`) {
+			return nil
 		}
 		select {
 		case <-exited:
 			return errors.New("bridge exited")
 		case <-ctx.Done():
+			if ready {
+				return fmt.Errorf("%s is OK but %s does not say the bridge started after %s", url, logPath, timeout)
+			}
 			return fmt.Errorf("%s not OK after %s", url, timeout)
 		case <-tick.C:
 		}
 	}
+}
+
+// logSays reports whether the log at path holds text after offset.
+func logSays(path string, offset int64, text string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return false
+	}
+	data, err := io.ReadAll(f)
+	return err == nil && bytes.Contains(data, []byte(text))
 }
 
 // Stop terminates the bridge (SIGTERM, SIGKILL after 20 s) and waits for it.

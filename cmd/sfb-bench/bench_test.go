@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
+)
+
+func TestSummarizeNearestRank(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	assert.Equal(t, Latency{P50: 50, P95: 95, P99: 99, Max: 100}, summarize(d))
+	assert.Equal(t, Latency{P50: 7, P95: 7, P99: 7, Max: 7}, summarize([]time.Duration{7 * time.Millisecond}))
+	assert.Equal(t, Latency{}, summarize(nil))
+	assert.Equal(t, time.Duration(100)*time.Millisecond, d[0], "summarize must not sort its argument")
+}
+
+func TestTrackerWindowAndDoubles(t *testing.T) {
+	tr := newTracker("test", 2, 2)
+	ctx := context.Background()
+	require.NoError(t, tr.offer(ctx, 0, "a"))
+	require.NoError(t, tr.offer(ctx, 0, "b"))
+	require.NoError(t, tr.offer(ctx, 1, "c"), "another conversation has its own window")
+
+	full, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, tr.offer(full, 0, "d"), context.DeadlineExceeded, "a full window blocks")
+
+	tr.arrive("a", time.Now())
+	require.NoError(t, tr.offer(ctx, 0, "d"), "an arrival frees its place in the window")
+	tr.arrive("a", time.Now())
+	tr.arrive("unknown", time.Now())
+	tr.abandon("b")
+	tr.arrive("b", time.Now())
+
+	done, _ := tr.snapshot()
+	assert.Equal(t, 1, done)
+	assert.Equal(t, 1, tr.doubled)
+	assert.Len(t, tr.pending, 2, "c and d are still on their way")
+}
+
+func TestPeakPerSecond(t *testing.T) {
+	start := time.Now()
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	assert.Equal(t, 3, peakPerSecond(start, []time.Time{at(10), at(1100), at(1500), at(1999), at(2000)}))
+	assert.Equal(t, 0, peakPerSecond(start, nil))
+}
+
+func TestParseFlags(t *testing.T) {
+	opts, err := parseFlags([]string{"-scenario", "standard", "-network", "sign_in_rate=50", "-modes", "sequential,10"})
+	require.NoError(t, err)
+	assert.Equal(t, standard, opts.scenarios())
+	assert.Equal(t, 50.0, opts.network["sign_in_rate"])
+	modes, err := parseModes(opts.modes, opts.window)
+	require.NoError(t, err)
+	assert.Equal(t, []mode{{"sequential", 1, 1}, {"concurrent-10", 10, 10}}, modes)
+
+	for _, bad := range [][]string{{"-scenario", "nope"}, {"-modes", "0"}, {"-network", "novalue"}, {"extra"}} {
+		_, err := parseFlags(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+}
+
+// TestBenchSmoke runs the bench command end to end with a tiny N, so that
+// it keeps working: Synapse, PostgreSQL, the simulator and the bridge, one
+// scenario, both sides, every message counted once.
+func TestBenchSmoke(t *testing.T) {
+	if wanted, reason := synapse.Wanted(); !wanted {
+		t.Skip(reason)
+	}
+	const n = 12
+	out := t.TempDir()
+	opts, err := parseFlags([]string{"-scenario", "sfb-to-matrix", "-n", "12", "-modes", "sequential,2", "-window", "3",
+		"-logins", "1", "-profile", "concurrent-2", "-repo", "../..", "-out", out})
+	require.NoError(t, err)
+	opts.race = raceEnabled
+	log, err := os.Create(filepath.Join(t.TempDir(), "bench.log"))
+	require.NoError(t, err)
+	defer log.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := bench(ctx, opts, log); err != nil {
+		data, _ := os.ReadFile(log.Name())
+		t.Fatalf("bench: %v\n%s", err, data)
+	}
+
+	data, err := os.ReadFile(filepath.Join(out, "sfb-to-matrix.json"))
+	require.NoError(t, err)
+	var res Result
+	require.NoError(t, json.Unmarshal(data, &res))
+	require.Len(t, res.Runs, 2)
+	for _, run := range res.Runs {
+		for name, m := range map[string]Measure{"bridge": run.Bridge, "baseline": run.Baseline} {
+			assert.Equal(t, n, m.Arrived, "%s %s: every message arrives", run.Mode, name)
+			assert.Zero(t, m.Doubled, "%s %s", run.Mode, name)
+			assert.Empty(t, m.Error, "%s %s", run.Mode, name)
+			assert.Greater(t, m.P50, 0.0, "%s %s", run.Mode, name)
+			assert.LessOrEqual(t, m.P99, m.Max, "%s %s", run.Mode, name)
+		}
+		assert.Greater(t, run.Bridge.BridgeCPU, 0.0, "%s: the bridge's CPU time is read from /proc", run.Mode)
+		assert.Greater(t, run.Bridge.BridgePeakRSS, 1.0, "%s: and its RSS", run.Mode)
+		assert.InDelta(t, run.Bridge.P99/run.Baseline.P99, run.P99Ratio, 1e-9)
+	}
+	assert.FileExists(t, filepath.Join(out, "sfb-to-matrix.md"))
+	assert.FileExists(t, filepath.Join(out, "bridge-cpu-sfb-to-matrix-concurrent-2.txt"), "the CPU profile of the bridge")
+}
