@@ -4,6 +4,8 @@
 #                bridge on loopback and show a bridged conversation
 #   make test    lint, unit + end-to-end tests (real Synapse, PostgreSQL),
 #                short fuzz runs: what CI runs
+#   make bench   the standard bench scenarios (docs/performance.md);
+#                make bench SCENARIO=logins N=5000 for one of them
 #   make build   binaries into bin/
 #   make lint    gofmt, go vet, staticcheck
 #   make clean   remove bin/ and the test cache (keeps the Synapse venv)
@@ -22,7 +24,15 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # In CI (CI set, and not false or 0) no test may skip.
 SUMMARYFLAGS := $(if $(filter-out false 0,$(CI)),-ci)
 
-.PHONY: all build demo demo-check test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres clean
+# The bench: SCENARIO is sfb-to-matrix, matrix-to-sfb, logins or standard
+# (all three); N overrides the scenario's default; BENCHFLAGS adds flags
+# (bin/sfb-bench -h lists them). Results go to $(BENCHOUT).
+SCENARIO  ?= standard
+N         ?=
+BENCHOUT  ?= bench-results
+BENCHFLAGS ?=
+
+.PHONY: all build demo demo-check bench test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres clean
 
 all: build
 
@@ -45,6 +55,10 @@ demo: build synapse-venv
 # the simulator, on SQLite; fails when the round trip does.
 demo-check: build synapse-venv
 	SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" $(BIN)/sfb-demo -once -port 0 -bridge $(BIN)/sfb-matrix-bridge
+
+bench: build synapse-venv postgres
+	SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" $(BIN)/sfb-bench -bridge $(BIN)/sfb-matrix-bridge \
+		-scenario $(SCENARIO) $(if $(N),-n $(N)) -out $(BENCHOUT) $(BENCHFLAGS)
 
 vet:
 	$(GO) vet $(GOFLAGS_T) ./...
