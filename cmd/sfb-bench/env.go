@@ -180,6 +180,39 @@ func (e *env) close() error {
 	return errors.Join(errs...)
 }
 
+// restartBridge stops the bridge and starts it again on a new, empty
+// database with the options in changes (dotted paths). When it does not
+// start so, it is started again as it was.
+func (e *env) restartBridge(ctx context.Context, dbName string, changes map[string]any) error {
+	before, err := os.ReadFile(e.st.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if e.pg != nil {
+		dsn, err := e.pg.CreateDatabaseContext(ctx, dbName)
+		if err != nil {
+			return err
+		}
+		changes["database.uri"] = dsn
+	} else {
+		changes["database.uri"] = "file:" + filepath.Join(e.dir, dbName+".db") + "?_txlock=immediate"
+	}
+	if err := e.st.Bridge.Stop(); err != nil {
+		return err
+	}
+	if err := e.st.Reconfigure(changes); err != nil {
+		return err
+	}
+	err = e.st.Bridge.Start(ctx)
+	if err == nil {
+		return nil
+	}
+	if werr := os.WriteFile(e.st.ConfigPath, before, 0o600); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return errors.Join(err, e.st.Bridge.Start(ctx))
+}
+
 // newMigrated registers Matrix user bench-u<i>, SfB user
 // sip:bench.u<i>@contoso.com, signs the one in to the other through the
 // provisioning API and starts the Matrix user's sync.

@@ -16,20 +16,26 @@ import (
 )
 
 // LoginRun is the logins scenario for one number of users: the bridge
-// signing them in through the provisioning API, side by side with a bare
-// UCWA client (sfb/ucwa without the bridge, no ramp) signing in as many
-// other users against the same simulator.
+// signing them in through the provisioning API at the configured ramp
+// (what an operator gets), and again with the ramp lifted (what the bridge
+// itself can process), side by side with a bare UCWA client (sfb/ucwa
+// without the bridge, no ramp) signing in as many users against the same
+// simulator.
 type LoginRun struct {
 	Users       int     `json:"users"`
 	Concurrency int     `json:"concurrency"`
 	SignInRate  float64 `json:"sign_in_rate"`
-	Bridge      Logins  `json:"bridge"`
-	Baseline    Logins  `json:"baseline"`
-	// RateRatio is the bridge's sign-ins per second over the bare
+	Ramp        Logins  `json:"bridge_at_ramp"`
+	// Idle is what the bridge's connected logins cost once they are idle.
+	Idle     Idle   `json:"idle"`
+	Baseline Logins `json:"bare_client"`
+	// LiftedRate is the sign-in rate of the second bridge run (a fresh
+	// database, network.simulator_sign_in_rate); 0 when not run.
+	LiftedRate float64 `json:"lifted_sign_in_rate"`
+	Lifted     Logins  `json:"bridge_lifted"`
+	// RateRatio is the lifted bridge's sign-ins per second over the bare
 	// client's.
 	RateRatio float64 `json:"rate_ratio"`
-	// Idle is what the bridge's connected logins cost once they are idle.
-	Idle Idle `json:"idle"`
 }
 
 // Logins is one side of a LoginRun.
@@ -60,8 +66,9 @@ type Idle struct {
 	OtherPerSec    float64 `json:"other_requests_per_s"`
 }
 
-// runLogins signs n users in through the bridge, then n others with a bare
-// UCWA client, then watches the bridge's logins idle.
+// runLogins signs n users in through the bridge at its ramp and watches
+// them idle, then n others with a bare UCWA client, then, with the ramp
+// lifted, n more through a bridge restarted on a fresh database.
 func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 	run := LoginRun{Users: n, Concurrency: e.opts.loginConcurrency, SignInRate: e.signInRate()}
 	pid := e.st.Bridge.PID()
@@ -69,23 +76,14 @@ func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 	if err != nil {
 		return run, err
 	}
-
-	domain := fmt.Sprintf("bridge%d.%s", n, sfbDomain)
-	users := e.sim.GenerateUsers(n, domain)
-	use := startUsage(pid)
-	run.Bridge = e.signIns(ctx, "logins "+fmt.Sprint(n)+" bridge", users, func(ctx context.Context, i int, u sim.User) error {
-		mxid := id.NewUserID(fmt.Sprintf("bench-l%d-%d", n, i), e.st.HS.ServerName)
-		_, err := e.st.ProvisionLogin(ctx, mxid, u.URI.Address(), u.Password)
-		return err
-	}, use.sample)
-	run.Bridge.BridgeCPU, _ = use.stop()
+	run.Ramp = e.bridgeSignIns(ctx, n, "ramp")
 
 	// The idle cost: settle, then count for opts.idle.
 	time.Sleep(10 * time.Second)
 	idle := Idle{Seconds: e.opts.idle.Seconds(), RSSBeforeMiB: float64(rss0) / (1 << 20)}
 	ev, act, oth := e.simReqs.events.Load(), e.simReqs.activity.Load(), e.simReqs.other.Load()
-	use = startUsage(pid)
-	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", run.Bridge.Connected, e.opts.idle)
+	use := startUsage(pid)
+	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", run.Ramp.Connected, e.opts.idle)
 	select {
 	case <-ctx.Done():
 		return run, ctx.Err()
@@ -98,13 +96,51 @@ func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 	idle.OtherPerSec = per(e.simReqs.other.Load(), oth)
 	if rss, err := rssBytes(pid); err == nil {
 		idle.RSSAfterMiB = float64(rss) / (1 << 20)
-		if run.Bridge.Connected > 0 {
-			idle.RSSPerLoginKiB = float64(rss-rss0) / 1024 / float64(run.Bridge.Connected)
+		if run.Ramp.Connected > 0 {
+			idle.RSSPerLoginKiB = float64(rss-rss0) / 1024 / float64(run.Ramp.Connected)
 		}
 	}
 	run.Idle = idle
 
-	// The baseline: a bare UCWA client, the same concurrency, no ramp.
+	if run.Baseline, err = e.bareSignIns(ctx, n); err != nil {
+		return run, err
+	}
+	if e.opts.liftedRate <= 0 {
+		return run, nil
+	}
+	run.LiftedRate = e.opts.liftedRate
+	if err := e.restartBridge(ctx, fmt.Sprintf("sfb_bench_lifted_%d", n), map[string]any{
+		"network.simulator_sign_in_rate": true,
+		"network.sign_in_rate":           e.opts.liftedRate,
+	}); err != nil {
+		run.Lifted.FirstError = fmt.Sprintf("the bridge did not start with the sign-in rate lifted: %v", err)
+		return run, nil
+	}
+	run.Lifted = e.bridgeSignIns(ctx, n, "lifted")
+	if run.Baseline.Rate > 0 {
+		run.RateRatio = run.Lifted.Rate / run.Baseline.Rate
+	}
+	return run, nil
+}
+
+// bridgeSignIns signs n new users in through the provisioning API. Their
+// Matrix IDs need no account: the provisioning API takes any user the
+// bridge's permissions allow.
+func (e *env) bridgeSignIns(ctx context.Context, n int, phase string) Logins {
+	users := e.sim.GenerateUsers(n, fmt.Sprintf("%s%d.%s", phase, n, sfbDomain))
+	use := startUsage(e.st.Bridge.PID())
+	res := e.signIns(ctx, fmt.Sprintf("logins %d bridge %s", n, phase), users, func(ctx context.Context, i int, u sim.User) error {
+		mxid := id.NewUserID(fmt.Sprintf("bench-%s%d-%d", phase, n, i), e.st.HS.ServerName)
+		_, err := e.st.ProvisionLogin(ctx, mxid, u.URI.Address(), u.Password)
+		return err
+	}, use.sample)
+	res.BridgeCPU, _ = use.stop()
+	return res
+}
+
+// bareSignIns signs n new users in with sfb/ucwa directly: no bridge, no
+// ramp, the same concurrency; what the simulator and the UCWA client allow.
+func (e *env) bareSignIns(ctx context.Context, n int) (Logins, error) {
 	tr, err := ucwa.New(sfb.Config{
 		Transport:             "ucwa",
 		DiscoveryURL:          e.sim.DiscoveryURL(),
@@ -114,12 +150,17 @@ func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 		ActivityInterval:      3 * time.Minute,
 	}, zerolog.Nop())
 	if err != nil {
-		return run, err
+		return Logins{}, err
 	}
 	var mu sync.Mutex
 	var sessions []sfb.Session
-	baseUsers := e.sim.GenerateUsers(n, fmt.Sprintf("bare%d.%s", n, sfbDomain))
-	run.Baseline = e.signIns(ctx, "logins "+fmt.Sprint(n)+" baseline", baseUsers, func(ctx context.Context, _ int, u sim.User) error {
+	defer func() {
+		for _, s := range sessions {
+			_ = s.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	users := e.sim.GenerateUsers(n, fmt.Sprintf("bare%d.%s", n, sfbDomain))
+	return e.signIns(ctx, fmt.Sprintf("logins %d bare client", n), users, func(ctx context.Context, _ int, u sim.User) error {
 		s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: u.URI.Address(), Password: u.Password}},
 			func(context.Context, sfb.Event) {})
 		if err == nil {
@@ -128,14 +169,7 @@ func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 			mu.Unlock()
 		}
 		return err
-	}, nil)
-	for _, s := range sessions {
-		_ = s.Close(context.WithoutCancel(ctx))
-	}
-	if run.Baseline.Rate > 0 {
-		run.RateRatio = run.Bridge.Rate / run.Baseline.Rate
-	}
-	return run, nil
+	}, nil), nil
 }
 
 // signIns signs users in with opts.loginConcurrency at a time and measures
@@ -145,7 +179,7 @@ func (e *env) signIns(ctx context.Context, label string, users []sim.User, signI
 	t := newTracker(label, 1, conc)
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go progress(pctx, e.out, label, len(users), t, sample)
+	go progress(pctx, e.out, label, "sign-ins", len(users), t, sample)
 
 	var (
 		mu       sync.Mutex

@@ -48,6 +48,7 @@ type options struct {
 	logins           int
 	loginConcurrency int
 	idle             time.Duration
+	liftedRate       float64
 	stall            time.Duration
 	sqlite           bool
 	bridgeBin        string
@@ -100,7 +101,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&opts.window, "window", 10, "most messages of one conversation sent and not yet arrived (concurrent modes)")
 	fs.IntVar(&opts.logins, "logins", 10, "migrated users the message scenarios share their conversations among")
 	fs.IntVar(&opts.loginConcurrency, "login-concurrency", 100, "provisioning API calls in flight at once (logins)")
-	fs.DurationVar(&opts.idle, "idle", time.Minute, "how long idle logins' requests are counted (logins)")
+	fs.DurationVar(&opts.idle, "idle", 3*time.Minute, "how long idle logins' requests are counted (logins; one event channel cycle is 3m)")
+	fs.Float64Var(&opts.liftedRate, "lifted-rate", 1000, "sign-in rate of the logins scenario's second bridge run, with network.simulator_sign_in_rate (0: no second run)")
 	fs.DurationVar(&opts.stall, "stall", time.Minute, "give up on a run when nothing arrived for this long")
 	fs.BoolVar(&opts.sqlite, "sqlite", false, "run the bridge on SQLite instead of PostgreSQL")
 	fs.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge)")

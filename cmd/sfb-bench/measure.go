@@ -160,7 +160,7 @@ func (t *tracker) waitAll(ctx context.Context, n int, stall time.Duration) error
 }
 
 // progress prints a line per second while a run goes on.
-func progress(ctx context.Context, w io.Writer, label string, total int, t *tracker, sample func()) {
+func progress(ctx context.Context, w io.Writer, label, unit string, total int, t *tracker, sample func()) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	start, lastDone, lastAt := time.Now(), 0, time.Now()
@@ -172,8 +172,8 @@ func progress(ctx context.Context, w io.Writer, label string, total int, t *trac
 			done, p95 := t.snapshot()
 			rate := float64(done-lastDone) / now.Sub(lastAt).Seconds()
 			lastDone, lastAt = done, now
-			fmt.Fprintf(w, "%7.1fs  %-32s %6d/%d msgs  %7.1f msg/s  p95 %7.1f ms\n",
-				now.Sub(start).Seconds(), label, done, total, rate, p95)
+			fmt.Fprintf(w, "%7.1fs  %-32s %6d/%d %s  %7.1f/s  p95 %7.1f ms\n",
+				now.Sub(start).Seconds(), label, done, total, unit, rate, p95)
 			if sample != nil {
 				sample()
 			}

@@ -160,7 +160,7 @@ func (e *env) measure(ctx context.Context, scenario string, m mode, convs []*con
 
 	pctx, stopProgress := context.WithCancel(ctx)
 	defer stopProgress()
-	go progress(pctx, e.out, label, n, t, bridgeUse.sample)
+	go progress(pctx, e.out, label, "messages", n, t, bridgeUse.sample)
 	if prof != nil {
 		// Not pctx: the profile may outlast the run.
 		prof.start(ctx)

@@ -110,25 +110,36 @@ func (r *Result) markdown() string {
 		}
 	}
 	if l := r.Logins; l != nil {
-		fmt.Fprintf(&b, "Sign-in rate %g/s, %d provisioning calls at a time.\n\n", l.SignInRate, l.Concurrency)
-		b.WriteString("| side | connected | failed | s to all connected | sign-ins/s | peak/s | p50 ms | p95 ms | p99 ms | bridge CPU s |\n")
-		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, s := range []struct {
-			name string
-			l    Logins
-		}{{"bare UCWA client (baseline)", l.Baseline}, {"bridge, provisioning API", l.Bridge}} {
-			fmt.Fprintf(&b, "| %s | %d | %d | %.1f | %.1f | %d | %.0f | %.0f | %.0f | %.2f |\n",
-				s.name, s.l.Connected, s.l.Failed, s.l.Seconds, s.l.Rate, s.l.PeakRate, s.l.P50, s.l.P95, s.l.P99, s.l.BridgeCPU)
+		fmt.Fprintf(&b, "%d provisioning calls at a time.\n\n", l.Concurrency)
+		b.WriteString("| side | sign-in rate | connected | failed | s to all connected | sign-ins/s | peak/s | p50 ms | p95 ms | p99 ms | bridge CPU s |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		type row struct {
+			name, rate string
+			l          Logins
 		}
-		fmt.Fprintf(&b, "\nSign-ins/s bridge / bare client: %.2f.\n\n", l.RateRatio)
+		rows := []row{
+			{"bridge at its ramp", fmt.Sprintf("%g/s", l.SignInRate), l.Ramp},
+			{"bare UCWA client (baseline)", "none", l.Baseline},
+		}
+		if l.LiftedRate > 0 {
+			rows = append(rows, row{"bridge, ramp lifted", fmt.Sprintf("%g/s", l.LiftedRate), l.Lifted})
+		}
+		for _, s := range rows {
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %.1f | %.1f | %d | %.0f | %.0f | %.0f | %.2f |\n",
+				s.name, s.rate, s.l.Connected, s.l.Failed, s.l.Seconds, s.l.Rate, s.l.PeakRate, s.l.P50, s.l.P95, s.l.P99, s.l.BridgeCPU)
+		}
+		if l.LiftedRate > 0 {
+			fmt.Fprintf(&b, "\nSign-ins/s, bridge with the ramp lifted / bare client: %.2f.\n", l.RateRatio)
+		}
 		i := l.Idle
-		b.WriteString("| idle logins | seconds counted | bridge RSS before / after MiB | RSS per login KiB | bridge CPU s | event channel req/s | reportMyActivity/s | other req/s |\n")
+		b.WriteString("\n| idle logins | seconds counted | bridge RSS before / after MiB | RSS per login KiB | bridge CPU s | event channel req/s | reportMyActivity/s | other req/s |\n")
 		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		fmt.Fprintf(&b, "| %d | %.0f | %.1f / %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |\n",
-			l.Bridge.Connected, i.Seconds, i.RSSBeforeMiB, i.RSSAfterMiB, i.RSSPerLoginKiB, i.BridgeCPU, i.EventsPerSec, i.ActivityPerSec, i.OtherPerSec)
-		for _, s := range []Logins{l.Baseline, l.Bridge} {
-			if s.FirstError != "" {
-				fmt.Fprintf(&b, "\nfirst error: %s\n", s.FirstError)
+			l.Ramp.Connected, i.Seconds, i.RSSBeforeMiB, i.RSSAfterMiB, i.RSSPerLoginKiB, i.BridgeCPU, i.EventsPerSec, i.ActivityPerSec, i.OtherPerSec)
+		for _, s := range rows {
+			if s.l.FirstError != "" {
+				first, _, _ := strings.Cut(s.l.FirstError, "\n")
+				fmt.Fprintf(&b, "\n%s, first error: %s\n", s.name, first)
 			}
 		}
 	}

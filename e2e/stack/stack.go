@@ -298,13 +298,9 @@ func (st *Stack) Close() error {
 // another path). On PostgreSQL it waits as the standby while the first one
 // is active.
 func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
-	data, err := os.ReadFile(st.ConfigPath)
+	cfg, err := readConfig(st.ConfigPath)
 	if err != nil {
-		return nil, fmt.Errorf("read bridge config: %w", err)
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("parse bridge config: %w", err)
+		return nil, err
 	}
 	first := st.Bridge
 	b := &Bridge{
@@ -324,11 +320,8 @@ func (st *Stack) SecondBridge(name, databaseURI string) (*Bridge, error) {
 	if databaseURI != "" {
 		set(cfg, []string{"database", "uri"}, databaseURI)
 	}
-	if data, err = yaml.Marshal(cfg); err != nil {
-		return nil, fmt.Errorf("encode bridge config: %w", err)
-	}
-	if err := os.WriteFile(b.ConfigPath, data, 0o600); err != nil {
-		return nil, fmt.Errorf("write bridge config: %w", err)
+	if err := writeConfig(b.ConfigPath, cfg); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -355,6 +348,43 @@ func logTo(path, level, defaultLevel string) map[string]any {
 // goes, beside the debug log at path.
 func defaultLevelLog(path string) string {
 	return strings.TrimSuffix(path, ".log") + "-default-level.log"
+}
+
+// Reconfigure sets options of the bridge's configuration file by dotted
+// path ("network.sign_in_rate"); they take effect at the bridge's next
+// start.
+func (st *Stack) Reconfigure(changes map[string]any) error {
+	cfg, err := readConfig(st.ConfigPath)
+	if err != nil {
+		return err
+	}
+	for k, v := range changes {
+		set(cfg, strings.Split(k, "."), v)
+	}
+	return writeConfig(st.ConfigPath, cfg)
+}
+
+func readConfig(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read bridge config: %w", err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("parse bridge config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func writeConfig(path string, cfg map[string]any) error {
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode bridge config: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("write bridge config: %w", err)
+	}
+	return nil
 }
 
 // GhostID is the Matrix ID the bridge gives the SfB user whose network
