@@ -114,3 +114,22 @@ func TestBenchSmoke(t *testing.T) {
 	assert.FileExists(t, filepath.Join(out, "sfb-to-matrix.md"))
 	assert.FileExists(t, filepath.Join(out, "bridge-cpu-sfb-to-matrix-concurrent-2.txt"), "the CPU profile of the bridge")
 }
+
+func TestMergeRounds(t *testing.T) {
+	msd := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Millisecond)
+		}
+		return d
+	}
+	m := merge([]part{
+		{Measure: Measure{Sent: 2, Arrived: 2, Seconds: 1, BridgeCPU: 0.5, BridgePeakRSS: 30}, latencies: msd(10, 20)},
+		{Measure: Measure{Sent: 3, Arrived: 2, Doubled: 1, Seconds: 3, BridgeCPU: 0.25, BridgePeakRSS: 20, Error: "lost one"}, latencies: msd(40, 30)},
+	})
+	assert.Equal(t, Measure{
+		Sent: 5, Arrived: 4, Doubled: 1, Seconds: 4, Throughput: 1,
+		Latency:   Latency{P50: 20, P95: 40, P99: 40, Max: 40},
+		BridgeCPU: 0.75, BridgePeakRSS: 30, Error: "lost one",
+	}, m)
+}

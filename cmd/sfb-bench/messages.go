@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"maunium.net/go/mautrix/id"
@@ -114,22 +115,35 @@ func (e *env) matrixToSfB() (bridge, baseline side) {
 	return bridge, baseline
 }
 
-// runMessages runs every mode, the baseline first, then the bridge.
+// runMessages runs every mode. The machine is shared and its load drifts,
+// so the N messages go in opts.rounds rounds, each the baseline's share
+// then the bridge's, and each side's rounds are summed up together.
 func (e *env) runMessages(ctx context.Context, scenario string, n int, modes []mode, bridge, baseline side) ([]Run, error) {
 	var runs []Run
+	rounds := max(1, min(e.opts.rounds, n))
 	for _, m := range modes {
 		convs, err := e.conversations(ctx, m.convs)
 		if err != nil {
 			return runs, err
 		}
 		run := Run{Mode: m.name, Conversations: m.convs, Window: m.window}
-		run.Baseline = e.measure(ctx, scenario, m, convs, n, baseline, nil)
-		var prof *profiler
-		if scenario == "sfb-to-matrix" && m.name == e.opts.profileMode {
-			seconds := min(max(int(run.Baseline.Seconds+0.999), 3), 60)
-			prof = &profiler{e: e, seconds: seconds, path: filepath.Join(e.opts.out, "bridge-cpu-"+scenario+"-"+m.name+".pprof")}
+		var bridgeParts, baseParts []part
+		for r := range rounds {
+			from, to := n*r/rounds, n*(r+1)/rounds
+			round := fmt.Sprintf("%d/%d", r+1, rounds)
+			base := e.measure(ctx, scenario, m, round, convs, from, to, baseline, nil)
+			baseParts = append(baseParts, base)
+			var prof *profiler
+			if scenario == "sfb-to-matrix" && m.name == e.opts.profileMode && r == 0 {
+				seconds := min(max(int(base.Seconds+0.999), 3), 60)
+				prof = &profiler{e: e, seconds: seconds, path: filepath.Join(e.opts.out, "bridge-cpu-"+scenario+"-"+m.name+".pprof")}
+			}
+			bridgeParts = append(bridgeParts, e.measure(ctx, scenario, m, round, convs, from, to, bridge, prof))
+			if ctx.Err() != nil {
+				return runs, ctx.Err()
+			}
 		}
-		run.Bridge = e.measure(ctx, scenario, m, convs, n, bridge, prof)
+		run.Baseline, run.Bridge = merge(baseParts), merge(bridgeParts)
 		if run.Baseline.P99 > 0 {
 			run.P99Ratio = run.Bridge.P99 / run.Baseline.P99
 		}
@@ -140,17 +154,48 @@ func (e *env) runMessages(ctx context.Context, scenario string, n int, modes []m
 			scenario, m.name, run.Bridge.P99, run.Baseline.P99, run.P99Ratio,
 			run.Bridge.Throughput, run.Baseline.Throughput, run.ThroughputRatio)
 		runs = append(runs, run)
-		if ctx.Err() != nil {
-			return runs, ctx.Err()
-		}
 	}
 	return runs, nil
 }
 
-// measure sends n messages in mode m over convs through s and measures
-// their arrival. Failures are recorded in the measure, not returned: the
-// other runs still say something.
-func (e *env) measure(ctx context.Context, scenario string, m mode, convs []*conversation, n int, s side, prof *profiler) Measure {
+// part is one round of one side: its measure and its latencies.
+type part struct {
+	Measure
+	latencies []time.Duration
+}
+
+// merge sums up the rounds of one side: counts, times and CPU add up, the
+// latencies are summarised together, the peak RSS is the highest.
+func merge(parts []part) Measure {
+	var m Measure
+	var all []time.Duration
+	var errs []string
+	for _, p := range parts {
+		m.Sent += p.Sent
+		m.Arrived += p.Arrived
+		m.Doubled += p.Doubled
+		m.Seconds += p.Seconds
+		m.BridgeCPU += p.BridgeCPU
+		m.SynapseCPU += p.SynapseCPU
+		m.BridgePeakRSS = max(m.BridgePeakRSS, p.BridgePeakRSS)
+		all = append(all, p.latencies...)
+		if p.Error != "" {
+			errs = append(errs, p.Error)
+		}
+	}
+	m.Latency = summarize(all)
+	if m.Seconds > 0 {
+		m.Throughput = float64(m.Arrived) / m.Seconds
+	}
+	m.Error = strings.Join(errs, "; ")
+	return m
+}
+
+// measure sends messages from to to (message i in conversation i mod
+// len(convs)) in mode m through s and measures their arrival. Failures are
+// recorded in the measure, not returned: the other runs still say
+// something.
+func (e *env) measure(ctx context.Context, scenario string, m mode, round string, convs []*conversation, from, to int, s side, prof *profiler) part {
 	label := scenario + " " + m.name + " " + s.name
 	t := newTracker(label, len(convs), m.window)
 	e.route.Store(&route{t: t, fromSim: s.fromSim})
@@ -160,7 +205,7 @@ func (e *env) measure(ctx context.Context, scenario string, m mode, convs []*con
 
 	pctx, stopProgress := context.WithCancel(ctx)
 	defer stopProgress()
-	go progress(pctx, e.out, label, "messages", n, t, bridgeUse.sample)
+	go progress(pctx, e.out, label+" "+round, "messages", to-from, t, bridgeUse.sample)
 	if prof != nil {
 		// Not pctx: the profile may outlast the run.
 		prof.start(ctx)
@@ -174,7 +219,7 @@ func (e *env) measure(ctx context.Context, scenario string, m mode, convs []*con
 		queue := make(chan string, m.window)
 		g.Go(func() error {
 			defer close(queue)
-			for i := k; i < n; i += len(convs) {
+			for i := from + (k-from%len(convs)+len(convs))%len(convs); i < to; i += len(convs) {
 				body := fmt.Sprintf("bench %s %d", strings.ReplaceAll(label, " ", "/"), i)
 				if err := t.offer(gctx, k, body); err != nil {
 					return err
@@ -195,7 +240,7 @@ func (e *env) measure(ctx context.Context, scenario string, m mode, convs []*con
 	}
 	err := g.Wait()
 	if err == nil {
-		err = t.waitAll(ctx, n, e.opts.stall)
+		err = t.waitAll(ctx, to-from, e.opts.stall)
 	}
 	stopProgress()
 	if prof != nil {
@@ -203,7 +248,10 @@ func (e *env) measure(ctx context.Context, scenario string, m mode, convs []*con
 	}
 
 	t.mu.Lock()
-	res := Measure{Sent: len(t.pending) + len(t.latencies), Arrived: len(t.latencies), Doubled: t.doubled, Latency: summarize(t.latencies)}
+	res := part{
+		Measure:   Measure{Sent: len(t.pending) + len(t.latencies), Arrived: len(t.latencies), Doubled: t.doubled, Latency: summarize(t.latencies)},
+		latencies: t.latencies,
+	}
 	if res.Arrived > 0 {
 		res.Seconds = t.last.Sub(t.first).Seconds()
 		res.Throughput = float64(res.Arrived) / res.Seconds
