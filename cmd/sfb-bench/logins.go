@@ -60,6 +60,9 @@ type Idle struct {
 	// RSSPerLoginKiB is (after - before) / connected logins.
 	RSSPerLoginKiB float64 `json:"bridge_rss_per_login_kib"`
 	BridgeCPU      float64 `json:"bridge_cpu_s"`
+	// OpenFiles is the bridge's file descriptors (connections included)
+	// with the logins connected.
+	OpenFiles int `json:"bridge_open_files"`
 	// Requests per second the idle logins put on the pool, by kind.
 	EventsPerSec   float64 `json:"event_channel_requests_per_s"`
 	ActivityPerSec float64 `json:"report_my_activity_per_s"`
@@ -94,6 +97,7 @@ func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 	idle.EventsPerSec = per(e.simReqs.events.Load(), ev)
 	idle.ActivityPerSec = per(e.simReqs.activity.Load(), act)
 	idle.OtherPerSec = per(e.simReqs.other.Load(), oth)
+	idle.OpenFiles, _ = openFiles(pid)
 	if rss, err := rssBytes(pid); err == nil {
 		idle.RSSAfterMiB = float64(rss) / (1 << 20)
 		if run.Ramp.Connected > 0 {

@@ -91,3 +91,13 @@ func (u *usage) stop() (cpu, peakMiB float64) {
 	defer u.mu.Unlock()
 	return end - u.cpuStart, float64(u.peak) / (1 << 20)
 }
+
+// openFiles is the number of file descriptors a process holds (sockets
+// included).
+func openFiles(pid int) (int, error) {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("count open files of process %d: %w", pid, err)
+	}
+	return len(entries), nil
+}

@@ -132,10 +132,10 @@ func (r *Result) markdown() string {
 			fmt.Fprintf(&b, "\nSign-ins/s, bridge with the ramp lifted / bare client: %.2f.\n", l.RateRatio)
 		}
 		i := l.Idle
-		b.WriteString("\n| idle logins | seconds counted | bridge RSS before / after MiB | RSS per login KiB | bridge CPU s | event channel req/s | reportMyActivity/s | other req/s |\n")
-		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(&b, "| %d | %.0f | %.1f / %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |\n",
-			l.Ramp.Connected, i.Seconds, i.RSSBeforeMiB, i.RSSAfterMiB, i.RSSPerLoginKiB, i.BridgeCPU, i.EventsPerSec, i.ActivityPerSec, i.OtherPerSec)
+		b.WriteString("\n| idle logins | seconds counted | bridge RSS before / after MiB | RSS per login KiB | bridge open files | bridge CPU s | event channel req/s | reportMyActivity/s | other req/s |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(&b, "| %d | %.0f | %.1f / %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.2f |\n",
+			l.Ramp.Connected, i.Seconds, i.RSSBeforeMiB, i.RSSAfterMiB, i.RSSPerLoginKiB, i.OpenFiles, i.BridgeCPU, i.EventsPerSec, i.ActivityPerSec, i.OtherPerSec)
 		for _, s := range rows {
 			if s.l.FirstError != "" {
 				first, _, _ := strings.Cut(s.l.FirstError, "\n")
