@@ -406,17 +406,16 @@ type Bridge struct {
 	ReadyURL                          string
 	Env                               []string
 
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-	exited    chan struct{}
-	err       error
-	logOffset int64 // size of the log when the process was launched
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error
+	// logAtLaunch is the log file as it was when the process was
+	// launched; nil when there was none.
+	logAtLaunch os.FileInfo
 }
 
-// Start runs the bridge and waits until it has started (WaitReady). The
-// appservice reports ready (and the provisioning API answers) before the
-// network connector has started, and a login in between fails; so
-// WaitReady also waits for the log's "Bridge started".
+// Start runs the bridge and waits until it is ready (WaitReady).
 func (b *Bridge) Start(ctx context.Context) error {
 	if err := b.Launch(); err != nil {
 		return err
@@ -440,11 +439,9 @@ func (b *Bridge) Launch() error {
 		b.mu.Unlock()
 		return fmt.Errorf("open bridge output: %w", err)
 	}
-	// What the log says from here on is this process's.
-	b.logOffset = 0
-	if info, err := os.Stat(b.LogPath); err == nil {
-		b.logOffset = info.Size()
-	}
+	// What the log says from here on is this process's (unless it
+	// rotates the log at start, as it does: then all of the new file is).
+	b.logAtLaunch, _ = os.Stat(b.LogPath)
 	cmd := exec.Command(b.Binary, "-c", b.ConfigPath, "-r", b.RegPath, "-n")
 	cmd.Dir = b.Dir
 	cmd.Stdout = out
@@ -471,17 +468,22 @@ func (b *Bridge) Launch() error {
 	return nil
 }
 
-// WaitReady waits until the bridge has started (its appservice reports
-// ready and its log says "Bridge started"), failing when the bridge exits
-// first.
+// WaitReady waits until the bridge's appservice reports ready and the
+// network connector has started, failing when the bridge exits first. The
+// appservice reports ready (and the provisioning API answers) before
+// bridgev2 starts the network connector, and a login in between fails; the
+// connector has started once bridgev2 starts the existing logins, which it
+// logs ("Starting user login", or "No user logins found"). Not "Bridge
+// started": that comes after every existing login connected, which takes
+// as long as the sign-in ramp needs for all of them.
 func (b *Bridge) WaitReady(ctx context.Context, timeout time.Duration) error {
 	b.mu.Lock()
-	exited, logOffset := b.exited, b.logOffset
+	exited, logAtLaunch := b.exited, b.logAtLaunch
 	b.mu.Unlock()
 	if exited == nil {
 		return errors.New("bridge not started")
 	}
-	if err := waitReady(ctx, b.ReadyURL, b.LogPath, logOffset, exited, timeout); err != nil {
+	if err := waitReady(ctx, b.ReadyURL, b.LogPath, logAtLaunch, exited, timeout); err != nil {
 		return fmt.Errorf("bridge not ready: %w\n%s", err, b.LogTail(40))
 	}
 	return nil
@@ -507,7 +509,7 @@ func (b *Bridge) ExitCode() (int, bool) {
 	return 0, true
 }
 
-func waitReady(ctx context.Context, url, logPath string, logOffset int64, exited <-chan struct{}, timeout time.Duration) error {
+func waitReady(ctx context.Context, url, logPath string, logAtLaunch os.FileInfo, exited <-chan struct{}, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -523,7 +525,7 @@ func waitReady(ctx context.Context, url, logPath string, logOffset int64, exited
 				ready = resp.StatusCode == http.StatusOK
 			}
 		}
-		if ready && logSays(logPath, logOffset, `"message":"Bridge started"`) {
+		if ready && logSays(logPath, logAtLaunch, `"message":"Starting user login"`, `"message":"No user logins found"`) {
 			return nil
 		}
 		select {
@@ -531,7 +533,7 @@ func waitReady(ctx context.Context, url, logPath string, logOffset int64, exited
 			return errors.New("bridge exited")
 		case <-ctx.Done():
 			if ready {
-				return fmt.Errorf("%s is OK but %s does not say the bridge started after %s", url, logPath, timeout)
+				return fmt.Errorf("%s is OK but %s does not say the logins are starting after %s", url, logPath, timeout)
 			}
 			return fmt.Errorf("%s not OK after %s", url, timeout)
 		case <-tick.C:
@@ -539,18 +541,29 @@ func waitReady(ctx context.Context, url, logPath string, logOffset int64, exited
 	}
 }
 
-// logSays reports whether the log at path holds text after offset.
-func logSays(path string, offset int64, text string) bool {
+// logSays reports whether the log at path holds one of texts after what
+// it held at launch (all of it when it is another file now).
+func logSays(path string, atLaunch os.FileInfo, texts ...string) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return false
+	if info, err := f.Stat(); err == nil && atLaunch != nil && os.SameFile(info, atLaunch) {
+		if _, err := f.Seek(atLaunch.Size(), io.SeekStart); err != nil {
+			return false
+		}
 	}
 	data, err := io.ReadAll(f)
-	return err == nil && bytes.Contains(data, []byte(text))
+	if err != nil {
+		return false
+	}
+	for _, text := range texts {
+		if bytes.Contains(data, []byte(text)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop terminates the bridge (SIGTERM, SIGKILL after 20 s) and waits for it.
