@@ -236,7 +236,7 @@ func (e *env) newMigrated(ctx context.Context, i int) (*migrated, error) {
 		for ctx.Err() == nil {
 			if err := u.client.SyncWithContext(ctx); err != nil && ctx.Err() == nil {
 				fmt.Fprintf(e.out, "%s: sync failed: %v; again\n", u.acct, err)
-				time.Sleep(time.Second)
+				sleep(ctx, time.Second)
 			}
 		}
 	}()

@@ -82,15 +82,15 @@ func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 	run.Ramp = e.bridgeSignIns(ctx, n, "ramp")
 
 	// The idle cost: settle, then count for opts.idle.
-	time.Sleep(10 * time.Second)
+	if !sleep(ctx, 10*time.Second) {
+		return run, ctx.Err()
+	}
 	idle := Idle{Seconds: e.opts.idle.Seconds(), RSSBeforeMiB: float64(rss0) / (1 << 20)}
 	ev, act, oth := e.simReqs.events.Load(), e.simReqs.activity.Load(), e.simReqs.other.Load()
 	use := startUsage(pid)
 	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", run.Ramp.Connected, e.opts.idle)
-	select {
-	case <-ctx.Done():
+	if !sleep(ctx, e.opts.idle) {
 		return run, ctx.Err()
-	case <-time.After(e.opts.idle):
 	}
 	idle.BridgeCPU, _ = use.stop()
 	per := func(now, before int64) float64 { return float64(now-before) / e.opts.idle.Seconds() }
@@ -246,6 +246,18 @@ func peakPerSecond(start time.Time, at []time.Time) int {
 		peak = max(peak, counts[second])
 	}
 	return peak
+}
+
+// sleep waits for d, false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func (e *env) signInRate() float64 {
