@@ -121,15 +121,19 @@ func (r *Result) markdown() string {
 			{"bridge at its ramp", fmt.Sprintf("%g/s", l.SignInRate), l.Ramp},
 			{"bare UCWA client (baseline)", "none", l.Baseline},
 		}
-		if l.LiftedRate > 0 {
+		lifted := l.LiftedRate > 0 && l.Lifted.Connected+l.Lifted.Failed > 0
+		if lifted {
 			rows = append(rows, row{"bridge, ramp lifted", fmt.Sprintf("%g/s", l.LiftedRate), l.Lifted})
 		}
 		for _, s := range rows {
 			fmt.Fprintf(&b, "| %s | %s | %d | %d | %.1f | %.1f | %d | %.0f | %.0f | %.0f | %.2f |\n",
 				s.name, s.rate, s.l.Connected, s.l.Failed, s.l.Seconds, s.l.Rate, s.l.PeakRate, s.l.P50, s.l.P95, s.l.P99, s.l.BridgeCPU)
 		}
-		if l.LiftedRate > 0 {
+		if lifted {
 			fmt.Fprintf(&b, "\nSign-ins/s, bridge with the ramp lifted / bare client: %.2f.\n", l.RateRatio)
+		} else if l.LiftedRate > 0 {
+			first, _, _ := strings.Cut(l.Lifted.FirstError, "\n")
+			fmt.Fprintf(&b, "\nThe bridge with the ramp lifted (%g/s) did not run: %s\n", l.LiftedRate, first)
 		}
 		i := l.Idle
 		b.WriteString("\n| idle logins | seconds counted | bridge RSS before / after MiB | RSS per login KiB | bridge open files | bridge CPU s | event channel req/s | reportMyActivity/s | other req/s |\n")
@@ -137,7 +141,7 @@ func (r *Result) markdown() string {
 		fmt.Fprintf(&b, "| %d | %.0f | %.1f / %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.2f |\n",
 			l.Ramp.Connected, i.Seconds, i.RSSBeforeMiB, i.RSSAfterMiB, i.RSSPerLoginKiB, i.OpenFiles, i.BridgeCPU, i.EventsPerSec, i.ActivityPerSec, i.OtherPerSec)
 		for _, s := range rows {
-			if s.l.FirstError != "" {
+			if s.l.Failed > 0 && s.l.FirstError != "" {
 				first, _, _ := strings.Cut(s.l.FirstError, "\n")
 				fmt.Fprintf(&b, "\n%s, first error: %s\n", s.name, first)
 			}
