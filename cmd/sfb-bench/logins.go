@@ -74,38 +74,12 @@ type Idle struct {
 // lifted, n more through a bridge restarted on a fresh database.
 func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 	run := LoginRun{Users: n, Concurrency: e.opts.loginConcurrency, SignInRate: e.signInRate()}
-	pid := e.st.Bridge.PID()
-	rss0, err := rssBytes(pid)
-	if err != nil {
-		return run, err
-	}
-	run.Ramp = e.bridgeSignIns(ctx, n, "ramp")
-
-	// The idle cost: settle, then count for opts.idle.
-	if !sleep(ctx, 10*time.Second) {
-		return run, ctx.Err()
-	}
-	idle := Idle{Seconds: e.opts.idle.Seconds(), RSSBeforeMiB: float64(rss0) / (1 << 20)}
-	ev, act, oth := e.simReqs.events.Load(), e.simReqs.activity.Load(), e.simReqs.other.Load()
-	use := startUsage(pid)
-	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", run.Ramp.Connected, e.opts.idle)
-	if !sleep(ctx, e.opts.idle) {
-		return run, ctx.Err()
-	}
-	idle.BridgeCPU, _ = use.stop()
-	per := func(now, before int64) float64 { return float64(now-before) / e.opts.idle.Seconds() }
-	idle.EventsPerSec = per(e.simReqs.events.Load(), ev)
-	idle.ActivityPerSec = per(e.simReqs.activity.Load(), act)
-	idle.OtherPerSec = per(e.simReqs.other.Load(), oth)
-	idle.OpenFiles, _ = openFiles(pid)
-	if rss, err := rssBytes(pid); err == nil {
-		idle.RSSAfterMiB = float64(rss) / (1 << 20)
-		if run.Ramp.Connected > 0 {
-			idle.RSSPerLoginKiB = float64(rss-rss0) / 1024 / float64(run.Ramp.Connected)
+	var err error
+	if !e.opts.liftedOnly {
+		if run.Ramp, run.Idle, err = e.rampAndIdle(ctx, n); err != nil {
+			return run, err
 		}
 	}
-	run.Idle = idle
-
 	if run.Baseline, err = e.bareSignIns(ctx, n); err != nil {
 		return run, err
 	}
@@ -125,6 +99,42 @@ func (e *env) runLogins(ctx context.Context, n int) (LoginRun, error) {
 		run.RateRatio = run.Lifted.Rate / run.Baseline.Rate
 	}
 	return run, nil
+}
+
+// rampAndIdle signs n users in through the bridge at its ramp, then
+// measures what they cost once idle.
+func (e *env) rampAndIdle(ctx context.Context, n int) (Logins, Idle, error) {
+	pid := e.st.Bridge.PID()
+	rss0, err := rssBytes(pid)
+	if err != nil {
+		return Logins{}, Idle{}, err
+	}
+	ramp := e.bridgeSignIns(ctx, n, "ramp")
+
+	// The idle cost: settle, then count for opts.idle.
+	if !sleep(ctx, 10*time.Second) {
+		return ramp, Idle{}, ctx.Err()
+	}
+	idle := Idle{Seconds: e.opts.idle.Seconds(), RSSBeforeMiB: float64(rss0) / (1 << 20)}
+	ev, act, oth := e.simReqs.events.Load(), e.simReqs.activity.Load(), e.simReqs.other.Load()
+	use := startUsage(pid)
+	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", ramp.Connected, e.opts.idle)
+	if !sleep(ctx, e.opts.idle) {
+		return ramp, Idle{}, ctx.Err()
+	}
+	idle.BridgeCPU, _ = use.stop()
+	per := func(now, before int64) float64 { return float64(now-before) / e.opts.idle.Seconds() }
+	idle.EventsPerSec = per(e.simReqs.events.Load(), ev)
+	idle.ActivityPerSec = per(e.simReqs.activity.Load(), act)
+	idle.OtherPerSec = per(e.simReqs.other.Load(), oth)
+	idle.OpenFiles, _ = openFiles(pid)
+	if rss, err := rssBytes(pid); err == nil {
+		idle.RSSAfterMiB = float64(rss) / (1 << 20)
+		if ramp.Connected > 0 {
+			idle.RSSPerLoginKiB = float64(rss-rss0) / 1024 / float64(ramp.Connected)
+		}
+	}
+	return ramp, idle, nil
 }
 
 // bridgeSignIns signs n new users in through the provisioning API. Their

@@ -50,6 +50,7 @@ type options struct {
 	loginConcurrency int
 	idle             time.Duration
 	liftedRate       float64
+	liftedOnly       bool
 	stall            time.Duration
 	sqlite           bool
 	bridgeBin        string
@@ -105,6 +106,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&opts.loginConcurrency, "login-concurrency", 100, "provisioning API calls in flight at once (logins)")
 	fs.DurationVar(&opts.idle, "idle", 3*time.Minute, "how long idle logins' requests are counted (logins; one event channel cycle is 3m)")
 	fs.Float64Var(&opts.liftedRate, "lifted-rate", 1000, "sign-in rate of the logins scenario's second bridge run, with network.simulator_sign_in_rate (0: no second run)")
+	fs.BoolVar(&opts.liftedOnly, "lifted-only", false, "logins: only the bare client and the bridge with the ramp lifted (no run at the ramp, no idle count)")
 	fs.DurationVar(&opts.stall, "stall", time.Minute, "give up on a run when nothing arrived for this long")
 	fs.BoolVar(&opts.sqlite, "sqlite", false, "run the bridge on SQLite instead of PostgreSQL")
 	fs.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge)")

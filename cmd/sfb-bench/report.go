@@ -117,10 +117,12 @@ func (r *Result) markdown() string {
 			name, rate string
 			l          Logins
 		}
-		rows := []row{
-			{"bridge at its ramp", fmt.Sprintf("%g/s", l.SignInRate), l.Ramp},
-			{"bare UCWA client (baseline)", "none", l.Baseline},
+		ramped := l.Ramp.Connected+l.Ramp.Failed > 0
+		var rows []row
+		if ramped {
+			rows = append(rows, row{"bridge at its ramp", fmt.Sprintf("%g/s", l.SignInRate), l.Ramp})
 		}
+		rows = append(rows, row{"bare UCWA client (baseline)", "none", l.Baseline})
 		lifted := l.LiftedRate > 0 && l.Lifted.Connected+l.Lifted.Failed > 0
 		if lifted {
 			rows = append(rows, row{"bridge, ramp lifted", fmt.Sprintf("%g/s", l.LiftedRate), l.Lifted})
@@ -135,11 +137,12 @@ func (r *Result) markdown() string {
 			first, _, _ := strings.Cut(l.Lifted.FirstError, "\n")
 			fmt.Fprintf(&b, "\nThe bridge with the ramp lifted (%g/s) did not run: %s\n", l.LiftedRate, first)
 		}
-		i := l.Idle
-		b.WriteString("\n| idle logins | seconds counted | bridge RSS before / after MiB | RSS per login KiB | bridge open files | bridge CPU s | event channel req/s | reportMyActivity/s | other req/s |\n")
-		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(&b, "| %d | %.0f | %.1f / %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.2f |\n",
-			l.Ramp.Connected, i.Seconds, i.RSSBeforeMiB, i.RSSAfterMiB, i.RSSPerLoginKiB, i.OpenFiles, i.BridgeCPU, i.EventsPerSec, i.ActivityPerSec, i.OtherPerSec)
+		if i := l.Idle; ramped {
+			b.WriteString("\n| idle logins | seconds counted | bridge RSS before / after MiB | RSS per login KiB | bridge open files | bridge CPU s | event channel req/s | reportMyActivity/s | other req/s |\n")
+			b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			fmt.Fprintf(&b, "| %d | %.0f | %.1f / %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.2f |\n",
+				l.Ramp.Connected, i.Seconds, i.RSSBeforeMiB, i.RSSAfterMiB, i.RSSPerLoginKiB, i.OpenFiles, i.BridgeCPU, i.EventsPerSec, i.ActivityPerSec, i.OtherPerSec)
+		}
 		for _, s := range rows {
 			if s.l.Failed > 0 && s.l.FirstError != "" {
 				first, _, _ := strings.Cut(s.l.FirstError, "\n")
