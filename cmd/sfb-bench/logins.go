@@ -162,6 +162,9 @@ func (e *env) bareSignIns(ctx context.Context, n int) (Logins, error) {
 		UserAgent:             "sfb-bench",
 		RequestTimeout:        30 * time.Second,
 		ActivityInterval:      3 * time.Minute,
+		// No ramp: what the simulator and the client allow.
+		SignInRate:          1e6,
+		SimulatorSignInRate: true,
 	}, zerolog.Nop())
 	if err != nil {
 		return Logins{}, err
