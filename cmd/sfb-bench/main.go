@@ -21,8 +21,11 @@
 //	               all connected, sign-ins per second, bridge RSS per idle
 //	               login, the requests idle logins put on the pool.
 //	               Baseline: a bare UCWA client signing in N other users.
-//	standard       sfb-to-matrix, matrix-to-sfb and logins with their
-//	               default N.
+//	crash          N messages both ways over 10 conversations while the
+//	               bridge is killed (SIGKILL) 20 times at random moments,
+//	               then every message counted: none lost, none doubled, order
+//	               kept (e2e/crash, with its own homeserver and bridge).
+//	standard       all four with their default N.
 package main
 
 import (
@@ -34,10 +37,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/crash"
 )
 
 type options struct {
@@ -51,6 +57,8 @@ type options struct {
 	idle             time.Duration
 	liftedRate       float64
 	liftedOnly       bool
+	kills            int
+	crashConvs       int
 	stall            time.Duration
 	sqlite           bool
 	bridgeBin        string
@@ -71,9 +79,10 @@ var defaultN = map[string]int{
 	"sfb-to-matrix": 2000,
 	"matrix-to-sfb": 2000,
 	"logins":        1000,
+	"crash":         2000,
 }
 
-var standard = []string{"sfb-to-matrix", "matrix-to-sfb", "logins"}
+var standard = []string{"sfb-to-matrix", "matrix-to-sfb", "logins", "crash"}
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -97,7 +106,7 @@ func run(args []string) int {
 func parseFlags(args []string) (options, error) {
 	opts := options{network: map[string]any{}, command: strings.Join(append([]string{"sfb-bench"}, args...), " ")}
 	fs := flag.NewFlagSet("sfb-bench", flag.ContinueOnError)
-	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, or standard (all three); comma-separated for several")
+	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, crash, or standard (all four); comma-separated for several")
 	fs.IntVar(&opts.n, "n", 0, "messages, or users for logins (default per scenario: 2000 messages, 1000 users)")
 	fs.StringVar(&opts.modes, "modes", "sequential,1,10,100", "message modes: sequential and numbers of concurrent conversations")
 	fs.IntVar(&opts.window, "window", 10, "most messages of one conversation sent and not yet arrived (concurrent modes)")
@@ -107,6 +116,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&opts.idle, "idle", 3*time.Minute, "how long idle logins' requests are counted (logins; one event channel cycle is 3m)")
 	fs.Float64Var(&opts.liftedRate, "lifted-rate", 1000, "sign-in rate of the logins scenario's second bridge run, with network.simulator_sign_in_rate (0: no second run)")
 	fs.BoolVar(&opts.liftedOnly, "lifted-only", false, "logins: only the bare client and the bridge with the ramp lifted (no run at the ramp, no idle count)")
+	fs.IntVar(&opts.kills, "kills", 20, "crash: how often the bridge is killed (SIGKILL)")
+	fs.IntVar(&opts.crashConvs, "crash-conversations", 10, "crash: conversations the messages flow in, both ways")
 	fs.DurationVar(&opts.stall, "stall", time.Minute, "give up on a run when nothing arrived for this long")
 	fs.BoolVar(&opts.sqlite, "sqlite", false, "run the bridge on SQLite instead of PostgreSQL")
 	fs.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge)")
@@ -138,7 +149,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	for _, s := range opts.scenarios() {
 		if _, ok := defaultN[s]; !ok {
-			return opts, fmt.Errorf("unknown scenario %q (want sfb-to-matrix, matrix-to-sfb, logins or standard)", s)
+			return opts, fmt.Errorf("unknown scenario %q (want sfb-to-matrix, matrix-to-sfb, logins, crash or standard)", s)
 		}
 	}
 	if _, err := parseModes(opts.modes, opts.window); err != nil {
@@ -179,20 +190,23 @@ func bench(ctx context.Context, opts options, out io.Writer) (err error) {
 	if opts.out, err = filepath.Abs(opts.out); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "starting Synapse, the simulator and the bridge (%s) in %s\n", map[bool]string{true: "SQLite", false: "PostgreSQL"}[opts.sqlite], opts.dir)
-	start := time.Now()
-	e, err := startEnv(ctx, opts, out)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s\n", e.st.Bridge.LogTail(30))
+	// The crash scenario brings its own homeserver, database and bridge.
+	var e *env
+	if slices.ContainsFunc(opts.scenarios(), func(s string) bool { return s != "crash" }) {
+		fmt.Fprintf(out, "starting Synapse, the simulator and the bridge (%s) in %s\n", map[bool]string{true: "SQLite", false: "PostgreSQL"}[opts.sqlite], opts.dir)
+		start := time.Now()
+		if e, err = startEnv(ctx, opts, out); err != nil {
+			return err
 		}
-		_ = e.close()
-	}()
-	fmt.Fprintf(out, "up in %s: Synapse %s, bridge %s, simulator %s\n", time.Since(start).Round(time.Millisecond), e.st.HS.URL, e.st.Bridge.URL(), e.sim.BaseURL())
-	go e.pollSim(ctx)
+		defer func() {
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%s\n", e.st.Bridge.LogTail(30))
+			}
+			_ = e.close()
+		}()
+		fmt.Fprintf(out, "up in %s: Synapse %s, bridge %s, simulator %s\n", time.Since(start).Round(time.Millisecond), e.st.HS.URL, e.st.Bridge.URL(), e.sim.BaseURL())
+		go e.pollSim(ctx)
+	}
 
 	modes, _ := parseModes(opts.modes, opts.window)
 	for _, name := range opts.scenarios() {
@@ -213,6 +227,10 @@ func bench(ctx context.Context, opts options, out io.Writer) (err error) {
 			var lr LoginRun
 			lr, runErr = e.runLogins(ctx, n)
 			res.Logins = &lr
+		case "crash":
+			var cr crash.Result
+			cr, runErr = runCrash(ctx, opts, n, out)
+			res.Crash = &cr
 		}
 		res.finish()
 		if runErr != nil {

@@ -11,20 +11,23 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/crash"
 )
 
 // Result is what a scenario writes: <scenario>.json and <scenario>.md.
 type Result struct {
-	Scenario string    `json:"scenario"`
-	N        int       `json:"n"`
-	Command  string    `json:"command"`
-	Database string    `json:"database"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
-	Machine  Machine   `json:"machine"`
-	Runs     []Run     `json:"runs,omitempty"`
-	Logins   *LoginRun `json:"logins,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	Scenario string        `json:"scenario"`
+	N        int           `json:"n"`
+	Command  string        `json:"command"`
+	Database string        `json:"database"`
+	Started  time.Time     `json:"started"`
+	Finished time.Time     `json:"finished"`
+	Machine  Machine       `json:"machine"`
+	Runs     []Run         `json:"runs,omitempty"`
+	Logins   *LoginRun     `json:"logins,omitempty"`
+	Crash    *crash.Result `json:"crash,omitempty"`
+	Error    string        `json:"error,omitempty"`
 }
 
 // Machine describes where a result was measured. The load averages show
@@ -149,6 +152,9 @@ func (r *Result) markdown() string {
 				fmt.Fprintf(&b, "\n%s, first error: %s\n", s.name, first)
 			}
 		}
+	}
+	if r.Crash != nil {
+		crashMarkdown(&b, r.Crash)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\nThe scenario stopped early: %s\n", r.Error)
