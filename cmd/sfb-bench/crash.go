@@ -41,7 +41,7 @@ func crashMarkdown(b *strings.Builder, c *crash.Result) {
 	}
 	w := c.DuplicateWindow
 	fmt.Fprintf(b, "\nMatrix -> SfB duplicate window (SfB accepted a message, the outbox not yet marked it): %d messages, p50 %s, p95 %s, max %s.\n",
-		w.Count, w.P50, w.P95, w.Max)
+		w.Count, w.P50.Round(100*time.Microsecond), w.P95.Round(100*time.Microsecond), w.Max.Round(time.Millisecond))
 	if c.OK() {
 		b.WriteString("\nEvery message arrived exactly once, in order.\n")
 	}
