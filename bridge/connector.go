@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,6 +40,9 @@ type Connector struct {
 	db        *database.DB
 	box       *secret.Box
 	validated bool
+	// started is set once Start has the transport and the database, which
+	// logins need (see CreateLogin).
+	started atomic.Bool
 
 	// tokenCheckInterval is how often a connected client looks for a
 	// renewed token to persist.
@@ -225,6 +229,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sfb"}
 	}
 	c.db = db
+	c.started.Store(true)
 	// bridgev2 starts the network connector after the Matrix connector,
 	// whose event processor runs by now.
 	if c.txnHold != nil {

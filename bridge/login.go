@@ -34,6 +34,7 @@ const (
 	ErrCodeBadCredentials  = "NET.SFB.BAD_CREDENTIALS"
 	ErrCodeUnavailable     = "NET.SFB.SERVER_UNAVAILABLE"
 	ErrCodeBridgeBusy      = "NET.SFB.BRIDGE_BUSY"
+	ErrCodeStarting        = "NET.SFB.STARTING"
 	ErrCodeTimeout         = "NET.SFB.TIMEOUT"
 	ErrCodeServerNotFound  = "NET.SFB.SERVER_NOT_FOUND"
 	ErrCodeSignInFailed    = "NET.SFB.SIGN_IN_FAILED"
@@ -55,6 +56,12 @@ func (c *Connector) GetLoginFlows() []bridgev2.LoginFlow {
 func (c *Connector) CreateLogin(ctx context.Context, user *bridgev2.User, flowID string) (bridgev2.LoginProcess, error) {
 	if flowID != FlowPassword {
 		return nil, bridgev2.ErrInvalidLoginFlowID
+	}
+	// bridgev2 serves the provisioning API and the bot before it starts
+	// the network connector: until then there is no transport to sign in
+	// with and no database to store the login in.
+	if !c.started.Load() {
+		return nil, bridgev2.RespError{ErrCode: ErrCodeStarting, Err: "The bridge is still starting. Try again in a few seconds.", StatusCode: http.StatusServiceUnavailable}
 	}
 	return &passwordLogin{conn: c, user: user}, nil
 }

@@ -17,6 +17,19 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
+// bridgev2 serves the provisioning API before it starts the network
+// connector; a login in that gap is told to wait instead of reaching a
+// connector without transport or database (it panicked).
+func TestLoginBeforeStartSaysTheBridgeIsStarting(t *testing.T) {
+	c := NewConnector(nil)
+	_, err := c.CreateLogin(context.Background(), nil, FlowPassword)
+	var re bridgev2.RespError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, ErrCodeStarting, re.ErrCode)
+	assert.Equal(t, http.StatusServiceUnavailable, re.StatusCode)
+	assert.Contains(t, re.Err, "still starting")
+}
+
 func TestLoginFlowFields(t *testing.T) {
 	e := newTestEnv(t)
 	flows := e.conn.GetLoginFlows()
