@@ -189,13 +189,30 @@ func TestActiveStopsWhenItLosesTheLock(t *testing.T) {
 	t.Cleanup(func() { _ = rival.Close() }) // lets the lock go
 	logStart := fileSize(t, bridge.LogPath)
 
-	var ended, got bool
-	require.NoError(t, rival.QueryRowContext(ctx, `SELECT pg_terminate_backend(pid, 5000) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid AND objid = $2::bigint::oid`,
-		uint64(standby.Key)>>32, uint64(standby.Key)&0xffffffff).Scan(&ended))
+	// The rival queues for the lock first, so that PostgreSQL hands it the
+	// lock the moment the bridge's session ends: a rival that asked only
+	// after the end raced the bridge taking its lock back.
+	const lockRow = `FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid AND objid = $2::bigint::oid`
+	classID, objID := uint64(standby.Key)>>32, uint64(standby.Key)&0xffffffff
+	rivalGot := make(chan error, 1)
+	go func() {
+		_, err := rival.ExecContext(ctx, "SELECT pg_advisory_lock($1)", standby.Key)
+		rivalGot <- err
+	}()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := db.QueryRowContext(ctx, `SELECT count(*) > 0 `+lockRow+` AND NOT granted`, classID, objID).Scan(&waiting)
+		return err == nil && waiting
+	}, hop, 20*time.Millisecond, "the rival never queued for the lock")
+	var ended bool
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT pg_terminate_backend(pid, 5000) `+lockRow+` AND granted`, classID, objID).Scan(&ended))
 	require.True(t, ended, "the bridge's lock session ended")
-	require.NoError(t, rival.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", standby.Key).Scan(&got))
-	require.True(t, got, "the rival took the lock before the bridge took it back")
+	select {
+	case err := <-rivalGot:
+		require.NoError(t, err, "the rival took the lock")
+	case <-ctx.Done():
+		t.Fatal("the rival never got the lock")
+	}
 
 	require.Eventually(t, func() bool { return !bridge.Running() }, hop, 50*time.Millisecond, "the bridge kept serving without its lock")
 	code, exited := bridge.ExitCode()
