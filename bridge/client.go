@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -146,7 +147,7 @@ func (c *Client) connectLoop(ctx context.Context) {
 		c.log.Warn().Err(err).Str("cause", signInCause(err)).Stringer("retry_in", backoff).Msg("Failed to connect to Skype for Business")
 		c.sendState(connectFailedState(err))
 		// Jitter spreads the retries of many logins after an outage.
-		if !sleepCtx(ctx, backoff/2+rand.N(backoff/2+1)) {
+		if !ctxtime.Sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
 			return
 		}
 		backoff = min(backoff*2, c.conn.retryMax)

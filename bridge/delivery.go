@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -52,7 +53,7 @@ func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
 		wait := backoff/2 + rand.N(backoff/2+1)
 		log.Warn().Err(res.Error).Int("attempt", attempt).Stringer("retry_in", wait).
 			Msg("Homeserver did not take the SfB event, retrying")
-		if !sleepCtx(ctx, wait) {
+		if !ctxtime.Sleep(ctx, wait) {
 			// The session stops: it does not acknowledge this event, the
 			// next session gets it again.
 			log.Warn().Err(res.Error).Msg("Session stopped while retrying an SfB event; it will be delivered again after resuming")
@@ -133,7 +134,7 @@ func (c *Client) resumeSaver(ctx context.Context) {
 			return
 		case <-c.resumeKick:
 		}
-		if !sleepCtx(ctx, c.conn.resumeSaveDelay) {
+		if !ctxtime.Sleep(ctx, c.conn.resumeSaveDelay) {
 			return
 		}
 		c.saveResume(ctx, c.currentSession())

@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -88,7 +89,7 @@ func (o *outbox) start(prev *outbox) {
 		}
 		backoff = min(max(backoff*2, o.c.conn.deliverRetryMin), o.c.conn.deliverRetryMax)
 		log.Err(err).Stringer("retry_in", backoff).Msg("Failed to read the outbox")
-		if !sleepCtx(o.ctx, backoff) {
+		if !ctxtime.Sleep(o.ctx, backoff) {
 			return
 		}
 	}
@@ -160,7 +161,7 @@ func (o *outbox) lane(peer sfb.URI) {
 			}
 			backoff = min(max(backoff*2, c.conn.deliverRetryMin), c.conn.deliverRetryMax)
 			log.Err(err).Stringer("retry_in", backoff).Msg("Failed to read the outbox")
-			sleepCtx(ctx, backoff)
+			ctxtime.Sleep(ctx, backoff)
 			continue
 		}
 		backoff = 0
@@ -327,7 +328,7 @@ func (c *Client) deliveredBefore(ctx context.Context, entry database.OutboxEntry
 			log.Warn().Stringer("status", status).Msg("SfB cannot say whether it delivered a Matrix message it took before the restart; sending it again")
 			return false
 		}
-		if !sleepCtx(ctx, deliveryPoll) {
+		if !ctxtime.Sleep(ctx, deliveryPoll) {
 			return false
 		}
 	}
@@ -425,16 +426,4 @@ func (c *Client) takeLive(eventID string) bool {
 	_, ok := c.live[eventID]
 	delete(c.live, eventID)
 	return ok
-}
-
-// sleepCtx waits d or until ctx ends; false when ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

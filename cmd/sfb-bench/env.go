@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pgtest"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
@@ -236,7 +237,7 @@ func (e *env) newMigrated(ctx context.Context, i int) (*migrated, error) {
 		for ctx.Err() == nil {
 			if err := u.client.SyncWithContext(ctx); err != nil && ctx.Err() == nil {
 				fmt.Fprintf(e.out, "%s: sync failed: %v; again\n", u.acct, err)
-				sleep(ctx, time.Second)
+				ctxtime.Sleep(ctx, time.Second)
 			}
 		}
 	}()

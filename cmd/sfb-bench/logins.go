@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/ucwa"
@@ -112,14 +113,14 @@ func (e *env) rampAndIdle(ctx context.Context, n int) (Logins, Idle, error) {
 	ramp := e.bridgeSignIns(ctx, n, "ramp")
 
 	// The idle cost: settle, then count for opts.idle.
-	if !sleep(ctx, 10*time.Second) {
+	if !ctxtime.Sleep(ctx, 10*time.Second) {
 		return ramp, Idle{}, ctx.Err()
 	}
 	idle := Idle{Seconds: e.opts.idle.Seconds(), RSSBeforeMiB: float64(rss0) / (1 << 20)}
 	ev, act, oth := e.simReqs.events.Load(), e.simReqs.activity.Load(), e.simReqs.other.Load()
 	use := startUsage(pid)
 	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", ramp.Connected, e.opts.idle)
-	if !sleep(ctx, e.opts.idle) {
+	if !ctxtime.Sleep(ctx, e.opts.idle) {
 		return ramp, Idle{}, ctx.Err()
 	}
 	idle.BridgeCPU, _ = use.stop()
@@ -267,18 +268,6 @@ func peakPerSecond(start time.Time, at []time.Time) int {
 		peak = max(peak, counts[second])
 	}
 	return peak
-}
-
-// sleep waits for d, false when ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func (e *env) signInRate() float64 {

@@ -40,6 +40,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 )
 
 // Key is the advisory lock key: "sfbact01" read as a big-endian int64.
@@ -200,7 +202,7 @@ func (l *Lock) wait(ctx context.Context) error {
 				// the lock before a head start to take it back.
 				unreachable = false
 				l.log.Info().Dur("delay", l.opts.ReclaimDelay).Msg("Database reachable again; giving the previous active process time to take its lock back")
-				if !sleep(ctx, l.opts.ReclaimDelay) {
+				if !ctxtime.Sleep(ctx, l.opts.ReclaimDelay) {
 					return fmt.Errorf("wait for the active lock: %w", ctx.Err())
 				}
 			}
@@ -222,21 +224,9 @@ func (l *Lock) wait(ctx context.Context) error {
 			lastHolder = holder
 			l.log.Info().Stringer("holder", holder).Msg("Another bridge process is active; waiting as the standby (serving nothing)")
 		}
-		if !sleep(ctx, l.opts.Interval) {
+		if !ctxtime.Sleep(ctx, l.opts.Interval) {
 			return fmt.Errorf("wait for the active lock: %w", ctx.Err())
 		}
-	}
-}
-
-// sleep waits d or until ctx ends, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

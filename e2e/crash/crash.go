@@ -30,6 +30,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pgtest"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
@@ -429,9 +430,9 @@ func (e *env) flow(ctx context.Context, opts Options, convs []*conversation) (ki
 
 	for _, pos := range positions {
 		for sent.Load() < pos && ctx.Err() == nil {
-			sleep(ctx, 10*time.Millisecond)
+			ctxtime.Sleep(ctx, 10*time.Millisecond)
 		}
-		sleep(ctx, time.Duration(rng.Int64N(int64(300*time.Millisecond))))
+		ctxtime.Sleep(ctx, time.Duration(rng.Int64N(int64(300*time.Millisecond))))
 		if ctx.Err() != nil {
 			break
 		}
@@ -442,7 +443,7 @@ func (e *env) flow(ctx context.Context, opts Options, convs []*conversation) (ki
 		kills++
 		down := time.Duration(rng.Int64N(int64(opts.MaxDown)))
 		opts.Logf("crash: kill %d/%d after %d messages, down for %s", kills, opts.Kills, sent.Load(), down.Round(time.Millisecond))
-		sleep(ctx, down)
+		ctxtime.Sleep(ctx, down)
 		if err := e.st.Bridge.Start(ctx); err != nil {
 			cancel(fmt.Errorf("restart the bridge after kill %d: %w", kills, err))
 			break
@@ -476,14 +477,14 @@ func (e *env) send(ctx context.Context, cancel context.CancelCauseFunc, n int, i
 			if err = sendOne(seq); err == nil || ctx.Err() != nil {
 				break
 			}
-			sleep(ctx, 200*time.Millisecond)
+			ctxtime.Sleep(ctx, 200*time.Millisecond)
 		}
 		if err != nil {
 			cancel(fmt.Errorf("send message %d: %w", seq, err))
 			return seq - 1
 		}
 		sent.Add(1)
-		sleep(ctx, interval/2+time.Duration(jitter.Int64N(int64(interval)+1)))
+		ctxtime.Sleep(ctx, interval/2+time.Duration(jitter.Int64N(int64(interval)+1)))
 	}
 	return n
 }
@@ -503,7 +504,7 @@ func (e *env) settle(ctx context.Context, opts Options, convs []*conversation) e
 		if len(pending) == 0 {
 			return nil
 		}
-		if !sleep(ctx, time.Second) {
+		if !ctxtime.Sleep(ctx, time.Second) {
 			return fmt.Errorf("%d conversations still incomplete after %s", len(pending), opts.Settle)
 		}
 	}
@@ -695,17 +696,5 @@ func add(total *Direction, problems *[]string, what string, d Direction, found [
 		if len(*problems) < maxProblems {
 			*problems = append(*problems, what+": "+p)
 		}
-	}
-}
-
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

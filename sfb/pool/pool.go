@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 )
 
 // ErrPaused: the caller gave up while the pool had asked to slow down.
@@ -134,7 +136,7 @@ func (g *Guard) WaitSignIn(ctx context.Context) error {
 		}
 		g.next = slot.Add(g.interval)
 		g.mu.Unlock()
-		if d := time.Until(slot); d > 0 && !sleepCtx(ctx, d) {
+		if d := time.Until(slot); d > 0 && !ctxtime.Sleep(ctx, d) {
 			return fmt.Errorf("pool %s: wait for a sign-in slot: %w", g.name, ctx.Err())
 		}
 		if !time.Now().Before(g.PausedUntil()) {
@@ -167,7 +169,7 @@ func (g *Guard) waitPause(ctx context.Context, spread bool) error {
 		} else {
 			waited = true
 		}
-		if !sleepCtx(ctx, d) {
+		if !ctxtime.Sleep(ctx, d) {
 			return fmt.Errorf("pool %s: %w (paused until %s): %w", g.name, ErrPaused, until.UTC().Format(time.RFC3339), ctx.Err())
 		}
 	}
@@ -233,15 +235,4 @@ func Jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 )
@@ -98,7 +99,7 @@ func (s *session) eventLoop() {
 			backoff = nextBackoff(backoff, s.t.timings)
 			wait := retryWait(err, backoff, s.t.timings)
 			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("Event channel failed")
-			sleepCtx(s.ctx, wait)
+			ctxtime.Sleep(s.ctx, wait)
 			continue
 		}
 		replaced = 0
@@ -115,7 +116,7 @@ func (s *session) eventLoop() {
 				s.emit(sfb.SessionState{Connected: false, Err: fmt.Errorf("event channel: %d undecodable responses in a row: %w: %w", undecodable, err, sfb.ErrServerUnavailable)})
 			}
 			backoff = nextBackoff(backoff, s.t.timings)
-			sleepCtx(s.ctx, pool.Jitter(backoff))
+			ctxtime.Sleep(s.ctx, pool.Jitter(backoff))
 			continue
 		}
 		undecodable = 0
@@ -180,17 +181,6 @@ func retryWait(err error, backoff time.Duration, tm Timings) time.Duration {
 // BackoffMax.
 func nextBackoff(cur time.Duration, tm Timings) time.Duration {
 	return pool.NextBackoff(cur, tm.BackoffMin, tm.BackoffMax)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // processBatch handles every event of a batch in order; one bad event is
@@ -403,7 +393,7 @@ func (s *session) accept(acceptURL string) bool {
 		backoff = nextBackoff(backoff, s.t.timings)
 		wait := retryWait(err, backoff, s.t.timings)
 		s.log.Debug().Err(err).Dur("retry_in", wait).Msg("Accepting messaging invitation failed, retrying")
-		if !sleepCtx(s.ctx, wait) {
+		if !ctxtime.Sleep(s.ctx, wait) {
 			return false
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -519,7 +520,7 @@ func (s *session) tokenLoop() {
 			if !now.Before(tok.ExpiresAt) {
 				s.log.Warn().Msg("Token expired while renewal keeps failing")
 			}
-			if !sleepCtx(s.ctx, wait) {
+			if !ctxtime.Sleep(s.ctx, wait) {
 				return
 			}
 			continue
