@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 )
 
 // Bridge state error codes, for the migration team's dashboards. The
@@ -147,10 +147,10 @@ func (c *Client) connectLoop(ctx context.Context) {
 		c.log.Warn().Err(err).Str("cause", signInCause(err)).Stringer("retry_in", backoff).Msg("Failed to connect to Skype for Business")
 		c.sendState(connectFailedState(err))
 		// Jitter spreads the retries of many logins after an outage.
-		if !ctxtime.Sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+		if !ctxtime.Sleep(ctx, pool.Jitter(backoff)) {
 			return
 		}
-		backoff = min(backoff*2, c.conn.retryMax)
+		backoff = pool.NextBackoff(backoff, c.conn.retryMin, c.conn.retryMax)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 )
 
 // An SfB event is acknowledged to the server only after the session's
@@ -49,8 +49,8 @@ func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
 				Msg("Failed to bridge SfB event, giving up on it")
 			return
 		}
-		backoff = min(max(backoff*2, c.conn.deliverRetryMin), c.conn.deliverRetryMax)
-		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff = pool.NextBackoff(backoff, c.conn.deliverRetryMin, c.conn.deliverRetryMax)
+		wait := pool.Jitter(backoff)
 		log.Warn().Err(res.Error).Int("attempt", attempt).Stringer("retry_in", wait).
 			Msg("Homeserver did not take the SfB event, retrying")
 		if !ctxtime.Sleep(ctx, wait) {
