@@ -104,11 +104,11 @@ const transactionPingTimeout = 3 * time.Second
 
 // gateTransactions is appservice middleware: while the database does not
 // answer, a transaction pushed by the homeserver gets 503, so the
-// homeserver keeps it and pushes it again later. mautrix acknowledges a
-// transaction as soon as its events are queued, and bridgev2 drops an
-// event it cannot handle for want of the database (it cannot even find
-// the user's login), so a transaction taken during an outage would be
-// lost. The check is the lock session's state plus a ping of the shared
+// homeserver keeps it and pushes it again later. The bridge answers a
+// transaction once its events were handled (bridge/astxn.go), but an
+// event bridgev2 cannot handle for want of the database (it cannot even
+// find the user's login) counts as handled and is dropped, so a
+// transaction taken during an outage would be lost. The check is the lock session's state plus a ping of the shared
 // pool; an outage that begins after the ping, while the transaction's
 // events are handled, can still lose them.
 func (h *dbHealth) gateTransactions(next http.Handler) http.Handler {
