@@ -664,3 +664,17 @@ func (e *testEnv) open(sealed []byte, ad []byte) string {
 	require.NoError(e.t, err)
 	return string(plain)
 }
+
+func (s *fakeSession) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error) {
+	return nil, sfb.ErrWatchLimit
+}
+
+func (s *fakeSession) Unwatch(ctx context.Context, people []sfb.URI) error { return nil }
+
+func (s *fakeSession) WatchCapacity() int { return 0 }
+
+func (s *fakeSession) Contacts(ctx context.Context) ([]sfb.Person, error) { return nil, nil }
+
+func (s *fakeSession) Publish(ctx context.Context, p sfb.Publication) error { return nil }
+
+func (s *fakeSession) ReportActivity(ctx context.Context) error { return nil }

@@ -99,6 +99,8 @@ type Session interface {
 	// LookupPerson returns what the directory knows about uri.
 	LookupPerson(ctx context.Context, uri URI) (Person, error)
 
+	PresenceSession
+
 	// ResumeState is opaque transport state for SignInRequest.Resume. It
 	// only ever covers events whose handler call has returned: continuing
 	// from it may deliver again what the handler already saw (with the
