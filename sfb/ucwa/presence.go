@@ -122,6 +122,9 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 	}
 	p.mu.Unlock()
 	var taken []sfb.URI
+	// chunk shrinks when the server refuses a request as over its limit:
+	// fewer people may still fit.
+	chunk := maxPerSubscription
 	for len(todo) > 0 {
 		p.mu.Lock()
 		watching := len(p.of)
@@ -134,16 +137,19 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		if room <= 0 {
 			return taken, fmt.Errorf("watch %d more people (watching %d): %w", len(todo), watching, sfb.ErrWatchLimit)
 		}
-		n := min(len(todo), room, maxPerSubscription)
+		n := min(len(todo), room, chunk)
 		if sub != nil {
 			n = min(n, maxPerSubscription-len(sub.members))
 		}
-		chunk := todo[:n]
 		var err error
 		if sub == nil {
-			err = s.createSubscription(ctx, chunk, nil)
+			err = s.createSubscription(ctx, todo[:n], nil)
 		} else {
-			err = s.addToSubscription(ctx, sub, chunk)
+			err = s.addToSubscription(ctx, sub, todo[:n])
+		}
+		if isLimitExceeded(err) && n > 1 {
+			chunk = n / 2
+			continue
 		}
 		if isLimitExceeded(err) {
 			p.mu.Lock()
@@ -156,7 +162,7 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		if err != nil {
 			return taken, fmt.Errorf("watch presence: %w", err)
 		}
-		taken = append(taken, chunk...)
+		taken = append(taken, todo[:n]...)
 		todo = todo[n:]
 	}
 	return taken, nil
@@ -653,8 +659,11 @@ func cleanText(v string) (string, bool) {
 // presenceLoop extends subscriptions before they expire, creates lost ones
 // again and retries failed fetches (on its tick, so that a failing server
 // is not asked again at once).
-func (s *session) presenceLoop() {
+func (s *session) presenceLoop(resumed bool) {
 	defer s.wg.Done()
+	if resumed {
+		s.deleteStaleSubscriptions(s.ctx)
+	}
 	_, renewBefore, check := s.presenceTimings()
 	tick := time.NewTicker(check)
 	defer tick.Stop()
@@ -727,6 +736,47 @@ func withQuery(href, key, value string) string {
 	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// deleteStaleSubscriptions deletes the subscriptions a resumed application
+// still holds from the session before (a bridge restart): nobody extends
+// them, and the people in them are watched again through Watch.
+func (s *session) deleteStaleSubscriptions(ctx context.Context) {
+	st, _ := s.appSnapshot()
+	if st.presenceSubscriptions == "" {
+		return
+	}
+	p := s.pres
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	var list Resource
+	if err := s.get(ctx, st.presenceSubscriptions, "list presence subscriptions", &list); err != nil {
+		s.log.Warn().Err(err).Msg("Could not list the presence subscriptions of the resumed application")
+		return
+	}
+	var subs []PresenceSubscription
+	if _, err := decodeEmbedded(list.Embedded, "presenceSubscription", &subs); err != nil {
+		s.log.Warn().Err(err).Msg("Could not read the presence subscriptions of the resumed application")
+		return
+	}
+	mine := map[string]bool{}
+	p.mu.Lock()
+	for _, sub := range p.subs {
+		mine[sub.href] = true
+	}
+	p.mu.Unlock()
+	for _, sub := range subs {
+		href := resolveHref(st.base, sub.Self())
+		if href == "" || mine[href] {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+		_, err := s.c.do(rctx, request{op: "delete stale presence subscription", method: http.MethodDelete, url: href})
+		cancel()
+		if err != nil && statusOf(err) != http.StatusNotFound {
+			s.log.Warn().Err(err).Msg("Could not delete a stale presence subscription")
+		}
+	}
 }
 
 // onSubscriptionEvent handles presenceSubscription events: "updated" says

@@ -214,10 +214,13 @@ func TestPresenceWatchLimit(t *testing.T) {
 		require.Len(t, taken, 3)
 		taken, err = s.Watch(context.Background(), users[3:])
 		require.ErrorIs(t, err, sfb.ErrWatchLimit)
-		assert.Empty(t, taken, "the server refused the second batch of people whole")
-		assert.Equal(t, 3, s.WatchCapacity())
+		assert.Equal(t, users[3:5], taken, "as many as the server still takes")
+		assert.Equal(t, 5, s.WatchCapacity())
 		_, watched := srv.PresenceSubscriptions(alice)
-		assert.Equal(t, 3, watched)
+		assert.Equal(t, 5, watched)
+		taken, err = s.Watch(context.Background(), users[5:])
+		require.ErrorIs(t, err, sfb.ErrWatchLimit)
+		assert.Empty(t, taken, "at capacity: nothing asked")
 	})
 	t.Run("configured capacity", func(t *testing.T) {
 		srv, tr, users := presenceSim(t, sim.Options{}, sfb.Config{PresenceWatchLimit: 4}, 8, nil)
@@ -327,4 +330,30 @@ func TestReportActivityIsBounded(t *testing.T) {
 	assert.LessOrEqual(t, reports(), 2, "activity within the interval waits for the activity loop's next tick")
 	require.Eventually(t, func() bool { return reports() == 2 }, waitFor, tick)
 	assert.Never(t, func() bool { return reports() > 2 }, 400*time.Millisecond, tick, "idle again: no more reports")
+}
+
+// After a restart that resumes the application, the subscriptions of the
+// session before are deleted: the bridge watches its people again, and
+// nothing would extend the old ones.
+func TestResumedSessionDeletesStaleSubscriptions(t *testing.T) {
+	srv, tr, _ := presenceSim(t, sim.Options{}, sfb.Config{}, 0, nil)
+	s1 := signInWith(t, tr, "", (&recorder{}).handle)
+	ctx := context.Background()
+	_, err := s1.Watch(ctx, []sfb.URI{bob})
+	require.NoError(t, err)
+	stored := s1.ResumeState()
+	require.NoError(t, s1.Detach(ctx))
+
+	rec := &recorder{}
+	s2, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}, Resume: stored}, rec.handle)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s2.Close(context.Background()) })
+	assert.Equal(t, 1, srv.Applications(alice), "resumed, not created again")
+	require.Eventually(t, func() bool { subs, _ := srv.PresenceSubscriptions(alice); return subs == 0 }, waitFor, tick)
+	_, err = s2.Watch(ctx, []sfb.URI{bob})
+	require.NoError(t, err)
+	subs, people := srv.PresenceSubscriptions(alice)
+	assert.Equal(t, []int{1, 1}, []int{subs, people})
+	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Busy"}))
+	require.Eventually(t, func() bool { return latest(rec.all())[bob].Availability == sfb.AvailabilityBusy }, waitFor, tick)
 }
