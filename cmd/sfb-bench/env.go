@@ -50,8 +50,10 @@ type env struct {
 	users []*migrated
 	convs []*conversation
 
-	// route is where arrivals of the current run go.
-	route atomic.Pointer[route]
+	// route is where arrivals of the current run go; presence where the
+	// observers' syncs report ghosts' presence during a presence storm.
+	route    atomic.Pointer[route]
+	presence atomic.Pointer[presenceTracker]
 
 	mu      sync.Mutex
 	setup   map[string]id.RoomID // bodies of setup messages -> room seen in
@@ -71,6 +73,9 @@ type migrated struct {
 	acct   id.UserID
 	client *mautrix.Client
 	sfb    sim.User
+	// seesPresence: the user's sync asks for presence (presence-storm's
+	// observers); the message scenarios leave it out.
+	seesPresence bool
 }
 
 type conversation struct {
@@ -214,12 +219,16 @@ func (e *env) restartBridge(ctx context.Context, dbName string, changes map[stri
 	return errors.Join(err, e.st.Bridge.Start(ctx))
 }
 
-// newMigrated registers Matrix user bench-u<i>, SfB user
-// sip:bench.u<i>@contoso.com, signs the one in to the other through the
-// provisioning API and starts the Matrix user's sync.
-func (e *env) newMigrated(ctx context.Context, i int) (*migrated, error) {
-	name := fmt.Sprintf("bench-u%d", i)
-	u := &migrated{sfb: sim.User{URI: sfb.URI(fmt.Sprintf("sip:bench.u%d@%s", i, sfbDomain)), DisplayName: "Bench User " + fmt.Sprint(i), Password: randomHex(8)}}
+// newMigrated registers Matrix user bench-<kind><i>, SfB user
+// sip:bench.<kind><i>@contoso.com, signs the one in to the other through
+// the provisioning API and starts the Matrix user's sync.
+func (e *env) newMigrated(ctx context.Context, kind string, i int, seesPresence bool) (*migrated, error) {
+	name := fmt.Sprintf("bench-%s%d", kind, i)
+	u := &migrated{seesPresence: seesPresence, sfb: sim.User{
+		URI:         sfb.URI(fmt.Sprintf("sip:bench.%s%d@%s", kind, i, sfbDomain)),
+		DisplayName: fmt.Sprintf("Bench User %s%d", kind, i),
+		Password:    randomHex(8),
+	}}
 	if err := e.sim.AddUser(u.sfb); err != nil {
 		return nil, err
 	}
@@ -262,7 +271,7 @@ func (e *env) client(user id.UserID, token string) (*mautrix.Client, error) {
 // rooms.
 func (e *env) conversations(ctx context.Context, n int) ([]*conversation, error) {
 	for len(e.users) < min(n, e.opts.logins) {
-		u, err := e.newMigrated(ctx, len(e.users))
+		u, err := e.newMigrated(ctx, "u", len(e.users), false)
 		if err != nil {
 			return nil, err
 		}
@@ -443,6 +452,16 @@ func (s *syncer) ProcessResponse(ctx context.Context, resp *mautrix.RespSync, _ 
 			s.e.onMatrixMessage(room, evt.Content.AsMessage().Body, now)
 		}
 	}
+	if s.u.seesPresence {
+		for _, evt := range resp.Presence.Events {
+			if err := evt.Content.ParseRaw(evt.Type); err != nil {
+				continue
+			}
+			if p := evt.Content.AsPresence(); p != nil {
+				s.e.onMatrixPresence(evt.Sender, p, now)
+			}
+		}
+	}
 	for room := range resp.Rooms.Invite {
 		go func() {
 			if _, err := s.u.client.JoinRoomByID(ctx, room); err != nil && ctx.Err() == nil {
@@ -461,31 +480,81 @@ func (s *syncer) OnFailedSync(_ *mautrix.RespSync, err error) (time.Duration, er
 }
 
 // GetFilterJSON asks for long timelines, so that a burst between two syncs
-// is not cut short, and leaves out presence and account data.
+// is not cut short, and leaves out account data, and presence unless the
+// user watches it.
 func (s *syncer) GetFilterJSON(id.UserID) *mautrix.Filter {
-	return &mautrix.Filter{
+	f := &mautrix.Filter{
 		Room:        &mautrix.RoomFilter{Timeline: &mautrix.FilterPart{Limit: 1000}},
-		Presence:    &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
 		AccountData: &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
 	}
+	if !s.u.seesPresence {
+		f.Presence = &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}}
+	}
+	return f
+}
+
+// requestKind is what a request to the simulator's UCWA side is for.
+type requestKind int
+
+const (
+	reqEvents          requestKind = iota // the event channel's pending GETs
+	reqActivity                           // reportMyActivity
+	reqBatch                              // UCWA batches (their parts are BatchedRequests)
+	reqSubscriptions                      // presence subscriptions: create, extend, add, memberships
+	reqContactPresence                    // a contact's presence or note, fetched alone
+	reqOther
+	numRequestKinds
+)
+
+var requestKindNames = [numRequestKinds]string{"events", "reportMyActivity", "batch", "presenceSubscriptions", "contactPresence", "other"}
+
+func classifyRequest(path string) requestKind {
+	switch {
+	case strings.Contains(path, "/events"):
+		return reqEvents
+	case strings.HasSuffix(path, "/reportMyActivity"):
+		return reqActivity
+	case strings.HasSuffix(path, "/batch"):
+		return reqBatch
+	case strings.Contains(path, "/presenceSubscription"):
+		return reqSubscriptions
+	case strings.Contains(path, "/people/") && (strings.HasSuffix(path, "/presence") || strings.HasSuffix(path, "/note")):
+		return reqContactPresence
+	}
+	return reqOther
 }
 
 // requestCounter counts the requests the simulator answers, by kind.
 type requestCounter struct {
-	events, activity, other atomic.Int64
+	n [numRequestKinds]atomic.Int64
 }
+
+// requestCounts is a reading of a requestCounter.
+type requestCounts [numRequestKinds]int64
 
 func (rc *requestCounter) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch path := r.URL.Path; {
-		case strings.HasPrefix(path, "/sim/"):
-		case strings.Contains(path, "/events"):
-			rc.events.Add(1)
-		case strings.HasSuffix(path, "/reportMyActivity"):
-			rc.activity.Add(1)
-		default:
-			rc.other.Add(1)
+		if !strings.HasPrefix(r.URL.Path, "/sim/") {
+			rc.n[classifyRequest(r.URL.Path)].Add(1)
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+func (rc *requestCounter) read() requestCounts {
+	var c requestCounts
+	for k := range c {
+		c[k] = rc.n[k].Load()
+	}
+	return c
+}
+
+// perSecond is what happened between before and c, per second of d, by
+// kind name.
+func (c requestCounts) perSecond(before requestCounts, d time.Duration) map[string]float64 {
+	out := make(map[string]float64, numRequestKinds)
+	for k := range c {
+		out[requestKindNames[k]] = float64(c[k]-before[k]) / d.Seconds()
+	}
+	return out
 }

@@ -117,17 +117,19 @@ func (e *env) rampAndIdle(ctx context.Context, n int) (Logins, Idle, error) {
 		return ramp, Idle{}, ctx.Err()
 	}
 	idle := Idle{Seconds: e.opts.idle.Seconds(), RSSBeforeMiB: float64(rss0) / (1 << 20)}
-	ev, act, oth := e.simReqs.events.Load(), e.simReqs.activity.Load(), e.simReqs.other.Load()
+	before := e.simReqs.read()
 	use := startUsage(pid)
 	fmt.Fprintf(e.out, "counting the requests of %d idle logins for %s\n", ramp.Connected, e.opts.idle)
 	if !ctxtime.Sleep(ctx, e.opts.idle) {
 		return ramp, Idle{}, ctx.Err()
 	}
 	idle.BridgeCPU, _ = use.stop()
-	per := func(now, before int64) float64 { return float64(now-before) / e.opts.idle.Seconds() }
-	idle.EventsPerSec = per(e.simReqs.events.Load(), ev)
-	idle.ActivityPerSec = per(e.simReqs.activity.Load(), act)
-	idle.OtherPerSec = per(e.simReqs.other.Load(), oth)
+	per := e.simReqs.read().perSecond(before, e.opts.idle)
+	idle.EventsPerSec = per[requestKindNames[reqEvents]]
+	idle.ActivityPerSec = per[requestKindNames[reqActivity]]
+	for k := reqActivity + 1; k < numRequestKinds; k++ {
+		idle.OtherPerSec += per[requestKindNames[k]]
+	}
 	idle.OpenFiles, _ = openFiles(pid)
 	if rss, err := rssBytes(pid); err == nil {
 		idle.RSSAfterMiB = float64(rss) / (1 << 20)

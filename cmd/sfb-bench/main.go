@@ -25,7 +25,17 @@
 //	               bridge is killed (SIGKILL) 20 times at random moments,
 //	               then every message counted: none lost, none doubled, order
 //	               kept (e2e/crash, with its own homeserver and bridge).
-//	standard       all four with their default N.
+//	presence-storm N simulated SfB people (default 70,000) watched by
+//	               -presence-logins logins through their contact lists,
+//	               then -presence-rate changes per second for
+//	               -presence-duration; latency from the simulator's change
+//	               to a syncing Matrix client seeing the ghost's presence
+//	               (a sample of ghosts that observers share rooms with),
+//	               writes per second to the homeserver, requests per second
+//	               to SfB; then the refresh load with no changes. Baseline:
+//	               the same writes by a raw appservice client.
+//	standard       sfb-to-matrix, matrix-to-sfb, logins and crash with
+//	               their default N.
 package main
 
 import (
@@ -58,18 +68,28 @@ type options struct {
 	liftedRate       float64
 	liftedOnly       bool
 	kills            int
-	crashConvs       int
-	stall            time.Duration
-	sqlite           bool
-	bridgeBin        string
-	repoRoot         string
-	out              string
-	dir              string
-	keep             bool
-	logLevel         string
-	profileMode      string
-	race             bool
-	network          map[string]any
+	// presence-storm
+	presenceLogins    int
+	presenceRate      int
+	presenceDuration  time.Duration
+	presenceSample    int
+	presenceObservers int
+	presenceVisible   int
+	presenceWriteRate float64
+	refreshInterval   time.Duration
+	steady            time.Duration
+	crashConvs        int
+	stall             time.Duration
+	sqlite            bool
+	bridgeBin         string
+	repoRoot          string
+	out               string
+	dir               string
+	keep              bool
+	logLevel          string
+	profileMode       string
+	race              bool
+	network           map[string]any
 	// command is how the bench was started, for the results.
 	command string
 }
@@ -80,6 +100,8 @@ var defaultN = map[string]int{
 	"matrix-to-sfb": 2000,
 	"logins":        1000,
 	"crash":         2000,
+	// presence-storm: simulated SfB people.
+	"presence-storm": 70000,
 }
 
 var standard = []string{"sfb-to-matrix", "matrix-to-sfb", "logins", "crash"}
@@ -106,8 +128,8 @@ func run(args []string) int {
 func parseFlags(args []string) (options, error) {
 	opts := options{network: map[string]any{}, command: strings.Join(append([]string{"sfb-bench"}, args...), " ")}
 	fs := flag.NewFlagSet("sfb-bench", flag.ContinueOnError)
-	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, crash, or standard (all four); comma-separated for several")
-	fs.IntVar(&opts.n, "n", 0, "messages, or users for logins (default per scenario: 2000 messages, 1000 users)")
+	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, crash, presence-storm, or standard (the first four); comma-separated for several")
+	fs.IntVar(&opts.n, "n", 0, "messages, users for logins, simulated SfB people for presence-storm (default per scenario: 2000 messages, 1000 users, 70000 people)")
 	fs.StringVar(&opts.modes, "modes", "sequential,1,10,100", "message modes: sequential and numbers of concurrent conversations")
 	fs.IntVar(&opts.window, "window", 10, "most messages of one conversation sent and not yet arrived (concurrent modes)")
 	fs.IntVar(&opts.rounds, "rounds", 4, "split each mode's N messages into this many rounds, each baseline then bridge (the machine's load drifts)")
@@ -118,6 +140,15 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&opts.liftedOnly, "lifted-only", false, "logins: only the bare client and the bridge with the ramp lifted (no run at the ramp, no idle count)")
 	fs.IntVar(&opts.kills, "kills", 20, "crash: how often the bridge is killed (SIGKILL)")
 	fs.IntVar(&opts.crashConvs, "crash-conversations", 10, "crash: conversations the messages flow in, both ways")
+	fs.IntVar(&opts.presenceLogins, "presence-logins", 1000, "presence-storm: logins watching the people, each with its share in its SfB contact list")
+	fs.IntVar(&opts.presenceRate, "presence-rate", 1000, "presence-storm: presence changes per second")
+	fs.DurationVar(&opts.presenceDuration, "presence-duration", time.Minute, "presence-storm: how long the storm lasts")
+	fs.IntVar(&opts.presenceSample, "presence-sample", 1000, "presence-storm: ghosts whose latency is measured (each shares a room with an observer)")
+	fs.IntVar(&opts.presenceVisible, "presence-visible", 100, "presence-storm: ghosts of the sample that also have a portal with their observer (visible: refreshed)")
+	fs.IntVar(&opts.presenceObservers, "presence-observers", 5, "presence-storm: migrated users whose syncing clients see the sample")
+	fs.Float64Var(&opts.presenceWriteRate, "presence-write-rate", 1500, "presence-storm: the bridge's network.presence.write_rate (its default, 300, is below a storm of 1000/s)")
+	fs.DurationVar(&opts.refreshInterval, "refresh-interval", 20*time.Second, "presence-storm: the bridge's network.presence.refresh_interval")
+	fs.DurationVar(&opts.steady, "steady", time.Minute, "presence-storm: how long the writes with no changes are counted after the storm")
 	fs.DurationVar(&opts.stall, "stall", time.Minute, "give up on a run when nothing arrived for this long")
 	fs.BoolVar(&opts.sqlite, "sqlite", false, "run the bridge on SQLite instead of PostgreSQL")
 	fs.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge)")
@@ -149,7 +180,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	for _, s := range opts.scenarios() {
 		if _, ok := defaultN[s]; !ok {
-			return opts, fmt.Errorf("unknown scenario %q (want sfb-to-matrix, matrix-to-sfb, logins, crash or standard)", s)
+			return opts, fmt.Errorf("unknown scenario %q (want sfb-to-matrix, matrix-to-sfb, logins, crash, presence-storm or standard)", s)
 		}
 	}
 	if _, err := parseModes(opts.modes, opts.window); err != nil {
@@ -157,6 +188,10 @@ func parseFlags(args []string) (options, error) {
 	}
 	if opts.n < 0 || opts.logins < 1 || opts.loginConcurrency < 1 {
 		return opts, errors.New("-n must not be negative; -logins and -login-concurrency must be positive")
+	}
+	if opts.presenceLogins < 1 || opts.presenceRate < 1 || opts.presenceDuration <= 0 || opts.presenceSample < 1 || opts.presenceVisible < 0 ||
+		opts.presenceObservers < 1 || opts.presenceWriteRate <= 0 || opts.refreshInterval < time.Second || opts.steady <= 0 {
+		return opts, errors.New("the -presence-* flags, -refresh-interval (at least 1s) and -steady must be positive")
 	}
 	return opts, nil
 }
@@ -227,6 +262,10 @@ func bench(ctx context.Context, opts options, out io.Writer) (err error) {
 			var lr LoginRun
 			lr, runErr = e.runLogins(ctx, n)
 			res.Logins = &lr
+		case "presence-storm":
+			var pr PresenceRun
+			pr, runErr = e.runPresenceStorm(ctx, n)
+			res.Presence = &pr
 		case "crash":
 			var cr crash.Result
 			cr, runErr = runCrash(ctx, opts, n, out)

@@ -27,6 +27,7 @@ type Result struct {
 	Runs     []Run         `json:"runs,omitempty"`
 	Logins   *LoginRun     `json:"logins,omitempty"`
 	Crash    *crash.Result `json:"crash,omitempty"`
+	Presence *PresenceRun  `json:"presence,omitempty"`
 	Error    string        `json:"error,omitempty"`
 }
 
@@ -155,6 +156,9 @@ func (r *Result) markdown() string {
 	}
 	if r.Crash != nil {
 		crashMarkdown(&b, r.Crash)
+	}
+	if r.Presence != nil {
+		presenceMarkdown(&b, r.Presence)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\nThe scenario stopped early: %s\n", r.Error)

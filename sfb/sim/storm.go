@@ -21,6 +21,10 @@ var stormStates = []Presence{
 	{Availability: "Online", Note: "Heads down today"},
 }
 
+// StormStates returns the states a storm cycles each user through, in
+// order: a user's k-th change sets StormStates()[k % len].
+func StormStates() []Presence { return slices.Clone(stormStates) }
+
 // PresenceStorm changes the presence of users, rate changes per second
 // spread evenly over them in turn, until ctx ends; it returns how many
 // changes it made. onChange, when not nil, is called after each change
