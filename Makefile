@@ -24,9 +24,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # In CI (CI set, and not false or 0) no test may skip.
 SUMMARYFLAGS := $(if $(filter-out false 0,$(CI)),-ci)
 
-# The bench: SCENARIO is sfb-to-matrix, matrix-to-sfb, logins or standard
-# (all three); N overrides the scenario's default; BENCHFLAGS adds flags
-# (bin/sfb-bench -h lists them). Results go to $(BENCHOUT).
+# The bench: SCENARIO is sfb-to-matrix, matrix-to-sfb, logins, crash,
+# presence-storm or standard (the first four); N overrides the scenario's
+# default; BENCHFLAGS adds flags (bin/sfb-bench -h lists them). Results go
+# to $(BENCHOUT).
 SCENARIO  ?= standard
 N         ?=
 BENCHOUT  ?= bench-results

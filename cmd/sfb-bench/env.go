@@ -130,7 +130,8 @@ func startEnv(ctx context.Context, opts options, out io.Writer) (e *env, err err
 		Logger: zerolog.New(simLog).Level(zerolog.InfoLevel).With().Timestamp().Logger(),
 		// Every message a colleague receives is kept for the matrix-to-sfb
 		// count.
-		ReceivedLimit: 1 << 20,
+		ReceivedLimit:    1 << 20,
+		EventAggregation: opts.simAggregation,
 	})
 	if err != nil {
 		return e, fmt.Errorf("create simulator: %w", err)

@@ -78,18 +78,21 @@ type options struct {
 	presenceWriteRate float64
 	refreshInterval   time.Duration
 	steady            time.Duration
-	crashConvs        int
-	stall             time.Duration
-	sqlite            bool
-	bridgeBin         string
-	repoRoot          string
-	out               string
-	dir               string
-	keep              bool
-	logLevel          string
-	profileMode       string
-	race              bool
-	network           map[string]any
+	// simAggregation is the simulator's hold of medium-priority events
+	// (presence updates); 0 is its default, the reference's minimum of 5s.
+	simAggregation time.Duration
+	crashConvs     int
+	stall          time.Duration
+	sqlite         bool
+	bridgeBin      string
+	repoRoot       string
+	out            string
+	dir            string
+	keep           bool
+	logLevel       string
+	profileMode    string
+	race           bool
+	network        map[string]any
 	// command is how the bench was started, for the results.
 	command string
 }
@@ -149,6 +152,7 @@ func parseFlags(args []string) (options, error) {
 	fs.Float64Var(&opts.presenceWriteRate, "presence-write-rate", 1500, "presence-storm: the bridge's network.presence.write_rate (its default, 300, is below a storm of 1000/s)")
 	fs.DurationVar(&opts.refreshInterval, "refresh-interval", 20*time.Second, "presence-storm: the bridge's network.presence.refresh_interval")
 	fs.DurationVar(&opts.steady, "steady", time.Minute, "presence-storm: how long the writes with no changes are counted after the storm")
+	fs.DurationVar(&opts.simAggregation, "sim-event-aggregation", 0, "how long the simulator holds medium-priority events such as presence updates (default: 5s, the least UCWA allows); shorter shows what a transport without that hold would get")
 	fs.DurationVar(&opts.stall, "stall", time.Minute, "give up on a run when nothing arrived for this long")
 	fs.BoolVar(&opts.sqlite, "sqlite", false, "run the bridge on SQLite instead of PostgreSQL")
 	fs.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge)")
