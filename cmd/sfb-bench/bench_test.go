@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,8 +12,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
 func TestSummarizeNearestRank(t *testing.T) {
@@ -57,15 +63,18 @@ func TestPeakPerSecond(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	opts, err := parseFlags([]string{"-scenario", "standard", "-network", "sign_in_rate=50", "-modes", "sequential,10"})
+	opts, err := parseFlags([]string{"-scenario", "standard", "-network", "sign_in_rate=50", "-modes", "sequential,10", "-presence-rate", "200", "-presence-duration", "20s"})
 	require.NoError(t, err)
 	assert.Equal(t, standard, opts.scenarios())
 	assert.Equal(t, 50.0, opts.network["sign_in_rate"])
 	modes, err := parseModes(opts.modes, opts.window)
 	require.NoError(t, err)
 	assert.Equal(t, []mode{{"sequential", 1, 1}, {"concurrent-10", 10, 10}}, modes)
+	assert.Equal(t, 200, opts.presenceRate)
+	assert.Equal(t, 20*time.Second, opts.presenceDuration)
+	assert.NotContains(t, opts.scenarios(), "presence-storm", "the standard set stays as it was")
 
-	for _, bad := range [][]string{{"-scenario", "nope"}, {"-modes", "0"}, {"-network", "novalue"}, {"extra"}} {
+	for _, bad := range [][]string{{"-scenario", "nope"}, {"-modes", "0"}, {"-presence-rate", "0"}, {"-refresh-interval", "10ms"}, {"-network", "novalue"}, {"extra"}} {
 		_, err := parseFlags(bad)
 		assert.Error(t, err, "%q", bad)
 	}
@@ -132,4 +141,61 @@ func TestMergeRounds(t *testing.T) {
 		Latency:   Latency{P50: 20, P95: 40, P99: 40, Max: 40},
 		BridgeCPU: 0.75, BridgePeakRSS: 30, Error: "lost one",
 	}, m)
+}
+
+func TestPresenceTrackerMatchesTheExpectedState(t *testing.T) {
+	ghost, other := id.UserID("@sfb_a:localhost"), id.UserID("@sfb_b:localhost")
+	tr := newPresenceTracker(map[id.UserID]sfb.URI{ghost: "sip:a@contoso.com"})
+	t0 := time.Now()
+	busy := presence.MatrixState{Presence: event.PresenceUnavailable, StatusMsg: "Busy"}
+	tr.changed(ghost, busy, t0)
+	tr.changed(other, busy, t0)
+
+	tr.seen(ghost, &event.PresenceEventContent{Presence: event.PresenceOnline}, t0.Add(time.Second))
+	tr.seen(ghost, &event.PresenceEventContent{Presence: event.PresenceUnavailable, StatusMessage: "Busy"}, t0.Add(-time.Second))
+	changes, sampled, arrived, _ := tr.snapshot()
+	assert.Equal(t, []int{2, 1, 0}, []int{changes, sampled, arrived}, "another state, or one seen before the change, is not the change")
+
+	// A newer change before the first was seen replaces it: one sample.
+	away := presence.MatrixState{Presence: event.PresenceUnavailable, StatusMsg: "Away"}
+	tr.changed(ghost, away, t0.Add(time.Second))
+	tr.seen(ghost, &event.PresenceEventContent{Presence: event.PresenceUnavailable, StatusMessage: "Busy"}, t0.Add(2*time.Second))
+	tr.seen(ghost, &event.PresenceEventContent{Presence: event.PresenceUnavailable, StatusMessage: "Away"}, t0.Add(1500*time.Millisecond))
+	tr.seen(ghost, &event.PresenceEventContent{Presence: event.PresenceUnavailable, StatusMessage: "Away"}, t0.Add(3*time.Second))
+
+	var side PresenceSide
+	tr.result(&side)
+	assert.Equal(t, 3, side.Changes)
+	assert.Equal(t, 1, side.Sampled)
+	assert.Equal(t, 1, side.Arrived, "a second sighting counts once")
+	assert.Equal(t, 500.0, side.P50, "latency from the newer change")
+}
+
+func TestClassifyRequest(t *testing.T) {
+	app := "/ucwa/oauth/v1/applications/123"
+	for path, want := range map[string]requestKind{
+		app + "/events":                                         reqEvents,
+		app + "/me/reportMyActivity":                            reqActivity,
+		app + "/batch":                                          reqBatch,
+		app + "/people/presenceSubscriptions":                   reqSubscriptions,
+		app + "/people/presenceSubscriptions/7/extend":          reqSubscriptions,
+		app + "/people/presenceSubscriptionMemberships":         reqSubscriptions,
+		app + "/people/sip:a@contoso.com/presence":              reqContactPresence,
+		app + "/people/sip:a@contoso.com/note":                  reqContactPresence,
+		app + "/me/presence":                                    reqOther,
+		app + "/communication/messagingInvitations":             reqOther,
+		"/autodiscover/autodiscoverservice.svc/root/oauth/user": reqOther,
+	} {
+		assert.Equal(t, want, classifyRequest(path), path)
+	}
+	var rc requestCounter
+	before := rc.read()
+	h := rc.wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, p := range []string{app + "/batch", app + "/batch", "/sim/v1/users", app + "/events"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
+	}
+	per := rc.read().perSecond(before, 2*time.Second)
+	assert.Equal(t, 1.0, per["batch"])
+	assert.Equal(t, 0.5, per["events"])
+	assert.Equal(t, 0.0, per["other"], "the control API is not SfB")
 }
