@@ -89,8 +89,12 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	const n = 12
 	out := t.TempDir()
-	opts, err := parseFlags([]string{"-scenario", "sfb-to-matrix", "-n", "12", "-modes", "sequential,2", "-window", "3",
-		"-logins", "1", "-profile", "concurrent-2", "-repo", "../..", "-out", out})
+	opts, err := parseFlags([]string{"-scenario", "sfb-to-matrix,presence-storm", "-n", "12", "-modes", "sequential,2", "-window", "3",
+		"-logins", "1", "-profile", "concurrent-2", "-repo", "../..", "-out", out,
+		// A storm of 12 people, 2 logins, 2 rounds of 2 s; presence updates
+		// released at once, so that the test does not wait for UCWA's hold.
+		"-presence-logins", "2", "-presence-rate", "6", "-presence-duration", "4s", "-rounds", "2",
+		"-presence-sample", "6", "-presence-visible", "1", "-presence-observers", "1", "-steady", "1s", "-sim-event-aggregation", "10ms"})
 	require.NoError(t, err)
 	opts.race = raceEnabled
 	log, err := os.Create(filepath.Join(t.TempDir(), "bench.log"))
@@ -122,6 +126,23 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	assert.FileExists(t, filepath.Join(out, "sfb-to-matrix.md"))
 	assert.FileExists(t, filepath.Join(out, "bridge-cpu-sfb-to-matrix-concurrent-2.txt"), "the CPU profile of the bridge")
+
+	data, err = os.ReadFile(filepath.Join(out, "presence-storm.json"))
+	require.NoError(t, err)
+	var storm Result
+	require.NoError(t, json.Unmarshal(data, &storm))
+	p := storm.Presence
+	require.NotNil(t, p)
+	assert.Equal(t, n, p.Setup.Watched, "every person is watched")
+	assert.GreaterOrEqual(t, p.Setup.Writes, uint64(n), "and their ghost written")
+	for name, side := range map[string]PresenceSide{"bridge": p.Bridge, "raw appservice": p.Baseline} {
+		assert.Empty(t, side.Error, name)
+		assert.Positive(t, side.Sampled, name)
+		assert.Equal(t, side.Sampled, side.Arrived, "%s: every sampled change is seen by the observer", name)
+		assert.GreaterOrEqual(t, side.Writes, uint64(side.Changes), "%s: every change written", name)
+	}
+	assert.Positive(t, p.Bridge.SfBPerSec["batch"]+p.Bridge.SfBPerSec["contactPresence"], "the bridge fetched the changes from SfB")
+	assert.Positive(t, p.Bridge.BridgeCPU)
 }
 
 func TestMergeRounds(t *testing.T) {

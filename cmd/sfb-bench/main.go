@@ -135,7 +135,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&opts.n, "n", 0, "messages, users for logins, simulated SfB people for presence-storm (default per scenario: 2000 messages, 1000 users, 70000 people)")
 	fs.StringVar(&opts.modes, "modes", "sequential,1,10,100", "message modes: sequential and numbers of concurrent conversations")
 	fs.IntVar(&opts.window, "window", 10, "most messages of one conversation sent and not yet arrived (concurrent modes)")
-	fs.IntVar(&opts.rounds, "rounds", 4, "split each mode's N messages into this many rounds, each baseline then bridge (the machine's load drifts)")
+	fs.IntVar(&opts.rounds, "rounds", 4, "split each mode's N messages into this many rounds, each baseline then bridge, and presence-storm's storm likewise, each bridge then baseline (the machine's load drifts)")
 	fs.IntVar(&opts.logins, "logins", 10, "migrated users the message scenarios share their conversations among")
 	fs.IntVar(&opts.loginConcurrency, "login-concurrency", 100, "provisioning API calls in flight at once (logins)")
 	fs.DurationVar(&opts.idle, "idle", 3*time.Minute, "how long idle logins' requests are counted (logins; one event channel cycle is 3m)")

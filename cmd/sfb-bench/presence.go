@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -39,6 +40,9 @@ type PresenceRun struct {
 	Visible int     `json:"visible"`
 	Rate    int     `json:"changes_per_s"`
 	Seconds float64 `json:"storm_seconds"`
+	// Rounds: the storm is split into rounds, each the bridge's share of
+	// Seconds then the raw client's.
+	Rounds int `json:"rounds"`
 	// WriteRate is the bridge's network.presence.write_rate in this run;
 	// RefreshInterval its refresh_interval.
 	WriteRate       float64       `json:"write_rate"`
@@ -97,6 +101,52 @@ type PresenceSide struct {
 	BridgePeakRSS float64            `json:"bridge_peak_rss_mib"`
 	SynapseCPU    float64            `json:"synapse_cpu_s"`
 	Error         string             `json:"error,omitempty"`
+
+	latencies []time.Duration
+}
+
+// mergeSides sums up the rounds of one side: counts, times and CPU add
+// up, the latencies are summarised together, rates are over the summed
+// time, peaks are the highest.
+func mergeSides(parts []PresenceSide) PresenceSide {
+	var m PresenceSide
+	var errs []string
+	for _, p := range parts {
+		m.Changes += p.Changes
+		m.Sampled += p.Sampled
+		m.Arrived += p.Arrived
+		m.latencies = append(m.latencies, p.latencies...)
+		m.Seconds += p.Seconds
+		m.Writes += p.Writes
+		m.PeakWrites = max(m.PeakWrites, p.PeakWrites)
+		m.Refreshes += p.Refreshes
+		m.Coalesced += p.Coalesced
+		m.Unchanged += p.Unchanged
+		m.Failed += p.Failed
+		for k, v := range p.SfBPerSec {
+			if m.SfBPerSec == nil {
+				m.SfBPerSec = map[string]float64{}
+			}
+			m.SfBPerSec[k] += v * p.Seconds
+		}
+		m.BatchedPerSec += p.BatchedPerSec * p.Seconds
+		m.BridgeCPU += p.BridgeCPU
+		m.BridgePeakRSS = max(m.BridgePeakRSS, p.BridgePeakRSS)
+		m.SynapseCPU += p.SynapseCPU
+		if p.Error != "" {
+			errs = append(errs, p.Error)
+		}
+	}
+	m.Latency = summarize(m.latencies)
+	if m.Seconds > 0 {
+		m.WritesPerSec = float64(m.Writes) / m.Seconds
+		m.BatchedPerSec /= m.Seconds
+		for k := range m.SfBPerSec {
+			m.SfBPerSec[k] /= m.Seconds
+		}
+	}
+	m.Error = strings.Join(errs, "; ")
+	return m
 }
 
 // Steady is the load with no changes, after the storm: the refreshes that
@@ -141,6 +191,7 @@ func (e *env) runPresenceStorm(ctx context.Context, users int) (PresenceRun, err
 		Users: users, Logins: o.presenceLogins, Observers: min(o.presenceObservers, o.presenceSample),
 		Sample: min(o.presenceSample, users), Visible: min(o.presenceVisible, o.presenceSample, users), Rate: o.presenceRate, Seconds: o.presenceDuration.Seconds(),
 		WriteRate: o.presenceWriteRate, RefreshInterval: o.refreshInterval.String(),
+		Rounds: max(1, o.rounds),
 	}
 	// A bridge of its own: a fresh database, no other scenario's logins,
 	// the sign-in ramp lifted (the logins are setup, not measured here).
@@ -162,15 +213,25 @@ func (e *env) runPresenceStorm(ctx context.Context, users int) (PresenceRun, err
 		return run, err
 	}
 
-	run.Bridge = e.bridgeStorm(ctx, run, people, sample)
-	if ctx.Err() != nil {
-		return run, ctx.Err()
+	// The machine is shared and its load drifts: the storm goes in
+	// rounds, each the bridge's share then the raw client's, and each
+	// side's rounds are summed up. Both continue where their last round
+	// stopped, through the people and the states.
+	var bridgeParts, rawParts []PresenceSide
+	var bridgeNext, rawNext int
+	for r := range run.Rounds {
+		round := fmt.Sprintf("%d/%d", r+1, run.Rounds)
+		bridgeParts = append(bridgeParts, e.bridgeStorm(ctx, run, round, people, sample, &bridgeNext))
+		rawParts = append(rawParts, e.rawStorm(ctx, run, round, people, sample, &rawNext))
+		if ctx.Err() != nil {
+			return run, ctx.Err()
+		}
 	}
+	run.Bridge, run.Baseline = mergeSides(bridgeParts), mergeSides(rawParts)
 	run.Steady, err = e.steadyPresence(ctx, run.Visible)
 	if err != nil {
 		return run, err
 	}
-	run.Baseline = e.rawStorm(ctx, run, people, sample)
 	if run.Baseline.P95 > 0 {
 		run.P95Ratio = run.Bridge.P95 / run.Baseline.P95
 	}
@@ -407,18 +468,24 @@ func expectedState(p sim.Presence, now time.Time) presence.MatrixState {
 	return presence.ToMatrix(sfb.Presence{Availability: sfb.Availability(p.Availability), Activity: p.Activity, Note: p.Note}, now)
 }
 
-// bridgeStorm changes the presence of the people in turn, rate changes per
-// second for the storm's duration, through the simulator, and measures
-// until the bridge wrote its backlog and the sample arrived.
-func (e *env) bridgeStorm(ctx context.Context, run PresenceRun, people []sfb.URI, sample map[id.UserID]sfb.URI) PresenceSide {
+// bridgeStorm changes the presence of the people in turn through the
+// simulator, rate changes per second for the round's share of the storm,
+// starting with change *next (the k-th change sets person k mod users to
+// the simulator's storm state k / users), and measures until the bridge
+// wrote its backlog and the sample arrived.
+func (e *env) bridgeStorm(ctx context.Context, run PresenceRun, round string, people []sfb.URI, sample map[id.UserID]sfb.URI, next *int) PresenceSide {
 	t := newPresenceTracker(sample)
-	onChange := func(uri sfb.URI, p sim.Presence) {
-		now := time.Now()
-		t.changed(e.st.GhostID(uri.Address()), expectedState(p, now), now)
-	}
-	return e.storm(ctx, "bridge", run, t, func(ctx context.Context) error {
-		_, err := e.sim.PresenceStorm(ctx, run.Rate, people, onChange)
-		return err
+	states := sim.StormStates()
+	return e.storm(ctx, "bridge "+round, run, t, func(stormCtx context.Context) error {
+		return pace(stormCtx, run.Rate, next, func(k int, _ time.Time) error {
+			uri, p := people[k%len(people)], states[(k/len(people))%len(states)]
+			if err := e.sim.SetPresence(uri, p); err != nil {
+				return err
+			}
+			now := time.Now()
+			t.changed(e.st.GhostID(uri.Address()), expectedState(p, now), now)
+			return nil
+		})
 	}, nil)
 }
 
@@ -428,15 +495,16 @@ func (e *env) bridgeStorm(ctx context.Context, run PresenceRun, people []sfb.URI
 // as many writes in flight as the bridge's writer has workers. Each write
 // is scheduled at its turn and its latency counts from there, so a client
 // that falls behind is measured as the bridge is. The states are the
-// storm's, shifted by rawOffset, so that the first write of a ghost always
-// changes what it shows.
-func (e *env) rawStorm(ctx context.Context, run PresenceRun, people []sfb.URI, sample map[id.UserID]sfb.URI) PresenceSide {
+// storm's, shifted by rawOffset, so that a write always changes what the
+// ghost shows (the bridge's last state or the raw client's).
+func (e *env) rawStorm(ctx context.Context, run PresenceRun, round string, people []sfb.URI, sample map[id.UserID]sfb.URI, next *int) PresenceSide {
 	t := newPresenceTracker(sample)
 	var writes, failed counter
 	type job struct {
 		ghost id.UserID
 		state presence.MatrixState
 	}
+	states := sim.StormStates()
 	storm := func(stormCtx context.Context) error {
 		jobs := make(chan job, 1<<16)
 		// The writes scheduled are all written, after the storm too.
@@ -454,31 +522,44 @@ func (e *env) rawStorm(ctx context.Context, run PresenceRun, people []sfb.URI, s
 				return nil
 			})
 		}
-		states := sim.StormStates()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		start, done := time.Now(), 0
-	loop:
-		for {
+		err := pace(stormCtx, run.Rate, next, func(k int, at time.Time) error {
+			ghost := e.st.GhostID(people[k%len(people)].Address())
+			state := expectedState(states[(k/len(people)+rawOffset)%len(states)], at)
+			t.changed(ghost, state, at)
 			select {
-			case <-stormCtx.Done():
-				break loop
-			case now := <-tick.C:
-				for due := int(now.Sub(start).Seconds() * float64(run.Rate)); done < due; done++ {
-					at := start.Add(time.Duration(done) * time.Second / time.Duration(run.Rate))
-					ghost := e.st.GhostID(people[done%len(people)].Address())
-					state := expectedState(states[(done/len(people)+rawOffset)%len(states)], at)
-					t.changed(ghost, state, at)
-					jobs <- job{ghost: ghost, state: state}
+			case jobs <- job{ghost: ghost, state: state}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		close(jobs)
+		return errors.Join(err, g.Wait())
+	}
+	side := e.storm(ctx, "raw appservice "+round, run, t, storm, func() (uint64, uint64) { return writes.get(), writes.swap() })
+	side.Failed = failed.get()
+	return side
+}
+
+// pace calls do(k, at) for k = *next, *next+1, ... at rate calls per second
+// until ctx ends, at being when call k is due; *next is where the next
+// round starts.
+func pace(ctx context.Context, rate int, next *int, do func(k int, at time.Time) error) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	start, first := time.Now(), *next
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			for due := first + int(now.Sub(start).Seconds()*float64(rate)); *next < due; *next++ {
+				if err := do(*next, start.Add(time.Duration(*next-first)*time.Second/time.Duration(rate))); err != nil {
+					return err
 				}
 			}
 		}
-		close(jobs)
-		return g.Wait()
 	}
-	side := e.storm(ctx, "raw appservice", run, t, storm, func() (uint64, uint64) { return writes.get(), writes.swap() })
-	side.Failed = failed.get()
-	return side
 }
 
 // rawWorkers is how many writes the raw client has in flight: as many as
@@ -503,7 +584,7 @@ func (e *env) storm(ctx context.Context, name string, run PresenceRun, t *presen
 	reqs0, batched0 := e.simReqs.read(), e.sim.BatchedRequests()
 	start := time.Now()
 
-	stormCtx, stop := context.WithTimeout(ctx, time.Duration(run.Seconds*float64(time.Second)))
+	stormCtx, stop := context.WithTimeout(ctx, time.Duration(run.Seconds*float64(time.Second))/time.Duration(run.Rounds))
 	defer stop()
 	stormErr := make(chan error, 1)
 	go func() { stormErr <- makeChanges(stormCtx) }()
@@ -574,6 +655,7 @@ func (e *env) storm(ctx context.Context, name string, run PresenceRun, t *presen
 	}
 	side.Seconds = end.Sub(start).Seconds()
 	t.result(&side)
+	side.latencies = t.latencies
 	st, _ := e.presenceStats(ctx)
 	if writes != nil {
 		side.Writes, _ = writes()
@@ -688,9 +770,9 @@ func (c *counter) swap() uint64 {
 }
 
 func presenceMarkdown(b *strings.Builder, p *PresenceRun) {
-	fmt.Fprintf(b, "%d SfB people watched by %d logins through their contact lists; %d changes/s for %.0f s; write ceiling %g/s, refresh interval %s. "+
+	fmt.Fprintf(b, "%d SfB people watched by %d logins through their contact lists; %d changes/s for %.0f s in %d rounds (each the bridge's share, then the raw client's); write ceiling %g/s, refresh interval %s. "+
 		"Latency on a sample of %d ghosts (every %d-th person) in a room with one of %d observers (migrated users with a syncing client); %d of them also in a 1:1 portal with their observer, which makes them visible (refreshed).\n\n",
-		p.Users, p.Logins, p.Rate, p.Seconds, p.WriteRate, p.RefreshInterval, p.Sample, p.Users/max(p.Sample, 1), p.Observers, p.Visible)
+		p.Users, p.Logins, p.Rate, p.Seconds, p.Rounds, p.WriteRate, p.RefreshInterval, p.Sample, p.Users/max(p.Sample, 1), p.Observers, p.Visible)
 	s := p.Setup
 	fmt.Fprintf(b, "Setup: %d logins connected (%d failed), %d people watched, %d unplaced, %d ghost writes (each ghost registered and written once) in %.1f s; bridge CPU %.2f s, RSS %.1f MiB; Synapse CPU %.2f s.\n\n",
 		s.Connected, s.Failed, s.Watched, s.Unplaced, s.Writes, s.Seconds, s.BridgeCPU, s.BridgeRSS, s.SynapseCPU)
