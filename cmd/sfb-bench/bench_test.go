@@ -91,9 +91,9 @@ func TestBenchSmoke(t *testing.T) {
 	out := t.TempDir()
 	opts, err := parseFlags([]string{"-scenario", "sfb-to-matrix,presence-storm", "-n", "12", "-modes", "sequential,2", "-window", "3",
 		"-logins", "1", "-profile", "concurrent-2", "-repo", "../..", "-out", out,
-		// A storm of 12 people, 2 logins, 2 rounds of 2 s; presence updates
-		// released at once, so that the test does not wait for UCWA's hold.
-		"-presence-logins", "2", "-presence-rate", "6", "-presence-duration", "4s", "-rounds", "2",
+		// A storm of 12 people, 2 logins, 2 s; presence updates released
+		// at once, so that the test does not wait for UCWA's hold.
+		"-presence-logins", "2", "-presence-rate", "6", "-presence-duration", "2s", "-rounds", "1",
 		"-presence-sample", "6", "-presence-visible", "1", "-presence-observers", "1", "-steady", "1s", "-sim-event-aggregation", "10ms"})
 	require.NoError(t, err)
 	opts.race = raceEnabled
