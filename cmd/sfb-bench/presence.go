@@ -289,8 +289,9 @@ func (e *env) presenceSetup(ctx context.Context, run *PresenceRun) ([]sfb.URI, e
 			return nil, err
 		}
 		bridgeUse.sample()
-		fmt.Fprintf(e.out, "%7.1fs  presence setup: %d of %d people watched, %d unplaced, %d ghosts written\n",
-			time.Since(start).Seconds(), st.Watched, len(people), st.Unplaced, st.Writes)
+		rss, _ := rssBytes(e.st.Bridge.PID())
+		fmt.Fprintf(e.out, "%7.1fs  presence setup: %d of %d people watched, %d unplaced, %d ghosts written, bridge RSS %.0f MiB\n",
+			time.Since(start).Seconds(), st.Watched, len(people), st.Unplaced, st.Writes, float64(rss)/(1<<20))
 		if st.Writes != lastWrites {
 			lastWrites, lastChange = st.Writes, time.Now()
 		}
