@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -687,6 +688,10 @@ func (e *env) steadyPresence(ctx context.Context, visible int) (Steady, error) {
 	reqs0, batched0 := e.simReqs.read(), e.sim.BatchedRequests()
 	bridgeUse, hsUse := startUsage(e.st.Bridge.PID()), startUsage(e.st.HS.PID())
 	fmt.Fprintf(e.out, "counting the presence writes with no changes for %s (%d visible ghosts)\n", e.opts.steady, visible)
+	// Where an idle bridge's CPU goes with everyone watched.
+	prof := &profiler{e: e, seconds: max(int(e.opts.steady.Seconds()), 1), path: filepath.Join(e.opts.out, "bridge-cpu-presence-steady.pprof")}
+	prof.start(ctx)
+	defer prof.wait()
 	if !ctxtime.Sleep(ctx, e.opts.steady) {
 		return s, ctx.Err()
 	}
