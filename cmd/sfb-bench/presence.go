@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -214,6 +216,13 @@ func (e *env) runPresenceStorm(ctx context.Context, users int) (PresenceRun, err
 		return run, err
 	}
 
+	// The storm goes through the people in an order that spreads its
+	// changes over the logins, as a real organisation's would be (each
+	// login's share is contiguous in address order); the same order, and
+	// so the same load per login, on both sides.
+	order := slices.Clone(people)
+	rand.New(rand.NewPCG(uint64(users), 7)).Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+
 	// The machine is shared and its load drifts: the storm goes in
 	// rounds, each the bridge's share then the raw client's, and each
 	// side's rounds are summed up. Both continue where their last round
@@ -222,8 +231,8 @@ func (e *env) runPresenceStorm(ctx context.Context, users int) (PresenceRun, err
 	var bridgeNext, rawNext int
 	for r := range run.Rounds {
 		round := fmt.Sprintf("%d/%d", r+1, run.Rounds)
-		bridgeParts = append(bridgeParts, e.bridgeStorm(ctx, run, round, people, sample, &bridgeNext))
-		rawParts = append(rawParts, e.rawStorm(ctx, run, round, people, sample, &rawNext))
+		bridgeParts = append(bridgeParts, e.bridgeStorm(ctx, run, round, order, sample, &bridgeNext))
+		rawParts = append(rawParts, e.rawStorm(ctx, run, round, order, sample, &rawNext))
 		if ctx.Err() != nil {
 			return run, ctx.Err()
 		}
