@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,28 @@ type controlFault struct {
 	RetryAfterSeconds int    `json:"retry_after_seconds"`
 	LatencyMS         int    `json:"latency_ms"`
 	Reject            *bool  `json:"reject"`
+}
+
+type controlPresence struct {
+	Availability string    `json:"availability"`
+	Activity     string    `json:"activity,omitempty"`
+	DeviceType   string    `json:"device_type,omitempty"`
+	Note         string    `json:"note,omitempty"`
+	OutOfOffice  string    `json:"out_of_office,omitempty"`
+	LastActive   time.Time `json:"last_active,omitzero"`
+}
+
+type controlContacts struct {
+	Groups []struct {
+		Name    string    `json:"name"`
+		Members []sfb.URI `json:"members"`
+	} `json:"groups"`
+}
+
+type controlStorm struct {
+	Rate    int `json:"rate"`
+	Users   int `json:"users"`
+	Seconds int `json:"seconds"`
 }
 
 func ctlError(w http.ResponseWriter, status int, err error) {
@@ -218,6 +241,82 @@ func (s *Server) controlHandler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 
+	mux.HandleFunc("PUT /sim/v1/users/{address}/presence", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		var p controlPresence
+		if !ctlDecode(w, r, &p) {
+			return
+		}
+		if err := s.SetPresence(uri, Presence(p)); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /sim/v1/users/{address}/presence", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		p, err := s.GetPresence(uri)
+		if err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, controlPresence(p))
+	})
+	mux.HandleFunc("PUT /sim/v1/users/{address}/contacts", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		var c controlContacts
+		if !ctlDecode(w, r, &c) {
+			return
+		}
+		groups := make([]ContactGroup, 0, len(c.Groups))
+		for _, g := range c.Groups {
+			groups = append(groups, ContactGroup{Name: g.Name, Members: g.Members})
+		}
+		if err := s.SetContacts(uri, groups); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /sim/v1/users/{address}/presence-subscriptions", func(w http.ResponseWriter, r *http.Request) {
+		uri, ok := s.ctlUser(w, r.PathValue("address"))
+		if !ok {
+			return
+		}
+		subs, people := s.PresenceSubscriptions(uri)
+		writeJSON(w, http.StatusOK, obj{"subscriptions": subs, "people": people})
+	})
+	// A storm over the first users of the directory (GenerateUsers'
+	// order), in the background for the given time.
+	mux.HandleFunc("POST /sim/v1/presence-storm", func(w http.ResponseWriter, r *http.Request) {
+		var req controlStorm
+		if !ctlDecode(w, r, &req) {
+			return
+		}
+		if req.Rate <= 0 || req.Users <= 0 || req.Seconds <= 0 || req.Seconds > 3600 {
+			ctlError(w, http.StatusBadRequest, errors.New("want rate > 0, users > 0 and 0 < seconds <= 3600"))
+			return
+		}
+		users := s.firstUsers(req.Users)
+		ctx, cancel := context.WithTimeout(s.ctx, time.Duration(req.Seconds)*time.Second)
+		go func() {
+			defer cancel()
+			if _, err := s.PresenceStorm(ctx, req.Rate, users, nil); err != nil {
+				s.log.Warn().Err(err).Msg("Presence storm stopped")
+			}
+		}()
+		writeJSON(w, http.StatusAccepted, obj{"users": len(users)})
+	})
+
 	// Faults that act on one user: {"user": "sip:..."}.
 	perUser := map[string]func(sfb.URI){
 		"drop-event-channel":   s.DropEventChannel,
@@ -226,6 +325,10 @@ func (s *Server) controlHandler() http.Handler {
 		"resync":               s.ForceResync,
 		"expire-conversations": s.ExpireConversations,
 		"delete-applications":  s.DeleteApplications,
+		// The server ends the user's presence subscriptions (deleted
+		// event) or lets them lapse without a word.
+		"drop-presence-subscriptions":   s.DropPresenceSubscriptions,
+		"expire-presence-subscriptions": s.ExpirePresenceSubscriptions,
 	}
 	for name, f := range perUser {
 		mux.HandleFunc("POST /sim/v1/faults/"+name, func(w http.ResponseWriter, r *http.Request) {

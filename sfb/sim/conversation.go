@@ -20,6 +20,7 @@ type app struct {
 	ec                                         eventChannel
 	convs                                      map[string]*convView
 	invs                                       map[string]*invitation
+	subs                                       map[string]*presenceSub
 	removed                                    bool
 }
 
@@ -533,6 +534,7 @@ func (s *Server) removeApp(a *app, g goneApp) {
 		}
 		s.endDialog(d, reasonAppGone, v)
 	}
+	s.dropSubscriptions(a)
 	a.removed = true
 	a.ec.end(waitGone, g)
 	g.at = s.now()

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -67,6 +68,21 @@ type Options struct {
 	// ReceivedLimit bounds the messages kept per user for Received;
 	// default 1000.
 	ReceivedLimit int
+	// MaxPresenceSubscriptions is how many presence subscriptions one
+	// application may hold, MaxSubscribedPeople how many people they may
+	// hold together; beyond, 403 LimitExceeded. The reference names the
+	// error, not the numbers: defaults 64 and 1000.
+	MaxPresenceSubscriptions int
+	MaxSubscribedPeople      int
+	// IdleTimeout and AwayTimeout lower what a UCWA application published
+	// (Online, Busy) to IdleOnline/IdleBusy, then Away, when it reports no
+	// activity for that long (reportMyActivity_ref.md: "at least once every
+	// four minutes"); defaults 5 and 15 minutes.
+	IdleTimeout time.Duration
+	AwayTimeout time.Duration
+	// MaxBatchRequests is how many requests one batch may carry; more are
+	// refused with 429 (BatchingRequests.md: 100).
+	MaxBatchRequests int
 	// SweepInterval is how often idle applications, conversations,
 	// invitations and typing states are expired; default derived from the
 	// timeouts. Sweep runs the same check on demand.
@@ -87,8 +103,15 @@ func (o *Options) setDefaults() {
 	def(&o.InvitationTimeout, 30*time.Second)
 	def(&o.TypingTimeout, 10*time.Second)
 	def(&o.ColleagueTypingDelay, time.Second)
-	if o.ReceivedLimit <= 0 {
-		o.ReceivedLimit = 1000
+	def(&o.IdleTimeout, 5*time.Minute)
+	def(&o.AwayTimeout, 15*time.Minute)
+	for _, n := range []struct {
+		v   *int
+		def int
+	}{{&o.ReceivedLimit, 1000}, {&o.MaxPresenceSubscriptions, 64}, {&o.MaxSubscribedPeople, 1000}, {&o.MaxBatchRequests, 100}} {
+		if *n.v <= 0 {
+			*n.v = n.def
+		}
 	}
 	if o.SweepInterval <= 0 {
 		d := min(o.ConversationIdleTimeout, o.ApplicationIdleTimeout, o.InvitationTimeout, o.TypingTimeout) / 4
@@ -116,9 +139,15 @@ type Server struct {
 	dialogs map[pairKey]*dialog
 	faults  faults
 	seq     uint64
-	closed  bool
+	// watchers indexes presence subscriptions by the person they watch.
+	watchers        map[sfb.URI]map[*presenceSub]struct{}
+	presenceChanges int64
+	closed          bool
 
 	colleague chan colleagueTask
+
+	// sfbRequests counts requests to the SfB side, batched ones each.
+	sfbRequests atomic.Int64
 }
 
 type faults struct {
@@ -142,15 +171,16 @@ type goneApp struct {
 func New(opts Options) (*Server, error) {
 	opts.setDefaults()
 	s := &Server{
-		opts:    opts,
-		log:     opts.Logger.With().Str("component", "sfb-sim").Logger(),
-		now:     opts.Now,
-		baseURL: "http://127.0.0.1",
-		users:   make(map[sfb.URI]*user, len(opts.Users)),
-		tokens:  make(map[tokenKey]*token),
-		apps:    make(map[string]*app),
-		gone:    make(map[string]goneApp),
-		dialogs: make(map[pairKey]*dialog),
+		opts:     opts,
+		log:      opts.Logger.With().Str("component", "sfb-sim").Logger(),
+		now:      opts.Now,
+		baseURL:  "http://127.0.0.1",
+		users:    make(map[sfb.URI]*user, len(opts.Users)),
+		tokens:   make(map[tokenKey]*token),
+		apps:     make(map[string]*app),
+		gone:     make(map[string]goneApp),
+		dialogs:  make(map[pairKey]*dialog),
+		watchers: make(map[sfb.URI]map[*presenceSub]struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -559,6 +589,7 @@ func (s *Server) Sweep() {
 			}
 		}
 	}
+	s.sweepPresence(now)
 	for id, g := range s.gone {
 		if now.Sub(g.at) > time.Hour {
 			delete(s.gone, id)
@@ -580,6 +611,10 @@ func (s *Server) sweepLoop() {
 	}
 }
 
+// SfBRequests is how many requests the SfB side received so far, each
+// request of a batch counted as well as the batch, for the bench.
+func (s *Server) SfBRequests() int64 { return s.sfbRequests.Load() }
+
 // Handler serves everything: autodiscovery, the WebTicket OAuth endpoint,
 // UCWA under /ucwa/oauth/v1/ and the control API under /sim/v1/.
 func (s *Server) Handler() http.Handler {
@@ -589,6 +624,7 @@ func (s *Server) Handler() http.Handler {
 			control.ServeHTTP(w, r)
 			return
 		}
+		s.sfbRequests.Add(1)
 		if !s.applyFaults(w, r) {
 			return
 		}

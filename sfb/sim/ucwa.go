@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -105,6 +106,8 @@ func (s *Server) serveUCWA(w http.ResponseWriter, r *http.Request) {
 		s.serveMe(w, r, a, segs[1:])
 	case segs[0] == "people":
 		s.servePeople(w, r, a, segs[1:])
+	case segs[0] == "batch" && len(segs) == 1:
+		s.serveBatch(w, r)
 	case segs[0] == "communication":
 		s.serveCommunication(w, r, a, segs[1:])
 	default:
@@ -198,6 +201,9 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request, a *app, segs []
 		}
 		s.mu.Lock()
 		avail := a.available
+		if avail {
+			s.reportActivity(a.user)
+		}
 		s.mu.Unlock()
 		if !avail {
 			writeError(w, http.StatusConflict, "Conflict", "MakeMeAvailableRequired", "The application has not yet sent a request on the makeMeAvailable resource.")
@@ -206,6 +212,8 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request, a *app, segs []
 		w.WriteHeader(http.StatusNoContent)
 	case "presence":
 		s.serveMyPresence(w, r, a)
+	case "note":
+		s.serveMyNote(w, r, a)
 	default:
 		notFound(w)
 	}
@@ -247,8 +255,8 @@ func (s *Server) makeMeAvailable(w http.ResponseWriter, r *http.Request, a *app)
 	}
 	a.available = true
 	a.formats = formats
-	if req.SignInAs != "" {
-		a.user.state().availability = req.SignInAs
+	if i := slices.IndexFunc(preferredAvailabilities, func(v string) bool { return strings.EqualFold(v, req.SignInAs) }); i >= 0 {
+		s.publish(a.user, preferredAvailabilities[i])
 	}
 	// The events of ReceiveAnIM step 7: me updated, presence, note and
 	// location added, communication updated with its new modalities.
@@ -266,42 +274,11 @@ func (s *Server) makeMeAvailable(w http.ResponseWriter, r *http.Request, a *app)
 	}
 }
 
-func (s *Server) serveMyPresence(w http.ResponseWriter, r *http.Request, a *app) {
-	switch r.Method {
-	case http.MethodGet:
-		s.locked(func() {
-			writeJSON(w, http.StatusOK, obj{
-				"rel":          "presence",
-				"availability": a.user.availability(),
-				"_links":       obj{"self": link(a.base() + "/me/presence")},
-			})
-		})
-	case http.MethodPost:
-		var req struct {
-			Availability string `json:"availability"`
-		}
-		if !decodeJSON(w, r, &req) {
-			return
-		}
-		if req.Availability == "" {
-			badRequest(w, "ParameterValidationFailure", "availability is required.")
-			return
-		}
-		s.locked(func() { a.user.state().availability = req.Availability })
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		methodNotAllowed(w)
-	}
-}
-
-func (u *user) availability() string {
-	if u.st != nil && u.st.availability != "" {
-		return u.st.availability
-	}
-	return "Online"
-}
-
 func (s *Server) servePeople(w http.ResponseWriter, r *http.Request, a *app, segs []string) {
+	if len(segs) > 0 && (segs[0] == "presenceSubscriptions" || segs[0] == "presenceSubscriptionMemberships") {
+		s.servePresenceSubscriptions(w, r, a, segs)
+		return
+	}
 	if r.Method != http.MethodGet {
 		methodNotAllowed(w)
 		return
@@ -316,6 +293,10 @@ func (s *Server) servePeople(w http.ResponseWriter, r *http.Request, a *app, seg
 		s.search(w, r, a)
 		return
 	}
+	if segs[0] == "contacts" || segs[0] == "groups" {
+		s.serveContactList(w, a, segs)
+		return
+	}
 	uri, err := sfb.ParseURI(segs[0])
 	u := s.users[uri]
 	if err != nil || u == nil {
@@ -326,11 +307,9 @@ func (s *Server) servePeople(w http.ResponseWriter, r *http.Request, a *app, seg
 	case "":
 		writeJSON(w, http.StatusOK, a.contact(u))
 	case "presence":
-		writeJSON(w, http.StatusOK, obj{
-			"rel":          "contactPresence",
-			"availability": u.availability(),
-			"_links":       obj{"self": link(a.peopleHref(u.uri) + "/presence")},
-		})
+		writeJSON(w, http.StatusOK, a.contactPresence(u))
+	case "note":
+		writeJSON(w, http.StatusOK, a.contactNote(u))
 	default:
 		notFound(w)
 	}

@@ -156,7 +156,8 @@ type userState struct {
 	// native client fails, as SfB fails it.
 	nativeSignedOut bool
 	greeted         bool
-	availability    string
+	presence        *presenceState
+	groups          []ContactGroup
 }
 
 func (u *user) state() *userState {
