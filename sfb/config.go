@@ -60,6 +60,10 @@ type Config struct {
 	// types; TypingMax ends the repetition when no "stopped typing" comes.
 	TypingRefresh time.Duration `yaml:"typing_refresh"`
 	TypingMax     time.Duration `yaml:"typing_max"`
+	// PresenceWatchLimit is how many people one login watches at most;
+	// the server may allow fewer (403 LimitExceeded), then the login
+	// watches what it took.
+	PresenceWatchLimit int `yaml:"presence_watch_limit"`
 }
 
 // MaxSignInRate is the most sign-ins per second a real SfB pool takes:
@@ -87,6 +91,8 @@ func DefaultConfig() Config {
 		AcceptWait:       5 * time.Second,
 		TypingRefresh:    4 * time.Second,
 		TypingMax:        30 * time.Second,
+
+		PresenceWatchLimit: 1000,
 	}
 }
 

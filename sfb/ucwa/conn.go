@@ -80,6 +80,8 @@ type request struct {
 	url         string
 	body        []byte
 	contentType string
+	// accept, when set, replaces the Accept header's application/json.
+	accept string
 	// noAuth sends no Authorization header (discovery root).
 	noAuth bool
 	// noRetry401 returns the 401 instead of authenticating (used while
@@ -168,6 +170,9 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 		return nil, fmt.Errorf("%s: build request: %w", req.op, err)
 	}
 	hr.Header.Set("Accept", "application/json")
+	if req.accept != "" {
+		hr.Header.Set("Accept", req.accept)
+	}
 	if c.t.cfg.UserAgent != "" {
 		hr.Header.Set("User-Agent", c.t.cfg.UserAgent)
 	}

@@ -200,11 +200,34 @@ func (s *session) processBatch(evs Events, eventURL string) {
 			}
 		}
 	}
+	var presence []presenceEvent
+	contactsChanged := false
 	for i := range evs.Sender {
 		snd := evs.Sender[i]
 		for j := range snd.Events {
 			e := &snd.Events[j]
 			if completed[e] {
+				continue
+			}
+			switch {
+			case (e.Link.Rel == "contactPresence" || e.Link.Rel == "contactNote") && e.Type == "updated":
+				// Fetched together after the batch: one request for
+				// many people.
+				pe := presenceEvent{rel: e.Link.Rel, href: s.abs(e.Link.Href)}
+				if e.In != nil {
+					pe.contact = s.abs(e.In.Href)
+				}
+				if pe.href == "" {
+					s.log.Warn().Str("rel", e.Link.Rel).Msg("Presence event without a link, ignored")
+					continue
+				}
+				presence = append(presence, pe)
+				continue
+			case e.Link.Rel == "presenceSubscription":
+				s.onSubscriptionEvent(*e)
+				continue
+			case e.Link.Rel == "contact" && e.In != nil && e.In.Rel == "myContacts":
+				contactsChanged = true
 				continue
 			}
 			if err := s.handleEvent(snd, *e); err != nil {
@@ -213,6 +236,12 @@ func (s *session) processBatch(evs Events, eventURL string) {
 					Str("events", redact(eventURL)).Msg("Could not handle UCWA event")
 			}
 		}
+	}
+	if len(presence) > 0 {
+		s.onPresenceEvents(s.ctx, presence)
+	}
+	if contactsChanged {
+		s.emit(sfb.ContactsChanged{})
 	}
 }
 

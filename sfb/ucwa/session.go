@@ -31,6 +31,13 @@ type appState struct {
 	conversations    string // the communication's conversations collection
 	people           string
 	search           string
+	// Presence: the application's batch resource, people's
+	// presenceSubscriptions and myContacts, me's presence and note.
+	batch                 string
+	presenceSubscriptions string
+	myContacts            string
+	myPresence            string
+	myNote                string
 }
 
 // session is one signed-in user. It implements sfb.Session.
@@ -84,6 +91,8 @@ type session struct {
 	startEvents string
 
 	emitMu sync.Mutex
+
+	pres *presenceState
 }
 
 // resumePoint is the part of ResumeState that moves with the event channel.
@@ -101,7 +110,7 @@ func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *
 	s := &session{t: t, c: c, log: c.log, self: self, handler: handler, endpointID: newUUID(),
 		renewAt: renewFraction(self, t.timings),
 		convs:   map[string]*conv{}, participants: map[string]sfb.Person{}, firsts: map[string]firstMessage{},
-		ops: newOperations(), seen: newSeenSet(4096), issued: t.now()}
+		ops: newOperations(), seen: newSeenSet(4096), issued: t.now(), pres: newPresenceState(t.cfg.PresenceWatchLimit)}
 	s.person = sfb.Person{URI: self, DisplayName: self.Address()}
 	c.onToken = func(sfb.Token) {
 		s.mu.Lock()
@@ -175,10 +184,11 @@ func (s *session) start(ctx context.Context, turn *signInTurn, resume string) er
 		stop()
 		lcancel()
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.eventLoop()
 	go s.activityLoop()
 	go s.tokenLoop()
+	go s.presenceLoop()
 	return nil
 }
 
@@ -247,6 +257,9 @@ func (s *session) useApplication(apps string, app *Application, op string) error
 	st.me = res(me.Self())
 	st.makeMeAvailable = res(me.Links.Href("makeMeAvailable"))
 	st.reportMyActivity = res(me.Links.Href("reportMyActivity"))
+	st.myPresence = res(me.Links.Href("presence"))
+	st.myNote = res(me.Links.Href("note"))
+	st.batch = res(app.Links.Href("batch"))
 	var comm Communication
 	if ok, err := decodeEmbedded(app.Embedded, "communication", &comm); err != nil || !ok {
 		return fmt.Errorf("%s: embedded communication: present=%v: %v", op, ok, err)
@@ -257,6 +270,8 @@ func (s *session) useApplication(apps string, app *Application, op string) error
 	if ok, _ := decodeEmbedded(app.Embedded, "people", &people); ok {
 		st.people = res(people.Self())
 		st.search = res(people.Links.Href("search"))
+		st.presenceSubscriptions = res(people.Links.Href("presenceSubscriptions"))
+		st.myContacts = res(people.Links.Href("myContacts"))
 	}
 	if st.startMessaging == "" {
 		return fmt.Errorf("%s: communication has no startMessaging link", op)
@@ -285,8 +300,9 @@ func (s *session) makeMeAvailable(ctx context.Context) error {
 			return err
 		}
 	}
-	// reportMyActivity appears on me once the user is available.
-	if st.reportMyActivity == "" && st.me != "" {
+	// reportMyActivity, presence and note appear on me once the user is
+	// available.
+	if (st.reportMyActivity == "" || st.myPresence == "") && st.me != "" {
 		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 		var me Me
 		_, err := s.c.doJSON(rctx, request{op: "get me", method: http.MethodGet, url: st.me, signIn: true}, &me)
@@ -294,6 +310,8 @@ func (s *session) makeMeAvailable(ctx context.Context) error {
 		if err == nil {
 			s.mu.Lock()
 			s.app.reportMyActivity = resolveHref(st.base, me.Links.Href("reportMyActivity"))
+			s.app.myPresence = resolveHref(st.base, me.Links.Href("presence"))
+			s.app.myNote = resolveHref(st.base, me.Links.Href("note"))
 			if me.Name != "" {
 				s.person.DisplayName = me.Name
 			}
@@ -329,6 +347,7 @@ func (s *session) recreate(ctx context.Context, gen int, rediscover bool) error 
 	}
 	s.resetTransient("application recreated")
 	s.failPending(why)
+	s.subscriptionsLost()
 	return nil
 }
 
@@ -426,37 +445,6 @@ func (s *session) stop(ctx context.Context) bool {
 		}
 	}
 	return true
-}
-
-// activityLoop reports activity so the server keeps the user's presence
-// (reportMyActivity at least every 4 minutes).
-func (s *session) activityLoop() {
-	defer s.wg.Done()
-	tick := time.NewTicker(s.t.cfg.ActivityInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		st, gen := s.appSnapshot()
-		if st.reportMyActivity == "" {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
-		_, err := s.c.do(rctx, request{op: "report activity", method: http.MethodPost, url: st.reportMyActivity})
-		cancel()
-		switch {
-		case err == nil:
-		case applicationGone(err):
-			if err := s.recreate(s.ctx, gen, false); err != nil {
-				s.log.Warn().Err(err).Msg("Recreating application after reportMyActivity failed")
-			}
-		default:
-			s.log.Warn().Err(err).Msg("reportMyActivity failed")
-		}
-	}
 }
 
 // renewFraction is where in a token's lifetime user renews it: a point

@@ -58,6 +58,11 @@ type Timings struct {
 	// accept of that peer's invitation: sent before, it would start a
 	// second conversation. Zero means the default (5 s).
 	AcceptWait time.Duration
+	// PresenceDuration is the length asked for a presence subscription
+	// (10 to 30 minutes); PresenceRenewBefore is how long before its
+	// expiry it is extended; PresenceCheck is how often that is checked.
+	// Zero means the defaults (30 min, 5 min, 30 s).
+	PresenceDuration, PresenceRenewBefore, PresenceCheck time.Duration
 }
 
 // DefaultTimings are the production values.
@@ -222,6 +227,9 @@ func withDefaults(cfg sfb.Config) sfb.Config {
 	}
 	if cfg.SignInRate == 0 {
 		cfg.SignInRate = def.SignInRate
+	}
+	if cfg.PresenceWatchLimit <= 0 {
+		cfg.PresenceWatchLimit = def.PresenceWatchLimit
 	}
 	return cfg
 }

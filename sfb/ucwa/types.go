@@ -175,6 +175,32 @@ type Contact struct {
 	Title          string   `json:"title,omitempty"`
 }
 
+// ContactPresence is a contact's presence (contactPresence_ref.md); the
+// signed-in user's own presence (presence_ref.md) has the same fields.
+type ContactPresence struct {
+	Resource
+	Activity     string    `json:"activity"`
+	Availability string    `json:"availability"`
+	DeviceType   string    `json:"deviceType"`
+	LastActive   Timestamp `json:"lastActive"`
+}
+
+// ContactNote is a contact's personal or out-of-office note
+// (contactNote_ref.md, note_ref.md).
+type ContactNote struct {
+	Resource
+	Message string `json:"message"`
+	// Type is Personal or OutOfOffice (NoteType_ref.md).
+	Type string `json:"type"`
+}
+
+// PresenceSubscription is a subscription to people's presence
+// (presenceSubscription_ref.md).
+type PresenceSubscription struct {
+	Resource
+	ID string `json:"id"`
+}
+
 // Search is the people search result (search_ref.md).
 type Search struct {
 	Resource
