@@ -91,7 +91,7 @@ func (s *Server) batchPart(w http.ResponseWriter, outer *http.Request, part []by
 	req = req.WithContext(outer.Context())
 	req.RequestURI = ""
 	req.Header.Set("Authorization", outer.Header.Get("Authorization"))
-	s.sfbRequests.Add(1)
+	s.batched.Add(1)
 	s.serveSfB(w, req)
 }
 

@@ -929,3 +929,17 @@ func (s *Server) serveMyNote(w http.ResponseWriter, r *http.Request, a *app) {
 		methodNotAllowed(w)
 	}
 }
+
+// PresenceSubscriptionExpiry is when the first of uri's presence
+// subscriptions expires; zero without any.
+func (s *Server) PresenceSubscriptionExpiry(uri sfb.URI) time.Time {
+	var first time.Time
+	s.forApps(uri, func(a *app) {
+		for _, sub := range a.subs {
+			if first.IsZero() || sub.expires.Before(first) {
+				first = sub.expires
+			}
+		}
+	})
+	return first
+}

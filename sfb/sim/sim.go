@@ -146,8 +146,9 @@ type Server struct {
 
 	colleague chan colleagueTask
 
-	// sfbRequests counts requests to the SfB side, batched ones each.
-	sfbRequests atomic.Int64
+	// sfbRequests counts HTTP requests to the SfB side, batched the
+	// requests inside batches.
+	sfbRequests, batched atomic.Int64
 }
 
 type faults struct {
@@ -611,9 +612,12 @@ func (s *Server) sweepLoop() {
 	}
 }
 
-// SfBRequests is how many requests the SfB side received so far, each
-// request of a batch counted as well as the batch, for the bench.
+// SfBRequests is how many HTTP requests the SfB side received so far (a
+// batch is one), for the bench and tests.
 func (s *Server) SfBRequests() int64 { return s.sfbRequests.Load() }
+
+// BatchedRequests is how many requests arrived inside batches so far.
+func (s *Server) BatchedRequests() int64 { return s.batched.Load() }
 
 // Handler serves everything: autodiscovery, the WebTicket OAuth endpoint,
 // UCWA under /ucwa/oauth/v1/ and the control API under /sim/v1/.
