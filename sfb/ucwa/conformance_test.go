@@ -193,6 +193,97 @@ func TestConformance(t *testing.T) {
 			var s Search
 			return json.Unmarshal(r.JSON, &s)
 		}},
+		{"presenceSubscription", 3, func(r ucwaref.Resource) error {
+			var ps PresenceSubscription
+			if err := json.Unmarshal(r.JSON, &ps); err != nil {
+				return err
+			}
+			if ps.Self() == "" || ps.ID == "" {
+				return fmt.Errorf("no self link or id")
+			}
+			// A group's subscription (SubscribeToThePresenceOfAGroupOfContacts.md)
+			// has no addToPresenceSubscription: Watch then creates another.
+			if ps.Links.Href("memberships") == "" {
+				return fmt.Errorf("no memberships link")
+			}
+			return nil
+		}},
+		{"presenceSubscriptionMemberships", 1, func(r ucwaref.Resource) error {
+			var list Resource
+			if err := json.Unmarshal(r.JSON, &list); err != nil {
+				return err
+			}
+			var ms []Resource
+			if _, err := decodeEmbedded(list.Embedded, "presenceSubscriptionMembership", &ms); err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if m.Links.Href("contact") == "" || m.Self() == "" {
+					return fmt.Errorf("membership without contact or self link")
+				}
+			}
+			return nil
+		}},
+		{"contactPresence", 1, func(r ucwaref.Resource) error {
+			var cp ContactPresence
+			if err := json.Unmarshal(r.JSON, &cp); err != nil {
+				return err
+			}
+			p, err := applyPresenceBody(sfb.Presence{}, "contactPresence", r.JSON)
+			if err != nil {
+				return err
+			}
+			if p.Availability == sfb.AvailabilityUnknown || len(p.warnings) > 0 {
+				return fmt.Errorf("availability %q mapped with warnings %v", cp.Availability, p.warnings)
+			}
+			return nil
+		}},
+		{"presence", 1, func(r ucwaref.Resource) error {
+			var cp ContactPresence
+			if err := json.Unmarshal(r.JSON, &cp); err != nil {
+				return err
+			}
+			if availabilityOf(cp.Availability) == sfb.AvailabilityUnknown {
+				return fmt.Errorf("availability %q", cp.Availability)
+			}
+			return nil
+		}},
+		{"contactNote", 1, func(r ucwaref.Resource) error {
+			p, err := applyPresenceBody(sfb.Presence{}, "contactNote", r.JSON)
+			if err != nil {
+				return err
+			}
+			if p.Note == "" && p.OutOfOffice == nil || len(p.warnings) > 0 {
+				return fmt.Errorf("note lost or mapped with warnings %v", p.warnings)
+			}
+			return nil
+		}},
+		{"note", 1, func(r ucwaref.Resource) error {
+			var n ContactNote
+			if err := json.Unmarshal(r.JSON, &n); err != nil {
+				return err
+			}
+			if n.Type != "Personal" && n.Type != "OutOfOffice" {
+				return fmt.Errorf("note type %q", n.Type)
+			}
+			return nil
+		}},
+		{"myContacts", 1, func(r ucwaref.Resource) error {
+			var list Resource
+			if err := json.Unmarshal(r.JSON, &list); err != nil {
+				return err
+			}
+			var cs []Contact
+			if _, err := decodeEmbedded(list.Embedded, "contact", &cs); err != nil {
+				return err
+			}
+			for _, c := range cs {
+				if _, err := sfb.ParseURI(c.URI); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 		{ucwaref.EventsRel, 40, func(r ucwaref.Resource) error {
 			var e Events
 			if err := json.Unmarshal(r.JSON, &e); err != nil {
@@ -229,7 +320,7 @@ func TestConformance(t *testing.T) {
 
 	// Every event entry decodes, and the ones the session acts on carry
 	// what it needs.
-	var typing, inviteEvents int
+	var typing, inviteEvents, presenceEvents int
 	for _, e := range corpus.Events() {
 		var ev Event
 		if err := json.Unmarshal(e.JSON, &ev); err != nil {
@@ -241,6 +332,16 @@ func TestConformance(t *testing.T) {
 			assert.Contains(t, []string{"added", "deleted"}, ev.Type, "%s:%d typing event", e.File, e.Line)
 			assert.Equal(t, "participant", ev.Link.Rel)
 		}
+		if (ev.Link.Rel == "contactPresence" || ev.Link.Rel == "contactNote") && ev.Type == "updated" {
+			// Updated events carry no values: the session fetches the
+			// link, and learns whose it is from the contact it is in.
+			presenceEvents++
+			assert.NotEmpty(t, ev.Link.Href, "%s:%d presence event link", e.File, e.Line)
+			if assert.NotNil(t, ev.In, "%s:%d presence event without in", e.File, e.Line) {
+				assert.Equal(t, "contact", ev.In.Rel)
+			}
+			assert.Empty(t, ev.Embedded, "%s:%d presence event with values", e.File, e.Line)
+		}
 		if ev.Link.Rel == "messagingInvitation" {
 			inviteEvents++
 			assert.Equal(t, "communication", e.SenderRel, "%s:%d invitation sender", e.File, e.Line)
@@ -248,6 +349,7 @@ func TestConformance(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, typing, 2)
 	assert.GreaterOrEqual(t, inviteEvents, 5)
+	assert.GreaterOrEqual(t, presenceEvents, 3)
 
 	rels := make([]string, 0, len(report))
 	for rel := range report {

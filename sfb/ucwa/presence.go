@@ -125,7 +125,7 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		p.mu.Lock()
 		room := p.limit - len(p.of)
 		var sub *watchSub
-		if n := len(p.subs); n > 0 && !p.subs[n-1].lost && len(p.subs[n-1].members) < maxPerSubscription {
+		if n := len(p.subs); n > 0 && !p.subs[n-1].lost && p.subs[n-1].addTo != "" && len(p.subs[n-1].members) < maxPerSubscription {
 			sub = p.subs[n-1]
 		}
 		p.mu.Unlock()

@@ -268,6 +268,9 @@ func (t *Timestamp) UnmarshalJSON(data []byte) error {
 		if !ok {
 			return fmt.Errorf("decode timestamp %q: unterminated /Date(", s)
 		}
+		if v == "" {
+			return fmt.Errorf("decode timestamp %q: no milliseconds", s)
+		}
 		// Drop a timezone offset: the milliseconds are UTC already.
 		if i := strings.IndexAny(v[1:], "+-"); i >= 0 {
 			v = v[:i+1]
