@@ -70,6 +70,16 @@ var notModelled = map[string]map[string]string{
 		"prop:workPhoneNumber": "no phones", "prop:office": "directory attributes", "prop:sourceNetworkIconUrl": "same enterprise only",
 		"prop:etag": "contacts are not cached by etag",
 	},
+	"myGroups": {
+		"embedded:defaultGroup": "only roaming groups (group) are simulated", "embedded:distributionGroup": "no distribution groups",
+		"embedded:pinnedGroup": "only roaming groups", "link:defaultGroup": "only roaming groups",
+		"link:delegatesGroup": "no delegation", "link:delegatorsGroup": "no delegation",
+		"link:distributionGroup": "no distribution groups", "link:myOrganizationGroup": "no organisation group",
+		"link:pinnedGroup": "only roaming groups",
+	},
+	"group": {
+		"link:subscribeToGroupPresence": "presence is subscribed per person (presenceSubscriptions), not per group",
+	},
 }
 
 // resourceShape is the union of the fields of every sample of a resource.
@@ -177,7 +187,9 @@ func TestConformanceWithReference(t *testing.T) {
 	}
 
 	for _, rel := range []string{"application", "me", "people", "onlineMeetings", "communication", "conversation", "conversations",
-		"messaging", "messagingInvitation", "message", "participant", "participantMessaging", "contact"} {
+		"messaging", "messagingInvitation", "message", "participant", "participantMessaging", "contact",
+		"presenceSubscriptions", "presenceSubscription", "presenceSubscriptionMemberships", "presenceSubscriptionMembership",
+		"contactPresence", "contactNote", "presence", "note", "myContacts", "myGroups", "group"} {
 		t.Run(rel, func(t *testing.T) {
 			var ref resourceShape
 			for _, r := range corpus.Resources(rel) {
@@ -317,9 +329,37 @@ func runScenario(t *testing.T, e *env) {
 	alice.do("GET", r.header.Get("Location"), "", "")
 	alice.do("POST", alice.self+"/communication/messagingInvitations", "application/json", `{"to":"sip:nobody@contoso.com"}`)
 	alice.await("failed", is("messagingInvitation", "completed"))
+	runPresenceScenario(t, e, alice)
 	e.sim.ExpireConversations("sip:alice@contoso.com")
 	alice.await("deleted", is("conversation", "deleted"))
 	alice.do("GET", alice.self+"/events?ack=1", "", "") // resync
 	e.sim.DeleteApplications("sip:alice@contoso.com")
 	alice.do("GET", alice.self, "", "") // 404 ApplicationNotFound
+}
+
+// runPresenceScenario makes the simulator produce its presence resources.
+func runPresenceScenario(t *testing.T, e *env, alice *client) {
+	require.NoError(t, e.sim.SetContacts("sip:alice@contoso.com", []sim.ContactGroup{{Name: "Team", Members: []sfb.URI{"sip:bob@contoso.com"}}}))
+	require.NoError(t, e.sim.SetPresence("sip:bob@contoso.com", sim.Presence{Availability: "Busy", Activity: "in-a-meeting", Note: "Heads down"}))
+	st, sub := alice.subscribe(15, "sip:bob@contoso.com")
+	require.Equal(t, http.StatusCreated, st)
+	alice.do("GET", alice.people()+"/presenceSubscriptions", "", "")
+	alice.do("GET", get(t, sub, "_links", "self", "href").(string), "", "")
+	alice.do("POST", get(t, sub, "_links", "self", "href").(string)+"?duration=15", "", "")
+	alice.do("POST", get(t, sub, "_links", "addToPresenceSubscription", "href").(string), "application/json", `{"contactUris":["sip:carol@contoso.com"]}`)
+	alice.do("GET", get(t, sub, "_links", "memberships", "href").(string), "", "")
+	alice.await("presence", is("contactNote", "updated"))
+	alice.do("GET", alice.people()+"/bob@contoso.com/presence", "", "")
+	alice.do("GET", alice.people()+"/bob@contoso.com/note", "", "")
+	alice.do("POST", alice.self+"/me/presence", "application/json", `{"availability":"Away"}`)
+	alice.do("POST", alice.self+"/me/note", "application/json", `{"message":"In Element"}`)
+	alice.do("GET", alice.self+"/me/presence", "", "")
+	alice.do("GET", alice.self+"/me/note", "", "")
+	alice.do("GET", alice.people()+"/contacts", "", "")
+	alice.do("GET", alice.people()+"/groups", "", "")
+	alice.do("GET", alice.people()+"/groups/1", "", "")
+	alice.do("GET", alice.people()+"/groups/1/contacts", "", "")
+	alice.do("POST", alice.people()+"/presenceSubscriptions", "application/json", `{"duration":5,"uris":["sip:bob@contoso.com"]}`) // 400
+	e.sim.DropPresenceSubscriptions("sip:alice@contoso.com")
+	alice.await("dropped", is("presenceSubscription", "deleted"))
 }

@@ -534,7 +534,7 @@ func (s *Server) removeApp(a *app, g goneApp) {
 		}
 		s.endDialog(d, reasonAppGone, v)
 	}
-	s.dropSubscriptions(a)
+	s.appGone(a)
 	a.removed = true
 	a.ec.end(waitGone, g)
 	g.at = s.now()

@@ -288,14 +288,23 @@ func (s *Server) unwatch(sub *presenceSub, m sfb.URI) {
 	}
 }
 
-// dropSubscriptions forgets an application's subscriptions when it goes.
-func (s *Server) dropSubscriptions(a *app) {
+// appGone forgets an application's subscriptions when it goes; with the
+// user's last application goes what they published through UCWA (they
+// are Offline, unless their native client sets something else).
+func (s *Server) appGone(a *app) {
 	for _, sub := range a.subs {
 		for m := range sub.members {
 			s.unwatch(sub, m)
 		}
 	}
 	a.subs = nil
+	st := a.user.st
+	if ps := st.presence; ps != nil && ps.published != "" && len(st.apps) == 1 && st.apps[0] == a {
+		ps.published = ""
+		p := ps.Presence
+		p.Availability, p.Activity = "Offline", ""
+		s.changePresence(a.user, p)
+	}
 }
 
 // SetContacts replaces uri's contact list; each group keeps its order and
@@ -733,10 +742,8 @@ func (a *app) contactPresence(u *user) obj {
 		"rel":          "contactPresence",
 		"availability": p.Availability,
 		"deviceType":   p.DeviceType,
+		"activity":     p.Activity,
 		"_links":       obj{"self": link(a.peopleHref(u.uri) + "/presence")},
-	}
-	if p.Activity != "" {
-		b["activity"] = p.Activity
 	}
 	if !p.LastActive.IsZero() {
 		b["lastActive"] = msDate(p.LastActive)
@@ -829,15 +836,12 @@ func (s *Server) serveMyPresence(w http.ResponseWriter, r *http.Request, a *app)
 	case http.MethodGet:
 		s.locked(func() {
 			p := a.user.presenceOf()
-			b := obj{
+			writeJSON(w, http.StatusOK, obj{
 				"rel":          "presence",
 				"availability": p.Availability,
+				"activity":     p.Activity,
 				"_links":       obj{"self": link(a.base() + "/me/presence")},
-			}
-			if p.Activity != "" {
-				b["activity"] = p.Activity
-			}
-			writeJSON(w, http.StatusOK, b)
+			})
 		})
 	case http.MethodPost:
 		var req struct {
