@@ -51,7 +51,7 @@ type env struct {
 	// bodies records every JSON body the simulator answered, for the
 	// conformance test.
 	bodies [][]byte
-	t      *testing.T
+	t      testing.TB
 	sim    *sim.Server
 	hs     *httptest.Server
 	clock  *clock
@@ -59,7 +59,7 @@ type env struct {
 
 // newEnv starts a simulator with short timings; opts fields left zero get
 // test defaults.
-func newEnv(t *testing.T, opts sim.Options) *env {
+func newEnv(t testing.TB, opts sim.Options) *env {
 	t.Helper()
 	c := newClock()
 	if opts.Users == nil {
@@ -96,7 +96,7 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) json(t *testing.T) obj {
+func (r resp) json(t testing.TB) obj {
 	t.Helper()
 	var o obj
 	require.NoError(t, json.Unmarshal(r.body, &o), "body: %s", r.body)
@@ -215,7 +215,7 @@ func (e evt) embedded() obj {
 	return nil
 }
 
-func flatten(t *testing.T, body obj) []evt {
+func flatten(t testing.TB, body obj) []evt {
 	t.Helper()
 	var out []evt
 	senders, _ := body["sender"].([]any)
@@ -278,7 +278,7 @@ func is(rel, typ string) func(evt) bool {
 }
 
 // get walks a JSON path.
-func get(t *testing.T, v any, path ...string) any {
+func get(t testing.TB, v any, path ...string) any {
 	t.Helper()
 	for _, p := range path {
 		o, ok := v.(obj)

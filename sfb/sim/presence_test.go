@@ -305,3 +305,69 @@ func TestPresenceStorm(t *testing.T) {
 	_, err = e.sim.PresenceStorm(ctx, 0, uris, nil)
 	assert.Error(t, err)
 }
+
+func TestPresenceControlAPI(t *testing.T) {
+	e := newEnv(t, sim.Options{ApplicationIdleTimeout: 24 * time.Hour})
+	a := e.signIn("alice@contoso.com", "alice-pw")
+	st, _ := a.subscribe(30, bob)
+	require.Equal(t, http.StatusCreated, st)
+
+	r := e.do("PUT", "/sim/v1/users/bob@contoso.com/presence", "", "application/json",
+		`{"availability":"Away","activity":"off-work","out_of_office":"Back on 3 Dec","device_type":"Mobile"}`)
+	require.Equal(t, http.StatusNoContent, r.status, "%s", r.body)
+	got := e.do("GET", "/sim/v1/users/bob@contoso.com/presence", "", "", "").json(t)
+	assert.Equal(t, "Away", got["availability"])
+	assert.Equal(t, "Back on 3 Dec", got["out_of_office"])
+	assert.Equal(t, "Mobile", got["device_type"])
+	for _, bad := range []string{`{"availability":"Lurking"}`, `{"device_type":"Toaster"}`, `{"note":"` + strings.Repeat("n", 600) + `"}`, `{`} {
+		r = e.do("PUT", "/sim/v1/users/bob@contoso.com/presence", "", "application/json", bad)
+		assert.Equal(t, http.StatusBadRequest, r.status, "%s: %s", bad, r.body)
+	}
+	assert.Equal(t, http.StatusNotFound, e.do("PUT", "/sim/v1/users/nobody@contoso.com/presence", "", "application/json", `{}`).status)
+
+	r = e.do("PUT", "/sim/v1/users/alice@contoso.com/contacts", "", "application/json", `{"groups":[{"name":"Team","members":["sip:bob@contoso.com"]}]}`)
+	require.Equal(t, http.StatusNoContent, r.status, "%s", r.body)
+	assert.Len(t, get(t, a.do("GET", a.people()+"/contacts", "", "").json(t), "_embedded", "contact"), 1)
+
+	subs := e.do("GET", "/sim/v1/users/alice@contoso.com/presence-subscriptions", "", "", "").json(t)
+	assert.Equal(t, obj{"subscriptions": 1.0, "people": 1.0}, subs)
+	r = e.do("POST", "/sim/v1/faults/drop-presence-subscriptions", "", "application/json", `{"user":"sip:alice@contoso.com"}`)
+	require.Equal(t, http.StatusNoContent, r.status)
+	assert.Equal(t, 0, e.sim.Subscribers(bob))
+
+	before := e.sim.PresenceChanges()
+	r = e.do("POST", "/sim/v1/presence-storm", "", "application/json", `{"rate":500,"users":3,"seconds":1}`)
+	require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+	assert.Equal(t, 3.0, r.json(t)["users"])
+	require.Eventually(t, func() bool { return e.sim.PresenceChanges()-before >= 10 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, http.StatusBadRequest, e.do("POST", "/sim/v1/presence-storm", "", "application/json", `{"rate":0,"users":3,"seconds":1}`).status)
+}
+
+// BenchmarkPresenceChange is the cost of one presence change with the
+// directory of the bench (70,000 users) and 35,000 of them watched by 35
+// applications of 1,000 each (a change finds its subscribers through the
+// index, not by scanning applications).
+func BenchmarkPresenceChange(b *testing.B) {
+	e := newEnv(b, sim.Options{ApplicationIdleTimeout: 24 * time.Hour})
+	users := e.sim.GenerateUsers(70000, "contoso.com")
+	for i := range 35 {
+		c := e.signIn(users[i].URI.Address(), sim.GeneratedPassword)
+		for j := 0; j < 1000; j += 100 {
+			q := make([]string, 0, 100)
+			for _, u := range users[35000+i*1000+j : 35000+i*1000+j+100] {
+				q = append(q, `"`+string(u.URI)+`"`)
+			}
+			r := c.do("POST", c.people()+"/presenceSubscriptions", "application/json", `{"duration":30,"uris":[`+strings.Join(q, ",")+`]}`)
+			if r.status != http.StatusCreated {
+				b.Fatalf("subscribe: %d %s", r.status, r.body)
+			}
+		}
+	}
+	states := []sim.Presence{{Availability: "Busy"}, {Availability: "Online"}}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if err := e.sim.SetPresence(users[35000+i%35000].URI, states[i/35000%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
