@@ -110,8 +110,6 @@ func (u *user) presenceState() *presenceState {
 	return st.presence
 }
 
-func (u *user) availability() string { return u.presenceOf().Availability }
-
 func validPresence(p Presence) (Presence, error) {
 	if p.Availability == "" {
 		p.Availability = "Online"
