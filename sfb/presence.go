@@ -75,7 +75,10 @@ type OutOfOffice struct {
 type Publication struct {
 	// Availability to publish: one of Online, Busy, DoNotDisturb,
 	// BeRightBack, Away or Offline (what a user can choose in an SfB
-	// client; the Idle states are the server's to set).
+	// client; the Idle states are the server's to set, a transport sends
+	// their active form). A transport that cannot appear offline
+	// publishes the nearest it has: UCWA's Offwork, shown as Away with
+	// the off-work activity.
 	Availability *Availability
 	// Note is the personal note; a pointer to "" clears it.
 	Note *string
@@ -89,8 +92,9 @@ var ErrWatchLimit = errors.New("presence watch limit reached")
 // PresenceSession is the presence part of Session.
 type PresenceSession interface {
 	// Watch starts delivering PresenceChanged events for people, the
-	// current state of each first. It returns the people it took on, in
-	// order; when it could not take all of them, err wraps ErrWatchLimit
+	// current state of each first: asynchronously, once the server has
+	// told it (UCWA: within the server's event aggregation, seconds). It
+	// returns the people it took on, in order; when it could not take all of them, err wraps ErrWatchLimit
 	// and the caller gives the rest to another session. The session keeps
 	// the watch alive (renewal before expiry, re-creation when the server
 	// drops it) until Unwatch or the session ends.
@@ -110,7 +114,9 @@ type PresenceSession interface {
 }
 
 // PresenceChanged reports the presence of a watched person: the current
-// state when the watch starts, then every change.
+// state when the watch starts, then every change. Presence is the whole
+// state (not a delta); a state equal to the last one delivered is not
+// delivered again.
 type PresenceChanged struct {
 	Person   URI
 	Presence Presence

@@ -61,7 +61,8 @@ type presenceState struct {
 	byContact map[string]sfb.URI
 	// last is what was delivered for each watched person.
 	last map[sfb.URI]sfb.Presence
-	// retry holds hrefs whose fetch failed, fetched again by the loop.
+	// retry holds hrefs whose fetch failed for a reason that may pass,
+	// fetched again by the presence loop.
 	retry map[string]presenceEvent
 	// activeAt is the last ReportActivity, reportedAt the last
 	// reportMyActivity sent.
@@ -493,9 +494,6 @@ func (s *session) onPresenceEvents(ctx context.Context, evs []presenceEvent) {
 			s.emit(sfb.PresenceChanged{Person: u, Presence: np})
 		}
 	}
-	if len(p.retry) > 0 {
-		p.poke()
-	}
 }
 
 // identify fetches the contact resources of events whose contact href does
@@ -649,7 +647,8 @@ func cleanText(v string) (string, bool) {
 }
 
 // presenceLoop extends subscriptions before they expire, creates lost ones
-// again and retries failed fetches.
+// again and retries failed fetches (on its tick, so that a failing server
+// is not asked again at once).
 func (s *session) presenceLoop() {
 	defer s.wg.Done()
 	_, renewBefore, check := s.presenceTimings()
