@@ -1,6 +1,13 @@
 package ucwa
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"mime"
+	"mime/multipart"
+	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -118,4 +125,85 @@ func FuzzPresenceBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPresenceWithNumberedContactsAndABrokenPart runs the reference's
+// form of contacts (people/282, which does not name the person: the
+// session reads the contact once) against a server whose batch answer
+// has one unreadable part: the other people's presence still arrives.
+func TestPresenceWithNumberedContactsAndABrokenPart(t *testing.T) {
+	f := newFake(t)
+	people := map[string]string{"282": "sip:sara@contoso.com", "283": "sip:tom@contoso.com", "284": "sip:uma@contoso.com"}
+	var batches int
+	f.override = func(w http.ResponseWriter, r *http.Request, body string) bool {
+		switch {
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/people/presenceSubscriptions"):
+			a := f.app()
+			writeJSON(w, 201, `{"rel":"presenceSubscription","id":"7","_links":{"self":{"href":"`+a+`/people/presenceSubscriptions/7"},
+"memberships":{"href":"`+a+`/people/presenceSubscriptionMemberships?presenceSubscriptionId=7"},
+"addToPresenceSubscription":{"href":"`+a+`/people/presenceSubscriptionMemberships?presenceSubscriptionId=7"}}}`)
+			return true
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/batch"):
+			f.mu.Lock()
+			batches++
+			f.mu.Unlock()
+			_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			require.NoError(t, err)
+			mr := multipart.NewReader(strings.NewReader(body), params["boundary"])
+			var out bytes.Buffer
+			mw := multipart.NewWriter(&out)
+			for {
+				p, err := mr.NextPart()
+				if err != nil {
+					break
+				}
+				req, err := http.ReadRequest(bufio.NewReader(p))
+				require.NoError(t, err)
+				pw, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/http; msgtype=response"}})
+				segs := strings.Split(req.URL.Path, "/")
+				id := segs[len(segs)-1]
+				switch {
+				case strings.HasSuffix(req.URL.Path, "/283/contactPresence"):
+					fmt.Fprint(pw, "garbage, not a response")
+				case strings.HasSuffix(req.URL.Path, "/contactPresence"):
+					fmt.Fprint(pw, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"+`{"rel":"contactPresence","availability":"Busy","activity":"Lurking at \u0007 lunch"}`)
+				case people[id] != "":
+					fmt.Fprintf(pw, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"+`{"rel":"contact","uri":%q,"name":"x"}`, people[id])
+				default:
+					fmt.Fprint(pw, "HTTP/1.1 404 Not Found\r\n\r\n")
+				}
+			}
+			require.NoError(t, mw.Close())
+			w.Header().Set("Content-Type", "multipart/batching; boundary="+mw.Boundary())
+			_, _ = w.Write(out.Bytes())
+			return true
+		}
+		return false
+	}
+	tr := newTestTransport(t, f)
+	sess, rec := signIn(t, tr, "secret")
+	s := sess.(*session)
+	s.mu.Lock()
+	s.app.presenceSubscriptions = f.url(f.app() + "/people/presenceSubscriptions")
+	s.app.batch = f.url(f.app() + "/batch")
+	s.mu.Unlock()
+
+	watch := []sfb.URI{"sip:sara@contoso.com", "sip:tom@contoso.com", "sip:uma@contoso.com"}
+	taken, err := s.Watch(context.Background(), watch)
+	require.NoError(t, err)
+	require.Equal(t, watch, taken)
+	ev := func(id string) string {
+		return `{"link":{"rel":"contactPresence","href":"{APP}/people/` + id + `/contactPresence"},"in":{"rel":"contact","href":"{APP}/people/` + id + `"},"type":"updated"}`
+	}
+	f.pushSenders(`[{"rel":"people","href":"{APP}/people","events":[` + ev("282") + `,` + ev("283") + `,` + ev("284") + `,` + ev("999") + `]}]`)
+	require.Eventually(t, func() bool { return len(latest(rec.all())) == 2 }, waitFor, tick)
+	got := latest(rec.all())
+	for _, u := range []sfb.URI{"sip:sara@contoso.com", "sip:uma@contoso.com"} {
+		assert.Equal(t, sfb.AvailabilityBusy, got[u].Availability, "%s", u)
+		assert.Equal(t, "Lurking at  lunch", got[u].Activity, "control characters dropped")
+	}
+	assert.NotContains(t, got, sfb.URI("sip:tom@contoso.com"), "his part was broken")
+	f.mu.Lock()
+	assert.Equal(t, 2, batches, "one batch to learn who the contacts are, one for their presence")
+	f.mu.Unlock()
 }

@@ -454,9 +454,12 @@ func (s *session) onPresenceEvents(ctx context.Context, evs []presenceEvent) {
 			continue
 		}
 		if part.err != nil || part.status != http.StatusOK {
+			// What may pass (the server busy, the network) is fetched
+			// again; an answer that cannot be read would be the same.
+			retry := errors.Is(part.err, sfb.ErrServerUnavailable) || part.status >= 500 || part.status == http.StatusTooManyRequests
 			s.log.Warn().AnErr("error", part.err).Int("status", part.status).Str("href", redact(it.ev.href)).Stringer("person", it.person).
-				Msg("Could not fetch presence, trying again later")
-			if part.err != nil && errors.Is(part.err, sfb.ErrServerUnavailable) || part.status >= 500 || part.status == http.StatusTooManyRequests {
+				Bool("retry", retry).Msg("Could not fetch presence")
+			if retry {
 				p.mu.Lock()
 				p.retry[it.ev.href] = it.ev
 				p.mu.Unlock()
