@@ -124,14 +124,15 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 	var taken []sfb.URI
 	for len(todo) > 0 {
 		p.mu.Lock()
-		room := p.limit - len(p.of)
+		watching := len(p.of)
+		room := p.limit - watching
 		var sub *watchSub
 		if n := len(p.subs); n > 0 && !p.subs[n-1].lost && p.subs[n-1].addTo != "" && len(p.subs[n-1].members) < maxPerSubscription {
 			sub = p.subs[n-1]
 		}
 		p.mu.Unlock()
 		if room <= 0 {
-			return taken, fmt.Errorf("watch %d more people (watching %d): %w", len(todo), len(p.of), sfb.ErrWatchLimit)
+			return taken, fmt.Errorf("watch %d more people (watching %d): %w", len(todo), watching, sfb.ErrWatchLimit)
 		}
 		n := min(len(todo), room, maxPerSubscription)
 		if sub != nil {
@@ -147,7 +148,7 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		if isLimitExceeded(err) {
 			p.mu.Lock()
 			p.limit = len(p.of)
-			watching := len(p.of)
+			watching = len(p.of)
 			p.mu.Unlock()
 			s.log.Info().Int("watching", watching).Msg("The server allows no more presence subscriptions for this login")
 			return taken, fmt.Errorf("watch %d more people (watching %d): %w: %w", len(todo), watching, sfb.ErrWatchLimit, err)
@@ -693,7 +694,7 @@ func (s *session) maintainSubscriptions(ctx context.Context, renewBefore time.Du
 		if !lost {
 			rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 			_, err := s.c.do(rctx, request{op: "extend presence subscription", method: http.MethodPost,
-				url: sub.href + "?duration=" + fmt.Sprint(int(duration/time.Minute))})
+				url: withQuery(sub.href, "duration", fmt.Sprint(int(duration/time.Minute)))})
 			cancel()
 			if err == nil {
 				p.mu.Lock()
@@ -714,6 +715,18 @@ func (s *session) maintainSubscriptions(ctx context.Context, renewBefore time.Du
 			s.log.Warn().Err(err).Msg("Could not create a lost presence subscription again, trying again")
 		}
 	}
+}
+
+// withQuery sets a query parameter of href.
+func withQuery(href, key, value string) string {
+	u, err := url.Parse(href)
+	if err != nil {
+		return href
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // onSubscriptionEvent handles presenceSubscription events: "updated" says
