@@ -298,12 +298,12 @@ func (s *session) Unwatch(ctx context.Context, people []sfb.URI) error {
 	var errs []error
 	for sub, gone := range bySub {
 		p.mu.Lock()
-		empty := len(sub.members) == 0
+		empty, lost := len(sub.members) == 0, sub.lost
 		if empty {
 			s.dropSub(sub)
 		}
 		p.mu.Unlock()
-		if sub.lost {
+		if lost {
 			continue
 		}
 		if empty {
