@@ -2,6 +2,7 @@ package ucwa
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -302,4 +303,28 @@ func TestContactsAndTheirChanges(t *testing.T) {
 	got, err = s.Contacts(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, []sfb.Person{{URI: users[1], DisplayName: "User 00002"}}, got)
+}
+
+// TestReportActivityIsBounded: however often the bridge says the user is
+// active, reportMyActivity goes out at most about once per interval, and
+// not at all while the user is not active (so SfB can turn them Away).
+func TestReportActivityIsBounded(t *testing.T) {
+	f := newFake(t)
+	cfg := sfb.Config{DiscoveryURL: f.url("/autodiscover/autodiscoverservice.svc/root"), AllowInsecureLoopback: true,
+		ActivityInterval: 100 * time.Millisecond, RequestTimeout: 5 * time.Second}
+	tr, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)), WithTimings(testTimings()))
+	require.NoError(t, err)
+	s, _ := signIn(t, tr, "secret")
+	reports := func() int { return len(f.recorded(http.MethodPost, "/me/reportMyActivity")) }
+	assert.Never(t, func() bool { return reports() > 0 }, 300*time.Millisecond, tick, "no activity, no report")
+
+	ctx := context.Background()
+	require.NoError(t, s.ReportActivity(ctx))
+	assert.Equal(t, 1, reports(), "the first activity after a quiet interval is reported at once")
+	for range 50 {
+		require.NoError(t, s.ReportActivity(ctx))
+	}
+	assert.LessOrEqual(t, reports(), 2, "activity within the interval waits for the activity loop's next tick")
+	require.Eventually(t, func() bool { return reports() == 2 }, waitFor, tick)
+	assert.Never(t, func() bool { return reports() > 2 }, 400*time.Millisecond, tick, "idle again: no more reports")
 }
