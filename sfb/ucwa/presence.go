@@ -653,8 +653,11 @@ func cleanText(v string) (string, bool) {
 // presenceLoop extends subscriptions before they expire, creates lost ones
 // again and retries failed fetches (on its tick, so that a failing server
 // is not asked again at once).
-func (s *session) presenceLoop() {
+func (s *session) presenceLoop(resumed bool) {
 	defer s.wg.Done()
+	if resumed {
+		s.deleteStaleSubscriptions(s.ctx)
+	}
 	_, renewBefore, check := s.presenceTimings()
 	tick := time.NewTicker(check)
 	defer tick.Stop()
@@ -727,6 +730,47 @@ func withQuery(href, key, value string) string {
 	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// deleteStaleSubscriptions deletes the subscriptions a resumed application
+// still holds from the session before (a bridge restart): nobody extends
+// them, and the people in them are watched again through Watch.
+func (s *session) deleteStaleSubscriptions(ctx context.Context) {
+	st, _ := s.appSnapshot()
+	if st.presenceSubscriptions == "" {
+		return
+	}
+	p := s.pres
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	var list Resource
+	if err := s.get(ctx, st.presenceSubscriptions, "list presence subscriptions", &list); err != nil {
+		s.log.Warn().Err(err).Msg("Could not list the presence subscriptions of the resumed application")
+		return
+	}
+	var subs []PresenceSubscription
+	if _, err := decodeEmbedded(list.Embedded, "presenceSubscription", &subs); err != nil {
+		s.log.Warn().Err(err).Msg("Could not read the presence subscriptions of the resumed application")
+		return
+	}
+	mine := map[string]bool{}
+	p.mu.Lock()
+	for _, sub := range p.subs {
+		mine[sub.href] = true
+	}
+	p.mu.Unlock()
+	for _, sub := range subs {
+		href := resolveHref(st.base, sub.Self())
+		if href == "" || mine[href] {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
+		_, err := s.c.do(rctx, request{op: "delete stale presence subscription", method: http.MethodDelete, url: href})
+		cancel()
+		if err != nil && statusOf(err) != http.StatusNotFound {
+			s.log.Warn().Err(err).Msg("Could not delete a stale presence subscription")
+		}
+	}
 }
 
 // onSubscriptionEvent handles presenceSubscription events: "updated" says

@@ -328,3 +328,29 @@ func TestReportActivityIsBounded(t *testing.T) {
 	require.Eventually(t, func() bool { return reports() == 2 }, waitFor, tick)
 	assert.Never(t, func() bool { return reports() > 2 }, 400*time.Millisecond, tick, "idle again: no more reports")
 }
+
+// After a restart that resumes the application, the subscriptions of the
+// session before are deleted: the bridge watches its people again, and
+// nothing would extend the old ones.
+func TestResumedSessionDeletesStaleSubscriptions(t *testing.T) {
+	srv, tr, _ := presenceSim(t, sim.Options{}, sfb.Config{}, 0, nil)
+	s1 := signInWith(t, tr, "", (&recorder{}).handle)
+	ctx := context.Background()
+	_, err := s1.Watch(ctx, []sfb.URI{bob})
+	require.NoError(t, err)
+	stored := s1.ResumeState()
+	require.NoError(t, s1.Detach(ctx))
+
+	rec := &recorder{}
+	s2, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}, Resume: stored}, rec.handle)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s2.Close(context.Background()) })
+	assert.Equal(t, 1, srv.Applications(alice), "resumed, not created again")
+	require.Eventually(t, func() bool { subs, _ := srv.PresenceSubscriptions(alice); return subs == 0 }, waitFor, tick)
+	_, err = s2.Watch(ctx, []sfb.URI{bob})
+	require.NoError(t, err)
+	subs, people := srv.PresenceSubscriptions(alice)
+	assert.Equal(t, []int{1, 1}, []int{subs, people})
+	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Busy"}))
+	require.Eventually(t, func() bool { return latest(rec.all())[bob].Availability == sfb.AvailabilityBusy }, waitFor, tick)
+}

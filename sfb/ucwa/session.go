@@ -188,7 +188,7 @@ func (s *session) start(ctx context.Context, turn *signInTurn, resume string) er
 	go s.eventLoop()
 	go s.activityLoop()
 	go s.tokenLoop()
-	go s.presenceLoop()
+	go s.presenceLoop(resumed)
 	return nil
 }
 
