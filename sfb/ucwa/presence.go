@@ -122,6 +122,9 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 	}
 	p.mu.Unlock()
 	var taken []sfb.URI
+	// chunk shrinks when the server refuses a request as over its limit:
+	// fewer people may still fit.
+	chunk := maxPerSubscription
 	for len(todo) > 0 {
 		p.mu.Lock()
 		watching := len(p.of)
@@ -134,16 +137,19 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		if room <= 0 {
 			return taken, fmt.Errorf("watch %d more people (watching %d): %w", len(todo), watching, sfb.ErrWatchLimit)
 		}
-		n := min(len(todo), room, maxPerSubscription)
+		n := min(len(todo), room, chunk)
 		if sub != nil {
 			n = min(n, maxPerSubscription-len(sub.members))
 		}
-		chunk := todo[:n]
 		var err error
 		if sub == nil {
-			err = s.createSubscription(ctx, chunk, nil)
+			err = s.createSubscription(ctx, todo[:n], nil)
 		} else {
-			err = s.addToSubscription(ctx, sub, chunk)
+			err = s.addToSubscription(ctx, sub, todo[:n])
+		}
+		if isLimitExceeded(err) && n > 1 {
+			chunk = n / 2
+			continue
 		}
 		if isLimitExceeded(err) {
 			p.mu.Lock()
@@ -156,7 +162,7 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		if err != nil {
 			return taken, fmt.Errorf("watch presence: %w", err)
 		}
-		taken = append(taken, chunk...)
+		taken = append(taken, todo[:n]...)
 		todo = todo[n:]
 	}
 	return taken, nil
