@@ -213,6 +213,9 @@ func (c *Client) connected(ctx context.Context, session sfb.Session) {
 		}
 	}
 	c.sendState(status.BridgeState{StateEvent: status.StateConnected})
+	if e := c.conn.presence; e != nil {
+		go e.loginUp(ctx, c, session)
+	}
 }
 
 // wakeOutbox makes the outbox send what was stored for peer.
@@ -326,6 +329,18 @@ func (c *Client) disconnect(signOut bool) {
 	c.mu.Unlock()
 	if stop != nil {
 		stop()
+	}
+	if e := c.conn.presence; e != nil {
+		// Before the session ends: at logout its people move to other
+		// logins while it still reports, so that no ghost shows a gap.
+		// At shutdown (Disconnect) every login goes: nobody moves.
+		mode := loginDetached
+		if signOut {
+			mode = loginLoggedOut
+		}
+		ctx, cancel := context.WithTimeout(c.log.WithContext(context.Background()), 30*time.Second)
+		e.loginDown(ctx, c.loginID, mode)
+		cancel()
 	}
 	if session != nil {
 		// Stop the session before the router drops events: an event the

@@ -34,8 +34,31 @@ type Config struct {
 	SecretKey string `yaml:"secret_key"`
 	// DisplaynameTemplate formats ghost display names.
 	DisplaynameTemplate string `yaml:"displayname_template"`
+	// Presence configures presence in both directions.
+	Presence PresenceConfig `yaml:"presence"`
 
 	displaynameTemplate *template.Template
+}
+
+// PresenceConfig is the presence section (see docs/presence.md).
+type PresenceConfig struct {
+	// Enabled watches SfB people and writes their presence to ghosts.
+	Enabled bool `yaml:"enabled"`
+	// WriteRate is the ceiling of presence writes per second to the
+	// homeserver, refreshes included.
+	WriteRate float64 `yaml:"write_rate"`
+	// RefreshInterval is how often a visible ghost's presence is written
+	// again; below the homeserver's sync_online_timeout.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// Publish is whether logins publish their Matrix presence on SfB,
+	// unless a login says otherwise.
+	Publish bool `yaml:"publish"`
+	// PublishDebounce is how long a Matrix presence must hold before it
+	// is published.
+	PublishDebounce time.Duration `yaml:"publish_debounce"`
+	// OfflineAs is the SfB availability of a Matrix user who is offline:
+	// Away or Offline.
+	OfflineAs sfb.Availability `yaml:"offline_as"`
 }
 
 // defaultConfig holds the values an option takes when the configuration
@@ -45,6 +68,14 @@ func defaultConfig() Config {
 		Config:              sfb.DefaultConfig(),
 		KeepPassword:        true,
 		DisplaynameTemplate: "{{or .DisplayName .Address}} (SfB)",
+		Presence: PresenceConfig{
+			Enabled:         true,
+			WriteRate:       300,
+			RefreshInterval: 20 * time.Second,
+			Publish:         false,
+			PublishDebounce: 10 * time.Second,
+			OfflineAs:       sfb.AvailabilityAway,
+		},
 	}
 }
 
@@ -89,6 +120,9 @@ func (c *Config) Validate() error {
 	case c.TypingRefresh <= 0 || c.TypingMax < c.TypingRefresh:
 		return fmt.Errorf("network.typing_refresh %s, typing_max %s: must be positive, typing_max at least typing_refresh", c.TypingRefresh, c.TypingMax)
 	}
+	if err := c.Presence.validate(); err != nil {
+		return err
+	}
 	if err := c.CheckSignInRate(); err != nil {
 		return fmt.Errorf("network.%w", err)
 	}
@@ -99,6 +133,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.FormatDisplayname(sfb.Person{URI: "sip:alice@contoso.com", DisplayName: "Alice"}); err != nil {
 		return fmt.Errorf("network.displayname_template: %w", err)
+	}
+	return nil
+}
+
+func (p *PresenceConfig) validate() error {
+	switch {
+	case p.WriteRate <= 0:
+		return fmt.Errorf("network.presence.write_rate %g: must be above 0", p.WriteRate)
+	case p.RefreshInterval < time.Second || p.RefreshInterval > 25*time.Second:
+		return fmt.Errorf("network.presence.refresh_interval %s: must be between 1s and 25s, below the homeserver's sync_online_timeout (30s in Synapse)", p.RefreshInterval)
+	case p.PublishDebounce < 0:
+		return fmt.Errorf("network.presence.publish_debounce %s: must not be negative", p.PublishDebounce)
+	case p.OfflineAs != sfb.AvailabilityAway && p.OfflineAs != sfb.AvailabilityOffline:
+		return fmt.Errorf("network.presence.offline_as %q: must be Away or Offline", p.OfflineAs)
 	}
 	return nil
 }
@@ -175,6 +223,12 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Bool, "keep_password")
 	helper.Copy(up.Str|up.Null, "secret_key")
 	helper.Copy(up.Str, "displayname_template")
+	helper.Copy(up.Bool, "presence", "enabled")
+	helper.Copy(up.Float|up.Int, "presence", "write_rate")
+	helper.Copy(up.Str, "presence", "refresh_interval")
+	helper.Copy(up.Bool, "presence", "publish")
+	helper.Copy(up.Str, "presence", "publish_debounce")
+	helper.Copy(up.Str, "presence", "offline_as")
 }
 
 // GetConfig returns the example network configuration, where to decode the

@@ -37,7 +37,13 @@ request_timeout: 5s
 activity_interval: 90s
 keep_password: false
 displayname_template: "{{.Address}}"
+presence:
+    refresh_interval: 15s
+    publish: true
 `), &c))
+	assert.Equal(t, 15*time.Second, c.Presence.RefreshInterval)
+	assert.True(t, c.Presence.Publish)
+	assert.Equal(t, 300.0, c.Presence.WriteRate, "an option left out of the section keeps its default")
 	assert.Equal(t, "http://127.0.0.1:8080/autodiscover", c.DiscoveryURL)
 	assert.True(t, c.AllowInsecureLoopback)
 	assert.Equal(t, 5*time.Second, c.RequestTimeout)
@@ -64,6 +70,10 @@ func TestConfigValidate(t *testing.T) {
 		{"no accept wait", func(c *Config) { c.AcceptWait = -time.Second }, "network.accept_wait"},
 		{"zero operation timeout", func(c *Config) { c.OperationTimeout = 0 }, "network.operation_timeout"},
 		{"typing refresh beyond its maximum", func(c *Config) { c.TypingRefresh = time.Minute }, "typing_refresh"},
+		{"no presence writes", func(c *Config) { c.Presence.WriteRate = 0 }, "network.presence.write_rate"},
+		{"refresh slower than the decay", func(c *Config) { c.Presence.RefreshInterval = 30 * time.Second }, "network.presence.refresh_interval 30s"},
+		{"negative debounce", func(c *Config) { c.Presence.PublishDebounce = -time.Second }, "network.presence.publish_debounce"},
+		{"offline as busy", func(c *Config) { c.Presence.OfflineAs = sfb.AvailabilityBusy }, `network.presence.offline_as "Busy"`},
 		{"broken template", func(c *Config) { c.DisplaynameTemplate = "{{.Nope" }, "displayname_template"},
 		{"template with unknown field", func(c *Config) { c.DisplaynameTemplate = "{{.Phone}}" }, "displayname_template"},
 	}

@@ -16,7 +16,10 @@ import (
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -75,6 +78,14 @@ type Connector struct {
 	// mautrix's appservice (not in tests); see holdTransactions.
 	matrix  *matrix.Connector
 	txnHold *txnHold
+
+	// presence carries presence both ways; nil when network.presence is
+	// off. presenceSet writes a ghost's presence (the appservice intent;
+	// tests replace it) and bridgeUser tells the bridge's own Matrix
+	// users (ghosts, bot), whose m.presence the bridge wrote itself.
+	presence    *presenceEngine
+	presenceSet presence.SetFunc
+	bridgeUser  func(id.UserID) bool
 }
 
 var (
@@ -116,9 +127,9 @@ func (c *Connector) GetName() bridgev2.BridgeName {
 }
 
 // GetDBMetaTypes: the connector keeps its own data (credentials, audit) in
-// its own tables, so mautrix's rows carry no metadata.
+// its own tables; a login's row carries only its presence option.
 func (c *Connector) GetDBMetaTypes() mxdb.MetaTypes {
-	return mxdb.MetaTypes{}
+	return mxdb.MetaTypes{UserLogin: func() any { return &LoginMetadata{} }}
 }
 
 // GetCapabilities describes what the connector does beyond a room.
@@ -152,6 +163,14 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 		c.matrix = mc
 		c.txnHold = holdTransactions(mc, c.log)
 		replaceDiscardMegolmSession(br, mc)
+		c.presenceSet = ghostPresenceSetter(mc)
+		c.bridgeUser = func(user id.UserID) bool {
+			_, ghost := mc.ParseGhostMXID(user)
+			return ghost || user == mc.Bot.UserID
+		}
+		// bridgev2 has no presence API: m.presence reaches the connector
+		// only through the appservice's event processor.
+		mc.EventProcessor.On(event.EphemeralEventPresence, c.handleMatrixPresence)
 	}
 }
 
@@ -229,6 +248,10 @@ func (c *Connector) Start(ctx context.Context) error {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sfb"}
 	}
 	c.db = db
+	if c.Config.Presence.Enabled && c.presenceSet != nil {
+		c.presence = newPresenceEngine(c, c.presenceSet)
+		go c.presence.writer.Run(c.backgroundCtx())
+	}
 	c.started.Store(true)
 	// bridgev2 starts the network connector after the Matrix connector,
 	// whose event processor runs by now.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	_ "go.mau.fi/util/dbutil/litestream"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -60,6 +62,8 @@ type fakeTransport struct {
 	// delivery is what DeliveryStatus says about a message ID; unknown
 	// when absent.
 	delivery map[string]sfb.DeliveryStatus
+	// watchCapacity is every session's WatchCapacity.
+	watchCapacity int
 }
 
 func newFakeTransport() *fakeTransport {
@@ -163,6 +167,8 @@ type fakeSession struct {
 	// state, like UCWA's ack.
 	handled int
 	resume  string
+
+	presence fakePresence
 }
 
 func (s *fakeSession) Self() sfb.Person { return s.self }
@@ -410,6 +416,10 @@ type testEnv struct {
 
 	logMu sync.Mutex
 	logs  []map[string]any
+
+	// presenceSet, when set, turns presence on with it as the
+	// homeserver's presence API (see withPresence).
+	presenceSet presence.SetFunc
 }
 
 // Write keeps each JSON log line of the bridge for logged.
@@ -471,6 +481,10 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	}
 	e.conn = NewConnector(func(sfb.Config, zerolog.Logger) (sfb.Transport, error) { return e.transport, nil })
 	e.conn.Config = cfg
+	if e.presenceSet != nil {
+		e.conn.presenceSet = e.presenceSet
+		e.conn.bridgeUser = func(user id.UserID) bool { return strings.HasPrefix(user.Localpart(), "sfb_") }
+	}
 	e.conn.tokenCheckInterval = 5 * time.Millisecond
 	e.conn.retryMin = time.Millisecond
 	e.conn.retryMax = 5 * time.Millisecond
@@ -665,16 +679,89 @@ func (e *testEnv) open(sealed []byte, ad []byte) string {
 	return string(plain)
 }
 
-func (s *fakeSession) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error) {
-	return nil, sfb.ErrWatchLimit
+// fakePresence is the presence state of a fake session.
+type fakePresence struct {
+	watching  map[sfb.URI]bool
+	contacts  []sfb.Person
+	published []sfb.Publication
+	activity  int
 }
 
-func (s *fakeSession) Unwatch(ctx context.Context, people []sfb.URI) error { return nil }
+// Watch takes people up to the transport's watchCapacity (0: none, as a
+// transport without presence).
+func (s *fakeSession) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error) {
+	capacity := s.WatchCapacity()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.presence.watching == nil {
+		s.presence.watching = map[sfb.URI]bool{}
+	}
+	var taken []sfb.URI
+	for _, p := range people {
+		if len(s.presence.watching) >= capacity {
+			return taken, fmt.Errorf("watch %s: %w", p, sfb.ErrWatchLimit)
+		}
+		s.presence.watching[p] = true
+		taken = append(taken, p)
+	}
+	return taken, nil
+}
 
-func (s *fakeSession) WatchCapacity() int { return 0 }
+func (s *fakeSession) Unwatch(ctx context.Context, people []sfb.URI) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range people {
+		delete(s.presence.watching, p)
+	}
+	return nil
+}
 
-func (s *fakeSession) Contacts(ctx context.Context) ([]sfb.Person, error) { return nil, nil }
+func (s *fakeSession) WatchCapacity() int {
+	s.ft.mu.Lock()
+	defer s.ft.mu.Unlock()
+	return s.ft.watchCapacity
+}
 
-func (s *fakeSession) Publish(ctx context.Context, p sfb.Publication) error { return nil }
+func (s *fakeSession) Contacts(ctx context.Context) ([]sfb.Person, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sfb.Person(nil), s.presence.contacts...), nil
+}
 
-func (s *fakeSession) ReportActivity(ctx context.Context) error { return nil }
+func (s *fakeSession) Publish(ctx context.Context, p sfb.Publication) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.presence.published = append(s.presence.published, p)
+	return nil
+}
+
+func (s *fakeSession) ReportActivity(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.presence.activity++
+	return nil
+}
+
+func (s *fakeSession) watches(p sfb.URI) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.presence.watching[p]
+}
+
+func (s *fakeSession) setContacts(people ...sfb.Person) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.presence.contacts = people
+}
+
+func (s *fakeSession) publications() []sfb.Publication {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sfb.Publication(nil), s.presence.published...)
+}
+
+func (s *fakeSession) activityReports() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.presence.activity
+}

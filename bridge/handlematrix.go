@@ -73,6 +73,10 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	if c.waitSession(ctx, c.conn.sessionWait) == nil {
 		return nil, errNotConnected()
 	}
+	if e := c.conn.presence; e != nil {
+		e.sawPeer(ctx, c, peer)
+		e.userActive(ctx, c)
+	}
 	// Sending happens in the outbox lane, not here: bridgev2 holds the
 	// portal during this call, and SfB's completion of the send may queue
 	// behind an SfB message waiting for that portal (see outbox.go).
@@ -198,6 +202,9 @@ func (c *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyp
 	peer, err := uriFor(msg.Portal.ID)
 	if err != nil {
 		return fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+	}
+	if e := c.conn.presence; e != nil && msg.IsTyping {
+		e.userActive(ctx, c)
 	}
 	if err := session.SetTyping(ctx, peer, msg.IsTyping); err != nil {
 		return fmt.Errorf("send typing to %s: %w", peer, err)

@@ -51,6 +51,16 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 			log.Warn().Err(evt.Err).Msg("SfB session interrupted")
 			c.sendState(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: StateErrSessionInterrupted, Message: msg})
 		}
+	case sfb.PresenceChanged:
+		if e := c.conn.presence; e != nil {
+			e.presenceChanged(ctx, c, evt)
+		}
+	case sfb.ContactsChanged:
+		if e := c.conn.presence; e != nil {
+			if s := c.currentSession(); s != nil {
+				go e.contactsChanged(c.log.WithContext(c.conn.backgroundCtx()), c, s)
+			}
+		}
 	case sfb.SessionEnded:
 		c.handleSessionEnded(ctx, r, evt)
 		return
@@ -80,6 +90,9 @@ func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb
 	}
 	// The next session resumes where this one stopped.
 	c.saveResume(ctx, ended)
+	if e := c.conn.presence; e != nil {
+		e.loginDown(ctx, c.loginID, loginSessionEnded)
+	}
 	if evt.Err != nil && needsRelogin(evt.Err) {
 		c.requireRelogin(ctx, evt.Err)
 		return
@@ -119,6 +132,9 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 		sum := sha256.Sum256([]byte(from.String() + "\x00" + evt.Time.UTC().Format(time.RFC3339Nano) + "\x00" + evt.Message.Text))
 		msgID = "sha256:" + hex.EncodeToString(sum[:16])
 		log.Debug().Str("derived_id", msgID).Msg("SfB message without ID")
+	}
+	if e := c.conn.presence; e != nil {
+		e.sawPeer(ctx, c, peer)
 	}
 	sender := bridgev2.EventSender{Sender: userIDFor(from)}
 	if fromMe {

@@ -79,6 +79,27 @@ func (s *Spread) Owner(person sfb.URI) (string, bool) {
 	return id, ok
 }
 
+// Wanted reports whether some login wants person watched.
+func (s *Spread) Wanted(person sfb.URI) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.wanted[person]
+	return ok
+}
+
+// Accepts reports whether a presence report of person from login counts:
+// someone wants the person, and login watches them or the watch is being
+// set up (Watch reports the current state before it returns).
+func (s *Spread) Accepts(login string, person sfb.URI) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, wanted := s.wanted[person]; !wanted {
+		return false
+	}
+	id, ok := s.owner[person]
+	return !ok || id == login
+}
+
 // Watching returns how many people each login watches.
 func (s *Spread) Watching() map[string]int {
 	s.mu.Lock()
@@ -119,6 +140,18 @@ func (s *Spread) RemoveWatcher(ctx context.Context, id string) {
 	defer s.mu.Unlock()
 	moved := s.dropWatcher(id)
 	s.place(ctx, moved)
+}
+
+// DropWatcher takes a login's session out without moving its people
+// (the bridge is stopping): they wait unplaced for the next watcher.
+func (s *Spread) DropWatcher(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.dropWatcher(id) {
+		if _, wanted := s.wanted[p]; wanted {
+			s.unplaced[p] = struct{}{}
+		}
+	}
 }
 
 // dropWatcher forgets watcher id and returns its people; s.mu is held.

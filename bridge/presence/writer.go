@@ -233,6 +233,12 @@ func (w *Writer) next() (person sfb.URI, state MatrixState, isRefresh, ok bool) 
 		}
 		w.changes = append(w.changes[:i:i], w.changes[i+1:]...)
 		delete(w.pending, p)
+		if last, ok := w.written[p]; ok && last.state == st {
+			// Came while the same state was being written.
+			w.unchanged.Add(1)
+			i--
+			continue
+		}
 		w.inFlight[p] = true
 		return p, st, false, true
 	}
