@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
@@ -158,6 +159,9 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.requireSynchronousPortals()
 	c.requireMatrixDeduplication()
 	c.requireNoticeBridging()
+	if proc, ok := br.Commands.(*commands.Processor); ok {
+		proc.AddHandlers(commandPresencePublish)
+	}
 	// A bridge with another Matrix connector (tests) has neither.
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		c.matrix = mc

@@ -54,7 +54,7 @@ type presenceEngine struct {
 	// present: Matrix user -> their last m.presence; a user not in it
 	// has not been heard of and counts as present, so that a restart
 	// does not let ghosts decay until every user sent presence.
-	present    map[id.UserID]event.Presence
+	present    map[id.UserID]pubState
 	publishers map[networkid.UserLoginID]*publisher
 	activity   map[networkid.UserLoginID]time.Time
 }
@@ -71,7 +71,7 @@ func newPresenceEngine(c *Connector, set presence.SetFunc) *presenceEngine {
 		rooms:      map[sfb.URI]map[networkid.UserLoginID]struct{}{},
 		contacts:   map[networkid.UserLoginID]map[sfb.URI]struct{}{},
 		users:      map[networkid.UserLoginID]id.UserID{},
-		present:    map[id.UserID]event.Presence{},
+		present:    map[id.UserID]pubState{},
 		publishers: map[networkid.UserLoginID]*publisher{},
 		activity:   map[networkid.UserLoginID]time.Time{},
 	}
@@ -126,7 +126,7 @@ func (e *presenceEngine) visible(person sfb.URI) bool {
 
 func (e *presenceEngine) userPresentLocked(user id.UserID) bool {
 	p, heard := e.present[user]
-	return !heard || p != event.PresenceOffline
+	return !heard || p.presence != event.PresenceOffline
 }
 
 // loginUp runs when a login has a session: its rooms and contacts become
@@ -181,11 +181,14 @@ func (e *presenceEngine) loginDown(ctx context.Context, loginID networkid.UserLo
 		e.spread.DropWatcher(string(loginID))
 		return
 	}
-	e.spread.RemoveWatcher(ctx, string(loginID))
 	if why != loginLoggedOut {
+		e.spread.RemoveWatcher(ctx, string(loginID))
 		return
 	}
+	// What only this login wanted is dropped first, so that only people
+	// others want move, into the room the rest leaves.
 	e.spread.Forget(ctx, string(loginID))
+	e.spread.RemoveWatcher(ctx, string(loginID))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for person, logins := range e.rooms {
@@ -306,7 +309,8 @@ func (e *presenceEngine) presenceChanged(ctx context.Context, c *Client, evt sfb
 func (e *presenceEngine) matrixPresence(ctx context.Context, user id.UserID, content *event.PresenceEventContent) {
 	e.mu.Lock()
 	wasPresent := e.userPresentLocked(user)
-	e.present[user] = content.Presence
+	st := pubState{presence: content.Presence, status: content.StatusMessage}
+	e.present[user] = st
 	isPresent := e.userPresentLocked(user)
 	var logins []networkid.UserLoginID
 	var seen []sfb.URI
@@ -338,7 +342,7 @@ func (e *presenceEngine) matrixPresence(ctx context.Context, user id.UserID, con
 		if !ok {
 			continue
 		}
-		e.publisher(c).update(pubState{presence: content.Presence, status: content.StatusMessage})
+		e.publisher(c).update(st)
 		if content.CurrentlyActive {
 			e.reportActivity(ctx, c)
 		}
@@ -382,6 +386,23 @@ func (e *presenceEngine) reportActivity(ctx context.Context, c *Client) {
 			c.log.Warn().Err(err).Msg("Failed to report activity to SfB")
 		}
 	}()
+}
+
+// publishChanged applies a change of the login's publish option: on, the
+// user's last Matrix presence is published (after the debounce); off,
+// what waits is dropped.
+func (e *presenceEngine) publishChanged(c *Client) {
+	e.mu.Lock()
+	p := e.publishers[c.loginID]
+	last, heard := e.present[c.login.UserMXID]
+	if !e.publishes(c.login) && p != nil {
+		p.stop()
+		delete(e.publishers, c.loginID)
+	}
+	e.mu.Unlock()
+	if e.publishes(c.login) && heard {
+		e.publisher(c).update(last)
+	}
 }
 
 func (e *presenceEngine) publisher(c *Client) *publisher {

@@ -154,7 +154,9 @@ func TestPresenceUnknownAvailabilityShowsOffline(t *testing.T) {
 func TestPresenceWatchesTheContactList(t *testing.T) {
 	g := &ghostPresence{}
 	ft := newFakeTransport()
-	ft.afterSignIn = func(s *fakeSession) { s.presence.contacts = []sfb.Person{{URI: carol}, {URI: carol}, {URI: "sip:alice@contoso.com"}} }
+	ft.afterSignIn = func(s *fakeSession) {
+		s.presence.contacts = []sfb.Person{{URI: carol}, {URI: carol}, {URI: "sip:alice@contoso.com"}}
+	}
 	e := newTestEnv(t, withTransport(ft), withPresence(g, nil))
 	_, c, s := e.mustLogin()
 	e.waitWatched(s, carol)
@@ -365,4 +367,38 @@ func TestMatrixActivityIsReportedForPublishingLogins(t *testing.T) {
 	require.NoError(t, c.HandleMatrixReadReceipt(e.ctx, &bridgev2.MatrixReadReceipt{Portal: portal}))
 	require.Eventually(t, func() bool { return s.activityReports() == 1 }, 5*time.Second, time.Millisecond)
 	assert.Never(t, func() bool { return s.activityReports() > 1 }, 50*time.Millisecond, 5*time.Millisecond, "at most one report per %s", activityEvery)
+}
+
+func TestPresencePublishOptionPerLogin(t *testing.T) {
+	g := &ghostPresence{}
+	e := newTestEnv(t, withPresence(g, nil))
+	ul, _, s := e.mustLogin()
+	timers := &manualTimers{}
+	e.conn.presence.afterFunc = timers.afterFunc
+	e.conn.presence.matrixPresence(e.ctx, e.user.MXID, &event.PresenceEventContent{Presence: event.PresenceOnline, StatusMessage: "Migrated!"})
+	timers.fire()
+	assert.Empty(t, s.publications())
+	assert.Contains(t, e.conn.describePublish(ul), "is not shown")
+
+	// Turned on: the last Matrix presence is published, and the option
+	// survives a reload of the login.
+	yes := true
+	require.NoError(t, e.conn.setPublishPresence(e.ctx, ul, &yes))
+	timers.fire()
+	pubs := s.publications()
+	require.Len(t, pubs, 1)
+	assert.Equal(t, sfb.AvailabilityOnline, *pubs[0].Availability)
+	assert.Equal(t, "Migrated!", *pubs[0].Note)
+	assert.Contains(t, e.conn.describePublish(ul), "is shown")
+	stored, err := e.br.DB.UserLogin.GetByID(e.ctx, ul.ID)
+	require.NoError(t, err)
+	require.NotNil(t, stored.Metadata.(*LoginMetadata).PublishPresence)
+	assert.True(t, *stored.Metadata.(*LoginMetadata).PublishPresence)
+
+	// Off: a change waiting for its debounce is dropped.
+	e.conn.presence.matrixPresence(e.ctx, e.user.MXID, &event.PresenceEventContent{Presence: event.PresenceUnavailable})
+	no := false
+	require.NoError(t, e.conn.setPublishPresence(e.ctx, ul, &no))
+	timers.fire()
+	assert.Len(t, s.publications(), 1)
 }

@@ -233,6 +233,9 @@ func (s *Spread) unwant(ctx context.Context, login string, people []sfb.URI) {
 			s.log.Warn().Err(err).Str("login", id).Int("people", len(ps)).Msg("Failed to stop watching presence")
 		}
 	}
+	if len(byOwner) > 0 && len(s.unplaced) > 0 {
+		s.place(ctx, keys(s.unplaced))
+	}
 }
 
 // place gives people to logins; s.mu is held. A person goes to the login

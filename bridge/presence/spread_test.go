@@ -233,7 +233,26 @@ func TestSpreadUnwantFreesRoomAfterLimit(t *testing.T) {
 		}
 	}
 	s.Unwant(ctx, "a", owned[:1])
+	assert.Equal(t, 3, a.count(), "room again after an unwatch: the one who waited takes it")
+	assert.Equal(t, 0, s.Unplaced())
+}
+
+func TestSpreadFreedRoomTakesTheUnplaced(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newSpread(t)
+	a := newFakeWatcher(2)
+	s.AddWatcher(ctx, "a", a)
+	ps := people("p", 3)
+	s.Want(ctx, "a", ps)
+	require.Equal(t, 1, s.Unplaced())
+	var owned sfb.URI
+	for _, p := range ps {
+		if a.has(p) {
+			owned = p
+			break
+		}
+	}
+	s.Unwant(ctx, "a", []sfb.URI{owned})
+	assert.Equal(t, 0, s.Unplaced(), "the room an unwatch freed goes to who waited")
 	assert.Equal(t, 2, a.count())
-	s.Want(ctx, "a", people("q", 1))
-	assert.Equal(t, 3, a.count(), "room again after an unwatch")
 }
