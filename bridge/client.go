@@ -214,6 +214,9 @@ func (c *Client) connected(ctx context.Context, session sfb.Session) {
 	}
 	c.sendState(status.BridgeState{StateEvent: status.StateConnected})
 	if e := c.conn.presence; e != nil {
+		// The Matrix user's presence counts for the login from now on;
+		// watching involves SfB requests and happens in the background.
+		e.noteUser(c)
 		go e.loginUp(ctx, c, session)
 	}
 }

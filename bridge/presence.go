@@ -100,16 +100,27 @@ func ghostPresenceSetter(mc *matrix.Connector) presence.SetFunc {
 	}
 }
 
-// Stats returns the writer's counters, for metrics and the bench.
-func (e *presenceEngine) Stats() presence.Stats { return e.writer.Stats() }
+// PresenceStats are the presence counters since the start, for metrics
+// and the bench (which derives rates from two readings).
+type PresenceStats struct {
+	presence.Stats
+	// Watched is how many people logins watch, Unplaced how many wanted
+	// people no login can watch now.
+	Watched  int `json:"watched"`
+	Unplaced int `json:"unplaced"`
+}
 
-// PresenceStats returns the counters of the presence writer; zero when
-// presence is off or the connector has not started.
-func (c *Connector) PresenceStats() presence.Stats {
+// PresenceStats returns the presence counters; zero when presence is off
+// or the connector has not started.
+func (c *Connector) PresenceStats() PresenceStats {
 	if c.presence == nil {
-		return presence.Stats{}
+		return PresenceStats{}
 	}
-	return c.presence.Stats()
+	st := PresenceStats{Stats: c.presence.writer.Stats(), Unplaced: c.presence.spread.Unplaced()}
+	for _, n := range c.presence.spread.Watching() {
+		st.Watched += n
+	}
+	return st
 }
 
 // visible reports whether a present Matrix user has a room with person.
@@ -129,6 +140,13 @@ func (e *presenceEngine) userPresentLocked(user id.UserID) bool {
 	return !heard || p.presence != event.PresenceOffline
 }
 
+// noteUser records the login's Matrix user.
+func (e *presenceEngine) noteUser(c *Client) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.users[c.loginID] = c.login.UserMXID
+}
+
 // loginUp runs when a login has a session: its rooms and contacts become
 // wanted and the session watches its share.
 func (e *presenceEngine) loginUp(ctx context.Context, c *Client, s sfb.Session) {
@@ -136,9 +154,6 @@ func (e *presenceEngine) loginUp(ctx context.Context, c *Client, s sfb.Session) 
 		return // gone again already
 	}
 	log := c.log.With().Str("component", "presence").Logger()
-	e.mu.Lock()
-	e.users[c.loginID] = c.login.UserMXID
-	e.mu.Unlock()
 	e.spread.AddWatcher(ctx, string(c.loginID), s)
 
 	var want []sfb.URI

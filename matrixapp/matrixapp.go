@@ -77,6 +77,7 @@ func Main(build BuildInfo) {
 	dbFile.log(m.Log)
 	m.Bridge.Matrix = derivedTxnIDs{ownWords{m.Matrix}}
 	hideCommands(m.Bridge.Commands)
+	servePresenceStats(m)
 	// After hideCommands, which needs mautrix's own processor.
 	guardLoginInput(m.Bridge)
 	states := newStateReporter(m.Bridge)

@@ -20,18 +20,18 @@ type SetFunc func(ctx context.Context, person sfb.URI, state MatrixState) error
 type Stats struct {
 	// Writes is every presence write the homeserver accepted, refreshes
 	// included.
-	Writes uint64
+	Writes uint64 `json:"writes"`
 	// Refreshes is the writes that repeated an unchanged state so that
 	// the homeserver does not time it out.
-	Refreshes uint64
+	Refreshes uint64 `json:"refreshes"`
 	// Coalesced is the changes replaced by a newer one before they were
 	// written.
-	Coalesced uint64
+	Coalesced uint64 `json:"coalesced"`
 	// Unchanged is the changes dropped because the ghost already shows
 	// that state.
-	Unchanged uint64
+	Unchanged uint64 `json:"unchanged"`
 	// Failed is the writes the homeserver refused or did not answer.
-	Failed uint64
+	Failed uint64 `json:"failed"`
 }
 
 // WriterOptions configure a Writer.
