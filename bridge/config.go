@@ -141,8 +141,8 @@ func (p *PresenceConfig) validate() error {
 	switch {
 	case p.WriteRate <= 0:
 		return fmt.Errorf("network.presence.write_rate %g: must be above 0", p.WriteRate)
-	case p.RefreshInterval < time.Second || p.RefreshInterval > 25*time.Second:
-		return fmt.Errorf("network.presence.refresh_interval %s: must be between 1s and 25s, below the homeserver's sync_online_timeout (30s in Synapse)", p.RefreshInterval)
+	case p.RefreshInterval < time.Second || p.RefreshInterval > 10*time.Minute:
+		return fmt.Errorf("network.presence.refresh_interval %s: must be between 1s and 10m, and well below the homeserver's presence.sync_online_timeout (30s by default in Synapse)", p.RefreshInterval)
 	case p.PublishDebounce < 0:
 		return fmt.Errorf("network.presence.publish_debounce %s: must not be negative", p.PublishDebounce)
 	case p.OfflineAs != sfb.AvailabilityAway && p.OfflineAs != sfb.AvailabilityOffline:

@@ -71,7 +71,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero operation timeout", func(c *Config) { c.OperationTimeout = 0 }, "network.operation_timeout"},
 		{"typing refresh beyond its maximum", func(c *Config) { c.TypingRefresh = time.Minute }, "typing_refresh"},
 		{"no presence writes", func(c *Config) { c.Presence.WriteRate = 0 }, "network.presence.write_rate"},
-		{"refresh slower than the decay", func(c *Config) { c.Presence.RefreshInterval = 30 * time.Second }, "network.presence.refresh_interval 30s"},
+		{"no refresh", func(c *Config) { c.Presence.RefreshInterval = 0 }, "network.presence.refresh_interval 0s"},
 		{"negative debounce", func(c *Config) { c.Presence.PublishDebounce = -time.Second }, "network.presence.publish_debounce"},
 		{"offline as busy", func(c *Config) { c.Presence.OfflineAs = sfb.AvailabilityBusy }, `network.presence.offline_as "Busy"`},
 		{"broken template", func(c *Config) { c.DisplaynameTemplate = "{{.Nope" }, "displayname_template"},

@@ -72,6 +72,8 @@ type Writer struct {
 	inFlight map[sfb.URI]bool
 	turn     int
 	wake     chan struct{}
+	// warnedBehind is when sweep last warned that refreshes lag.
+	warnedBehind time.Time
 
 	writes, refreshes, coalesced, unchanged, failed atomic.Uint64
 }
@@ -190,6 +192,13 @@ func (w *Writer) kick() {
 // than the refresh interval.
 func (w *Writer) sweep() {
 	w.mu.Lock()
+	if behind := len(w.refresh); behind > 0 && w.now().Sub(w.warnedBehind) > time.Minute {
+		// The last sweep's refreshes are not all written: the ceiling
+		// is too low for what Matrix users see, and ghosts may decay.
+		w.warnedBehind = w.now()
+		w.log.Warn().Int("waiting", behind).Float64("write_rate", w.opts.Rate).
+			Msg("Presence refreshes fall behind the write rate; raise network.presence.write_rate or the homeserver's sync_online_timeout with refresh_interval")
+	}
 	var due []sfb.URI
 	cutoff := w.now().Add(-w.opts.RefreshInterval)
 	for p, last := range w.written {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,4 +233,18 @@ func TestWriterSkipsAChangeToTheStateBeingWritten(t *testing.T) {
 	close(h.gate)
 	require.Eventually(t, func() bool { return w.Stats().Unchanged == 1 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, []MatrixState{busy}, h.of(bob))
+}
+
+func TestWriterWarnsWhenRefreshesFallBehind(t *testing.T) {
+	var logs strings.Builder
+	w := NewWriter((&homeserver{}).set, WriterOptions{Rate: 1, RefreshInterval: time.Second}, zerolog.New(&logs))
+	for i := range 5 {
+		w.written[sfb.URI(fmt.Sprintf("sip:user%d@contoso.com", i))] = written{state: busy, at: time.Now().Add(-time.Hour)}
+	}
+	w.sweep() // queues five refreshes; no worker runs
+	assert.NotContains(t, logs.String(), "fall behind")
+	w.sweep()
+	assert.Contains(t, logs.String(), "Presence refreshes fall behind the write rate")
+	assert.Contains(t, logs.String(), `"waiting":5`)
+	assert.Len(t, w.refresh, 5, "queued once each")
 }
