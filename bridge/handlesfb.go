@@ -91,7 +91,11 @@ func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb
 	// The next session resumes where this one stopped.
 	c.saveResume(ctx, ended)
 	if e := c.conn.presence; e != nil {
-		e.loginDown(ctx, c.loginID, loginSessionEnded)
+		// Not in the ended session's context: the moves make requests
+		// on other logins' sessions.
+		moveCtx, cancel := context.WithTimeout(c.log.WithContext(c.conn.backgroundCtx()), 30*time.Second)
+		e.loginDown(moveCtx, c.loginID, loginSessionEnded)
+		cancel()
 	}
 	if evt.Err != nil && needsRelogin(evt.Err) {
 		c.requireRelogin(ctx, evt.Err)

@@ -250,9 +250,10 @@ func (e *presenceEngine) sawPeer(ctx context.Context, c *Client, peer sfb.URI) {
 	if len(added) == 0 {
 		return
 	}
-	e.spread.Want(ctx, string(c.loginID), added)
 	// Known already through another login: the new room shows it now.
 	e.writer.RefreshNow(added)
+	// Watching makes SfB requests; the message does not wait for them.
+	go e.spread.Want(c.log.WithContext(c.conn.backgroundCtx()), string(c.loginID), added)
 }
 
 // setContacts replaces the login's contact list and returns the people

@@ -27,7 +27,10 @@ type Watcher interface {
 // state, so Matrix users see no gap.
 //
 // Watch and Unwatch calls happen under the Spread's lock: placements of
-// one person never race, at the price of serialising them.
+// one person never race, at the price of serialising them. Owner, Wanted
+// and Accepts, which event handlers call, take only a lock that is never
+// held across a request: a transport may deliver the first state of a
+// watch before Watch returns.
 type Spread struct {
 	log zerolog.Logger
 	// Unwatched is called for people nobody watches any more (nobody
@@ -36,6 +39,9 @@ type Spread struct {
 
 	mu       sync.Mutex
 	watchers map[string]*watcher
+	// vmu guards the keys of wanted and owner for readers without mu;
+	// who changes them holds both.
+	vmu sync.RWMutex
 	// wanted: person -> logins that want them.
 	wanted map[sfb.URI]map[string]struct{}
 	owner  map[sfb.URI]string
@@ -73,16 +79,16 @@ func NewSpread(log zerolog.Logger, unwatched func(sfb.URI)) *Spread {
 
 // Owner returns the login watching person.
 func (s *Spread) Owner(person sfb.URI) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.vmu.RLock()
+	defer s.vmu.RUnlock()
 	id, ok := s.owner[person]
 	return id, ok
 }
 
 // Wanted reports whether some login wants person watched.
 func (s *Spread) Wanted(person sfb.URI) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.vmu.RLock()
+	defer s.vmu.RUnlock()
 	_, ok := s.wanted[person]
 	return ok
 }
@@ -91,8 +97,8 @@ func (s *Spread) Wanted(person sfb.URI) bool {
 // someone wants the person, and login watches them or the watch is being
 // set up (Watch reports the current state before it returns).
 func (s *Spread) Accepts(login string, person sfb.URI) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.vmu.RLock()
+	defer s.vmu.RUnlock()
 	if _, wanted := s.wanted[person]; !wanted {
 		return false
 	}
@@ -162,9 +168,11 @@ func (s *Spread) dropWatcher(id string) []sfb.URI {
 	}
 	delete(s.watchers, id)
 	people := keys(w.watching)
+	s.vmu.Lock()
 	for _, p := range people {
 		delete(s.owner, p)
 	}
+	s.vmu.Unlock()
 	return people
 }
 
@@ -178,7 +186,9 @@ func (s *Spread) Want(ctx context.Context, login string, people []sfb.URI) {
 		logins := s.wanted[p]
 		if logins == nil {
 			logins = map[string]struct{}{}
+			s.vmu.Lock()
 			s.wanted[p] = logins
+			s.vmu.Unlock()
 		}
 		logins[login] = struct{}{}
 		if _, ok := s.owner[p]; !ok {
@@ -217,10 +227,13 @@ func (s *Spread) unwant(ctx context.Context, login string, people []sfb.URI) {
 		if len(logins) > 0 {
 			continue
 		}
+		s.vmu.Lock()
 		delete(s.wanted, p)
+		id, owned := s.owner[p]
+		delete(s.owner, p)
+		s.vmu.Unlock()
 		delete(s.unplaced, p)
-		if id, ok := s.owner[p]; ok {
-			delete(s.owner, p)
+		if owned {
 			delete(s.watchers[id].watching, p)
 			byOwner[id] = append(byOwner[id], p)
 		}
@@ -278,11 +291,13 @@ func (s *Spread) place(ctx context.Context, people []sfb.URI) {
 			batch := batches[id]
 			w := s.watchers[id]
 			taken, err := w.w.Watch(ctx, batch)
+			s.vmu.Lock()
 			for _, p := range taken {
 				w.watching[p] = struct{}{}
 				s.owner[p] = id
 				delete(s.unplaced, p)
 			}
+			s.vmu.Unlock()
 			if err == nil && len(taken) == len(batch) {
 				continue
 			}

@@ -256,3 +256,31 @@ func TestSpreadFreedRoomTakesTheUnplaced(t *testing.T) {
 	assert.Equal(t, 0, s.Unplaced(), "the room an unwatch freed goes to who waited")
 	assert.Equal(t, 2, a.count())
 }
+
+// reportingWatcher reports each person's first state from inside Watch,
+// as a transport may.
+type reportingWatcher struct {
+	*fakeWatcher
+	report func(sfb.URI)
+}
+
+func (r reportingWatcher) Watch(ctx context.Context, ps []sfb.URI) ([]sfb.URI, error) {
+	for _, p := range ps {
+		r.report(p)
+	}
+	return r.fakeWatcher.Watch(ctx, ps)
+}
+
+func TestSpreadAcceptsReportsMadeDuringWatch(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newSpread(t)
+	var accepted []bool
+	s.AddWatcher(ctx, "a", reportingWatcher{newFakeWatcher(10), func(p sfb.URI) {
+		accepted = append(accepted, s.Accepts("a", p), s.Accepts("b", p))
+	}})
+	s.Want(ctx, "a", people("p", 1))
+	assert.Equal(t, []bool{true, true}, accepted, "no deadlock; a report before the owner is known counts")
+	assert.True(t, s.Accepts("a", people("p", 1)[0]))
+	assert.False(t, s.Accepts("b", people("p", 1)[0]), "once a owns the watch, b's reports do not count")
+	assert.False(t, s.Accepts("a", "sip:nobody@contoso.com"))
+}
