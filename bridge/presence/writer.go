@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -62,6 +63,8 @@ type Writer struct {
 	log  zerolog.Logger
 	pace *pacer
 	now  func() time.Time
+	// failurePause is how long a worker waits after a failed write.
+	failurePause time.Duration
 
 	mu       sync.Mutex
 	pending  map[sfb.URI]MatrixState
@@ -70,8 +73,11 @@ type Writer struct {
 	queued   map[sfb.URI]bool // in refresh, not yet taken
 	written  map[sfb.URI]written
 	inFlight map[sfb.URI]bool
-	turn     int
-	wake     chan struct{}
+	// forgotten are people Forget dropped while their write was in
+	// flight: the write's outcome is not recorded.
+	forgotten map[sfb.URI]bool
+	turn      int
+	wake      chan struct{}
 	// warnedBehind is when sweep last warned that refreshes lag.
 	warnedBehind time.Time
 
@@ -97,16 +103,18 @@ func NewWriter(set SetFunc, opts WriterOptions, log zerolog.Logger) *Writer {
 		opts.Visible = func(sfb.URI) bool { return true }
 	}
 	return &Writer{
-		set:      set,
-		opts:     opts,
-		log:      log,
-		pace:     newPacer(opts.Rate),
-		now:      time.Now,
-		pending:  map[sfb.URI]MatrixState{},
-		queued:   map[sfb.URI]bool{},
-		written:  map[sfb.URI]written{},
-		inFlight: map[sfb.URI]bool{},
-		wake:     make(chan struct{}, 1),
+		set:          set,
+		opts:         opts,
+		log:          log,
+		pace:         newPacer(opts.Rate),
+		failurePause: time.Second,
+		now:          time.Now,
+		pending:      map[sfb.URI]MatrixState{},
+		queued:       map[sfb.URI]bool{},
+		written:      map[sfb.URI]written{},
+		inFlight:     map[sfb.URI]bool{},
+		forgotten:    map[sfb.URI]bool{},
+		wake:         make(chan struct{}, 1),
 	}
 }
 
@@ -123,6 +131,7 @@ func (w *Writer) Stats() Stats {
 func (w *Writer) Update(person sfb.URI, state MatrixState) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	delete(w.forgotten, person)
 	if _, ok := w.pending[person]; ok {
 		w.pending[person] = state
 		w.coalesced.Add(1)
@@ -153,6 +162,9 @@ func (w *Writer) Forget(person sfb.URI) {
 	delete(w.written, person)
 	delete(w.pending, person)
 	delete(w.queued, person)
+	if w.inFlight[person] {
+		w.forgotten[person] = true
+	}
 }
 
 // RefreshNow writes the state of people again at once, for people who
@@ -281,6 +293,10 @@ func (w *Writer) done(person sfb.URI, state MatrixState, isRefresh bool, err err
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.inFlight, person)
+	if w.forgotten[person] {
+		delete(w.forgotten, person)
+		return
+	}
 	if err != nil {
 		w.failed.Add(1)
 		// Only a change is tried again, unless a newer one came; a failed
@@ -353,6 +369,13 @@ func (w *Writer) work(ctx context.Context) {
 				Bool("refresh", isRefresh).Msg("Failed to write ghost presence")
 		}
 		w.done(person, state, isRefresh, err)
+		if err != nil {
+			// The homeserver may be down: this worker pauses, so that
+			// the retries of all workers stay a trickle.
+			if !ctxtime.Sleep(ctx, w.failurePause) {
+				return
+			}
+		}
 	}
 }
 

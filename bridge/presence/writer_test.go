@@ -72,6 +72,7 @@ func (h *homeserver) of(person sfb.URI) []MatrixState {
 func runWriter(t *testing.T, h *homeserver, opts WriterOptions) *Writer {
 	t.Helper()
 	w := NewWriter(h.set, opts, zerolog.New(zerolog.NewTestWriter(t)))
+	w.failurePause = time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -247,4 +248,18 @@ func TestWriterWarnsWhenRefreshesFallBehind(t *testing.T) {
 	assert.Contains(t, logs.String(), "Presence refreshes fall behind the write rate")
 	assert.Contains(t, logs.String(), `"waiting":5`)
 	assert.Len(t, w.refresh, 5, "queued once each")
+}
+
+func TestWriterForgetDuringAWrite(t *testing.T) {
+	h := &homeserver{gate: make(chan struct{})}
+	w := runWriter(t, h, WriterOptions{Rate: 1000, Workers: 1, RefreshInterval: 20 * time.Millisecond})
+	bob := sfb.URI("sip:bob@contoso.com")
+	w.Update(bob, busy)
+	require.Eventually(t, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.inFlight[bob] }, 5*time.Second, time.Millisecond)
+	w.Forget(bob) // nobody watches bob any more
+	close(h.gate)
+	require.Eventually(t, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return !w.inFlight[bob] }, 5*time.Second, time.Millisecond)
+	_, known := w.Written(bob)
+	assert.False(t, known, "a write in flight does not bring a forgotten person back")
+	assert.Never(t, func() bool { return len(h.of(bob)) > 1 }, 100*time.Millisecond, 5*time.Millisecond, "and bob is not refreshed")
 }
