@@ -87,6 +87,8 @@ type Connector struct {
 	presence    *presenceEngine
 	presenceSet presence.SetFunc
 	bridgeUser  func(id.UserID) bool
+	// matrixPresenceOf asks the homeserver for a Matrix user's presence.
+	matrixPresenceOf func(context.Context, id.UserID) (*event.PresenceEventContent, error)
 }
 
 var (
@@ -171,6 +173,13 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 		c.bridgeUser = func(user id.UserID) bool {
 			_, ghost := mc.ParseGhostMXID(user)
 			return ghost || user == mc.Bot.UserID
+		}
+		c.matrixPresenceOf = func(ctx context.Context, user id.UserID) (*event.PresenceEventContent, error) {
+			resp, err := mc.Bot.GetPresence(ctx, user)
+			if err != nil {
+				return nil, err
+			}
+			return &event.PresenceEventContent{Presence: resp.Presence, StatusMessage: resp.StatusMsg}, nil
 		}
 		// bridgev2 has no presence API: m.presence reaches the connector
 		// only through the appservice's event processor.

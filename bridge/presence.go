@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -147,6 +148,29 @@ func (e *presenceEngine) noteUser(c *Client) {
 	e.users[c.loginID] = c.login.UserMXID
 }
 
+// learnPresence asks the homeserver for the presence of a Matrix user not
+// heard of yet: Synapse sends m.presence only on changes, and a user who
+// is offline when the bridge starts would count as present until then.
+func (e *presenceEngine) learnPresence(ctx context.Context, user id.UserID) {
+	e.mu.Lock()
+	_, heard := e.present[user]
+	e.mu.Unlock()
+	if heard || e.conn.matrixPresenceOf == nil {
+		return
+	}
+	p, err := e.conn.matrixPresenceOf(ctx, user)
+	if err != nil {
+		// The bot may share no room with the user; they count as present.
+		zerolog.Ctx(ctx).Debug().Err(err).Str("user_id", user.String()).Msg("Could not read the Matrix user's presence")
+		return
+	}
+	e.mu.Lock()
+	if _, heard := e.present[user]; !heard {
+		e.present[user] = pubState{presence: p.Presence, status: p.StatusMessage}
+	}
+	e.mu.Unlock()
+}
+
 // loginUp runs when a login has a session: its rooms and contacts become
 // wanted and the session watches its share.
 func (e *presenceEngine) loginUp(ctx context.Context, c *Client, s sfb.Session) {
@@ -154,6 +178,7 @@ func (e *presenceEngine) loginUp(ctx context.Context, c *Client, s sfb.Session) 
 		return // gone again already
 	}
 	log := c.log.With().Str("component", "presence").Logger()
+	e.learnPresence(ctx, c.login.UserMXID)
 	e.spread.AddWatcher(ctx, string(c.loginID), s)
 
 	var want []sfb.URI
@@ -166,11 +191,16 @@ func (e *presenceEngine) loginUp(ctx context.Context, c *Client, s sfb.Session) 
 			want = append(want, peer)
 		}
 	}
-	e.addRooms(c.loginID, want)
+	// Rooms that are new to the engine may show ghosts that decayed
+	// while nobody present saw them.
+	e.writer.RefreshNow(e.addRooms(c.loginID, want))
 	contacts, err := s.Contacts(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		log.Debug().Err(err).Msg("The transport has no contact list")
+	case err != nil:
 		log.Warn().Err(err).Msg("Failed to list the SfB contacts for presence")
-	} else {
+	default:
 		want = append(want, e.setContacts(c, contacts)...)
 	}
 	e.spread.Want(ctx, string(c.loginID), want)

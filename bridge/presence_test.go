@@ -200,12 +200,13 @@ func TestPresenceMovesToAnotherLoginAtLogout(t *testing.T) {
 	e.transport.watchCapacity = 2
 	a, b, sa, sb := twoLogins(t, e)
 	e.messageFrom(sa, carol)
-	e.messageFrom(sa, bob)
-	e.messageFrom(sb, dave)
-	e.messageFrom(sb, carol)
 	e.waitWatched(sa, carol)
+	e.messageFrom(sa, bob)
 	e.waitWatched(sa, bob)
+	e.messageFrom(sb, dave)
 	e.waitWatched(sb, dave)
+	e.messageFrom(sb, carol)
+	require.Eventually(t, func() bool { return e.conn.presence.spread.Wants(string(b.loginID), carol) }, 5*time.Second, time.Millisecond)
 	assert.False(t, sb.watches(carol), "one watch per person across logins")
 
 	sa.emit(sfb.PresenceChanged{Person: carol, Presence: sfb.Presence{Availability: sfb.AvailabilityBusy}})
@@ -340,8 +341,8 @@ func TestPresenceRefreshFollowsWhatPresentUsersSee(t *testing.T) {
 	e.messageFrom(s, bob)
 	e.waitWatched(s, bob)
 	s.emit(sfb.PresenceChanged{Person: bob, Presence: sfb.Presence{Availability: sfb.AvailabilityOnline}})
-	require.Eventually(t, func() bool { return len(g.of(bob)) == 1 }, 5*time.Second, time.Millisecond)
 	engine := e.conn.presence
+	require.Eventually(t, func() bool { _, ok := engine.writer.Written(bob); return ok }, 5*time.Second, time.Millisecond)
 
 	assert.True(t, engine.visible(bob), "a user not heard of yet counts as present")
 	assert.False(t, engine.visible(carol), "nobody has a room with carol")
@@ -353,7 +354,7 @@ func TestPresenceRefreshFollowsWhatPresentUsersSee(t *testing.T) {
 	engine.matrixPresence(e.ctx, c.login.UserMXID, &event.PresenceEventContent{Presence: event.PresenceUnavailable})
 	assert.True(t, engine.visible(bob))
 	require.Eventually(t, func() bool { return len(g.of(bob)) == 2 }, 5*time.Second, time.Millisecond)
-	require.Eventually(t, func() bool { return e.conn.PresenceStats().Refreshes == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return e.conn.PresenceStats().Refreshes == 1 }, 5*time.Second, time.Millisecond, "%+v %v", e.conn.PresenceStats(), g.of(bob))
 }
 
 func TestMatrixActivityIsReportedForPublishingLogins(t *testing.T) {
@@ -401,4 +402,28 @@ func TestPresencePublishOptionPerLogin(t *testing.T) {
 	require.NoError(t, e.conn.setPublishPresence(e.ctx, ul, &no))
 	timers.fire()
 	assert.Len(t, s.publications(), 1)
+}
+
+func TestPresenceOfAUserOfflineAtStartIsLearned(t *testing.T) {
+	g := &ghostPresence{}
+	e := newTestEnv(t, withPresence(g, nil))
+	asked := make(chan id.UserID, 1)
+	e.conn.matrixPresenceOf = func(_ context.Context, user id.UserID) (*event.PresenceEventContent, error) {
+		asked <- user
+		return &event.PresenceEventContent{Presence: event.PresenceOffline}, nil
+	}
+	_, _, s := e.mustLogin()
+	select {
+	case user := <-asked:
+		assert.Equal(t, e.user.MXID, user)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the homeserver was not asked")
+	}
+	e.messageFrom(s, bob)
+	e.waitWatched(s, bob)
+	assert.False(t, e.conn.presence.visible(bob), "an offline user's rooms are not refreshed, even before any m.presence")
+
+	// A change that arrives wins over what was read.
+	e.conn.presence.matrixPresence(e.ctx, e.user.MXID, &event.PresenceEventContent{Presence: event.PresenceOnline})
+	assert.True(t, e.conn.presence.visible(bob))
 }

@@ -93,6 +93,14 @@ func (s *Spread) Wanted(person sfb.URI) bool {
 	return ok
 }
 
+// Wants reports whether login wants person watched.
+func (s *Spread) Wants(login string, person sfb.URI) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.wanted[person][login]
+	return ok
+}
+
 // Accepts reports whether a presence report of person from login counts:
 // someone wants the person, and login watches them or the watch is being
 // set up (Watch reports the current state before it returns).
@@ -279,12 +287,19 @@ func (s *Spread) place(ctx context.Context, people []sfb.URI) {
 			planned[w.id]++
 			batches[w.id] = append(batches[w.id], p)
 		}
+		var newlyHomeless []sfb.URI
 		for _, p := range homeless {
 			if _, was := s.unplaced[p]; !was {
 				s.unplaced[p] = struct{}{}
-				s.log.Warn().Str("person", p.Address()).Msg("No login can watch this person's presence now; waiting for one")
+				newlyHomeless = append(newlyHomeless, p)
 				s.unwatched(p)
 			}
+		}
+		if len(newlyHomeless) > 0 {
+			// One line for the lot: at the limit this is every new person.
+			s.log.Warn().Int("people", len(newlyHomeless)).Str("first", newlyHomeless[0].Address()).
+				Int("unplaced", len(s.unplaced)).Int("logins", len(s.watchers)).
+				Msg("No login can watch these people's presence now; they wait for one with room")
 		}
 		pending = nil
 		for _, id := range sortedKeys(batches) {
