@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -90,12 +91,13 @@ func newPresenceEngine(c *Connector, set presence.SetFunc) *presenceEngine {
 // intent (bridgev2 has no presence API).
 func ghostPresenceSetter(mc *matrix.Connector) presence.SetFunc {
 	return func(ctx context.Context, person sfb.URI, state presence.MatrixState) error {
-		intent, ok := mc.GhostIntent(userIDFor(person)).(*matrix.ASIntent)
+		api := mc.GhostIntent(userIDFor(person))
+		intent, ok := api.(*matrix.ASIntent)
 		if !ok {
-			return nil
+			return fmt.Errorf("write presence of %s: ghost intent is a %T, not the appservice's", person.Address(), api)
 		}
 		if err := intent.Matrix.EnsureRegistered(ctx); err != nil {
-			return err
+			return fmt.Errorf("register ghost of %s: %w", person.Address(), err)
 		}
 		return intent.Matrix.SetPresence(ctx, mautrix.ReqPresence{Presence: state.Presence, StatusMsg: state.StatusMsg})
 	}
@@ -214,8 +216,7 @@ const (
 	loginSessionEnded loginGone = iota
 	// loginLoggedOut: the user logged out; what they wanted is dropped.
 	loginLoggedOut
-	// loginDetached: the bridge stops (or the login is replaced); its
-	// watches stay with the detached session for the next start.
+	// loginDetached: the bridge stops; every login goes, nobody moves.
 	loginDetached
 )
 

@@ -33,7 +33,7 @@ type Watcher interface {
 // watch before Watch returns.
 type Spread struct {
 	log zerolog.Logger
-	// Unwatched is called for people nobody watches any more (nobody
+	// unwatched is called for people nobody watches any more (nobody
 	// wants them, or no login can take them).
 	unwatched func(sfb.URI)
 
@@ -93,7 +93,8 @@ func (s *Spread) Wanted(person sfb.URI) bool {
 	return ok
 }
 
-// Wants reports whether login wants person watched.
+// Wants reports whether login wants person watched. It waits for a Watch
+// in progress: not for event handlers.
 func (s *Spread) Wants(login string, person sfb.URI) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
