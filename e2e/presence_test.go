@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,82 +11,223 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
 
-// ghostPresence is what the Matrix user reads of the colleague's ghost.
-func ghostPresence(ctx context.Context, t *testing.T, p *pair) (event.Presence, string) {
-	t.Helper()
-	resp, err := p.mx.Client.GetPresence(ctx, p.ghost)
-	if err != nil {
-		return "", err.Error()
-	}
-	return resp.Presence, resp.StatusMsg
-}
+// The presence tests run in parallel with each other (after the rest of
+// the package, as Go runs parallel tests): most of their time is spent
+// waiting for presence to travel or for Synapse's timeout to pass.
 
-// An SfB colleague's availability, activity and out-of-office note reach
-// the ghost a Matrix user sees, and stay there past Synapse's decay of
-// presence the bridge set (sync_online_timeout, 30 s): the bridge
-// refreshes it while the user is present.
-func TestColleaguePresenceReachesMatrix(t *testing.T) {
+// An SfB colleague's availability, activity and notes reach the Matrix
+// user's sync as the ghost's presence, with the status messages of the
+// table in docs/presence.md.
+func TestPresenceOfSfBColleague(t *testing.T) {
+	t.Parallel()
 	env := setup(t)
 	p := env.newPair(t, "pia")
-	env.openPortal(t, p, "hello from SfB")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*hop)
-	defer cancel()
+	env.openPortal(t, p, "Hello Pia")
 
-	require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "Busy", Activity: "in-a-meeting"}))
-	require.Eventually(t, func() bool {
-		presence, status := ghostPresence(ctx, t, p)
-		return presence == event.PresenceUnavailable && status == "In a meeting"
-	}, hop, 200*time.Millisecond, "the ghost never showed the meeting")
-
-	require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "Away", OutOfOffice: "Back on Monday"}))
-	require.Eventually(t, func() bool {
-		presence, status := ghostPresence(ctx, t, p)
-		return presence == event.PresenceUnavailable && status == "Away · Out of office: Back on Monday"
-	}, hop, 200*time.Millisecond, "the out-of-office note never arrived")
-
-	// Past the homeserver's decay: still there, written again by the
-	// bridge.
-	require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "Online"}))
-	require.Eventually(t, func() bool {
-		presence, _ := ghostPresence(ctx, t, p)
-		return presence == event.PresenceOnline
-	}, hop, 200*time.Millisecond, "the ghost never came online")
-	assert.Never(t, func() bool {
-		presence, _ := ghostPresence(ctx, t, p)
-		return presence != event.PresenceOnline
-	}, 40*time.Second, time.Second, "an available colleague showed other than online in Matrix")
+	steps := []struct {
+		name   string
+		set    sim.Presence
+		want   event.Presence
+		status string
+	}{
+		{"busy", sim.Presence{Availability: "Busy"}, event.PresenceUnavailable, "Busy"},
+		{"in a meeting", sim.Presence{Availability: "Busy", Activity: "in-a-meeting"}, event.PresenceUnavailable, "In a meeting"},
+		{"out of office", sim.Presence{Availability: "Away", Note: "Deadline Friday", OutOfOffice: "Back on Monday, ask Bob"},
+			event.PresenceUnavailable, "Away · Out of office: Back on Monday, ask Bob"},
+		{"available with a note", sim.Presence{Availability: "Online", Note: "Deadline Friday"}, event.PresenceOnline, "Deadline Friday"},
+		{"offline", sim.Presence{Availability: "Offline"}, event.PresenceOffline, ""},
+	}
+	for _, step := range steps {
+		from := p.mx.presenceMark()
+		require.NoError(t, env.sim.SetPresence(p.colleague.URI, step.set), step.name)
+		p.mx.waitPresence(from, hop, "the colleague "+step.name, isPresence(p.ghost, step.want, step.status))
+	}
 }
 
-// A migrated user who publishes sees their Matrix status message as their
-// personal note on SfB; one who does not (the default) leaves SfB alone.
-func TestMatrixPresenceReachesSfB(t *testing.T) {
+// A colleague who stays Available stays online in Element: the bridge
+// writes the ghost's presence again before Synapse's sync_online_timeout
+// turns it offline (ghosts never sync).
+func TestPresenceAvailableColleagueStaysOnline(t *testing.T) {
+	t.Parallel()
 	env := setup(t)
-	p := env.newPair(t, "mona")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
-	defer cancel()
-	setStatus := func(msg string) {
-		require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceOnline, StatusMsg: msg}))
-	}
+	p := env.newPair(t, "rosa")
+	env.openPortal(t, p, "Hello Rosa")
 
-	setStatus("Only on Matrix now")
-	assert.Never(t, func() bool {
-		got, err := env.sim.GetPresence(p.self.URI)
-		return err == nil && got.Note != ""
-	}, 12*time.Second, time.Second, "published without being asked (the debounce is 10 s)")
+	from := p.mx.presenceMark()
+	require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "Online", Note: "At my desk"}))
+	p.mx.waitPresence(from, hop, "the colleague available", isPresence(p.ghost, event.PresenceOnline, "At my desk"))
+
+	// Without a refresh the ghost is offline one timeout (plus Synapse's
+	// timer of a few seconds) after the write; watch over two and a half.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+	never(t, syncOnlineTimeout*5/2, "the available colleague's ghost changed", func() string {
+		resp, err := p.mx.Client.GetPresence(ctx, p.ghost)
+		switch {
+		case err != nil:
+			return "reading the ghost's presence: " + err.Error()
+		case resp.Presence != event.PresenceOnline || resp.StatusMsg != "At my desk":
+			return fmt.Sprintf("the ghost's presence is %s %q", resp.Presence, resp.StatusMsg)
+		}
+		return ""
+	})
+	for _, evt := range p.mx.presenceEvents(from) {
+		if evt.Sender == p.ghost {
+			assert.Equal(t, event.PresenceOnline, evt.Content.AsPresence().Presence, "a presence of the ghost in the sync")
+		}
+	}
+}
+
+// A migrated user who publishes their presence: their Matrix presence and
+// status message become their SfB availability and note. Neither what the
+// bridge writes to ghosts nor the user's own SfB presence comes back: the
+// bridge publishes nothing more, and their Matrix presence stays theirs.
+func TestPresenceFromMatrixToSfB(t *testing.T) {
+	t.Parallel()
+	env := setup(t)
+	p := env.newPair(t, "quirin")
+	env.openPortal(t, p, "Hello Quirin")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
+	defer cancel()
 
 	from := p.mx.mark()
 	_, err := p.mx.Client.SendText(ctx, p.mgmt, "presence-publish on")
 	require.NoError(t, err)
-	p.mx.waitFor(from, hop, "the bot's confirmation", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
-		return strings.Contains(b, "is shown on Skype for Business")
+	p.mx.waitFor(from, hop, "the bot's answer to presence-publish on", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
+		return strings.Contains(b, "Your Matrix presence is shown on Skype for Business")
 	}))
-	setStatus("In Lyon today")
-	require.Eventually(t, func() bool {
-		got, err := env.sim.GetPresence(p.self.URI)
-		return err == nil && got.Note == "In Lyon today" && got.Availability == "Online"
-	}, hop, 500*time.Millisecond, "the status message never became the SfB note")
+
+	// Element going idle: it syncs as unavailable and sets the status.
+	p.mx.setSyncPresence(event.PresenceUnavailable)
+	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "Out for lunch"}))
+	env.waitSfBPresence(t, p.self.URI, "Away", "Out for lunch")
+
+	p.mx.setSyncPresence(event.PresenceOnline)
+	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceOnline, StatusMsg: "Back at my desk"}))
+	env.waitSfBPresence(t, p.self.URI, "Online", "Back at my desk")
+
+	// No echo. The colleague's change is written to their ghost, whose
+	// m.presence Synapse sends back to the bridge; the user's own SfB
+	// client sets their SfB presence, which the bridge does not watch.
+	published := env.sim.Publications(p.self.URI)
+	mark := p.mx.presenceMark()
+	require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "Busy", Activity: "in-a-meeting"}))
+	p.mx.waitPresence(mark, hop, "the colleague in a meeting", isPresence(p.ghost, event.PresenceUnavailable, "In a meeting"))
+	require.NoError(t, env.sim.SetPresence(p.self.URI, sim.Presence{Availability: "Busy", Note: "Set in the SfB client"}))
+	assert.Zero(t, env.sim.Subscribers(p.self.URI), "the bridge watches the user's own SfB presence")
+
+	// An echo would come within the simulator's event aggregation, a
+	// fetch, a write and the debounce: a few seconds.
+	never(t, 10*time.Second, "an echo", func() string {
+		if n := env.sim.Publications(p.self.URI); n != published {
+			return fmt.Sprintf("the bridge published %d times more", n-published)
+		}
+		resp, err := p.mx.Client.GetOwnPresence(ctx)
+		switch {
+		case err != nil:
+			return "reading the user's own presence: " + err.Error()
+		case resp.Presence != event.PresenceOnline || resp.StatusMsg != "Back at my desk":
+			return fmt.Sprintf("the user's Matrix presence is %s %q", resp.Presence, resp.StatusMsg)
+		}
+		return ""
+	})
+	sfbNow, err := env.sim.GetPresence(p.self.URI)
+	require.NoError(t, err)
+	assert.Equal(t, "Set in the SfB client", sfbNow.Note, "the SfB client's note stays until the Matrix presence changes")
+}
+
+// A presence subscription the server ends is created again, and the
+// colleague's presence keeps reaching Matrix.
+func TestPresenceSubscriptionDroppedIsRenewed(t *testing.T) {
+	t.Parallel()
+	env := setup(t)
+	p := env.newPair(t, "sven")
+	env.openPortal(t, p, "Hello Sven")
+
+	from := p.mx.presenceMark()
+	require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "BeRightBack"}))
+	p.mx.waitPresence(from, hop, "the colleague right back", isPresence(p.ghost, event.PresenceUnavailable, "Be right back"))
+
+	// Twice: the subscription created again is looked after like the
+	// first. A change while the bridge has no subscription arrives too,
+	// with the state a new subscription starts with.
+	for _, note := range []string{"changed after the first drop", "changed after the second drop"} {
+		env.sim.DropPresenceSubscriptions(p.self.URI)
+		require.Zero(t, env.sim.Subscribers(p.colleague.URI), "the colleague is still watched after the drop")
+		from := p.mx.presenceMark()
+		require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "DoNotDisturb", Note: note}))
+		p.mx.waitPresence(from, hop, "the colleague's change after the drop", isPresence(p.ghost, event.PresenceUnavailable, "Do not disturb · "+note))
+		assert.Positive(t, env.sim.Subscribers(p.colleague.URI), "the colleague is watched again")
+	}
+}
+
+// never fails the test when check finds something wrong (returns what)
+// within window, polling.
+func never(t *testing.T, window time.Duration, what string, check func() string) {
+	t.Helper()
+	// Written before the failing check's result reaches assert.Never, so
+	// read after it failed, never while a check runs.
+	var wrong string
+	if !assert.Never(t, func() bool { wrong = check(); return wrong != "" }, window, 250*time.Millisecond, what) {
+		t.Log(wrong)
+	}
+}
+
+// waitSfBPresence waits until the simulator shows uri with availability
+// and note.
+func (env *testEnv) waitSfBPresence(t *testing.T, uri sfb.URI, availability, note string) {
+	t.Helper()
+	ok := assert.Eventually(t, func() bool {
+		p, err := env.sim.GetPresence(uri)
+		return err == nil && p.Availability == availability && p.Note == note
+	}, hop, 50*time.Millisecond, "%s never showed as %s with the note %q on SfB", uri, availability, note)
+	if !ok {
+		p, err := env.sim.GetPresence(uri)
+		t.Fatalf("SfB shows %+v (%v)", p, err)
+	}
+}
+
+// isPresence matches an m.presence of user with state and status message.
+func isPresence(user id.UserID, state event.Presence, status string) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		c := evt.Content.AsPresence()
+		return evt.Sender == user && c.Presence == state && c.StatusMessage == status
+	}
+}
+
+// presenceMark is the position after the m.presence events seen so far.
+func (u *matrixUser) presenceMark() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.presence)
+}
+
+// presenceEvents returns a copy of the m.presence events from position
+// from on.
+func (u *matrixUser) presenceEvents(from int) []*event.Event {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]*event.Event(nil), u.presence[min(from, len(u.presence)):]...)
+}
+
+// waitPresence returns the first m.presence at or after position from
+// that matches, failing the test when none arrives within timeout.
+func (u *matrixUser) waitPresence(from int, timeout time.Duration, what string, match func(*event.Event) bool) *event.Event {
+	u.t.Helper()
+	evt, err := u.waitIn(&u.presence, from, timeout, match)
+	if err != nil {
+		var b strings.Builder
+		for _, e := range u.presenceEvents(from) {
+			c := e.Content.AsPresence()
+			fmt.Fprintf(&b, "  %s %s %q\n", e.Sender, c.Presence, c.StatusMessage)
+		}
+		u.t.Fatalf("%s: waiting for %s: %v\npresence seen:\n%s", u.ID, what, err, b.String())
+	}
+	return evt
 }
