@@ -40,7 +40,7 @@ const hop = 45 * time.Second
 // syncOnlineTimeout is Synapse's presence.sync_online_timeout in the tests
 // (30 s by default): how long a ghost's presence lasts unless the bridge
 // writes it again.
-const syncOnlineTimeout = 12 * time.Second
+const syncOnlineTimeout = 10 * time.Second
 
 // testEnv is shared by every test of the binary: starting Synapse,
 // PostgreSQL and the bridge once keeps the suite fast. Tests stay
