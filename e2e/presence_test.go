@@ -94,8 +94,9 @@ func TestPresenceAvailableColleagueStaysOnline(t *testing.T) {
 	}
 }
 
-// A migrated user who publishes their presence: their Matrix presence and
-// status message become their SfB availability and note. Neither what the
+// A migrated user's Matrix presence stays off SfB until they turn
+// publishing on; then their Matrix presence and status message become
+// their SfB availability and note. Neither what the
 // bridge writes to ghosts nor the user's own SfB presence comes back: the
 // bridge publishes nothing more, and their Matrix presence stays theirs.
 func TestPresenceFromMatrixToSfB(t *testing.T) {
@@ -105,6 +106,16 @@ func TestPresenceFromMatrixToSfB(t *testing.T) {
 	env.openPortal(t, p, "Hello Quirin")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
 	defer cancel()
+
+	// Publishing is off by default (coexistence: the user's SfB client
+	// shows their presence).
+	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceOnline, StatusMsg: "Not on SfB yet"}))
+	never(t, 4*time.Second, "a publication without presence-publish", func() string {
+		if n := env.sim.Publications(p.self.URI); n != 0 {
+			return fmt.Sprintf("the bridge published %d times", n)
+		}
+		return ""
+	})
 
 	from := p.mx.mark()
 	_, err := p.mx.Client.SendText(ctx, p.mgmt, "presence-publish on")
