@@ -68,9 +68,9 @@ func fnPresencePublish(ce *commands.Event) {
 
 // describePublish says whether login publishes, and why.
 func (c *Connector) describePublish(login *bridgev2.UserLogin) string {
-	on, source := c.Config.Presence.Publish, "the bridge's default"
+	on, source := publishSetting(login, c.Config.Presence), "the bridge's default"
 	if meta, ok := login.Metadata.(*LoginMetadata); ok && meta.PublishPresence != nil {
-		on, source = *meta.PublishPresence, "your setting"
+		source = "your setting"
 	}
 	if on {
 		return fmt.Sprintf("Your Matrix presence is shown on Skype for Business as %s (%s).", login.RemoteName, source)
@@ -92,7 +92,7 @@ func (c *Connector) setPublishPresence(ctx context.Context, login *bridgev2.User
 	}
 	if c.presence != nil {
 		if client, ok := login.Client.(*Client); ok {
-			c.presence.publishChanged(client)
+			c.presence.setPublish(client, publishSetting(login, c.Config.Presence))
 		}
 	}
 	return nil

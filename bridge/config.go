@@ -70,7 +70,7 @@ func defaultConfig() Config {
 		DisplaynameTemplate: "{{or .DisplayName .Address}} (SfB)",
 		Presence: PresenceConfig{
 			Enabled:         true,
-			WriteRate:       300,
+			WriteRate:       1000,
 			RefreshInterval: 20 * time.Second,
 			Publish:         false,
 			PublishDebounce: 10 * time.Second,

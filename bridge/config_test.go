@@ -43,7 +43,7 @@ presence:
 `), &c))
 	assert.Equal(t, 15*time.Second, c.Presence.RefreshInterval)
 	assert.True(t, c.Presence.Publish)
-	assert.Equal(t, 300.0, c.Presence.WriteRate, "an option left out of the section keeps its default")
+	assert.Equal(t, 1000.0, c.Presence.WriteRate, "an option left out of the section keeps its default")
 	assert.Equal(t, "http://127.0.0.1:8080/autodiscover", c.DiscoveryURL)
 	assert.True(t, c.AllowInsecureLoopback)
 	assert.Equal(t, 5*time.Second, c.RequestTimeout)

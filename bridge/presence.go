@@ -56,7 +56,10 @@ type presenceEngine struct {
 	// present: Matrix user -> their last m.presence; a user not in it
 	// has not been heard of and counts as present, so that a restart
 	// does not let ghosts decay until every user sent presence.
-	present    map[id.UserID]pubState
+	present map[id.UserID]pubState
+	// publish: login -> whether it publishes (the login's option, read
+	// once; the presence-publish command changes it here too).
+	publish    map[networkid.UserLoginID]bool
 	publishers map[networkid.UserLoginID]*publisher
 	activity   map[networkid.UserLoginID]time.Time
 }
@@ -74,6 +77,7 @@ func newPresenceEngine(c *Connector, set presence.SetFunc) *presenceEngine {
 		contacts:   map[networkid.UserLoginID]map[sfb.URI]struct{}{},
 		users:      map[networkid.UserLoginID]id.UserID{},
 		present:    map[id.UserID]pubState{},
+		publish:    map[networkid.UserLoginID]bool{},
 		publishers: map[networkid.UserLoginID]*publisher{},
 		activity:   map[networkid.UserLoginID]time.Time{},
 	}
@@ -148,6 +152,9 @@ func (e *presenceEngine) noteUser(c *Client) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.users[c.loginID] = c.login.UserMXID
+	if _, set := e.publish[c.loginID]; !set {
+		e.publish[c.loginID] = publishSetting(c.login, e.cfg)
+	}
 }
 
 // learnPresence asks the homeserver for the presence of a Matrix user not
@@ -181,6 +188,7 @@ func (e *presenceEngine) loginUp(ctx context.Context, c *Client, s sfb.Session) 
 	}
 	log := c.log.With().Str("component", "presence").Logger()
 	e.learnPresence(ctx, c.login.UserMXID)
+	e.republish(c)
 	e.spread.AddWatcher(ctx, string(c.loginID), s)
 
 	var want []sfb.URI
@@ -245,6 +253,7 @@ func (e *presenceEngine) loginDown(ctx context.Context, loginID networkid.UserLo
 	}
 	delete(e.contacts, loginID)
 	delete(e.users, loginID)
+	delete(e.publish, loginID)
 	if p := e.publishers[loginID]; p != nil {
 		p.stop()
 		delete(e.publishers, loginID)
@@ -381,8 +390,11 @@ func (e *presenceEngine) matrixPresence(ctx context.Context, user id.UserID, con
 		e.writer.RefreshNow(seen)
 	}
 	for _, login := range logins {
+		if !e.publishes(login) {
+			continue
+		}
 		ul := e.conn.br.GetCachedUserLoginByID(login)
-		if ul == nil || !e.publishes(ul) {
+		if ul == nil {
 			continue
 		}
 		c, ok := ul.Client.(*Client)
@@ -397,17 +409,25 @@ func (e *presenceEngine) matrixPresence(ctx context.Context, user id.UserID, con
 }
 
 // publishes reports whether the login publishes its Matrix presence.
-func (e *presenceEngine) publishes(ul *bridgev2.UserLogin) bool {
+func (e *presenceEngine) publishes(login networkid.UserLoginID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.publish[login]
+}
+
+// publishSetting is the login's effective publish option: its own, else
+// the configuration's.
+func publishSetting(ul *bridgev2.UserLogin, cfg PresenceConfig) bool {
 	if meta, ok := ul.Metadata.(*LoginMetadata); ok && meta.PublishPresence != nil {
 		return *meta.PublishPresence
 	}
-	return e.cfg.Publish
+	return cfg.Publish
 }
 
 // activity records Matrix activity of the login's user (a message, a read
 // receipt, typing): SfB must not turn them Away.
 func (e *presenceEngine) userActive(ctx context.Context, c *Client) {
-	if !e.publishes(c.login) {
+	if !e.publishes(c.loginID) {
 		return
 	}
 	e.reportActivity(ctx, c)
@@ -435,21 +455,42 @@ func (e *presenceEngine) reportActivity(ctx context.Context, c *Client) {
 	}()
 }
 
-// publishChanged applies a change of the login's publish option: on, the
+// setPublish applies a change of the login's publish option: on, the
 // user's last Matrix presence is published (after the debounce); off,
 // what waits is dropped.
-func (e *presenceEngine) publishChanged(c *Client) {
+func (e *presenceEngine) setPublish(c *Client, on bool) {
 	e.mu.Lock()
+	e.publish[c.loginID] = on
 	p := e.publishers[c.loginID]
 	last, heard := e.present[c.login.UserMXID]
-	if !e.publishes(c.login) && p != nil {
+	if !on && p != nil {
 		p.stop()
 		delete(e.publishers, c.loginID)
 	}
 	e.mu.Unlock()
-	if e.publishes(c.login) && heard {
+	if on && heard {
 		e.publisher(c).update(last)
 	}
+}
+
+// republish publishes the user's Matrix presence on a new session of a
+// publishing login: the session knows nothing of what the last one
+// published, and SfB makes a new endpoint Available.
+func (e *presenceEngine) republish(c *Client) {
+	if !e.publishes(c.loginID) {
+		return
+	}
+	e.mu.Lock()
+	last, heard := e.present[c.login.UserMXID]
+	e.mu.Unlock()
+	if !heard {
+		return
+	}
+	p := e.publisher(c)
+	p.mu.Lock()
+	p.published = nil
+	p.mu.Unlock()
+	p.update(last)
 }
 
 func (e *presenceEngine) publisher(c *Client) *publisher {

@@ -237,7 +237,7 @@ func TestPresenceMovesToAnotherLoginAtLogout(t *testing.T) {
 func TestPresenceMovesWhenASessionEnds(t *testing.T) {
 	g := &ghostPresence{}
 	e := newTestEnv(t, withPresence(g, nil))
-	a, _, sa, sb := twoLogins(t, e)
+	_, _, sa, sb := twoLogins(t, e)
 	e.messageFrom(sa, carol)
 	e.messageFrom(sb, carol)
 	// Both want carol; one watches.
@@ -248,13 +248,12 @@ func TestPresenceMovesWhenASessionEnds(t *testing.T) {
 	}
 	owner.emit(sfb.SessionEnded{Err: sfb.ErrServerUnavailable})
 	require.Eventually(t, func() bool { return other.watches(carol) }, 5*time.Second, time.Millisecond, "the other login takes carol over")
-	_ = a
 }
 
 func TestMatrixPresenceIsPublishedOnlyWhenTheLoginPublishes(t *testing.T) {
 	g := &ghostPresence{}
 	e := newTestEnv(t, withPresence(g, nil))
-	ul, c, s := e.mustLogin()
+	ul, _, s := e.mustLogin()
 	timers := &manualTimers{}
 	e.conn.presence.afterFunc = timers.afterFunc
 	alice := e.user.MXID
@@ -266,15 +265,16 @@ func TestMatrixPresenceIsPublishedOnlyWhenTheLoginPublishes(t *testing.T) {
 	assert.Zero(t, s.activityReports())
 
 	yes := true
-	ul.Metadata.(*LoginMetadata).PublishPresence = &yes
+	require.NoError(t, e.conn.setPublishPresence(e.ctx, ul, &yes))
+	timers.fire() // what turning it on publishes
+	require.Len(t, s.publications(), 1)
 	e.conn.presence.matrixPresence(e.ctx, alice, &event.PresenceEventContent{Presence: event.PresenceOnline, StatusMessage: "In Lyon"})
-	assert.Empty(t, s.publications(), "nothing before the debounce")
+	assert.Len(t, s.publications(), 1, "nothing before the debounce")
 	timers.fire()
 	pubs := s.publications()
-	require.Len(t, pubs, 1)
-	assert.Equal(t, sfb.AvailabilityOnline, *pubs[0].Availability)
-	assert.Equal(t, "In Lyon", *pubs[0].Note)
-	_ = c
+	require.Len(t, pubs, 2)
+	assert.Equal(t, sfb.AvailabilityOnline, *pubs[1].Availability)
+	assert.Equal(t, "In Lyon", *pubs[1].Note)
 }
 
 func TestMatrixPresenceIsDebounced(t *testing.T) {
@@ -426,4 +426,32 @@ func TestPresenceOfAUserOfflineAtStartIsLearned(t *testing.T) {
 	// A change that arrives wins over what was read.
 	e.conn.presence.matrixPresence(e.ctx, e.user.MXID, &event.PresenceEventContent{Presence: event.PresenceOnline})
 	assert.True(t, e.conn.presence.visible(bob))
+}
+
+func TestPresenceIsPublishedAgainOnANewSession(t *testing.T) {
+	g := &ghostPresence{}
+	e := newTestEnv(t, withPresence(g, func(p *PresenceConfig) { p.Publish = true }))
+	e.conn.matrixPresenceOf = func(context.Context, id.UserID) (*event.PresenceEventContent, error) {
+		return &event.PresenceEventContent{Presence: event.PresenceOffline, StatusMessage: "On leave"}, nil
+	}
+	timers := &manualTimers{}
+	e.conn.presence.afterFunc = timers.afterFunc
+	_, _, s := e.mustLogin()
+	require.Eventually(t, func() bool {
+		timers.fire()
+		return len(s.publications()) == 1
+	}, 5*time.Second, time.Millisecond, "the Matrix presence read at sign-in is published")
+	assert.Equal(t, sfb.AvailabilityAway, *s.publications()[0].Availability)
+	assert.Equal(t, "On leave", *s.publications()[0].Note)
+
+	// The session ends; the next one publishes again, though the state
+	// did not change.
+	s.emit(sfb.SessionEnded{Err: sfb.ErrServerUnavailable})
+	require.Eventually(t, func() bool { return e.transport.sessionCount() == 2 }, 5*time.Second, time.Millisecond)
+	s2 := e.transport.lastSession()
+	require.Eventually(t, func() bool {
+		timers.fire()
+		return len(s2.publications()) == 1
+	}, 5*time.Second, time.Millisecond)
+	assert.Len(t, s.publications(), 1)
 }

@@ -37,6 +37,11 @@ import (
 // Generous: the race detector and a busy 2-core machine slow everything.
 const hop = 45 * time.Second
 
+// syncOnlineTimeout is Synapse's presence.sync_online_timeout in the tests
+// (30 s by default): how long a ghost's presence lasts unless the bridge
+// writes it again.
+const syncOnlineTimeout = 10 * time.Second
+
 // testEnv is shared by every test of the binary: starting Synapse,
 // PostgreSQL and the bridge once keeps the suite fast. Tests stay
 // independent by using their own Matrix and SfB users.
@@ -147,6 +152,19 @@ func startEnv() (env *testEnv, err error) {
 		// The highest rate the configuration allows, as an operator
 		// signing a wave in would set it.
 		Network: map[string]any{"sign_in_rate": 12},
+		// Presence decays within seconds rather than half a minute, so
+		// that a test sees within seconds whether the bridge refreshes
+		// its ghosts in time; refresh_interval follows it as
+		// docs/presence.md tells operators to. A short debounce keeps
+		// Matrix -> SfB tests short.
+		SynapseConfig: map[string]any{"presence": map[string]any{
+			"enabled":             true,
+			"sync_online_timeout": syncOnlineTimeout.Milliseconds(),
+		}},
+		Config: map[string]any{
+			"network.presence.refresh_interval": (syncOnlineTimeout / 2).String(),
+			"network.presence.publish_debounce": "1s",
+		},
 	})
 	if err != nil {
 		return env, err

@@ -24,9 +24,14 @@ type matrixUser struct {
 	Client *mautrix.Client
 	ID     id.UserID
 
-	mu      sync.Mutex
-	events  []*event.Event
-	changed chan struct{} // closed and replaced whenever events grow
+	mu     sync.Mutex
+	events []*event.Event
+	// presence holds the m.presence events of the sync responses, apart
+	// from the timeline: what Element shows next to people's names.
+	presence []*event.Event
+	changed  chan struct{} // closed and replaced whenever events or presence grow
+	// stopSync ends the running sync loop and waits for it.
+	stopSync func()
 }
 
 func newMatrixUser(t testing.TB, hs *synapse.Server, acct synapse.Account) *matrixUser {
@@ -36,21 +41,36 @@ func newMatrixUser(t testing.TB, hs *synapse.Server, acct synapse.Account) *matr
 	client.DeviceID = acct.DeviceID
 	u := &matrixUser{t: t, Client: client, ID: acct.UserID, changed: make(chan struct{})}
 	client.Syncer = u
+	u.startSync()
+	t.Cleanup(func() { u.stopSync() })
+	return u
+}
+
+func (u *matrixUser) startSync() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			if err := client.SyncWithContext(ctx); err != nil && ctx.Err() == nil {
-				t.Logf("%s: sync stopped: %v; restarting", u.ID, err)
+			if err := u.Client.SyncWithContext(ctx); err != nil && ctx.Err() == nil {
+				u.t.Logf("%s: sync stopped: %v; restarting", u.ID, err)
 			}
 		}
 	}()
-	t.Cleanup(func() {
+	u.stopSync = func() {
 		cancel()
 		<-done
-	})
-	return u
+	}
+}
+
+// setSyncPresence makes the client sync with set_presence=p from now on,
+// as Element does when its user goes idle: a client that keeps syncing as
+// online would turn its user online again right after a PUT of
+// unavailable. The sync loop restarts from where it was.
+func (u *matrixUser) setSyncPresence(p event.Presence) {
+	u.stopSync()
+	u.Client.SyncPresence = p
+	u.startSync()
 }
 
 // ProcessResponse implements mautrix.Syncer.
@@ -66,11 +86,16 @@ func (u *matrixUser) ProcessResponse(_ context.Context, resp *mautrix.RespSync, 
 			batch = append(batch, prepare(evt, roomID))
 		}
 	}
-	if len(batch) == 0 {
+	for _, evt := range resp.Presence.Events {
+		evt.Type.Class = event.EphemeralEventType
+		_ = evt.Content.ParseRaw(evt.Type)
+	}
+	if len(batch) == 0 && len(resp.Presence.Events) == 0 {
 		return nil
 	}
 	u.mu.Lock()
 	u.events = append(u.events, batch...)
+	u.presence = append(u.presence, resp.Presence.Events...)
 	close(u.changed)
 	u.changed = make(chan struct{})
 	u.mu.Unlock()
@@ -134,12 +159,18 @@ func (u *matrixUser) waitFor(from int, timeout time.Duration, what string, match
 }
 
 func (u *matrixUser) waitForErr(from int, timeout time.Duration, match func(*event.Event) bool) (*event.Event, error) {
+	return u.waitIn(&u.events, from, timeout, match)
+}
+
+// waitIn waits for a match in *list (u.events or u.presence) from
+// position from on.
+func (u *matrixUser) waitIn(list *[]*event.Event, from int, timeout time.Duration, match func(*event.Event) bool) (*event.Event, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		// Match outside the lock: matchers may look at other events.
 		u.mu.Lock()
-		events := u.events[min(from, len(u.events)):]
+		events := (*list)[min(from, len(*list)):]
 		changed := u.changed
 		u.mu.Unlock()
 		for _, evt := range events {

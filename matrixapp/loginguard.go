@@ -59,6 +59,12 @@ func inLogin(user *bridgev2.User) bool {
 }
 
 func (g *loginInputGuard) Handle(ctx context.Context, roomID id.RoomID, eventID id.EventID, user *bridgev2.User, message string, replyTo id.EventID) {
+	// mautrix's processor adds the command and the flow's action to the
+	// logger of ctx in place (UpdateContext), and ctx is the appservice
+	// event processor's for the bridge's whole life: without a logger of
+	// its own, every command added its fields to all later log lines.
+	log := zerolog.Ctx(ctx).With().Logger()
+	ctx = log.WithContext(ctx)
 	input := inLogin(user)
 	g.mu.Lock()
 	ended, recent := g.ended[user.MXID]

@@ -1,11 +1,14 @@
 package matrixapp
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
@@ -97,4 +100,33 @@ func TestLoginInputGuard(t *testing.T) {
 
 	assert.Equal(t, []string{"help", "login", "address", "password", "hunter2", "help", "hunter2", "help"}, next.handled,
 		"every message still reaches the commands")
+}
+
+// loggingCommands does to the logger of its context what mautrix's
+// command processor does: it adds the command with UpdateContext.
+type loggingCommands struct{}
+
+func (loggingCommands) Handle(ctx context.Context, _ id.RoomID, _ id.EventID, _ *bridgev2.User, message string, _ id.EventID) {
+	log := zerolog.Ctx(ctx)
+	log.UpdateContext(func(c zerolog.Context) zerolog.Context { return c.Str("mx_command", message) })
+	log.Debug().Msg("Received command")
+}
+
+// The context a command arrives with lives as long as the bridge: what the
+// processor adds to its logger stays with the command.
+func TestLoginInputGuardKeepsCommandFieldsToTheCommand(t *testing.T) {
+	var out bytes.Buffer
+	ctx := zerolog.New(&out).WithContext(context.Background())
+	guard := newLoginInputGuard(loggingCommands{}, &redactingBot{})
+	alice := &bridgev2.User{User: &mxdb.User{MXID: "@alice:example.org"}}
+	guard.Handle(ctx, "!mgmt", "$1", alice, "help", "")
+	guard.Handle(ctx, "!mgmt", "$2", alice, "version", "")
+	zerolog.Ctx(ctx).Info().Msg("a later event")
+
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	assert.Equal(t, []string{
+		`{"level":"debug","mx_command":"help","message":"Received command"}`,
+		`{"level":"debug","mx_command":"version","message":"Received command"}`,
+		`{"level":"info","message":"a later event"}`,
+	}, lines)
 }

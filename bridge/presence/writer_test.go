@@ -263,3 +263,31 @@ func TestWriterForgetDuringAWrite(t *testing.T) {
 	assert.False(t, known, "a write in flight does not bring a forgotten person back")
 	assert.Never(t, func() bool { return len(h.of(bob)) > 1 }, 100*time.Millisecond, 5*time.Millisecond, "and bob is not refreshed")
 }
+
+// BenchmarkWriterStorm measures the writer's own cost per change in a storm
+// over many people (a homeserver that answers at once, no ceiling).
+func BenchmarkWriterStorm(b *testing.B) {
+	const people = 70000
+	uris := make([]sfb.URI, people)
+	for i := range uris {
+		uris[i] = sfb.URI(fmt.Sprintf("sip:user%d@contoso.com", i))
+	}
+	w := NewWriter(func(context.Context, sfb.URI, MatrixState) error { return nil }, WriterOptions{Workers: 16}, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	states := []MatrixState{busy, online, meeting}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.Update(uris[i%people], states[(i/people)%len(states)])
+	}
+	// Every change is written, coalesced or skipped.
+	for {
+		st := w.Stats()
+		if st.Writes+st.Coalesced+st.Unchanged >= uint64(b.N) {
+			b.ReportMetric(float64(st.Coalesced)/float64(b.N), "coalesced/op")
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -11,7 +11,8 @@ import (
 
 // The bridge writes ghost presence and reads m.presence: every Synapse of
 // the tests, the demo and the bench has presence on, with the decay timer
-// at Synapse's default so that the refresh is tested as in production.
+// at Synapse's default as in production unless a caller shortens it
+// (the e2e tests do, through ExtraConfig, to see a decay within seconds).
 func TestConfigHasPresenceOn(t *testing.T) {
 	s := &Server{Dir: t.TempDir()}
 	path, err := s.writeConfig(18008, Options{})

@@ -71,6 +71,8 @@ type presenceState struct {
 	// activeAt is the last reportMyActivity (or publication) of a UCWA
 	// application.
 	activeAt time.Time
+	// publications counts me/presence and me/note publications.
+	publications int
 }
 
 // ContactGroup is a group of a user's contact list.
@@ -867,6 +869,7 @@ func (s *Server) serveMyPresence(w http.ResponseWriter, r *http.Request, a *app)
 func (s *Server) publish(u *user, preferred string) {
 	ps := u.presenceState()
 	ps.published = preferred
+	ps.publications++
 	ps.activeAt = s.now()
 	p := ps.Presence
 	p.Availability = publishedAvailability(preferred)
@@ -922,6 +925,7 @@ func (s *Server) serveMyNote(w http.ResponseWriter, r *http.Request, a *app) {
 			return
 		}
 		s.locked(func() {
+			a.user.presenceState().publications++
 			p := a.user.presenceOf()
 			p.Note = msg
 			s.changePresence(a.user, p)
@@ -930,6 +934,20 @@ func (s *Server) serveMyNote(w http.ResponseWriter, r *http.Request, a *app) {
 	default:
 		methodNotAllowed(w)
 	}
+}
+
+// Publications is how many times uri's UCWA applications published their
+// presence or note (me/presence, me/note), counting those that changed
+// nothing: tests tell from it whether a client published at all.
+func (s *Server) Publications(uri sfb.URI) int {
+	uri = canonical(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[uri]
+	if u == nil || u.st == nil || u.st.presence == nil {
+		return 0
+	}
+	return u.st.presence.publications
 }
 
 // PresenceSubscriptionExpiry is when the first of uri's presence

@@ -162,12 +162,14 @@ func TestMyPresenceNoteAndIdleness(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, a.do("POST", me+"/presence", "application/json", `{"availability":"Busy"}`).status)
 	assert.Equal(t, "Busy", a.do("GET", me+"/presence", "", "").json(t)["availability"])
 	b.await("alice busy", is("contactPresence", "updated"))
+	assert.Equal(t, 1, e.sim.Publications(alice), "the refused availability is no publication")
 
 	require.Equal(t, http.StatusNoContent, a.do("POST", me+"/note", "application/json", `{"message":"In Element"}`).status)
 	assert.Equal(t, "In Element", a.do("GET", me+"/note", "", "").json(t)["message"])
 	b.await("alice's note", is("contactNote", "updated"))
 	r = a.do("POST", me+"/note", "application/json", `{"message":"`+strings.Repeat("x", 513)+`"}`)
 	assert.Equal(t, http.StatusBadRequest, r.status)
+	assert.Equal(t, 2, e.sim.Publications(alice), "the note counts, the refused one does not")
 
 	availability := func() string {
 		e.sim.Sweep()
@@ -181,6 +183,7 @@ func TestMyPresenceNoteAndIdleness(t *testing.T) {
 	assert.Equal(t, "IdleBusy", availability())
 	require.Equal(t, http.StatusNoContent, a.do("POST", me+"/reportMyActivity", "", "").status)
 	assert.Equal(t, "Busy", availability())
+	assert.Equal(t, 2, e.sim.Publications(alice), "activity is no publication")
 	e.clock.Advance(15 * time.Minute)
 	assert.Equal(t, "Away", availability())
 

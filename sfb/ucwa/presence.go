@@ -349,8 +349,8 @@ func (s *session) deleteMemberships(ctx context.Context, sub *watchSub, people [
 		gone[u] = true
 	}
 	for _, m := range ms {
-		u, ok := s.personOfContact(m.Links.Href("contact"))
-		if !ok || !gone[u] {
+		u, _, _ := s.personOfContact(m.Links.Href("contact"))
+		if !gone[u] {
 			continue
 		}
 		if _, err := s.c.do(rctx, request{op: "delete presence membership", method: http.MethodDelete, url: s.abs(m.Self())}); err != nil && statusOf(err) != http.StatusNotFound {
@@ -362,35 +362,37 @@ func (s *session) deleteMemberships(ctx context.Context, sub *watchSub, people [
 
 // personOfContact maps a contact href to a watched person: one seen before,
 // or an href ending in the address (people/alice@contoso.com, as the
-// reference's transcripts and the simulator name contacts).
-func (s *session) personOfContact(href string) (sfb.URI, bool) {
+// reference's transcripts and the simulator name contacts). named says the
+// href names somebody, watched or not; when it does not (people/282), only
+// the contact resource tells who it is.
+func (s *session) personOfContact(href string) (uri sfb.URI, watched, named bool) {
 	if href == "" {
-		return "", false
+		return "", false, false
 	}
 	abs := s.abs(href)
 	p := s.pres
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if u, ok := p.byContact[abs]; ok {
-		return u, true
+		_, watched = p.of[u]
+		return u, watched, true
 	}
 	u, err := url.Parse(abs)
 	if err != nil {
-		return "", false
+		return "", false, false
 	}
 	last, err := url.PathUnescape(path.Base(u.EscapedPath()))
 	if err != nil || !strings.Contains(last, "@") {
-		return "", false
+		return "", false, false
 	}
-	uri, err := sfb.ParseURI(last)
+	uri, err = sfb.ParseURI(last)
 	if err != nil {
-		return "", false
+		return "", false, false
 	}
-	if _, watched := p.of[uri]; !watched {
-		return "", false
+	if _, watched = p.of[uri]; watched {
+		p.byContact[abs] = uri
 	}
-	p.byContact[abs] = uri
-	return uri, true
+	return uri, watched, true
 }
 
 // presenceEvent is an "updated" event of a contact's presence or note.
@@ -429,8 +431,13 @@ func (s *session) onPresenceEvents(ctx context.Context, evs []presenceEvent) {
 			continue
 		}
 		seen[e.href] = true
-		u, ok := s.personOfContact(e.contact)
-		if !ok {
+		u, watched, named := s.personOfContact(e.contact)
+		switch {
+		case named && !watched:
+			// Unwatched a moment ago, or never: nothing to fetch.
+			s.log.Debug().Stringer("person", u).Msg("Presence of somebody not watched, ignored")
+			continue
+		case !named:
 			unknown = append(unknown, e)
 			continue
 		}

@@ -82,14 +82,14 @@ func latest(evts []sfb.Event) map[sfb.URI]sfb.Presence {
 }
 
 func TestPresenceWatchDeliversInitialStateAndChanges(t *testing.T) {
-	srv, tr, _ := presenceSim(t, sim.Options{}, sfb.Config{}, 0, nil)
+	srv, tr, users := presenceSim(t, sim.Options{}, sfb.Config{}, 1, nil)
 	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Away", Note: "Gone fishing"}))
 	s, rec := simSignIn(t, tr)
 	ctx := context.Background()
 
-	taken, err := s.Watch(ctx, []sfb.URI{bob, bob})
+	taken, err := s.Watch(ctx, []sfb.URI{bob, bob, users[0]})
 	require.NoError(t, err)
-	assert.Equal(t, []sfb.URI{bob}, taken)
+	assert.Equal(t, []sfb.URI{bob, users[0]}, taken)
 	require.Eventually(t, func() bool {
 		p, ok := latest(rec.all())[bob]
 		return ok && p.Availability == sfb.AvailabilityAway && p.Note == "Gone fishing"
@@ -111,7 +111,8 @@ func TestPresenceWatchDeliversInitialStateAndChanges(t *testing.T) {
 
 	// Unwatched, bob's changes no longer arrive.
 	require.NoError(t, s.Unwatch(ctx, []sfb.URI{bob}))
-	assert.Equal(t, 0, srv.Subscribers(bob))
+	assert.Equal(t, 0, srv.Subscribers(bob), "his membership deleted")
+	assert.Equal(t, 1, srv.Subscribers(users[0]), "the subscription stays for the others")
 	n := len(eventsOf[sfb.PresenceChanged](rec.all()))
 	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Online"}))
 	assert.Never(t, func() bool { return len(eventsOf[sfb.PresenceChanged](rec.all())) != n }, 300*time.Millisecond, tick)
