@@ -184,17 +184,18 @@ const (
 )
 
 // rawOffset shifts the raw client's states against the simulator's
-// storm, so that its first write of a person never repeats what the
-// bridge wrote last (see rawStorm).
+// storm: both sides make as many changes, so in any round a person's raw
+// state is three steps from the bridge's, and a write always changes
+// what the ghost shows (a write that changes nothing is never seen).
 const rawOffset = 3
 
 func (e *env) runPresenceStorm(ctx context.Context, users int) (PresenceRun, error) {
 	o := e.opts
 	run := PresenceRun{
 		Users: users, Logins: o.presenceLogins, Observers: min(o.presenceObservers, o.presenceSample),
-		Sample: min(o.presenceSample, users), Visible: min(o.presenceVisible, o.presenceSample, users), Rate: o.presenceRate, Seconds: o.presenceDuration.Seconds(),
+		Sample: min(o.presenceSample, users), Visible: min(o.presenceVisible, o.presenceSample, users),
+		Rate: o.presenceRate, Seconds: o.presenceDuration.Seconds(), Rounds: max(1, o.rounds),
 		WriteRate: o.presenceWriteRate, RefreshInterval: o.refreshInterval.String(),
-		Rounds: max(1, o.rounds),
 	}
 	// A bridge of its own: a fresh database, no other scenario's logins,
 	// the sign-in ramp lifted (the logins are setup, not measured here).
