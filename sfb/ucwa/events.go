@@ -676,6 +676,8 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	}
 	s.mu.Unlock()
 	if !s.seen.add(href) || duplicateFirst {
+		s.log.Debug().Str("message", redact(href)).Bool("repeat_of_invitation", duplicateFirst).
+			Msg("Message event already delivered, not delivering it again")
 		return nil
 	}
 	var from sfb.Person
