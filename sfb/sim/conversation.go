@@ -473,6 +473,12 @@ func (s *Server) endDialog(d *dialog, r reason, skip *convView) {
 	}
 	offering := d.state == dialogOffering
 	d.state = dialogEnded
+	if len(d.queued) > 0 {
+		// The inviter's native client would show them as not delivered;
+		// nothing tells the control API's caller.
+		s.log.Warn().Stringer("from", d.parties[0].uri).Stringer("to", d.parties[1].uri).Int("messages", len(d.queued)).
+			Str("reason", r.subcode).Msg("conversation ended before its invitation was accepted; messages held for it are dropped")
+	}
 	for side := range d.parties {
 		p := &d.parties[side]
 		p.typingUntil = time.Time{}
