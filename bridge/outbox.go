@@ -200,6 +200,8 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 		if ctx.Err() != nil {
 			return false
 		}
+		// A kill between SfB taking it and the accepted mark sends it again.
+		log.Debug().Bool("after_restart", !c.isLive(entry.EventID)).Msg("Sending Matrix message to SfB")
 		sendStart := time.Now()
 		sent, ok, err := c.sendOutbox(ctx, rctx, entry)
 		if !ok {
