@@ -182,7 +182,7 @@ func (h *txnHold) middleware(next http.Handler) http.Handler {
 // carries, so that the log shows whether and when an event reached the
 // bridge. The body is left for the handler.
 func logTransaction(log zerolog.Logger, r *http.Request) {
-	if e := log.Debug(); !e.Enabled() || r.Body == nil {
+	if log.GetLevel() > zerolog.DebugLevel || r.Body == nil {
 		return
 	}
 	body, err := io.ReadAll(r.Body)
