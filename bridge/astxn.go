@@ -3,6 +3,8 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,6 +18,8 @@ import (
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 )
 
 // Synapse pushes Matrix events to the bridge in appservice transactions
@@ -54,7 +58,7 @@ func holdTransactions(mc *matrix.Connector, log zerolog.Logger) *txnHold {
 		log.Info().Msg("Setting appservice.async_transactions to false: a transaction is answered after its events were handled, so that a crash loses none")
 		mc.EventProcessor.ExecMode = appservice.Sync
 	}
-	h := newTxnHold(mc.AS.Events)
+	h := newTxnHold(mc.AS.Events, log)
 	mc.EventProcessor.On(handledMarker, h.reached)
 	mc.AS.Middleware = append(mc.AS.Middleware, h.middleware)
 	return h
@@ -63,22 +67,40 @@ func holdTransactions(mc *matrix.Connector, log zerolog.Logger) *txnHold {
 // processorRunning lets transactions in and asks the homeserver to send
 // what it holds back (its appservice ping makes Synapse retry at once).
 func (h *txnHold) processorRunning(ctx context.Context, mc *matrix.Connector, log zerolog.Logger) {
-	h.running.Store(true)
-	go func() {
-		txnID := "sfb-processor-running-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	ping := func(why string) {
+		txnID := "sfb-" + why + "-" + strconv.FormatInt(time.Now().UnixNano(), 10)
 		if _, err := mc.AS.BotClient().AppservicePing(ctx, mc.AS.Registration.ID, txnID); err != nil {
-			log.Debug().Err(err).Msg("Appservice ping after start failed; the homeserver sends held transactions on its own schedule")
+			log.Debug().Err(err).Str("after", why).Msg("Appservice ping failed; the homeserver sends held transactions on its own schedule")
 		}
-	}()
+	}
+	// Synapse starts the recoverer in the background after the refusal;
+	// a ping before that has nothing to hurry.
+	h.pingAfterRefusal = func() {
+		if ctxtime.Sleep(ctx, refusalPingDelay) {
+			ping("gap-refused")
+		}
+	}
+	h.running.Store(true)
+	go ping("processor-running")
 }
+
+// refusalPingDelay is how long after refusing a transaction for a gap the
+// homeserver is pinged.
+const refusalPingDelay = 200 * time.Millisecond
 
 // txnHold delays the answers to transactions until their events were
 // handled.
 type txnHold struct {
 	events chan<- *event.Event
+	log    zerolog.Logger
 	next   atomic.Uint64
 	// running is set once the event processor runs.
 	running atomic.Bool
+	// gaps refuses a transaction that may have a stranded one before it
+	// (astxngap.go); pingAfterRefusal, set before running, hurries the
+	// homeserver's recovery then.
+	gaps             *gapWatch
+	pingAfterRefusal func()
 
 	mu sync.Mutex
 	// markers holds, per marker event ID, the channel closed when the
@@ -91,8 +113,9 @@ type txnHold struct {
 	inFlight map[string]chan struct{}
 }
 
-func newTxnHold(events chan<- *event.Event) *txnHold {
-	return &txnHold{events: events, markers: map[id.EventID]chan struct{}{}, inFlight: map[string]chan struct{}{}}
+func newTxnHold(events chan<- *event.Event, log zerolog.Logger) *txnHold {
+	return &txnHold{events: events, log: log, gaps: newGapWatch(time.Now),
+		markers: map[id.EventID]chan struct{}{}, inFlight: map[string]chan struct{}{}}
 }
 
 func (h *txnHold) middleware(next http.Handler) http.Handler {
@@ -106,6 +129,18 @@ func (h *txnHold) middleware(next http.Handler) http.Handler {
 			mautrix.MUnknown.WithStatus(http.StatusServiceUnavailable).WithMessage("The bridge is starting").Write(w)
 			return
 		}
+		log := h.log.With().Str("txn_id", txnID).Logger()
+		if ok, after := h.gaps.admit(txnID); !ok {
+			log.Info().Uint64("last_txn_id", after).
+				Msg("Refusing an appservice transaction that skips numbers during a recovery, so that the homeserver first sends one it may have held back")
+			mautrix.MUnknown.WithStatus(http.StatusServiceUnavailable).
+				WithMessage("The bridge missed a transaction before this one; send it first").Write(w)
+			if h.pingAfterRefusal != nil {
+				go h.pingAfterRefusal()
+			}
+			return
+		}
+		logTransaction(log, r)
 		h.mu.Lock()
 		earlier := h.inFlight[txnID]
 		done := make(chan struct{})
@@ -127,15 +162,48 @@ func (h *txnHold) middleware(next http.Handler) http.Handler {
 			close(done)
 		}()
 
+		start := time.Now()
 		rec := &heldResponse{header: http.Header{}, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		if rec.status == http.StatusOK && !wait(r.Context(), h.mark()) {
 			// The homeserver gave up on this request and sends the
-			// transaction again; the events are still being handled.
+			// transaction again, as part of a recovery; the events are
+			// still being handled.
+			log.Warn().Stringer("held", time.Since(start)).Msg("Homeserver gave up waiting for the answer to a transaction; it will send it again")
+			h.gaps.arm()
 			return
 		}
 		rec.copyTo(w)
+		log.Debug().Int("status", rec.status).Dur("held_ms", time.Since(start)).Msg("Answered appservice transaction")
 	})
+}
+
+// logTransaction logs, at debug level, the events of the transaction r
+// carries, so that the log shows whether and when an event reached the
+// bridge. The body is left for the handler.
+func logTransaction(log zerolog.Logger, r *http.Request) {
+	if log.GetLevel() > zerolog.DebugLevel || r.Body == nil {
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	var txn struct {
+		Events []struct {
+			ID   id.EventID `json:"event_id"`
+			Type string     `json:"type"`
+		} `json:"events"`
+	}
+	if json.Unmarshal(body, &txn) != nil {
+		return
+	}
+	arr := zerolog.Arr()
+	for _, evt := range txn.Events {
+		arr.Str(evt.Type + " " + evt.ID.String())
+	}
+	log.Debug().Array("events", arr).Msg("Appservice transaction received")
 }
 
 // mark queues a marker behind the events queued so far and returns the

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/event"
@@ -28,7 +29,7 @@ type txnHoldRig struct {
 
 func newTxnHoldRig(t *testing.T) *txnHoldRig {
 	rig := &txnHoldRig{events: make(chan *event.Event, 16), release: make(chan struct{})}
-	h := newTxnHold(rig.events)
+	h := newTxnHold(rig.events, zerolog.Nop())
 	rig.hold = h
 	h.running.Store(true)
 	rig.handler = h.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -60,6 +60,11 @@ type Client struct {
 	// live holds the Matrix event IDs this process registered with
 	// bridgev2 as pending (see outbox.go).
 	live map[string]struct{}
+	// settleMu makes recording a replayed entry's outcome (message row,
+	// then deleting the entry) and storing a new entry (no message row,
+	// then adding it) exclusive, so that an event the homeserver pushes
+	// again meanwhile finds one or the other (see addOutbox).
+	settleMu sync.Mutex
 	// heardNames holds the display names that SfB events gave for
 	// senders, for those the directory does not know (see GetUserInfo).
 	heardNames map[sfb.URI]string

@@ -11,6 +11,7 @@ import (
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
@@ -103,7 +104,7 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	// always finds the registration.
 	c.markLive(entry.EventID)
 	msg.AddPendingToSave(&mxdb.Message{SenderID: c.GetUserID(), Timestamp: time.Now()}, txnID, handleEcho)
-	stored, added, err := c.conn.db.AddOutbox(ctx, entry)
+	stored, added, err := c.addOutbox(ctx, entry)
 	if err != nil {
 		msg.RemovePending(txnID)
 		c.takeLive(entry.EventID)
@@ -118,9 +119,36 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 		return &bridgev2.MatrixMessageResponse{}, nil
 	case !added:
 		zerolog.Ctx(ctx).Info().Int64("outbox_id", stored.ID).Msg("Matrix message already in the outbox, waiting for its delivery")
+	default:
+		zerolog.Ctx(ctx).Debug().Int64("outbox_id", stored.ID).Str("peer", peer.Address()).Msg("Matrix message stored in the outbox")
 	}
 	c.wakeOutbox(peer)
 	return &bridgev2.MatrixMessageResponse{Pending: true}, nil
+}
+
+// addOutbox stores entry unless its event was settled already. After a
+// restart the homeserver pushes again the events of the transaction the
+// killed process had not answered, while the outbox lane settles the
+// entries that process stored: bridgev2 looks for the event's message row
+// before the lane records it, and a plain AddOutbox after the lane deleted
+// the entry would store the event anew and send it to SfB a second time.
+// The lane records the row and deletes the entry under settleMu
+// (reportReplayed); checked for a row under the same lock, the event finds
+// either its entry or its row. A live entry's row is stored by bridgev2 in
+// the portal's event loop, which also runs this handler, before the entry
+// is deleted.
+func (c *Client) addOutbox(ctx context.Context, entry database.OutboxEntry) (database.OutboxEntry, bool, error) {
+	c.settleMu.Lock()
+	defer c.settleMu.Unlock()
+	part, err := c.conn.br.DB.Message.GetPartByMXID(ctx, id.EventID(entry.EventID))
+	switch {
+	case err != nil:
+		return entry, false, fmt.Errorf("look up Matrix event %s in the message table: %w", entry.EventID, err)
+	case part != nil:
+		entry.ID = 0
+		return entry, false, nil
+	}
+	return c.conn.db.AddOutbox(ctx, entry)
 }
 
 // errNotQueued is the status of a message the outbox could not take.

@@ -200,6 +200,8 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 		if ctx.Err() != nil {
 			return false
 		}
+		// A kill between SfB taking it and the accepted mark sends it again.
+		log.Debug().Bool("after_restart", !c.isLive(entry.EventID)).Msg("Sending Matrix message to SfB")
 		sendStart := time.Now()
 		sent, ok, err := c.sendOutbox(ctx, rctx, entry)
 		if !ok {
@@ -240,14 +242,19 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 			Data:               outcome,
 			ConvertMessageFunc: convertOutboxEcho,
 		})
+		c.deleteOutbox(rctx, entry)
 	} else {
 		c.reportReplayed(rctx, entry, msgID, ts, outcome)
 	}
-	if err := c.conn.db.DeleteOutbox(rctx, entry.ID); err != nil {
-		// Reported again after the next restart; nothing better to do.
-		log.Err(err).Msg("Failed to delete a delivered Matrix message from the outbox")
-	}
 	return true
+}
+
+// deleteOutbox deletes a settled entry.
+func (c *Client) deleteOutbox(ctx context.Context, entry database.OutboxEntry) {
+	if err := c.conn.db.DeleteOutbox(ctx, entry.ID); err != nil {
+		// Reported again after the next restart; nothing better to do.
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to delete a delivered Matrix message from the outbox")
+	}
 }
 
 // sendOutbox sends entry to SfB, marking it accepted (in rctx) as soon as
@@ -365,17 +372,21 @@ func convertOutboxEcho(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, ou
 
 // reportReplayed writes the outcome of an entry sent after a restart,
 // whose pending registration died with the previous process: the message
-// row that links the Matrix event to the SfB message, and the status.
+// row that links the Matrix event to the SfB message, and the status; then
+// it deletes the entry. The row comes before the deletion, under settleMu:
+// see addOutbox.
 func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry, msgID networkid.MessageID, ts time.Time, outcome outboxOutcome) {
 	log := zerolog.Ctx(ctx)
 	br := c.conn.br
 	if outcome.err != nil {
 		c.sendEntryStatus(ctx, entry, bridgev2.WrapErrorInStatus(outcome.err))
+		c.deleteOutbox(ctx, entry)
 		return
 	}
 	if _, err := br.GetGhostByID(ctx, c.GetUserID()); err != nil {
 		log.Err(err).Msg("Failed to get own ghost before saving a replayed message")
 	}
+	c.settleMu.Lock()
 	err := br.DB.Message.Insert(ctx, &mxdb.Message{
 		ID:        msgID,
 		MXID:      id.EventID(entry.EventID),
@@ -386,6 +397,8 @@ func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry,
 	if err != nil {
 		log.Err(err).Msg("Failed to save a replayed Matrix message")
 	}
+	c.deleteOutbox(ctx, entry)
+	c.settleMu.Unlock()
 	c.sendEntryStatus(ctx, entry, bridgev2.MessageStatus{Status: event.MessageStatusSuccess})
 }
 

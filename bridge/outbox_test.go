@@ -285,6 +285,50 @@ func TestOutboxAcceptedBeforeRestartIsLookedUp(t *testing.T) {
 	assert.Equal(t, networkid.MessageID("sfb-delivered"), msg.ID)
 }
 
+// After a restart the homeserver pushes again the events of the
+// transaction the killed process had not answered, while the lane settles
+// what that process left in the outbox. bridgev2 looks for the event's
+// message row before the lane records it; when the handler then runs after
+// the lane deleted the entry, the message must not be stored and sent
+// again (the crash test saw such messages doubled, 1.6 to 2.1 s apart).
+// The handler is called directly here: bridgev2's own check has passed.
+func TestOutboxRepushAfterReplayIsNotSentAgain(t *testing.T) {
+	e := newTestEnv(t)
+	ul, _, _ := e.mustLogin()
+	portal := e.portalFor(ul.ID, bob)
+	ul.Client.Disconnect()
+	for i, text := range []string{"taken before the crash", "marked sent before the crash", "sent after the restart"} {
+		stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
+			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$p%d", i+1), RoomID: portal.MXID.String(),
+			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$p%d", i+1), Text: text,
+		})
+		require.NoError(t, err)
+		require.True(t, added)
+		switch i {
+		case 0:
+			require.NoError(t, e.conn.db.MarkOutboxAccepted(e.ctx, stored.ID, "sfb-taken"))
+		case 1:
+			require.NoError(t, e.conn.db.MarkOutboxSent(e.ctx, stored.ID, "sfb-marked", time.UnixMilli(1700000000000)))
+		}
+	}
+	e.transport.setDelivery("sfb-taken", sfb.DeliveryDelivered)
+
+	e2, sent := restartAndSettle(t, e, ul.ID, 3)
+	require.Equal(t, []string{"sent after the restart"}, sent)
+	ul2, err := e2.br.GetExistingUserLoginByID(e2.ctx, ul.ID)
+	require.NoError(t, err)
+	client2 := ul2.Client.(*Client)
+	for i, text := range []string{"taken before the crash", "marked sent before the crash", "sent after the restart"} {
+		resp, err := client2.HandleMatrixMessage(e2.ctx, matrixMessage(e2.portalFor(ul.ID, bob), fmt.Sprintf("$p%d", i+1),
+			&event.MessageEventContent{MsgType: event.MsgText, Body: text}))
+		require.NoError(t, err)
+		assert.False(t, resp.Pending, "%s: settled before, nothing to wait for", text)
+	}
+	requireOutboxEmpty(t, e2, ul.ID)
+	assert.Never(t, func() bool { return len(e.transport.lastSession().sentMessages()) > 1 }, 200*time.Millisecond, 10*time.Millisecond,
+		"a message settled after the restart was sent again")
+}
+
 // The homeserver pushes an event again while it is still in the outbox
 // (after a restart): it is sent once, and this process's registration
 // gets the echo.

@@ -101,7 +101,8 @@ func setup(t *testing.T) *testEnv {
 	return env
 }
 
-func startEnv() (env *testEnv, err error) {
+// startEnv starts an environment; options, if any, change the stack's.
+func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	env = &testEnv{}
@@ -140,7 +141,7 @@ func startEnv() (env *testEnv, err error) {
 	env.sim.SetBaseURL(env.simHTTP.URL)
 
 	env.states = newStateLog()
-	env.st, err = stack.Start(ctx, stack.Options{
+	stackOpts := stack.Options{
 		StatusEndpoint: env.states.URL(),
 		Dir:            env.dir,
 		RepoRoot:       "..",
@@ -165,7 +166,11 @@ func startEnv() (env *testEnv, err error) {
 			"network.presence.refresh_interval": (syncOnlineTimeout / 2).String(),
 			"network.presence.publish_debounce": "1s",
 		},
-	})
+	}
+	for _, o := range options {
+		o(&stackOpts)
+	}
+	env.st, err = stack.Start(ctx, stackOpts)
 	if err != nil {
 		return env, err
 	}

@@ -66,6 +66,9 @@ type Options struct {
 	LogLevel string
 	// SynapseConfig is passed to synapse.Options.ExtraConfig.
 	SynapseConfig map[string]any
+	// OtherAppServices are registration files of further application
+	// services the homeserver loads beside the bridge.
+	OtherAppServices []string
 	// Env is added to the bridge process's environment, after a generated
 	// secret key (SFB_BRIDGE_SECRET_KEY), which an entry here replaces.
 	Env []string
@@ -244,7 +247,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		ServerName:              opts.ServerName,
 		Port:                    hsPort,
 		Dir:                     filepath.Join(opts.Dir, "synapse"),
-		AppServiceRegistrations: []string{st.RegistrationPath},
+		AppServiceRegistrations: append([]string{st.RegistrationPath}, opts.OtherAppServices...),
 		ExtraConfig:             opts.SynapseConfig,
 	})
 	if err != nil {

@@ -224,6 +224,8 @@ func (s *Server) nativeSend(from, to sfb.URI, msg sfb.Message) error {
 		if d.state == dialogOffering {
 			if side == 0 {
 				d.queued = append(d.queued, msg)
+				s.log.Debug().Stringer("from", from).Stringer("to", to).Str("text", msg.Text).
+					Msg("message queued until the invitation is accepted")
 				return nil
 			}
 			// The invited user answers from the native client: that
@@ -236,6 +238,8 @@ func (s *Server) nativeSend(from, to sfb.URI, msg sfb.Message) error {
 	d = s.newDialog(fu, tu, "", "")
 	m := msg
 	d.first = &m
+	s.log.Debug().Stringer("from", from).Stringer("to", to).Str("thread_id", d.threadID).Str("text", msg.Text).
+		Msg("conversation offered with its first message")
 	if r := s.offer(d); r != nil {
 		// A native client shows the sender that the message was not
 		// delivered.
@@ -401,6 +405,8 @@ func (v *convView) addMessage(m *msgRecord) string {
 // record notes a delivery for Received and lets the colleague answer.
 func (s *Server) record(d *dialog, fromSide int, msg sfb.Message) {
 	from, to := d.parties[fromSide].uri, d.parties[1-fromSide].uri
+	s.log.Debug().Stringer("from", from).Stringer("to", to).Str("thread_id", d.threadID).Str("text", msg.Text).
+		Bool("to_application", d.parties[1-fromSide].view != nil).Msg("message delivered")
 	u := s.users[to]
 	st := u.state()
 	st.received = append(st.received, Received{From: from, Message: msg, Time: s.now(), ThreadID: d.threadID})
@@ -467,6 +473,12 @@ func (s *Server) endDialog(d *dialog, r reason, skip *convView) {
 	}
 	offering := d.state == dialogOffering
 	d.state = dialogEnded
+	if len(d.queued) > 0 {
+		// The inviter's native client would show them as not delivered;
+		// nothing tells the control API's caller.
+		s.log.Warn().Stringer("from", d.parties[0].uri).Stringer("to", d.parties[1].uri).Int("messages", len(d.queued)).
+			Str("reason", r.subcode).Msg("conversation ended before its invitation was accepted; messages held for it are dropped")
+	}
 	for side := range d.parties {
 		p := &d.parties[side]
 		p.typingUntil = time.Time{}

@@ -320,8 +320,18 @@ func (s *session) onInvitation(e Event) error {
 	}
 }
 
-// onIncomingInvitation delivers the first message, which the invitation
-// carries as a data URI, then accepts the invitation.
+// onIncomingInvitation accepts the invitation and delivers the first
+// message, which the invitation carries as a data URI.
+//
+// The accept is sent before the message is delivered, not after: the
+// delivery waits for Matrix (a new portal room, under load many seconds),
+// and until the accept the server holds the peer's further messages
+// while a Matrix message to the peer waits in awaitAccept, at most
+// AcceptWait, and then starts a second conversation. A server that keeps
+// one conversation per pair ends the pending one for it, and the peer's
+// held messages with it (the crash test lost SfB messages that way under
+// load). The accept does not acknowledge the event: a crash before the
+// message reached Matrix still has it delivered again.
 func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) error {
 	from, err := s.invitationSender(inv)
 	if err != nil {
@@ -333,6 +343,31 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 		s.mu.Lock()
 		c.messaging = s.absLocked(m)
 		s.mu.Unlock()
+	}
+	if accept := inv.Links.Href("accept"); accept != "" {
+		s.mu.Lock()
+		already := c.accepted[href]
+		if c.accepted == nil {
+			c.accepted = map[string]bool{}
+		}
+		c.accepted[href] = true
+		if !already {
+			c.accepting = true
+		}
+		s.mu.Unlock()
+		if !already {
+			acceptURL := s.abs(accept)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if !s.accept(acceptURL) {
+					s.mu.Lock()
+					c.accepting = false
+					s.wakeLocked()
+					s.mu.Unlock()
+				}
+			}()
+		}
 	}
 	var deliverErr error
 	if raw := inv.Links.Href("message"); raw != "" && s.seen.add(href) {
@@ -362,31 +397,6 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 				s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
 					From: from, Message: msg, Time: s.t.now()})
 			}
-		}
-	}
-	if accept := inv.Links.Href("accept"); accept != "" {
-		s.mu.Lock()
-		already := c.accepted[href]
-		if c.accepted == nil {
-			c.accepted = map[string]bool{}
-		}
-		c.accepted[href] = true
-		if !already {
-			c.accepting = true
-		}
-		s.mu.Unlock()
-		if !already {
-			acceptURL := s.abs(accept)
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				if !s.accept(acceptURL) {
-					s.mu.Lock()
-					c.accepting = false
-					s.wakeLocked()
-					s.mu.Unlock()
-				}
-			}()
 		}
 	}
 	return deliverErr
@@ -676,6 +686,8 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	}
 	s.mu.Unlock()
 	if !s.seen.add(href) || duplicateFirst {
+		s.log.Debug().Str("message", redact(href)).Bool("repeat_of_invitation", duplicateFirst).
+			Msg("Message event already delivered, not delivering it again")
 		return nil
 	}
 	var from sfb.Person

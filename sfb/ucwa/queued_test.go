@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -51,4 +52,66 @@ func TestMessagesSentBeforeTheAcceptArriveOnce(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"hello", "one", "two"}, got)
+}
+
+// The first message of an invitation waits for Matrix, which can take
+// longer than AcceptWait (a new portal room under load). The invitation
+// is accepted meanwhile, not after: otherwise the server holds what the
+// colleague writes next, a reply from Matrix starts a second conversation
+// after AcceptWait, and the simulator (one conversation per pair) ends the
+// pending one with the held message in it. The crash test lost SfB
+// messages so under load.
+func TestMessagesHeldBehindASlowFirstMessageAreNotLost(t *testing.T) {
+	srv, _ := startSim(t, sim.Options{})
+	tm := testTimings()
+	tm.AcceptWait = 100 * time.Millisecond
+	tr, err := New(sfb.Config{DiscoveryURL: srv.DiscoveryURL(), AllowInsecureLoopback: true, RequestTimeout: 5 * time.Second},
+		zerolog.New(zerolog.NewTestWriter(t)), WithTimings(tm))
+	require.NoError(t, err)
+	ctx := context.Background()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	handler := func(_ context.Context, e sfb.Event) {
+		m, ok := e.(sfb.MessageReceived)
+		if !ok {
+			return
+		}
+		mu.Lock()
+		got = append(got, m.Message.Text)
+		first := len(got) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+	}
+	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}}, handler)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "hello"}))
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, waitFor, tick)
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "one"}))
+	// The reply's completion comes through the event loop, which waits
+	// for Matrix: it is sent meanwhile, but returns only afterwards.
+	sent := make(chan error, 1)
+	go func() {
+		_, err := s.SendMessage(ctx, bob, sfb.Message{Text: "reply"})
+		sent <- err
+	}()
+	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 1 }, waitFor, tick)
+	assert.Equal(t, []string{"reply"}, receivedTexts(srv, bob))
+	close(release)
+	select {
+	case err := <-sent:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("the reply's send did not return")
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 2 }, waitFor, tick,
+		"the colleague's message written before the accept was lost")
+	assert.Never(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) > 2 }, 300*time.Millisecond, tick)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"hello", "one"}, got)
 }
