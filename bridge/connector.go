@@ -174,6 +174,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 			_, ghost := mc.ParseGhostMXID(user)
 			return ghost || user == mc.Bot.UserID
 		}
+		mc.AS.Middleware = append(mc.AS.Middleware, dropOwnPresence(c.bridgeUser))
 		c.matrixPresenceOf = func(ctx context.Context, user id.UserID) (*event.PresenceEventContent, error) {
 			resp, err := mc.Bot.GetPresence(ctx, user)
 			if err != nil {
