@@ -413,10 +413,11 @@ func TestUnsupportedMatrixMessagesGetNotices(t *testing.T) {
 		msgType event.MessageType
 		want    string
 	}{
-		{event.MsgImage, "cannot receive images"},
-		{event.MsgFile, "cannot receive files"},
-		{event.MsgAudio, "cannot receive audio"},
-		{event.MsgVideo, "cannot receive videos"},
+		// Without network.media.public_url, files have no way to SfB.
+		{event.MsgImage, "not set up to pass files"},
+		{event.MsgFile, "not set up to pass files"},
+		{event.MsgAudio, "not set up to pass files"},
+		{event.MsgVideo, "not set up to pass files"},
 		{event.MsgLocation, "cannot receive locations"},
 		{event.CapMsgSticker, "cannot receive stickers"},
 		{event.MessageType("org.example.custom"), "org.example.custom"},

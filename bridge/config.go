@@ -12,6 +12,7 @@ import (
 	up "go.mau.fi/util/configupgrade"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -36,6 +37,9 @@ type Config struct {
 	DisplaynameTemplate string `yaml:"displayname_template"`
 	// Presence configures presence in both directions.
 	Presence PresenceConfig `yaml:"presence"`
+	// Media configures the links through which SfB users fetch the files
+	// Matrix users send.
+	Media MediaConfig `yaml:"media"`
 
 	displaynameTemplate *template.Template
 }
@@ -61,6 +65,27 @@ type PresenceConfig struct {
 	OfflineAs sfb.Availability `yaml:"offline_as"`
 }
 
+// MediaConfig is the media section (docs/operator-guide.md, "Files and
+// images").
+type MediaConfig struct {
+	// PublicURL is where SfB users reach the bridge's listener; empty
+	// turns file links off.
+	PublicURL string `yaml:"public_url"`
+	// LinkKey is the base64 key that signs links; empty means the
+	// environment variable MediaKeyEnv.
+	LinkKey string `yaml:"link_key"`
+	// LinkLifetime is how long a link works.
+	LinkLifetime time.Duration `yaml:"link_lifetime"`
+}
+
+// MediaKeyEnv is the environment variable that holds the media link key
+// when network.media.link_key is empty.
+const MediaKeyEnv = "SFB_BRIDGE_MEDIA_KEY"
+
+// maxLinkLifetime bounds link_lifetime: a link is a credential sent in
+// chat, and a year is longer than any file should stay reachable by it.
+const maxLinkLifetime = 366 * 24 * time.Hour
+
 // defaultConfig holds the values an option takes when the configuration
 // leaves it out, the same as the example.
 func defaultConfig() Config {
@@ -76,6 +101,7 @@ func defaultConfig() Config {
 			PublishDebounce: 10 * time.Second,
 			OfflineAs:       sfb.AvailabilityAway,
 		},
+		Media: MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
 	}
 }
 
@@ -123,6 +149,9 @@ func (c *Config) Validate() error {
 	if err := c.Presence.validate(); err != nil {
 		return err
 	}
+	if err := c.Media.validate(); err != nil {
+		return err
+	}
 	if err := c.CheckSignInRate(); err != nil {
 		return fmt.Errorf("network.%w", err)
 	}
@@ -149,6 +178,47 @@ func (p *PresenceConfig) validate() error {
 		return fmt.Errorf("network.presence.offline_as %q: must be Away or Offline", p.OfflineAs)
 	}
 	return nil
+}
+
+func (m *MediaConfig) validate() error {
+	if m.LinkLifetime <= 0 || m.LinkLifetime > maxLinkLifetime {
+		return fmt.Errorf("network.media.link_lifetime %s: must be positive and at most %s", m.LinkLifetime, maxLinkLifetime)
+	}
+	if m.PublicURL == "" {
+		return nil
+	}
+	if err := medialink.CheckPublicURL(m.PublicURL); err != nil {
+		return fmt.Errorf("network.media.public_url: %w", err)
+	}
+	return nil
+}
+
+// mediaLinks returns the signer of file links, or nil when public_url is
+// empty and files are refused.
+func (m *MediaConfig) mediaLinks() (*medialink.Signer, error) {
+	if m.PublicURL == "" {
+		return nil, nil
+	}
+	source := "network.media.link_key"
+	keyText := strings.TrimSpace(m.LinkKey)
+	if keyText == "" {
+		source = "environment variable " + MediaKeyEnv
+		keyText = strings.TrimSpace(os.Getenv(MediaKeyEnv))
+	}
+	if keyText == "" {
+		return nil, fmt.Errorf("%w: network.media.public_url is set, so files are sent to SfB as signed links, "+
+			"but neither network.media.link_key nor the environment variable %s holds a key to sign them; "+
+			"generate one with `openssl rand -base64 32`, or leave public_url empty to refuse files", ErrNoSecretKey, MediaKeyEnv)
+	}
+	key, err := secret.ParseKey(keyText)
+	if err != nil {
+		return nil, fmt.Errorf("read the media link key from %s: %w", source, err)
+	}
+	signer, err := medialink.NewSigner(key, m.PublicURL, m.LinkLifetime)
+	if err != nil {
+		return nil, fmt.Errorf("network.media: %w", err)
+	}
+	return signer, nil
 }
 
 // ErrNoSecretKey: passwords are to be kept but there is no key to seal them.
@@ -229,6 +299,9 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Bool, "presence", "publish")
 	helper.Copy(up.Str, "presence", "publish_debounce")
 	helper.Copy(up.Str, "presence", "offline_as")
+	helper.Copy(up.Str, "media", "public_url")
+	helper.Copy(up.Str|up.Null, "media", "link_key")
+	helper.Copy(up.Str, "media", "link_lifetime")
 }
 
 // GetConfig returns the example network configuration, where to decode the
@@ -250,6 +323,11 @@ func (c *Connector) ValidateConfig() error {
 		return err
 	}
 	c.box = box
+	links, err := c.Config.Media.mediaLinks()
+	if err != nil {
+		return err
+	}
+	c.mediaLinks = links
 	c.validated = true
 	return nil
 }

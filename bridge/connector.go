@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
@@ -44,6 +45,9 @@ type Connector struct {
 	db        *database.DB
 	box       *secret.Box
 	validated bool
+	// mediaLinks signs the links to files sent to SfB; nil when files
+	// are refused.
+	mediaLinks *medialink.Signer
 	// started is set once Start has the transport and the database, which
 	// logins need (see CreateLogin).
 	started atomic.Bool
@@ -363,3 +367,8 @@ func closeSession(log zerolog.Logger, s sfb.Session) {
 		log.Warn().Err(err).Msg("Failed to sign out of Skype for Business")
 	}
 }
+
+// MediaLinks returns the signer of the links through which SfB users fetch
+// files sent from Matrix, for the listener that serves them; nil when
+// network.media.public_url is empty.
+func (c *Connector) MediaLinks() *medialink.Signer { return c.mediaLinks }

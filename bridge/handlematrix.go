@@ -55,6 +55,7 @@ func unsupportedContent(msgType event.MessageType) error {
 func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:
+	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
 	default:
 		return nil, unsupportedContent(msg.Content.MsgType)
 	}
@@ -62,7 +63,12 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	if err != nil {
 		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
 	}
-	out, err := msgconv.FromMatrix(msg.Content, c.login.RemoteName)
+	var out sfb.Message
+	if isFile(msg.Content.MsgType) {
+		out, err = c.conn.fileMessage(msg.Content)
+	} else {
+		out, err = msgconv.FromMatrix(msg.Content, c.login.RemoteName)
+	}
 	switch {
 	case errors.Is(err, msgconv.ErrTooLong):
 		return nil, refuse(err, fmt.Sprintf("The message is too long for Skype for Business (at most %d bytes). Split it or send a link.", msgconv.MaxSfBMessageBytes))

@@ -1,0 +1,84 @@
+package bridge
+
+import (
+	"fmt"
+	"html"
+	"strconv"
+	"strings"
+
+	"maunium.net/go/mautrix/event"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// isFile reports whether a message type carries a file, which reaches SfB
+// as a link (see bridge/medialink).
+func isFile(msgType event.MessageType) bool {
+	switch msgType {
+	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
+		return true
+	}
+	return false
+}
+
+// fileMessage is what the SfB user sees of a file: its name, size and a
+// link to the bridge's listener, after the caption if there is one.
+func (c *Connector) fileMessage(content *event.MessageEventContent) (sfb.Message, error) {
+	if c.mediaLinks == nil {
+		return sfb.Message{}, refuse(fmt.Errorf("%w: %s without network.media.public_url", sfb.ErrUnsupported, content.MsgType),
+			"This bridge is not set up to pass files to Skype for Business, so the file was not sent. Share a link to it instead.")
+	}
+	if content.File != nil {
+		return sfb.Message{}, refuse(fmt.Errorf("%w: encrypted file", sfb.ErrUnsupported),
+			"Files from encrypted rooms cannot be passed to Skype for Business yet, so the file was not sent. Share a link to it instead.")
+	}
+	uri, err := content.URL.Parse()
+	if err != nil {
+		return sfb.Message{}, refuse(fmt.Errorf("parse file URL %q: %w", content.URL, err),
+			"The file has no valid address on the homeserver, so it was not sent to Skype for Business.")
+	}
+	name := medialink.SafeName(content.GetFileName())
+	link, err := c.mediaLinks.Link(uri, name)
+	if err != nil {
+		return sfb.Message{}, refuse(err, "The file has no valid address on the homeserver, so it was not sent to Skype for Business.")
+	}
+	label := name
+	var size int
+	if info := content.GetInfo(); info != nil {
+		size = info.Size
+	}
+	if size > 0 {
+		label += " (" + formatSize(size) + ")"
+	}
+	text := "📎 " + label + ": " + link
+	htmlText := `📎 <a href="` + html.EscapeString(link) + `">` + html.EscapeString(name) + `</a>` + html.EscapeString(strings.TrimPrefix(label, name))
+	// With a file name of its own, the body is a caption the sender wrote.
+	if caption := strings.TrimSpace(content.Body); content.FileName != "" && caption != "" && caption != content.FileName {
+		text = caption + "\n" + text
+		htmlText = strings.ReplaceAll(html.EscapeString(caption), "\n", "<br>") + "<br>" + htmlText
+	}
+	if len(text) > msgconv.MaxSfBMessageBytes || len(htmlText) > msgconv.MaxSfBMessageBytes {
+		return sfb.Message{}, fmt.Errorf("%w (caption of %d bytes)", msgconv.ErrTooLong, len(content.Body))
+	}
+	return sfb.Message{Text: text, HTML: htmlText}, nil
+}
+
+// formatSize writes a byte count the way a file manager does: decimal
+// units, one decimal place from kilobytes on.
+func formatSize(n int) string {
+	switch {
+	case n == 1:
+		return "1 byte"
+	case n < 1000:
+		return strconv.Itoa(n) + " bytes"
+	}
+	units := []string{"KB", "MB", "GB", "TB"}
+	value, unit := float64(n)/1000, 0
+	for value >= 999.95 && unit < len(units)-1 {
+		value /= 1000
+		unit++
+	}
+	return strconv.FormatFloat(value, 'f', 1, 64) + " " + units[unit]
+}
