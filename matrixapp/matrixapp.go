@@ -78,6 +78,7 @@ func Main(build BuildInfo) {
 	m.Bridge.Matrix = derivedTxnIDs{ownWords{m.Matrix}}
 	hideCommands(m.Bridge.Commands)
 	servePresenceStats(m)
+	serveMediaLinks(m)
 	// After hideCommands, which needs mautrix's own processor.
 	guardLoginInput(m.Bridge)
 	states := newStateReporter(m.Bridge)

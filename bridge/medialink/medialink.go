@@ -109,14 +109,19 @@ func (s *Signer) Lifetime() time.Duration { return s.lifetime }
 
 // Link returns a link to uri under name, valid for the signer's lifetime.
 func (s *Signer) Link(uri id.ContentURI, name string) (string, error) {
+	return s.LinkUntil(uri, name, s.now().Add(s.lifetime))
+}
+
+// LinkUntil returns a link to uri under name that works until expiry.
+func (s *Signer) LinkUntil(uri id.ContentURI, name string, expiry time.Time) (string, error) {
 	if !uri.IsValid() || strings.ContainsRune(uri.Homeserver, '/') || strings.ContainsRune(uri.FileID, '/') {
 		return "", fmt.Errorf("medialink: not a usable content URI: %q", uri.String())
 	}
 	name = SafeName(name)
-	expiry := strconv.FormatInt(s.now().Add(s.lifetime).Unix(), 10)
-	mac := base64.RawURLEncoding.EncodeToString(s.mac(uri, expiry, name))
+	until := strconv.FormatInt(expiry.Unix(), 10)
+	mac := base64.RawURLEncoding.EncodeToString(s.mac(uri, until, name))
 	return s.base + PathPrefix + strings.Join([]string{
-		url.PathEscape(uri.Homeserver), url.PathEscape(uri.FileID), expiry, mac, url.PathEscape(name),
+		url.PathEscape(uri.Homeserver), url.PathEscape(uri.FileID), until, mac, url.PathEscape(name),
 	}, "/"), nil
 }
 
