@@ -53,7 +53,10 @@ func (c *Connector) fileMessage(content *event.MessageEventContent) (sfb.Message
 		label += " (" + formatSize(size) + ")"
 	}
 	text := "📎 " + label + ": " + link
-	htmlText := `📎 <a href="` + html.EscapeString(link) + `">` + html.EscapeString(name) + `</a>` + html.EscapeString(strings.TrimPrefix(label, name))
+	// The HTML form shows the address too: SfB derives the plain text of
+	// an HTML message from what is shown, and people can see where a link
+	// leads before they open it.
+	htmlText := "📎 " + html.EscapeString(label) + `: <a href="` + html.EscapeString(link) + `">` + html.EscapeString(link) + `</a>`
 	// With a file name of its own, the body is a caption the sender wrote.
 	if caption := strings.TrimSpace(content.Body); content.FileName != "" && caption != "" && caption != content.FileName {
 		text = caption + "\n" + text

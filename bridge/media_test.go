@@ -59,7 +59,8 @@ func TestMatrixFileReachesSfBAsLink(t *testing.T) {
 	assert.Equal(t, "mxc://example.org/AbCdEf", media.URI.String())
 	assert.Equal(t, "chart & data.png", media.Name)
 
-	assert.Equal(t, `the &lt;b&gt;chart&lt;/b&gt; from today<br>📎 <a href="`+strings.ReplaceAll(link, "&", "&amp;")+`">chart &amp; data.png</a> (2.3 MB)`, sent.Msg.HTML)
+	escaped := strings.ReplaceAll(link, "&", "&amp;")
+	assert.Equal(t, `the &lt;b&gt;chart&lt;/b&gt; from today<br>📎 chart &amp; data.png (2.3 MB): <a href="`+escaped+`">`+escaped+`</a>`, sent.Msg.HTML)
 }
 
 func TestEncryptedMatrixFileIsRefusedWithNotice(t *testing.T) {
