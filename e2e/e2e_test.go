@@ -153,6 +153,8 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 		// The highest rate the configuration allows, as an operator
 		// signing a wave in would set it.
 		Network: map[string]any{"sign_in_rate": 12},
+		// Files from Matrix reach SfB as links to the bridge.
+		MediaLinks: true,
 		// Presence decays within seconds rather than half a minute, so
 		// that a test sees within seconds whether the bridge refreshes
 		// its ghosts in time; refresh_interval follows it as

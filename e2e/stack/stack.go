@@ -58,6 +58,9 @@ type Options struct {
 	Permissions map[string]string
 	// Network is merged over the generated config's network section.
 	Network map[string]any
+	// MediaLinks turns on links to files sent from Matrix: the bridge's
+	// own listener is network.media.public_url, the key a random one.
+	MediaLinks bool
 	// Config sets further options of the generated config by dotted path
 	// ("provisioning.debug_endpoints"), after everything else.
 	Config map[string]any
@@ -211,6 +214,10 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if opts.DiscoveryURL != "" {
 		set(cfg, []string{"network", "discovery_url"}, opts.DiscoveryURL)
 		set(cfg, []string{"network", "allow_insecure_loopback"}, true)
+	}
+	if opts.MediaLinks {
+		set(cfg, []string{"network", "media", "public_url"}, "http://127.0.0.1:"+strconv.Itoa(asPort))
+		set(cfg, []string{"network", "media", "link_key"}, randomString(secret.KeySize))
 	}
 	for k, v := range opts.Network {
 		set(cfg, []string{"network", k}, v)
