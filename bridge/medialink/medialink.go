@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -160,21 +161,20 @@ func (s *Signer) mac(uri id.ContentURI, expiry, name string) []byte {
 }
 
 // SafeName reduces a sender's file name to one that is harmless in a URL
-// path, a header and a download folder: no path separators, no control
-// characters, no leading dots, at most maxNameBytes, never empty.
+// path, a header and a download folder: no path separators, no control or
+// format characters, no leading dots, at most maxNameBytes, never empty.
 func SafeName(name string) string {
 	var b strings.Builder
 	for _, r := range name {
-		switch {
-		case r == '/' || r == '\\' || r < 0x20 || r == 0x7f || r == '\uFFFD' ||
-			(r >= 0x80 && r < 0xa0) || r == '\u202e' || r == '\u202d':
-			b.WriteRune('_')
-		default:
-			if b.Len()+len(string(r)) > maxNameBytes {
-				return finishName(b.String())
-			}
-			b.WriteRune(r)
+		// Format characters include the bidirectional overrides that
+		// make "evil\u202egnp.exe" look like "evilexe.png".
+		if r == '/' || r == '\\' || r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			r = '_'
 		}
+		if b.Len()+utf8.RuneLen(r) > maxNameBytes {
+			break
+		}
+		b.WriteRune(r)
 	}
 	return finishName(b.String())
 }
