@@ -3,6 +3,7 @@ package matrixapp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -42,11 +43,12 @@ func handleMediaLinks(router *http.ServeMux, signer *medialink.Signer, download 
 
 // inlineTypes are shown in the browser; everything else is offered as a
 // download, so that an HTML or SVG file a Matrix user sent cannot run in
-// the bridge's origin.
+// the bridge's origin. PDF is a download too: browsers refuse to show it
+// under the sandboxing Content-Security-Policy.
 var inlineTypes = map[string]bool{
 	"image/jpeg": true, "image/png": true, "image/gif": true, "image/webp": true,
 	"video/mp4": true, "video/webm": true, "audio/mpeg": true, "audio/ogg": true,
-	"audio/mp4": true, "audio/webm": true, "application/pdf": true, "text/plain": true,
+	"audio/mp4": true, "audio/webm": true, "text/plain": true,
 }
 
 // Texts for people who open a link that does not work.
@@ -139,7 +141,7 @@ func rfc5987Escape(s string) string {
 			b.WriteByte(c)
 			continue
 		}
-		b.WriteString("%" + strings.ToUpper(strconv.FormatInt(int64(c)|0x100, 16)[1:]))
+		fmt.Fprintf(&b, "%%%02X", c)
 	}
 	return b.String()
 }

@@ -89,7 +89,7 @@ func TestMediaLinkStreamsTheFile(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	assert.Equal(t, testFileBody, body)
 	assert.Equal(t, "application/pdf", resp.Header.Get("Content-Type"))
-	assert.Equal(t, `inline; filename="Bericht M_rz.pdf"; filename*=UTF-8''Bericht%20M%C3%A4rz.pdf`, resp.Header.Get("Content-Disposition"))
+	assert.Equal(t, `attachment; filename="Bericht M_rz.pdf"; filename*=UTF-8''Bericht%20M%C3%A4rz.pdf`, resp.Header.Get("Content-Disposition"))
 	assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
 	assert.Equal(t, "26", resp.Header.Get("Content-Length"))
 	assert.NotContains(t, strings.ToLower(body+headerText(resp.Header)), strings.ToLower(testASToken))
