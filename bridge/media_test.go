@@ -119,3 +119,35 @@ func TestFormatSize(t *testing.T) {
 		assert.Equal(t, want, formatSize(n), "%d", n)
 	}
 }
+
+// The file's name comes from filename, else from the body; the body is a
+// caption only when it differs from the file name; an unknown size is
+// left out rather than shown as zero.
+func TestFileMessageWording(t *testing.T) {
+	t.Setenv(MediaKeyEnv, testMediaKey)
+	m := MediaConfig{PublicURL: "https://bridge.example.org", LinkLifetime: time.Hour}
+	links, err := m.mediaLinks()
+	require.NoError(t, err)
+	c := &Connector{mediaLinks: links}
+	tests := []struct {
+		name    string
+		content event.MessageEventContent
+		want    string
+	}{
+		{"body is the name", event.MessageEventContent{Body: "notes.txt", Info: &event.FileInfo{Size: 999}}, "📎 notes.txt (999 bytes): "},
+		{"no size", event.MessageEventContent{Body: "notes.txt"}, "📎 notes.txt: "},
+		{"filename equal to body", event.MessageEventContent{Body: "a.pdf", FileName: "a.pdf"}, "📎 a.pdf: "},
+		{"path in the name", event.MessageEventContent{Body: "../../x.sh"}, "📎 _.._x.sh: "},
+		{"caption", event.MessageEventContent{Body: "see\nattached", FileName: "a.pdf"}, "see\nattached\n📎 a.pdf: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.content.MsgType = event.MsgFile
+			tt.content.URL = "mxc://example.org/AbCdEf"
+			out, err := c.fileMessage(&tt.content)
+			require.NoError(t, err)
+			assert.True(t, strings.HasPrefix(out.Text, tt.want+"https://bridge.example.org/sfb/media/v1/example.org/AbCdEf/"), out.Text)
+			assert.NotContains(t, out.HTML, "\n", "SfB shows HTML line breaks only as <br>")
+		})
+	}
+}
