@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -41,6 +43,59 @@ type eventChannel struct {
 	dropNext    bool
 	forceResume bool
 	forceResync bool
+
+	// settings are the client's medium, low and timeout query parameters,
+	// remembered for the next P-GETs until changed or the channel is
+	// re-created (EventChannelDetails.md).
+	settings channelSettings
+}
+
+// channelSettings are the event channel parameters a client set; zero
+// means the server's default.
+type channelSettings struct {
+	medium, low, timeout time.Duration
+}
+
+// parseChannelSettings applies the parameters present in q to cur, with
+// the bounds events_ref.md gives. A value that is not a whole number of
+// seconds within them is an error naming the parameter and its bounds.
+func parseChannelSettings(q url.Values, cur channelSettings) (channelSettings, error) {
+	for _, p := range []struct {
+		name     string
+		min, max int
+		to       *time.Duration
+	}{
+		{"medium", 5, 1800, &cur.medium},
+		{"low", 5, 1800, &cur.low},
+		{"timeout", 180, 1800, &cur.timeout},
+	} {
+		if !q.Has(p.name) {
+			continue
+		}
+		v := q.Get(p.name)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < p.min || n > p.max {
+			return cur, fmt.Errorf("%s must be a whole number of seconds from %d to %d, not %q", p.name, p.min, p.max, v)
+		}
+		*p.to = time.Duration(n) * time.Second
+	}
+	return cur, nil
+}
+
+// aggregation is how long medium events are held on this channel.
+func (s *Server) aggregation(ec *eventChannel) time.Duration {
+	if ec.settings.medium > 0 {
+		return ec.settings.medium
+	}
+	return s.opts.EventAggregation
+}
+
+// eventWait is how long a pending GET on this channel waits for events.
+func (s *Server) eventWait(ec *eventChannel) time.Duration {
+	if ec.settings.timeout > 0 {
+		return ec.settings.timeout
+	}
+	return s.opts.EventWait
 }
 
 // waiter is a pending GET. final, set under the server lock before notify,
@@ -231,6 +286,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 
 	s.mu.Lock()
 	ec := &a.ec
+	settings, err := parseChannelSettings(q, ec.settings)
+	if err != nil {
+		s.mu.Unlock()
+		badRequest(w, "ParameterValidationFailure", err.Error())
+		return
+	}
+	ec.settings = settings
 	a.lastActive = s.now()
 	if ack == ec.issued+1 {
 		// Everything before is acknowledged.
@@ -264,7 +326,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 		writeRaw(w, http.StatusOK, body)
 		return
 	}
-	if at := ec.releaseAt(s.opts.EventAggregation); !at.IsZero() && !at.After(time.Now()) {
+	if at := ec.releaseAt(s.aggregation(ec)); !at.IsZero() && !at.After(time.Now()) {
 		if old := ec.waiter; old != nil {
 			ec.end(waitReplaced, goneApp{})
 		}
@@ -283,9 +345,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 	}
 	wt := &waiter{ch: make(chan struct{}, 1), ack: ack, priority: prio}
 	ec.waiter = wt
+	wait := s.eventWait(ec)
 	s.mu.Unlock()
 
-	deadline := time.NewTimer(s.opts.EventWait)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	var agg *time.Timer
 	defer func() {
@@ -309,7 +372,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, a *app) {
 			a.lastActive = s.now()
 			return s.resyncBody(a, ack), true
 		}
-		at := ec.releaseAt(s.opts.EventAggregation)
+		at := ec.releaseAt(s.aggregation(ec))
 		if force || (!at.IsZero() && !at.After(now)) {
 			ec.waiter = nil
 			a.lastActive = s.now()

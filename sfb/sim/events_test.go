@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -361,4 +362,66 @@ func TestIdleExpiry(t *testing.T) {
 		e.sim.ExpireConversations(bob)
 		c.await("conversation deleted", is("conversation", "deleted"))
 	})
+}
+
+// withQuery adds query parameters to an events link the way the reference
+// asks: the link already has some, so it is parsed, not concatenated.
+func withQuery(t *testing.T, href string, kv ...string) string {
+	t.Helper()
+	u, err := url.Parse(href)
+	require.NoError(t, err)
+	q := u.Query()
+	for i := 0; i < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func TestEventChannelSettingsValidated(t *testing.T) {
+	e := newEnv(t, sim.Options{})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	for _, kv := range [][2]string{
+		{"medium", "4"}, {"medium", "1801"}, {"medium", "x"}, {"medium", "1.5"}, {"medium", ""},
+		{"low", "4"}, {"low", "1801"}, {"timeout", "179"}, {"timeout", "1801"}, {"timeout", "-1"},
+	} {
+		r := alice.do("GET", withQuery(t, alice.next, kv[0], kv[1]), "", "")
+		require.Equal(t, http.StatusBadRequest, r.status, "%s=%s", kv[0], kv[1])
+		body := r.json(t)
+		assert.Equal(t, "BadRequest", body["code"])
+		assert.Equal(t, "ParameterValidationFailure", body["subcode"])
+		assert.Contains(t, body["message"], kv[0]+" must be a whole number of seconds")
+	}
+	// A refused request acknowledged nothing: the channel goes on.
+	alice.makeMeAvailable()
+	alice.await("communication", is("communication", "updated"))
+}
+
+func TestEventChannelMediumRememberedUntilResume(t *testing.T) {
+	// EventAggregation (the default) is 10ms here: medium=5 is what holds.
+	e := newEnv(t, sim.Options{EventWait: time.Minute})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	emitted := time.Now()
+	alice.makeMeAvailable() // medium-priority events: me, communication
+
+	held := alice.background(withQuery(t, alice.next, "medium", "5"))
+	assert.Never(t, func() bool { return len(held) > 0 }, time.Second, 10*time.Millisecond, "medium=5 holds the events")
+
+	// A replacing P-GET without the parameter: the server remembers it.
+	e.waitPending("sip:alice@contoso.com", 1)
+	stillHeld := alice.background(alice.next)
+	assert.Equal(t, http.StatusConflict, recv(t, held).status)
+	assert.Never(t, func() bool { return len(stillHeld) > 0 }, 500*time.Millisecond, 10*time.Millisecond, "medium=5 is remembered")
+
+	// The channel is re-created: the setting is lost, the default holds
+	// again and the next P-GET gets the events at once, with resume.
+	e.waitPending("sip:alice@contoso.com", 1)
+	e.sim.ForceResume("sip:alice@contoso.com")
+	r := recv(t, alice.background(alice.next))
+	assert.Less(t, time.Since(emitted), 4*time.Second, "released before medium=5 would")
+	assert.Equal(t, http.StatusConflict, recv(t, stillHeld).status)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	body := r.json(t)
+	assert.Contains(t, body["_links"], "resume")
+	find(t, flatten(t, body), is("communication", "updated"))
 }

@@ -425,6 +425,9 @@ func (s *Server) ForceResume(uri sfb.URI) {
 			s.endDialog(v.d, reasonResumed, v)
 		}
 		a.ec.forceResume = true
+		// The channel is re-created: the client's aggregation settings
+		// are lost and must be sent again after the resume link.
+		a.ec.settings = channelSettings{}
 	})
 }
 
