@@ -51,7 +51,8 @@ type eventChannel struct {
 }
 
 // channelSettings are the event channel parameters a client set; zero
-// means the server's default.
+// means the server's default. low is validated and kept, but the
+// simulator emits no low-priority events for it to pace.
 type channelSettings struct {
 	medium, low, timeout time.Duration
 }

@@ -32,7 +32,8 @@ type Options struct {
 	// TokenLifetime is the OAuth token lifetime (expires_in); default 8h.
 	TokenLifetime time.Duration
 	// EventWait is how long a pending GET on events is held before it is
-	// answered with an empty batch; default 180s as in the reference.
+	// answered with an empty batch, unless the client asked otherwise
+	// ("timeout"); default 180s as in the reference.
 	EventWait time.Duration
 	// ConversationIdleTimeout ends conversations without messages for that
 	// long; default 10 minutes.
@@ -46,7 +47,8 @@ type Options struct {
 
 	// EventAggregation is how long medium-priority events (me,
 	// communication updates) are held back to be batched with others; the
-	// reference's default for "medium" is 5s. High-priority events
+	// reference's default for "medium" is 5s, which a client may change
+	// on its events link (5 to 1800s). High-priority events
 	// (conversations, messages, typing) release a pending GET at once.
 	EventAggregation time.Duration
 	// InvitationTimeout fails a messaging invitation nobody accepted;
