@@ -53,10 +53,15 @@ type presenceState struct {
 	// (which reads a later state) is never overtaken by an earlier one.
 	fetchMu sync.Mutex
 
-	mu    sync.Mutex
-	subs  []*watchSub
-	of    map[sfb.URI]*watchSub
-	limit int
+	mu   sync.Mutex
+	subs []*watchSub
+	of   map[sfb.URI]*watchSub
+	// subscribing holds the people of a subscription request under way:
+	// the server may announce their state on the event channel before
+	// the request's answer arrives, and that first state must not be
+	// dropped as somebody's nobody watches.
+	subscribing map[sfb.URI]struct{}
+	limit       int
 	// byContact maps a contact's href (absolute) to the person.
 	byContact map[string]sfb.URI
 	// last is what was delivered for each watched person.
@@ -71,8 +76,18 @@ type presenceState struct {
 }
 
 func newPresenceState(limit int) *presenceState {
-	return &presenceState{of: map[sfb.URI]*watchSub{}, limit: limit, byContact: map[string]sfb.URI{},
+	return &presenceState{of: map[sfb.URI]*watchSub{}, subscribing: map[sfb.URI]struct{}{}, limit: limit, byContact: map[string]sfb.URI{},
 		last: map[sfb.URI]sfb.Presence{}, retry: map[string]presenceEvent{}, wake: make(chan struct{}, 1)}
+}
+
+// watching reports whether events about u are wanted: u is watched or
+// being subscribed to. Called with mu held.
+func (p *presenceState) watching(u sfb.URI) bool {
+	if _, ok := p.of[u]; ok {
+		return true
+	}
+	_, ok := p.subscribing[u]
+	return ok
 }
 
 func (p *presenceState) poke() {
@@ -141,12 +156,27 @@ func (s *session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		if sub != nil {
 			n = min(n, maxPerSubscription-len(sub.members))
 		}
+		p.mu.Lock()
+		for _, u := range todo[:n] {
+			p.subscribing[u] = struct{}{}
+		}
+		p.mu.Unlock()
 		var err error
 		if sub == nil {
 			err = s.createSubscription(ctx, todo[:n], nil)
 		} else {
 			err = s.addToSubscription(ctx, sub, todo[:n])
 		}
+		p.mu.Lock()
+		for _, u := range todo[:n] {
+			delete(p.subscribing, u)
+			if _, ok := p.of[u]; !ok {
+				// Whatever arrived meanwhile is not this session's to
+				// remember: a later watch delivers the state again.
+				delete(p.last, u)
+			}
+		}
+		p.mu.Unlock()
 		if isLimitExceeded(err) && n > 1 {
 			chunk = n / 2
 			continue
@@ -374,8 +404,7 @@ func (s *session) personOfContact(href string) (uri sfb.URI, watched, named bool
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if u, ok := p.byContact[abs]; ok {
-		_, watched = p.of[u]
-		return u, watched, true
+		return u, p.watching(u), true
 	}
 	u, err := url.Parse(abs)
 	if err != nil {
@@ -389,7 +418,7 @@ func (s *session) personOfContact(href string) (uri sfb.URI, watched, named bool
 	if err != nil {
 		return "", false, false
 	}
-	if _, watched = p.of[uri]; watched {
+	if watched = p.watching(uri); watched {
 		p.byContact[abs] = uri
 	}
 	return uri, watched, true
@@ -457,7 +486,7 @@ func (s *session) onPresenceEvents(ctx context.Context, evs []presenceEvent) {
 	for i, it := range items {
 		part := parts[i]
 		p.mu.Lock()
-		_, watched := p.of[it.person]
+		watched := p.watching(it.person)
 		cur, had := changed[it.person]
 		if !had {
 			cur = p.last[it.person]
@@ -498,7 +527,7 @@ func (s *session) onPresenceEvents(ctx context.Context, evs []presenceEvent) {
 		np := changed[u]
 		p.mu.Lock()
 		old, known := p.last[u]
-		_, watched := p.of[u]
+		watched := p.watching(u)
 		if watched {
 			np.Changed = now
 			if known && samePresence(old, np) {
@@ -540,7 +569,7 @@ func (s *session) identify(ctx context.Context, evs []presenceEvent, items []wat
 		}
 		uri, err := sfb.ParseURI(c.URI)
 		p.mu.Lock()
-		_, watched := p.of[uri]
+		watched := p.watching(uri)
 		if err == nil && watched {
 			p.byContact[e.contact] = uri
 		}

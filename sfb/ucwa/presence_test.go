@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,13 @@ func (c *testClock) Advance(d time.Duration) {
 // client whose presence loop checks every 10 ms. With a clock, both use it.
 func presenceSim(t *testing.T, opts sim.Options, cfg sfb.Config, n int, clock *testClock) (*sim.Server, *Transport, []sfb.URI) {
 	t.Helper()
+	return presenceSimBehind(t, opts, cfg, n, clock, nil)
+}
+
+// presenceSimBehind is presenceSim with the simulator's HTTP handler
+// wrapped by front, when not nil.
+func presenceSimBehind(t *testing.T, opts sim.Options, cfg sfb.Config, n int, clock *testClock, front func(http.Handler) http.Handler) (*sim.Server, *Transport, []sfb.URI) {
+	t.Helper()
 	opts.Users = []sim.User{{URI: alice, DisplayName: "Alice Liddell", Password: "pw-alice"}, {URI: bob, DisplayName: "Bob Builder", Password: "pw-bob"}}
 	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "sim").Logger()
 	opts.EventWait = 200 * time.Millisecond
@@ -56,7 +64,11 @@ func presenceSim(t *testing.T, opts sim.Options, cfg sfb.Config, n int, clock *t
 	}
 	srv, err := sim.New(opts)
 	require.NoError(t, err)
-	hs := httptest.NewServer(srv.Handler())
+	handler := srv.Handler()
+	if front != nil {
+		handler = front(handler)
+	}
+	hs := httptest.NewServer(handler)
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { _ = srv.Close() })
 	srv.SetBaseURL(hs.URL)
@@ -116,6 +128,55 @@ func TestPresenceWatchDeliversInitialStateAndChanges(t *testing.T) {
 	n := len(eventsOf[sfb.PresenceChanged](rec.all()))
 	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Online"}))
 	assert.Never(t, func() bool { return len(eventsOf[sfb.PresenceChanged](rec.all())) != n }, 300*time.Millisecond, tick)
+}
+
+// A server may release the first state of the people a subscription
+// takes on the event channel before it answers the request that created
+// the subscription (two connections, no order between them); that state
+// must be delivered, not dropped as somebody's nobody watches.
+func TestPresenceFirstStateBeforeTheSubscriptionAnswer(t *testing.T) {
+	var recorded atomic.Pointer[recorder]
+	delivered := func() bool {
+		rec := recorded.Load()
+		if rec == nil {
+			return false
+		}
+		_, ok := latest(rec.all())[bob]
+		return ok
+	}
+	// Holds the answer to the subscription request until bob's state was
+	// delivered, or at most 2 s.
+	hold := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/presenceSubscriptions") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			held := httptest.NewRecorder()
+			next.ServeHTTP(held, r)
+			deadline := time.Now().Add(2 * time.Second)
+			for !delivered() && time.Now().Before(deadline) {
+				time.Sleep(tick)
+			}
+			for k, v := range held.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(held.Code)
+			_, _ = w.Write(held.Body.Bytes())
+		})
+	}
+	srv, tr, _ := presenceSimBehind(t, sim.Options{}, sfb.Config{}, 0, nil, hold)
+	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Busy", Note: "Quarterly report"}))
+	s, rec := simSignIn(t, tr)
+	recorded.Store(rec)
+
+	taken, err := s.Watch(context.Background(), []sfb.URI{bob})
+	require.NoError(t, err)
+	assert.Equal(t, []sfb.URI{bob}, taken)
+	require.Eventually(t, delivered, waitFor, tick, "bob's first state, announced before the subscription's answer")
+	p := latest(rec.all())[bob]
+	assert.Equal(t, sfb.AvailabilityBusy, p.Availability)
+	assert.Equal(t, "Quarterly report", p.Note)
 }
 
 func TestPresenceStormIsFetchedInBatches(t *testing.T) {
