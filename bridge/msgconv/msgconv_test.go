@@ -47,7 +47,7 @@ func TestSfBHTMLToMatrix(t *testing.T) {
 		{"img replaced by alt", `<img src="http://x/y.png" alt="smile" onerror="x">`, `smile`},
 		{"strike renamed", `<strike>gone</strike>`, `<del>gone</del>`},
 		{"font colour validated", `<font color="#ff0000" face="Arial">r</font><font color="red;x">s</font>`,
-			`<font color="#ff0000">r</font><font>s</font>`},
+			`<font color="#ff0000">r</font>s`}, // a font without a valid colour says nothing
 		{"style colour to data-mx-color", `<span style="font-family:Segoe UI;color:#FF0000">red</span>`,
 			`<font data-mx-color="#ff0000">red</font>`},
 		{"style colour with emphasis", `<span style="color: rgb(0, 128, 0); font-weight:bold">g</span>`,
@@ -61,7 +61,7 @@ func TestSfBHTMLToMatrix(t *testing.T) {
 				`<span style="color:var(--x)">c</span><span style="color:#ff00zz">d</span><span style="color:rgba(1,2,3,0.5)">e</span>`,
 			`abcde`},
 		{"font colour normalised", `<font color="Blue">b</font><font color="#ABC">c</font><font color="#abcd">d</font>`,
-			`<font color="#0000ff">b</font><font color="#aabbcc">c</font><font>d</font>`},
+			`<font color="#0000ff">b</font><font color="#aabbcc">c</font>d`},
 		{"data-mx-color kept", `<span data-mx-color="#123456" data-mx-bg-color="javascript:x">s</span>`,
 			`<span data-mx-color="#123456">s</span>`},
 		{"comment dropped", `a<!-- secret -->b`, `ab`},

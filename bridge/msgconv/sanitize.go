@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/microcosm-cc/bluemonday"
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 )
@@ -16,12 +17,18 @@ import (
 // input nests thousands.
 const maxDepth = 64
 
-// attrRule validates one attribute value and returns what to write, or
-// false to drop the attribute.
-type attrRule func(val string) (string, bool)
+// attrRule normalises one attribute value before sanitising (a colour to
+// #rrggbb, a link to its canonical form) and returns what to write, or
+// false to drop the attribute. pattern is what the sanitiser then accepts
+// of the normalised value; nil accepts any (links are checked by scheme).
+type attrRule struct {
+	normalise func(val string) (string, bool)
+	pattern   *regexp.Regexp
+}
 
 // policy is the set of elements one side of the bridge accepts, with the
-// attributes allowed on each.
+// attributes allowed on each, and the transformations done before the
+// sanitiser sees the HTML.
 type policy struct {
 	allowed map[string]map[string]attrRule
 	// renamed maps deprecated or foreign tags to an allowed equivalent.
@@ -33,6 +40,34 @@ type policy struct {
 	// matrixLinksToText replaces matrix.to links (mentions, room links)
 	// with their text: they mean nothing to an SfB client.
 	matrixLinksToText bool
+	// sanitizer enforces allowed; built from it by newPolicy.
+	sanitizer *bluemonday.Policy
+}
+
+// newPolicy builds the bluemonday policy that enforces p.allowed.
+func newPolicy(p *policy) *policy {
+	bm := bluemonday.NewPolicy()
+	bm.AllowURLSchemes("http", "https", "mailto")
+	bm.RequireParseableURLs(true)
+	var skip []string
+	for tag := range droppedWithContent {
+		if !emptyElements[tag] {
+			skip = append(skip, tag)
+		}
+	}
+	bm.SkipElementsContent(skip...)
+	for tag, attrs := range p.allowed {
+		bm.AllowElements(tag)
+		for name, rule := range attrs {
+			b := bm.AllowAttrs(name)
+			if rule.pattern != nil {
+				b = b.Matching(rule.pattern)
+			}
+			b.OnElements(tag)
+		}
+	}
+	p.sanitizer = bm
+	return p
 }
 
 // droppedWithContent are elements whose content is never shown as text:
@@ -58,23 +93,21 @@ var emptyElements = map[string]bool{
 var (
 	digitsPattern   = regexp.MustCompile(`^[0-9]{1,9}$`)
 	languagePattern = regexp.MustCompile(`^language-[a-zA-Z0-9_+#.-]{1,32}$`)
+	colorPattern    = regexp.MustCompile(`^#[0-9a-f]{6}$`)
+	// namePattern is what the transformation step writes as an element
+	// or attribute name; the parser accepts names (with quotes, say)
+	// that would not read back as the same markup.
+	namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 )
 
-// allowColor keeps a colour that parseColor understands, written as
-// #rrggbb, the only form the Matrix specification allows.
-func allowColor(val string) (string, bool) {
-	return parseColor(val)
-}
+var (
+	colorRule    = attrRule{normalise: parseColor, pattern: colorPattern}
+	digitsRule   = attrRule{normalise: trimSpace, pattern: digitsPattern}
+	languageRule = attrRule{normalise: trimSpace, pattern: languagePattern}
+	linkRule     = attrRule{normalise: allowLink}
+)
 
-func allowDigits(val string) (string, bool) {
-	val = strings.TrimSpace(val)
-	return val, digitsPattern.MatchString(val)
-}
-
-func allowLanguageClass(val string) (string, bool) {
-	val = strings.TrimSpace(val)
-	return val, languagePattern.MatchString(val)
-}
+func trimSpace(val string) (string, bool) { return strings.TrimSpace(val), true }
 
 // allowLink keeps absolute http, https and mailto links only: anything else
 // (javascript:, data:, relative paths that would resolve against the
@@ -103,51 +136,53 @@ func allowLink(val string) (string, bool) {
 // matrixPolicy is the HTML subset of the Matrix client-server
 // specification (m.room.message, org.matrix.custom.html) minus img, whose
 // src must be an mxc:// URI that SfB content never has.
-var matrixPolicy = &policy{
+var matrixPolicy = newPolicy(&policy{
 	allowed: map[string]map[string]attrRule{
-		"font": {"color": allowColor, "data-mx-color": allowColor, "data-mx-bg-color": allowColor},
-		"span": {"data-mx-color": allowColor, "data-mx-bg-color": allowColor},
+		"font": {"color": colorRule, "data-mx-color": colorRule, "data-mx-bg-color": colorRule},
+		"span": {"data-mx-color": colorRule, "data-mx-bg-color": colorRule},
 		"del":  nil, "s": nil,
 		"h1": nil, "h2": nil, "h3": nil, "h4": nil, "h5": nil, "h6": nil,
 		"blockquote": nil, "p": nil,
-		"a":   {"href": allowLink},
+		"a":   {"href": linkRule},
 		"ul":  nil,
-		"ol":  {"start": allowDigits},
+		"ol":  {"start": digitsRule},
 		"sup": nil, "sub": nil, "li": nil,
 		"b": nil, "i": nil, "u": nil, "strong": nil, "em": nil,
-		"code": {"class": allowLanguageClass},
+		"code": {"class": languageRule},
 		"hr":   nil, "br": nil, "div": nil,
 		"table": nil, "thead": nil, "tbody": nil, "tr": nil, "th": nil, "td": nil, "caption": nil,
 		"pre": nil, "details": nil, "summary": nil,
 	},
 	renamed:     map[string]string{"strike": "del", "tt": "code", "kbd": "code", "samp": "code", "ins": "u"},
 	styleToTags: true,
-}
+})
 
 // sfbPolicy is what the bridge sends to SfB as text/html: basic
 // formatting that SfB clients render. Colours, spoilers, maths and custom
 // emoji have no SfB form and are reduced to their text.
-var sfbPolicy = &policy{
+var sfbPolicy = newPolicy(&policy{
 	allowed: map[string]map[string]attrRule{
 		"b": nil, "i": nil, "u": nil, "strong": nil, "em": nil, "del": nil, "s": nil,
 		"code": nil, "pre": nil, "blockquote": nil, "p": nil, "div": nil, "br": nil, "hr": nil,
-		"ul": nil, "ol": {"start": allowDigits}, "li": nil,
-		"a":  {"href": allowLink},
+		"ul": nil, "ol": {"start": digitsRule}, "li": nil,
+		"a":  {"href": linkRule},
 		"h1": nil, "h2": nil, "h3": nil, "h4": nil, "h5": nil, "h6": nil,
 		"sup": nil, "sub": nil,
 		"table": nil, "thead": nil, "tbody": nil, "tr": nil, "th": nil, "td": nil, "caption": nil,
 	},
 	renamed:           map[string]string{"strike": "del"},
 	matrixLinksToText: true,
-}
+})
 
-// sanitize parses an HTML fragment and writes back only what p allows.
+// sanitize applies the transformations of p (tags for inline CSS,
+// mentions to names, images to their alt text, renamed tags, normalised
+// colours and links) and then lets the sanitiser keep only what p allows.
 // Unknown elements are unwrapped (their text stays); dangerous ones go with
 // their content.
 func (p *policy) sanitize(in string) string {
 	s := sanitizer{policy: p}
 	s.run(in)
-	return s.sb.String()
+	return p.sanitizer.Sanitize(s.sb.String())
 }
 
 // sanitizer is one run of a policy over one input.
@@ -269,36 +304,44 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 	if s.styleToTags {
 		wrappers = styleTags(attr(n, "style"))
 	}
-	rules, ok := s.allowed[tag]
-	if ok && tag == "span" && !hasAllowedAttr(n, rules) {
+	if !namePattern.MatchString(tag) {
+		// A name that would not read back as itself: never an
+		// element either policy allows.
+		s.renderWrapped(n, depth, wrappers)
+		return
+	}
+	attrs := s.normalisedAttrs(tag, n)
+	if tag == "span" && attrs == "" {
 		// A bare span carries nothing; SfB wraps every message in
 		// several of them.
-		ok = false
-	}
-	if ok && tag == "a" {
-		if _, valid := allowLink(attr(n, "href")); !valid {
-			ok = false
-		}
-	}
-	if ok {
-		sb.WriteString("<" + tag)
-		for _, a := range n.Attr {
-			rule, allowed := rules[strings.ToLower(a.Key)]
-			if !allowed || a.Namespace != "" {
-				continue
-			}
-			if val, valid := rule(cleanText(a.Val)); valid {
-				sb.WriteString(" " + strings.ToLower(a.Key) + `="` + html.EscapeString(val) + `"`)
-			}
-		}
-		sb.WriteString(">")
-		if !voidElements[tag] {
-			s.renderWrapped(n, depth, wrappers)
-			sb.WriteString("</" + tag + ">")
-		}
-	} else {
 		s.renderWrapped(n, depth, wrappers)
+		return
 	}
+	sb.WriteString("<" + tag + attrs + ">")
+	if !voidElements[tag] {
+		s.renderWrapped(n, depth, wrappers)
+		sb.WriteString("</" + tag + ">")
+	}
+}
+
+// normalisedAttrs writes the attributes of n that the policy has a rule
+// for on tag, each normalised by its rule, escaped, each after a blank.
+// Whether the element and its attributes stay is the sanitiser's to
+// decide; what it receives here is well-formed and canonical.
+func (s *sanitizer) normalisedAttrs(tag string, n *html.Node) string {
+	rules := s.allowed[tag]
+	var sb strings.Builder
+	for _, a := range n.Attr {
+		key := strings.ToLower(a.Key)
+		rule, ok := rules[key]
+		if !ok || a.Namespace != "" {
+			continue
+		}
+		if val, valid := rule.normalise(cleanText(a.Val)); valid {
+			sb.WriteString(" " + key + `="` + html.EscapeString(val) + `"`)
+		}
+	}
+	return sb.String()
 }
 
 // renderWrapped writes n's children inside the tags that its style
@@ -317,17 +360,6 @@ func (s *sanitizer) renderChildren(n *html.Node, depth int) {
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
 		s.render(c, depth)
 	}
-}
-
-func hasAllowedAttr(n *html.Node, rules map[string]attrRule) bool {
-	for _, a := range n.Attr {
-		if rule, ok := rules[strings.ToLower(a.Key)]; ok {
-			if _, valid := rule(a.Val); valid {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func attr(n *html.Node, key string) string {
