@@ -42,7 +42,7 @@ var (
 // is always set; formatted_body only when the HTML carried formatting that
 // survives sanitising. It returns nothing for a message without text.
 func ToMatrix(msg sfb.Message) []*event.MessageEventContent {
-	text := cleanText(msg.Text)
+	text := replaceEmoticons(cleanText(msg.Text))
 	var formatted string
 	if h := cleanText(msg.HTML); strings.TrimSpace(h) != "" {
 		if len(h) > maxHTMLInput {

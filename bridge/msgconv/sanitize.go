@@ -40,6 +40,9 @@ type policy struct {
 	// matrixLinksToText replaces matrix.to links (mentions, room links)
 	// with their text: they mean nothing to an SfB client.
 	matrixLinksToText bool
+	// emoticons replaces SfB's emoticon names ("(smile)") outside code
+	// with emoji.
+	emoticons bool
 	// sanitizer enforces allowed; built from it by newPolicy.
 	sanitizer *bluemonday.Policy
 }
@@ -72,14 +75,15 @@ func newPolicy(p *policy) *policy {
 
 // droppedWithContent are elements whose content is never shown as text:
 // scripts, styles, embedded documents, form controls, and Matrix reply
-// fallbacks (the reply relation says the same, and SfB cannot show it).
+// fallbacks (the reply relation says the same, and SfB cannot show it),
+// and the <xml> islands of Office documents pasted into SfB.
 var droppedWithContent = map[string]bool{
 	"script": true, "style": true, "head": true, "title": true, "meta": true, "link": true, "base": true,
 	"iframe": true, "frame": true, "frameset": true, "object": true, "embed": true, "applet": true,
 	"noscript": true, "noembed": true, "noframes": true, "template": true, "svg": true, "math": true,
 	"textarea": true, "select": true, "option": true, "button": true, "input": true, "form": true,
 	"audio": true, "video": true, "canvas": true, "source": true, "track": true, "param": true,
-	"xmp": true, "plaintext": true, "mx-reply": true,
+	"xmp": true, "plaintext": true, "mx-reply": true, "xml": true,
 }
 
 var voidElements = map[string]bool{"br": true, "hr": true}
@@ -155,6 +159,7 @@ var matrixPolicy = newPolicy(&policy{
 	},
 	renamed:     map[string]string{"strike": "del", "tt": "code", "kbd": "code", "samp": "code", "ins": "u"},
 	styleToTags: true,
+	emoticons:   true,
 })
 
 // sfbPolicy is what the bridge sends to SfB as text/html: basic
@@ -192,6 +197,9 @@ type sanitizer struct {
 	// steps counts nodes visited, so that tests can check that the work
 	// stays proportional to the input however it is shaped.
 	steps int
+	// inCode counts the code and pre elements open: their text is
+	// written as it is.
+	inCode int
 }
 
 func (s *sanitizer) run(in string) {
@@ -266,7 +274,11 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 	switch n.Type {
 	case html.TextNode:
 		// Entities can spell what cleanText removed from the input.
-		sb.WriteString(html.EscapeString(cleanText(n.Data)))
+		text := cleanText(n.Data)
+		if s.emoticons && s.inCode == 0 {
+			text = replaceEmoticons(text)
+		}
+		sb.WriteString(html.EscapeString(text))
 		return
 	case html.ElementNode:
 	case html.DocumentNode:
@@ -281,9 +293,12 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 		return
 	}
 	if tag == "img" {
-		if alt := attr(n, "alt"); alt != "" {
-			sb.WriteString(html.EscapeString(cleanText(alt)))
+		// SfB clients send emoticons as images with the name as alt.
+		alt := cleanText(attr(n, "alt"))
+		if s.emoticons {
+			alt = replaceEmoticons(alt)
 		}
+		sb.WriteString(html.EscapeString(alt))
 		return
 	}
 	if depth >= maxDepth {
@@ -319,7 +334,14 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 	}
 	sb.WriteString("<" + tag + attrs + ">")
 	if !voidElements[tag] {
+		code := tag == "code" || tag == "pre"
+		if code {
+			s.inCode++
+		}
 		s.renderWrapped(n, depth, wrappers)
+		if code {
+			s.inCode--
+		}
 		sb.WriteString("</" + tag + ">")
 	}
 }

@@ -1,0 +1,30 @@
+package msgconv
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestReplaceEmoticons(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"hi (smile)", "hi 🙂"},
+		{"(smile)(sad)", "🙂🙁"},
+		{"(SMILE) (Wink)", "🙂 😉"},
+		{"((smile)", "(🙂"},
+		{"f(x(coffee))", "f(x☕)"},
+		{"(unknown) (smile", "(unknown) (smile"},
+		{"prose (yes) (ok) (no)", "prose (yes) (ok) (no)"},
+		{"(embarrassed)(embarrassedx)", "😳(embarrassedx)"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, replaceEmoticons(tt.in), tt.in)
+	}
+}
+
+func TestEmoticonsKeptInCode(t *testing.T) {
+	assert.Equal(t, "🙂 <code>(smile)</code><pre>x(smile)</pre>",
+		SfBHTMLToMatrix("(smile) <code>(smile)</code><pre>x(smile)</pre>"))
+	assert.Equal(t, "(smile)", MatrixHTMLToSfB("(smile)"), "Matrix to SfB keeps the name, which SfB clients show")
+}
