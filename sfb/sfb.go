@@ -126,10 +126,14 @@ type Person struct {
 
 // Message is the content of an instant message.
 type Message struct {
-	// Text is the plain-text form; always set.
+	// Text is the plain-text form; always set, except in a message
+	// whose sender sent RTF only.
 	Text string
 	// HTML is the formatted form when the sender sent one, else empty.
 	HTML string
+	// RTF is the text/rtf form some Lync and SfB clients send, as the
+	// transport received it; UCWA never carries it.
+	RTF string
 }
 
 // SentMessage is what the server said about a message it accepted.

@@ -43,6 +43,9 @@ var (
 // survives sanitising. It returns nothing for a message without text.
 func ToMatrix(msg sfb.Message) []*event.MessageEventContent {
 	text := replaceEmoticons(cleanText(msg.Text))
+	if strings.TrimSpace(text) == "" && strings.TrimSpace(msg.HTML) == "" && msg.RTF != "" {
+		text = replaceEmoticons(RTFToText(msg.RTF))
+	}
 	var formatted string
 	if h := cleanText(msg.HTML); strings.TrimSpace(h) != "" {
 		if len(h) > maxHTMLInput {

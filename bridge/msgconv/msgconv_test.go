@@ -145,6 +145,9 @@ func TestToMatrix(t *testing.T) {
 		{"text derived from HTML when missing",
 			sfb.Message{HTML: `<p>one</p><p><i>two</i></p>`}, "one\ntwo", "<p>one</p><p><i>two</i></p>"},
 		{"invalid UTF-8 replaced", sfb.Message{Text: "a\xffb\x00c"}, "a\uFFFDbc", ""},
+		{"RTF only", sfb.Message{RTF: `{\rtf1 one\par two (smile)}`}, "one\ntwo 🙂", ""},
+		{"RTF ignored when text is set", sfb.Message{Text: "text", RTF: `{\rtf1 rtf}`}, "text", ""},
+		{"emoticon names in text", sfb.Message{Text: "thanks (beer)"}, "thanks 🍺", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
