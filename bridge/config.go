@@ -40,6 +40,8 @@ type Config struct {
 	// Media configures the links through which SfB users fetch the files
 	// Matrix users send.
 	Media MediaConfig `yaml:"media"`
+	// Messages configures what SfB is told of Matrix features it lacks.
+	Messages MessagesConfig `yaml:"messages"`
 
 	displaynameTemplate *template.Template
 }
@@ -86,6 +88,22 @@ const MediaKeyEnv = "SFB_BRIDGE_MEDIA_KEY"
 // chat, and a year is longer than any file should stay reachable by it.
 const maxLinkLifetime = 366 * 24 * time.Hour
 
+// MessagesConfig is the messages section (see docs/messages.md).
+type MessagesConfig struct {
+	// Reactions is what a Matrix reaction becomes on SfB.
+	Reactions ReactionMode `yaml:"reactions"`
+}
+
+// ReactionMode says what a Matrix reaction becomes on SfB, which has none.
+type ReactionMode string
+
+const (
+	// ReactionsAsMessages sends "Alice reacted 👍 to: ...".
+	ReactionsAsMessages ReactionMode = "message"
+	// ReactionsDropped sends nothing.
+	ReactionsDropped ReactionMode = "drop"
+)
+
 // defaultConfig holds the values an option takes when the configuration
 // leaves it out, the same as the example.
 func defaultConfig() Config {
@@ -101,7 +119,8 @@ func defaultConfig() Config {
 			PublishDebounce: 10 * time.Second,
 			OfflineAs:       sfb.AvailabilityAway,
 		},
-		Media: MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
+		Media:    MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
+		Messages: MessagesConfig{Reactions: ReactionsAsMessages},
 	}
 }
 
@@ -145,6 +164,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("network.accept_wait %s: must be positive", c.AcceptWait)
 	case c.TypingRefresh <= 0 || c.TypingMax < c.TypingRefresh:
 		return fmt.Errorf("network.typing_refresh %s, typing_max %s: must be positive, typing_max at least typing_refresh", c.TypingRefresh, c.TypingMax)
+	}
+	switch c.Messages.Reactions {
+	case ReactionsAsMessages, ReactionsDropped:
+	default:
+		return fmt.Errorf("network.messages.reactions %q: must be %q or %q", c.Messages.Reactions, ReactionsAsMessages, ReactionsDropped)
 	}
 	if err := c.Presence.validate(); err != nil {
 		return err
