@@ -13,11 +13,13 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	_ "go.mau.fi/util/dbutil/litestream"
@@ -344,6 +346,34 @@ type fakeMatrix struct {
 	mu       sync.Mutex
 	states   []status.BridgeState
 	statuses []sentStatus
+	// bot, when set (withBot), is the bridge bot's intent.
+	bot *fakeBot
+}
+
+// fakeBot is the bridge bot's intent as far as the connector uses it:
+// reading events of portal rooms.
+type fakeBot struct {
+	bridgev2.MatrixAPI
+	events map[id.EventID]*event.Event
+}
+
+func (b *fakeBot) GetEvent(_ context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error) {
+	if evt, ok := b.events[eventID]; ok && evt.RoomID == roomID {
+		return evt, nil
+	}
+	return nil, fmt.Errorf("event %s in %s: %w", eventID, roomID, mautrix.MNotFound)
+}
+
+// withBot gives the bridge a bot that can read events (events, with their
+// room set).
+func withBot(events ...*event.Event) envOption {
+	return func(e *testEnv, _ *Config) {
+		bot := &fakeBot{events: map[id.EventID]*event.Event{}}
+		for _, evt := range events {
+			bot.events[evt.ID] = evt
+		}
+		e.matrix.bot = bot
+	}
 }
 
 // sentStatus is a message status the connector sent itself (bridgev2's own
@@ -372,7 +402,12 @@ func (fm *fakeMatrix) Init(*bridgev2.Bridge)           {}
 func (fm *fakeMatrix) Start(ctx context.Context) error { return nil }
 func (fm *fakeMatrix) PreStop()                        {}
 func (fm *fakeMatrix) Stop()                           {}
-func (fm *fakeMatrix) BotIntent() bridgev2.MatrixAPI   { return nil }
+func (fm *fakeMatrix) BotIntent() bridgev2.MatrixAPI {
+	if fm.bot == nil {
+		return nil
+	}
+	return fm.bot
+}
 func (fm *fakeMatrix) GhostIntent(networkid.UserID) bridgev2.MatrixAPI {
 	return nil
 }

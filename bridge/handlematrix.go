@@ -63,20 +63,24 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	if err != nil {
 		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
 	}
-	var out sfb.Message
-	if isFile(msg.Content.MsgType) {
-		out, err = c.conn.fileMessage(msg.Content)
-	} else {
-		out, err = msgconv.FromMatrix(msg.Content, c.login.RemoteName)
+	out, err := c.convertForSfB(msg.Content)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case errors.Is(err, msgconv.ErrTooLong):
-		return nil, refuse(err, fmt.Sprintf("The message is too long for Skype for Business (at most %d bytes). Split it or send a link.", msgconv.MaxSfBMessageBytes))
-	case errors.Is(err, msgconv.ErrEmpty):
-		return nil, refuse(err, "The message has no text to send to Skype for Business.")
-	case err != nil:
-		return nil, fmt.Errorf("convert message for SfB: %w", err)
+	if msg.ReplyTo != nil {
+		if author, original, ok := c.originalMessage(ctx, msg.Portal, msg.ReplyTo); ok {
+			out = msgconv.WithQuote(out, author, original)
+		}
 	}
+	return c.enqueue(ctx, peer, msg.Portal, msg.Event, string(msg.Content.MsgType), out, msg)
+}
+
+// enqueue puts out in the outbox for peer and returns at once. A message
+// (pending set) is registered with bridgev2 as pending and settled by the
+// outbox's echo; edits and reactions have no pending form in bridgev2, so
+// the lane reports only their failure (and, for an edit, links the event
+// to the SfB message, see reportReplayed).
+func (c *Client) enqueue(ctx context.Context, peer sfb.URI, portal *bridgev2.Portal, evt *event.Event, msgType string, out sfb.Message, pending *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	if c.waitSession(ctx, c.conn.sessionWait) == nil {
 		return nil, errNotConnected()
 	}
@@ -87,18 +91,18 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	// Sending happens in the outbox lane, not here: bridgev2 holds the
 	// portal during this call, and SfB's completion of the send may queue
 	// behind an SfB message waiting for that portal (see outbox.go).
-	roomID := msg.Portal.MXID
+	roomID := portal.MXID
 	if roomID == "" {
-		roomID = msg.Event.RoomID
+		roomID = evt.RoomID
 	}
-	txnID := networkid.TransactionID(msg.Event.ID)
+	txnID := networkid.TransactionID(evt.ID)
 	entry := database.OutboxEntry{
 		LoginID:    string(c.loginID),
 		Peer:       string(peer),
-		EventID:    msg.Event.ID.String(),
+		EventID:    evt.ID.String(),
 		RoomID:     roomID.String(),
-		SenderMXID: msg.Event.Sender.String(),
-		MsgType:    string(msg.Content.MsgType),
+		SenderMXID: evt.Sender.String(),
+		MsgType:    msgType,
 		TxnID:      string(txnID),
 		Text:       out.Text,
 		HTML:       out.HTML,
@@ -106,30 +110,57 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	if err := c.conn.sealOutbox(&entry); err != nil {
 		return nil, errNotQueued(err)
 	}
-	// Registered before the lane can see the entry, so that its echo
-	// always finds the registration.
-	c.markLive(entry.EventID)
-	msg.AddPendingToSave(&mxdb.Message{SenderID: c.GetUserID(), Timestamp: time.Now()}, txnID, handleEcho)
+	if pending != nil {
+		// Registered before the lane can see the entry, so that its echo
+		// always finds the registration.
+		c.markLive(entry.EventID)
+		pending.AddPendingToSave(&mxdb.Message{SenderID: c.GetUserID(), Timestamp: time.Now()}, txnID, handleEcho)
+	}
 	stored, added, err := c.addOutbox(ctx, entry)
 	if err != nil {
-		msg.RemovePending(txnID)
-		c.takeLive(entry.EventID)
+		if pending != nil {
+			pending.RemovePending(txnID)
+			c.takeLive(entry.EventID)
+		}
 		return nil, errNotQueued(err)
 	}
 	switch {
 	case !added && stored.ID == 0:
 		// Pushed again by the homeserver after it was already settled.
-		msg.RemovePending(txnID)
-		c.takeLive(entry.EventID)
-		zerolog.Ctx(ctx).Info().Msg("Matrix message was already delivered to SfB, not sending it again")
+		if pending != nil {
+			pending.RemovePending(txnID)
+			c.takeLive(entry.EventID)
+		}
+		zerolog.Ctx(ctx).Info().Msg("Matrix event was already delivered to SfB, not sending it again")
 		return &bridgev2.MatrixMessageResponse{}, nil
 	case !added:
-		zerolog.Ctx(ctx).Info().Int64("outbox_id", stored.ID).Msg("Matrix message already in the outbox, waiting for its delivery")
+		zerolog.Ctx(ctx).Info().Int64("outbox_id", stored.ID).Msg("Matrix event already in the outbox, waiting for its delivery")
 	default:
-		zerolog.Ctx(ctx).Debug().Int64("outbox_id", stored.ID).Str("peer", peer.Address()).Msg("Matrix message stored in the outbox")
+		zerolog.Ctx(ctx).Debug().Int64("outbox_id", stored.ID).Str("peer", peer.Address()).Msg("Matrix event stored in the outbox")
 	}
 	c.wakeOutbox(peer)
-	return &bridgev2.MatrixMessageResponse{Pending: true}, nil
+	return &bridgev2.MatrixMessageResponse{Pending: pending != nil}, nil
+}
+
+// convertForSfB converts message content for SfB, refusing with a notice
+// what SfB cannot take.
+func (c *Client) convertForSfB(content *event.MessageEventContent) (sfb.Message, error) {
+	var out sfb.Message
+	var err error
+	if isFile(content.MsgType) {
+		out, err = c.conn.fileMessage(content)
+	} else {
+		out, err = msgconv.FromMatrix(content, c.login.RemoteName)
+	}
+	switch {
+	case errors.Is(err, msgconv.ErrTooLong):
+		return out, refuse(err, fmt.Sprintf("The message is too long for Skype for Business (at most %d bytes). Split it or send a link.", msgconv.MaxSfBMessageBytes))
+	case errors.Is(err, msgconv.ErrEmpty):
+		return out, refuse(err, "The message has no text to send to Skype for Business.")
+	case err != nil:
+		return out, fmt.Errorf("convert message for SfB: %w", err)
+	}
+	return out, nil
 }
 
 // addOutbox stores entry unless its event was settled already. After a
@@ -246,11 +277,128 @@ func (c *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyp
 	return nil
 }
 
-// SfB has no edits, reactions or deletions either. The client does not
-// implement bridgev2's handlers for them: bridgev2 then refuses them
-// itself, logging at debug level (an expected refusal is no operator
-// alert), and matrixapp words the notice. Polls reach the handlers below,
-// which refuse them with a notice.
+// SfB has no replies, edits, reactions or deletions. Replies carry a
+// quote of the original (HandleMatrixMessage), edits and reactions are
+// sent as new messages, and deletions are refused with a notice: the SfB
+// side keeps what it received. Polls reach the handlers below too, which
+// refuse them with a notice.
+
+// reactionMsgType marks an outbox entry that carries a reaction: it has no
+// message row (bridgev2 keeps the reaction's own) and its status is a
+// reaction's.
+const reactionMsgType = "m.reaction"
+
+// HandleMatrixEdit sends the new text as "(edited) new text".
+func (c *Client) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
+	switch msg.Content.MsgType {
+	case event.MsgText, event.MsgNotice, event.MsgEmote:
+	default:
+		return unsupportedContent(msg.Content.MsgType)
+	}
+	peer, err := uriFor(msg.Portal.ID)
+	if err != nil {
+		return fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+	}
+	out, err := c.convertForSfB(msg.Content)
+	if err != nil {
+		return err
+	}
+	_, err = c.enqueue(ctx, peer, msg.Portal, msg.Event, string(msg.Content.MsgType), msgconv.Edited(out), nil)
+	return err
+}
+
+// PreHandleMatrixReaction lets bridgev2 keep one reaction per user and
+// emoji on a message, so that the SfB side hears of it once.
+func (c *Client) PreHandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (bridgev2.MatrixReactionPreResponse, error) {
+	key := msg.Content.RelatesTo.Key
+	return bridgev2.MatrixReactionPreResponse{SenderID: c.GetUserID(), EmojiID: networkid.EmojiID(key), Emoji: key}, nil
+}
+
+// HandleMatrixReaction sends "Alice reacted 👍 to: ..." or nothing, as
+// network.messages.reactions says.
+func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (*mxdb.Reaction, error) {
+	if c.conn.Config.Messages.Reactions == ReactionsDropped {
+		// bridgev2's own refusal, which matrixapp words for people.
+		return nil, bridgev2.ErrReactionsNotSupported
+	}
+	peer, err := uriFor(msg.Portal.ID)
+	if err != nil {
+		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+	}
+	_, target, _ := c.originalMessage(ctx, msg.Portal, msg.TargetMessage)
+	out := msgconv.Reaction(c.login.RemoteName, msg.Content.RelatesTo.Key, target)
+	if _, err := c.enqueue(ctx, peer, msg.Portal, msg.Event, reactionMsgType, out, nil); err != nil {
+		return nil, err
+	}
+	return &mxdb.Reaction{}, nil
+}
+
+// HandleMatrixReactionRemove: SfB keeps the reaction's message.
+func (c *Client) HandleMatrixReactionRemove(ctx context.Context, msg *bridgev2.MatrixReactionRemove) error {
+	if c.conn.Config.Messages.Reactions == ReactionsDropped {
+		// Never sent, so nothing to take back.
+		return nil
+	}
+	return refuse(fmt.Errorf("%w: removing a reaction", sfb.ErrUnsupported),
+		"Skype for Business cannot take back the message that told of your reaction; it stays on their side.")
+}
+
+// HandleMatrixMessageRemove tells the sender that SfB still shows the
+// message: it cannot delete what it delivered.
+func (c *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
+	who := "The Skype for Business side"
+	if peer, err := uriFor(msg.Portal.ID); err == nil {
+		who = peer.Address()
+	}
+	return refuse(fmt.Errorf("%w: deleting a message", sfb.ErrUnsupported),
+		fmt.Sprintf("Skype for Business cannot delete messages: %s still sees the deleted one.", who))
+}
+
+// originalMessage returns the author's name and the text of a bridged
+// message, fetched from the homeserver (the message table holds no text).
+// ok is false when the event cannot be read; the reply or reaction then
+// goes without the quote.
+func (c *Client) originalMessage(ctx context.Context, portal *bridgev2.Portal, target *mxdb.Message) (author, text string, ok bool) {
+	bot := c.conn.br.Bot
+	if target == nil || bot == nil || portal.MXID == "" {
+		return "", "", false
+	}
+	log := zerolog.Ctx(ctx).With().Str("target_event_id", target.MXID.String()).Logger()
+	evt, err := bot.GetEvent(ctx, portal.MXID, target.MXID)
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to fetch the message replied or reacted to; sending without a quote")
+		return "", "", false
+	}
+	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+		log.Warn().Err(err).Msg("Failed to parse the message replied or reacted to; sending without a quote")
+		return "", "", false
+	}
+	content := evt.Content.AsMessage()
+	if content == nil {
+		return "", "", false
+	}
+	c2 := *content
+	c2.RemoveReplyFallback()
+	if c2.NewContent != nil {
+		c2 = *c2.NewContent
+	}
+	return c.senderName(ctx, target.SenderID), c2.Body, true
+}
+
+// senderName is the name the SfB side knows the author of a bridged
+// message by: the login's own SfB name, or the SfB person's.
+func (c *Client) senderName(ctx context.Context, sender networkid.UserID) string {
+	if sender == c.GetUserID() {
+		return c.login.RemoteName
+	}
+	if ghost, err := c.conn.br.GetExistingGhostByID(ctx, sender); err == nil && ghost != nil && ghost.Name != "" {
+		return ghost.Name
+	}
+	if uri, err := uriFor(sender); err == nil {
+		return uri.Address()
+	}
+	return ""
+}
 
 // HandleMatrixPollStart refuses polls.
 func (c *Client) HandleMatrixPollStart(ctx context.Context, msg *bridgev2.MatrixPollStart) (*bridgev2.MatrixMessageResponse, error) {

@@ -387,13 +387,17 @@ func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry,
 		log.Err(err).Msg("Failed to get own ghost before saving a replayed message")
 	}
 	c.settleMu.Lock()
-	err := br.DB.Message.Insert(ctx, &mxdb.Message{
-		ID:        msgID,
-		MXID:      id.EventID(entry.EventID),
-		Room:      portalKeyFor(sfb.URI(entry.Peer), c.loginID),
-		SenderID:  c.GetUserID(),
-		Timestamp: ts,
-	})
+	var err error
+	if entry.MsgType != reactionMsgType {
+		// A reaction has its own row, which bridgev2 stored.
+		err = br.DB.Message.Insert(ctx, &mxdb.Message{
+			ID:        msgID,
+			MXID:      id.EventID(entry.EventID),
+			Room:      portalKeyFor(sfb.URI(entry.Peer), c.loginID),
+			SenderID:  c.GetUserID(),
+			Timestamp: ts,
+		})
+	}
 	if err != nil {
 		log.Err(err).Msg("Failed to save a replayed Matrix message")
 	}
@@ -408,13 +412,17 @@ func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry,
 // end when the caller returns: the caller's report timeout would cancel the
 // status before it left.
 func (c *Client) sendEntryStatus(ctx context.Context, entry database.OutboxEntry, ms bridgev2.MessageStatus) {
-	c.conn.br.Matrix.SendMessageStatus(context.WithoutCancel(ctx), &ms, &bridgev2.MessageStatusEventInfo{
+	info := &bridgev2.MessageStatusEventInfo{
 		RoomID:        id.RoomID(entry.RoomID),
 		SourceEventID: id.EventID(entry.EventID),
 		EventType:     event.EventMessage,
 		MessageType:   event.MessageType(entry.MsgType),
 		Sender:        id.UserID(entry.SenderMXID),
-	})
+	}
+	if entry.MsgType == reactionMsgType {
+		info.EventType, info.MessageType = event.EventReaction, ""
+	}
+	c.conn.br.Matrix.SendMessageStatus(context.WithoutCancel(ctx), &ms, info)
 }
 
 // markLive records that this process registered the Matrix event as
