@@ -47,6 +47,10 @@ import (
 // A crash between SfB taking a message and the accepted mark sends it
 // once more: delivery to SfB is at least once across crashes, with a
 // window of one POST answer and one UPDATE (docs/architecture.md).
+//
+// Edits and reactions travel the same way, but bridgev2 has no pending form
+// for them: they are never registered, and their outcome is written like
+// that of an entry left from before a restart (reportReplayed).
 
 // outboxOutcome is the data of an outbox echo: what SfB said.
 type outboxOutcome struct {
@@ -201,7 +205,9 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 			return false
 		}
 		// A kill between SfB taking it and the accepted mark sends it again.
-		log.Debug().Bool("after_restart", !c.isLive(entry.EventID)).Msg("Sending Matrix message to SfB")
+		// registered is false after a restart, and for edits and
+		// reactions, which bridgev2 has no pending form for.
+		log.Debug().Bool("registered", c.isLive(entry.EventID)).Str("msg_type", entry.MsgType).Msg("Sending Matrix message to SfB")
 		sendStart := time.Now()
 		sent, ok, err := c.sendOutbox(ctx, rctx, entry)
 		if !ok {
