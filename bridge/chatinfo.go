@@ -166,7 +166,7 @@ func (c *Client) ResolveIdentifier(ctx context.Context, identifier string, creat
 // that names what SfB cannot receive. Edits, deletions and reactions are
 // rejected: bridgev2 refuses them (see handlematrix.go).
 var roomCapabilities = &event.RoomFeatures{
-	ID: "net.sfb.capabilities.2026_1",
+	ID: "net.sfb.capabilities.2026_2",
 	Formatting: event.FormattingFeatureMap{
 		event.FmtBold:                event.CapLevelFullySupported,
 		event.FmtItalic:              event.CapLevelFullySupported,
@@ -208,17 +208,29 @@ var roomCapabilities = &event.RoomFeatures{
 	LocationMessage:     event.CapLevelUnsupported,
 	Poll:                event.CapLevelRejected,
 	Thread:              event.CapLevelRejected,
-	Reply:               event.CapLevelDropped,
-	Edit:                event.CapLevelRejected,
+	Reply:               event.CapLevelPartialSupport, // a quote of the original
+	Edit:                event.CapLevelPartialSupport, // "(edited) new text"
 	Delete:              event.CapLevelRejected,
-	Reaction:            event.CapLevelRejected,
+	Reaction:            event.CapLevelPartialSupport, // "Alice reacted 👍 to: ..."
 	ReadReceipts:        false,
 	TypingNotifications: true,
 }
 
 var unsupportedFile = &event.FileFeatures{MimeTypes: map[string]event.CapabilitySupportLevel{"*/*": event.CapLevelUnsupported}}
 
-// GetCapabilities is the same for every SfB 1:1 chat.
+// roomCapabilitiesReactionsDropped are the features with
+// network.messages.reactions: drop.
+var roomCapabilitiesReactionsDropped = func() *event.RoomFeatures {
+	f := roomCapabilities.Clone()
+	f.ID += ".reactions_dropped"
+	f.Reaction = event.CapLevelDropped
+	return f
+}()
+
+// GetCapabilities is the same for every SfB 1:1 chat of a bridge.
 func (c *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
+	if c.conn.Config.Messages.Reactions == ReactionsDropped {
+		return roomCapabilitiesReactionsDropped
+	}
 	return roomCapabilities
 }

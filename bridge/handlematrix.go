@@ -279,9 +279,10 @@ func (c *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyp
 
 // SfB has no replies, edits, reactions or deletions. Replies carry a
 // quote of the original (HandleMatrixMessage), edits and reactions are
-// sent as new messages, and deletions are refused with a notice: the SfB
-// side keeps what it received. Polls reach the handlers below too, which
-// refuse them with a notice.
+// sent as new messages. The client does not implement bridgev2's handler
+// for deletions: bridgev2 then refuses them itself, logging at debug level
+// (an expected refusal is no operator alert), and matrixapp words the
+// notice. Polls reach the handlers below, which refuse them with a notice.
 
 // reactionMsgType marks an outbox entry that carries a reaction: it has no
 // message row (bridgev2 keeps the reaction's own) and its status is a
@@ -318,8 +319,9 @@ func (c *Client) PreHandleMatrixReaction(ctx context.Context, msg *bridgev2.Matr
 // network.messages.reactions says.
 func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (*mxdb.Reaction, error) {
 	if c.conn.Config.Messages.Reactions == ReactionsDropped {
-		// bridgev2's own refusal, which matrixapp words for people.
-		return nil, bridgev2.ErrReactionsNotSupported
+		// Dropped as the operator chose; the room features say so
+		// (GetCapabilities).
+		return &mxdb.Reaction{}, nil
 	}
 	peer, err := uriFor(msg.Portal.ID)
 	if err != nil {
@@ -333,25 +335,11 @@ func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixR
 	return &mxdb.Reaction{}, nil
 }
 
-// HandleMatrixReactionRemove: SfB keeps the reaction's message.
+// HandleMatrixReactionRemove does nothing: SfB keeps the message that
+// told of the reaction, if one was sent. No notice either: a refusal from
+// a handler is an error-level log line, and this one is expected.
 func (c *Client) HandleMatrixReactionRemove(ctx context.Context, msg *bridgev2.MatrixReactionRemove) error {
-	if c.conn.Config.Messages.Reactions == ReactionsDropped {
-		// Never sent, so nothing to take back.
-		return nil
-	}
-	return refuse(fmt.Errorf("%w: removing a reaction", sfb.ErrUnsupported),
-		"Skype for Business cannot take back the message that told of your reaction; it stays on their side.")
-}
-
-// HandleMatrixMessageRemove tells the sender that SfB still shows the
-// message: it cannot delete what it delivered.
-func (c *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
-	who := "The Skype for Business side"
-	if peer, err := uriFor(msg.Portal.ID); err == nil {
-		who = peer.Address()
-	}
-	return refuse(fmt.Errorf("%w: deleting a message", sfb.ErrUnsupported),
-		fmt.Sprintf("Skype for Business cannot delete messages: %s still sees the deleted one.", who))
+	return nil
 }
 
 // originalMessage returns the author's name and the text of a bridged

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -121,8 +120,9 @@ func TestMatrixReactionIsSentAsMessage(t *testing.T) {
 	require.NotEmpty(t, statuses)
 	assert.Equal(t, event.EventReaction, statuses[len(statuses)-1].Info.EventType)
 
-	err = client.HandleMatrixReactionRemove(e.ctx, &bridgev2.MatrixReactionRemove{})
-	requireNotice(t, err, event.MessageStatusFail, "cannot take back")
+	assert.Equal(t, event.CapLevelPartialSupport, client.GetCapabilities(e.ctx, portal).Reaction)
+	assert.NoError(t, client.HandleMatrixReactionRemove(e.ctx, &bridgev2.MatrixReactionRemove{}))
+	assert.Len(t, session.sentMessages(), 1, "nothing is sent for a removed reaction")
 }
 
 func TestMatrixReactionDropped(t *testing.T) {
@@ -130,26 +130,13 @@ func TestMatrixReactionDropped(t *testing.T) {
 	ul, client, session := e.mustLogin()
 	portal := e.portalFor(ul.ID, bob)
 
+	caps := client.GetCapabilities(e.ctx, portal)
+	assert.Equal(t, event.CapLevelDropped, caps.Reaction, "clients learn that reactions do not reach SfB")
+	assert.NotEqual(t, roomCapabilities.ID, caps.ID)
 	_, err := client.HandleMatrixReaction(e.ctx, matrixReaction(portal, "$react", &mxdb.Message{MXID: "$m"}, "👍"))
-	assert.ErrorIs(t, err, bridgev2.ErrReactionsNotSupported, "refused as bridgev2 refuses, worded by matrixapp")
-	assert.NoError(t, client.HandleMatrixReactionRemove(e.ctx, &bridgev2.MatrixReactionRemove{}), "nothing was sent to take back")
+	require.NoError(t, err)
 	peers, err := e.conn.db.OutboxPeers(e.ctx, string(ul.ID))
 	require.NoError(t, err)
 	assert.Empty(t, peers, "nothing queued for SfB")
-	assert.Empty(t, session.sentMessages())
-}
-
-func TestMatrixRedactionGetsNotice(t *testing.T) {
-	e := newTestEnv(t)
-	ul, client, session := e.mustLogin()
-	portal := e.portalFor(ul.ID, bob)
-
-	err := client.HandleMatrixMessageRemove(e.ctx, &bridgev2.MatrixMessageRemove{
-		MatrixEventBase: bridgev2.MatrixEventBase[*event.RedactionEventContent]{Portal: portal},
-		TargetMessage:   &mxdb.Message{MXID: "$m"},
-	})
-	ms := requireNotice(t, err, event.MessageStatusFail, "cannot delete messages: bob@contoso.com still sees")
-	assert.Equal(t, event.MessageStatusUnsupported, ms.ErrorReason)
-	assert.True(t, strings.HasPrefix(ms.Message, "Skype for Business"))
 	assert.Empty(t, session.sentMessages())
 }

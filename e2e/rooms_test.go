@@ -109,61 +109,61 @@ func TestMessageAfterLogoutSaysHowToSignIn(t *testing.T) {
 	assert.NotContains(t, body, "receiver login")
 }
 
-// A reaction, an edit and a deletion, which SfB cannot carry, each get
-// one notice in the bridge's words, and no error-level line in the log.
-func TestUnsupportedActionsGetOneNoticeEach(t *testing.T) {
+// A reply, an edit and a reaction from Matrix arrive on SfB as text that
+// says what they are; a deletion, which SfB cannot carry, gets one notice
+// in the bridge's words. None of it is an error-level line in the log.
+func TestRelationsArriveReadableOnSfB(t *testing.T) {
 	env := setup(t)
 	p := env.newPair(t, "hanna")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
 	defer cancel()
-	room := env.openPortal(t, p, "Hello Hanna")
+	room := env.openPortal(t, p, "Hello Hanna\nsecond line")
 	logStart := fileSize(t, env.st.Bridge.LogPath)
 	first := p.mx.mark()
 
-	hello := p.mx.waitFor(0, hop, "the colleague's message", isMessage(room, p.ghost, equals("Hello Hanna")))
+	hello := p.mx.waitFor(0, hop, "the colleague's message", isMessage(room, p.ghost, equals("Hello Hanna\nsecond line")))
 	mine, err := p.mx.Client.SendText(ctx, room, "a message I will edit")
 	require.NoError(t, err)
 	env.waitReceived(t, p, "the message", func(r sim.Received) bool { return r.Message.Text == "a message I will edit" })
 
-	actions := []struct {
-		name, words string
-		do          func() error
-	}{
-		{"reaction", "Skype for Business has no reactions", func() error {
-			_, err := p.mx.Client.SendReaction(ctx, room, hello.ID, "👍")
-			return err
-		}},
-		{"edit", "Skype for Business cannot edit messages", func() error {
-			content := &event.MessageEventContent{MsgType: event.MsgText, Body: "* edited", NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "edited"}}
-			content.SetEdit(mine.EventID)
-			_, err := p.mx.Client.SendMessageEvent(ctx, room, event.EventMessage, content)
-			return err
-		}},
-		{"deletion", "Skype for Business cannot delete messages", func() error {
-			_, err := p.mx.Client.RedactEvent(ctx, room, mine.EventID)
-			return err
-		}},
-	}
-	for _, a := range actions {
-		mark := p.mx.mark()
-		require.NoError(t, a.do(), a.name)
-		p.mx.waitFor(mark, hop, "the notice about the "+a.name, isMessage(room, env.st.Bot, func(b string) bool {
-			return strings.Contains(b, a.words)
-		}))
-	}
-	for _, a := range actions {
-		n := 0
-		for _, evt := range p.mx.Events(first) {
-			if isMessage(room, env.st.Bot, func(b string) bool { return strings.Contains(b, a.words) })(evt) {
-				n++
-			}
+	reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "hi back"}
+	reply.RelatesTo = (&event.RelatesTo{}).SetReplyTo(hello.ID)
+	_, err = p.mx.Client.SendMessageEvent(ctx, room, event.EventMessage, reply)
+	require.NoError(t, err)
+	quoted := env.waitReceived(t, p, "the reply", func(r sim.Received) bool { return strings.HasSuffix(r.Message.Text, "\nhi back") })
+	assert.Regexp(t, `^> .+: Hello Hanna\nhi back$`, quoted.Message.Text, "a quote of the first line, then the reply")
+
+	// SetEdit makes this the m.new_content and gives the event the
+	// fallback body "* edited".
+	edit := &event.MessageEventContent{MsgType: event.MsgText, Body: "edited"}
+	edit.SetEdit(mine.EventID)
+	_, err = p.mx.Client.SendMessageEvent(ctx, room, event.EventMessage, edit)
+	require.NoError(t, err)
+	env.waitReceived(t, p, "the edit", func(r sim.Received) bool { return r.Message.Text == "(edited) edited" })
+
+	_, err = p.mx.Client.SendReaction(ctx, room, hello.ID, "👍")
+	require.NoError(t, err)
+	env.waitReceived(t, p, "the reaction", func(r sim.Received) bool {
+		return strings.HasSuffix(r.Message.Text, " reacted 👍 to: Hello Hanna")
+	})
+
+	const deletionWords = "Skype for Business cannot delete messages"
+	mark := p.mx.mark()
+	_, err = p.mx.Client.RedactEvent(ctx, room, mine.EventID)
+	require.NoError(t, err)
+	isDeletionNotice := isMessage(room, env.st.Bot, func(b string) bool { return strings.Contains(b, deletionWords) })
+	p.mx.waitFor(mark, hop, "the notice about the deletion", isDeletionNotice)
+	n := 0
+	for _, evt := range p.mx.Events(first) {
+		if isDeletionNotice(evt) {
+			n++
 		}
-		assert.Equal(t, 1, n, "notices about the %s", a.name)
 	}
+	assert.Equal(t, 1, n, "notices about the deletion")
 	for _, line := range strings.Split(readFrom(t, env.st.Bridge.LogPath, logStart), "\n") {
 		assert.NotContains(t, line, `"level":"error"`, "an expected refusal is no operator alert")
 	}
-	assert.Equal(t, []string{"a message I will edit"}, env.sentToColleague(p), "nothing but the message reached SfB")
+	assert.Len(t, env.sentToColleague(p), 4, "the message, the reply, the edit and the reaction, once each")
 }
 
 // A message to a colleague with no signed-in SfB client says that they
