@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
 
@@ -164,6 +166,38 @@ func TestRelationsArriveReadableOnSfB(t *testing.T) {
 		assert.NotContains(t, line, `"level":"error"`, "an expected refusal is no operator alert")
 	}
 	assert.Len(t, env.sentToColleague(p), 4, "the message, the reply, the edit and the reaction, once each")
+}
+
+// HTML as an SfB 2016 client sends it (spans with Office inline CSS) and
+// text pasted from Word arrive in Element's format: the sender's bold,
+// italic, colour and list, none of the Office markup, the SfB emoticon as
+// emoji. The samples are those of bridge/msgconv's corpus.
+func TestOfficeHTMLArrivesClean(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "ida")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+	room := env.openPortal(t, p, "Hello Ida")
+
+	for _, name := range []string{"sfb2016-bold-italic-colour", "word-paste-list", "link-and-breaks"} {
+		t.Run(name, func(t *testing.T) {
+			corpus := "../bridge/msgconv/testdata/sfb-html/" + name
+			in, err := os.ReadFile(corpus + ".in.html")
+			require.NoError(t, err)
+			wantHTML, err := os.ReadFile(corpus + ".want.html")
+			require.NoError(t, err)
+			wantBody, err := os.ReadFile(corpus + ".want.txt")
+			require.NoError(t, err)
+
+			from := p.mx.mark()
+			require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{HTML: string(in)}))
+			evt := p.mx.waitFor(from, hop, "the formatted message", isMessage(room, p.ghost, anyBody))
+			msg := evt.Content.AsMessage()
+			assert.Equal(t, event.FormatHTML, msg.Format)
+			assert.Equal(t, string(wantHTML), msg.FormattedBody)
+			assert.Equal(t, string(wantBody), msg.Body)
+		})
+	}
 }
 
 // A message to a colleague with no signed-in SfB client says that they

@@ -55,8 +55,12 @@ func ToMatrix(msg sfb.Message) []*event.MessageEventContent {
 			}
 		} else {
 			formatted = strings.TrimSpace(SfBHTMLToMatrix(h))
-			if strings.TrimSpace(text) == "" {
-				text = HTMLToText(formatted)
+			// The body is the text of what Element shows, not the
+			// plain form beside the HTML: a transport that gets HTML
+			// only derives that one crudely (UCWA keeps the text of
+			// Office style blocks and <xml> islands).
+			if t := HTMLToText(formatted); strings.TrimSpace(t) != "" {
+				text = t
 			}
 			if !strings.ContainsRune(formatted, '<') {
 				// Only text and entities were left: the body says it all.

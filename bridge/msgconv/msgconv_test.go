@@ -148,6 +148,10 @@ func TestToMatrix(t *testing.T) {
 		{"RTF only", sfb.Message{RTF: `{\rtf1 one\par two (smile)}`}, "one\ntwo 🙂", ""},
 		{"RTF ignored when text is set", sfb.Message{Text: "text", RTF: `{\rtf1 rtf}`}, "text", ""},
 		{"emoticon names in text", sfb.Message{Text: "thanks (beer)"}, "thanks 🍺", ""},
+		{"body from the HTML, not a crude plain form",
+			sfb.Message{Text: "p.MsoNormal{margin:0}\nAgenda Normal", HTML: `<style>p.MsoNormal{margin:0}</style><p><b>Agenda</b></p><xml>Normal</xml>`},
+			"Agenda", "<p><b>Agenda</b></p>"},
+		{"text kept when the HTML has none", sfb.Message{Text: "see picture", HTML: `<img src="x.png">`}, "see picture", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
