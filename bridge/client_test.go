@@ -81,7 +81,7 @@ func TestMessageFromSfBQueued(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, converted.Parts, 1)
 	assert.Equal(t, event.EventMessage, converted.Parts[0].Type)
-	assert.Equal(t, "hello", converted.Parts[0].Content.Body)
+	assert.Equal(t, "hello there", converted.Parts[0].Content.Body, "the text of the HTML")
 	assert.Equal(t, "hello <b>there</b>", converted.Parts[0].Content.FormattedBody)
 }
 
