@@ -368,3 +368,23 @@ func FuzzMatrixToSfB(f *testing.F) {
 		assertSanitised(t, MatrixHTMLToSfB(formatted), sfbPolicy)
 	})
 }
+
+// TestSanitiserEnforcesPolicyAlone: bluemonday, not the transformation
+// walk before it, is what keeps each policy; given HTML the walk never
+// writes, it still keeps only what the policy allows.
+func TestSanitiserEnforcesPolicyAlone(t *testing.T) {
+	in := `<script>alert(1)</script><a href="javascript:alert(1)">a</a><a href="/rel">r</a><font color="red" face="x">f</font>` +
+		`<span data-mx-color="#12345g" onclick="x">s</span><img src="http://x/y.png" onerror="x"><o:p>o</o:p><b style="color:red">b</b>` +
+		`<code class="evil">c</code><iframe>i</iframe><ol start="1x"><li>l</li></ol>`
+	for name, p := range map[string]*policy{"matrix": matrixPolicy, "sfb": sfbPolicy} {
+		got := p.sanitizer.Sanitize(in)
+		assertSanitised(t, got, p)
+		assert.NotContains(t, got, "alert", name)
+		assert.NotContains(t, got, "i<", name, "iframe content dropped")
+		assert.Contains(t, got, "<b>b</b>", name)
+	}
+	// Bare spans it keeps (bluemonday allows them without attributes);
+	// the walk unwraps them before.
+	assert.Equal(t, `arf<span>s</span>o<b>b</b><code>c</code><ol><li>l</li></ol>`, matrixPolicy.sanitizer.Sanitize(in))
+	assert.Equal(t, `arfso<b>b</b><code>c</code><ol><li>l</li></ol>`, sfbPolicy.sanitizer.Sanitize(in))
+}
