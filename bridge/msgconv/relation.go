@@ -30,7 +30,8 @@ func Excerpt(text string) string {
 
 // WithQuote puts a short quote of the message replied to ("> Alice: first
 // line") before msg, as SfB has no replies. An empty excerpt quotes
-// nothing.
+// nothing, and neither does a reply that the quote would make too long
+// for SfB.
 func WithQuote(msg sfb.Message, author, original string) sfb.Message {
 	excerpt := Excerpt(original)
 	if excerpt == "" {
@@ -40,7 +41,16 @@ func WithQuote(msg sfb.Message, author, original string) sfb.Message {
 	if author = CleanName(author); author != "" {
 		quote = "> " + author + ": " + excerpt
 	}
-	return prefixed(msg, quote+"\n", html.EscapeString(quote)+"<br>")
+	quoted := prefixed(msg, quote+"\n", html.EscapeString(quote)+"<br>")
+	if len(quoted.Text) > MaxSfBMessageBytes {
+		// The reply itself fits (FromMatrix checked); the quote is
+		// what gives way.
+		return msg
+	}
+	if len(quoted.HTML) > MaxSfBMessageBytes {
+		quoted.HTML = ""
+	}
+	return quoted
 }
 
 // Edited marks msg as the new text of a message edited in Matrix: SfB

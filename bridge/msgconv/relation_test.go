@@ -26,6 +26,11 @@ func TestWithQuote(t *testing.T) {
 	plain := WithQuote(sfb.Message{Text: "yes"}, "", "q")
 	assert.Equal(t, sfb.Message{Text: "> q\nyes"}, plain, "no author, no HTML form")
 	assert.Equal(t, sfb.Message{Text: "yes"}, WithQuote(sfb.Message{Text: "yes"}, "Alice", " "), "nothing to quote")
+
+	full := sfb.Message{Text: strings.Repeat("x", MaxSfBMessageBytes-10)}
+	assert.Equal(t, full, WithQuote(full, "Alice", "question"), "no quote beyond SfB's limit")
+	wide := sfb.Message{Text: "yes", HTML: strings.Repeat("<b>x</b>", MaxSfBMessageBytes/8)}
+	assert.Equal(t, sfb.Message{Text: "> Alice: question\nyes"}, WithQuote(wide, "Alice", "question"), "the HTML form gives way first")
 }
 
 func TestEdited(t *testing.T) {
