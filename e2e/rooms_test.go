@@ -174,10 +174,10 @@ func TestRelationsArriveReadableOnSfB(t *testing.T) {
 // emoji. The samples are those of bridge/msgconv's corpus.
 func TestOfficeHTMLArrivesClean(t *testing.T) {
 	env := setup(t)
-	p := env.newPair(t, "ida")
+	p := env.newPair(t, "olga")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
 	defer cancel()
-	room := env.openPortal(t, p, "Hello Ida")
+	room := env.openPortal(t, p, "Hello Olga")
 
 	for _, name := range []string{"sfb2016-bold-italic-colour", "word-paste-list", "link-and-breaks"} {
 		t.Run(name, func(t *testing.T) {
