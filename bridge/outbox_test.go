@@ -169,12 +169,7 @@ func TestOutboxReplayedAfterRestart(t *testing.T) {
 	portal := e.portalFor(ul.ID, bob)
 	ul.Client.Disconnect()
 	for i, text := range []string{"first", "second fails", "third"} {
-		_, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
-			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$r%d", i+1), RoomID: portal.MXID.String(),
-			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$r%d", i+1), Text: text,
-		})
-		require.NoError(t, err)
-		require.True(t, added)
+		leftInOutbox(t, e, ul, portal, fmt.Sprintf("$r%d", i+1), text)
 	}
 	e.transport.setSendHook(func(_ sfb.URI, msg sfb.Message) error {
 		if msg.Text == "second fails" {
@@ -225,12 +220,7 @@ func TestOutboxMarkedSentIsOnlyReported(t *testing.T) {
 	ul.Client.Disconnect()
 	var ids []int64
 	for i, text := range []string{"sent before the crash", "not yet sent"} {
-		stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
-			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$m%d", i+1), RoomID: portal.MXID.String(),
-			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$m%d", i+1), Text: text,
-		})
-		require.NoError(t, err)
-		require.True(t, added)
+		stored := leftInOutbox(t, e, ul, portal, fmt.Sprintf("$m%d", i+1), text)
 		ids = append(ids, stored.ID)
 	}
 	sentAt := time.UnixMilli(1700000000000)
@@ -258,12 +248,7 @@ func TestOutboxAcceptedBeforeRestartIsLookedUp(t *testing.T) {
 	ul.Client.Disconnect()
 	accepted := map[string]string{"delivered": "sfb-delivered", "refused": "sfb-refused", "gone": "sfb-gone", "not taken": ""}
 	for i, text := range []string{"delivered", "refused", "gone", "not taken"} {
-		stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
-			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$a%d", i+1), RoomID: portal.MXID.String(),
-			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$a%d", i+1), Text: text,
-		})
-		require.NoError(t, err)
-		require.True(t, added)
+		stored := leftInOutbox(t, e, ul, portal, fmt.Sprintf("$a%d", i+1), text)
 		if id := accepted[text]; id != "" {
 			require.NoError(t, e.conn.db.MarkOutboxAccepted(e.ctx, stored.ID, id))
 		}
@@ -298,12 +283,7 @@ func TestOutboxRepushAfterReplayIsNotSentAgain(t *testing.T) {
 	portal := e.portalFor(ul.ID, bob)
 	ul.Client.Disconnect()
 	for i, text := range []string{"taken before the crash", "marked sent before the crash", "sent after the restart"} {
-		stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
-			LoginID: string(ul.ID), Peer: string(bob), EventID: fmt.Sprintf("$p%d", i+1), RoomID: portal.MXID.String(),
-			SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: fmt.Sprintf("$p%d", i+1), Text: text,
-		})
-		require.NoError(t, err)
-		require.True(t, added)
+		stored := leftInOutbox(t, e, ul, portal, fmt.Sprintf("$p%d", i+1), text)
 		switch i {
 		case 0:
 			require.NoError(t, e.conn.db.MarkOutboxAccepted(e.ctx, stored.ID, "sfb-taken"))
@@ -429,4 +409,17 @@ func holdSends(t *testing.T, e *testEnv) (release chan struct{}) {
 		}
 	})
 	return release
+}
+
+// leftInOutbox stores a text message to bob as the outbox entry a
+// previous process left, with eventID as its event and transaction ID.
+func leftInOutbox(t *testing.T, e *testEnv, ul *bridgev2.UserLogin, portal *bridgev2.Portal, eventID, text string) database.OutboxEntry {
+	t.Helper()
+	stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
+		LoginID: string(ul.ID), Peer: string(bob), EventID: eventID, RoomID: portal.MXID.String(),
+		SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: eventID, Text: text,
+	})
+	require.NoError(t, err)
+	require.True(t, added)
+	return stored
 }
