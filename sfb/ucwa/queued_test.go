@@ -2,6 +2,7 @@ package ucwa
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,37 +22,20 @@ import (
 func TestMessagesSentBeforeTheAcceptArriveOnce(t *testing.T) {
 	srv, tr := startSim(t, sim.Options{})
 	ctx := context.Background()
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var got []string
-	handler := func(_ context.Context, e sfb.Event) {
-		m, ok := e.(sfb.MessageReceived)
-		if !ok {
-			return
-		}
-		mu.Lock()
-		got = append(got, m.Message.Text)
-		first := len(got) == 1
-		mu.Unlock()
-		if first {
-			<-release
-		}
-	}
-	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}}, handler)
+	h := &heldFirstMessage{release: make(chan struct{})}
+	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}}, h.handle)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "hello"}))
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, waitFor, tick)
+	require.Eventually(t, func() bool { return len(h.texts()) == 1 }, waitFor, tick)
 	for _, text := range []string{"one", "two"} {
 		require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: text}))
 	}
-	close(release)
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 3 }, waitFor, tick)
-	assert.Never(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) > 3 }, 300*time.Millisecond, tick)
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Equal(t, []string{"hello", "one", "two"}, got)
+	close(h.release)
+	require.Eventually(t, func() bool { return len(h.texts()) >= 3 }, waitFor, tick)
+	assert.Never(t, func() bool { return len(h.texts()) > 3 }, 300*time.Millisecond, tick)
+	assert.Equal(t, []string{"hello", "one", "two"}, h.texts())
 }
 
 // The first message of an invitation waits for Matrix, which can take
@@ -69,28 +53,13 @@ func TestMessagesHeldBehindASlowFirstMessageAreNotLost(t *testing.T) {
 		zerolog.New(zerolog.NewTestWriter(t)), WithTimings(tm))
 	require.NoError(t, err)
 	ctx := context.Background()
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var got []string
-	handler := func(_ context.Context, e sfb.Event) {
-		m, ok := e.(sfb.MessageReceived)
-		if !ok {
-			return
-		}
-		mu.Lock()
-		got = append(got, m.Message.Text)
-		first := len(got) == 1
-		mu.Unlock()
-		if first {
-			<-release
-		}
-	}
-	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}}, handler)
+	h := &heldFirstMessage{release: make(chan struct{})}
+	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "pw-alice"}}, h.handle)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "hello"}))
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, waitFor, tick)
+	require.Eventually(t, func() bool { return len(h.texts()) == 1 }, waitFor, tick)
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "one"}))
 	// The reply's completion comes through the event loop, which waits
 	// for Matrix: it is sent meanwhile, but returns only afterwards.
@@ -101,17 +70,43 @@ func TestMessagesHeldBehindASlowFirstMessageAreNotLost(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { return len(srv.Received(bob)) == 1 }, waitFor, tick)
 	assert.Equal(t, []string{"reply"}, receivedTexts(srv, bob))
-	close(release)
+	close(h.release)
 	select {
 	case err := <-sent:
 		require.NoError(t, err)
 	case <-time.After(waitFor):
 		t.Fatal("the reply's send did not return")
 	}
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 2 }, waitFor, tick,
+	require.Eventually(t, func() bool { return len(h.texts()) >= 2 }, waitFor, tick,
 		"the colleague's message written before the accept was lost")
-	assert.Never(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) > 2 }, 300*time.Millisecond, tick)
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Equal(t, []string{"hello", "one"}, got)
+	assert.Never(t, func() bool { return len(h.texts()) > 2 }, 300*time.Millisecond, tick)
+	assert.Equal(t, []string{"hello", "one"}, h.texts())
+}
+
+// heldFirstMessage records the texts of the messages received and holds
+// the first one until release is closed, as a slow Matrix does.
+type heldFirstMessage struct {
+	release chan struct{}
+	mu      sync.Mutex
+	got     []string
+}
+
+func (h *heldFirstMessage) handle(_ context.Context, e sfb.Event) {
+	m, ok := e.(sfb.MessageReceived)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	h.got = append(h.got, m.Message.Text)
+	first := len(h.got) == 1
+	h.mu.Unlock()
+	if first {
+		<-h.release
+	}
+}
+
+func (h *heldFirstMessage) texts() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.got)
 }
