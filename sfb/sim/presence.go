@@ -641,13 +641,8 @@ func (s *Server) serveSubscription(w http.ResponseWriter, r *http.Request, a *ap
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := a.subs[id]
+	sub := a.subscriptionOr404(w, id)
 	if sub == nil {
-		// ExtendAPresenceSubscription.md: an expired subscription is
-		// answered 404 (its sample says ApplicationNotFound, which would
-		// make a client throw away a live application; the simulator
-		// uses no subcode).
-		writeError(w, http.StatusNotFound, "NotFound", "", "The presence subscription does not exist.")
 		return
 	}
 	switch r.Method {
@@ -675,9 +670,8 @@ func (s *Server) serveMemberships(w http.ResponseWriter, r *http.Request, a *app
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := a.subs[id]
+	sub := a.subscriptionOr404(w, id)
 	if sub == nil {
-		writeError(w, http.StatusNotFound, "NotFound", "", "The presence subscription does not exist.")
 		return
 	}
 	switch r.Method {
@@ -709,6 +703,19 @@ func (s *Server) serveMemberships(w http.ResponseWriter, r *http.Request, a *app
 	default:
 		methodNotAllowed(w)
 	}
+}
+
+// subscriptionOr404 returns the application's subscription id, or answers
+// 404 and returns nil. ExtendAPresenceSubscription.md: an expired
+// subscription is answered 404 (its sample says ApplicationNotFound, which
+// would make a client throw away a live application; the simulator uses no
+// subcode). The caller holds s.mu.
+func (a *app) subscriptionOr404(w http.ResponseWriter, id string) *presenceSub {
+	sub := a.subs[id]
+	if sub == nil {
+		writeError(w, http.StatusNotFound, "NotFound", "", "The presence subscription does not exist.")
+	}
+	return sub
 }
 
 func (s *Server) serveMembership(w http.ResponseWriter, r *http.Request, a *app, id string, m sfb.URI) {
