@@ -917,7 +917,7 @@ func (s *session) Publish(ctx context.Context, pub sfb.Publication) error {
 			return fmt.Errorf("publish presence: the user is not available (no me/presence link): %w", errors.ErrUnsupported)
 		}
 		body, _ := json.Marshal(map[string]string{"availability": pref})
-		if err := s.post(ctx, gen, "publish presence", st.myPresence, body); err != nil {
+		if err := s.post(ctx, st, gen, "publish presence", func(st appState) string { return st.myPresence }, body); err != nil {
 			return err
 		}
 	}
@@ -930,14 +930,18 @@ func (s *session) Publish(ctx context.Context, pub sfb.Publication) error {
 			s.log.Warn().Int("runes", utf8.RuneCountInString(*pub.Note)).Msg("Note cleaned or cut before publishing")
 		}
 		body, _ := json.Marshal(map[string]string{"message": note})
-		if err := s.post(ctx, gen, "publish note", st.myNote, body); err != nil {
+		if err := s.post(ctx, st, gen, "publish note", func(st appState) string { return st.myNote }, body); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *session) post(ctx context.Context, gen int, op, href string, body []byte) error {
+// post posts body to the link that link picks from st, the application of
+// generation gen, and, when that application is gone, to the same link of
+// the one created again.
+func (s *session) post(ctx context.Context, st appState, gen int, op string, link func(appState) string, body []byte) error {
+	href := link(st)
 	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 	defer cancel()
 	_, err := s.c.do(rctx, request{op: op, method: http.MethodPost, url: href, body: body, contentType: "application/json"})
@@ -946,10 +950,7 @@ func (s *session) post(ctx context.Context, gen int, op, href string, body []byt
 			return fmt.Errorf("%s: %w", op, rerr)
 		}
 		st, _ := s.appSnapshot()
-		href = st.myPresence
-		if op == "publish note" {
-			href = st.myNote
-		}
+		href = link(st)
 		rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 		defer cancel()
 		_, err = s.c.do(rctx, request{op: op, method: http.MethodPost, url: href, body: body, contentType: "application/json"})
