@@ -419,3 +419,19 @@ func TestResumedSessionDeletesStaleSubscriptions(t *testing.T) {
 	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Busy"}))
 	require.Eventually(t, func() bool { return latest(rec.all())[bob].Availability == sfb.AvailabilityBusy }, waitFor, tick)
 }
+
+// A publication that finds the application gone goes to the same link of
+// the one created again: the note to me/note, the availability to
+// me/presence.
+func TestPresencePublishAfterTheApplicationIsGone(t *testing.T) {
+	srv, tr, _ := presenceSim(t, sim.Options{}, sfb.Config{}, 0, nil)
+	s, _ := simSignIn(t, tr)
+	ctx := context.Background()
+	srv.DeleteApplications(alice)
+	away, note := sfb.AvailabilityAway, "Back at two"
+	require.NoError(t, s.Publish(ctx, sfb.Publication{Availability: &away, Note: &note}))
+	p, err := srv.GetPresence(alice)
+	require.NoError(t, err)
+	assert.Equal(t, "Away", p.Availability)
+	assert.Equal(t, "Back at two", p.Note)
+}
