@@ -800,3 +800,17 @@ func (s *fakeSession) activityReports() int {
 	defer s.mu.Unlock()
 	return s.presence.activity
 }
+
+func (s *fakeSession) SendGroupMessage(ctx context.Context, g sfb.Group, msg sfb.Message) (sfb.SentMessage, error) {
+	return sfb.SentMessage{}, fmt.Errorf("fake session: no groups")
+}
+
+func (s *fakeSession) AddParticipant(ctx context.Context, g sfb.Group, uri sfb.URI) error {
+	return fmt.Errorf("fake session: no groups")
+}
+
+func (s *fakeSession) LeaveGroup(ctx context.Context, threadID string) error { return nil }
+
+func (s *fakeSession) SetGroupTyping(ctx context.Context, threadID string, typing bool) error {
+	return nil
+}

@@ -100,6 +100,7 @@ type Session interface {
 	LookupPerson(ctx context.Context, uri URI) (Person, error)
 
 	PresenceSession
+	GroupSession
 
 	// ResumeState is opaque transport state for SignInRequest.Resume. It
 	// only ever covers events whose handler call has returned: continuing
@@ -146,13 +147,19 @@ type SentMessage struct {
 // Conversation names an SfB conversation from the point of view of the
 // signed-in user. SfB conversation IDs are short-lived (a conversation
 // expires after idle time and comes back with new IDs), so the connector
-// keys 1:1 rooms by Peer, never by ThreadID.
+// keys 1:1 rooms by Peer and multi-party ones by ThreadID, which SfB
+// clients keep when they continue a conversation.
 type Conversation struct {
 	// ThreadID is the server's thread identifier, stable while the
-	// conversation lives; it may be empty.
+	// conversation lives and kept when it is continued. It may be empty
+	// for a 1:1 conversation, never for a multi-party one.
 	ThreadID string
-	// Peer is the other party of a 1:1 conversation.
+	// Peer is the other party of a 1:1 conversation; empty when Group.
 	Peer URI
+	// Group is set for a multi-party conversation (see GroupSession).
+	Group bool
+	// Subject is the conversation's subject when the server gave one.
+	Subject string
 }
 
 // Event is one thing that happened in a session: one of the types below.
