@@ -814,3 +814,11 @@ func (s *fakeSession) LeaveGroup(ctx context.Context, threadID string) error { r
 func (s *fakeSession) SetGroupTyping(ctx context.Context, threadID string, typing bool) error {
 	return nil
 }
+
+func (s *fakeSession) CreateMeeting(ctx context.Context, req sfb.MeetingRequest) (sfb.Meeting, error) {
+	return sfb.Meeting{}, fmt.Errorf("fake session: no meetings")
+}
+
+func (s *fakeSession) DeclineCall(ctx context.Context, callID string, reason sfb.CallDeclineReason) error {
+	return fmt.Errorf("fake session: no meetings")
+}

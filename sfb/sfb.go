@@ -101,6 +101,7 @@ type Session interface {
 
 	PresenceSession
 	GroupSession
+	MeetingSession
 
 	// ResumeState is opaque transport state for SignInRequest.Resume. It
 	// only ever covers events whose handler call has returned: continuing
