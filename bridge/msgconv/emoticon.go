@@ -1,6 +1,12 @@
 package msgconv
 
-import "strings"
+import (
+	"strings"
+
+	"golang.org/x/net/html"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
 
 // emoticons maps the names of SfB's emoticons, as its clients write them
 // in text ("(smile)"), to the Unicode emoji Matrix clients show. Names
@@ -56,4 +62,22 @@ func replaceEmoticons(s string) string {
 	}
 	sb.WriteString(s)
 	return sb.String()
+}
+
+// imageText is what an <img> becomes in text: its alt text, which SfB
+// clients set to the emoticon's name ("(smile)") where they set one, or
+// for an emoticon image without alt the name its class or file name
+// gives (sfb.EmoticonImage), in the "(name)" form replaceEmoticons
+// turns into the emoji. Any other image has no text: a transport that
+// can fetch it offers it as a file of its own (sfb.FileOffered).
+func imageText(n *html.Node) string {
+	if alt := cleanText(attr(n, "alt")); strings.TrimSpace(alt) != "" {
+		return alt
+	}
+	name, ok := sfb.EmoticonImage(attr(n, "src"), attr(n, "class"))
+	if !ok || name == "" {
+		return ""
+	}
+	// A name without an emoji stays as SfB writes it.
+	return "(" + name + ")"
 }

@@ -293,8 +293,7 @@ func (s *sanitizer) render(n *html.Node, depth int) {
 		return
 	}
 	if tag == "img" {
-		// SfB clients send emoticons as images with the name as alt.
-		alt := cleanText(attr(n, "alt"))
+		alt := imageText(n)
 		if s.emoticons {
 			alt = replaceEmoticons(alt)
 		}

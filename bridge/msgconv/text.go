@@ -102,7 +102,7 @@ func (w *textWriter) walk(n *html.Node, pre bool) {
 		w.sb.WriteByte('\n')
 		return
 	case tag == "img":
-		w.text(attr(n, "alt"), false)
+		w.text(imageText(n), false)
 		return
 	case tag == "hr":
 		w.newline()
