@@ -78,6 +78,10 @@ type MediaConfig struct {
 	LinkKey string `yaml:"link_key"`
 	// LinkLifetime is how long a link works.
 	LinkLifetime time.Duration `yaml:"link_lifetime"`
+	// MaxFileSize caps files and images from SfB that the bridge
+	// uploads to Matrix, in bytes; 0 means the homeserver's upload limit.
+	// A larger file becomes a notice in the room.
+	MaxFileSize int64 `yaml:"max_file_size"`
 }
 
 // MediaKeyEnv is the environment variable that holds the media link key
@@ -208,6 +212,9 @@ func (m *MediaConfig) validate() error {
 	if m.LinkLifetime <= 0 || m.LinkLifetime > maxLinkLifetime {
 		return fmt.Errorf("network.media.link_lifetime %s: must be positive and at most %s", m.LinkLifetime, maxLinkLifetime)
 	}
+	if m.MaxFileSize < 0 {
+		return fmt.Errorf("network.media.max_file_size %d: must not be negative (0 is the homeserver's upload limit)", m.MaxFileSize)
+	}
 	if m.PublicURL == "" {
 		return nil
 	}
@@ -326,6 +333,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "media", "public_url")
 	helper.Copy(up.Str|up.Null, "media", "link_key")
 	helper.Copy(up.Str, "media", "link_lifetime")
+	helper.Copy(up.Int, "media", "max_file_size")
 }
 
 // GetConfig returns the example network configuration, where to decode the

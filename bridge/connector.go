@@ -48,6 +48,9 @@ type Connector struct {
 	// mediaLinks signs the links to files sent to SfB; nil when files
 	// are refused.
 	mediaLinks *medialink.Signer
+	// homeserverUploadSize is the homeserver's upload limit, once
+	// bridgev2 learnt it (SetMaxFileSize); 0 before.
+	homeserverUploadSize atomic.Int64
 	// started is set once Start has the transport and the database, which
 	// logins need (see CreateLogin).
 	started atomic.Bool

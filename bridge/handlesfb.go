@@ -35,6 +35,8 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 		c.handleMessage(ctx, evt)
 	case sfb.TypingChanged:
 		c.handleTyping(ctx, evt)
+	case sfb.FileOffered:
+		c.handleFileOffered(ctx, evt)
 	case sfb.ConversationEnded:
 		// Nothing to show: the room stays, and the next message starts
 		// a new conversation with the same peer.

@@ -106,6 +106,7 @@ func TestMediaConfig(t *testing.T) {
 		{PublicURL: "bridge.example.org", LinkLifetime: time.Hour},
 		{PublicURL: "https://bridge.example.org", LinkLifetime: 0},
 		{PublicURL: "https://bridge.example.org", LinkLifetime: 400 * 24 * time.Hour},
+		{LinkLifetime: time.Hour, MaxFileSize: -1},
 	} {
 		assert.Error(t, bad.validate(), "%+v", bad)
 	}
