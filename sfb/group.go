@@ -96,6 +96,10 @@ type File struct {
 	// fetch the file (UCWA cannot accept a file transfer); the receiver
 	// then says so to the user instead.
 	Open func(ctx context.Context) (io.ReadCloser, error)
+	// Location, when Open is nil, is a web address where people can get
+	// the file themselves (an image a message shows from a web server
+	// the transport does not fetch from); else empty.
+	Location string
 }
 
 func (ParticipantJoined) sfbEvent() {}

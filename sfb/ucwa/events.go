@@ -394,7 +394,7 @@ func (s *session) onIncomingInvitation(href string, inv *MessagingInvitation) er
 			}
 			s.mu.Unlock()
 			if !emitted {
-				s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
+				s.emitMessage(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: inv.ThreadID, Peer: from.URI},
 					From: from, Message: msg, Time: s.t.now()})
 			}
 		}
@@ -714,7 +714,7 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	if when.IsZero() {
 		when = s.t.now()
 	}
-	s.emit(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: thread, Peer: peer}, From: from, Message: msg, Time: when})
+	s.emitMessage(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: thread, Peer: peer}, From: from, Message: msg, Time: when})
 	return nil
 }
 
