@@ -124,6 +124,8 @@ func (c *Connector) convertSfBFile(ctx context.Context, portal *bridgev2.Portal,
 	name := offeredFileName(f)
 	limit := c.maxIncomingFileSize()
 	switch {
+	case f.Open == nil && f.Location != "":
+		return fileNotice(elsewhereNotice(evt.From, name, f.Location)), nil
 	case f.Open == nil:
 		return fileNotice(cannotFetchNotice(evt.From, name, f.Size)), nil
 	case f.Size > limit:
@@ -234,6 +236,11 @@ func cannotFetchNotice(from sfb.Person, name string, size int64) string {
 	who := personName(from)
 	return fmt.Sprintf("%s sent the file %s on Skype for Business. Files sent that way cannot be passed on to Matrix: "+
 		"please ask %s to send it by email or to share it through a shared folder or a link.", who, describeFile(name, size), who)
+}
+
+func elsewhereNotice(from sfb.Person, name, location string) string {
+	return fmt.Sprintf("%s showed the picture %s on Skype for Business. It is kept on another web server, so it is not copied here; "+
+		"you can open it at %s", personName(from), strconv.Quote(name), location)
 }
 
 func fetchFailedNotice(from sfb.Person, name string, size int64) string {

@@ -151,6 +151,17 @@ func TestFileFromSfBThatCannotBeFetchedBecomesNotice(t *testing.T) {
 	assert.Empty(t, intent.uploads)
 }
 
+func TestImageFromSfBOnAnotherServerBecomesNoticeWithItsAddress(t *testing.T) {
+	e := newTestEnv(t)
+	_, converted, err := convertOffer(t, e, &uploadIntent{}, offerFromBob("m#image1",
+		sfb.File{Name: "logo.gif", Size: -1, Location: "https://intranet.contoso.com/logo.gif"}))
+	require.NoError(t, err)
+	content := onlyContent(t, converted)
+	assert.Equal(t, event.MsgNotice, content.MsgType)
+	assert.Contains(t, content.Body, `Bob Builder showed the picture "logo.gif"`)
+	assert.Contains(t, content.Body, "https://intranet.contoso.com/logo.gif")
+}
+
 func TestFileFromSfBWhoseFetchFailsBecomesNotice(t *testing.T) {
 	e := newTestEnv(t)
 	opened := 0
