@@ -13,16 +13,17 @@ import (
 )
 
 // TestSfBHTMLCorpus converts HTML in the shapes SfB 2015/2016 clients and
-// Office pastes send (testdata/sfb-html/NAME.in.html) and compares the
-// Matrix event with what Element should show: NAME.want.html is the
+// Office pastes send, the simulator's samples (sfb/sim/samples/NAME.html,
+// which its control API sends by name), and compares the Matrix event
+// with what Element should show: testdata/sfb-html/NAME.want.html is the
 // formatted_body (empty when the message carries no formatting), and
-// NAME.want.txt the body.
+// NAME.want.txt the body. Every sample has its expectation.
 func TestSfBHTMLCorpus(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/sfb-html/*.in.html")
+	inputs, err := filepath.Glob("../../sfb/sim/samples/*.html")
 	require.NoError(t, err)
 	require.NotEmpty(t, inputs)
 	for _, in := range inputs {
-		name := strings.TrimSuffix(in, ".in.html")
+		name := filepath.Join("testdata/sfb-html", strings.TrimSuffix(filepath.Base(in), ".html"))
 		t.Run(filepath.Base(name), func(t *testing.T) {
 			got := onePart(t, ToMatrix(sfb.Message{HTML: readFile(t, in)}))
 			assert.Equal(t, readFile(t, name+".want.html"), got.FormattedBody)

@@ -20,6 +20,12 @@ type controlMessage struct {
 	To   string `json:"to"`
 	Text string `json:"text"`
 	HTML string `json:"html"`
+	// Sample names a message body of samples/ (files.go).
+	Sample string `json:"sample"`
+	// Image is a picture pasted after Text.
+	Image *controlImage `json:"image"`
+	// RTF is the sender's RTF form, which never reaches UCWA.
+	RTF string `json:"rtf"`
 }
 
 type controlNativeClient struct {
@@ -132,6 +138,7 @@ func statusOf(err error) int {
 
 func (s *Server) controlHandler() http.Handler {
 	mux := http.NewServeMux()
+	s.fileRoutes(mux)
 	mux.HandleFunc("GET /sim/v1/info", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, obj{"discovery_url": s.DiscoveryURL(), "users": s.Users()})
 	})
@@ -159,7 +166,12 @@ func (s *Server) controlHandler() http.Handler {
 		if !ok {
 			return
 		}
-		if err := s.SendMessage(r.Context(), from, to, sfb.Message{Text: m.Text, HTML: m.HTML}); err != nil {
+		msg, err := m.message()
+		if err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		if err := s.SendMessage(r.Context(), from, to, msg); err != nil {
 			ctlError(w, statusOf(err), err)
 			return
 		}

@@ -135,12 +135,14 @@ type Server struct {
 	mu      sync.Mutex
 	baseURL string
 	users   map[sfb.URI]*user
-	tokens  map[tokenKey]*token
-	apps    map[string]*app
-	gone    map[string]goneApp
-	dialogs map[pairKey]*dialog
-	faults  faults
-	seq     uint64
+	// fileTransfers are the files each user's native client received.
+	fileTransfers map[sfb.URI][]FileTransfer
+	tokens        map[tokenKey]*token
+	apps          map[string]*app
+	gone          map[string]goneApp
+	dialogs       map[pairKey]*dialog
+	faults        faults
+	seq           uint64
 	// watchers indexes presence subscriptions by the person they watch.
 	watchers        map[sfb.URI]map[*presenceSub]struct{}
 	presenceChanges int64
