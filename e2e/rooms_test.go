@@ -181,16 +181,16 @@ func TestOfficeHTMLArrivesClean(t *testing.T) {
 
 	for _, name := range []string{"sfb2016-bold-italic-colour", "word-paste-list", "link-and-breaks"} {
 		t.Run(name, func(t *testing.T) {
-			corpus := "../bridge/msgconv/testdata/sfb-html/" + name
-			in, err := os.ReadFile(corpus + ".in.html")
+			in, err := sim.Sample(name)
 			require.NoError(t, err)
+			corpus := "../bridge/msgconv/testdata/sfb-html/" + name
 			wantHTML, err := os.ReadFile(corpus + ".want.html")
 			require.NoError(t, err)
 			wantBody, err := os.ReadFile(corpus + ".want.txt")
 			require.NoError(t, err)
 
 			from := p.mx.mark()
-			require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{HTML: string(in)}))
+			require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{HTML: in}))
 			evt := p.mx.waitFor(from, hop, "the formatted message", isMessage(room, p.ghost, anyBody))
 			msg := evt.Content.AsMessage()
 			assert.Equal(t, event.FormatHTML, msg.Format)
