@@ -3,8 +3,6 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"image"
@@ -21,7 +19,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
 
@@ -59,51 +56,21 @@ func (c *Connector) maxIncomingFileSize() int64 {
 // Matrix when the transport can fetch it, else a notice naming it (see
 // convertSfBFile). Like a message, it is deduplicated by its ID.
 func (c *Client) handleFileOffered(ctx context.Context, evt sfb.FileOffered) {
-	log := zerolog.Ctx(ctx)
-	from := evt.From.URI
-	if from == "" {
-		log.Warn().Str("file", evt.File.Name).Msg("Dropping SfB file offer without sender")
-		return
-	}
 	if evt.Conversation.Group {
 		// Multi-party portals are keyed by thread (the group chat
 		// work); until they are wired here, say so in the log.
-		log.Warn().Str("thread_id", evt.Conversation.ThreadID).Msg("Dropping SfB file offer in a multi-party conversation: not bridged yet")
+		zerolog.Ctx(ctx).Warn().Str("thread_id", evt.Conversation.ThreadID).Str("file", evt.File.Name).
+			Msg("Dropping SfB file offer in a multi-party conversation: not bridged yet")
 		return
 	}
-	fromMe := from == c.selfURI()
-	c.hearName(evt.From)
-	peer := evt.Conversation.Peer
-	if peer == "" && !fromMe {
-		peer = from
-	}
-	if peer == "" || peer == c.selfURI() {
-		log.Warn().Str("from", from.Address()).Msg("Dropping SfB file offer without a peer")
+	meta, id, ok := c.incoming(ctx, "file offer", evt.ID, evt.Conversation, evt.From, evt.Time,
+		evt.File.Name+"\x00"+strconv.FormatInt(evt.File.Size, 10))
+	if !ok {
 		return
-	}
-	id := evt.ID
-	if id == "" {
-		sum := sha256.Sum256([]byte(from.String() + "\x00" + evt.Time.UTC().Format(time.RFC3339Nano) + "\x00" +
-			evt.File.Name + "\x00" + strconv.FormatInt(evt.File.Size, 10)))
-		id = "sha256:" + hex.EncodeToString(sum[:16])
-		log.Debug().Str("derived_id", id).Msg("SfB file offer without ID")
-	}
-	sender := bridgev2.EventSender{Sender: userIDFor(from)}
-	if fromMe {
-		sender = bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: userIDFor(from)}
 	}
 	c.queueReliably(ctx, &simplevent.Message[sfb.FileOffered]{
-		EventMeta: simplevent.EventMeta{
-			Type:         bridgev2.RemoteEventMessage,
-			PortalKey:    portalKeyFor(peer, c.loginID),
-			Sender:       sender,
-			CreatePortal: true,
-			Timestamp:    evt.Time,
-			LogContext: func(lc zerolog.Context) zerolog.Context {
-				return lc.Str("sfb_file_id", id).Str("sfb_thread_id", evt.Conversation.ThreadID)
-			},
-		},
-		ID:                 networkid.MessageID(id),
+		EventMeta:          meta,
+		ID:                 id,
 		Data:               evt,
 		ConvertMessageFunc: c.conn.convertSfBFile,
 	})

@@ -115,29 +115,46 @@ func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb
 }
 
 func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
-	log := zerolog.Ctx(ctx)
-	from := evt.From.URI
-	if from == "" {
-		log.Warn().Msg("Dropping SfB message without sender")
+	meta, msgID, ok := c.incoming(ctx, "message", evt.ID, evt.Conversation, evt.From, evt.Time, evt.Message.Text)
+	if !ok {
 		return
 	}
+	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
+		EventMeta:          meta,
+		ID:                 msgID,
+		Data:               evt,
+		ConvertMessageFunc: convertSfBMessage,
+	})
+}
+
+// incoming is what a message and an offered file from SfB share: the
+// portal of the conversation, the sender, and the ID that deduplicates
+// it. An event without an ID gets one derived from its sender, time and
+// content (its text, or what names the file). ok is false, and the
+// reason logged, when the event has no sender or no peer.
+func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content string) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
+	log := zerolog.Ctx(ctx)
+	from := fromPerson.URI
+	if from == "" {
+		log.Warn().Msg("Dropping SfB " + what + " without sender")
+		return meta, "", false
+	}
 	fromMe := from == c.selfURI()
-	c.hearName(evt.From)
-	peer := evt.Conversation.Peer
+	c.hearName(fromPerson)
+	peer := conv.Peer
 	if peer == "" && !fromMe {
 		peer = from
 	}
 	if peer == "" || peer == c.selfURI() {
-		log.Warn().Str("from", from.Address()).Msg("Dropping SfB message without a peer")
-		return
+		log.Warn().Str("from", from.Address()).Msg("Dropping SfB " + what + " without a peer")
+		return meta, "", false
 	}
-	msgID := evt.ID
-	if msgID == "" {
-		// Without an ID a redelivered message would be bridged twice;
+	if id == "" {
+		// Without an ID a redelivered event would be bridged twice;
 		// derive one from what identifies it.
-		sum := sha256.Sum256([]byte(from.String() + "\x00" + evt.Time.UTC().Format(time.RFC3339Nano) + "\x00" + evt.Message.Text))
-		msgID = "sha256:" + hex.EncodeToString(sum[:16])
-		log.Debug().Str("derived_id", msgID).Msg("SfB message without ID")
+		sum := sha256.Sum256([]byte(from.String() + "\x00" + when.UTC().Format(time.RFC3339Nano) + "\x00" + content))
+		id = "sha256:" + hex.EncodeToString(sum[:16])
+		log.Debug().Str("derived_id", id).Msg("SfB " + what + " without ID")
 	}
 	if e := c.conn.presence; e != nil {
 		e.sawPeer(ctx, c, peer)
@@ -146,21 +163,16 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 	if fromMe {
 		sender = bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: userIDFor(from)}
 	}
-	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
-		EventMeta: simplevent.EventMeta{
-			Type:         bridgev2.RemoteEventMessage,
-			PortalKey:    portalKeyFor(peer, c.loginID),
-			Sender:       sender,
-			CreatePortal: true,
-			Timestamp:    evt.Time,
-			LogContext: func(lc zerolog.Context) zerolog.Context {
-				return lc.Str("sfb_message_id", msgID).Str("sfb_thread_id", evt.Conversation.ThreadID)
-			},
+	return simplevent.EventMeta{
+		Type:         bridgev2.RemoteEventMessage,
+		PortalKey:    portalKeyFor(peer, c.loginID),
+		Sender:       sender,
+		CreatePortal: true,
+		Timestamp:    when,
+		LogContext: func(lc zerolog.Context) zerolog.Context {
+			return lc.Str("sfb_message_id", id).Str("sfb_thread_id", conv.ThreadID)
 		},
-		ID:                 networkid.MessageID(msgID),
-		Data:               evt,
-		ConvertMessageFunc: convertSfBMessage,
-	})
+	}, networkid.MessageID(id), true
 }
 
 func convertSfBMessage(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, evt sfb.MessageReceived) (*bridgev2.ConvertedMessage, error) {
