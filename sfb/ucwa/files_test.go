@@ -5,13 +5,10 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -71,34 +68,24 @@ func FuzzInlineImages(f *testing.F) {
 // picture's bytes; a picture on the pool is fetched with the session's
 // token; one on another server is not fetched, its address given.
 func TestSimPastedImageIsOffered(t *testing.T) {
-	srv, err := sim.New(sim.Options{
-		Users:     []sim.User{{URI: alice, DisplayName: "Alice Liddell", Password: "pw-alice"}, {URI: bob, DisplayName: "Bob Builder", Password: "pw-bob"}},
-		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-		EventWait: 200 * time.Millisecond,
-	})
-	require.NoError(t, err)
 	var mu sync.Mutex
 	var poolAuth []string
-	mux := http.NewServeMux()
-	mux.HandleFunc("/pool-content/chart.png", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		poolAuth = append(poolAuth, r.Header.Get("Authorization"))
-		mu.Unlock()
-		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		w.Header().Set("Content-Type", "image/png")
-		_, _ = w.Write(onePixelPNG)
+	srv, tr := startSim(t, sim.Options{}, func(simulator http.Handler) http.Handler {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/pool-content/chart.png", func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			poolAuth = append(poolAuth, r.Header.Get("Authorization"))
+			mu.Unlock()
+			if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("Content-Type", "image/png")
+			_, _ = w.Write(onePixelPNG)
+		})
+		mux.Handle("/", simulator)
+		return mux
 	})
-	mux.Handle("/", srv.Handler())
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	t.Cleanup(func() { _ = srv.Close() })
-	srv.SetBaseURL(hs.URL)
-	tr, err := New(sfb.Config{DiscoveryURL: srv.DiscoveryURL(), AllowInsecureLoopback: true, RequestTimeout: 5 * time.Second},
-		zerolog.New(zerolog.NewTestWriter(t)), WithTimings(testTimings()))
-	require.NoError(t, err)
 	session, rec := simSignIn(t, tr)
 
 	pngURI := "data:image/png;base64," + base64.StdEncoding.EncodeToString(onePixelPNG)

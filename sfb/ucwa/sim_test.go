@@ -2,6 +2,7 @@ package ucwa
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -20,8 +21,9 @@ const (
 )
 
 // startSim runs the simulator with alice (signed in through this client)
-// and bob (on a simulated native client).
-func startSim(t *testing.T, opts sim.Options) (*sim.Server, *Transport) {
+// and bob (on a simulated native client). wrap, when given, serves in
+// front of the simulator on the same host.
+func startSim(t *testing.T, opts sim.Options, wrap ...func(http.Handler) http.Handler) (*sim.Server, *Transport) {
 	t.Helper()
 	opts.Users = []sim.User{{URI: alice, DisplayName: "Alice Liddell", Password: "pw-alice"}, {URI: bob, DisplayName: "Bob Builder", Password: "pw-bob"}}
 	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "sim").Logger()
@@ -30,7 +32,11 @@ func startSim(t *testing.T, opts sim.Options) (*sim.Server, *Transport) {
 	}
 	srv, err := sim.New(opts)
 	require.NoError(t, err)
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	for _, w := range wrap {
+		h = w(h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { _ = srv.Close() })
 	srv.SetBaseURL(hs.URL)
