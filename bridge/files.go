@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -91,7 +92,7 @@ func (c *Connector) convertSfBFile(ctx context.Context, portal *bridgev2.Portal,
 	name := offeredFileName(f)
 	limit := c.maxIncomingFileSize()
 	switch {
-	case f.Open == nil && f.Location != "":
+	case f.Open == nil && isWebAddress(f.Location):
 		return fileNotice(elsewhereNotice(evt.From, name, f.Location)), nil
 	case f.Open == nil:
 		return fileNotice(cannotFetchNotice(evt.From, name, f.Size)), nil
@@ -228,6 +229,12 @@ func describeFile(name string, size int64) string {
 		return fmt.Sprintf("%q (%s)", name, formatSize(int(size)))
 	}
 	return strconv.Quote(name)
+}
+
+// isWebAddress reports whether a notice may offer s as a link.
+func isWebAddress(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && !strings.ContainsAny(s, " \n")
 }
 
 func personName(p sfb.Person) string {

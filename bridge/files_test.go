@@ -160,6 +160,14 @@ func TestImageFromSfBOnAnotherServerBecomesNoticeWithItsAddress(t *testing.T) {
 	assert.Equal(t, event.MsgNotice, content.MsgType)
 	assert.Contains(t, content.Body, `Bob Builder showed the picture "logo.gif"`)
 	assert.Contains(t, content.Body, "https://intranet.contoso.com/logo.gif")
+
+	e2 := newTestEnv(t)
+	_, converted, err = convertOffer(t, e2, &uploadIntent{}, offerFromBob("m#image2",
+		sfb.File{Name: "x.png", Size: -1, Location: "javascript:alert(1)"}))
+	require.NoError(t, err)
+	body := onlyContent(t, converted).Body
+	assert.NotContains(t, body, "javascript", "only a web address is offered as a link")
+	assert.Contains(t, body, `"x.png"`)
 }
 
 func TestFileFromSfBWhoseFetchFailsBecomesNotice(t *testing.T) {
