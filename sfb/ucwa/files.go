@@ -22,10 +22,11 @@ import (
 // modalities it made itself available for: an SfB client's file transfer
 // (a SIP INVITE with application/ms-filetransfer+xml and a data media
 // stream) never reaches a UCWA endpoint, which cannot see it at all. What
-// it does see are pictures inside HTML messages, which clients built on
-// UCWA (the web and mobile clients) send as <img> elements: a data: URI
-// carrying the picture, or an address on the pool. Those are offered as
-// files (sfb.FileOffered) after the message; emoticon images are text
+// it can see are pictures inside HTML messages (htmlMessage), as <img>
+// elements: a data: URI carrying the picture, or an address. As far as we
+// know, clients built on UCWA (web, mobile) paste pictures that way; we
+// have not confirmed it against a real client. Those pictures are offered
+// as files (sfb.FileOffered) after the message; emoticon images are text
 // (sfb.EmoticonImage) and are left to the message.
 
 // maxInlineImages bounds the images taken from one message.
