@@ -34,6 +34,8 @@ const defaultUploadSize = 50 << 20
 // fileFetchTimeout bounds fetching one offered file from SfB.
 const fileFetchTimeout = 2 * time.Minute
 
+var _ bridgev2.MaxFileSizeingNetwork = (*Connector)(nil)
+
 // SetMaxFileSize implements bridgev2.MaxFileSizeingNetwork: bridgev2 calls
 // it with the homeserver's upload limit (m.upload.size) after startup.
 func (c *Connector) SetMaxFileSize(maxSize int64) {
