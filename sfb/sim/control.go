@@ -396,5 +396,6 @@ func (s *Server) controlHandler() http.Handler {
 		s.Sweep()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	s.meetingControl(mux)
 	return mux
 }

@@ -547,6 +547,7 @@ func (s *Server) removeApp(a *app, g goneApp) {
 		s.endDialog(d, reasonAppGone, v)
 	}
 	s.appGone(a)
+	s.dropAppMeetings(a)
 	a.removed = true
 	a.ec.end(waitGone, g)
 	g.at = s.now()

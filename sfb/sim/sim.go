@@ -147,6 +147,8 @@ type Server struct {
 	watchers        map[sfb.URI]map[*presenceSub]struct{}
 	presenceChanges int64
 	closed          bool
+	// meetings holds online meetings and calls (meeting.go, call.go).
+	meetings meetState
 
 	colleague chan colleagueTask
 
@@ -598,6 +600,7 @@ func (s *Server) Sweep() {
 		}
 	}
 	s.sweepPresence(now)
+	s.sweepCalls(now)
 	for id, g := range s.gone {
 		if now.Sub(g.at) > time.Hour {
 			delete(s.gone, id)

@@ -110,6 +110,8 @@ func (s *Server) serveUCWA(w http.ResponseWriter, r *http.Request) {
 		s.serveBatch(w, r)
 	case segs[0] == "communication":
 		s.serveCommunication(w, r, a, segs[1:])
+	case segs[0] == "onlineMeetings":
+		s.serveOnlineMeetings(w, r, a, segs[1:])
 	default:
 		notFound(w)
 	}
@@ -365,6 +367,8 @@ func (s *Server) serveCommunication(w http.ResponseWriter, r *http.Request, a *a
 	switch segs[0] {
 	case "messagingInvitations":
 		s.serveInvitations(w, r, a, segs[1:])
+	case "onlineMeetingInvitations", "audioVideoInvitations":
+		s.serveMViewInvitation(w, r, a, segs[0], segs[1:])
 	case "conversations":
 		if len(segs) == 1 {
 			if r.Method != http.MethodGet {
@@ -381,6 +385,9 @@ func (s *Server) serveCommunication(w http.ResponseWriter, r *http.Request, a *a
 					"_links": obj{"self": link(a.base() + "/communication/conversations"), "conversation": list},
 				})
 			})
+			return
+		}
+		if s.serveMViewConversation(w, r, a, segs[1], segs[2:]) {
 			return
 		}
 		s.serveConversation(w, r, a, segs[1], segs[2:])
