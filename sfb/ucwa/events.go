@@ -262,6 +262,10 @@ func (s *session) handleEvent(snd EventSender, e Event) (err error) {
 		return s.onMessage(snd, e)
 	case "participant", "localParticipant":
 		return s.onParticipant(snd, e)
+	case "onlineMeetingInvitation":
+		return s.onMeetingInvitation(e)
+	case "audioVideoInvitation":
+		return s.onCallInvitation(e)
 	default:
 		// Presence, me, communication and other modalities are not
 		// bridged by this transport yet.

@@ -93,6 +93,8 @@ type session struct {
 	emitMu sync.Mutex
 
 	pres *presenceState
+	// meetings: open meeting invitations and ringing calls (meeting.go).
+	meetings meetingState
 }
 
 // resumePoint is the part of ResumeState that moves with the event channel.
