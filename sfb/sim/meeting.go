@@ -286,7 +286,7 @@ func (s *Server) newMeeting(u *user, subject string, expiration time.Time) *meet
 // meetingID is an onlineMeetingId like the reference's "IB88RLLY".
 func meetingID() string {
 	const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-	b := []byte(randomHex(8))
+	b := []byte(randomHex(4))
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
@@ -1046,4 +1046,19 @@ func (s *Server) meetingControl(mux *http.ServeMux) {
 			w.WriteHeader(http.StatusNoContent)
 		})
 	}
+}
+
+// OnlineMeetings lists the meetings organizer organises and has not
+// cancelled, those created through myOnlineMeetings included.
+func (s *Server) OnlineMeetings(organizer sfb.URI) []MeetingInfo {
+	organizer = canonical(organizer)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []MeetingInfo
+	for k, m := range s.meet().meetings {
+		if k.organizer == organizer && !m.cancelled {
+			out = append(out, m.info())
+		}
+	}
+	return out
 }

@@ -1,0 +1,198 @@
+package ucwa
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+)
+
+// waitEvents waits until the recorder holds n events of type T.
+func waitEvents[T sfb.Event](t *testing.T, rec *recorder, n int) []T {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(eventsOf[T](rec.all())) >= n }, waitFor, tick, "want %d %T", n, *new(T))
+	return eventsOf[T](rec.all())
+}
+
+func TestSimMeetingInvitationWithEveryField(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	_, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	dial := []sim.DialInRegion{{Name: "Wiesbaden", Number: "tel:+49611555000", Languages: []string{"de-DE"}}, {Name: "Redmond", Number: "tel:+14255550001"}}
+	info, err := srv.InviteToMeeting(ctx, bob, alice, sim.MeetingInvite{Kind: sim.MeetNow, Subject: "Quarterly numbers", ConferenceID: "12983487", DialIn: dial})
+	require.NoError(t, err)
+	assert.Regexp(t, `^https://meet\.contoso\.com/bob/[A-Z0-9]{8}$`, info.JoinURL)
+
+	got := waitEvents[sfb.MeetingInvited](t, rec, 1)[0]
+	assert.Equal(t, sfb.URI(info.URI), got.Meeting.URI, "the onlineMeetingUri, its conference ID's case kept")
+	assert.Contains(t, string(got.Meeting.URI), info.ID)
+	assert.Equal(t, info.JoinURL, got.Meeting.JoinURL)
+	assert.Equal(t, "Quarterly numbers", got.Meeting.Subject)
+	assert.Equal(t, sfb.Person{URI: bob, DisplayName: "Bob Builder"}, got.Meeting.Organizer)
+	assert.Equal(t, "12983487", got.Meeting.ConferenceID)
+	assert.Equal(t, []sfb.DialInNumber{{Region: "Wiesbaden", Number: "+49611555000"}, {Region: "Redmond", Number: "+14255550001"}}, got.Meeting.DialIn)
+	assert.Equal(t, bob, got.From.URI)
+	assert.Equal(t, bob, got.Conversation.Peer, "a meeting of two is the 1:1 conversation's")
+	assert.False(t, got.Conversation.Group)
+	assert.NotEmpty(t, got.Conversation.ThreadID)
+	assert.NotEmpty(t, got.ID)
+	assert.False(t, got.Cancelled)
+}
+
+func TestSimMeetingUpdateAndCancellationKeepTheURI(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	_, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	info, err := srv.InviteToMeeting(ctx, bob, alice, sim.MeetingInvite{Kind: sim.MeetingScheduled, Subject: "Planning", Message: "Please join"})
+	require.NoError(t, err)
+	first := waitEvents[sfb.MeetingInvited](t, rec, 1)[0]
+	assert.Empty(t, first.Meeting.ConferenceID, "a meeting without dial-in")
+	assert.Empty(t, first.Meeting.DialIn)
+
+	subject := "Planning (moved)"
+	require.NoError(t, srv.UpdateMeeting(ctx, bob, info.ID, sim.MeetingUpdate{Subject: &subject}))
+	updated := waitEvents[sfb.MeetingInvited](t, rec, 2)[1]
+	assert.Equal(t, first.Meeting.URI, updated.Meeting.URI)
+	assert.Equal(t, subject, updated.Meeting.Subject)
+	assert.Equal(t, first.Meeting.JoinURL, updated.Meeting.JoinURL)
+	assert.NotEqual(t, first.ID, updated.ID, "an update is a new event")
+	assert.False(t, updated.Cancelled)
+
+	require.NoError(t, srv.CancelMeeting(ctx, bob, info.ID))
+	cancelled := waitEvents[sfb.MeetingInvited](t, rec, 3)[2]
+	assert.True(t, cancelled.Cancelled)
+	assert.Equal(t, first.Meeting.URI, cancelled.Meeting.URI)
+	assert.Equal(t, subject, cancelled.Meeting.Subject)
+	assert.Equal(t, bob, cancelled.Conversation.Peer)
+	assert.NotEqual(t, updated.ID, cancelled.ID)
+	assert.Len(t, eventsOf[sfb.MeetingInvited](rec.all()), 3)
+}
+
+func TestSimEscalatedMeetingIsTheGroupConversation(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	carol := sfb.URI("sip:carol@contoso.com")
+	require.NoError(t, srv.AddUser(sim.User{URI: carol, DisplayName: "Carol", Password: "pw"}))
+	_, rec := simSignIn(t, tr)
+	_, err := srv.InviteToMeeting(context.Background(), bob, alice, sim.MeetingInvite{Kind: sim.MeetingEscalation, Subject: "Escalated", ThreadID: "thread-1", Others: []sfb.URI{carol}})
+	require.NoError(t, err)
+	got := waitEvents[sfb.MeetingInvited](t, rec, 1)[0]
+	assert.Equal(t, sfb.Conversation{ThreadID: "thread-1", Group: true, Subject: "Escalated"}, got.Conversation)
+	assert.Equal(t, bob, got.From.URI)
+}
+
+func TestSimCallDeclinedWithTheReason(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	require.NoError(t, srv.SetNativeClient(alice, false))
+	id, err := srv.Call(ctx, bob, alice, true)
+	require.NoError(t, err)
+	ring := waitEvents[sfb.CallRinging](t, rec, 1)[0]
+	assert.Equal(t, bob, ring.From.URI)
+	assert.Equal(t, "Bob Builder", ring.From.DisplayName)
+	assert.Equal(t, bob, ring.Conversation.Peer)
+	assert.True(t, ring.Video, "the offer has a video line")
+
+	require.NoError(t, s.DeclineCall(ctx, ring.ID, sfb.CallDeclineGlobal))
+	res, err := srv.CallResult(id)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Global"}, res.DeclineReasons)
+	assert.Equal(t, "Declined", res.State)
+	require.NoError(t, s.DeclineCall(ctx, ring.ID, sfb.CallDeclineGlobal), "a call no longer ringing: nothing to do")
+	assert.Error(t, s.DeclineCall(ctx, ring.ID, "Busy"), "not a CallDeclineReason")
+
+	// The session's own decline is not reported as an ended call: the
+	// next event is the next call's.
+	id2, err := srv.Call(ctx, bob, alice, false)
+	require.NoError(t, err)
+	ring2 := waitEvents[sfb.CallRinging](t, rec, 2)[1]
+	assert.False(t, ring2.Video)
+	require.NoError(t, srv.CancelCall(ctx, id2))
+	ended := waitEvents[sfb.CallEnded](t, rec, 1)
+	require.Len(t, ended, 1)
+	assert.Equal(t, ring2.ID, ended[0].ID)
+}
+
+func TestSimCallLocalDeclineKeepsTheNativeClientRinging(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	id, err := srv.Call(ctx, bob, alice, false)
+	require.NoError(t, err)
+	ring := waitEvents[sfb.CallRinging](t, rec, 1)[0]
+	require.NoError(t, s.DeclineCall(ctx, ring.ID, sfb.CallDeclineLocal))
+	res, err := srv.CallResult(id)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Local"}, res.DeclineReasons)
+	assert.Equal(t, "Connecting", res.State, "alice's SfB client still rings")
+}
+
+func TestSimCallCancelledByTheCallerIsMissed(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	_, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	id, err := srv.Call(ctx, bob, alice, false)
+	require.NoError(t, err)
+	ring := waitEvents[sfb.CallRinging](t, rec, 1)[0]
+	require.NoError(t, srv.CancelCall(ctx, id))
+	ended := waitEvents[sfb.CallEnded](t, rec, 1)[0]
+	assert.Equal(t, ring.ID, ended.ID)
+	assert.True(t, ended.Missed)
+	assert.Equal(t, bob, ended.From.URI)
+	assert.Equal(t, bob, ended.Conversation.Peer)
+	res, err := srv.CallResult(id)
+	require.NoError(t, err)
+	assert.Equal(t, "Cancelled", res.State)
+	assert.Empty(t, res.DeclineReasons)
+}
+
+func TestSimCallAnsweredElsewhereIsNotMissed(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	_, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	id, err := srv.Call(ctx, bob, alice, false)
+	require.NoError(t, err)
+	waitEvents[sfb.CallRinging](t, rec, 1)
+	require.NoError(t, srv.AnswerCall(ctx, id))
+	ended := waitEvents[sfb.CallEnded](t, rec, 1)[0]
+	assert.False(t, ended.Missed)
+}
+
+func TestSimCallNobodyAnswersIsMissed(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{InvitationTimeout: 300 * time.Millisecond})
+	_, rec := simSignIn(t, tr)
+	id, err := srv.Call(context.Background(), bob, alice, false)
+	require.NoError(t, err)
+	waitEvents[sfb.CallRinging](t, rec, 1)
+	ended := waitEvents[sfb.CallEnded](t, rec, 1)[0]
+	assert.True(t, ended.Missed)
+	res, err := srv.CallResult(id)
+	require.NoError(t, err)
+	assert.Equal(t, "Failed", res.State)
+}
+
+func TestSimCreateMeeting(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, _ := simSignIn(t, tr)
+	m, err := s.CreateMeeting(context.Background(), sfb.MeetingRequest{Subject: "Jour fixe", Attendees: []sfb.URI{bob}, Expires: time.Now().Add(2 * time.Hour)})
+	require.NoError(t, err)
+	mine := srv.OnlineMeetings(alice)
+	require.Len(t, mine, 1)
+	assert.Equal(t, mine[0].JoinURL, m.JoinURL)
+	assert.Regexp(t, `^https://meet\.contoso\.com/alice/[A-Z0-9]{8}$`, m.JoinURL)
+	assert.Equal(t, sfb.URI(mine[0].URI), m.URI)
+	assert.Equal(t, "Jour fixe", m.Subject)
+	assert.Equal(t, alice, m.Organizer.URI)
+	assert.Equal(t, mine[0].ConferenceID, m.ConferenceID)
+	assert.NotEmpty(t, m.ConferenceID)
+	assert.Equal(t, []sfb.DialInNumber{{Region: "Redmond", Number: "+14255550001"}}, m.DialIn)
+
+	_, err = s.CreateMeeting(context.Background(), sfb.MeetingRequest{Attendees: []sfb.URI{"not an address"}})
+	assert.Error(t, err)
+	assert.Len(t, srv.OnlineMeetings(alice), 1)
+}
