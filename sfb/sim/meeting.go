@@ -535,7 +535,10 @@ func (s *Server) onlineMeeting(v *mview) obj {
 		"organizer":    link(h + "/organizer"),
 	}
 	res := meetingProperties(m, "onlineMeeting")
+	_, domain, _ := strings.Cut(m.organizer.uri.Address(), "@")
 	res["organizerName"] = m.organizer.name
+	res["hostingNetwork"] = "https://meet." + domain
+	res["largeMeeting"] = "Disabled"
 	if m.conferenceID != "" || len(m.dialIn) > 0 {
 		links["phoneDialInInformation"] = link(h + "/phoneDialInInformation")
 	}
@@ -554,7 +557,6 @@ func meetingProperties(m *meeting, rel string) obj {
 	if m.conferenceID != "" {
 		admission = "Enabled"
 	}
-	_, domain, _ := strings.Cut(m.organizer.uri.Address(), "@")
 	res := obj{
 		"rel":                       rel,
 		"accessLevel":               "SameEnterprise",
@@ -563,9 +565,7 @@ func meetingProperties(m *meeting, rel string) obj {
 		"description":               m.description,
 		"entryExitAnnouncement":     "Disabled",
 		"expirationTime":            msDate(m.expiration),
-		"hostingNetwork":            "https://meet." + domain,
 		"joinUrl":                   m.joinURL(),
-		"largeMeeting":              "Disabled",
 		"leaders":                   []string{},
 		"lobbyBypassForPhoneUsers":  "Disabled",
 		"onlineMeetingId":           m.id,
