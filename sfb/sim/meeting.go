@@ -760,9 +760,7 @@ type createMeetingRequest struct {
 	Subject        string    `json:"subject"`
 	Description    string    `json:"description"`
 	Attendees      []string  `json:"attendees"`
-	Leaders        []string  `json:"leaders"`
 	ExpirationTime *jsonTime `json:"expirationTime"`
-	AccessLevel    string    `json:"accessLevel"`
 }
 
 // jsonTime reads the reference's "\/Date(ms)\/" and RFC 3339.

@@ -167,15 +167,18 @@ func (s *session) DeclineCall(ctx context.Context, callID string, reason sfb.Cal
 	s.meetings.mu.Lock()
 	s.meetings.init()
 	c := s.meetings.calls[callID]
-	var href string
-	if c != nil && !c.declined {
-		href = c.decline
+	if c == nil || c.declined {
+		s.meetings.mu.Unlock()
+		// Not ringing any more, or declined already.
+		return nil
+	}
+	href := c.decline
+	if href != "" {
 		c.declined = true
 	}
 	s.meetings.mu.Unlock()
 	if href == "" {
-		// Not ringing any more, or declined already.
-		return nil
+		return fmt.Errorf("decline call %s: the invitation offers no decline link: %w", redact(callID), errors.ErrUnsupported)
 	}
 	body, _ := json.Marshal(map[string]string{"reason": string(reason)})
 	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)

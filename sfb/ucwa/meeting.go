@@ -76,6 +76,7 @@ const (
 	maxConferenceID   = 32
 	maxDialInRegions  = 50
 	maxRegionName     = 100
+	maxDisplayName    = 200
 	maxPhoneNumber    = 64
 	maxThreadID       = 256
 )
@@ -120,7 +121,7 @@ func decodeMeeting(inv *OnlineMeetingInvitation, om *OnlineMeeting, dial *PhoneD
 			if o, err := sfb.ParseURI(om.OrganizerURI); err != nil {
 				problems = append(problems, "organizer: "+err.Error())
 			} else {
-				m.Organizer = sfb.Person{URI: o, DisplayName: cleanLine(om.OrganizerName, maxRegionName*2)}
+				m.Organizer = sfb.Person{URI: o, DisplayName: cleanLine(om.OrganizerName, maxDisplayName)}
 				if m.Organizer.DisplayName == "" {
 					m.Organizer.DisplayName = o.Address()
 				}
@@ -521,11 +522,14 @@ func (s *session) CreateMeeting(ctx context.Context, req sfb.MeetingRequest) (sf
 	if _, err := s.c.doJSON(rctx, request{op: "create meeting", method: http.MethodPost, url: mine, body: data, contentType: "application/json"}, &om); err != nil {
 		return sfb.Meeting{}, err
 	}
+	// The meeting's own dial-in information, else the organiser's
+	// (onlineMeetings_ref.md), which is what a new meeting has.
+	dh := om.Links.Href("phoneDialInInformation")
+	if dh == "" {
+		dh = oms.Links.Href("phoneDialInInformation")
+	}
 	var dial *PhoneDialInInformation
-	if dh := om.Links.Href("phoneDialInInformation"); dh != "" || oms.Links.Href("phoneDialInInformation") != "" {
-		if dh == "" {
-			dh = oms.Links.Href("phoneDialInInformation")
-		}
+	if dh != "" {
 		dial = &PhoneDialInInformation{}
 		if err := s.get(ctx, resolveHref(st.base, dh), "read dial-in information", dial); err != nil {
 			s.log.Warn().Err(err).Msg("Could not read the dial-in information of a new meeting")

@@ -123,7 +123,7 @@ func FuzzMeetingInvitation(f *testing.F) {
 			}
 		}
 		checkLine("subject", m.Subject, maxMeetingSubject)
-		checkLine("organizer name", m.Organizer.DisplayName, 2*maxRegionName)
+		checkLine("organizer name", m.Organizer.DisplayName, maxDisplayName)
 		if m.Organizer.URI != "" {
 			if _, err := sfb.ParseURI(string(m.Organizer.URI)); err != nil {
 				t.Fatalf("organizer %q accepted", m.Organizer.URI)
