@@ -891,8 +891,9 @@ func (s *Server) createMyOnlineMeeting(w http.ResponseWriter, r *http.Request, a
 	writeJSON(w, http.StatusCreated, s.myOnlineMeeting(a, m))
 }
 
-// dropAppMeetings forgets the invitations of a removed application; a
-// call that rang only there stops ringing.
+// dropAppMeetings forgets the invitations of an application removed or
+// reset (resume), without events: the application is not there to see
+// them. A call that rang only there stops ringing.
 func (s *Server) dropAppMeetings(a *app) {
 	ms := s.meet()
 	for _, v := range ms.invs {

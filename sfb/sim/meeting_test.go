@@ -310,3 +310,18 @@ func TestMeetingControlAPI(t *testing.T) {
 	assert.Equal(t, true, res["video"])
 	assert.Equal(t, http.StatusNotFound, e.do("GET", "/sim/v1/calls/nope", "", "", "").status)
 }
+
+func TestCallRingingOnlyOnAResetApplicationFails(t *testing.T) {
+	e := newEnv(t, sim.Options{})
+	alice := e.signIn("alice@contoso.com", "alice-pw")
+	alice.makeMeAvailable("Plain")
+	require.NoError(t, e.sim.SetNativeClient("sip:alice@contoso.com", false))
+	id, err := e.sim.Call(context.Background(), "sip:bob@contoso.com", "sip:alice@contoso.com", false)
+	require.NoError(t, err)
+	evs := alice.await("call", is("audioVideoInvitation", "started"))
+	e.sim.ForceResume("sip:alice@contoso.com")
+	res, err := e.sim.CallResult(id)
+	require.NoError(t, err)
+	assert.Equal(t, "Failed", res.State, "nothing rings any more")
+	assert.Equal(t, http.StatusNotFound, alice.do("GET", evs[len(evs)-1].href, "", "").status)
+}

@@ -430,6 +430,7 @@ func (s *Server) ForceResume(uri sfb.URI) {
 		for _, v := range a.views() {
 			s.endDialog(v.d, reasonResumed, v)
 		}
+		s.dropAppMeetings(a)
 		a.ec.forceResume = true
 		// The channel is re-created: the client's aggregation settings
 		// are lost and must be sent again after the resume link.
