@@ -1,6 +1,7 @@
 package ucwa
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
 	"strings"
@@ -142,4 +143,57 @@ func FuzzMeetingInvitation(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMeetingEventsOffline feeds meeting and call events to a session
+// whose every request fails: what the events carry is reported, what
+// needs a fetch is logged and skipped, and nothing stops the batch.
+func TestMeetingEventsOffline(t *testing.T) {
+	s := newOfflineSession(t)
+	rec := &recorder{}
+	s.handler = rec.handle
+	comm := `{"rel":"communication","href":"/ucwa/oauth/v1/applications/1/communication","events":[%s]}`
+	batch := func(events ...string) Events {
+		var evs Events
+		require.NoError(t, json.Unmarshal([]byte(`{"_links":{"next":{"href":"/e?ack=2"}},"sender":[`+
+			strings.ReplaceAll(comm, "%s", strings.Join(events, ","))+`]}`), &evs))
+		return evs
+	}
+	from := `"_embedded":{"from":{"rel":"participant","name":"Bob","uri":"sip:bob@contoso.com","organizer":true,"_links":{"self":{"href":"/c/1/participants/bob@contoso.com"}}}}`
+	meetingInv := `{"link":{"rel":"onlineMeetingInvitation","href":"/inv/m1"},"type":"started","_embedded":{"onlineMeetingInvitation":{"rel":"onlineMeetingInvitation",
+		"direction":"Incoming","state":"Connecting","onlineMeetingUri":"` + testMeetingURI + `","subject":"Hi","threadId":"t1","_links":{"conversation":{"href":"/c/1"}},` + from + `}}}`
+	callInv := `{"link":{"rel":"audioVideoInvitation","href":"/inv/c1"},"type":"started","_embedded":{"audioVideoInvitation":{"rel":"audioVideoInvitation",
+		"direction":"Incoming","state":"Connecting","threadId":"t2","_links":{"decline":{"href":"/inv/c1/decline"}},` + from + `}}}`
+	s.processBatch(batch(
+		`{"link":{"rel":"onlineMeetingInvitation","href":"/inv/x"},"type":"started"}`, // needs a fetch
+		`{"link":{"rel":"audioVideoInvitation","href":"/inv/y"},"type":"updated"}`,    // needs a fetch
+		`{"link":{"rel":"onlineMeetingInvitation","href":"/inv/z"},"type":"started","_embedded":{"onlineMeetingInvitation":{"direction":"Incoming","onlineMeetingUri":"javascript:x"}}}`,
+		meetingInv, callInv), "/e?ack=1")
+	evs := rec.all()
+	require.Len(t, evs, 2)
+	m := evs[0].(sfb.MeetingInvited)
+	assert.Equal(t, sfb.URI(testMeetingURI), m.Meeting.URI)
+	assert.Empty(t, m.Meeting.JoinURL, "the onlineMeeting could not be read")
+	assert.Equal(t, sfb.Person{URI: "sip:bob@contoso.com", DisplayName: "Bob"}, m.Meeting.Organizer, "the organiser flag of the sender")
+	assert.Equal(t, sfb.Conversation{ThreadID: "t1", Peer: "sip:bob@contoso.com"}, m.Conversation)
+	c := evs[1].(sfb.CallRinging)
+	assert.Equal(t, "https://lyncweb.contoso.com/inv/c1", c.ID)
+	assert.False(t, c.Video)
+
+	s.processBatch(batch(
+		`{"link":{"rel":"onlineMeetingInvitation","href":"/inv/m1"},"type":"completed","status":"Failure","reason":{"code":"RemoteFailure","subcode":"Canceled"}}`,
+		`{"link":{"rel":"audioVideoInvitation","href":"/inv/c1"},"type":"completed","status":"Failure","reason":{"code":"RemoteFailure","subcode":"Canceled"}}`,
+		`{"link":{"rel":"audioVideoInvitation","href":"/inv/unknown"},"type":"completed","status":"Failure","reason":{"code":"RemoteFailure","subcode":"Canceled"}}`,
+	), "/e?ack=2")
+	evs = rec.all()
+	require.Len(t, evs, 4)
+	cancelled := evs[2].(sfb.MeetingInvited)
+	assert.True(t, cancelled.Cancelled)
+	assert.Equal(t, m.Meeting, cancelled.Meeting, "the meeting as it was known")
+	assert.NotEqual(t, m.ID, cancelled.ID)
+	ended := evs[3].(sfb.CallEnded)
+	assert.Equal(t, c.ID, ended.ID)
+	assert.True(t, ended.Missed)
+	assert.Equal(t, c.From, ended.From)
+	require.NoError(t, s.DeclineCall(context.Background(), c.ID, sfb.CallDeclineLocal), "no longer ringing")
 }
