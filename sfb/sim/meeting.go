@@ -49,6 +49,9 @@ var defaultDialIn = []DialInRegion{{Name: "Redmond", Number: "tel:+14255550001",
 type MeetingInvite struct {
 	Kind    MeetingKind
 	Subject string
+	// Organizer organises the meeting when the sender forwards someone
+	// else's (MeetingScheduled); the sender when empty.
+	Organizer sfb.URI
 	// Others are further participants of the meeting besides organizer
 	// and invitee; with any, the invitee sees a multi-party conversation.
 	Others []sfb.URI
@@ -227,11 +230,17 @@ func (s *Server) InviteToMeeting(ctx context.Context, from, to sfb.URI, inv Meet
 	if from == to {
 		return MeetingInfo{}, fmt.Errorf("invite %s to its own meeting: %w", to, sfb.ErrUnsupported)
 	}
+	org := fu
+	if inv.Organizer != "" {
+		if org = s.users[canonical(inv.Organizer)]; org == nil {
+			return MeetingInfo{}, fmt.Errorf("invite %s to a meeting of %s: %w", to, inv.Organizer, sfb.ErrNotFound)
+		}
+	}
 	apps := availableApps(tu)
 	if len(apps) == 0 && tu.st != nil && tu.st.nativeSignedOut {
 		return MeetingInfo{}, fmt.Errorf("invite %s to a meeting: %w", to, deliveryError{reasonUnreachable})
 	}
-	m := s.newMeeting(fu, inv.Subject, inv.Expiration)
+	m := s.newMeeting(org, inv.Subject, inv.Expiration)
 	m.kind, m.message, m.others = inv.Kind, inv.Message, inv.Others
 	m.conferenceID, m.dialIn = inv.ConferenceID, inv.DialIn
 	if inv.ThreadID != "" {
@@ -442,7 +451,10 @@ func (v *mview) fromParticipant() obj {
 	}
 	if v.meeting != nil {
 		p["organizer"] = v.meeting.organizer == u
-		p["role"] = "Leader"
+		p["role"] = "Attendee"
+		if v.meeting.organizer == u {
+			p["role"] = "Leader"
+		}
 	}
 	return p
 }
@@ -917,6 +929,7 @@ type controlDialIn struct {
 type controlMeeting struct {
 	To           string          `json:"to"`
 	Kind         string          `json:"kind"`
+	Organizer    sfb.URI         `json:"organizer"`
 	Subject      *string         `json:"subject"`
 	Others       []sfb.URI       `json:"others"`
 	ThreadID     string          `json:"thread_id"`
@@ -960,7 +973,7 @@ func (s *Server) meetingControl(mux *http.ServeMux) {
 			ctlError(w, http.StatusBadRequest, fmt.Errorf("kind %q: want meet_now, escalation or scheduled", c.Kind))
 			return
 		}
-		inv := MeetingInvite{Kind: kind, Others: c.Others, ThreadID: c.ThreadID, Message: c.Message, DialIn: dialInOf(c.DialIn)}
+		inv := MeetingInvite{Kind: kind, Organizer: c.Organizer, Others: c.Others, ThreadID: c.ThreadID, Message: c.Message, DialIn: dialInOf(c.DialIn)}
 		if c.Subject != nil {
 			inv.Subject = *c.Subject
 		}

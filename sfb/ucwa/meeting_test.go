@@ -85,6 +85,21 @@ func TestSimEscalatedMeetingIsTheGroupConversation(t *testing.T) {
 	assert.Equal(t, bob, got.From.URI)
 }
 
+func TestSimForwardedMeetingNamesItsOrganizer(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	carol := sfb.URI("sip:carol@contoso.com")
+	require.NoError(t, srv.AddUser(sim.User{URI: carol, DisplayName: "Carol", Password: "pw"}))
+	_, rec := simSignIn(t, tr)
+	info, err := srv.InviteToMeeting(context.Background(), carol, alice, sim.MeetingInvite{Kind: sim.MeetingScheduled, Organizer: bob, Subject: "Board"})
+	require.NoError(t, err)
+	assert.Contains(t, info.JoinURL, "/bob/")
+	got := waitEvents[sfb.MeetingInvited](t, rec, 1)[0]
+	assert.Equal(t, carol, got.From.URI)
+	assert.Equal(t, carol, got.Conversation.Peer, "the portal of who sent it")
+	assert.Equal(t, bob, got.Meeting.Organizer.URI)
+	assert.Equal(t, info.JoinURL, got.Meeting.JoinURL)
+}
+
 func TestSimCallDeclinedWithTheReason(t *testing.T) {
 	srv, tr := startSim(t, sim.Options{})
 	s, rec := simSignIn(t, tr)
