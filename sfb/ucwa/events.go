@@ -264,6 +264,8 @@ func (s *session) handleEvent(snd EventSender, e Event) (err error) {
 		return s.onParticipant(snd, e)
 	case "onlineMeetingInvitation":
 		return s.onMeetingInvitation(e)
+	case "onlineMeeting":
+		return s.onOnlineMeeting(snd, e)
 	case "audioVideoInvitation":
 		return s.onCallInvitation(e)
 	default:

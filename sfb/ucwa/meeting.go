@@ -287,6 +287,10 @@ type meetingState struct {
 type meetingSeen struct {
 	ev  sfb.MeetingInvited
 	sum uint64
+	// conv and inv are the invitation's conversation and the invitation,
+	// to read the meeting again when it changes.
+	conv string
+	inv  OnlineMeetingInvitation
 }
 
 // maxOpenInvitations bounds what meetingState keeps: a server that opens
@@ -349,6 +353,39 @@ func (s *session) onMeetingInvitation(e Event) error {
 	if !strings.EqualFold(inv.Direction, "Incoming") {
 		return nil
 	}
+	return s.reportMeeting(href, &inv)
+}
+
+// onOnlineMeeting handles a conversation's onlineMeeting "updated": the
+// meeting of an open invitation changed (its subject, its dial-in), which
+// a server may say without updating the invitation.
+func (s *session) onOnlineMeeting(snd EventSender, e Event) error {
+	if e.Type != "updated" {
+		return nil
+	}
+	conv := snd.Href
+	if e.In != nil && e.In.Href != "" {
+		conv = e.In.Href
+	}
+	conv = s.abs(conv)
+	s.meetings.mu.Lock()
+	var href string
+	var inv OnlineMeetingInvitation
+	for h, m := range s.meetings.meetings {
+		if m.conv == conv {
+			href, inv = h, m.inv
+		}
+	}
+	s.meetings.mu.Unlock()
+	if href == "" {
+		return nil
+	}
+	return s.reportMeeting(href, &inv)
+}
+
+// reportMeeting reads what an incoming invitation's meeting is and
+// reports it.
+func (s *session) reportMeeting(href string, inv *OnlineMeetingInvitation) error {
 	from, err := s.invitationSender(&MessagingInvitation{Resource: inv.Resource})
 	if err != nil {
 		return fmt.Errorf("meeting invitation %s: %w", href, err)
@@ -383,7 +420,7 @@ func (s *session) onMeetingInvitation(e Event) error {
 			}
 		}
 	}
-	m, problems, err := decodeMeeting(&inv, om, dial)
+	m, problems, err := decodeMeeting(inv, om, dial)
 	if err != nil {
 		return fmt.Errorf("meeting invitation %s: %w", href, err)
 	}
@@ -393,7 +430,7 @@ func (s *session) onMeetingInvitation(e Event) error {
 	if m.Organizer.URI == "" && organizerFlag(inv.Embedded) {
 		m.Organizer = from
 	}
-	s.emitMeeting(href, sfb.MeetingInvited{Conversation: conv, From: from, Meeting: m, Time: s.t.now()})
+	s.emitMeeting(href, s.abs(inv.Links.Href("conversation")), *inv, sfb.MeetingInvited{Conversation: conv, From: from, Meeting: m, Time: s.t.now()})
 	return nil
 }
 
@@ -461,7 +498,7 @@ func isCancellation(e Event) bool {
 
 // emitMeeting reports ev unless the same was reported for the invitation
 // already (an update that changed nothing the bridge shows, a redelivery).
-func (s *session) emitMeeting(href string, ev sfb.MeetingInvited) {
+func (s *session) emitMeeting(href, conv string, inv OnlineMeetingInvitation, ev sfb.MeetingInvited) {
 	sum := meetingSum(ev)
 	ev.ID = href + "#" + strconv.FormatUint(sum, 16)
 	s.meetings.mu.Lock()
@@ -474,7 +511,7 @@ func (s *session) emitMeeting(href string, ev sfb.MeetingInvited) {
 	if !ok {
 		evictOne(s.meetings.meetings)
 	}
-	s.meetings.meetings[href] = meetingSeen{ev: ev, sum: sum}
+	s.meetings.meetings[href] = meetingSeen{ev: ev, sum: sum, conv: conv, inv: inv}
 	s.meetings.mu.Unlock()
 	s.emit(ev)
 }

@@ -2,6 +2,8 @@ package ucwa
 
 import (
 	"context"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,4 +212,48 @@ func TestSimCreateMeeting(t *testing.T) {
 	_, err = s.CreateMeeting(context.Background(), sfb.MeetingRequest{Attendees: []sfb.URI{"not an address"}})
 	assert.Error(t, err)
 	assert.Len(t, srv.OnlineMeetings(alice), 1)
+}
+
+// TestMeetingUpdatedWithoutItsInvitation: a server that says only
+// onlineMeeting "updated" (onlineMeeting_ref.md) still gets the change
+// reported, under the same meeting URI.
+func TestMeetingUpdatedWithoutItsInvitation(t *testing.T) {
+	f := newFake(t)
+	var mu sync.Mutex
+	subject := "Before"
+	f.mu.Lock()
+	f.override = func(w http.ResponseWriter, r *http.Request, _ string) bool {
+		a := "/ucwa/oauth/v1/applications/101"
+		switch r.URL.Path {
+		case a + "/communication/conversations/m1":
+			writeJSON(w, 200, `{"rel":"conversation","state":"Incoming","threadId":"t1","participantCount":2,
+"_links":{"self":{"href":"`+r.URL.Path+`"},"onlineMeeting":{"href":"`+r.URL.Path+`/onlineMeeting"}}}`)
+		case a + "/communication/conversations/m1/onlineMeeting":
+			mu.Lock()
+			s := subject
+			mu.Unlock()
+			writeJSON(w, 200, `{"rel":"onlineMeeting","onlineMeetingUri":"`+testMeetingURI+`","joinUrl":"https://meet.contoso.com/bob/IB88RLLY","subject":"`+s+`"}`)
+		default:
+			return false
+		}
+		return true
+	}
+	f.mu.Unlock()
+	_, rec := signIn(t, newTestTransport(t, f), "secret")
+	f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[{"link":{"rel":"onlineMeetingInvitation","href":"{APP}/communication/onlineMeetingInvitations/i1"},"type":"started",
+"_embedded":{"onlineMeetingInvitation":{"rel":"onlineMeetingInvitation","direction":"Incoming","state":"Connecting","onlineMeetingUri":"` + testMeetingURI + `","subject":"Before","threadId":"t1",
+"_links":{"self":{"href":"{APP}/communication/onlineMeetingInvitations/i1"},"conversation":{"href":"{APP}/communication/conversations/m1"},"from":{"href":"{APP}/communication/conversations/m1/participants/bob@contoso.com","title":"Bob"}}}}}]}]`)
+	first := waitEvents[sfb.MeetingInvited](t, rec, 1)[0]
+	assert.Equal(t, "Before", first.Meeting.Subject)
+	assert.Equal(t, "https://meet.contoso.com/bob/IB88RLLY", first.Meeting.JoinURL)
+
+	mu.Lock()
+	subject = "After"
+	mu.Unlock()
+	f.pushSenders(`[{"rel":"conversation","href":"{APP}/communication/conversations/m1","events":[{"link":{"rel":"onlineMeeting","href":"{APP}/communication/conversations/m1/onlineMeeting"},
+"in":{"rel":"conversation","href":"{APP}/communication/conversations/m1"},"type":"updated"}]}]`)
+	second := waitEvents[sfb.MeetingInvited](t, rec, 2)[1]
+	assert.Equal(t, "After", second.Meeting.Subject)
+	assert.Equal(t, first.Meeting.URI, second.Meeting.URI)
+	assert.NotEqual(t, first.ID, second.ID)
 }
