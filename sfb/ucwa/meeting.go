@@ -430,6 +430,22 @@ func (s *session) reportMeeting(href string, inv *OnlineMeetingInvitation) error
 	if m.Organizer.URI == "" && organizerFlag(inv.Embedded) {
 		m.Organizer = from
 	}
+	if om == nil {
+		// The meeting could not be read (the conversation may be gone
+		// already, a cancellation on its way): what was known of it
+		// stays rather than an update that loses the join URL.
+		s.meetings.mu.Lock()
+		prev, known := s.meetings.meetings[href]
+		s.meetings.mu.Unlock()
+		if known {
+			subject := m.Subject
+			m, conv = prev.ev.Meeting, prev.ev.Conversation
+			if inv.Subject != prev.inv.Subject && subject != "" {
+				// The invitation itself says the subject changed.
+				m.Subject = subject
+			}
+		}
+	}
 	s.emitMeeting(href, s.abs(inv.Links.Href("conversation")), *inv, sfb.MeetingInvited{Conversation: conv, From: from, Meeting: m, Time: s.t.now()})
 	return nil
 }

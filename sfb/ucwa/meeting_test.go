@@ -3,6 +3,7 @@ package ucwa
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -220,10 +221,17 @@ func TestSimCreateMeeting(t *testing.T) {
 func TestMeetingUpdatedWithoutItsInvitation(t *testing.T) {
 	f := newFake(t)
 	var mu sync.Mutex
-	subject := "Before"
+	subject, gone := "Before", false
 	f.mu.Lock()
 	f.override = func(w http.ResponseWriter, r *http.Request, _ string) bool {
 		a := "/ucwa/oauth/v1/applications/101"
+		mu.Lock()
+		conversationGone := gone
+		mu.Unlock()
+		if conversationGone && strings.Contains(r.URL.Path, "/conversations/m1") {
+			writeJSON(w, 404, `{"code":"NotFound","subcode":"ConversationNotFound"}`)
+			return true
+		}
 		switch r.URL.Path {
 		case a + "/communication/conversations/m1":
 			writeJSON(w, 200, `{"rel":"conversation","state":"Incoming","threadId":"t1","participantCount":2,
@@ -240,9 +248,12 @@ func TestMeetingUpdatedWithoutItsInvitation(t *testing.T) {
 	}
 	f.mu.Unlock()
 	_, rec := signIn(t, newTestTransport(t, f), "secret")
-	f.pushSenders(`[{"rel":"communication","href":"{APP}/communication","events":[{"link":{"rel":"onlineMeetingInvitation","href":"{APP}/communication/onlineMeetingInvitations/i1"},"type":"started",
-"_embedded":{"onlineMeetingInvitation":{"rel":"onlineMeetingInvitation","direction":"Incoming","state":"Connecting","onlineMeetingUri":"` + testMeetingURI + `","subject":"Before","threadId":"t1",
-"_links":{"self":{"href":"{APP}/communication/onlineMeetingInvitations/i1"},"conversation":{"href":"{APP}/communication/conversations/m1"},"from":{"href":"{APP}/communication/conversations/m1/participants/bob@contoso.com","title":"Bob"}}}}}]}]`)
+	invitation := func(typ, subject string) string {
+		return `[{"rel":"communication","href":"{APP}/communication","events":[{"link":{"rel":"onlineMeetingInvitation","href":"{APP}/communication/onlineMeetingInvitations/i1"},"type":"` + typ + `",
+"_embedded":{"onlineMeetingInvitation":{"rel":"onlineMeetingInvitation","direction":"Incoming","state":"Connecting","onlineMeetingUri":"` + testMeetingURI + `","subject":"` + subject + `","threadId":"t1",
+"_links":{"self":{"href":"{APP}/communication/onlineMeetingInvitations/i1"},"conversation":{"href":"{APP}/communication/conversations/m1"},"from":{"href":"{APP}/communication/conversations/m1/participants/bob@contoso.com","title":"Bob"}}}}}]}]`
+	}
+	f.pushSenders(invitation("started", "Before"))
 	first := waitEvents[sfb.MeetingInvited](t, rec, 1)[0]
 	assert.Equal(t, "Before", first.Meeting.Subject)
 	assert.Equal(t, "https://meet.contoso.com/bob/IB88RLLY", first.Meeting.JoinURL)
@@ -256,4 +267,16 @@ func TestMeetingUpdatedWithoutItsInvitation(t *testing.T) {
 	assert.Equal(t, "After", second.Meeting.Subject)
 	assert.Equal(t, first.Meeting.URI, second.Meeting.URI)
 	assert.NotEqual(t, first.ID, second.ID)
+
+	// Once the meeting cannot be read any more, an update of the
+	// invitation changes what it says and keeps the rest.
+	mu.Lock()
+	gone = true
+	mu.Unlock()
+	f.pushSenders(invitation("updated", "Before"))
+	f.pushSenders(invitation("updated", "Renamed"))
+	third := waitEvents[sfb.MeetingInvited](t, rec, 3)[2]
+	assert.Equal(t, "Renamed", third.Meeting.Subject)
+	assert.Equal(t, second.Meeting.JoinURL, third.Meeting.JoinURL)
+	assert.Len(t, eventsOf[sfb.MeetingInvited](rec.all()), 3, "the unchanged invitation was not reported again")
 }
