@@ -34,19 +34,18 @@ type OnlineMeetingInvitation struct {
 }
 
 // OnlineMeeting is a conversation's onlineMeeting (onlineMeeting_ref.md)
-// or one the user created (myOnlineMeeting_ref.md). ExpirationTime is
-// left raw: the samples write it in two forms and elide digits, and a bad
-// one must not cost the meeting.
+// or one the user created (myOnlineMeeting_ref.md). Its expirationTime is
+// not read: it is when the server may delete the meeting, not when the
+// meeting ends, and the samples elide its digits.
 type OnlineMeeting struct {
 	Resource
-	OnlineMeetingID  string          `json:"onlineMeetingId"`
-	OnlineMeetingURI string          `json:"onlineMeetingUri"`
-	JoinURL          string          `json:"joinUrl"`
-	ConferenceID     string          `json:"conferenceId"`
-	Subject          string          `json:"subject"`
-	OrganizerURI     string          `json:"organizerUri"`
-	OrganizerName    string          `json:"organizerName"`
-	ExpirationTime   json.RawMessage `json:"expirationTime"`
+	OnlineMeetingID  string `json:"onlineMeetingId"`
+	OnlineMeetingURI string `json:"onlineMeetingUri"`
+	JoinURL          string `json:"joinUrl"`
+	ConferenceID     string `json:"conferenceId"`
+	Subject          string `json:"subject"`
+	OrganizerURI     string `json:"organizerUri"`
+	OrganizerName    string `json:"organizerName"`
 }
 
 // PhoneDialInInformation is how to join a meeting by phone
