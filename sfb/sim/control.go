@@ -139,6 +139,7 @@ func statusOf(err error) int {
 func (s *Server) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	s.fileRoutes(mux)
+	s.groupRoutes(mux)
 	mux.HandleFunc("GET /sim/v1/info", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, obj{"discovery_url": s.DiscoveryURL(), "users": s.Users()})
 	})

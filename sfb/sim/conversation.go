@@ -95,12 +95,20 @@ type convView struct {
 	state   string // Incoming, Connecting, Connected, Disconnected
 	nextMsg int
 	msgs    map[int]*msgRecord
+	// conf is the conference this view is of, nil for a 1:1 dialog.
+	conf *conference
 }
 
 type invitation struct {
 	id, direction, operationID, state string
 	first                             *sfb.Message
 	view                              *convView
+	// from is who invited to a conference.
+	from     sfb.URI
+	fromName string
+	// participant: addParticipant's participantInvitation of to.
+	participant bool
+	to          sfb.URI
 }
 
 type msgRecord struct {
@@ -110,6 +118,9 @@ type msgRecord struct {
 	msg         sfb.Message
 	at          time.Time
 	status      string
+	// from is the sender of an incoming conference message.
+	from     sfb.URI
+	fromName string
 }
 
 var (
@@ -181,6 +192,10 @@ func (s *Server) emitConv(v *convView, body obj) {
 }
 
 func (s *Server) emitInvitation(v *convView, typ string, status string, r *reason) {
+	if v.conf != nil {
+		s.emitComm(v, s.confInvitationEvent(v, typ, status, r))
+		return
+	}
 	inv := v.inv
 	e := ev("messagingInvitation", v.app.base()+"/communication/messagingInvitations/"+inv.id, "", typ, s.invitation(inv))
 	if status != "" {
@@ -533,6 +548,10 @@ func (s *Server) removeApp(a *app, g goneApp) {
 		return
 	}
 	for _, v := range a.views() {
+		if v.conf != nil {
+			s.leaveView(v, nil, true)
+			continue
+		}
 		d := v.d
 		p := &d.parties[v.side]
 		if d.state == dialogOffering && v.side == 1 {

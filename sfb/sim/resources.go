@@ -250,7 +250,7 @@ func (v *convView) conversation(s *Server) obj {
 	switch v.state {
 	case "Connected":
 		links["localParticipant"] = titled(v.participantHref(v.self().uri), v.self().name)
-		links["addParticipant"] = link(v.app.base() + "/communication/participantInvitations?conversation=" + v.id)
+		links["addParticipant"] = link(h + "/addParticipant")
 		modalities = []string{"Messaging"}
 		count = 2
 	case "Incoming":

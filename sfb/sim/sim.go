@@ -141,8 +141,10 @@ type Server struct {
 	apps          map[string]*app
 	gone          map[string]goneApp
 	dialogs       map[pairKey]*dialog
-	faults        faults
-	seq           uint64
+	// confs are the live conferences by thread ID.
+	confs  map[string]*conference
+	faults faults
+	seq    uint64
 	// watchers indexes presence subscriptions by the person they watch.
 	watchers        map[sfb.URI]map[*presenceSub]struct{}
 	presenceChanges int64
@@ -187,6 +189,7 @@ func New(opts Options) (*Server, error) {
 		apps:     make(map[string]*app),
 		gone:     make(map[string]goneApp),
 		dialogs:  make(map[pairKey]*dialog),
+		confs:    make(map[string]*conference),
 		watchers: make(map[sfb.URI]map[*presenceSub]struct{}),
 	}
 	if s.now == nil {
@@ -302,6 +305,8 @@ type Received struct {
 	Message  sfb.Message
 	Time     time.Time
 	ThreadID string
+	// Group: the message was sent in a multi-party conversation.
+	Group bool
 }
 
 // Received returns everything delivered to uri (from UCWA clients or other
@@ -428,6 +433,10 @@ func (s *Server) DropEventChannel(uri sfb.URI) {
 func (s *Server) ForceResume(uri sfb.URI) {
 	s.forApps(uri, func(a *app) {
 		for _, v := range a.views() {
+			if v.conf != nil {
+				s.leaveView(v, nil, true)
+				continue
+			}
 			s.endDialog(v.d, reasonResumed, v)
 		}
 		s.dropAppMeetings(a)
@@ -466,6 +475,11 @@ func (s *Server) ExpireConversations(uri sfb.URI) {
 	for k, d := range s.dialogs {
 		if k.a == uri || k.b == uri {
 			s.endDialog(d, reasonIdle, nil)
+		}
+	}
+	for _, c := range s.confs {
+		if m := c.member(uri); m != nil && m.joined() {
+			s.endConference(c, reasonIdle)
 		}
 	}
 }
@@ -534,6 +548,14 @@ func (s *Server) SetNativeClient(uri sfb.URI, signedIn bool) error {
 	if signedIn {
 		return nil
 	}
+	for _, c := range s.confs {
+		if m := c.member(uri); m != nil && m.native {
+			m.native = false
+			if !m.joined() {
+				s.memberLeft(c, m)
+			}
+		}
+	}
 	for _, d := range s.dialogs {
 		if d.state == dialogEnded {
 			continue
@@ -600,6 +622,7 @@ func (s *Server) Sweep() {
 			}
 		}
 	}
+	s.sweepConferences(now)
 	s.sweepPresence(now)
 	s.sweepCalls(now)
 	for id, g := range s.gone {

@@ -369,6 +369,8 @@ func (s *Server) serveCommunication(w http.ResponseWriter, r *http.Request, a *a
 		s.serveInvitations(w, r, a, segs[1:])
 	case "onlineMeetingInvitations", "audioVideoInvitations":
 		s.serveMViewInvitation(w, r, a, segs[0], segs[1:])
+	case "participantInvitations":
+		s.serveParticipantInvitation(w, r, a, segs[1:])
 	case "conversations":
 		if len(segs) == 1 {
 			if r.Method != http.MethodGet {
@@ -431,6 +433,10 @@ func (s *Server) serveInvitations(w http.ResponseWriter, r *http.Request, a *app
 			methodNotAllowed(w)
 			return
 		}
+		if inv.view.conf != nil {
+			writeJSON(w, http.StatusOK, s.confInvitation(inv))
+			return
+		}
 		writeJSON(w, http.StatusOK, s.invitation(inv))
 	case "accept":
 		if r.Method != http.MethodPost {
@@ -438,6 +444,15 @@ func (s *Server) serveInvitations(w http.ResponseWriter, r *http.Request, a *app
 			return
 		}
 		v := inv.view
+		if v.conf != nil {
+			if inv.state != "Connecting" || v.conf.ended {
+				writeError(w, http.StatusConflict, "Conflict", "", "The invitation can no longer be accepted.")
+				return
+			}
+			s.acceptConference(v)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		if inv.direction != "Incoming" || inv.state != "Connecting" || v.d.state != dialogOffering {
 			writeError(w, http.StatusConflict, "Conflict", "", "The invitation can no longer be accepted.")
 			return
@@ -450,7 +465,17 @@ func (s *Server) serveInvitations(w http.ResponseWriter, r *http.Request, a *app
 			return
 		}
 		v := inv.view
-		if inv.direction != "Incoming" || inv.state != "Connecting" || v.d.state != dialogOffering {
+		if v.conf != nil && inv.state == "Connecting" {
+			c, m := v.conf, v.conf.member(a.user.uri)
+			m.offers = slices.DeleteFunc(m.offers, func(x *convView) bool { return x == v })
+			s.closeView(v, "Failure", &reasonDeclined)
+			if len(m.offers) == 0 && !m.joined() {
+				s.declineMember(c, m, reasonDeclined)
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if v.conf != nil || inv.direction != "Incoming" || inv.state != "Connecting" || v.d.state != dialogOffering {
 			writeError(w, http.StatusConflict, "Conflict", "", "The invitation can no longer be declined.")
 			return
 		}
@@ -536,6 +561,14 @@ func (s *Server) serveConversation(w http.ResponseWriter, r *http.Request, a *ap
 	path := strings.Join(segs, "/")
 	get := r.Method == http.MethodGet
 	post := r.Method == http.MethodPost
+	if path == "addParticipant" && post {
+		s.addParticipant(w, r, a, v)
+		return
+	}
+	if v.conf != nil {
+		s.serveConfConversation(w, r, v, segs)
+		return
+	}
 	switch {
 	case path == "":
 		switch r.Method {
@@ -665,6 +698,10 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, a *app, id 
 	v := a.convs[id]
 	if v == nil {
 		writeError(w, http.StatusNotFound, "NotFound", "ConversationNotFound", "The conversation does not exist.")
+		return
+	}
+	if v.conf != nil {
+		s.sendConfMessage(w, v, opID, msg)
 		return
 	}
 	if v.state != "Connected" || v.d.state != dialogConnected {

@@ -1,0 +1,158 @@
+package sim
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+type controlGroupStart struct {
+	From         string   `json:"from"`
+	Participants []string `json:"participants"`
+	Subject      string   `json:"subject"`
+	ThreadID     string   `json:"threadId"`
+}
+
+type controlGroupParticipant struct {
+	By  string `json:"by"`
+	URI string `json:"uri"`
+}
+
+type controlGroupMessage struct {
+	From string `json:"from"`
+	Text string `json:"text"`
+	HTML string `json:"html"`
+}
+
+type controlGroupTyping struct {
+	From   string `json:"from"`
+	Typing bool   `json:"typing"`
+}
+
+type controlGroupSubject struct {
+	Subject *string `json:"subject"`
+}
+
+// groupRoutes adds the control API of multi-party conversations; the
+// thread ID is one path segment, escaped.
+func (s *Server) groupRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /sim/v1/groups", func(w http.ResponseWriter, r *http.Request) {
+		var g controlGroupStart
+		if !ctlDecode(w, r, &g) {
+			return
+		}
+		from, ok := s.ctlUser(w, g.From)
+		if !ok {
+			return
+		}
+		var parts []sfb.URI
+		for _, p := range g.Participants {
+			u, ok := ctlURI(w, "participants", p)
+			if !ok {
+				return
+			}
+			parts = append(parts, u)
+		}
+		thread, err := s.StartGroup(r.Context(), from, parts, g.Subject, g.ThreadID)
+		if err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, obj{"threadId": thread})
+	})
+	mux.HandleFunc("GET /sim/v1/groups/{thread}", func(w http.ResponseWriter, r *http.Request) {
+		g, ok := s.GroupInfo(r.PathValue("thread"))
+		if !ok {
+			ctlError(w, http.StatusNotFound, errors.New("no live conversation with that thread ID"))
+			return
+		}
+		writeJSON(w, http.StatusOK, g)
+	})
+	mux.HandleFunc("DELETE /sim/v1/groups/{thread}", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.EndGroup(r.PathValue("thread")); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/groups/{thread}/participants", func(w http.ResponseWriter, r *http.Request) {
+		var p controlGroupParticipant
+		if !ctlDecode(w, r, &p) {
+			return
+		}
+		by, ok := ctlURI(w, "by", p.By)
+		if !ok {
+			return
+		}
+		uri, ok := ctlURI(w, "uri", p.URI)
+		if !ok {
+			return
+		}
+		if err := s.AddGroupParticipant(r.Context(), r.PathValue("thread"), by, uri); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/groups/{thread}/leave", func(w http.ResponseWriter, r *http.Request) {
+		var p controlGroupParticipant
+		if !ctlDecode(w, r, &p) {
+			return
+		}
+		uri, ok := ctlURI(w, "uri", p.URI)
+		if !ok {
+			return
+		}
+		if err := s.LeaveGroup(r.Context(), r.PathValue("thread"), uri); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/groups/{thread}/messages", func(w http.ResponseWriter, r *http.Request) {
+		var m controlGroupMessage
+		if !ctlDecode(w, r, &m) {
+			return
+		}
+		from, ok := ctlURI(w, "from", m.From)
+		if !ok {
+			return
+		}
+		if err := s.SendGroupMessage(r.Context(), r.PathValue("thread"), from, sfb.Message{Text: m.Text, HTML: m.HTML}); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/v1/groups/{thread}/typing", func(w http.ResponseWriter, r *http.Request) {
+		var t controlGroupTyping
+		if !ctlDecode(w, r, &t) {
+			return
+		}
+		from, ok := ctlURI(w, "from", t.From)
+		if !ok {
+			return
+		}
+		if err := s.SetGroupTyping(r.Context(), r.PathValue("thread"), from, t.Typing); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /sim/v1/groups/{thread}/subject", func(w http.ResponseWriter, r *http.Request) {
+		var sub controlGroupSubject
+		if !ctlDecode(w, r, &sub) {
+			return
+		}
+		if sub.Subject == nil {
+			ctlError(w, http.StatusBadRequest, errors.New("subject: missing"))
+			return
+		}
+		if err := s.SetGroupSubject(r.Context(), r.PathValue("thread"), *sub.Subject); err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}

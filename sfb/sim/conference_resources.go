@@ -1,0 +1,160 @@
+package sim
+
+// Resources of a conference as one application sees it. The shapes are
+// the 1:1 ones (conversation_ref.md, participant_ref.md,
+// messagingInvitation_ref.md, message_ref.md) with what a conference adds:
+// the onlineMeeting link of the conversation, its participantCount, the
+// participant that sent each message.
+
+func (s *Server) confConversation(v *convView) obj {
+	c := v.conf
+	res := v.conversation(s)
+	links := res["_links"].(obj)
+	links["onlineMeeting"] = link(v.href() + "/onlineMeeting")
+	if v.state == "Connected" {
+		links["localParticipant"] = titled(v.participantHref(v.app.user.uri), v.app.user.name)
+	}
+	res["threadId"] = c.threadID
+	res["subject"] = c.subject
+	res["importance"] = c.importance
+	res["participantCount"] = c.joinedCount()
+	res["created"] = msDate(c.created)
+	res["expirationTime"] = msDate(c.lastActivity.Add(s.opts.ConversationIdleTimeout))
+	return res
+}
+
+func (s *Server) confLocalParticipant(v *convView) obj {
+	u := v.app.user
+	h := v.participantHref(u.uri)
+	links := obj{
+		"self":         link(h),
+		"conversation": link(v.href()),
+		"me":           link(v.app.base() + "/me"),
+	}
+	if v.state == "Connected" {
+		links["participantMessaging"] = link(h + "/messaging")
+	}
+	return obj{
+		"rel":           "participant",
+		"sourceNetwork": "SameEnterprise",
+		"anonymous":     false,
+		"local":         true,
+		"name":          u.name,
+		"uri":           string(u.uri),
+		"_links":        links,
+	}
+}
+
+// confInvitation is the incoming messagingInvitation to a conference: as
+// the 1:1 one, without a message (the inviter adds a participant; nobody
+// wrote yet), from the participant who invited.
+func (s *Server) confInvitation(inv *invitation) obj {
+	v := inv.view
+	a := v.app
+	c := v.conf
+	h := a.base() + "/communication/messagingInvitations/" + inv.id
+	links := obj{
+		"self":         link(h),
+		"to":           link(a.peopleHref(a.user.uri)),
+		"from":         titled(v.participantHref(inv.from), inv.fromName),
+		"conversation": link(v.href()),
+		"messaging":    link(v.href() + "/messaging"),
+	}
+	if inv.state == "Connecting" {
+		links["accept"] = link(h + "/accept")
+		links["decline"] = link(h + "/decline")
+	}
+	return obj{
+		"rel":        "messagingInvitation",
+		"direction":  inv.direction,
+		"importance": c.importance,
+		"threadId":   c.threadID,
+		"state":      inv.state,
+		"subject":    c.subject,
+		"to":         string(a.user.uri),
+		"_links":     links,
+		"_embedded":  obj{"from": v.participant(party{uri: inv.from, name: inv.fromName})},
+	}
+}
+
+// participantInvitation is the outgoing invitation addParticipant starts
+// (participantInvitation_ref.md).
+func (s *Server) participantInvitation(inv *invitation) obj {
+	v := inv.view
+	a := v.app
+	h := a.base() + "/communication/participantInvitations/" + inv.id
+	links := obj{
+		"self":         link(h),
+		"conversation": link(v.href()),
+		"from":         titled(v.participantHref(a.user.uri), a.user.name),
+		"to":           link(a.peopleHref(inv.to)),
+	}
+	res := obj{
+		"rel":        "participantInvitation",
+		"direction":  "Outgoing",
+		"importance": "Normal",
+		"state":      inv.state,
+		"to":         string(inv.to),
+		"_links":     links,
+	}
+	if c := v.conf; c != nil {
+		res["threadId"] = c.threadID
+		res["subject"] = c.subject
+	}
+	if inv.operationID != "" {
+		res["operationId"] = inv.operationID
+	}
+	if inv.state == "Connecting" {
+		links["cancel"] = link(h + "/cancel")
+	}
+	if inv.state == "Connected" {
+		links["participant"] = link(v.participantHref(inv.to))
+		if u := v.app.user; u != nil {
+			res["_embedded"] = obj{"acceptedByParticipant": []any{v.participant(party{uri: inv.to, name: s.userOf(inv.to).name})}}
+		}
+	}
+	return res
+}
+
+// confMessage is a message in a conference: an incoming one links the
+// participant who sent it, the local participant when the user sent it
+// from another endpoint.
+func (s *Server) confMessage(v *convView, m *msgRecord) obj {
+	h := v.messageHref(m.id)
+	links := obj{
+		"self":      link(h),
+		"messaging": link(v.href() + "/messaging"),
+	}
+	res := obj{
+		"rel":       "message",
+		"direction": m.direction,
+		"status":    messageStatus(m.status),
+		"timeStamp": msDate(m.at),
+		"_links":    links,
+	}
+	if m.operationID != "" {
+		res["operationId"] = m.operationID
+	}
+	if m.direction == "Incoming" {
+		links["contact"] = link(v.app.peopleHref(m.from))
+		links["participant"] = titled(v.participantHref(m.from), m.fromName)
+		s.messageDataLinks(links, m.msg, v.app.formats)
+	}
+	return res
+}
+
+// confParticipants is the participants collection of a conference view.
+func (s *Server) confParticipants(v *convView) obj {
+	list, links := []any{}, []any{}
+	for _, m := range v.conf.members {
+		if m.joined() && m.uri != v.app.user.uri {
+			list = append(list, v.participant(m.party()))
+			links = append(links, titled(v.participantHref(m.uri), m.name))
+		}
+	}
+	return obj{
+		"rel":       "participants",
+		"_links":    obj{"self": link(v.href() + "/participants"), "participant": links},
+		"_embedded": obj{"participant": list, "localParticipant": s.confLocalParticipant(v)},
+	}
+}
