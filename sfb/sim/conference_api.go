@@ -213,3 +213,17 @@ func (s *Server) GroupInfo(threadID string) (g Group, ok bool) {
 	}
 	return g, true
 }
+
+// GroupTyping reports whether uri is shown as typing in the conversation
+// threadID.
+func (s *Server) GroupTyping(threadID string, uri sfb.URI) bool {
+	uri = canonical(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.liveConference(threadID)
+	if c == nil {
+		return false
+	}
+	m := c.member(uri)
+	return m != nil && m.typingUntil.After(s.now())
+}

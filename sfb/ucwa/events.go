@@ -268,6 +268,8 @@ func (s *session) handleEvent(snd EventSender, e Event) (err error) {
 		return s.onOnlineMeeting(snd, e)
 	case "audioVideoInvitation":
 		return s.onCallInvitation(e)
+	case "participantInvitation":
+		return s.onParticipantInvitation(e)
 	default:
 		// Presence, me, communication and other modalities are not
 		// bridged by this transport yet.
@@ -521,7 +523,6 @@ func (s *session) onConversation(e Event) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	cv := s.convLocked(href)
 	if c.ThreadID != "" {
 		cv.threadID = c.ThreadID
@@ -529,6 +530,19 @@ func (s *session) onConversation(e Event) error {
 	if m := c.Links.Href("messaging"); m != "" {
 		cv.messaging = s.absLocked(m)
 	}
+	if a := c.Links.Href("addParticipant"); a != "" {
+		cv.addParticipant = s.absLocked(a)
+	}
+	var evs []sfb.Event
+	if c.Links.Href("onlineMeeting") != "" {
+		if cv.group && cv.joined && validText(c.Subject) != cv.subject {
+			cv.subject = validText(c.Subject)
+			evs = append(evs, sfb.SubjectChanged{Conversation: cv.groupConversation(), Subject: cv.subject})
+		}
+		evs = append(evs, s.markGroupLocked(cv, validText(c.Subject))...)
+	}
+	s.mu.Unlock()
+	s.emitAll(evs)
 	return nil
 }
 
@@ -562,8 +576,10 @@ func (s *session) onMessaging(snd EventSender, e Event) error {
 	cv.setIsTyping = s.absLocked(m.Links.Href("setIsTyping"))
 	cv.html = containsFold(m.NegotiatedMessageFormats, "Html")
 	disconnected := strings.EqualFold(m.State, "Disconnected")
+	joined := s.joinedLocked(cv)
 	s.wakeLocked()
 	s.mu.Unlock()
+	s.emitAll(joined)
 	if disconnected {
 		s.endConversation(convHref)
 	}
@@ -677,11 +693,16 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	}
 	var peer sfb.URI
 	var thread string
+	var group *sfb.Conversation
 	duplicateFirst := false
 	firstKey := convHref
 	if cv != nil {
 		peer, thread = cv.peer, cv.threadID
 		firstKey = cv.href
+		if cv.group {
+			g := cv.groupConversation()
+			group = &g
+		}
 	}
 	// ReceiveAnIM.md: the invitation's first message comes again as the
 	// conversation's first message event. Only that event is taken for the
@@ -707,7 +728,7 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 			from = p
 		}
 	}
-	if from.URI == "" {
+	if from.URI == "" && group == nil {
 		from = sfb.Person{URI: peer, DisplayName: peer.Address()}
 	}
 	if peer == "" {
@@ -720,7 +741,13 @@ func (s *session) onMessage(snd EventSender, e Event) error {
 	if when.IsZero() {
 		when = s.t.now()
 	}
-	s.emitMessage(sfb.MessageReceived{ID: href, Conversation: sfb.Conversation{ThreadID: thread, Peer: peer}, From: from, Message: msg, Time: when})
+	conversation := sfb.Conversation{ThreadID: thread, Peer: peer}
+	if group != nil {
+		// From may be the user: a message sent from another of the
+		// user's endpoints (its participant is the local participant).
+		conversation = *group
+	}
+	s.emitMessage(sfb.MessageReceived{ID: href, Conversation: conversation, From: from, Message: msg, Time: when})
 	return nil
 }
 
@@ -736,6 +763,9 @@ func (s *session) onParticipant(snd EventSender, e Event) error {
 		}
 	}
 	if e.In == nil || e.In.Rel != "typingParticipants" {
+		if e.Link.Rel == "participant" && snd.Rel == "conversation" {
+			return s.onGroupParticipant(s.abs(snd.Href), e)
+		}
 		return nil
 	}
 	if e.Type != "added" && e.Type != "deleted" {
@@ -755,14 +785,22 @@ func (s *session) onParticipant(snd EventSender, e Event) error {
 	s.mu.Lock()
 	var thread string
 	peer := person.URI
+	var conversation *sfb.Conversation
 	if cv := s.convs[convHref]; cv != nil {
 		thread = cv.threadID
 		if cv.peer != "" {
 			peer = cv.peer
 		}
+		if cv.group {
+			g := cv.groupConversation()
+			conversation = &g
+		}
 	}
 	s.mu.Unlock()
-	s.emit(sfb.TypingChanged{Conversation: sfb.Conversation{ThreadID: thread, Peer: peer}, From: person.URI, Typing: e.Type == "added"})
+	if conversation == nil {
+		conversation = &sfb.Conversation{ThreadID: thread, Peer: peer}
+	}
+	s.emit(sfb.TypingChanged{Conversation: *conversation, From: person.URI, Typing: e.Type == "added"})
 	return nil
 }
 
@@ -773,16 +811,17 @@ func (s *session) resetTransient(why string) {
 	s.mu.Lock()
 	var ended []*conv
 	for h, c := range s.convs {
-		if !c.ended && c.peer != "" {
+		if !c.ended && (c.peer != "" || c.joined) {
 			ended = append(ended, c)
 		}
+		c.ended = true
 		delete(s.convs, h)
 	}
 	s.wakeLocked()
 	s.mu.Unlock()
 	for _, c := range ended {
-		s.log.Debug().Str("why", why).Str("peer", string(c.peer)).Msg("Conversation reset")
-		s.emit(sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: c.threadID, Peer: c.peer}})
+		s.log.Debug().Str("why", why).Str("peer", string(c.peer)).Str("thread_id", c.threadID).Msg("Conversation reset")
+		s.emit(s.endedEvent(c))
 	}
 }
 
@@ -794,13 +833,23 @@ func (s *session) endConversation(href string) {
 	delete(s.firsts, href)
 	// Under s.mu: a send that finds the conversation stale ends it too
 	// (dropConv).
-	report := c != nil && !c.ended && c.peer != ""
+	report := c != nil && !c.ended && (c.peer != "" || c.joined)
 	if c != nil {
 		c.ended = true
 	}
 	s.wakeLocked()
 	s.mu.Unlock()
 	if report {
-		s.emit(sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: c.threadID, Peer: c.peer}})
+		s.emit(s.endedEvent(c))
 	}
+}
+
+// endedEvent says that the user is no longer in c: a 1:1 conversation
+// ended, or the user left a multi-party one (removed, or the conference
+// ended).
+func (s *session) endedEvent(c *conv) sfb.Event {
+	if c.group {
+		return sfb.ParticipantLeft{Conversation: c.groupConversation(), URI: s.self}
+	}
+	return sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: c.threadID, Peer: c.peer}}
 }

@@ -32,6 +32,14 @@ type conv struct {
 	// connected a message to the peer waits (awaitAccept). Cleared when
 	// the accept fails.
 	accepting bool
+	// group: a multi-party conversation (group.go); peer is then the 1:1
+	// peer it escalated from, if any. joined: the user's joining was
+	// reported; members are the participants reported as joined.
+	group          bool
+	subject        string
+	joined         bool
+	members        map[sfb.URI]bool
+	addParticipant string
 }
 
 // firstMessage is the first message of an incoming invitation, which the
@@ -60,7 +68,7 @@ func (s *session) upsertConv(href string, peer sfb.URI, thread string) *conv {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.convLocked(href)
-	if peer != "" {
+	if peer != "" && !c.group {
 		c.peer = peer
 	}
 	if thread != "" {
@@ -121,7 +129,7 @@ func (s *session) activeConv(peer sfb.URI) *conv {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.convs {
-		if c.peer == peer && !c.ended && strings.EqualFold(c.state, "Connected") && c.sendMessage != "" {
+		if c.peer == peer && !c.group && !c.ended && strings.EqualFold(c.state, "Connected") && c.sendMessage != "" {
 			return c
 		}
 	}
@@ -132,7 +140,7 @@ func (s *session) activeConv(peer sfb.URI) *conv {
 // peer whose messaging is not connected yet.
 func (s *session) acceptPendingLocked(peer sfb.URI) bool {
 	for _, c := range s.convs {
-		if c.peer == peer && c.accepting && !c.ended && !(strings.EqualFold(c.state, "Connected") && c.sendMessage != "") {
+		if c.peer == peer && !c.group && c.accepting && !c.ended && !(strings.EqualFold(c.state, "Connected") && c.sendMessage != "") {
 			return true
 		}
 	}
@@ -498,6 +506,14 @@ func (s *session) SetTyping(ctx context.Context, to sfb.URI, typing bool) error 
 }
 
 func (s *session) typingLink(to sfb.URI) string {
+	if thread, ok := strings.CutPrefix(string(to), "thread:"); ok {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if c := s.groupConvLocked(thread); c != nil {
+			return c.setIsTyping
+		}
+		return ""
+	}
 	c := s.activeConv(to)
 	if c == nil {
 		return ""
