@@ -3,6 +3,7 @@ package ucwa
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -201,4 +202,44 @@ func TestSimGroupOwnEndpointMessageIsFromSelf(t *testing.T) {
 	assert.Equal(t, "typed on my desk", msgs[0].Message.Text)
 	assert.Equal(t, bob, msgs[1].From.URI)
 	assert.Equal(t, []string{"typed on my desk", "seen"}, receivedTexts(srv, carol))
+}
+
+// TestSimGroupResume: a group message whose handling the process did not
+// finish comes again after resume with the same ID, and the resumed
+// session sends into the conference it was in, without starting another.
+func TestSimGroupResume(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	require.NoError(t, srv.AddUser(sim.User{URI: carol, DisplayName: "Carol Giorgi", Password: "pw-carol"}))
+	g := newGatedRecorder("held")
+	s1 := signInWith(t, tr, "", g.handle)
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return srv.PendingGETs(alice) > 0 }, waitFor, tick)
+	thread, err := srv.StartGroup(ctx, bob, []sfb.URI{alice, carol}, "Resumed", "")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(joinedIn(g.all(), thread)) == 3 }, waitFor, tick)
+	require.NoError(t, srv.SendGroupMessage(ctx, thread, bob, sfb.Message{Text: "held"}))
+	require.Eventually(t, func() bool { return g.isStarted("held") }, waitFor, tick)
+	heldID := g.startedEvent("held").ID
+	stored := s1.ResumeState()
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	require.NoError(t, s1.Detach(dctx))
+	cancel()
+	require.Eventually(t, func() bool { return srv.PendingGETs(alice) == 0 }, waitFor, tick)
+	before, _ := srv.GroupInfo(thread)
+
+	rec2 := &recorder{}
+	s2 := signInWith(t, newTransport(t, srv), stored, rec2.handle)
+	require.Eventually(t, func() bool { return len(groupMessages(rec2.all(), thread)) == 1 }, waitFor, tick)
+	m := groupMessages(rec2.all(), thread)[0]
+	assert.Equal(t, heldID, m.ID, "the redelivered message keeps its ID")
+	assert.Equal(t, "held", m.Message.Text)
+	assert.Equal(t, sfb.Conversation{ThreadID: thread, Group: true, Subject: "Resumed"}, m.Conversation)
+
+	_, err = s2.(sfb.GroupSession).SendGroupMessage(ctx, sfb.Group{ThreadID: thread, Participants: []sfb.URI{bob, carol}}, sfb.Message{Text: "back"})
+	require.NoError(t, err)
+	after, _ := srv.GroupInfo(thread)
+	assert.Equal(t, before.ConferenceID, after.ConferenceID, "sent into the conference it was in")
+	assert.Equal(t, []string{"held", "back"}, receivedTexts(srv, carol))
+	assert.Empty(t, eventsOf[sfb.ParticipantLeft](rec2.all()))
+	assert.Equal(t, 1, srv.Applications(alice))
 }

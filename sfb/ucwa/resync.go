@@ -37,7 +37,7 @@ func (s *session) resyncConversations(st appState) {
 		if _, ok := fresh[h]; !ok {
 			delete(s.convs, h)
 			delete(s.firsts, h)
-			if !c.ended && c.peer != "" {
+			if !c.ended && (c.peer != "" || c.joined) {
 				c.ended = true
 				ended = append(ended, c)
 			}
@@ -47,8 +47,8 @@ func (s *session) resyncConversations(st appState) {
 	for h, f := range fresh {
 		c := s.convs[h]
 		if c == nil {
-			if f.peer == "" {
-				// Not a 1:1 conversation we can send in; the events
+			if f.peer == "" && !f.group {
+				// Not a conversation we can send in; the events
 				// that follow still name it.
 				continue
 			}
@@ -64,13 +64,16 @@ func (s *session) resyncConversations(st appState) {
 		}
 		c.messaging, c.state, c.html = f.messaging, f.state, f.html
 		c.sendMessage, c.setIsTyping = f.sendMessage, f.setIsTyping
+		if f.group {
+			c.group, c.subject, c.joined, c.members = true, f.subject, f.joined, f.members
+		}
 		kept++
 	}
 	s.wakeLocked()
 	s.mu.Unlock()
 	s.log.Info().Int("conversations", kept).Int("ended", len(ended)).Msg("Conversations read again after resync")
 	for _, c := range ended {
-		s.emit(sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: c.threadID, Peer: c.peer}})
+		s.emit(s.endedEvent(c))
 	}
 }
 
@@ -89,7 +92,7 @@ func (s *session) loadConversations(ctx context.Context) {
 	s.mu.Lock()
 	kept := 0
 	for h, c := range fresh {
-		if c.peer == "" || s.convs[h] != nil {
+		if (c.peer == "" && !c.group) || s.convs[h] != nil {
 			continue
 		}
 		s.convs[h] = c
@@ -177,6 +180,23 @@ func (s *session) readConversation(ctx context.Context, st appState, href string
 		c.setIsTyping = resolveHref(st.base, m.Links.Href("setIsTyping"))
 		c.html = containsFold(m.NegotiatedMessageFormats, "Html")
 	}
+	if cv.Links.Href("onlineMeeting") != "" {
+		// A multi-party conversation: the user is in it with whoever
+		// the roster shows, reported before.
+		c.group, c.subject = true, validText(cv.Subject)
+		c.joined = strings.EqualFold(c.state, "Connected")
+		c.members = map[sfb.URI]bool{s.self: true}
+		if h := cv.Links.Href("participants"); h != "" {
+			others, err := s.readParticipants(ctx, resolveHref(st.base, h))
+			if err != nil {
+				return nil, err
+			}
+			for _, u := range others {
+				c.members[u] = true
+			}
+		}
+		return c, nil
+	}
 	s.mu.Lock()
 	if old := s.convs[href]; old != nil {
 		c.peer = old.peer
@@ -198,9 +218,18 @@ func (s *session) readConversation(ctx context.Context, st appState, href string
 // for a conversation with several (participants_ref.md links them; a
 // server may embed them instead).
 func (s *session) readPeer(ctx context.Context, href string) (sfb.URI, error) {
+	peers, err := s.readParticipants(ctx, href)
+	if err != nil || len(peers) != 1 {
+		return "", err
+	}
+	return peers[0], nil
+}
+
+// readParticipants reads the remote participants of a conversation.
+func (s *session) readParticipants(ctx context.Context, href string) ([]sfb.URI, error) {
 	var coll Resource
 	if err := s.get(ctx, href, "get participants", &coll); err != nil {
-		return "", err
+		return nil, err
 	}
 	var peers []sfb.URI
 	add := func(p sfb.Person) {
@@ -211,7 +240,7 @@ func (s *session) readPeer(ctx context.Context, href string) (sfb.URI, error) {
 	for _, l := range coll.Links["participant"] {
 		p, err := s.resolveParticipant(l)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		add(p)
 	}
@@ -221,7 +250,7 @@ func (s *session) readPeer(ctx context.Context, href string) (sfb.URI, error) {
 			if err := json.Unmarshal(raw, &parts); err != nil {
 				var one Participant
 				if json.Unmarshal(raw, &one) != nil {
-					return "", fmt.Errorf("decode embedded participants: %w", err)
+					return nil, fmt.Errorf("decode embedded participants: %w", err)
 				}
 				parts = []Participant{one}
 			}
@@ -231,16 +260,13 @@ func (s *session) readPeer(ctx context.Context, href string) (sfb.URI, error) {
 				}
 				p, err := s.rememberParticipant(part)
 				if err != nil {
-					return "", err
+					return nil, err
 				}
 				add(p)
 			}
 		}
 	}
-	if len(peers) != 1 {
-		return "", nil
-	}
-	return peers[0], nil
+	return peers, nil
 }
 
 // get reads a resource.
