@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +15,20 @@ type addParticipantRequest struct {
 	OperationID string `json:"operationId"`
 }
 
+// validate checks the body against addParticipant_ref.md: to is
+// required, operationId at most 50 characters. The reference's own sample
+// writes "sip : john@contoso.com", so spaces are dropped.
+func (r addParticipantRequest) validate() (sfb.URI, error) {
+	if len(r.OperationID) > 50 {
+		return "", fmt.Errorf("operationId is limited to 50 characters")
+	}
+	to, err := sfb.ParseURI(strings.ReplaceAll(r.To, " ", ""))
+	if err != nil {
+		return "", fmt.Errorf("to: %w", err)
+	}
+	return canonical(to), nil
+}
+
 // addParticipant is POST on a conversation's addParticipant link; s.mu is
 // held.
 func (s *Server) addParticipant(w http.ResponseWriter, r *http.Request, a *app, v *convView) {
@@ -21,14 +36,9 @@ func (s *Server) addParticipant(w http.ResponseWriter, r *http.Request, a *app, 
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	to, err := sfb.ParseURI(strings.ReplaceAll(req.To, " ", ""))
+	to, err := req.validate()
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, obj{"code": "BadRequest", "subcode": "ParameterValidationFailure", "message": err.Error(), "parameters": obj{"to": req.To}})
-		return
-	}
-	to = canonical(to)
-	if len(req.OperationID) > 50 {
-		badRequest(w, "ParameterValidationFailure", "operationId is limited to 50 characters.")
 		return
 	}
 	if to == a.user.uri {
