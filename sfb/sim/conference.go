@@ -221,15 +221,37 @@ func (s *Server) emitParticipantAdded(v *convView, m *member) {
 
 // acceptConference is an application accepting its invitation to c.
 func (s *Server) acceptConference(v *convView) {
-	c := v.conf
-	m := c.member(v.app.user.uri)
-	wasJoined := m.joined()
-	for i, o := range m.offers {
-		if o == v {
-			m.offers = append(m.offers[:i:i], m.offers[i+1:]...)
-			break
-		}
+	m := v.conf.member(v.app.user.uri)
+	m.offers = slices.DeleteFunc(m.offers, func(x *convView) bool { return x == v })
+	s.joinConference(v, m)
+}
+
+// rejoinConference is startMessaging with the thread ID of a live
+// conference whose participant to is (startMessaging_ref.md: the thread
+// ID "can be used to continue an existing conversation"): the application
+// joins it instead of starting a 1:1 conversation.
+func (s *Server) rejoinConference(a *app, c *conference, to *member, opID string) *invitation {
+	v := s.confView(a, c, "Connecting")
+	inv := s.newInvitation(v, "Outgoing", opID, nil)
+	inv.from, inv.fromName, inv.to = a.user.uri, a.user.name, to.uri
+	s.emitInvitation(v, "started", "", nil)
+	s.emitComm(v, ev("conversation", v.href(), "", "added", s.confConversation(v)))
+	s.emitConv(v, ev("localParticipant", v.participantHref(a.user.uri), a.user.name, "added", s.confLocalParticipant(v)))
+	m := c.member(a.user.uri)
+	if m == nil {
+		m = &member{uri: a.user.uri, name: a.user.name}
+		c.members = append(c.members, m)
 	}
+	m.left = false
+	s.joinConference(v, m)
+	return inv
+}
+
+// joinConference puts the application's view v into c as an endpoint of
+// m.
+func (s *Server) joinConference(v *convView, m *member) {
+	c := v.conf
+	wasJoined := m.joined()
 	m.views = append(m.views, v)
 	v.state = "Connected"
 	v.inv.state = "Connected"

@@ -53,28 +53,44 @@ func (s *Server) confInvitation(inv *invitation) obj {
 	a := v.app
 	c := v.conf
 	h := a.base() + "/communication/messagingInvitations/" + inv.id
+	to := a.user.uri
+	if inv.direction == "Outgoing" {
+		to = inv.to
+	}
 	links := obj{
 		"self":         link(h),
-		"to":           link(a.peopleHref(a.user.uri)),
+		"to":           link(a.peopleHref(to)),
 		"from":         titled(v.participantHref(inv.from), inv.fromName),
 		"conversation": link(v.href()),
 		"messaging":    link(v.href() + "/messaging"),
 	}
-	if inv.state == "Connecting" {
-		links["accept"] = link(h + "/accept")
-		links["decline"] = link(h + "/decline")
-	}
-	return obj{
+	res := obj{
 		"rel":        "messagingInvitation",
 		"direction":  inv.direction,
 		"importance": c.importance,
 		"threadId":   c.threadID,
 		"state":      inv.state,
 		"subject":    c.subject,
-		"to":         string(a.user.uri),
+		"to":         string(to),
 		"_links":     links,
-		"_embedded":  obj{"from": v.participant(party{uri: inv.from, name: inv.fromName})},
 	}
+	if inv.operationID != "" {
+		res["operationId"] = inv.operationID
+	}
+	switch {
+	case inv.direction == "Incoming":
+		if inv.state == "Connecting" {
+			links["accept"] = link(h + "/accept")
+			links["decline"] = link(h + "/decline")
+		}
+		res["_embedded"] = obj{"from": v.participant(party{uri: inv.from, name: inv.fromName})}
+	case inv.state == "Connecting":
+		links["cancel"] = link(v.href() + "/messaging/terminate")
+	case inv.state == "Connected":
+		links["acceptedByContact"] = link(a.peopleHref(to))
+		res["_embedded"] = obj{"acceptedByParticipant": []any{v.participant(party{uri: to, name: s.userOf(to).name})}}
+	}
+	return res
 }
 
 // participantInvitation is the outgoing invitation addParticipant starts

@@ -533,7 +533,9 @@ func (s *Server) startMessaging(w http.ResponseWriter, r *http.Request, a *app) 
 	}
 	target := s.users[to]
 	var inv *invitation
-	if target == nil {
+	if c := s.liveConference(req.ThreadID); c != nil && req.ThreadID != "" && c.member(to) != nil && c.member(to).joined() {
+		inv = s.rejoinConference(a, c, c.member(to), req.OperationID)
+	} else if target == nil {
 		// The invitation starts and fails in the event channel, as a real
 		// server does for a target it cannot find.
 		var d *dialog

@@ -243,3 +243,32 @@ func TestSimGroupResume(t *testing.T) {
 	assert.Empty(t, eventsOf[sfb.ParticipantLeft](rec2.all()))
 	assert.Equal(t, 1, srv.Applications(alice))
 }
+
+// TestSimGroupSendAfterLeavingRejoins: after leaving a conference that
+// goes on, a message to its thread joins it again (startMessaging with its
+// thread ID continues it) instead of starting another.
+func TestSimGroupSendAfterLeavingRejoins(t *testing.T) {
+	srv, gs, rec := startGroupSim(t)
+	ctx := context.Background()
+	// alice uses only the bridge: her own SfB client is signed out.
+	require.NoError(t, srv.SetNativeClient(alice, false))
+	thread, err := srv.StartGroup(ctx, bob, []sfb.URI{alice, carol}, "Ongoing", "")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(joinedIn(rec.all(), thread)) == 3 }, waitFor, tick)
+	before, _ := srv.GroupInfo(thread)
+	require.NoError(t, gs.LeaveGroup(ctx, thread))
+	require.Eventually(t, func() bool {
+		g, _ := srv.GroupInfo(thread)
+		return len(g.Participants) == 2
+	}, waitFor, tick)
+	require.Eventually(t, func() bool { return len(eventsOf[sfb.ParticipantLeft](rec.all())) == 1 }, waitFor, tick)
+	assert.Equal(t, alice, eventsOf[sfb.ParticipantLeft](rec.all())[0].URI)
+
+	_, err = gs.SendGroupMessage(ctx, sfb.Group{ThreadID: thread, Subject: "Ongoing", Participants: []sfb.URI{bob, carol}}, sfb.Message{Text: "I'm back"})
+	require.NoError(t, err)
+	after, _ := srv.GroupInfo(thread)
+	assert.Equal(t, before.ConferenceID, after.ConferenceID, "the same conference, joined again")
+	assert.ElementsMatch(t, []sfb.URI{alice, bob, carol}, after.Participants)
+	assert.Equal(t, []string{"I'm back"}, receivedTexts(srv, carol))
+	require.Eventually(t, func() bool { return len(joinedIn(rec.all(), thread)) == 6 }, waitFor, tick, "alice, bob and carol again")
+}
