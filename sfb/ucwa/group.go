@@ -212,6 +212,11 @@ func validateGroup(g sfb.Group) error {
 	if g.ThreadID == "" {
 		return fmt.Errorf("multi-party conversation without thread ID: %w", sfb.ErrUnsupported)
 	}
+	for _, p := range g.Participants {
+		if _, err := sfb.ParseURI(string(p)); err != nil {
+			return fmt.Errorf("participant: %w", err)
+		}
+	}
 	if len(g.Subject) > 250 {
 		// messagingInvitation_ref.md: the subject is limited to 250
 		// characters.
@@ -307,6 +312,17 @@ func (s *session) inviteIntoGroup(ctx context.Context, to sfb.URI, g sfb.Group) 
 		"operationId":    opID,
 	})
 	s.noteOutgoing("op:"+opID, to)
+	s.mu.Lock()
+	if s.groupStarts == nil {
+		s.groupStarts = map[string]sfb.Group{}
+	}
+	s.groupStarts[opID] = g
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.groupStarts, opID)
+		s.mu.Unlock()
+	}()
 	ch := make(chan opResult, 1)
 	keys := []string{"op:" + opID}
 	s.ops.register(ch, keys...)
@@ -378,6 +394,9 @@ func (s *session) postAddParticipant(ctx context.Context, c *conv, uri sfb.URI, 
 func (s *session) AddParticipant(ctx context.Context, g sfb.Group, uri sfb.URI) error {
 	if err := validateGroup(g); err != nil {
 		return fmt.Errorf("add %s to %s: %w", uri, g.ThreadID, err)
+	}
+	if _, err := sfb.ParseURI(string(uri)); err != nil {
+		return fmt.Errorf("add to %s: %w", g.ThreadID, err)
 	}
 	if s.closed.Load() {
 		return fmt.Errorf("add %s to %s: %w", uri, g.ThreadID, errStopped)

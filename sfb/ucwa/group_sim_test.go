@@ -171,6 +171,8 @@ func TestSimGroupRestartAfterExpiry(t *testing.T) {
 	assert.NotEqual(t, before.ConferenceID, after.ConferenceID)
 	assert.Equal(t, "Lunch", after.Subject)
 	assert.ElementsMatch(t, []sfb.URI{alice, bob, carol}, after.Participants)
+	require.Eventually(t, func() bool { return len(joinedIn(rec.all(), thread)) == 6 }, waitFor, tick)
+	assert.ElementsMatch(t, []sfb.URI{alice, bob, carol}, joinedIn(rec.all(), thread)[3:], "joined again: alice, bob, carol")
 	assert.Equal(t, []string{"still on?"}, receivedTexts(srv, bob))
 	assert.Equal(t, []string{"still on?"}, receivedTexts(srv, carol))
 	for _, r := range srv.Received(carol) {

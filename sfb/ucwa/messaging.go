@@ -93,11 +93,20 @@ func (s *session) trackOutgoing(href string, inv *MessagingInvitation) {
 		}
 	}
 	c := s.upsertConv(s.abs(convHref), peer, inv.ThreadID)
+	s.mu.Lock()
 	if m := inv.Links.Href("messaging"); m != "" {
-		s.mu.Lock()
 		c.messaging = s.absLocked(m)
-		s.mu.Unlock()
 	}
+	// A conversation SendGroupMessage starts is multi-party from its
+	// invitation on: the joins are reported here, in the event loop, not
+	// to the caller waiting for it.
+	var evs []sfb.Event
+	if g, ok := s.groupStarts[inv.OperationID]; ok && inv.OperationID != "" {
+		c.threadID = g.ThreadID
+		evs = s.markGroupLocked(c, g.Subject)
+	}
+	s.mu.Unlock()
+	s.emitAll(evs)
 }
 
 // outgoing maps operation IDs and invitation hrefs of our own invitations

@@ -71,6 +71,9 @@ type session struct {
 	ops          *operations
 	seen         *seenSet
 	outgoing     map[string]sfb.URI
+	// groupStarts are the multi-party conversations being started, by
+	// the operation ID of their startMessaging (group.go).
+	groupStarts map[string]sfb.Group
 	// convWake is closed (and replaced) when a conversation's messaging
 	// changes, for awaitAccept; acceptWaiters counts those waiting.
 	convWake      chan struct{}
