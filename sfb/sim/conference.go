@@ -373,7 +373,7 @@ func (s *Server) confSend(c *conference, m *member, view *convView, msg sfb.Mess
 				s.emitConfIncoming(v, m, msg)
 			}
 		}
-		if o != m && o.native {
+		if o != m {
 			s.recordConf(c, m.uri, o.uri, msg)
 		}
 	}

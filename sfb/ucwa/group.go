@@ -49,7 +49,7 @@ func (c *conv) groupConversation() sfb.Conversation {
 // user is in, nil when none.
 func (s *session) groupConvLocked(threadID string) *conv {
 	for _, c := range s.convs {
-		if c.group && !c.ended && c.threadID == threadID && c.joined &&
+		if c.group && !c.ended && !c.leaving && c.threadID == threadID && c.joined &&
 			strings.EqualFold(c.state, "Connected") && c.sendMessage != "" {
 			return c
 		}
@@ -425,6 +425,9 @@ func (s *session) LeaveGroup(ctx context.Context, threadID string) error {
 	var hrefs []string
 	for _, c := range s.convs {
 		if c.group && !c.ended && c.threadID == threadID {
+			// Not sent in any more; its deletion, reported by the event
+			// loop, takes it out.
+			c.leaving = true
 			hrefs = append(hrefs, c.href)
 		}
 	}
@@ -436,7 +439,6 @@ func (s *session) LeaveGroup(ctx context.Context, threadID string) error {
 		if err != nil && statusOf(err) != http.StatusNotFound {
 			return fmt.Errorf("leave %s: %w", threadID, err)
 		}
-		s.endConversation(h)
 	}
 	return nil
 }

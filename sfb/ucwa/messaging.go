@@ -38,6 +38,7 @@ type conv struct {
 	group          bool
 	subject        string
 	joined         bool
+	leaving        bool
 	members        map[sfb.URI]bool
 	addParticipant string
 }
