@@ -151,7 +151,8 @@ func (s *Server) inviteMember(c *conference, inviter sfb.URI, u *user, by *invit
 	}
 	var avail []*app
 	for _, a := range st.apps {
-		if a.available && !slices.ContainsFunc(m.views, func(v *convView) bool { return v.app == a }) {
+		inIt := func(v *convView) bool { return v.app == a }
+		if a.available && !slices.ContainsFunc(m.views, inIt) && !slices.ContainsFunc(m.offers, inIt) {
 			avail = append(avail, a)
 		}
 	}

@@ -125,9 +125,7 @@ func (s *Server) participantInvitation(inv *invitation) obj {
 	}
 	if inv.state == "Connected" {
 		links["participant"] = link(v.participantHref(inv.to))
-		if u := v.app.user; u != nil {
-			res["_embedded"] = obj{"acceptedByParticipant": []any{v.participant(party{uri: inv.to, name: s.userOf(inv.to).name})}}
-		}
+		res["_embedded"] = obj{"acceptedByParticipant": []any{v.participant(party{uri: inv.to, name: s.userOf(inv.to).name})}}
 	}
 	return res
 }
