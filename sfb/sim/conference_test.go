@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -199,4 +200,46 @@ func TestGroupControlAPI(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, e.do("DELETE", e.hs.URL+base, "", "", "").status)
 	assert.Equal(t, http.StatusNotFound, e.do("GET", e.hs.URL+base, "", "", "").status)
 	assert.True(t, strings.Contains(string(post("/sim/v1/groups", `{"from":"sip:bob@contoso.com","participants":[]}`).body), "no participant"))
+}
+
+// TestGroupInvitationToApplicationDeclinedOrUnanswered: a participant whose
+// only endpoint is a UCWA application joins only by accepting; declining,
+// or not answering within the invitation timeout, fails the inviter's
+// participantInvitation.
+func TestGroupInvitationToApplicationDeclinedOrUnanswered(t *testing.T) {
+	e := newEnv(t, sim.Options{})
+	ctx := context.Background()
+	a := e.signIn("alice@contoso.com", "alice-pw")
+	a.makeMeAvailable("Plain")
+	c := e.signIn("carol@contoso.com", "carol-pw")
+	c.makeMeAvailable("Plain")
+	require.NoError(t, e.sim.SetNativeClient(carol, false))
+	thread, err := e.sim.StartGroup(ctx, bob, []sfb.URI{alice}, "", "")
+	require.NoError(t, err)
+	conv, _ := joinGroup(t, a)
+	a.await("joined", is("messagingInvitation", "completed"))
+
+	// carol declines on her application.
+	a.do("POST", conv+"/addParticipant", "application/json", `{"to":"sip:carol@contoso.com"}`)
+	evs := c.await("invitation", is("messagingInvitation", "started"))
+	inv := evs[len(evs)-1]
+	require.Equal(t, http.StatusNoContent, c.do("POST", get(t, inv.embedded(), "_links", "decline", "href").(string), "", "").status)
+	evs = a.await("declined", is("participantInvitation", "completed"))
+	assert.Equal(t, "Failure", evs[len(evs)-1].status)
+	assert.Equal(t, "Declined", get(t, evs[len(evs)-1].raw, "reason", "subcode"))
+	g, _ := e.sim.GroupInfo(thread)
+	assert.NotContains(t, g.Participants, carol)
+
+	// Invited again, she does not answer.
+	a.do("POST", conv+"/addParticipant", "application/json", `{"to":"sip:carol@contoso.com"}`)
+	c.await("invitation", is("messagingInvitation", "started"))
+	e.sim.Sweep()
+	g, _ = e.sim.GroupInfo(thread)
+	assert.NotContains(t, g.Participants, carol, "not in before she answers")
+	e.clock.Advance(31 * time.Second)
+	e.sim.Sweep()
+	evs = a.await("unanswered", is("participantInvitation", "completed"))
+	assert.Equal(t, "Failure", evs[len(evs)-1].status)
+	assert.Equal(t, "Timeout", get(t, evs[len(evs)-1].raw, "reason", "code"))
+	c.await("withdrawn", is("conversation", "deleted"))
 }
