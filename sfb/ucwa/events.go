@@ -814,7 +814,6 @@ func (s *session) resetTransient(why string) {
 		if !c.ended && (c.peer != "" || c.joined) {
 			ended = append(ended, c)
 		}
-		c.ended = true
 		delete(s.convs, h)
 	}
 	s.wakeLocked()

@@ -189,14 +189,26 @@ func (s *session) SendGroupMessage(ctx context.Context, g sfb.Group, msg sfb.Mes
 	s.stopTyping(groupTypingKey(g.ThreadID))
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
+		_, gen := s.appSnapshot()
 		c, err := s.enterGroup(ctx, g)
-		if err != nil {
-			return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", g.ThreadID, err)
+		var sent sfb.SentMessage
+		if err == nil {
+			sent, err = s.sendInConversation(ctx, c, msg, nil)
+			if err != nil && (statusOf(err) == http.StatusNotFound || statusOf(err) == http.StatusConflict) {
+				s.log.Debug().Err(err).Str("thread_id", g.ThreadID).Msg("Multi-party conversation is stale, starting it again")
+				s.dropConv(c)
+				lastErr = err
+				if !applicationGone(err) {
+					continue
+				}
+			}
 		}
-		sent, err := s.sendInConversation(ctx, c, msg, nil)
-		if err != nil && (statusOf(err) == http.StatusNotFound || statusOf(err) == http.StatusConflict) {
-			s.log.Debug().Err(err).Str("thread_id", g.ThreadID).Msg("Multi-party conversation is stale, starting it again")
-			s.dropConv(c)
+		if err != nil && applicationGone(err) && attempt == 0 {
+			// As SendMessage: the application expired; a new one starts
+			// the conversation again.
+			if rerr := s.recreate(ctx, gen, false); rerr != nil {
+				return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", g.ThreadID, rerr)
+			}
 			lastErr = err
 			continue
 		}

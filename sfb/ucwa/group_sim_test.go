@@ -274,3 +274,21 @@ func TestSimGroupSendAfterLeavingRejoins(t *testing.T) {
 	assert.Equal(t, []string{"I'm back"}, receivedTexts(srv, carol))
 	require.Eventually(t, func() bool { return len(joinedIn(rec.all(), thread)) == 6 }, waitFor, tick, "alice, bob and carol again")
 }
+
+// TestSimGroupSendAfterApplicationGone: the application expired; the
+// message goes through a new one, into the same conference.
+func TestSimGroupSendAfterApplicationGone(t *testing.T) {
+	srv, gs, rec := startGroupSim(t)
+	ctx := context.Background()
+	thread, err := srv.StartGroup(ctx, bob, []sfb.URI{alice, carol}, "", "")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(joinedIn(rec.all(), thread)) == 3 }, waitFor, tick)
+	before, _ := srv.GroupInfo(thread)
+	srv.DeleteApplications(alice)
+	_, err = gs.SendGroupMessage(ctx, sfb.Group{ThreadID: thread, Participants: []sfb.URI{bob, carol}}, sfb.Message{Text: "new app"})
+	require.NoError(t, err)
+	after, _ := srv.GroupInfo(thread)
+	assert.Equal(t, before.ConferenceID, after.ConferenceID)
+	assert.Equal(t, []string{"new app"}, receivedTexts(srv, carol))
+	assert.Equal(t, 1, srv.Applications(alice))
+}
