@@ -19,10 +19,11 @@ type controlGroupParticipant struct {
 	URI string `json:"uri"`
 }
 
+// controlGroupMessage is a message as POST /sim/v1/users/{address}/messages
+// takes it (text, html, sample, image, rtf), from a participant.
 type controlGroupMessage struct {
 	From string `json:"from"`
-	Text string `json:"text"`
-	HTML string `json:"html"`
+	controlMessage
 }
 
 type controlGroupTyping struct {
@@ -119,7 +120,12 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		if err := s.SendGroupMessage(r.Context(), r.PathValue("thread"), from, sfb.Message{Text: m.Text, HTML: m.HTML}); err != nil {
+		msg, err := m.message()
+		if err != nil {
+			ctlError(w, statusOf(err), err)
+			return
+		}
+		if err := s.SendGroupMessage(r.Context(), r.PathValue("thread"), from, msg); err != nil {
 			ctlError(w, statusOf(err), err)
 			return
 		}
