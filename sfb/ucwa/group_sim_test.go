@@ -128,8 +128,10 @@ func TestSimGroupEscalationAndDecline(t *testing.T) {
 	thread := messages(rec.all())[0].Conversation.ThreadID
 	require.NotEmpty(t, thread)
 
-	// bob adds carol on his SfB client: the conversation escalates.
-	require.NoError(t, srv.AddGroupParticipant(ctx, thread, bob, carol))
+	// bob adds carol on his SfB client: the conversation escalates. His
+	// client offers that once alice's application has accepted, which may
+	// land after her handler saw the first message.
+	require.Eventually(t, func() bool { return srv.AddGroupParticipant(ctx, thread, bob, carol) == nil }, waitFor, tick)
 	require.Eventually(t, func() bool { return len(joinedIn(rec.all(), thread)) == 3 }, waitFor, tick)
 	assert.Equal(t, []sfb.URI{alice, bob, carol}, joinedIn(rec.all(), thread))
 	require.NoError(t, srv.SendGroupMessage(ctx, thread, carol, sfb.Message{Text: "hi all"}))
