@@ -74,6 +74,10 @@ func TestSimMeetingUpdateAndCancellationKeepTheURI(t *testing.T) {
 	assert.Equal(t, bob, cancelled.Conversation.Peer)
 	assert.NotEqual(t, updated.ID, cancelled.ID)
 	assert.Len(t, eventsOf[sfb.MeetingInvited](rec.all()), 3)
+	// The invitation's conversation links an onlineMeeting, as a group
+	// conversation's does, but the application never joined it.
+	assert.Empty(t, eventsOf[sfb.ParticipantJoined](rec.all()), "a meeting invitation is no group chat")
+	assert.Empty(t, eventsOf[sfb.ParticipantLeft](rec.all()))
 }
 
 func TestSimEscalatedMeetingIsTheGroupConversation(t *testing.T) {
