@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,6 +18,15 @@ const (
 	AuditTokenRenewed       = "token_renewed"
 	AuditCredentialsDeleted = "credentials_deleted"
 	AuditLoginFailed        = "login_failed"
+
+	// Admin actions of the migration team (API and commands); Actor and
+	// Origin say who and from where.
+	AuditImportDryRun   = "import_dry_run"
+	AuditImport         = "import"
+	AuditWaveSet        = "wave_set"
+	AuditWaveModeSet    = "wave_mode_set"
+	AuditPersonModeSet  = "person_mode_set"
+	AuditDefaultModeSet = "default_mode_set"
 )
 
 var auditActions = map[string]bool{
@@ -26,6 +36,12 @@ var auditActions = map[string]bool{
 	AuditTokenRenewed:       true,
 	AuditCredentialsDeleted: true,
 	AuditLoginFailed:        true,
+	AuditImportDryRun:       true,
+	AuditImport:             true,
+	AuditWaveSet:            true,
+	AuditWaveModeSet:        true,
+	AuditPersonModeSet:      true,
+	AuditDefaultModeSet:     true,
 }
 
 // MaxAuditDetail is the longest Detail kept, in bytes; longer ones are cut.
@@ -42,28 +58,44 @@ type AuditEvent struct {
 	MatrixUser string
 	Action     string // one of the Audit* constants
 	Detail     string
-	Time       time.Time // set to now by AddAudit when zero; millisecond precision
+	// Actor is who did an admin action (a Matrix user ID, or the
+	// provisioning secret); Origin is from where (a remote address, a
+	// management room). Both are empty for what the bridge did itself.
+	Actor  string
+	Origin string
+	Time   time.Time // set to now by AddAudit when zero; millisecond precision
 }
 
 // AddAudit appends e to the audit log. Action must be one of the Audit*
-// constants and at least one of LoginID and MatrixUser must be set. Detail
-// is made valid UTF-8 without NUL bytes and cut to MaxAuditDetail bytes,
-// because one odd message from outside must not lose the event.
+// constants and at least one of LoginID, MatrixUser and Actor must be set.
+// Detail is made valid UTF-8 without NUL bytes and cut to MaxAuditDetail
+// bytes, because one odd message from outside must not lose the event.
 func (db *DB) AddAudit(ctx context.Context, e AuditEvent) error {
+	return addAudit(ctx, db.raw, e)
+}
+
+// execer is a *sql.DB or a *sql.Tx: an admin action's audit entry is
+// written in the transaction of the change it records.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func addAudit(ctx context.Context, ex execer, e AuditEvent) error {
 	if !auditActions[e.Action] {
 		return fmt.Errorf("add audit event for %q: unknown action %q", e.LoginID, e.Action)
 	}
-	if e.LoginID == "" && e.MatrixUser == "" {
-		return fmt.Errorf("add %s audit event: neither login ID nor Matrix user given", e.Action)
+	if e.LoginID == "" && e.MatrixUser == "" && e.Actor == "" {
+		return fmt.Errorf("add %s audit event: neither login ID, Matrix user nor actor given", e.Action)
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	_, err := db.raw.ExecContext(ctx, `
-		INSERT INTO sfb_audit (login_id, matrix_user, action, detail, time_ms)
-		VALUES ($1, $2, $3, $4, $5)`,
+	_, err := ex.ExecContext(ctx, `
+		INSERT INTO sfb_audit (login_id, matrix_user, action, detail, time_ms, actor, origin)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		cleanText(e.LoginID, MaxAuditDetail), cleanText(e.MatrixUser, MaxAuditDetail), e.Action,
-		cleanText(e.Detail, MaxAuditDetail), e.Time.UnixMilli())
+		cleanText(e.Detail, MaxAuditDetail), e.Time.UnixMilli(),
+		cleanText(e.Actor, MaxAuditDetail), cleanText(e.Origin, MaxAuditDetail))
 	if err != nil {
 		return fmt.Errorf("add %s audit event for %q: %w", e.Action, e.LoginID, err)
 	}
@@ -77,7 +109,7 @@ func (db *DB) ListAudit(ctx context.Context, loginID string, limit int) ([]Audit
 	if limit < 1 || limit > MaxAuditList {
 		return nil, fmt.Errorf("list audit events: limit %d out of range 1..%d", limit, MaxAuditList)
 	}
-	query := `SELECT id, login_id, matrix_user, action, detail, time_ms FROM sfb_audit`
+	query := `SELECT id, login_id, matrix_user, action, detail, time_ms, actor, origin FROM sfb_audit`
 	args := []any{}
 	if loginID != "" {
 		query += ` WHERE login_id = $1 ORDER BY time_ms DESC, id DESC LIMIT $2`
@@ -95,7 +127,7 @@ func (db *DB) ListAudit(ctx context.Context, loginID string, limit int) ([]Audit
 	for rows.Next() {
 		var e AuditEvent
 		var ms int64
-		if err := rows.Scan(&e.ID, &e.LoginID, &e.MatrixUser, &e.Action, &e.Detail, &ms); err != nil {
+		if err := rows.Scan(&e.ID, &e.LoginID, &e.MatrixUser, &e.Action, &e.Detail, &ms, &e.Actor, &e.Origin); err != nil {
 			return nil, fmt.Errorf("list audit events of %q: %w", loginID, err)
 		}
 		e.Time = time.UnixMilli(ms)
