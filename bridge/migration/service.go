@@ -1,0 +1,402 @@
+package migration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// DefaultPollInterval is how often a Service looks for changes made by
+// other processes; well inside the minute a mode change may take.
+const DefaultPollInterval = 10 * time.Second
+
+// ErrNotFound is wrapped by lookups of a wave or person nobody assigned.
+var ErrNotFound = database.ErrNotFound
+
+// Resolver is what the bridge asks about modes: a person's mode now, and
+// every change from now on. ModeOf answers from memory and never blocks
+// on the database.
+type Resolver interface {
+	// ModeOf returns the effective mode of an SfB address (with or
+	// without "sip:"); people nobody assigned have the default mode.
+	ModeOf(address string) Mode
+	// ModeOfMatrixUser returns the effective mode of the person a Matrix
+	// user is, and false for a Matrix user nobody assigned.
+	ModeOfMatrixUser(user id.UserID) (Mode, bool)
+	// Subscribe calls fn with each batch of changes, in order, from its
+	// own goroutine, until cancel is called.
+	Subscribe(fn func([]Change)) (cancel func())
+}
+
+// Change is a person's effective mode changing.
+type Change struct {
+	Address    string
+	MatrixUser id.UserID
+	From, To   Mode
+}
+
+// LoginStatus sums up a person's bridge login for counting.
+type LoginStatus string
+
+// The login statuses.
+const (
+	LoginNone       LoginStatus = "none"       // no bridge login
+	LoginConnecting LoginStatus = "connecting" // signed in, not connected now
+	LoginConnected  LoginStatus = "connected"
+	LoginError      LoginStatus = "error" // needs the person or an operator
+)
+
+// Login is what the bridge knows of a person's login.
+type Login struct {
+	Status LoginStatus `json:"status"`
+	// State is the bridge state (CONNECTED, BAD_CREDENTIALS, ...).
+	State string `json:"state,omitempty"`
+	// Error is the last error's code and message, if any.
+	Error string `json:"error,omitempty"`
+}
+
+// LoginsFunc tells the login of an address; the bridge provides it from
+// the logins it has loaded.
+type LoginsFunc func(address string) Login
+
+// Actor is who does an admin action and from where, for the audit log.
+type Actor struct {
+	Who  string // a Matrix user ID, or "provisioning secret"
+	From string // a remote address, a management room
+}
+
+// Options configure a Service.
+type Options struct {
+	PollInterval time.Duration // DefaultPollInterval when zero
+	Logins       LoginsFunc    // nil: every person counts as not signed in
+}
+
+// Service keeps the mode tables in memory, resolves modes, and makes the
+// migration team's changes.
+type Service struct {
+	db     *database.DB
+	log    zerolog.Logger
+	poll   time.Duration
+	logins LoginsFunc
+
+	// refreshMu serialises reading the tables, so that batches of
+	// changes go out in order.
+	refreshMu sync.Mutex
+	mu        sync.RWMutex
+	snap      *snapshot
+	subs      map[int]chan []Change
+	nextSub   int
+}
+
+var _ Resolver = (*Service)(nil)
+
+// New returns a Service on db's mode tables; Refresh (or Run) loads them.
+func New(db *database.DB, log zerolog.Logger, opts Options) *Service {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.Logins == nil {
+		opts.Logins = func(string) Login { return Login{Status: LoginNone} }
+	}
+	return &Service{
+		db: db, log: log.With().Str("component", "migration").Logger(),
+		poll: opts.PollInterval, logins: opts.Logins,
+		snap: emptySnapshot(), subs: map[int]chan []Change{},
+	}
+}
+
+// snapshot is the mode tables as of one generation, indexed.
+type snapshot struct {
+	gen       int64
+	loaded    bool
+	def       Mode
+	waves     map[string]database.Wave
+	waveNames []string
+	people    map[string]database.Person
+	byMatrix  map[id.UserID]string
+	effective map[string]Mode
+}
+
+func emptySnapshot() *snapshot {
+	return &snapshot{def: SfBOnly, waves: map[string]database.Wave{}, people: map[string]database.Person{},
+		byMatrix: map[id.UserID]string{}, effective: map[string]Mode{}}
+}
+
+func newSnapshot(t *database.ModeTables) *snapshot {
+	s := emptySnapshot()
+	s.gen, s.loaded, s.def = t.Generation, true, Mode(t.DefaultMode)
+	for _, w := range t.Waves {
+		s.waves[w.Name] = w
+		s.waveNames = append(s.waveNames, w.Name)
+	}
+	for _, p := range t.People {
+		s.people[p.Address] = p
+		s.byMatrix[id.UserID(p.MatrixUser)] = p.Address
+		s.effective[p.Address], _ = s.resolve(p)
+	}
+	return s
+}
+
+func (s *snapshot) resolve(p database.Person) (Mode, Source) {
+	var waveMode Mode
+	if p.Wave != "" {
+		waveMode = Mode(s.waves[p.Wave].Mode)
+	}
+	return Effective(Mode(p.Mode), waveMode, s.def)
+}
+
+func (s *snapshot) modeOf(address string) Mode {
+	if m, ok := s.effective[address]; ok {
+		return m
+	}
+	return s.def
+}
+
+// canonical turns "sip:Alice@Contoso.com" into "alice@contoso.com".
+func canonical(address string) (string, error) {
+	uri, err := sfb.ParseURI(address)
+	if err != nil {
+		return "", err
+	}
+	return uri.Address(), nil
+}
+
+// ModeOf implements Resolver.
+func (s *Service) ModeOf(address string) Mode {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	canon, err := canonical(address)
+	if err != nil {
+		return s.snap.def
+	}
+	return s.snap.modeOf(canon)
+}
+
+// ModeOfMatrixUser implements Resolver.
+func (s *Service) ModeOfMatrixUser(user id.UserID) (Mode, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	address, ok := s.snap.byMatrix[user]
+	if !ok {
+		return "", false
+	}
+	return s.snap.modeOf(address), true
+}
+
+// Subscribe implements Resolver.
+func (s *Service) Subscribe(fn func([]Change)) (cancel func()) {
+	ch := make(chan []Change, 64)
+	s.mu.Lock()
+	n := s.nextSub
+	s.nextSub++
+	s.subs[n] = ch
+	s.mu.Unlock()
+	go func() {
+		for batch := range ch {
+			fn(batch)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.subs, n)
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Run refreshes every poll interval until ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	ticker := time.NewTicker(s.poll)
+	defer ticker.Stop()
+	for {
+		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("Could not read migration modes; using the ones read before")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Refresh reads the tables again if their generation changed since the
+// last read, and tells subscribers whose mode changed.
+func (s *Service) Refresh(ctx context.Context) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	gen, err := s.db.ModeGeneration(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.RLock()
+	old := s.snap
+	s.mu.RUnlock()
+	if old.loaded && old.gen == gen {
+		return nil
+	}
+	tables, err := s.db.ReadModeTables(ctx)
+	if err != nil {
+		return err
+	}
+	next := newSnapshot(tables)
+	changes := diff(old, next)
+	s.mu.Lock()
+	s.snap = next
+	for _, ch := range s.subs {
+		if len(changes) == 0 {
+			break
+		}
+		select {
+		case ch <- changes:
+		default:
+			// A subscriber this far behind must not hold up the others;
+			// it sees the modes through ModeOf anyway.
+			s.log.Warn().Int("changes", len(changes)).Msg("A mode change subscriber is behind; dropped a batch of changes")
+		}
+	}
+	s.mu.Unlock()
+	if len(changes) > 0 {
+		s.log.Info().Int64("generation", next.gen).Int("changes", len(changes)).Msg("Migration modes changed")
+	}
+	return nil
+}
+
+func diff(old, next *snapshot) []Change {
+	var changes []Change
+	seen := map[string]bool{}
+	for address, p := range next.people {
+		seen[address] = true
+		if from, to := old.modeOf(address), next.modeOf(address); from != to {
+			changes = append(changes, Change{Address: address, MatrixUser: id.UserID(p.MatrixUser), From: from, To: to})
+		}
+	}
+	for address, p := range old.people {
+		if !seen[address] && old.modeOf(address) != next.def {
+			changes = append(changes, Change{Address: address, MatrixUser: id.UserID(p.MatrixUser), From: old.modeOf(address), To: next.def})
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool { return changes[i].Address < changes[j].Address })
+	return changes
+}
+
+// current refreshes (so that a reader sees its own and others' latest
+// changes) and returns the snapshot.
+func (s *Service) current(ctx context.Context) (*snapshot, error) {
+	if err := s.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.snap, nil
+}
+
+// auditEvent builds the entry of an admin action.
+func auditEvent(action string, by Actor, address, matrixUser, detail string) database.AuditEvent {
+	return database.AuditEvent{Action: action, Actor: by.Who, Origin: by.From, LoginID: address, MatrixUser: matrixUser, Detail: detail}
+}
+
+// afterWrite makes this process see its own change at once.
+func (s *Service) afterWrite(ctx context.Context) {
+	if err := s.Refresh(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("Could not read migration modes after a change; the next poll will")
+	}
+}
+
+// PutWave creates a wave or changes its planned start (zero: none).
+func (s *Service) PutWave(ctx context.Context, name string, plannedStart time.Time, by Actor) error {
+	if reason := checkWaveName(name); reason != "" {
+		return errors.New(reason)
+	}
+	start := "none"
+	if !plannedStart.IsZero() {
+		start = plannedStart.UTC().Format(time.RFC3339)
+	}
+	err := s.db.PutWave(ctx, name, plannedStart, auditEvent(database.AuditWaveSet, by, "", "", fmt.Sprintf("wave %q planned start %s", name, start)))
+	if err != nil {
+		return err
+	}
+	s.afterWrite(ctx)
+	return nil
+}
+
+// SetWaveMode sets a wave's mode; "" clears it (its people then follow
+// the default unless they have their own).
+func (s *Service) SetWaveMode(ctx context.Context, name string, mode Mode, by Actor) error {
+	err := s.db.SetWaveMode(ctx, name, string(mode), auditEvent(database.AuditWaveModeSet, by, "", "", fmt.Sprintf("wave %q mode %s", name, modeText(mode))))
+	if errors.Is(err, database.ErrNotFound) {
+		return fmt.Errorf("there is no wave %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	s.afterWrite(ctx)
+	return nil
+}
+
+// SetPersonMode sets one person's own mode; "" clears it (their wave's
+// or the default applies).
+func (s *Service) SetPersonMode(ctx context.Context, address string, mode Mode, by Actor) error {
+	canon, err := canonical(address)
+	if err != nil {
+		return fmt.Errorf("%q is not a SIP address: %w", address, err)
+	}
+	p, err := s.db.GetPerson(ctx, canon)
+	if errors.Is(err, database.ErrNotFound) {
+		return fmt.Errorf("%s is in no wave and has no mode yet: import them first: %w", canon, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	err = s.db.SetPersonMode(ctx, canon, string(mode), auditEvent(database.AuditPersonModeSet, by, canon, p.MatrixUser, "mode "+modeText(mode)))
+	if err != nil {
+		return err
+	}
+	s.afterWrite(ctx)
+	return nil
+}
+
+// SetDefaultMode sets the mode of people whom neither they nor their wave
+// give one.
+func (s *Service) SetDefaultMode(ctx context.Context, mode Mode, by Actor) error {
+	if _, err := ParseMode(string(mode)); err != nil {
+		return err
+	}
+	if err := s.db.SetDefaultMode(ctx, string(mode), auditEvent(database.AuditDefaultModeSet, by, "", "", "default mode "+string(mode))); err != nil {
+		return err
+	}
+	s.afterWrite(ctx)
+	return nil
+}
+
+// Audit returns the newest audit entries, of one person when address is
+// not empty.
+func (s *Service) Audit(ctx context.Context, address string, limit int) ([]database.AuditEvent, error) {
+	if address != "" {
+		canon, err := canonical(address)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a SIP address: %w", address, err)
+		}
+		address = canon
+	}
+	return s.db.ListAudit(ctx, address, limit)
+}
+
+func modeText(m Mode) string {
+	if m == "" {
+		return "cleared"
+	}
+	return string(m)
+}
