@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -42,6 +43,8 @@ type Config struct {
 	Media MediaConfig `yaml:"media"`
 	// Messages configures what SfB is told of Matrix features it lacks.
 	Messages MessagesConfig `yaml:"messages"`
+	// Migration configures migration modes and waves (docs/migration.md).
+	Migration MigrationConfig `yaml:"migration"`
 
 	displaynameTemplate *template.Template
 }
@@ -108,6 +111,13 @@ const (
 	ReactionsDropped ReactionMode = "drop"
 )
 
+// MigrationConfig is the migration section.
+type MigrationConfig struct {
+	// PollInterval is how often the mode tables are read for changes
+	// made by another process.
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
 // defaultConfig holds the values an option takes when the configuration
 // leaves it out, the same as the example.
 func defaultConfig() Config {
@@ -124,7 +134,8 @@ func defaultConfig() Config {
 			OfflineAs:       sfb.AvailabilityAway,
 		},
 		Media:    MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
-		Messages: MessagesConfig{Reactions: ReactionsAsMessages},
+		Messages:  MessagesConfig{Reactions: ReactionsAsMessages},
+		Migration: MigrationConfig{PollInterval: migration.DefaultPollInterval},
 	}
 }
 
@@ -179,6 +190,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Media.validate(); err != nil {
 		return err
+	}
+	if p := c.Migration.PollInterval; p < time.Second || p > time.Minute {
+		return fmt.Errorf("network.migration.poll_interval %s: must be between 1s and 1m, since a mode change must take effect within a minute", p)
 	}
 	if err := c.CheckSignInRate(); err != nil {
 		return fmt.Errorf("network.%w", err)
@@ -334,6 +348,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str|up.Null, "media", "link_key")
 	helper.Copy(up.Str, "media", "link_lifetime")
 	helper.Copy(up.Int, "media", "max_file_size")
+	helper.Copy(up.Str, "migration", "poll_interval")
 }
 
 // GetConfig returns the example network configuration, where to decode the

@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
@@ -96,6 +97,9 @@ type Connector struct {
 	bridgeUser  func(id.UserID) bool
 	// matrixPresenceOf asks the homeserver for a Matrix user's presence.
 	matrixPresenceOf func(context.Context, id.UserID) (*event.PresenceEventContent, error)
+
+	// modes holds the migration modes and waves (migrationmodes.go).
+	modes *migration.Service
 }
 
 var (
@@ -269,6 +273,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sfb"}
 	}
 	c.db = db
+	c.startMigration(db)
 	if c.Config.Presence.Enabled && c.presenceSet != nil {
 		c.presence = newPresenceEngine(c, c.presenceSet)
 		go c.presence.writer.Run(c.backgroundCtx())

@@ -1,0 +1,58 @@
+package bridge
+
+import (
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+)
+
+// startMigration loads the migration modes and keeps reading them for
+// changes, so that a change made through any bridge process is seen here
+// within network.migration.poll_interval.
+func (c *Connector) startMigration(db *database.DB) {
+	c.modes = migration.New(db, c.log, migration.Options{
+		PollInterval: c.Config.Migration.PollInterval,
+		Logins:       c.migrationLogin,
+	})
+	go c.modes.Run(c.backgroundCtx())
+}
+
+// Migration returns the migration modes and waves; nil before Start.
+// Routing asks it through migration.Resolver.
+func (c *Connector) Migration() *migration.Service { return c.modes }
+
+// migrationLogin sums up the login of an address from the bridge state
+// bridgev2 last sent for it.
+func (c *Connector) migrationLogin(address string) migration.Login {
+	if c.br == nil {
+		return migration.Login{Status: migration.LoginNone}
+	}
+	login := c.br.GetCachedUserLoginByID(networkid.UserLoginID(address))
+	if login == nil || login.BridgeState == nil {
+		return migration.Login{Status: migration.LoginNone}
+	}
+	return loginSummary(login.BridgeState.GetPrev())
+}
+
+func loginSummary(state status.BridgeState) migration.Login {
+	l := migration.Login{Status: migration.LoginConnecting, State: string(state.StateEvent)}
+	switch state.StateEvent {
+	case status.StateConnected, status.StateBackfilling:
+		l.Status = migration.LoginConnected
+	case status.StateBadCredentials, status.StateUnknownError, status.StateTransientDisconnect:
+		l.Status = migration.LoginError
+	case status.StateLoggedOut:
+		l.Status = migration.LoginNone
+	}
+	switch {
+	case state.Error != "" && state.Message != "":
+		l.Error = string(state.Error) + ": " + state.Message
+	case state.Error != "":
+		l.Error = string(state.Error)
+	default:
+		l.Error = state.Message
+	}
+	return l
+}
