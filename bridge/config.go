@@ -133,7 +133,7 @@ func defaultConfig() Config {
 			PublishDebounce: 10 * time.Second,
 			OfflineAs:       sfb.AvailabilityAway,
 		},
-		Media:    MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
+		Media:     MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
 		Messages:  MessagesConfig{Reactions: ReactionsAsMessages},
 		Migration: MigrationConfig{PollInterval: migration.DefaultPollInterval},
 	}
