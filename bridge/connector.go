@@ -98,8 +98,9 @@ type Connector struct {
 	// matrixPresenceOf asks the homeserver for a Matrix user's presence.
 	matrixPresenceOf func(context.Context, id.UserID) (*event.PresenceEventContent, error)
 
-	// modes holds the migration modes and waves (migrationmodes.go).
-	modes *migration.Service
+	// modes holds the migration modes and waves (migrationmodes.go); set
+	// by Start, read by the API's handlers.
+	modes atomic.Pointer[migration.Service]
 }
 
 var (

@@ -12,16 +12,17 @@ import (
 // changes, so that a change made through any bridge process is seen here
 // within network.migration.poll_interval.
 func (c *Connector) startMigration(db *database.DB) {
-	c.modes = migration.New(db, c.log, migration.Options{
+	modes := migration.New(db, c.log, migration.Options{
 		PollInterval: c.Config.Migration.PollInterval,
 		Logins:       c.migrationLogin,
 	})
-	go c.modes.Run(c.backgroundCtx())
+	c.modes.Store(modes)
+	go modes.Run(c.backgroundCtx())
 }
 
 // Migration returns the migration modes and waves; nil before Start.
 // Routing asks it through migration.Resolver.
-func (c *Connector) Migration() *migration.Service { return c.modes }
+func (c *Connector) Migration() *migration.Service { return c.modes.Load() }
 
 // migrationLogin sums up the login of an address from the bridge state
 // bridgev2 last sent for it.

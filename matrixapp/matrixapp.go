@@ -79,6 +79,7 @@ func Main(build BuildInfo) {
 	hideCommands(m.Bridge.Commands)
 	servePresenceStats(m)
 	serveMediaLinks(m)
+	serveMigrationAPI(m)
 	// After hideCommands, which needs mautrix's own processor.
 	guardLoginInput(m.Bridge)
 	states := newStateReporter(m.Bridge)

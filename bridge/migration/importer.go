@@ -37,7 +37,7 @@ type ImportReport struct {
 func (s *Service) Import(ctx context.Context, data []byte, dryRun bool, by Actor) (*ImportReport, error) {
 	parsed, err := ParseCSV(data)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	tables, err := s.db.ReadModeTables(ctx)
 	if err != nil {

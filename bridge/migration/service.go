@@ -22,6 +22,19 @@ const DefaultPollInterval = 10 * time.Second
 // ErrNotFound is wrapped by lookups of a wave or person nobody assigned.
 var ErrNotFound = database.ErrNotFound
 
+// ErrInvalid is matched (errors.Is) by errors about the caller's input: a
+// malformed address, mode, wave name or import file. Their messages say
+// what to do.
+var ErrInvalid = errors.New("invalid input")
+
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string        { return e.err.Error() }
+func (e invalidError) Unwrap() error        { return e.err }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(err error) error { return invalidError{err} }
+
 // Resolver is what the bridge asks about modes: a person's mode now, and
 // every change from now on. ModeOf answers from memory and never blocks
 // on the database.
@@ -318,7 +331,7 @@ func (s *Service) afterWrite(ctx context.Context) {
 // PutWave creates a wave or changes its planned start (zero: none).
 func (s *Service) PutWave(ctx context.Context, name string, plannedStart time.Time, by Actor) error {
 	if reason := checkWaveName(name); reason != "" {
-		return errors.New(reason)
+		return invalid(errors.New(reason))
 	}
 	start := "none"
 	if !plannedStart.IsZero() {
@@ -351,7 +364,7 @@ func (s *Service) SetWaveMode(ctx context.Context, name string, mode Mode, by Ac
 func (s *Service) SetPersonMode(ctx context.Context, address string, mode Mode, by Actor) error {
 	canon, err := canonical(address)
 	if err != nil {
-		return fmt.Errorf("%q is not a SIP address: %w", address, err)
+		return invalid(fmt.Errorf("%q is not a SIP address (write it as name@domain): %w", address, err))
 	}
 	p, err := s.db.GetPerson(ctx, canon)
 	if errors.Is(err, database.ErrNotFound) {
@@ -372,7 +385,7 @@ func (s *Service) SetPersonMode(ctx context.Context, address string, mode Mode, 
 // give one.
 func (s *Service) SetDefaultMode(ctx context.Context, mode Mode, by Actor) error {
 	if _, err := ParseMode(string(mode)); err != nil {
-		return err
+		return invalid(err)
 	}
 	if err := s.db.SetDefaultMode(ctx, string(mode), auditEvent(database.AuditDefaultModeSet, by, "", "", "default mode "+string(mode))); err != nil {
 		return err
@@ -387,7 +400,7 @@ func (s *Service) Audit(ctx context.Context, address string, limit int) ([]datab
 	if address != "" {
 		canon, err := canonical(address)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not a SIP address: %w", address, err)
+			return nil, invalid(fmt.Errorf("%q is not a SIP address (write it as name@domain): %w", address, err))
 		}
 		address = canon
 	}

@@ -143,7 +143,7 @@ func (s *Service) Wave(ctx context.Context, name string) (*WaveDetail, error) {
 func (s *Service) Person(ctx context.Context, address string) (*PersonView, error) {
 	canon, err := canonical(address)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a SIP address (write it as name@domain): %w", address, err)
+		return nil, invalid(fmt.Errorf("%q is not a SIP address (write it as name@domain): %w", address, err))
 	}
 	snap, err := s.current(ctx)
 	if err != nil {

@@ -1,0 +1,51 @@
+package matrixapp
+
+import (
+	"context"
+	"net/http"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/migrationapi"
+)
+
+// serveMigrationAPI adds the migration team's API to the appservice
+// listener. It is always behind authentication: the provisioning shared
+// secret (when set and long enough) or a bridge admin's access token.
+func serveMigrationAPI(m *mxmain.BridgeMain) {
+	conn, ok := m.Connector.(*bridge.Connector)
+	if !ok || m.Matrix == nil {
+		return
+	}
+	log := m.Log.With().Str("component", "migration api").Logger()
+	secret := m.Config.Provisioning.SharedSecret
+	if secret == "disable" || len(secret) < migrationapi.MinSecretLength {
+		log.Info().Msg("Migration API: no usable provisioning shared secret; only bridge admins' access tokens are accepted")
+	}
+	auth := migrationapi.NewAuth(secret, func(user id.UserID) bool {
+		return m.Bridge.Config.Permissions.Get(user).Admin
+	}, homeserverWhoami(m.Config.Homeserver.Address, m.Matrix.AS.HTTPClient))
+	migrationapi.New(conn.Migration, auth, log).Register(m.Matrix.AS.Router)
+}
+
+// homeserverWhoami asks the homeserver whose access token a request
+// carries.
+func homeserverWhoami(homeserver string, client *http.Client) migrationapi.Whoami {
+	return func(ctx context.Context, token string) (id.UserID, error) {
+		cli, err := mautrix.NewClient(homeserver, "", token)
+		if err != nil {
+			return "", err
+		}
+		if client != nil {
+			cli.Client = client
+		}
+		resp, err := cli.Whoami(ctx)
+		if err != nil {
+			return "", err
+		}
+		return resp.UserID, nil
+	}
+}
