@@ -77,6 +77,7 @@ func Main(build BuildInfo) {
 	dbFile.log(m.Log)
 	m.Bridge.Matrix = derivedTxnIDs{ownWords{m.Matrix}}
 	hideCommands(m.Bridge.Commands)
+	addMigrationCommands(m)
 	servePresenceStats(m)
 	serveMediaLinks(m)
 	serveMigrationAPI(m)

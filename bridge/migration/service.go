@@ -368,7 +368,7 @@ func (s *Service) SetPersonMode(ctx context.Context, address string, mode Mode, 
 	}
 	p, err := s.db.GetPerson(ctx, canon)
 	if errors.Is(err, database.ErrNotFound) {
-		return fmt.Errorf("%s is in no wave and has no mode yet: import them first: %w", canon, ErrNotFound)
+		return fmt.Errorf("nobody with the address %s was imported yet; import them first (a CSV row with their Matrix ID and wave): %w", canon, ErrNotFound)
 	}
 	if err != nil {
 		return err
