@@ -150,6 +150,9 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 		Race:         raceEnabled,
 		DatabaseURI:  dsn,
 		DiscoveryURL: env.sim.DiscoveryURL(),
+		// Everyone may log in; the migration team's member is a bridge
+		// admin (waves_test.go).
+		Permissions: map[string]string{"localhost": "user", string(wavesAdmin): "admin"},
 		// The highest rate the configuration allows, as an operator
 		// signing a wave in would set it.
 		Network: map[string]any{"sign_in_rate": 12},

@@ -396,12 +396,20 @@ func errorText(l migration.Login) string {
 	return ", last error: " + l.Error
 }
 
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // maxErrorsShown bounds the bad rows listed in the room.
 const maxErrorsShown = 30
 
 func formatReport(name string, r *migration.ImportReport) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Checked `%s`: %d rows, %d bad; %d new people, %d changed, %d unchanged", name, r.Rows, len(r.Errors), r.New, r.Changed, r.Unchanged)
+	fmt.Fprintf(&b, "Checked `%s`: %s, %d bad; %s, %d changed, %d unchanged", name, plural(r.Rows, "row", "rows"), len(r.Errors),
+		plural(r.New, "new person", "new people"), r.Changed, r.Unchanged)
 	if len(r.NewWaves) > 0 {
 		fmt.Fprintf(&b, "; new waves: %s", strings.Join(r.NewWaves, ", "))
 	}
