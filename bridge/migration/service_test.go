@@ -3,18 +3,23 @@ package migration
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	_ "github.com/lib/pq"
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pgtest"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 var lead = Actor{Who: "@lead:example.org", From: "192.0.2.7"}
 
@@ -147,16 +152,45 @@ func TestEffectiveModeResolution(t *testing.T) {
 }
 
 // A change made by another process (an admin on the active bridge, seen
-// by a standby) reaches this process's subscribers at its next poll.
+// by a standby) reaches this process's subscribers at its next poll: two
+// connection pools on one database, SQLite and PostgreSQL.
 func TestChangesFromAnotherProcessAreNotified(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) (*database.DB, *database.DB){
+		"sqlite3": func(t *testing.T) (*database.DB, *database.DB) {
+			path := "file:" + filepath.Join(t.TempDir(), "bridge.db") + "?_txlock=immediate&_journal_mode=WAL&_busy_timeout=5000"
+			return openDB(t, "sqlite3", path, database.SQLite), openDB(t, "sqlite3", path, database.SQLite)
+		},
+		"postgres": func(t *testing.T) (*database.DB, *database.DB) {
+			dsn := pgtest.Start(t).NewDatabase(t)
+			return openDB(t, "postgres", dsn, database.Postgres), openDB(t, "postgres", dsn, database.Postgres)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			active, standby := open(t)
+			testChangesFromAnotherProcess(t, active, standby)
+		})
+	}
+}
+
+func openDB(t *testing.T, driver, dsn string, dialect database.Dialect) *database.DB {
+	t.Helper()
+	raw, err := sql.Open(driver, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = raw.Close() })
+	db, err := database.New(raw, dialect, zerolog.Nop())
+	require.NoError(t, err)
+	require.NoError(t, db.Upgrade(context.Background()))
+	return db
+}
+
+func testChangesFromAnotherProcess(t *testing.T, activeDB, standbyDB *database.DB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := newDB(t)
-	writer := New(db, zerolog.Nop(), Options{})
+	writer := New(activeDB, zerolog.Nop(), Options{})
 	_, err := writer.Import(ctx, []byte(wave1), false, lead)
 	require.NoError(t, err)
 
-	reader := New(db, zerolog.Nop(), Options{PollInterval: 20 * time.Millisecond})
+	reader := New(standbyDB, zerolog.Nop(), Options{PollInterval: 20 * time.Millisecond})
 	var mu sync.Mutex
 	var got []Change
 	stop := reader.Subscribe(func(batch []Change) {
@@ -167,8 +201,13 @@ func TestChangesFromAnotherProcessAreNotified(t *testing.T) {
 	defer stop()
 	go reader.Run(ctx)
 	require.Eventually(t, func() bool { return reader.ModeOf("bob@contoso.com") == MatrixOnly }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 1
+	}, 5*time.Second, 10*time.Millisecond, "the first load reports bob's own mode")
 	mu.Lock()
-	got = nil // the first load reports bob's override
+	got = nil
 	mu.Unlock()
 
 	require.NoError(t, writer.SetWaveMode(ctx, "Welle 1", Coexistence, lead))
