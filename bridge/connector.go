@@ -274,7 +274,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sfb"}
 	}
 	c.db = db
-	c.startMigration(db)
+	c.startMigration(ctx, db)
 	if c.Config.Presence.Enabled && c.presenceSet != nil {
 		c.presence = newPresenceEngine(c, c.presenceSet)
 		go c.presence.writer.Run(c.backgroundCtx())

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"context"
+
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
 
@@ -8,14 +10,17 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 )
 
-// startMigration loads the migration modes and keeps reading them for
-// changes, so that a change made through any bridge process is seen here
-// within network.migration.poll_interval.
-func (c *Connector) startMigration(db *database.DB) {
+// startMigration loads the migration modes before any login starts, and
+// keeps reading them for changes, so that a change made through any bridge
+// process is seen here within network.migration.poll_interval.
+func (c *Connector) startMigration(ctx context.Context, db *database.DB) {
 	modes := migration.New(db, c.log, migration.Options{
 		PollInterval: c.Config.Migration.PollInterval,
 		Logins:       c.migrationLogin,
 	})
+	if err := modes.Refresh(ctx); err != nil {
+		c.log.Warn().Err(err).Msg("Could not read migration modes at start; everyone has the default mode until they are read")
+	}
 	c.modes.Store(modes)
 	go modes.Run(c.backgroundCtx())
 }

@@ -134,7 +134,7 @@ func TestWaveImportThroughAPIAndAdminCommands(t *testing.T) {
 			Origin string `json:"origin"`
 		} `json:"entries"`
 	}
-	require.Equal(t, http.StatusOK, migrationAPI(t, env, "GET", "/audit?limit=20", env.st.ProvisioningSecret, "", &audit))
+	require.Equal(t, http.StatusOK, migrationAPI(t, env, "GET", "/audit?limit=10000", env.st.ProvisioningSecret, "", &audit))
 	var mine []string
 	for _, e := range audit.Entries {
 		if e.Actor == string(wavesAdmin) {
