@@ -28,18 +28,16 @@ const maxJSONBody = 64 << 10
 
 // API serves the migration team's requests.
 type API struct {
-	// service is nil until the connector started.
-	service func() *migration.Service
-	auth    *Auth
-	log     zerolog.Logger
+	// svc returns nil until the connector started.
+	svc  func() *migration.Service
+	auth *Auth
+	log  zerolog.Logger
 }
 
 // New returns the API on the service behind auth.
 func New(service func() *migration.Service, auth *Auth, log zerolog.Logger) *API {
-	return &API{service: service, auth: auth, log: log}
+	return &API{svc: service, auth: auth, log: log}
 }
-
-func (a *API) svc() *migration.Service { return a.service() }
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
@@ -72,7 +70,7 @@ func (a *API) authenticated(h func(http.ResponseWriter, *http.Request, migration
 				"send the provisioning shared secret or the access token of a bridge admin as Authorization: Bearer")
 			return
 		}
-		if a.service() == nil {
+		if a.svc() == nil {
 			writeError(w, http.StatusServiceUnavailable, "M_NOT_READY", "the bridge is still starting; try again in a minute")
 			return
 		}
