@@ -123,6 +123,11 @@ func TestAPIAcceptsSecretAndAdminToken(t *testing.T) {
 		assert.Contains(t, body, `"default_mode":"sfb_only"`)
 	}
 	assert.Equal(t, int32(1), ta.whoamis.Load(), "the admin's token was not cached")
+	for range 3 {
+		status, _ := ta.do(t, "GET", "/waves", "syt_made_up", "", "")
+		assert.Equal(t, http.StatusUnauthorized, status)
+	}
+	assert.Equal(t, int32(2), ta.whoamis.Load(), "a refused token was asked about again at once")
 }
 
 // A secret that is unset, "disable" or short never opens the API.

@@ -43,13 +43,18 @@ type Auth struct {
 }
 
 type cachedToken struct {
-	user    id.UserID
+	user    id.UserID // "" for a token the homeserver did not accept
 	expires time.Time
 }
 
 // TokenCacheTTL is how long the homeserver's answer about a token is
 // trusted: a logged-out token stops working within this time.
 const TokenCacheTTL = time.Minute
+
+// refusedTokenTTL is how long a token the homeserver did not accept is
+// refused without asking again, so that a client retrying with a bad
+// token does not become a stream of requests to the homeserver.
+const refusedTokenTTL = 10 * time.Second
 
 // maxCachedTokens bounds the cache; it is emptied when full.
 const maxCachedTokens = 1024
@@ -90,22 +95,23 @@ func (a *Auth) userOf(ctx context.Context, hash [sha256.Size]byte, token string)
 	c, ok := a.cache[hash]
 	a.mu.Unlock()
 	if ok && now.Before(c.expires) {
-		return c.user, true
+		return c.user, c.user != ""
 	}
 	if a.whoami == nil {
 		return "", false
 	}
 	user, err := a.whoami(ctx, token)
+	ttl := a.ttl
 	if err != nil || user == "" {
-		return "", false
+		user, ttl = "", refusedTokenTTL
 	}
 	a.mu.Lock()
 	if len(a.cache) >= maxCachedTokens {
 		a.cache = map[[sha256.Size]byte]cachedToken{}
 	}
-	a.cache[hash] = cachedToken{user: user, expires: now.Add(a.ttl)}
+	a.cache[hash] = cachedToken{user: user, expires: now.Add(ttl)}
 	a.mu.Unlock()
-	return user, true
+	return user, user != ""
 }
 
 func bearer(r *http.Request) (string, bool) {
