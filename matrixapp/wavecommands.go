@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -27,7 +27,7 @@ type fileFetcher func(ctx context.Context, room id.RoomID, evt id.EventID) (name
 // Why a message cannot be imported; the texts tell the admin what to do.
 var (
 	errNotAFile       = errors.New("that message is not a file: send the CSV file as an attachment")
-	errEncryptedFile  = errors.New("the file is end-to-end encrypted, which the bridge bot cannot read here: import it through the API (docs/migration.md), or from an unencrypted management room")
+	errEncryptedFile  = errors.New("the file is end-to-end encrypted and the bridge has encryption turned off, so the bot cannot read it: import it through the API (docs/migration.md), or from an unencrypted management room")
 	errFileTooLarge   = fmt.Errorf("the file is larger than %d MiB: split it", migration.MaxImportBytes>>20)
 	errNoManagementRm = errors.New("use this command in your management room (your direct chat with the bridge bot)")
 )
@@ -45,7 +45,7 @@ func addMigrationCommands(m *mxmain.BridgeMain) {
 	if !ok || !isProc || m.Matrix == nil {
 		return
 	}
-	mc := &migrationCommands{service: conn.Migration, fetch: botFileFetcher(m.Matrix.Bot.Client)}
+	mc := &migrationCommands{service: conn.Migration, fetch: botFileFetcher(m.Matrix)}
 	proc.AddHandlers(mc.handlers()...)
 }
 
@@ -232,32 +232,47 @@ func (st *importState) confirm(ce *commands.Event) {
 	}
 }
 
-// botFileFetcher reads a file message with the bridge bot's account.
-func botFileFetcher(bot *mautrix.Client) fileFetcher {
+// botFileFetcher reads a file message with the bridge bot's account,
+// decrypting it in an encrypted room when the bridge has encryption on.
+func botFileFetcher(mc *matrix.Connector) fileFetcher {
+	bot := mc.Bot.Client
 	return func(ctx context.Context, room id.RoomID, eventID id.EventID) (string, []byte, error) {
 		evt, err := bot.GetEvent(ctx, room, eventID)
 		if err != nil {
 			return "", nil, fmt.Errorf("could not read the message with the file (%w)", err)
 		}
+		evt.RoomID = room
 		if evt.Type == event.EventEncrypted {
-			return "", nil, errEncryptedFile
+			if mc.Crypto == nil {
+				return "", nil, errEncryptedFile
+			}
+			if err := evt.Content.ParseRaw(evt.Type); err != nil {
+				return "", nil, errNotAFile
+			}
+			if evt, err = mc.Crypto.Decrypt(ctx, evt); err != nil {
+				return "", nil, fmt.Errorf("could not decrypt the message with the file (%w)", err)
+			}
 		}
 		if evt.Type != event.EventMessage {
 			return "", nil, errNotAFile
 		}
-		if err := evt.Content.ParseRaw(evt.Type); err != nil {
-			return "", nil, errNotAFile
+		if evt.Content.Parsed == nil {
+			if err := evt.Content.ParseRaw(evt.Type); err != nil {
+				return "", nil, errNotAFile
+			}
 		}
 		msg := evt.Content.AsMessage()
-		switch {
-		case msg.MsgType != event.MsgFile:
+		if msg.MsgType != event.MsgFile {
 			return "", nil, errNotAFile
-		case msg.File != nil:
-			return "", nil, errEncryptedFile
-		case msg.Info != nil && msg.Info.Size > migration.MaxImportBytes:
+		}
+		if msg.Info != nil && msg.Info.Size > migration.MaxImportBytes {
 			return "", nil, errFileTooLarge
 		}
-		mxc, err := msg.URL.Parse()
+		uri := msg.URL
+		if msg.File != nil {
+			uri = msg.File.URL
+		}
+		mxc, err := uri.Parse()
 		if err != nil {
 			return "", nil, errNotAFile
 		}
@@ -267,6 +282,11 @@ func botFileFetcher(bot *mautrix.Client) fileFetcher {
 		}
 		if len(data) > migration.MaxImportBytes {
 			return "", nil, errFileTooLarge
+		}
+		if msg.File != nil {
+			if err := msg.File.DecryptInPlace(data); err != nil {
+				return "", nil, fmt.Errorf("could not decrypt the file (%w)", err)
+			}
 		}
 		name := msg.FileName
 		if name == "" {
