@@ -106,7 +106,7 @@ type Service struct {
 	refreshMu sync.Mutex
 	mu        sync.RWMutex
 	snap      *snapshot
-	subs      map[int]chan []Change
+	subs      map[int]*subscriber
 	nextSub   int
 }
 
@@ -123,7 +123,7 @@ func New(db *database.DB, log zerolog.Logger, opts Options) *Service {
 	return &Service{
 		db: db, log: log.With().Str("component", "migration").Logger(),
 		poll: opts.PollInterval, logins: opts.Logins,
-		snap: emptySnapshot(), subs: map[int]chan []Change{},
+		snap: emptySnapshot(), subs: map[int]*subscriber{},
 	}
 }
 
@@ -205,27 +205,59 @@ func (s *Service) ModeOfMatrixUser(user id.UserID) (Mode, bool) {
 	return s.snap.modeOf(address), true
 }
 
-// Subscribe implements Resolver.
+// Subscribe implements Resolver. A slow subscriber holds up nobody: its
+// batches queue for it, none is dropped.
 func (s *Service) Subscribe(fn func([]Change)) (cancel func()) {
-	ch := make(chan []Change, 64)
+	sub := &subscriber{wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.mu.Lock()
 	n := s.nextSub
 	s.nextSub++
-	s.subs[n] = ch
+	s.subs[n] = sub
 	s.mu.Unlock()
-	go func() {
-		for batch := range ch {
-			fn(batch)
-		}
-	}()
+	go sub.run(fn)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
 			delete(s.subs, n)
 			s.mu.Unlock()
-			close(ch)
+			close(sub.done)
 		})
+	}
+}
+
+// subscriber queues the batches of changes for one Subscribe callback.
+type subscriber struct {
+	mu      sync.Mutex
+	pending [][]Change
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+func (sub *subscriber) push(batch []Change) {
+	sub.mu.Lock()
+	sub.pending = append(sub.pending, batch)
+	sub.mu.Unlock()
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sub *subscriber) run(fn func([]Change)) {
+	for {
+		select {
+		case <-sub.done:
+			return
+		case <-sub.wake:
+		}
+		sub.mu.Lock()
+		batches := sub.pending
+		sub.pending = nil
+		sub.mu.Unlock()
+		for _, batch := range batches {
+			fn(batch)
+		}
 	}
 }
 
@@ -268,16 +300,9 @@ func (s *Service) Refresh(ctx context.Context) error {
 	changes := diff(old, next)
 	s.mu.Lock()
 	s.snap = next
-	for _, ch := range s.subs {
-		if len(changes) == 0 {
-			break
-		}
-		select {
-		case ch <- changes:
-		default:
-			// A subscriber this far behind must not hold up the others;
-			// it sees the modes through ModeOf anyway.
-			s.log.Warn().Int("changes", len(changes)).Msg("A mode change subscriber is behind; dropped a batch of changes")
+	if len(changes) > 0 {
+		for _, sub := range s.subs {
+			sub.push(changes)
 		}
 	}
 	s.mu.Unlock()

@@ -263,3 +263,49 @@ func TestOverviewCountsModesAndLogins(t *testing.T) {
 	_, err = s.Wave(ctx, "Welle 9")
 	assert.ErrorIs(t, err, ErrNotFound)
 }
+
+// A subscriber that is slow to handle changes loses none and holds up no
+// other subscriber; each sees the batches in order.
+func TestSlowSubscriberLosesNoChange(t *testing.T) {
+	ctx := context.Background()
+	s := New(newDB(t), zerolog.Nop(), Options{})
+	_, err := s.Import(ctx, []byte(wave1), false, lead)
+	require.NoError(t, err)
+
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var slow, fast []Mode
+	stopSlow := s.Subscribe(func(batch []Change) {
+		<-release
+		mu.Lock()
+		slow = append(slow, batch[0].To)
+		mu.Unlock()
+	})
+	defer stopSlow()
+	stopFast := s.Subscribe(func(batch []Change) {
+		mu.Lock()
+		fast = append(fast, batch[0].To)
+		mu.Unlock()
+	})
+	defer stopFast()
+
+	modes := []Mode{Coexistence, MatrixOnly, SfBOnly, Coexistence}
+	for _, m := range modes {
+		require.NoError(t, s.SetPersonMode(ctx, "carol@contoso.com", m, lead))
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(fast) == len(modes)
+	}, 5*time.Second, 5*time.Millisecond, "the fast subscriber waited for the slow one")
+	close(release)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(slow) == len(modes)
+	}, 5*time.Second, 5*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, modes, fast)
+	assert.Equal(t, modes, slow)
+}
