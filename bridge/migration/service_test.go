@@ -289,7 +289,11 @@ func TestSlowSubscriberLosesNoChange(t *testing.T) {
 	})
 	defer stopFast()
 
-	modes := []Mode{Coexistence, MatrixOnly, SfBOnly, Coexistence}
+	// More batches than any fixed buffer a subscriber might have.
+	var modes []Mode
+	for i := range 100 {
+		modes = append(modes, []Mode{Coexistence, MatrixOnly, SfBOnly}[i%3])
+	}
 	for _, m := range modes {
 		require.NoError(t, s.SetPersonMode(ctx, "carol@contoso.com", m, lead))
 	}
@@ -297,7 +301,7 @@ func TestSlowSubscriberLosesNoChange(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(fast) == len(modes)
-	}, 5*time.Second, 5*time.Millisecond, "the fast subscriber waited for the slow one")
+	}, 10*time.Second, 5*time.Millisecond, "the fast subscriber waited for the slow one")
 	close(release)
 	require.Eventually(t, func() bool {
 		mu.Lock()
