@@ -185,16 +185,22 @@ func (mc *migrationCommands) importFile(ce *commands.Event, svc *migration.Servi
 		st.dryRun(ce, ce.ReplyTo)
 		return
 	}
+	st.awaitFile(ce)
+	ce.Reply("Send the CSV file now, as an attachment (columns sip_address;matrix_id;wave;mode, see docs/migration.md). " +
+		"I will check it first and change nothing until you confirm. `$cmdprefix cancel` stops the import.")
+}
+
+// awaitFile takes the admin's next message as the file.
+func (st *importState) awaitFile(ce *commands.Event) {
 	commands.StoreCommandState(ce.User, &commands.CommandState{
 		Next: commands.MinimalCommandHandlerFunc(func(ce *commands.Event) { st.dryRun(ce, ce.EventID) }), Action: "Import",
 	})
-	ce.Reply("Send the CSV file now, as an attachment (columns sip_address;matrix_id;wave;mode, see docs/migration.md). " +
-		"I will check it first and change nothing until you confirm. `$cmdprefix cancel` stops the import.")
 }
 
 func (st *importState) dryRun(ce *commands.Event, file id.EventID) {
 	name, data, err := st.mc.fetch(ce.Ctx, ce.RoomID, file)
 	if err != nil {
+		st.awaitFile(ce)
 		ce.Reply("%s Send the file again, or `$cmdprefix cancel`.", capitalise(err.Error())+".")
 		return
 	}

@@ -159,7 +159,10 @@ func TestImportCommandDryRunThenConfirm(t *testing.T) {
 func TestImportCommandAsReplyWithBadRows(t *testing.T) {
 	r := newCommandRig(t)
 	r.files["$file"] = "sip_address;matrix_id;wave\r\nalice@contoso.com;@alice:example.org;Welle 1\r\nbob;@bob:example.org;Welle 1\r\n"
-	reply := r.run(mgmt, "$cmd", "$file", "import")
+	// A reply to a message that is no file: the bot waits for the file.
+	reply := r.run(mgmt, "$cmd", "$text", "import")
+	assert.Contains(t, reply, "That message is not a file")
+	reply = r.run(mgmt, "$file", "", "x.csv")
 	assert.Contains(t, reply, "line 3: SIP address \"bob\" is not valid")
 	assert.Contains(t, reply, "Nothing was changed")
 	assert.Nil(t, commands.LoadCommandState(r.user))
