@@ -561,6 +561,9 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 		for _, ul := range e.br.GetAllCachedUserLogins() {
 			ul.Client.Disconnect()
 		}
+		// Ends what runs in the bridge's background context (the
+		// migration modes' poll) before the database closes.
+		e.br.Stop()
 	})
 	return e
 }
