@@ -73,7 +73,8 @@ const ExampleHeader = "sip_address;matrix_id;wave;mode"
 // ParseCSV reads an import file: a header row naming the columns
 // (sip_address, matrix_id, wave, optional mode, in any order), then one
 // person per row. It takes what spreadsheet programs write: "," or ";" or
-// tab as separator (a German Excel writes ";"), a UTF-8 byte order mark,
+// tab as separator (a German Excel writes ";"; a first line "sep=;" names
+// it), a UTF-8 byte order mark,
 // CRLF line ends, quoted fields, blank rows. An error means the file as a
 // whole cannot be read (no header, not UTF-8, too large); a bad row is
 // reported in Parsed.Errors with its line and the other rows are still
@@ -90,19 +91,29 @@ func ParseCSV(data []byte) (*Parsed, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("the file is empty: it needs a header row (%s) and a row per person", ExampleHeader)
 	}
+	comma := separator(data)
+	// Excel writes and honours a first line "sep=;" naming the separator.
+	if first, rest, ok := bytes.Cut(data, []byte("\n")); ok {
+		if hint := bytes.TrimSpace(first); len(hint) == 5 && bytes.HasPrefix(hint, []byte("sep=")) && strings.ContainsRune(",;\t|", rune(hint[4])) {
+			comma = rune(hint[4])
+			// An empty line instead keeps the line numbers.
+			data = append([]byte("\n"), rest...)
+		}
+	}
 	r := csv.NewReader(bytes.NewReader(data))
-	r.Comma = separator(data)
+	r.Comma = comma
 	r.FieldsPerRecord = -1
 	r.TrimLeadingSpace = true
 	r.ReuseRecord = false
 
 	header, err := r.Read()
 	if err != nil {
-		return nil, fmt.Errorf("line 1: cannot read the header row: %w", unwrapCSV(err))
+		return nil, fmt.Errorf("cannot read the header row: %w", unwrapCSV(err))
 	}
+	headerLine, _ := r.FieldPos(0)
 	cols, err := headerColumns(header)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("line %d: %w", headerLine, err)
 	}
 
 	p := &Parsed{}
@@ -179,12 +190,12 @@ func headerColumns(header []string) (map[string]int, error) {
 		col, ok := columnNames[key]
 		if !ok {
 			if strings.Contains(name, "@") {
-				return nil, fmt.Errorf("line 1 is not a header row: the first row must name the columns, e.g. %s", ExampleHeader)
+				return nil, fmt.Errorf("this is not a header row: the first row must name the columns, e.g. %s", ExampleHeader)
 			}
-			return nil, fmt.Errorf("line 1: unknown column %q: the columns are sip_address, matrix_id, wave and (optional) mode", name)
+			return nil, fmt.Errorf("unknown column %q: the columns are sip_address, matrix_id, wave and (optional) mode", name)
 		}
 		if _, dup := cols[col]; dup {
-			return nil, fmt.Errorf("line 1: column %s appears twice", col)
+			return nil, fmt.Errorf("column %s appears twice", col)
 		}
 		cols[col] = i
 	}
@@ -195,7 +206,7 @@ func headerColumns(header []string) (map[string]int, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("line 1: the header has no column %s; it needs sip_address, matrix_id, wave and may have mode, e.g. %s",
+		return nil, fmt.Errorf("the header has no column %s; it needs sip_address, matrix_id, wave and may have mode, e.g. %s",
 			strings.Join(missing, ", "), ExampleHeader)
 	}
 	return cols, nil

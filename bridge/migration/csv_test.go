@@ -33,11 +33,17 @@ func TestParseCSVCommaTabAndColumnOrder(t *testing.T) {
 	for name, data := range map[string]string{
 		"comma": "wave,matrix_id,sip_address\nW1,@a:example.org,a@contoso.com\n",
 		"tab":   "Matrix ID\tWave\tSIP address\n@a:example.org\tW1\ta@contoso.com\n",
+		// Excel's separator line, which is no header.
+		"sep line": "sep=;\r\n\"wave\";\"matrix_id\";\"sip_address\"\r\nW1;@a:example.org;a@contoso.com\r\n",
 	} {
 		p, err := ParseCSV([]byte(data))
 		require.NoError(t, err, name)
 		assert.Empty(t, p.Errors, name)
-		assert.Equal(t, []Row{{Line: 2, Address: "a@contoso.com", MatrixUser: id.UserID("@a:example.org"), Wave: "W1"}}, p.Rows, name)
+		line := 2
+		if name == "sep line" {
+			line = 3
+		}
+		assert.Equal(t, []Row{{Line: line, Address: "a@contoso.com", MatrixUser: id.UserID("@a:example.org"), Wave: "W1"}}, p.Rows, name)
 	}
 }
 
@@ -87,7 +93,7 @@ func TestParseCSVRefusesFilesItCannotRead(t *testing.T) {
 		want string
 	}{
 		"empty":          {"\uFEFF\r\n", "empty"},
-		"no header":      {"a@contoso.com;@a:example.org;W1\r\n", "not a header"},
+		"no header":      {"a@contoso.com;@a:example.org;W1\r\n", "line 1: this is not a header"},
 		"unknown column": {"sip_address;matrix_id;wave;department\r\n", `unknown column "department"`},
 		"missing column": {"sip_address;wave\r\n", "no column matrix_id"},
 		"header only":    {"sip_address;matrix_id;wave\r\n", "no rows"},
