@@ -124,10 +124,18 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
+// remoteHost is where a request came from, for the audit log. Behind a
+// reverse proxy the peer is the proxy; the client address it forwards is
+// recorded beside it, marked as what the proxy says, since anyone can send
+// the header.
 func remoteHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	first, _, _ := strings.Cut(r.Header.Get("X-Forwarded-For"), ",")
+	if client := net.ParseIP(strings.TrimSpace(first)); client != nil {
+		return client.String() + " (forwarded by " + host + ")"
 	}
 	return host
 }

@@ -39,3 +39,19 @@ func TestLoggedOutTokenStopsWorkingWithinTheCacheTime(t *testing.T) {
 	_, ok = auth.authenticate(req)
 	assert.False(t, ok, "a logged-out token still works after TokenCacheTTL")
 }
+
+func TestOriginNamesTheForwardedClient(t *testing.T) {
+	auth := NewAuth(testSecret, func(id.UserID) bool { return false }, nil)
+	req := httptest.NewRequest("GET", Prefix+"/waves", nil)
+	req.Header.Set("Authorization", "Bearer "+testSecret)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9, 10.0.0.1")
+	actor, ok := auth.authenticate(req)
+	assert.True(t, ok)
+	assert.Equal(t, SecretActor, actor.Who)
+	assert.Equal(t, "203.0.113.9 (forwarded by 192.0.2.1)", actor.From)
+
+	// Not an address: not recorded.
+	req.Header.Set("X-Forwarded-For", "<script>")
+	actor, _ = auth.authenticate(req)
+	assert.Equal(t, "192.0.2.1", actor.From)
+}
