@@ -45,6 +45,9 @@ type Config struct {
 	Messages MessagesConfig `yaml:"messages"`
 	// Migration configures migration modes and waves (docs/migration.md).
 	Migration MigrationConfig `yaml:"migration"`
+	// Meetings configures meeting invitations and calls in both
+	// directions.
+	Meetings MeetingsConfig `yaml:"meetings"`
 
 	displaynameTemplate *template.Template
 }
@@ -136,6 +139,7 @@ func defaultConfig() Config {
 		Media:     MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
 		Messages:  MessagesConfig{Reactions: ReactionsAsMessages},
 		Migration: MigrationConfig{PollInterval: migration.DefaultPollInterval},
+		Meetings:  defaultMeetingsConfig(),
 	}
 }
 
@@ -193,6 +197,9 @@ func (c *Config) Validate() error {
 	}
 	if p := c.Migration.PollInterval; p < time.Second || p > time.Minute {
 		return fmt.Errorf("network.migration.poll_interval %s: must be between 1s and 1m, since a mode change must take effect within a minute", p)
+	}
+	if err := c.Meetings.validate(); err != nil {
+		return err
 	}
 	if err := c.CheckSignInRate(); err != nil {
 		return fmt.Errorf("network.%w", err)
@@ -349,6 +356,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "media", "link_lifetime")
 	helper.Copy(up.Int, "media", "max_file_size")
 	helper.Copy(up.Str, "migration", "poll_interval")
+	upgradeMeetingsConfig(helper)
 }
 
 // GetConfig returns the example network configuration, where to decode the

@@ -142,9 +142,13 @@ func (c *Connector) GetName() bridgev2.BridgeName {
 }
 
 // GetDBMetaTypes: the connector keeps its own data (credentials, audit) in
-// its own tables; a login's row carries only its presence option.
+// its own tables; a login's row carries only its presence option, a
+// message row what a meeting notice showed (see MessageMetadata).
 func (c *Connector) GetDBMetaTypes() mxdb.MetaTypes {
-	return mxdb.MetaTypes{UserLogin: func() any { return &LoginMetadata{} }}
+	return mxdb.MetaTypes{
+		UserLogin: func() any { return &LoginMetadata{} },
+		Message:   func() any { return &MessageMetadata{} },
+	}
 }
 
 // GetCapabilities describes what the connector does beyond a room.
@@ -174,7 +178,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.requireMatrixDeduplication()
 	c.requireNoticeBridging()
 	if proc, ok := br.Commands.(*commands.Processor); ok {
-		proc.AddHandlers(commandPresencePublish)
+		proc.AddHandlers(commandPresencePublish, commandMeet)
 	}
 	// A bridge with another Matrix connector (tests) has neither.
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
@@ -197,6 +201,9 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 		// bridgev2 has no presence API: m.presence reaches the connector
 		// only through the appservice's event processor.
 		mc.EventProcessor.On(event.EphemeralEventPresence, c.handleMatrixPresence)
+		// Nor has it one for widgets: Jitsi meetings started in portal
+		// rooms come the same way (see widget.go).
+		mc.EventProcessor.On(widgetEventType, c.handleMatrixWidget)
 	}
 }
 

@@ -66,6 +66,12 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 	case sfb.SessionEnded:
 		c.handleSessionEnded(ctx, r, evt)
 		return
+	case sfb.MeetingInvited:
+		c.handleMeetingInvited(ctx, evt)
+	case sfb.CallRinging:
+		c.handleCallRinging(ctx, evt)
+	case sfb.CallEnded:
+		c.handleCallEnded(ctx, evt)
 	default:
 		log.Warn().Msg("Ignoring unknown SfB event")
 	}

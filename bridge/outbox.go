@@ -425,8 +425,11 @@ func (c *Client) sendEntryStatus(ctx context.Context, entry database.OutboxEntry
 		MessageType:   event.MessageType(entry.MsgType),
 		Sender:        id.UserID(entry.SenderMXID),
 	}
-	if entry.MsgType == reactionMsgType {
+	switch entry.MsgType {
+	case reactionMsgType:
 		info.EventType, info.MessageType = event.EventReaction, ""
+	case widgetMsgType:
+		info.EventType, info.MessageType = widgetEventType, ""
 	}
 	c.conn.br.Matrix.SendMessageStatus(context.WithoutCancel(ctx), &ms, info)
 }

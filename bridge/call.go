@@ -1,0 +1,238 @@
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"html"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/jitsi"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+)
+
+// The bridge carries no audio or video. An SfB call to a bridged user
+// becomes, at once, a call notice in their 1:1 room; with calls: jitsi a
+// Jitsi meeting is started in that room (widget), linked from the notice,
+// and the caller gets its link as an IM. The bridge's SfB endpoint then
+// declines the call so that it does not ring on it until the caller gives
+// up:
+//
+//   - Global (declined on all of the user's endpoints) when the user
+//     publishes presence from Matrix (network.presence.publish or
+//     `presence-publish on`): that is the bridge's sign that they left
+//     their SfB client, so nothing else would answer, and the caller
+//     should hear at once that the call will not be taken there.
+//   - Local (declined on the bridge's endpoint only) otherwise: the user
+//     may still have their SfB client running (coexistence), which keeps
+//     ringing and can take the call.
+//
+// CallField is the key of the machine-readable call description in a call
+// notice's content.
+const CallField = "net.sfb_bridge.call"
+
+// callAnswerTimeout bounds declining a call and sending the caller the
+// link, which run after the notice, outside the session's event loop.
+const callAnswerTimeout = time.Minute
+
+// callMessageID names the notice of call callID (kind: ringing or missed).
+func callMessageID(kind, callID string) networkid.MessageID {
+	sum := sha256.Sum256([]byte(callID))
+	return networkid.MessageID("call-" + kind + ":" + hex.EncodeToString(sum[:16]))
+}
+
+// declineReason is how the bridge's endpoint declines calls (see above).
+func (c *Client) declineReason() sfb.CallDeclineReason {
+	if publishSetting(c.login, c.conn.Config.Presence) {
+		return sfb.CallDeclineGlobal
+	}
+	return sfb.CallDeclineLocal
+}
+
+func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
+	log := zerolog.Ctx(ctx).With().Str("call_id", evt.ID).Logger()
+	ctx = log.WithContext(ctx)
+	mode := c.conn.Config.Meetings.Calls
+	if mode == CallsOff {
+		log.Debug().Msg("Leaving SfB call to the user's other endpoints (meetings.calls: off)")
+		return
+	}
+	if evt.ID == "" || evt.From.URI == "" {
+		log.Warn().Msg("Dropping SfB call without ID or caller")
+		return
+	}
+	reason := c.declineReason()
+	key, ok := c.conversationPortal(evt.Conversation, evt.From.URI)
+	if !ok {
+		log.Warn().Bool("group", evt.Conversation.Group).Msg("No room for the SfB call's conversation; declining it")
+		go c.answerCall(evt, reason, "")
+		return
+	}
+	c.hearName(evt.From)
+	msgID := callMessageID("ringing", evt.ID)
+	if existing, err := c.conn.br.DB.Message.GetFirstPartByID(ctx, key.Receiver, msgID); err != nil {
+		log.Err(err).Msg("Failed to look up the notice of an SfB call")
+	} else if existing != nil {
+		// Delivered again after a resume: the notice and the caller's
+		// link went out; declining again does nothing if it stopped.
+		log.Info().Msg("SfB call already shown, only declining it again")
+		go c.answerCall(evt, reason, "")
+		return
+	}
+	var link string
+	if mode == CallsJitsi {
+		confID := jitsi.NewConferenceID()
+		var err error
+		if link, err = jitsi.JoinURL(c.conn.Config.Meetings.Jitsi.Domain, confID); err != nil {
+			log.Err(err).Msg("Cannot build a Jitsi link for the call; showing the notice only")
+		} else {
+			defer c.startCallWidget(ctx, key, confID)
+		}
+	}
+	caller := personName(evt.From)
+	c.queueReliably(ctx, &simplevent.Message[sfb.CallRinging]{
+		EventMeta: simplevent.EventMeta{
+			Type:         bridgev2.RemoteEventMessage,
+			PortalKey:    key,
+			Sender:       bridgev2.EventSender{Sender: userIDFor(evt.From.URI)},
+			CreatePortal: true,
+			Timestamp:    evt.Time,
+		},
+		ID:   msgID,
+		Data: evt,
+		ConvertMessageFunc: func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, sfb.CallRinging) (*bridgev2.ConvertedMessage, error) {
+			content, extra := callNotice(evt, caller, link, reason)
+			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content, Extra: extra}}}, nil
+		},
+	})
+	go c.answerCall(evt, reason, c.callReply(link, reason))
+}
+
+// callReply is the IM the caller gets back; empty for none.
+func (c *Client) callReply(link string, reason sfb.CallDeclineReason) string {
+	me := c.login.RemoteName
+	if me == "" {
+		me = c.selfURI().Address()
+	}
+	switch {
+	case link != "" && reason == sfb.CallDeclineGlobal:
+		return fmt.Sprintf("%s now uses Element and cannot take Skype for Business calls; join here for a video meeting: %s", me, link)
+	case link != "":
+		return fmt.Sprintf("%s may answer in Element instead; join here for a video meeting: %s", me, link)
+	case reason == sfb.CallDeclineGlobal:
+		return fmt.Sprintf("%s now uses Element and cannot take Skype for Business calls; please write a message instead.", me)
+	}
+	return ""
+}
+
+// callNotice is the notice of a ringing call.
+func callNotice(evt sfb.CallRinging, caller, link string, reason sfb.CallDeclineReason) (*event.MessageEventContent, map[string]any) {
+	kind := "an audio call"
+	if evt.Video {
+		kind = "a video call"
+	}
+	body := fmt.Sprintf("%s is calling you on Skype for Business (%s).", caller, kind)
+	htm := fmt.Sprintf("<p><strong>%s is calling you on Skype for Business</strong> (%s).</p>", html.EscapeString(caller), kind)
+	field := map[string]any{"id": evt.ID, "caller": string(evt.From.URI), "video": evt.Video, "state": "ringing", "declined": string(reason)}
+	switch {
+	case link != "":
+		field["jitsi_url"] = link
+		body += fmt.Sprintf(" The bridge cannot carry the call; meet in Jitsi instead, %s got the same link: %s", caller, link)
+		htm += fmt.Sprintf(`<p>The bridge cannot carry the call. <a href="%s">Start the Jitsi meeting</a> (also at the top of this room); %s got the same link.</p>`,
+			html.EscapeString(link), html.EscapeString(caller))
+	case reason == sfb.CallDeclineLocal:
+		body += " The bridge cannot carry the call; answer it in your Skype for Business client."
+		htm += "<p>The bridge cannot carry the call; answer it in your Skype for Business client.</p>"
+	default:
+		body += " The bridge cannot carry the call and declined it."
+		htm += "<p>The bridge cannot carry the call and declined it.</p>"
+	}
+	return &event.MessageEventContent{MsgType: event.MsgNotice, Body: body, Format: event.FormatHTML, FormattedBody: htm},
+		map[string]any{CallField: field}
+}
+
+// answerCall declines the call and sends the caller reply (if any). It
+// runs outside the session's event loop: a send completes only once that
+// loop reads SfB's answer.
+func (c *Client) answerCall(evt sfb.CallRinging, reason sfb.CallDeclineReason, reply string) {
+	ctx, cancel := context.WithTimeout(c.log.With().Str("call_id", evt.ID).Logger().WithContext(c.conn.backgroundCtx()), callAnswerTimeout)
+	defer cancel()
+	log := zerolog.Ctx(ctx)
+	s := c.currentSession()
+	if s == nil {
+		log.Warn().Msg("No SfB session to decline the call with")
+		return
+	}
+	if err := s.DeclineCall(ctx, evt.ID, reason); err != nil {
+		log.Warn().Err(err).Str("reason", string(reason)).Msg("Failed to decline SfB call")
+	} else {
+		log.Info().Str("reason", string(reason)).Msg("Declined SfB call")
+	}
+	if reply == "" {
+		return
+	}
+	if _, err := s.SendMessage(ctx, evt.From.URI, sfb.Message{Text: reply}); err != nil {
+		log.Warn().Err(err).Msg("Failed to send the caller the Jitsi link")
+	}
+}
+
+func (c *Client) handleCallEnded(ctx context.Context, evt sfb.CallEnded) {
+	log := zerolog.Ctx(ctx).With().Str("call_id", evt.ID).Logger()
+	if !evt.Missed || c.conn.Config.Meetings.Calls == CallsOff || evt.From.URI == "" || evt.ID == "" {
+		log.Debug().Bool("missed", evt.Missed).Msg("SfB call ended")
+		return
+	}
+	key, ok := c.conversationPortal(evt.Conversation, evt.From.URI)
+	if !ok {
+		log.Warn().Msg("No room for the missed SfB call's conversation")
+		return
+	}
+	c.hearName(evt.From)
+	caller := personName(evt.From)
+	when := evt.Time
+	if when.IsZero() {
+		when = time.Now()
+	}
+	c.queueReliably(ctx, &simplevent.Message[sfb.CallEnded]{
+		EventMeta: simplevent.EventMeta{
+			Type:         bridgev2.RemoteEventMessage,
+			PortalKey:    key,
+			Sender:       bridgev2.EventSender{Sender: userIDFor(evt.From.URI)},
+			CreatePortal: true,
+			Timestamp:    evt.Time,
+		},
+		ID:   callMessageID("missed", evt.ID),
+		Data: evt,
+		ConvertMessageFunc: func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, sfb.CallEnded) (*bridgev2.ConvertedMessage, error) {
+			at := when.In(c.conn.Config.Meetings.zone()).Format("15:04")
+			content := &event.MessageEventContent{
+				MsgType:       event.MsgNotice,
+				Body:          fmt.Sprintf("Missed Skype for Business call from %s at %s.", caller, at),
+				Format:        event.FormatHTML,
+				FormattedBody: fmt.Sprintf("<p>Missed Skype for Business call from <strong>%s</strong> at %s.</p>", html.EscapeString(caller), at),
+			}
+			extra := map[string]any{CallField: map[string]any{"id": evt.ID, "caller": string(evt.From.URI), "state": "missed"}}
+			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content, Extra: extra}}}, nil
+		},
+	})
+}
+
+// startCallWidget puts the call's Jitsi meeting in the room, so that the
+// user starts it with Element's Join button.
+func (c *Client) startCallWidget(ctx context.Context, key networkid.PortalKey, confID string) {
+	portal, err := c.conn.br.GetExistingPortalByKey(ctx, key)
+	if err != nil || portal == nil || portal.MXID == "" {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("No room to put the call's Jitsi meeting in")
+		return
+	}
+	if _, err := c.conn.addJitsiWidget(ctx, portal, confID, ""); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to add the call's Jitsi widget")
+	}
+}
