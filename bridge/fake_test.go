@@ -171,6 +171,7 @@ type fakeSession struct {
 	resume  string
 
 	presence fakePresence
+	meetings fakeMeetings
 }
 
 func (s *fakeSession) Self() sfb.Person { return s.self }
@@ -819,9 +820,9 @@ func (s *fakeSession) SetGroupTyping(ctx context.Context, threadID string, typin
 }
 
 func (s *fakeSession) CreateMeeting(ctx context.Context, req sfb.MeetingRequest) (sfb.Meeting, error) {
-	return sfb.Meeting{}, fmt.Errorf("fake session: no meetings")
+	return s.meetings.create(&s.mu, req)
 }
 
 func (s *fakeSession) DeclineCall(ctx context.Context, callID string, reason sfb.CallDeclineReason) error {
-	return fmt.Errorf("fake session: no meetings")
+	return s.meetings.decline(&s.mu, callID, reason)
 }

@@ -404,5 +404,5 @@ func defang(raw string) string {
 	if utf8.RuneCountInString(s) > 500 {
 		s = string([]rune(s)[:500]) + "…"
 	}
-	return strings.NewReplacer("://", "[:]//", ".", "[.]", "@", "[at]").Replace(s)
+	return strings.NewReplacer(":", "[:]", ".", "[.]", "@", "[at]").Replace(s)
 }
