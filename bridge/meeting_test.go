@@ -284,3 +284,15 @@ func TestMeetingInvitationWithoutURIOrRoomIsDropped(t *testing.T) {
 	s.emit(sfb.MeetingInvited{ID: "b", Conversation: sfb.Conversation{Group: true, ThreadID: "t1"}, From: bobPerson, Meeting: teamMeeting()})
 	assert.Empty(t, queuedOf[sfb.MeetingInvited](e))
 }
+
+// storeCallNotice records the message row of a sent call notice.
+func (e *testEnv) storeCallNotice(receiver networkid.UserLoginID, msgID networkid.MessageID, sender networkid.UserID) {
+	e.t.Helper()
+	portal := e.portalFor(receiver, sfb.URI("sip:"+string(sender)))
+	require.NoError(e.t, portal.Save(e.ctx))
+	_, err := e.br.GetGhostByID(e.ctx, sender)
+	require.NoError(e.t, err)
+	require.NoError(e.t, e.br.DB.Message.Insert(e.ctx, &mxdb.Message{
+		ID: msgID, MXID: id.EventID("$call-" + string(msgID)), Room: portal.PortalKey, SenderID: sender, Timestamp: time.Now(),
+	}))
+}
