@@ -29,6 +29,8 @@ func waitDeclined(t *testing.T, s *fakeSession, n int) []declinedCall {
 func TestCallRingingNoticeJitsiLinkAndDecline(t *testing.T) {
 	e := newTestEnv(t)
 	_, _, s := e.mustLogin()
+	bot := e.recordBot()
+	portal := e.portalOfBob()
 	s.emit(sfb.CallRinging{ID: "call-1", Conversation: sfb.Conversation{Peer: bob}, From: bobPerson, Video: true})
 
 	msgs := queuedOf[sfb.CallRinging](e)
@@ -43,6 +45,14 @@ func TestCallRingingNoticeJitsiLinkAndDecline(t *testing.T) {
 	assert.Equal(t, link, f["jitsi_url"])
 	assert.Equal(t, "ringing", f["state"])
 	assert.Equal(t, "call-1", f["id"])
+	// The meeting is in the room, for Element's Join button.
+	bot.mu.Lock()
+	require.Len(t, bot.states, 2)
+	widget := bot.states[0]
+	bot.mu.Unlock()
+	assert.Equal(t, portal.MXID, widget.Room)
+	assert.Equal(t, "jitsi", widget.Content["type"])
+	assert.Equal(t, link, "https://meet.element.io/"+widget.Content["data"].(map[string]any)["conferenceId"].(string))
 
 	// The user still has their SfB client (presence not published from
 	// Matrix): declined on the bridge's endpoint only.
