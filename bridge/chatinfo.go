@@ -30,6 +30,7 @@ func (c *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bri
 		Members: &bridgev2.ChatMemberList{
 			IsFull:      true,
 			OtherUserID: peerID,
+			PowerLevels: meetingPowerLevels(),
 			MemberMap: bridgev2.ChatMemberMap{
 				// The user themselves, by their Matrix account (or double
 				// puppet), without a Sender: with one, bridgev2 would also

@@ -38,6 +38,15 @@ var widgetEventType = event.Type{Type: jitsi.WidgetEventType, Class: event.State
 // layoutEventType is Element's widget layout state event type.
 var layoutEventType = event.Type{Type: jitsi.LayoutEventType, Class: event.StateEventType}
 
+// meetingPowerLevels lets the room's members start and end Jitsi meetings
+// (Element's widget and layout events): bridgev2's portal power levels
+// (state events at 50, users at 0) would refuse them, and Element would
+// answer its call button with "You do not have permission to start a
+// conference call in this room".
+func meetingPowerLevels() *bridgev2.PowerLevelOverrides {
+	return &bridgev2.PowerLevelOverrides{Events: map[event.Type]int{widgetEventType: 0, layoutEventType: 0}}
+}
+
 // widgetMsgType marks outbox entries that announce a widget (not a
 // message event), for their status.
 const widgetMsgType = jitsi.WidgetEventType
