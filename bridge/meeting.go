@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -38,7 +39,8 @@ const MeetingField = "net.sfb_bridge.meeting"
 // for a meeting notice, the meeting as last shown and the SfB events
 // applied to it.
 type MessageMetadata struct {
-	Meeting *sfb.Meeting `json:"meeting,omitempty"`
+	Meeting   *sfb.Meeting `json:"meeting,omitempty"`
+	Cancelled bool         `json:"cancelled,omitempty"`
 	// SfBEvents are the IDs of the SfB events already applied, newest
 	// last, at most maxSeenEvents.
 	SfBEvents []string `json:"sfb_events,omitempty"`
@@ -86,7 +88,7 @@ func meetingMessageID(key networkid.PortalKey, uri sfb.URI) networkid.MessageID 
 	return networkid.MessageID("meeting:" + hex.EncodeToString(sum[:16]))
 }
 
-// eventID is evt's ID for deduplication, derived from its content when the
+// meetingEventID is evt's ID for deduplication, derived from its content when the
 // transport gave none.
 func meetingEventID(evt sfb.MeetingInvited) string {
 	if evt.ID != "" {
@@ -102,10 +104,9 @@ func (c *Client) handleMeetingInvited(ctx context.Context, evt sfb.MeetingInvite
 		log.Warn().Msg("Dropping SfB meeting invitation without meeting URI")
 		return
 	}
-	from := evt.From.URI
-	if from == "" {
-		from = evt.Meeting.Organizer.URI
-	}
+	// The notice is the sender's; without one, the organiser's or the
+	// peer's.
+	from := cmp.Or(evt.From.URI, evt.Meeting.Organizer.URI, evt.Conversation.Peer)
 	key, ok := c.conversationPortal(evt.Conversation, from)
 	if !ok {
 		log.Warn().Bool("group", evt.Conversation.Group).Str("thread_id", evt.Conversation.ThreadID).
@@ -128,10 +129,6 @@ func (c *Client) handleMeetingInvited(ctx context.Context, evt sfb.MeetingInvite
 			return lc.Str("sfb_event_id", evtID).Str("meeting_uri", string(evt.Meeting.URI)).Bool("cancelled", evt.Cancelled)
 		},
 	}
-	if from == "" {
-		// Shown by the bridge bot: no ghost to speak for it.
-		meta.Sender = bridgev2.EventSender{}
-	}
 	render := c.meetingRenderer()
 	if existing == nil {
 		meta.Type = bridgev2.RemoteEventMessage
@@ -140,7 +137,10 @@ func (c *Client) handleMeetingInvited(ctx context.Context, evt sfb.MeetingInvite
 			ID:        msgID,
 			Data:      evt,
 			ConvertMessageFunc: func(ctx context.Context, _ *bridgev2.Portal, _ bridgev2.MatrixAPI, evt sfb.MeetingInvited) (*bridgev2.ConvertedMessage, error) {
-				m := &MessageMetadata{Meeting: &evt.Meeting}
+				// A meeting escalated from a conversation may carry
+				// its subject on the conversation only.
+				evt.Meeting.Subject = cmp.Or(evt.Meeting.Subject, evt.Conversation.Subject)
+				m := &MessageMetadata{Meeting: &evt.Meeting, Cancelled: evt.Cancelled}
 				m.remember(evtID)
 				content, extra := render.meeting(evt.Meeting, evt.Cancelled, false)
 				return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
@@ -191,8 +191,13 @@ func (r meetingRenderer) edit(parts []*mxdb.Message, evt sfb.MeetingInvited, evt
 	merged := evt.Meeting
 	if meta.Meeting != nil {
 		merged = mergeMeeting(*meta.Meeting, evt.Meeting)
+		if sameMeeting(*meta.Meeting, merged) && meta.Cancelled == evt.Cancelled {
+			// The same invitation sent again (forwarded once more):
+			// nothing to change, and no "Updated" for it.
+			return nil, fmt.Errorf("%w: SfB meeting event %s changes nothing", bridgev2.ErrIgnoringRemoteEvent, evtID)
+		}
 	}
-	meta.Meeting = &merged
+	meta.Meeting, meta.Cancelled = &merged, evt.Cancelled
 	meta.remember(evtID)
 	part.Metadata = meta
 	content, extra := r.meeting(merged, evt.Cancelled, !evt.Cancelled)
@@ -224,6 +229,12 @@ func mergeMeeting(prev, next sfb.Meeting) sfb.Meeting {
 		next.DialIn = prev.DialIn
 	}
 	return next
+}
+
+// sameMeeting reports whether a and b show the same.
+func sameMeeting(a, b sfb.Meeting) bool {
+	return a.URI == b.URI && a.JoinURL == b.JoinURL && a.Subject == b.Subject && a.Organizer == b.Organizer &&
+		a.Start.Equal(b.Start) && a.End.Equal(b.End) && a.ConferenceID == b.ConferenceID && slices.Equal(a.DialIn, b.DialIn)
 }
 
 // meeting renders the notice of m: plain body, Element-friendly HTML and

@@ -210,10 +210,12 @@ func TestMeetingUpdateAndCancellationEditTheNotice(t *testing.T) {
 	assert.NotContains(t, f, "join_url")
 
 	// Delivered again after a resume: the first invitation and the
-	// update change nothing.
+	// update change nothing. The same invitation forwarded again with a
+	// new ID changes nothing either.
 	for _, again := range []sfb.MeetingInvited{
 		{ID: "inv-1", Conversation: conv, From: bobPerson, Meeting: teamMeeting()},
 		{ID: "inv-2", Conversation: conv, From: sfb.Person{URI: "sip:carol@contoso.com"}, Meeting: moved},
+		{ID: "inv-4", Conversation: conv, From: bobPerson, Meeting: sfb.Meeting{URI: moved.URI}, Cancelled: true},
 	} {
 		s.emit(again)
 		msgs = queuedOf[sfb.MeetingInvited](e)
@@ -274,6 +276,16 @@ func TestMeetingBadInputNeverALink(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMeetingSubjectFromTheConversation(t *testing.T) {
+	e := newTestEnv(t)
+	_, _, s := e.mustLogin()
+	adhoc := sfb.Meeting{URI: "sip:bob@contoso.com;gruu;opaque=app:conf:focus:id:ADHOC1", JoinURL: "https://meet.contoso.com/bob/ADHOC1"}
+	s.emit(sfb.MeetingInvited{ID: "inv", Conversation: sfb.Conversation{Peer: bob, Subject: "Quick question"}, From: bobPerson, Meeting: adhoc})
+	part := converted(t, queuedOf[sfb.MeetingInvited](e)[0])
+	assert.Contains(t, part.Content.Body, "Skype for Business meeting: Quick question")
+	assert.NotContains(t, part.Content.Body, "When:", "an ad hoc meeting has no time")
 }
 
 func TestMeetingInvitationWithoutURIOrRoomIsDropped(t *testing.T) {

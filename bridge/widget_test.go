@@ -274,3 +274,18 @@ func TestMeetWidgetReadsBack(t *testing.T) {
 	assert.True(t, regexp.MustCompile(`^Jitsi[A-Z]`).MatchString(w.Data.ConferenceID))
 	assert.False(t, strings.Contains(w.URL, "%24"), "widget variables escaped: %s", w.URL)
 }
+
+// The appservice handler finds the portal by room and leaves the bridge's
+// own widgets (meet command, calls) alone: they were announced already.
+func TestWidgetHandlerSkipsTheBridgesOwn(t *testing.T) {
+	e := newTestEnv(t)
+	_, _, s := e.mustLogin()
+	e.portalOfBob()
+	e.conn.bridgeUser = func(user id.UserID) bool { return user == "@sfbbot:example.org" }
+
+	e.conn.handleMatrixWidget(e.ctx, elementWidgetEvent(t, "$bots", "@sfbbot:example.org", elementJitsiContent, ""))
+	e.conn.handleMatrixWidget(e.ctx, elementWidgetEvent(t, "$alices", "@alice:example.org", elementJitsiContent, ""))
+	sent := waitSent(t, s, 1)
+	assert.Contains(t, sent[0].Msg.Text, "Alice Example started a video meeting")
+	assert.Never(t, func() bool { return len(s.sentMessages()) > 1 }, 100*time.Millisecond, 5*time.Millisecond)
+}
