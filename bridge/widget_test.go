@@ -275,9 +275,10 @@ func TestMeetWidgetReadsBack(t *testing.T) {
 	assert.False(t, strings.Contains(w.URL, "%24"), "widget variables escaped: %s", w.URL)
 }
 
-// The appservice handler finds the portal by room and leaves the bridge's
-// own widgets (meet command, calls) alone: they were announced already.
-func TestWidgetHandlerSkipsTheBridgesOwn(t *testing.T) {
+// The appservice handler finds the portal by room and announces only the
+// user's widgets: the bridge's own (meet command, calls) were announced
+// already.
+func TestWidgetHandlerAnnouncesOnlyTheUsersOwn(t *testing.T) {
 	e := newTestEnv(t)
 	_, _, s := e.mustLogin()
 	e.portalOfBob()
