@@ -129,6 +129,11 @@ func (c *Client) handleMeetingInvited(ctx context.Context, evt sfb.MeetingInvite
 			return lc.Str("sfb_event_id", evtID).Str("meeting_uri", string(evt.Meeting.URI)).Bool("cancelled", evt.Cancelled)
 		},
 	}
+	if from == c.selfURI() {
+		// Sent from the user's own SfB client (a conversation they
+		// escalated): shown as theirs, as their messages are.
+		meta.Sender = bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: userIDFor(from)}
+	}
 	render := c.meetingRenderer()
 	if existing == nil {
 		meta.Type = bridgev2.RemoteEventMessage

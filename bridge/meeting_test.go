@@ -278,6 +278,17 @@ func TestMeetingBadInputNeverALink(t *testing.T) {
 	}
 }
 
+func TestMeetingFromTheUsersOwnClientIsTheirs(t *testing.T) {
+	e := newTestEnv(t)
+	_, _, s := e.mustLogin()
+	alice := sfb.Person{URI: "sip:alice@contoso.com", DisplayName: "Alice Example"}
+	s.emit(sfb.MeetingInvited{ID: "own", Conversation: sfb.Conversation{Peer: bob}, From: alice, Meeting: teamMeeting()})
+	m := queuedOf[sfb.MeetingInvited](e)[0]
+	assert.Equal(t, portalKeyFor(bob, "alice@contoso.com"), m.PortalKey)
+	assert.True(t, m.Sender.IsFromMe)
+	assert.Equal(t, networkid.UserLoginID("alice@contoso.com"), m.Sender.SenderLogin)
+}
+
 func TestMeetingSubjectFromTheConversation(t *testing.T) {
 	e := newTestEnv(t)
 	_, _, s := e.mustLogin()
