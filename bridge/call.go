@@ -33,7 +33,7 @@ import (
 //   - Local (declined on the bridge's endpoint only) otherwise: the user
 //     may still have their SfB client running (coexistence), which keeps
 //     ringing and can take the call.
-//
+
 // CallField is the key of the machine-readable call description in a call
 // notice's content.
 const CallField = "net.sfb_bridge.call"
