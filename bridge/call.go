@@ -69,13 +69,12 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 		return
 	}
 	reason := c.declineReason()
-	key, ok := c.conversationPortal(evt.Conversation, evt.From.URI)
+	meta, _, ok := c.incoming(ctx, "call", evt.ID, evt.Conversation, evt.From, evt.Time, "")
 	if !ok {
-		log.Warn().Bool("group", evt.Conversation.Group).Msg("No room for the SfB call's conversation; declining it")
 		go c.answerCall(evt, reason, "")
 		return
 	}
-	c.hearName(evt.From)
+	key := meta.PortalKey
 	msgID := callMessageID("ringing", evt.ID)
 	if existing, err := c.conn.br.DB.Message.GetFirstPartByID(ctx, key.Receiver, msgID); err != nil {
 		log.Err(err).Msg("Failed to look up the notice of an SfB call")
@@ -98,14 +97,8 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 	}
 	caller := personName(evt.From)
 	c.queueReliably(ctx, &simplevent.Message[sfb.CallRinging]{
-		EventMeta: simplevent.EventMeta{
-			Type:         bridgev2.RemoteEventMessage,
-			PortalKey:    key,
-			Sender:       bridgev2.EventSender{Sender: userIDFor(evt.From.URI)},
-			CreatePortal: true,
-			Timestamp:    evt.Time,
-		},
-		ID:   msgID,
+		EventMeta: meta,
+		ID:        msgID,
 		Data: evt,
 		ConvertMessageFunc: func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, sfb.CallRinging) (*bridgev2.ConvertedMessage, error) {
 			content, extra := callNotice(evt, caller, link, reason)
@@ -189,26 +182,18 @@ func (c *Client) handleCallEnded(ctx context.Context, evt sfb.CallEnded) {
 		log.Debug().Bool("missed", evt.Missed).Msg("SfB call ended")
 		return
 	}
-	key, ok := c.conversationPortal(evt.Conversation, evt.From.URI)
+	meta, _, ok := c.incoming(ctx, "missed call", evt.ID, evt.Conversation, evt.From, evt.Time, "")
 	if !ok {
-		log.Warn().Msg("No room for the missed SfB call's conversation")
 		return
 	}
-	c.hearName(evt.From)
 	caller := personName(evt.From)
 	when := evt.Time
 	if when.IsZero() {
 		when = time.Now()
 	}
 	c.queueReliably(ctx, &simplevent.Message[sfb.CallEnded]{
-		EventMeta: simplevent.EventMeta{
-			Type:         bridgev2.RemoteEventMessage,
-			PortalKey:    key,
-			Sender:       bridgev2.EventSender{Sender: userIDFor(evt.From.URI)},
-			CreatePortal: true,
-			Timestamp:    evt.Time,
-		},
-		ID:   callMessageID("missed", evt.ID),
+		EventMeta: meta,
+		ID:        callMessageID("missed", evt.ID),
 		Data: evt,
 		ConvertMessageFunc: func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, sfb.CallEnded) (*bridgev2.ConvertedMessage, error) {
 			at := when.In(c.conn.Config.Meetings.zone()).Format("15:04")

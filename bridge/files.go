@@ -24,6 +24,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -239,9 +240,11 @@ func isWebAddress(s string) bool {
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && !strings.ContainsAny(s, " \n")
 }
 
+// personName is how notices name p: the directory name without control
+// characters or runs of white space, else the address.
 func personName(p sfb.Person) string {
-	if p.DisplayName != "" {
-		return p.DisplayName
+	if name := msgconv.CleanName(p.DisplayName); name != "" {
+		return name
 	}
 	return p.URI.Address()
 }

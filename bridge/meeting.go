@@ -62,40 +62,10 @@ func (m *MessageMetadata) remember(id string) {
 // maxSubjectRunes bounds a subject shown in a notice.
 const maxSubjectRunes = 300
 
-// conversationPortal is the portal an event of conv from sender goes to:
-// the 1:1 room of the pair, or, for a multi-party conversation, the group
-// room. ok is false when there is none to use.
-//
-// Group rooms come with the group-chat work, which extends this function;
-// until then an event of a group conversation is logged and dropped.
-func (c *Client) conversationPortal(conv sfb.Conversation, sender sfb.URI) (key networkid.PortalKey, ok bool) {
-	if conv.Group {
-		return networkid.PortalKey{}, false
-	}
-	peer := conv.Peer
-	if peer == "" {
-		peer = sender
-	}
-	if peer == "" || peer == c.selfURI() {
-		return networkid.PortalKey{}, false
-	}
-	return portalKeyFor(peer, c.loginID), true
-}
-
 // meetingMessageID names the notice of meeting uri in the room key.
 func meetingMessageID(key networkid.PortalKey, uri sfb.URI) networkid.MessageID {
 	sum := sha256.Sum256([]byte(string(key.ID) + "\x00" + strings.ToLower(string(uri))))
 	return networkid.MessageID("meeting:" + hex.EncodeToString(sum[:16]))
-}
-
-// meetingEventID is evt's ID for deduplication, derived from its content when the
-// transport gave none.
-func meetingEventID(evt sfb.MeetingInvited) string {
-	if evt.ID != "" {
-		return evt.ID
-	}
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%t\x00%s\x00%s", evt.Meeting.URI, evt.From.URI, evt.Cancelled, evt.Time.UTC().Format(time.RFC3339Nano), evt.Meeting.Subject))
-	return "sha256:" + hex.EncodeToString(sum[:16])
 }
 
 func (c *Client) handleMeetingInvited(ctx context.Context, evt sfb.MeetingInvited) {
@@ -104,35 +74,24 @@ func (c *Client) handleMeetingInvited(ctx context.Context, evt sfb.MeetingInvite
 		log.Warn().Msg("Dropping SfB meeting invitation without meeting URI")
 		return
 	}
-	// The notice is the sender's; without one, the organiser's or the
-	// peer's.
-	from := cmp.Or(evt.From.URI, evt.Meeting.Organizer.URI, evt.Conversation.Peer)
-	key, ok := c.conversationPortal(evt.Conversation, from)
+	// The notice is the sender's (the user's own when their SfB client
+	// sent it); without one, the organiser's. The room is the one of
+	// the conversation, found as for messages.
+	from := evt.From
+	if from.URI == "" {
+		from = evt.Meeting.Organizer
+	}
+	what := fmt.Sprintf("%s\x00%t\x00%s", evt.Meeting.URI, evt.Cancelled, evt.Meeting.Subject)
+	meta, evtMsgID, ok := c.incoming(ctx, "meeting invitation", evt.ID, evt.Conversation, from, evt.Time, what)
 	if !ok {
-		log.Warn().Bool("group", evt.Conversation.Group).Str("thread_id", evt.Conversation.ThreadID).
-			Msg("No room for the SfB meeting invitation's conversation, dropping it")
 		return
 	}
-	c.hearName(evt.From)
-	evtID := meetingEventID(evt)
+	evtID := string(evtMsgID)
+	key := meta.PortalKey
 	msgID := meetingMessageID(key, evt.Meeting.URI)
 	existing, err := c.conn.br.DB.Message.GetFirstPartByID(ctx, key.Receiver, msgID)
 	if err != nil {
 		log.Err(err).Msg("Failed to look up the notice of an SfB meeting; posting it anew")
-	}
-	meta := simplevent.EventMeta{
-		PortalKey:    key,
-		Sender:       bridgev2.EventSender{Sender: userIDFor(from)},
-		CreatePortal: true,
-		Timestamp:    evt.Time,
-		LogContext: func(lc zerolog.Context) zerolog.Context {
-			return lc.Str("sfb_event_id", evtID).Str("meeting_uri", string(evt.Meeting.URI)).Bool("cancelled", evt.Cancelled)
-		},
-	}
-	if from == c.selfURI() {
-		// Sent from the user's own SfB client (a conversation they
-		// escalated): shown as theirs, as their messages are.
-		meta.Sender = bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: userIDFor(from)}
 	}
 	render := c.meetingRenderer()
 	if existing == nil {

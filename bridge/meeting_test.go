@@ -299,12 +299,13 @@ func TestMeetingSubjectFromTheConversation(t *testing.T) {
 	assert.NotContains(t, part.Content.Body, "When:", "an ad hoc meeting has no time")
 }
 
-func TestMeetingInvitationWithoutURIOrRoomIsDropped(t *testing.T) {
+func TestMeetingInvitationWithoutURIOrSenderIsDropped(t *testing.T) {
 	e := newTestEnv(t)
 	_, _, s := e.mustLogin()
 	s.emit(sfb.MeetingInvited{ID: "a", Conversation: sfb.Conversation{Peer: bob}, From: bobPerson, Meeting: sfb.Meeting{JoinURL: "https://meet.contoso.com/x"}})
-	// Group rooms come with the group-chat work (conversationPortal).
-	s.emit(sfb.MeetingInvited{ID: "b", Conversation: sfb.Conversation{Group: true, ThreadID: "t1"}, From: bobPerson, Meeting: teamMeeting()})
+	nobodys := teamMeeting()
+	nobodys.Organizer = sfb.Person{}
+	s.emit(sfb.MeetingInvited{ID: "b", Conversation: sfb.Conversation{Peer: bob}, Meeting: nobodys})
 	assert.Empty(t, queuedOf[sfb.MeetingInvited](e))
 }
 
