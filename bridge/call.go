@@ -99,7 +99,7 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 	c.queueReliably(ctx, &simplevent.Message[sfb.CallRinging]{
 		EventMeta: meta,
 		ID:        msgID,
-		Data: evt,
+		Data:      evt,
 		ConvertMessageFunc: func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, sfb.CallRinging) (*bridgev2.ConvertedMessage, error) {
 			content, extra := callNotice(evt, caller, link, reason)
 			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content, Extra: extra}}}, nil
@@ -194,7 +194,7 @@ func (c *Client) handleCallEnded(ctx context.Context, evt sfb.CallEnded) {
 	c.queueReliably(ctx, &simplevent.Message[sfb.CallEnded]{
 		EventMeta: meta,
 		ID:        callMessageID("missed", evt.ID),
-		Data: evt,
+		Data:      evt,
 		ConvertMessageFunc: func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, sfb.CallEnded) (*bridgev2.ConvertedMessage, error) {
 			at := when.In(c.conn.Config.Meetings.zone()).Format("15:04")
 			content := &event.MessageEventContent{
