@@ -16,10 +16,13 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
-// GetChatInfo describes a 1:1 portal: a DM between the login's user and the
+// GetChatInfo describes a group portal (see group.go), or a 1:1 portal: a DM between the login's user and the
 // peer's ghost. The room name comes from the ghost (bridgev2's private chat
 // settings), not from here.
 func (c *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
+	if thread, ok := groupThread(portal.ID); ok {
+		return c.groupChatInfo(ctx, thread)
+	}
 	peer, err := uriFor(portal.ID)
 	if err != nil {
 		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", portal.ID, err)

@@ -226,8 +226,9 @@ func (c *Client) connected(ctx context.Context, session sfb.Session) {
 	}
 }
 
-// wakeOutbox makes the outbox send what was stored for peer.
-func (c *Client) wakeOutbox(peer sfb.URI) {
+// wakeOutbox makes the outbox send what was stored for a lane (see
+// outbox.lanes).
+func (c *Client) wakeOutbox(peer string) {
 	c.mu.Lock()
 	box := c.outbox
 	c.mu.Unlock()

@@ -48,6 +48,8 @@ type Config struct {
 	// Meetings configures meeting invitations and calls in both
 	// directions.
 	Meetings MeetingsConfig `yaml:"meetings"`
+	// Groups configures multi-party conversations (docs/groups.md).
+	Groups GroupsConfig `yaml:"groups"`
 
 	displaynameTemplate *template.Template
 }
@@ -98,6 +100,25 @@ const MediaKeyEnv = "SFB_BRIDGE_MEDIA_KEY"
 // chat, and a year is longer than any file should stay reachable by it.
 const maxLinkLifetime = 366 * 24 * time.Hour
 
+// GroupsConfig is the groups section (docs/groups.md).
+type GroupsConfig struct {
+	// Relay says through whose login the messages of Matrix users
+	// without one go in a group room started from Matrix.
+	Relay GroupRelay `yaml:"relay"`
+}
+
+// GroupRelay is who relays for Matrix users without a login.
+type GroupRelay string
+
+const (
+	// GroupRelayCreator relays through the login of the room's creator,
+	// each message prefixed with the sender's name (bridgev2's relay
+	// mode, formatted by bridge.relay.message_formats).
+	GroupRelayCreator GroupRelay = "creator"
+	// GroupRelayOff relays nothing: their messages are refused.
+	GroupRelayOff GroupRelay = "off"
+)
+
 // MessagesConfig is the messages section (see docs/messages.md).
 type MessagesConfig struct {
 	// Reactions is what a Matrix reaction becomes on SfB.
@@ -140,6 +161,7 @@ func defaultConfig() Config {
 		Messages:  MessagesConfig{Reactions: ReactionsAsMessages},
 		Migration: MigrationConfig{PollInterval: migration.DefaultPollInterval},
 		Meetings:  defaultMeetingsConfig(),
+		Groups:    GroupsConfig{Relay: GroupRelayCreator},
 	}
 }
 
@@ -188,6 +210,11 @@ func (c *Config) Validate() error {
 	case ReactionsAsMessages, ReactionsDropped:
 	default:
 		return fmt.Errorf("network.messages.reactions %q: must be %q or %q", c.Messages.Reactions, ReactionsAsMessages, ReactionsDropped)
+	}
+	switch c.Groups.Relay {
+	case GroupRelayCreator, GroupRelayOff:
+	default:
+		return fmt.Errorf("network.groups.relay %q: must be %q or %q", c.Groups.Relay, GroupRelayCreator, GroupRelayOff)
 	}
 	if err := c.Presence.validate(); err != nil {
 		return err

@@ -83,6 +83,10 @@ type Connector struct {
 	outboxMu sync.Mutex
 	outboxes map[networkid.UserLoginID]*outbox
 
+	// groupMu makes matching a group message's copy exclusive (see
+	// groupdedup.go).
+	groupMu sync.Mutex
+
 	// matrix and txnHold are set when bridgev2's Matrix connector is
 	// mautrix's appservice (not in tests); see holdTransactions.
 	matrix  *matrix.Connector
@@ -160,6 +164,7 @@ func (c *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities {
 				// SIP addresses look like e-mail addresses and usually are.
 				LookupEmail: true,
 			},
+			GroupCreation: groupCreation,
 		},
 	}
 }
@@ -177,6 +182,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.requireSynchronousPortals()
 	c.requireMatrixDeduplication()
 	c.requireNoticeBridging()
+	c.requireMatrixLeave()
 	if proc, ok := br.Commands.(*commands.Processor); ok {
 		proc.AddHandlers(commandPresencePublish, commandMeet)
 	}
@@ -216,6 +222,18 @@ func (c *Connector) requireNoticeBridging() {
 	}
 	c.log.Info().Msg("Setting bridge.bridge_notices to true: a Matrix notice is text and goes to Skype for Business like any message, rather than being dropped without a word")
 	c.br.Config.BridgeNotices = true
+}
+
+// requireMatrixLeave sets bridge.bridge_matrix_leave: a migrated user who
+// leaves a group room leaves the SfB conversation (HandleMatrixMembership),
+// rather than staying in it unseen. In 1:1 rooms a leave changes nothing
+// on SfB.
+func (c *Connector) requireMatrixLeave() {
+	if c.br.Config == nil || c.br.Config.BridgeMatrixLeave {
+		return
+	}
+	c.log.Info().Msg("Setting bridge.bridge_matrix_leave to true: leaving a group room leaves the Skype for Business conversation")
+	c.br.Config.BridgeMatrixLeave = true
 }
 
 // requireMatrixDeduplication sets bridge.deduplicate_matrix_messages. A
@@ -282,6 +300,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	c.db = db
 	c.startMigration(ctx, db)
+	c.pruneGroupCopies(ctx)
 	if c.Config.Presence.Enabled && c.presenceSet != nil {
 		c.presence = newPresenceEngine(c, c.presenceSet)
 		go c.presence.writer.Run(c.backgroundCtx())

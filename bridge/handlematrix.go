@@ -59,9 +59,9 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	default:
 		return nil, unsupportedContent(msg.Content.MsgType)
 	}
-	peer, err := uriFor(msg.Portal.ID)
+	lane, err := laneOf(msg.Portal)
 	if err != nil {
-		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+		return nil, err
 	}
 	out, err := c.convertForSfB(msg.Content)
 	if err != nil {
@@ -72,20 +72,36 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 			out = msgconv.WithQuote(out, author, original)
 		}
 	}
-	return c.enqueue(ctx, peer, msg.Portal, msg.Event, string(msg.Content.MsgType), out, msg)
+	return c.enqueue(ctx, lane, msg.Portal, msg.Event, string(msg.Content.MsgType), out, msg)
 }
 
-// enqueue puts out in the outbox for peer and returns at once. A message
+// laneOf is the outbox lane of a portal: the peer's URI, or the group
+// portal's ID.
+func laneOf(portal *bridgev2.Portal) (string, error) {
+	if _, ok := groupThread(portal.ID); ok {
+		return string(portal.ID), nil
+	}
+	peer, err := uriFor(portal.ID)
+	if err != nil {
+		return "", fmt.Errorf("portal %s is not an SfB chat: %w", portal.ID, err)
+	}
+	return string(peer), nil
+}
+
+// enqueue puts out in the outbox lane (a peer, or a group) and returns
+// at once. A message
 // (pending set) is registered with bridgev2 as pending and settled by the
 // outbox's echo; edits and reactions have no pending form in bridgev2, so
 // the lane reports only their failure (and, for an edit, links the event
 // to the SfB message, see reportReplayed).
-func (c *Client) enqueue(ctx context.Context, peer sfb.URI, portal *bridgev2.Portal, evt *event.Event, msgType string, out sfb.Message, pending *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+func (c *Client) enqueue(ctx context.Context, lane string, portal *bridgev2.Portal, evt *event.Event, msgType string, out sfb.Message, pending *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	if c.waitSession(ctx, c.conn.sessionWait) == nil {
 		return nil, errNotConnected()
 	}
 	if e := c.conn.presence; e != nil {
-		e.sawPeer(ctx, c, peer)
+		if _, group := groupThread(lane); !group {
+			e.sawPeer(ctx, c, sfb.URI(lane))
+		}
 		e.userActive(ctx, c)
 	}
 	// Sending happens in the outbox lane, not here: bridgev2 holds the
@@ -98,7 +114,7 @@ func (c *Client) enqueue(ctx context.Context, peer sfb.URI, portal *bridgev2.Por
 	txnID := networkid.TransactionID(evt.ID)
 	entry := database.OutboxEntry{
 		LoginID:    string(c.loginID),
-		Peer:       string(peer),
+		Peer:       lane,
 		EventID:    evt.ID.String(),
 		RoomID:     roomID.String(),
 		SenderMXID: evt.Sender.String(),
@@ -136,9 +152,9 @@ func (c *Client) enqueue(ctx context.Context, peer sfb.URI, portal *bridgev2.Por
 	case !added:
 		zerolog.Ctx(ctx).Info().Int64("outbox_id", stored.ID).Msg("Matrix event already in the outbox, waiting for its delivery")
 	default:
-		zerolog.Ctx(ctx).Debug().Int64("outbox_id", stored.ID).Str("peer", peer.Address()).Msg("Matrix event stored in the outbox")
+		zerolog.Ctx(ctx).Debug().Int64("outbox_id", stored.ID).Str("peer", sfb.URI(lane).Address()).Msg("Matrix event stored in the outbox")
 	}
-	c.wakeOutbox(peer)
+	c.wakeOutbox(lane)
 	return &bridgev2.MatrixMessageResponse{Pending: pending != nil}, nil
 }
 
@@ -212,11 +228,10 @@ func errNotConnected() error {
 // The notice says what happened and what the sender can do, in words for
 // people; the error chain stays in the status's internal error (logs,
 // the checkpoint), never in the room.
-func deliveryError(peer sfb.URI, err error) error {
-	status := bridgev2.WrapErrorInStatus(fmt.Errorf("send message to %s: %w", peer, err)).
+func deliveryError(who string, err error) error {
+	status := bridgev2.WrapErrorInStatus(fmt.Errorf("send message to %s: %w", who, err)).
 		WithIsCertain(true).
 		WithSendNotice(true)
-	who := peer.Address()
 	switch {
 	case errors.Is(err, sfb.ErrNotFound):
 		return status.WithStatus(event.MessageStatusFail).
@@ -264,12 +279,18 @@ func (c *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyp
 	if session == nil {
 		return nil
 	}
+	if e := c.conn.presence; e != nil && msg.IsTyping {
+		e.userActive(ctx, c)
+	}
+	if thread, ok := groupThread(msg.Portal.ID); ok {
+		if err := session.SetGroupTyping(ctx, thread, msg.IsTyping); err != nil {
+			return fmt.Errorf("send typing to group %s: %w", thread, err)
+		}
+		return nil
+	}
 	peer, err := uriFor(msg.Portal.ID)
 	if err != nil {
 		return fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
-	}
-	if e := c.conn.presence; e != nil && msg.IsTyping {
-		e.userActive(ctx, c)
 	}
 	if err := session.SetTyping(ctx, peer, msg.IsTyping); err != nil {
 		return fmt.Errorf("send typing to %s: %w", peer, err)
@@ -296,15 +317,15 @@ func (c *Client) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit)
 	default:
 		return unsupportedContent(msg.Content.MsgType)
 	}
-	peer, err := uriFor(msg.Portal.ID)
+	lane, err := laneOf(msg.Portal)
 	if err != nil {
-		return fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+		return err
 	}
 	out, err := c.convertForSfB(msg.Content)
 	if err != nil {
 		return err
 	}
-	_, err = c.enqueue(ctx, peer, msg.Portal, msg.Event, string(msg.Content.MsgType), msgconv.Edited(out), nil)
+	_, err = c.enqueue(ctx, lane, msg.Portal, msg.Event, string(msg.Content.MsgType), msgconv.Edited(out), nil)
 	return err
 }
 
@@ -323,13 +344,13 @@ func (c *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixR
 		// (GetCapabilities).
 		return &mxdb.Reaction{}, nil
 	}
-	peer, err := uriFor(msg.Portal.ID)
+	lane, err := laneOf(msg.Portal)
 	if err != nil {
-		return nil, fmt.Errorf("portal %s is not an SfB 1:1 chat: %w", msg.Portal.ID, err)
+		return nil, err
 	}
 	_, target, _ := c.originalMessage(ctx, msg.Portal, msg.TargetMessage)
 	out := msgconv.Reaction(c.login.RemoteName, msg.Content.RelatesTo.Key, target)
-	if _, err := c.enqueue(ctx, peer, msg.Portal, msg.Event, reactionMsgType, out, nil); err != nil {
+	if _, err := c.enqueue(ctx, lane, msg.Portal, msg.Event, reactionMsgType, out, nil); err != nil {
 		return nil, err
 	}
 	return &mxdb.Reaction{}, nil

@@ -32,11 +32,25 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 	ctx = log.WithContext(ctx)
 	switch evt := evt.(type) {
 	case sfb.MessageReceived:
-		c.handleMessage(ctx, evt)
+		if evt.Conversation.Group {
+			c.handleGroupMessage(ctx, evt)
+		} else {
+			c.handleMessage(ctx, evt)
+		}
 	case sfb.TypingChanged:
-		c.handleTyping(ctx, evt)
+		if evt.Conversation.Group {
+			c.handleGroupTyping(evt)
+		} else {
+			c.handleTyping(ctx, evt)
+		}
 	case sfb.FileOffered:
 		c.handleFileOffered(ctx, evt)
+	case sfb.ParticipantJoined:
+		c.handleParticipantJoined(ctx, evt)
+	case sfb.ParticipantLeft:
+		c.handleParticipantLeft(ctx, evt)
+	case sfb.SubjectChanged:
+		c.handleSubjectChanged(ctx, evt)
 	case sfb.ConversationEnded:
 		// Nothing to show: the room stays, and the next message starts
 		// a new conversation with the same peer.
@@ -139,6 +153,9 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 // content (its text, or what names the file). ok is false, and the
 // reason logged, when the event has no sender or no peer.
 func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content string) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
+	if conv.Group {
+		return c.groupIncoming(ctx, what, id, conv, fromPerson, when, sfb.Message{Text: content})
+	}
 	log := zerolog.Ctx(ctx)
 	from := fromPerson.URI
 	if from == "" {
@@ -155,13 +172,7 @@ func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Convers
 		log.Warn().Str("from", from.Address()).Msg("Dropping SfB " + what + " without a peer")
 		return meta, "", false
 	}
-	if id == "" {
-		// Without an ID a redelivered event would be bridged twice;
-		// derive one from what identifies it.
-		sum := sha256.Sum256([]byte(from.String() + "\x00" + when.UTC().Format(time.RFC3339Nano) + "\x00" + content))
-		id = "sha256:" + hex.EncodeToString(sum[:16])
-		log.Debug().Str("derived_id", id).Msg("SfB " + what + " without ID")
-	}
+	id = eventIDOf(ctx, what, id, from, when, content)
 	if e := c.conn.presence; e != nil {
 		e.sawPeer(ctx, c, peer)
 	}
@@ -179,6 +190,19 @@ func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Convers
 			return lc.Str("sfb_message_id", id).Str("sfb_thread_id", conv.ThreadID)
 		},
 	}, networkid.MessageID(id), true
+}
+
+// eventIDOf is id, or, without one, an ID derived from the sender, time
+// and content of the event: a redelivered event would else be bridged
+// twice.
+func eventIDOf(ctx context.Context, what, id string, from sfb.URI, when time.Time, content string) string {
+	if id != "" {
+		return id
+	}
+	sum := sha256.Sum256([]byte(from.String() + "\x00" + when.UTC().Format(time.RFC3339Nano) + "\x00" + content))
+	id = "sha256:" + hex.EncodeToString(sum[:16])
+	zerolog.Ctx(ctx).Debug().Str("derived_id", id).Msg("SfB " + what + " without ID")
+	return id
 }
 
 func convertSfBMessage(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, evt sfb.MessageReceived) (*bridgev2.ConvertedMessage, error) {

@@ -91,7 +91,7 @@ func (c *Connector) meet(ctx context.Context, cmd meetCommand) (string, error) {
 		return "Could not start the Jitsi meeting in this room; try again, or tell your administrator if it keeps failing.", err
 	}
 	link, _ := jitsi.JoinURL(widget.Data.Domain, widget.Data.ConferenceID)
-	if _, err := client.enqueue(ctx, peer, cmd.portal, source, string(event.MsgText), sfb.Message{Text: jitsiInvitation(name, cmd.subject, widget)}, nil); err != nil {
+	if _, err := client.enqueue(ctx, string(peer), cmd.portal, source, string(event.MsgText), sfb.Message{Text: jitsiInvitation(name, cmd.subject, widget)}, nil); err != nil {
 		return fmt.Sprintf("Started the Jitsi meeting at the top of this room, but could not send its link to Skype for Business (%s). Send them the link yourself: %s", statusMessage(err), link), err
 	}
 	return fmt.Sprintf("Started a Jitsi meeting at the top of this room and sent its link to Skype for Business: %s", link), nil
@@ -131,7 +131,7 @@ func (c *Connector) meetInSfB(ctx context.Context, client *Client, peer sfb.URI,
 		about = ` "` + subject + `"`
 	}
 	text := fmt.Sprintf("%s invites you to a Skype for Business meeting%s. Join: %s", name, about, link)
-	if _, err := client.enqueue(ctx, peer, cmd.portal, source, string(event.MsgText), sfb.Message{Text: text}, nil); err != nil {
+	if _, err := client.enqueue(ctx, string(peer), cmd.portal, source, string(event.MsgText), sfb.Message{Text: text}, nil); err != nil {
 		return fmt.Sprintf("Created the Skype for Business meeting, but could not send its link to Skype for Business (%s). Send it yourself: %s", statusMessage(err), link), err
 	}
 	return "Created a Skype for Business meeting and sent its link to Skype for Business: " + link, nil

@@ -68,13 +68,15 @@ type outbox struct {
 	// ready is set once the lanes of the previous outbox ended and the
 	// stored entries were scheduled; before, wake only notes the peer.
 	ready bool
-	// lanes holds the peers with a running lane; true means woken again
-	// since the lane last found its queue empty.
-	lanes map[sfb.URI]bool
+	// lanes holds the lanes that run; true means woken again since the
+	// lane last found its queue empty. A lane is named by the entries'
+	// peer column: the peer's URI, or groupPortalPrefix and the thread ID
+	// of a multi-party conversation.
+	lanes map[string]bool
 }
 
 func newOutbox(ctx context.Context, c *Client) *outbox {
-	return &outbox{c: c, ctx: ctx, lanes: map[sfb.URI]bool{}}
+	return &outbox{c: c, ctx: ctx, lanes: map[string]bool{}}
 }
 
 // start schedules the stored entries once prev's lanes have ended, so
@@ -103,8 +105,8 @@ func (o *outbox) start(prev *outbox) {
 	o.mu.Lock()
 	o.ready = true
 	for _, p := range peers {
-		if _, ok := o.lanes[sfb.URI(p)]; !ok {
-			o.lanes[sfb.URI(p)] = false
+		if _, ok := o.lanes[p]; !ok {
+			o.lanes[p] = false
 		}
 	}
 	for p := range o.lanes {
@@ -116,7 +118,7 @@ func (o *outbox) start(prev *outbox) {
 
 // wake makes the lane of peer look at the outbox again, starting it when
 // none runs.
-func (o *outbox) wake(peer sfb.URI) {
+func (o *outbox) wake(peer string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, running := o.lanes[peer]; running {
@@ -131,7 +133,7 @@ func (o *outbox) wake(peer sfb.URI) {
 }
 
 // idle ends the lane of peer unless it was woken since it last looked.
-func (o *outbox) idle(peer sfb.URI) bool {
+func (o *outbox) idle(peer string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.lanes[peer] {
@@ -145,14 +147,14 @@ func (o *outbox) idle(peer sfb.URI) bool {
 // lane sends the entries of one peer, oldest first, until none is left or
 // the client disconnects. One peer's slow delivery does not hold up
 // messages to others.
-func (o *outbox) lane(peer sfb.URI) {
+func (o *outbox) lane(peer string) {
 	defer o.wg.Done()
 	c := o.c
-	log := c.log.With().Str("peer", peer.Address()).Logger()
+	log := c.log.With().Str("peer", sfb.URI(peer).Address()).Logger()
 	ctx := log.WithContext(o.ctx)
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		entry, err := c.conn.db.NextOutbox(ctx, string(c.loginID), string(peer))
+		entry, err := c.conn.db.NextOutbox(ctx, string(c.loginID), peer)
 		switch {
 		case errors.Is(err, database.ErrNotFound):
 			if o.idle(peer) {
@@ -188,7 +190,6 @@ func (o *outbox) lane(peer sfb.URI) {
 func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) bool {
 	log := zerolog.Ctx(ctx).With().Str("event_id", entry.EventID).Int64("outbox_id", entry.ID).Logger()
 	ctx = log.WithContext(ctx)
-	peer := sfb.URI(entry.Peer)
 	// The outcome is reported even when the client disconnects meanwhile:
 	// SfB has the message.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxReportTimeout)
@@ -216,9 +217,11 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 		}
 		sendDone := time.Now()
 		msgID, ts, outcome.err = networkid.MessageID(sent.ID), sent.Time, err
-		if msgID == "" {
-			// Every stored message needs an ID; the Matrix event's is unique.
-			msgID = networkid.MessageID("mx:" + entry.EventID)
+		if _, group := groupThread(entry.Peer); msgID == "" || group {
+			// Every stored message needs an ID; the Matrix event's is
+			// unique. A group message keeps it: the copies other logins
+			// receive are matched to it (groupdedup.go).
+			msgID = matrixMessageID(entry.EventID)
 		}
 		if ts.IsZero() {
 			ts = sendDone
@@ -236,7 +239,7 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 		c.queueReliably(rctx, &simplevent.Message[outboxOutcome]{
 			EventMeta: simplevent.EventMeta{
 				Type:      bridgev2.RemoteEventMessage,
-				PortalKey: portalKeyFor(peer, c.loginID),
+				PortalKey: c.lanePortalKey(entry.Peer),
 				Sender:    bridgev2.EventSender{IsFromMe: true, SenderLogin: c.loginID, Sender: c.GetUserID()},
 				Timestamp: ts,
 				LogContext: func(lc zerolog.Context) zerolog.Context {
@@ -274,11 +277,14 @@ func (c *Client) sendOutbox(ctx, rctx context.Context, entry database.OutboxEntr
 	case session == nil:
 		return sent, true, errNotConnected()
 	}
-	peer := sfb.URI(entry.Peer)
 	msg, err := c.conn.outboxMessage(entry)
 	if err != nil {
 		return sent, true, errUnreadableOutboxStatus(err)
 	}
+	if thread, group := groupThread(entry.Peer); group {
+		return c.sendGroupOutbox(ctx, rctx, session, thread, entry, msg)
+	}
+	peer := sfb.URI(entry.Peer)
 	if tracker, tracks := session.(sfb.DeliveryTracker); tracks {
 		sent, err = tracker.SendMessageTracked(ctx, peer, msg, func(id string) {
 			// From SfB taking the message to here a crash sends it
@@ -296,10 +302,48 @@ func (c *Client) sendOutbox(ctx, rctx context.Context, entry database.OutboxEntr
 	case err != nil && ctx.Err() != nil:
 		return sent, false, err
 	case err != nil:
-		return sent, true, deliveryError(peer, err)
+		return sent, true, deliveryError(peer.Address(), err)
 	}
 	return sent, true, nil
 }
+
+// sendGroupOutbox sends entry to the multi-party conversation thread,
+// which the session starts again when it ended. The message is recorded
+// as the login's copy first, so that the copies other logins receive are
+// known as this message (groupdedup.go).
+func (c *Client) sendGroupOutbox(ctx, rctx context.Context, session sfb.Session, thread string, entry database.OutboxEntry, msg sfb.Message) (sent sfb.SentMessage, ok bool, err error) {
+	g, err := c.sfbGroup(ctx, thread)
+	if err != nil {
+		return sent, ctx.Err() == nil, deliveryError(groupChatName, fmt.Errorf("read the group conversation: %w", err))
+	}
+	if err := c.conn.recordGroupSend(rctx, c.loginID, string(matrixMessageID(entry.EventID)), thread, msg); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to record a group message before sending it; other logins' copies may show again")
+	}
+	sent, err = session.SendGroupMessage(ctx, g, msg)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return sent, false, err
+	case err != nil:
+		return sent, true, deliveryError(groupChatName, err)
+	}
+	return sent, true, nil
+}
+
+// matrixMessageID names a message sent from Matrix by its event.
+func matrixMessageID(eventID string) networkid.MessageID {
+	return networkid.MessageID("mx:" + eventID)
+}
+
+// lanePortalKey is the portal of an outbox lane (see outbox.lanes).
+func (c *Client) lanePortalKey(lane string) networkid.PortalKey {
+	if thread, ok := groupThread(lane); ok {
+		return c.groupPortalKey(thread)
+	}
+	return portalKeyFor(sfb.URI(lane), c.loginID)
+}
+
+// groupChatName names a multi-party conversation in delivery notices.
+const groupChatName = "the group chat"
 
 // outboxSession returns the session to send entry with. A message sent in
 // this process waits for a reconnecting session as long as
@@ -335,7 +379,7 @@ func (c *Client) deliveredBefore(ctx context.Context, entry database.OutboxEntry
 			log.Info().Msg("SfB delivered a Matrix message before the restart; reporting it")
 			return true
 		case status == sfb.DeliveryFailed:
-			outcome.err = deliveryError(sfb.URI(entry.Peer), fmt.Errorf("%w (before the bridge restarted)", sfb.ErrDeliveryFailed))
+			outcome.err = deliveryError(sfb.URI(entry.Peer).Address(), fmt.Errorf("%w (before the bridge restarted)", sfb.ErrDeliveryFailed))
 			return true
 		case status == sfb.DeliveryUnknown || time.Now().After(deadline):
 			log.Warn().Stringer("status", status).Msg("SfB cannot say whether it delivered a Matrix message it took before the restart; sending it again")
@@ -399,7 +443,7 @@ func (c *Client) reportReplayed(ctx context.Context, entry database.OutboxEntry,
 		err = br.DB.Message.Insert(ctx, &mxdb.Message{
 			ID:        msgID,
 			MXID:      id.EventID(entry.EventID),
-			Room:      portalKeyFor(sfb.URI(entry.Peer), c.loginID),
+			Room:      c.lanePortalKey(entry.Peer),
 			SenderID:  c.GetUserID(),
 			Timestamp: ts,
 		})

@@ -107,7 +107,7 @@ func (c *Connector) announceWidget(ctx context.Context, portal *bridgev2.Portal,
 	default:
 		text = jitsiInvitation(name, "", widget)
 	}
-	_, err = client.enqueue(ctx, peer, portal, evt, widgetMsgType, sfb.Message{Text: text}, nil)
+	_, err = client.enqueue(ctx, string(peer), portal, evt, widgetMsgType, sfb.Message{Text: text}, nil)
 	return err
 }
 

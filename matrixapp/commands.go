@@ -6,13 +6,14 @@ import (
 )
 
 // notForSfB are bridgev2's commands that mean nothing to a user of this
-// bridge: SfB 1:1 chats have no muting, blocking, deleting, searching,
-// groups, sticker packs or relays, and a user has one login. They stay
-// out of help; those that need a network feature still refuse to run.
+// bridge: SfB chats have no muting, blocking, deleting, searching or
+// sticker packs, and a user has one login. They stay out of help; those
+// that need a network feature still refuse to run. create-group (a Matrix
+// room becomes an SfB group chat) and set-relay/unset-relay (Matrix users
+// without a login write through another's) stay: see docs/groups.md.
 var notForSfB = []*commands.FullHandler{
 	commands.CommandMute, commands.CommandDeleteChat, commands.CommandBlockUser,
-	commands.CommandCreateGroup, commands.CommandCreatePortal, commands.CommandSearch,
-	commands.CommandImportImagePack, commands.CommandSetRelay, commands.CommandUnsetRelay,
+	commands.CommandCreatePortal, commands.CommandSearch, commands.CommandImportImagePack,
 	commands.CommandBridge, commands.CommandUnbridge, commands.CommandSetPreferredLogin,
 	commands.CommandID,
 }

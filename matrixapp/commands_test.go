@@ -22,7 +22,7 @@ func TestHelpShowsOnlyMeaningfulCommands(t *testing.T) {
 		Bridge:    br,
 		User:      &bridgev2.User{User: &database.User{}, Bridge: br},
 	})
-	for _, want := range []string{"**login**", "**logout**", "**start-chat**", "**resolve-identifier**", "**help**"} {
+	for _, want := range []string{"**login**", "**logout**", "**start-chat**", "**resolve-identifier**", "**help**", "**create-group**", "**set-relay**"} {
 		assert.Contains(t, help, want)
 	}
 	for _, h := range notForSfB {

@@ -1,0 +1,3 @@
+DROP TABLE sfb_group_seen;
+DROP TABLE sfb_group_participant;
+DROP TABLE sfb_group;
