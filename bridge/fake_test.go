@@ -172,6 +172,7 @@ type fakeSession struct {
 
 	presence fakePresence
 	meetings fakeMeetings
+	groups   fakeGroups
 }
 
 func (s *fakeSession) Self() sfb.Person { return s.self }
@@ -805,18 +806,72 @@ func (s *fakeSession) activityReports() int {
 	return s.presence.activity
 }
 
+// fakeGroups is what a fake session did in multi-party conversations.
+type fakeGroups struct {
+	sent    []groupSent
+	typing  []groupTyping
+	left    []string
+	added   []groupAdded
+	sendErr error
+}
+
+type groupSent struct {
+	Group sfb.Group
+	Msg   sfb.Message
+}
+
+type groupTyping struct {
+	ThreadID string
+	Typing   bool
+}
+
+type groupAdded struct {
+	Group sfb.Group
+	URI   sfb.URI
+}
+
 func (s *fakeSession) SendGroupMessage(ctx context.Context, g sfb.Group, msg sfb.Message) (sfb.SentMessage, error) {
-	return sfb.SentMessage{}, fmt.Errorf("fake session: no groups")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groups.sendErr != nil {
+		return sfb.SentMessage{}, s.groups.sendErr
+	}
+	s.n++
+	s.groups.sent = append(s.groups.sent, groupSent{g, msg})
+	return sfb.SentMessage{ID: fmt.Sprintf("%s-group-msg-%d", s.self.URI.Address(), s.n), Time: time.Now()}, nil
 }
 
 func (s *fakeSession) AddParticipant(ctx context.Context, g sfb.Group, uri sfb.URI) error {
-	return fmt.Errorf("fake session: no groups")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups.added = append(s.groups.added, groupAdded{g, uri})
+	return nil
 }
 
-func (s *fakeSession) LeaveGroup(ctx context.Context, threadID string) error { return nil }
+func (s *fakeSession) LeaveGroup(ctx context.Context, threadID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups.left = append(s.groups.left, threadID)
+	return nil
+}
 
 func (s *fakeSession) SetGroupTyping(ctx context.Context, threadID string, typing bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups.typing = append(s.groups.typing, groupTyping{threadID, typing})
 	return nil
+}
+
+// groupState returns a copy of what the session did in groups.
+func (s *fakeSession) groupState() fakeGroups {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups
+	g.sent = append([]groupSent(nil), g.sent...)
+	g.typing = append([]groupTyping(nil), g.typing...)
+	g.left = append([]string(nil), g.left...)
+	g.added = append([]groupAdded(nil), g.added...)
+	return g
 }
 
 func (s *fakeSession) CreateMeeting(ctx context.Context, req sfb.MeetingRequest) (sfb.Meeting, error) {

@@ -147,17 +147,17 @@ func (db *DB) MatchGroupCopy(ctx context.Context, c GroupCopy, window time.Durat
 		return "", false, fmt.Errorf("match group message %s of %s: %w", c.MessageID, c.LoginID, err)
 	}
 	if _, err := db.raw.ExecContext(ctx, `INSERT INTO sfb_group_seen
-		(login_id, message_id, thread_id, canonical_id, sender, fingerprint, sent_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		c.LoginID, c.MessageID, c.ThreadID, canonical, c.Sender, c.Fingerprint, at); err != nil {
+		(login_id, message_id, thread_id, canonical_id, sender, fingerprint, sent_at_ms, seen_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		c.LoginID, c.MessageID, c.ThreadID, canonical, c.Sender, c.Fingerprint, at, time.Now().UnixMilli()); err != nil {
 		return "", false, fmt.Errorf("record group message %s of %s: %w", c.MessageID, c.LoginID, err)
 	}
 	return canonical, false, nil
 }
 
-// PruneGroupCopies forgets the copies sent before before; a copy
+// PruneGroupCopies forgets the copies recorded before before; a copy
 // delivered again after that is bridged again.
 func (db *DB) PruneGroupCopies(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.raw.ExecContext(ctx, `DELETE FROM sfb_group_seen WHERE sent_at_ms < $1`, before.UnixMilli())
+	res, err := db.raw.ExecContext(ctx, `DELETE FROM sfb_group_seen WHERE seen_at_ms < $1`, before.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("prune group messages: %w", err)
 	}
@@ -171,9 +171,9 @@ func (db *DB) RecordGroupCopy(ctx context.Context, c GroupCopy, canonical string
 		return fmt.Errorf("record group message %q of %q in %q: empty login, message, thread or bridged ID", c.MessageID, c.LoginID, c.ThreadID)
 	}
 	if _, err := db.raw.ExecContext(ctx, `INSERT INTO sfb_group_seen
-		(login_id, message_id, thread_id, canonical_id, sender, fingerprint, sent_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		(login_id, message_id, thread_id, canonical_id, sender, fingerprint, sent_at_ms, seen_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (login_id, message_id) DO NOTHING`,
-		c.LoginID, c.MessageID, c.ThreadID, canonical, c.Sender, c.Fingerprint, c.SentAt.UnixMilli()); err != nil {
+		c.LoginID, c.MessageID, c.ThreadID, canonical, c.Sender, c.Fingerprint, c.SentAt.UnixMilli(), time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("record group message %s of %s: %w", c.MessageID, c.LoginID, err)
 	}
 	return nil

@@ -32,7 +32,10 @@ CREATE TABLE sfb_group_seen (
     sender       TEXT NOT NULL,
     fingerprint  TEXT NOT NULL,
     sent_at_ms   BIGINT NOT NULL,
+    -- when the row was written; old rows are pruned by it
+    seen_at_ms   BIGINT NOT NULL,
     PRIMARY KEY (login_id, message_id)
 );
 CREATE INDEX sfb_group_seen_match_idx ON sfb_group_seen (thread_id, sender, fingerprint, sent_at_ms);
 CREATE INDEX sfb_group_seen_claim_idx ON sfb_group_seen (login_id, thread_id, canonical_id);
+CREATE INDEX sfb_group_seen_age_idx ON sfb_group_seen (seen_at_ms);
