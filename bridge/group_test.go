@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -204,4 +205,167 @@ func TestGroupMembershipAndNameFromSfB(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, sfb.Group{ThreadID: thread, Subject: "Budget 2027", Participants: []sfb.URI{bob2URI(bob)}}, g,
 		"the conversation is started again with who is left, without the user")
+}
+
+// groupPortal is the real bridgev2 portal of the test thread, with a room.
+func (e *testEnv) groupPortal(client *Client) *bridgev2.Portal {
+	e.t.Helper()
+	portal, err := e.br.GetPortalByKey(e.ctx, client.groupPortalKey(thread))
+	require.NoError(e.t, err)
+	if portal.MXID == "" {
+		portal.MXID = id.RoomID("!group:example.org")
+	}
+	return portal
+}
+
+// A Matrix message in a group room goes through the outbox to the
+// conversation, with what the session needs to start it again; its echo
+// and the copy another login then receives carry one ID, so it shows once.
+func TestGroupMessageFromMatrix(t *testing.T) {
+	e := newTestEnv(t)
+	alice, client, as := e.mustLogin()
+	_, _, bs := e.loginBob()
+	as.emit(sfb.ParticipantJoined{Conversation: sfb.Conversation{ThreadID: thread, Group: true, Subject: "Budget"}, Person: sfb.Person{URI: carol}})
+	as.emit(sfb.ParticipantJoined{Conversation: groupConv, Person: sfb.Person{URI: "sip:bob@contoso.com"}})
+	portal := e.groupPortal(client)
+
+	resp, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$g1", &event.MessageEventContent{MsgType: event.MsgText, Body: "hello all"}))
+	require.NoError(t, err)
+	assert.True(t, resp.Pending)
+	echo := e.waitEcho("$g1")
+	assert.Equal(t, networkid.MessageID("mx:$g1"), echo.GetID())
+	assert.Equal(t, networkid.PortalKey{ID: groupPortalPrefix + thread}, echo.GetPortalKey())
+	sent := as.groupState().sent
+	require.Len(t, sent, 1)
+	assert.Equal(t, sfb.Group{ThreadID: thread, Subject: "Budget", Participants: []sfb.URI{"sip:bob@contoso.com", carol}}, sent[0].Group)
+	assert.Equal(t, "hello all", sent[0].Msg.Text)
+	assert.Empty(t, as.sentMessages(), "nothing went to a 1:1 conversation")
+	requireOutboxEmpty(t, e, alice.ID)
+
+	// Bob's session receives Alice's message from SfB.
+	bs.emit(groupMsg("b-7", "sip:alice@contoso.com", "hello all", time.Now()))
+	msgs := e.groupMessages()
+	require.Len(t, msgs, 1)
+	assert.Equal(t, networkid.MessageID("mx:$g1"), msgs[0].GetID(), "Bob's copy is the message already in the room")
+
+	as.mu.Lock()
+	as.groups.sendErr = fmt.Errorf("conference gone: %w", sfb.ErrDeliveryFailed)
+	as.mu.Unlock()
+	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$g2", &event.MessageEventContent{MsgType: event.MsgText, Body: "again"}))
+	require.NoError(t, err)
+	save, statusErr := handleEcho(e.waitEcho("$g2"), nil)
+	assert.False(t, save)
+	requireNotice(t, statusErr, event.MessageStatusFail, "could not deliver the message to the group chat")
+}
+
+// Entries stored before groups existed (peer is an address) and group
+// entries wait in the same table; after a restart each goes where it
+// belongs.
+func TestOutboxGroupAndPeerEntriesAfterRestart(t *testing.T) {
+	e := newTestEnv(t)
+	ul, client, _ := e.mustLogin()
+	leftInOutbox(t, e, ul, e.portalFor(ul.ID, bob), "$old-1to1", "to bob")
+	entry := leftInOutbox(t, e, ul, e.groupPortal(client), "$old-group", "to the group")
+	assert.Equal(t, groupPortalPrefix+thread, entry.Peer)
+	_, sent := restartAndSettle(t, e, ul.ID, 2)
+	assert.Equal(t, []string{"to bob"}, sent)
+	gs := e.transport.lastSession().groupState().sent
+	require.Len(t, gs, 1)
+	assert.Equal(t, thread, gs[0].Group.ThreadID)
+	assert.Equal(t, "to the group", gs[0].Msg.Text)
+}
+
+func TestGroupTypingBothWays(t *testing.T) {
+	e := newTestEnv(t)
+	_, client, as := e.mustLogin()
+	portal := e.groupPortal(client)
+	require.NoError(t, client.HandleMatrixTyping(e.ctx, &bridgev2.MatrixTyping{Portal: portal, IsTyping: true}))
+	assert.Equal(t, []groupTyping{{thread, true}}, as.groupState().typing)
+	as.mu.Lock()
+	assert.Empty(t, as.typing, "not a 1:1 conversation")
+	as.mu.Unlock()
+
+	as.emit(sfb.TypingChanged{Conversation: groupConv, From: carol, Typing: true})
+	as.emit(sfb.TypingChanged{Conversation: groupConv, From: "sip:alice@contoso.com", Typing: true})
+	var typing []*simplevent.Typing
+	for _, evt := range e.queuedEvents() {
+		if ty, ok := evt.(*simplevent.Typing); ok {
+			typing = append(typing, ty)
+		}
+	}
+	require.Len(t, typing, 1, "the user's own typing is not echoed")
+	assert.Equal(t, networkid.PortalKey{ID: groupPortalPrefix + thread}, typing[0].GetPortalKey())
+	assert.Equal(t, networkid.UserID("carol@contoso.com"), typing[0].GetSender().Sender)
+}
+
+func TestGroupMembershipFromMatrix(t *testing.T) {
+	e := newTestEnv(t)
+	alice, client, as := e.mustLogin()
+	as.emit(sfb.ParticipantJoined{Conversation: groupConv, Person: sfb.Person{URI: carol}})
+	portal := e.groupPortal(client)
+	ghost, err := e.br.GetGhostByID(e.ctx, "dave@contoso.com")
+	require.NoError(t, err)
+
+	_, err = client.HandleMatrixMembership(e.ctx, &bridgev2.MatrixMembershipChange{
+		MatrixRoomMeta: bridgev2.MatrixRoomMeta[*event.MemberEventContent]{MatrixEventBase: bridgev2.MatrixEventBase[*event.MemberEventContent]{Portal: portal}},
+		Target:         ghost, Type: bridgev2.Invite,
+	})
+	require.NoError(t, err)
+	added := as.groupState().added
+	require.Len(t, added, 1)
+	assert.Equal(t, dave, added[0].URI)
+	assert.Equal(t, []sfb.URI{carol}, added[0].Group.Participants)
+	g, err := client.sfbGroup(e.ctx, thread)
+	require.NoError(t, err)
+	assert.Equal(t, []sfb.URI{carol, dave}, g.Participants, "Dave is in the conversation when it starts again")
+
+	_, err = client.HandleMatrixMembership(e.ctx, &bridgev2.MatrixMembershipChange{
+		MatrixRoomMeta: bridgev2.MatrixRoomMeta[*event.MemberEventContent]{MatrixEventBase: bridgev2.MatrixEventBase[*event.MemberEventContent]{Portal: portal}},
+		Target:         alice, Type: bridgev2.Leave,
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{thread}, as.groupState().left)
+
+	// In a 1:1 room membership means nothing on SfB.
+	_, err = client.HandleMatrixMembership(e.ctx, &bridgev2.MatrixMembershipChange{
+		MatrixRoomMeta: bridgev2.MatrixRoomMeta[*event.MemberEventContent]{MatrixEventBase: bridgev2.MatrixEventBase[*event.MemberEventContent]{Portal: e.portalFor(alice.ID, bob)}},
+		Target:         alice, Type: bridgev2.Leave,
+	})
+	require.NoError(t, err)
+	assert.Len(t, as.groupState().left, 1)
+}
+
+// A group created from Matrix gets a thread of its own, its participants
+// and, by default, its creator as relay for Matrix users without a login.
+func TestCreateGroupFromMatrix(t *testing.T) {
+	for _, relay := range []GroupRelay{GroupRelayCreator, GroupRelayOff} {
+		t.Run(string(relay), func(t *testing.T) {
+			e := newTestEnv(t, func(_ *testEnv, c *Config) { c.Groups.Relay = relay })
+			alice, client, as := e.mustLogin()
+			resp, err := client.CreateGroup(e.ctx, &bridgev2.GroupCreateParams{
+				Type: groupType, Participants: []networkid.UserID{"carol@contoso.com", "dave@contoso.com", "alice@contoso.com"},
+				Name: &event.RoomNameEventContent{Name: "Planning"},
+			})
+			require.NoError(t, err)
+			created, ok := groupThread(resp.PortalKey.ID)
+			require.True(t, ok, "a group key: %s", resp.PortalKey.ID)
+			assert.Empty(t, resp.PortalKey.Receiver)
+			assert.Equal(t, "Planning", *resp.PortalInfo.Name)
+			assert.Len(t, resp.PortalInfo.Members.MemberMap, 3)
+			if relay == GroupRelayCreator {
+				require.NotNil(t, resp.Portal.Relay)
+				assert.Equal(t, alice.ID, resp.Portal.Relay.ID)
+			} else {
+				assert.Nil(t, resp.Portal.Relay)
+			}
+
+			resp.Portal.MXID = "!planning:example.org"
+			_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(resp.Portal, "$p1", &event.MessageEventContent{MsgType: event.MsgText, Body: "first"}))
+			require.NoError(t, err)
+			e.waitEcho("$p1")
+			sent := as.groupState().sent
+			require.Len(t, sent, 1)
+			assert.Equal(t, sfb.Group{ThreadID: created, Subject: "Planning", Participants: []sfb.URI{carol, dave}}, sent[0].Group)
+		})
+	}
 }

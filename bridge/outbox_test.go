@@ -411,12 +411,15 @@ func holdSends(t *testing.T, e *testEnv) (release chan struct{}) {
 	return release
 }
 
-// leftInOutbox stores a text message to bob as the outbox entry a
-// previous process left, with eventID as its event and transaction ID.
+// leftInOutbox stores a text message to the portal's peer or group as
+// the outbox entry a previous process left, with eventID as its event and
+// transaction ID.
 func leftInOutbox(t *testing.T, e *testEnv, ul *bridgev2.UserLogin, portal *bridgev2.Portal, eventID, text string) database.OutboxEntry {
 	t.Helper()
+	lane, err := laneOf(portal)
+	require.NoError(t, err)
 	stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
-		LoginID: string(ul.ID), Peer: string(bob), EventID: eventID, RoomID: portal.MXID.String(),
+		LoginID: string(ul.ID), Peer: lane, EventID: eventID, RoomID: portal.MXID.String(),
 		SenderMXID: "@alice:example.org", MsgType: string(event.MsgText), TxnID: eventID, Text: text,
 	})
 	require.NoError(t, err)
