@@ -384,6 +384,8 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Int, "media", "max_file_size")
 	helper.Copy(up.Str, "migration", "poll_interval")
 	upgradeMeetingsConfig(helper)
+	helper.Copy(up.Str, "messages", "reactions")
+	helper.Copy(up.Str, "groups", "relay")
 }
 
 // GetConfig returns the example network configuration, where to decode the

@@ -212,6 +212,10 @@ typing_max: 20s
 keep_password: false
 secret_key: c2VjcmV0
 displayname_template: "{{.Address}}"
+messages:
+    reactions: drop
+groups:
+    relay: "off"
 `
 	var base, cfg yaml.Node
 	require.NoError(t, yaml.Unmarshal([]byte(ExampleConfig), &base))
