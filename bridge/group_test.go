@@ -2,12 +2,15 @@ package bridge
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
@@ -368,4 +371,33 @@ func TestCreateGroupFromMatrix(t *testing.T) {
 			assert.Equal(t, sfb.Group{ThreadID: created, Subject: "Planning", Participants: []sfb.URI{carol, dave}}, sent[0].Group)
 		})
 	}
+}
+
+// A Matrix user without a login writes through the relay: bridgev2 puts
+// the name in front with the shipped bridge.relay.message_formats, and the
+// SfB participants read it in front of the text.
+func TestRelayedGroupMessageNamesTheSender(t *testing.T) {
+	raw, err := os.ReadFile("../config.example.yaml")
+	require.NoError(t, err)
+	var shipped struct {
+		Bridge struct {
+			Relay bridgeconfig.RelayConfig `yaml:"relay"`
+		} `yaml:"bridge"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &shipped))
+	content, err := shipped.Bridge.Relay.FormatMessage(&event.MessageEventContent{MsgType: event.MsgText, Body: "hello all"},
+		&bridgev2.OrigSender{DisambiguatedName: "Guest Jana"})
+	require.NoError(t, err)
+
+	e := newTestEnv(t)
+	_, client, as := e.mustLogin()
+	msg := matrixMessage(e.groupPortal(client), "$r1", content)
+	msg.OrigSender = &bridgev2.OrigSender{DisambiguatedName: "Guest Jana"}
+	_, err = client.HandleMatrixMessage(e.ctx, msg)
+	require.NoError(t, err)
+	e.waitEcho("$r1")
+	sent := as.groupState().sent
+	require.Len(t, sent, 1)
+	assert.Equal(t, "Guest Jana: hello all", sent[0].Msg.Text)
+	assert.Contains(t, sent[0].Msg.HTML, "<b>Guest Jana</b>: hello all")
 }

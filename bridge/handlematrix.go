@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,6 +67,9 @@ func (c *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMe
 	out, err := c.convertForSfB(msg.Content)
 	if err != nil {
 		return nil, err
+	}
+	if msg.OrigSender != nil {
+		out.Text = plainRelayName(out.Text, msg.OrigSender.DisambiguatedName)
 	}
 	if msg.ReplyTo != nil {
 		if author, original, ok := c.originalMessage(ctx, msg.Portal, msg.ReplyTo); ok {
@@ -156,6 +160,17 @@ func (c *Client) enqueue(ctx context.Context, lane string, portal *bridgev2.Port
 	}
 	c.wakeOutbox(lane)
 	return &bridgev2.MatrixMessageResponse{Pending: pending != nil}, nil
+}
+
+// plainRelayName undoes, in the plain text of a relayed message, the
+// markdown that bridgev2's HTML-to-text conversion gives the bold name of
+// the shipped relay format ("<b>Alice</b>: hi" becomes "**Alice**: hi"):
+// an SfB client that shows the plain form shows "Alice: hi".
+func plainRelayName(text, name string) string {
+	if rest, ok := strings.CutPrefix(text, "**"+name+"**"); ok && name != "" {
+		return name + rest
+	}
+	return text
 }
 
 // convertForSfB converts message content for SfB, refusing with a notice
