@@ -86,6 +86,9 @@ type Connector struct {
 	// groupMu makes matching a group message's copy exclusive (see
 	// groupdedup.go).
 	groupMu sync.Mutex
+	// groupInviteMu makes bridging a room that a ghost was invited to
+	// exclusive (see groupinvite.go).
+	groupInviteMu sync.Mutex
 
 	// matrix and txnHold are set when bridgev2's Matrix connector is
 	// mautrix's appservice (not in tests); see holdTransactions.
@@ -190,6 +193,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		c.matrix = mc
 		c.txnHold = holdTransactions(mc, c.log)
+		mc.EventProcessor.On(event.StateMember, c.handleGhostGroupInvite)
 		replaceDiscardMegolmSession(br, mc)
 		c.presenceSet = ghostPresenceSetter(mc)
 		c.bridgeUser = func(user id.UserID) bool {
