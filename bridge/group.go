@@ -114,6 +114,15 @@ func (c *Client) handleGroupMessage(ctx context.Context, evt sfb.MessageReceived
 	if !ok {
 		return
 	}
+	if strings.HasPrefix(canonical, matrixMessagePrefix) {
+		// A migrated user's message from Matrix that this login received
+		// on SfB: it is in the room since it was written. Handing it to
+		// bridgev2 could even show it twice: its message row is stored
+		// only when the sender's outbox reports the delivery, which may
+		// come after this copy.
+		log.Debug().Str("bridged_id", canonical).Msg("SfB group message is a copy of a Matrix message, not bridged")
+		return
+	}
 	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
 		EventMeta:          meta,
 		ID:                 msgID,

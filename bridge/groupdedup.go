@@ -41,7 +41,7 @@ import (
 // message keeps its ID and bridgev2 drops it. Messages a migrated user sends
 // from Matrix are recorded under the Matrix event before they are sent, so
 // that the copies other logins receive match the message already in the
-// room.
+// room; such copies are not handed on at all (see handleGroupMessage).
 //
 // The one case this cannot tell apart: a login that missed a message (it
 // joined later) receives a repeat of it within the window while the other

@@ -139,6 +139,10 @@ func (c *Client) CreateGroup(ctx context.Context, params *bridgev2.GroupCreatePa
 	if err != nil {
 		return nil, fmt.Errorf("get portal of new group %s: %w", thread, err)
 	}
+	// The creator writes through their own login, never through the
+	// relay: bridgev2 prefers the relay over a login it does not know to
+	// be in the portal yet.
+	c.login.MarkInPortal(ctx, portal)
 	if c.conn.Config.Groups.Relay == GroupRelayCreator {
 		if err := portal.SetRelay(ctx, c.login); err != nil {
 			return nil, fmt.Errorf("set the creator as relay of group %s: %w", thread, err)

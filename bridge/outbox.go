@@ -329,9 +329,14 @@ func (c *Client) sendGroupOutbox(ctx, rctx context.Context, session sfb.Session,
 	return sent, true, nil
 }
 
+// matrixMessagePrefix starts the ID of a message sent from Matrix that
+// SfB gave none (or that went to a group): no SfB message ID starts so,
+// nor the ID of a group message's copy, which starts with a login ID.
+const matrixMessagePrefix = "mx:"
+
 // matrixMessageID names a message sent from Matrix by its event.
 func matrixMessageID(eventID string) networkid.MessageID {
-	return networkid.MessageID("mx:" + eventID)
+	return networkid.MessageID(matrixMessagePrefix + eventID)
 }
 
 // lanePortalKey is the portal of an outbox lane (see outbox.lanes).
