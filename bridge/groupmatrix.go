@@ -8,7 +8,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -178,10 +177,4 @@ func newThreadID() (string, error) {
 		return "", fmt.Errorf("make a thread ID: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// isGroupPortal reports whether key is a multi-party conversation's.
-func isGroupPortal(key networkid.PortalKey) bool {
-	_, ok := groupThread(key.ID)
-	return ok
 }
