@@ -114,15 +114,6 @@ func (c *Client) handleGroupMessage(ctx context.Context, evt sfb.MessageReceived
 	if !ok {
 		return
 	}
-	if strings.HasPrefix(canonical, matrixMessagePrefix) {
-		// A migrated user's message from Matrix that this login received
-		// on SfB: it is in the room since it was written. Handing it to
-		// bridgev2 could even show it twice: its message row is stored
-		// only when the sender's outbox reports the delivery, which may
-		// come after this copy.
-		log.Debug().Str("bridged_id", canonical).Msg("SfB group message is a copy of a Matrix message, not bridged")
-		return
-	}
 	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
 		EventMeta:          meta,
 		ID:                 msgID,
@@ -134,7 +125,11 @@ func (c *Client) handleGroupMessage(ctx context.Context, evt sfb.MessageReceived
 // groupIncoming is incoming for a multi-party conversation: the group
 // portal, the sender, and the ID that every login's copy of the event
 // shares (groupdedup.go); content identifies the event's text. ok is
-// false for an event without thread or sender.
+// false for an event without thread or sender, and for a login's copy of
+// a message a migrated user wrote in Matrix: it is in the room since it
+// was written, and handing it to bridgev2 could even show it twice, as
+// its message row is stored only when the sender's outbox reports the
+// delivery, which may come after this copy.
 func (c *Client) groupIncoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content sfb.Message) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
 	log := zerolog.Ctx(ctx)
 	thread, from := conv.ThreadID, fromPerson.URI
@@ -153,6 +148,10 @@ func (c *Client) groupIncoming(ctx context.Context, what, id string, conv sfb.Co
 		canonical, err = c.conn.matchGroupCopy(ctx, c.loginID, id, thread, from, content, when)
 		return err
 	}) {
+		return meta, "", false
+	}
+	if strings.HasPrefix(canonical, matrixMessagePrefix) {
+		log.Debug().Str("bridged_id", canonical).Msg("SfB group " + what + " is a copy of a Matrix message, not bridged")
 		return meta, "", false
 	}
 	return simplevent.EventMeta{
@@ -269,25 +268,6 @@ func (c *Client) handleSubjectChanged(ctx context.Context, evt sfb.SubjectChange
 			},
 		},
 		ChatInfoChange: &bridgev2.ChatInfoChange{ChatInfo: &bridgev2.ChatInfo{Name: ptr.Ptr(c.groupName(ctx, g))}},
-	})
-}
-
-func (c *Client) handleGroupTyping(evt sfb.TypingChanged) {
-	if evt.From == "" || evt.From == c.selfURI() || evt.Conversation.ThreadID == "" {
-		return
-	}
-	timeout := time.Duration(0)
-	if evt.Typing {
-		timeout = typingTimeout
-	}
-	c.queue(&simplevent.Typing{
-		EventMeta: simplevent.EventMeta{
-			Type:      bridgev2.RemoteEventTyping,
-			PortalKey: c.groupPortalKey(evt.Conversation.ThreadID),
-			Sender:    bridgev2.EventSender{Sender: userIDFor(evt.From)},
-		},
-		Timeout: timeout,
-		Type:    bridgev2.TypingTypeText,
 	})
 }
 

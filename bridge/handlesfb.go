@@ -38,11 +38,7 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 			c.handleMessage(ctx, evt)
 		}
 	case sfb.TypingChanged:
-		if evt.Conversation.Group {
-			c.handleGroupTyping(evt)
-		} else {
-			c.handleTyping(ctx, evt)
-		}
+		c.handleTyping(ctx, evt)
 	case sfb.FileOffered:
 		c.handleFileOffered(ctx, evt)
 	case sfb.ParticipantJoined:
@@ -231,14 +227,23 @@ func partID(i int) networkid.PartID {
 	return networkid.PartID(strconv.Itoa(i))
 }
 
+// handleTyping shows a peer typing in the 1:1 room, or a participant in
+// the group room.
 func (c *Client) handleTyping(ctx context.Context, evt sfb.TypingChanged) {
 	from := evt.From
 	if from == "" || from == c.selfURI() {
 		return
 	}
-	peer := evt.Conversation.Peer
-	if peer == "" {
-		peer = from
+	var key networkid.PortalKey
+	switch {
+	case evt.Conversation.Group && evt.Conversation.ThreadID == "":
+		return
+	case evt.Conversation.Group:
+		key = c.groupPortalKey(evt.Conversation.ThreadID)
+	case evt.Conversation.Peer != "":
+		key = portalKeyFor(evt.Conversation.Peer, c.loginID)
+	default:
+		key = portalKeyFor(from, c.loginID)
 	}
 	timeout := time.Duration(0)
 	if evt.Typing {
@@ -247,7 +252,7 @@ func (c *Client) handleTyping(ctx context.Context, evt sfb.TypingChanged) {
 	c.queue(&simplevent.Typing{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventTyping,
-			PortalKey: portalKeyFor(peer, c.loginID),
+			PortalKey: key,
 			Sender:    bridgev2.EventSender{Sender: userIDFor(from)},
 		},
 		Timeout: timeout,
