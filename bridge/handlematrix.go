@@ -93,11 +93,10 @@ func laneOf(portal *bridgev2.Portal) (string, error) {
 }
 
 // enqueue puts out in the outbox lane (a peer, or a group) and returns
-// at once. A message
-// (pending set) is registered with bridgev2 as pending and settled by the
-// outbox's echo; edits and reactions have no pending form in bridgev2, so
-// the lane reports only their failure (and, for an edit, links the event
-// to the SfB message, see reportReplayed).
+// at once. A message (pending set) is registered with bridgev2 as pending
+// and settled by the outbox's echo; edits and reactions have no pending
+// form in bridgev2, so the lane reports only their failure (and, for an
+// edit, links the event to the SfB message, see reportReplayed).
 func (c *Client) enqueue(ctx context.Context, lane string, portal *bridgev2.Portal, evt *event.Event, msgType string, out sfb.Message, pending *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	if c.waitSession(ctx, c.conn.sessionWait) == nil {
 		return nil, errNotConnected()
