@@ -60,13 +60,6 @@ func (c *Connector) maxIncomingFileSize() int64 {
 // Matrix when the transport can fetch it, else a notice naming it (see
 // convertSfBFile). Like a message, it is deduplicated by its ID.
 func (c *Client) handleFileOffered(ctx context.Context, evt sfb.FileOffered) {
-	if evt.Conversation.Group {
-		// Multi-party portals are keyed by thread (the group chat
-		// work); until they are wired here, say so in the log.
-		zerolog.Ctx(ctx).Warn().Str("thread_id", evt.Conversation.ThreadID).Str("file", evt.File.Name).
-			Msg("Dropping SfB file offer in a multi-party conversation: not bridged yet")
-		return
-	}
 	meta, id, ok := c.incoming(ctx, "file offer", evt.ID, evt.Conversation, evt.From, evt.Time,
 		evt.File.Name+"\x00"+strconv.FormatInt(evt.File.Size, 10))
 	if !ok {

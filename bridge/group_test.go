@@ -406,3 +406,31 @@ func TestRelayedGroupMessageNamesTheSender(t *testing.T) {
 	assert.Equal(t, "Guest Jana: hello all", sent[0].Msg.Text)
 	assert.Contains(t, sent[0].Msg.HTML, "<b>Guest Jana</b>: hello all")
 }
+
+// A file offered in a group reaches the group room, once for both
+// logins' copies, and is not taken for a message naming the file.
+func TestGroupFileOfferFromTwoLogins(t *testing.T) {
+	e := newTestEnv(t)
+	_, _, as := e.mustLogin()
+	_, _, bs := e.loginBob()
+	t0 := time.UnixMilli(1700000000000)
+	offer := func(id string, at time.Time) sfb.FileOffered {
+		return sfb.FileOffered{ID: id, Conversation: groupConv, From: sfb.Person{URI: carol},
+			File: sfb.File{Name: "plan.pdf", Size: 1234}, Time: at}
+	}
+	as.emit(offer("a-f1", t0))
+	bs.emit(offer("b-f1", t0.Add(time.Second)))
+	bs.emit(groupMsg("b-m1", carol, "file offer: plan.pdf", t0.Add(time.Second)))
+	var files []*simplevent.Message[sfb.FileOffered]
+	for _, evt := range e.queuedEvents() {
+		if f, ok := evt.(*simplevent.Message[sfb.FileOffered]); ok {
+			files = append(files, f)
+		}
+	}
+	require.Len(t, files, 2)
+	assert.Equal(t, networkid.PortalKey{ID: groupPortalPrefix + thread}, files[0].GetPortalKey())
+	assert.Equal(t, files[0].GetID(), files[1].GetID())
+	msgs := e.groupMessages()
+	require.Len(t, msgs, 1)
+	assert.NotEqual(t, files[0].GetID(), msgs[0].GetID())
+}

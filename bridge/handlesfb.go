@@ -150,7 +150,9 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 // reason logged, when the event has no sender or no peer.
 func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content string) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
 	if conv.Group {
-		return c.groupIncoming(ctx, what, id, conv, fromPerson, when, sfb.Message{Text: content})
+		// What it is belongs to its fingerprint: a file is not the same
+		// as a message whose text names it.
+		return c.groupIncoming(ctx, what, id, conv, fromPerson, when, sfb.Message{Text: what + ": " + content})
 	}
 	log := zerolog.Ctx(ctx)
 	from := fromPerson.URI
