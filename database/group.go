@@ -165,14 +165,15 @@ func (db *DB) PruneGroupCopies(ctx context.Context, before time.Time) (int64, er
 }
 
 // RecordGroupCopy stores c as a copy of the bridged message canonical
-// without matching it; a copy stored already is kept.
+// without matching it. A copy stored already takes c's text and time: a
+// message sent again after a restart is matched around its new time.
 func (db *DB) RecordGroupCopy(ctx context.Context, c GroupCopy, canonical string) error {
 	if c.LoginID == "" || c.MessageID == "" || c.ThreadID == "" || canonical == "" {
 		return fmt.Errorf("record group message %q of %q in %q: empty login, message, thread or bridged ID", c.MessageID, c.LoginID, c.ThreadID)
 	}
 	if _, err := db.raw.ExecContext(ctx, `INSERT INTO sfb_group_seen
 		(login_id, message_id, thread_id, canonical_id, sender, fingerprint, sent_at_ms, seen_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (login_id, message_id) DO NOTHING`,
+		ON CONFLICT (login_id, message_id) DO UPDATE SET fingerprint = excluded.fingerprint, sent_at_ms = excluded.sent_at_ms, seen_at_ms = excluded.seen_at_ms`,
 		c.LoginID, c.MessageID, c.ThreadID, canonical, c.Sender, c.Fingerprint, c.SentAt.UnixMilli(), time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("record group message %s of %s: %w", c.MessageID, c.LoginID, err)
 	}

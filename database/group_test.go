@@ -80,8 +80,18 @@ func TestMatchGroupCopy(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "mx:$e", got)
 
+		// Sent again after a restart an hour later: matched around then.
+		require.NoError(t, db.RecordGroupCopy(ctx, GroupCopy{LoginID: "alice", MessageID: "mx:$f", ThreadID: "t1", Sender: "sip:alice@contoso.com",
+			Fingerprint: "again", SentAt: t0}, "mx:$f"))
+		require.NoError(t, db.RecordGroupCopy(ctx, GroupCopy{LoginID: "alice", MessageID: "mx:$f", ThreadID: "t1", Sender: "sip:alice@contoso.com",
+			Fingerprint: "again", SentAt: t0.Add(time.Hour)}, "mx:$f"))
+		got, _, err = db.MatchGroupCopy(ctx, GroupCopy{LoginID: "bob", MessageID: "b10", ThreadID: "t1", Sender: "sip:alice@contoso.com",
+			Fingerprint: "again", SentAt: t0.Add(time.Hour + time.Second)}, 30*time.Second, "bob/b10")
+		require.NoError(t, err)
+		assert.Equal(t, "mx:$f", got)
+
 		n, err := db.PruneGroupCopies(ctx, time.Now().Add(time.Minute))
 		require.NoError(t, err)
-		assert.EqualValues(t, 8, n)
+		assert.EqualValues(t, 10, n)
 	})
 }
