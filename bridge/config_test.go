@@ -75,6 +75,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative debounce", func(c *Config) { c.Presence.PublishDebounce = -time.Second }, "network.presence.publish_debounce"},
 		{"offline as busy", func(c *Config) { c.Presence.OfflineAs = sfb.AvailabilityBusy }, `network.presence.offline_as "Busy"`},
 		{"unknown reaction mode", func(c *Config) { c.Messages.Reactions = "emoji" }, `network.messages.reactions "emoji"`},
+		{"unknown group relay", func(c *Config) { c.Groups.Relay = "everyone" }, `network.groups.relay "everyone"`},
 		{"broken template", func(c *Config) { c.DisplaynameTemplate = "{{.Nope" }, "displayname_template"},
 		{"template with unknown field", func(c *Config) { c.DisplaynameTemplate = "{{.Phone}}" }, "displayname_template"},
 	}
