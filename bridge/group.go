@@ -44,10 +44,15 @@ const groupPortalPrefix = "group:"
 // every key needs a receiver: then each login has its own room.
 func (c *Client) groupPortalKey(thread string) networkid.PortalKey {
 	key := networkid.PortalKey{ID: networkid.PortalID(groupPortalPrefix + thread)}
-	if br := c.conn.br; br != nil && br.Config != nil && br.Config.SplitPortals {
+	if c.splitPortals() {
 		key.Receiver = c.loginID
 	}
 	return key
+}
+
+func (c *Client) splitPortals() bool {
+	br := c.conn.br
+	return br != nil && br.Config != nil && br.Config.SplitPortals
 }
 
 // groupThread returns the thread ID of a group portal ID or outbox lane.
@@ -143,6 +148,11 @@ func (c *Client) groupIncoming(ctx context.Context, what, id string, conv sfb.Co
 	if !c.retryDB(ctx, "match an SfB group "+what, func() error {
 		if err := c.noteGroup(ctx, thread, conv.Subject, from); err != nil {
 			return err
+		}
+		if c.splitPortals() {
+			// Every login has a room of its own: nothing to match.
+			canonical = string(c.loginID) + "/" + id
+			return nil
 		}
 		var err error
 		canonical, err = c.conn.matchGroupCopy(ctx, c.loginID, id, thread, from, content, when)

@@ -434,3 +434,24 @@ func TestGroupFileOfferFromTwoLogins(t *testing.T) {
 	require.Len(t, msgs, 1)
 	assert.NotEqual(t, files[0].GetID(), msgs[0].GetID())
 }
+
+// With bridgev2's split portals every login has a group room of its own,
+// and each gets every message, Matrix messages of the other included.
+func TestGroupWithSplitPortals(t *testing.T) {
+	e := newTestEnv(t)
+	e.br.Config.SplitPortals = true
+	alice, client, as := e.mustLogin()
+	bob, _, bs := e.loginBob()
+	_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(e.groupPortal(client), "$s1", &event.MessageEventContent{MsgType: event.MsgText, Body: "sent from Matrix"}))
+	require.NoError(t, err)
+	e.waitEcho("$s1")
+	now := time.Now()
+	as.emit(groupMsg("a-1", carol, "hi", now))
+	bs.emit(groupMsg("b-1", carol, "hi", now))
+	bs.emit(groupMsg("b-2", "sip:alice@contoso.com", "sent from Matrix", now))
+	msgs := e.groupMessages()
+	require.Len(t, msgs, 3)
+	assert.Equal(t, networkid.PortalKey{ID: groupPortalPrefix + thread, Receiver: alice.ID}, msgs[0].GetPortalKey())
+	assert.Equal(t, networkid.PortalKey{ID: groupPortalPrefix + thread, Receiver: bob.ID}, msgs[1].GetPortalKey())
+	assert.Len(t, distinctIDs(msgs), 3)
+}
