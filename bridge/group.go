@@ -114,19 +114,6 @@ func (c *Client) retryDB(ctx context.Context, what string, fn func() error) bool
 	}
 }
 
-func (c *Client) handleGroupMessage(ctx context.Context, evt sfb.MessageReceived) {
-	meta, msgID, ok := c.groupIncoming(ctx, "message", evt.ID, evt.Conversation, evt.From, evt.Time, evt.Message)
-	if !ok {
-		return
-	}
-	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
-		EventMeta:          meta,
-		ID:                 msgID,
-		Data:               evt,
-		ConvertMessageFunc: convertSfBMessage,
-	})
-}
-
 // groupIncoming is incoming for a multi-party conversation: the group
 // portal, the sender, and the ID that every login's copy of the event
 // shares (groupdedup.go); content identifies the event's text. ok is

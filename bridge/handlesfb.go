@@ -32,11 +32,7 @@ func (c *Client) handleEvent(ctx context.Context, r *eventRouter, evt sfb.Event)
 	ctx = log.WithContext(ctx)
 	switch evt := evt.(type) {
 	case sfb.MessageReceived:
-		if evt.Conversation.Group {
-			c.handleGroupMessage(ctx, evt)
-		} else {
-			c.handleMessage(ctx, evt)
-		}
+		c.handleMessage(ctx, evt)
 	case sfb.TypingChanged:
 		c.handleTyping(ctx, evt)
 	case sfb.FileOffered:
@@ -131,7 +127,7 @@ func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb
 }
 
 func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
-	meta, msgID, ok := c.incoming(ctx, "message", evt.ID, evt.Conversation, evt.From, evt.Time, evt.Message.Text)
+	meta, msgID, ok := c.incoming(ctx, "message", evt.ID, evt.Conversation, evt.From, evt.Time, evt.Message)
 	if !ok {
 		return
 	}
@@ -147,12 +143,16 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 // portal of the conversation, the sender, and the ID that deduplicates
 // it. An event without an ID gets one derived from its sender, time and
 // content (its text, or what names the file). ok is false, and the
-// reason logged, when the event has no sender or no peer.
-func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content string) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
+// reason logged, when the event has no sender or no peer. Events of a
+// multi-party conversation go to groupIncoming.
+func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content sfb.Message) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
 	if conv.Group {
-		// What it is belongs to its fingerprint: a file is not the same
-		// as a message whose text names it.
-		return c.groupIncoming(ctx, what, id, conv, fromPerson, when, sfb.Message{Text: what + ": " + content})
+		if what != "message" {
+			// What it is belongs to its fingerprint: a file is not the
+			// same as a message whose text names it.
+			content = sfb.Message{Text: what + ": " + content.Text}
+		}
+		return c.groupIncoming(ctx, what, id, conv, fromPerson, when, content)
 	}
 	log := zerolog.Ctx(ctx)
 	from := fromPerson.URI
@@ -170,7 +170,7 @@ func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Convers
 		log.Warn().Str("from", from.Address()).Msg("Dropping SfB " + what + " without a peer")
 		return meta, "", false
 	}
-	id = eventIDOf(ctx, what, id, from, when, content)
+	id = eventIDOf(ctx, what, id, from, when, content.Text)
 	if e := c.conn.presence; e != nil {
 		e.sawPeer(ctx, c, peer)
 	}
