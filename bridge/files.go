@@ -61,7 +61,7 @@ func (c *Connector) maxIncomingFileSize() int64 {
 // convertSfBFile). Like a message, it is deduplicated by its ID.
 func (c *Client) handleFileOffered(ctx context.Context, evt sfb.FileOffered) {
 	meta, id, ok := c.incoming(ctx, "file offer", evt.ID, evt.Conversation, evt.From, evt.Time,
-		sfb.Message{Text: evt.File.Name + "\x00" + strconv.FormatInt(evt.File.Size, 10)})
+		evt.File.Name+"\x00"+strconv.FormatInt(evt.File.Size, 10))
 	if !ok {
 		return
 	}

@@ -127,7 +127,14 @@ func (c *Client) handleSessionEnded(ctx context.Context, r *eventRouter, evt sfb
 }
 
 func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
-	meta, msgID, ok := c.incoming(ctx, "message", evt.ID, evt.Conversation, evt.From, evt.Time, evt.Message)
+	var meta simplevent.EventMeta
+	var msgID networkid.MessageID
+	var ok bool
+	if evt.Conversation.Group {
+		meta, msgID, ok = c.groupIncoming(ctx, "message", evt.ID, evt.Conversation, evt.From, evt.Time, evt.Message)
+	} else {
+		meta, msgID, ok = c.incoming(ctx, "message", evt.ID, evt.Conversation, evt.From, evt.Time, evt.Message.Text)
+	}
 	if !ok {
 		return
 	}
@@ -145,14 +152,11 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 // content (its text, or what names the file). ok is false, and the
 // reason logged, when the event has no sender or no peer. Events of a
 // multi-party conversation go to groupIncoming.
-func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content sfb.Message) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
+func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Conversation, fromPerson sfb.Person, when time.Time, content string) (meta simplevent.EventMeta, msgID networkid.MessageID, ok bool) {
 	if conv.Group {
-		if what != "message" {
-			// What it is belongs to its fingerprint: a file is not the
-			// same as a message whose text names it.
-			content = sfb.Message{Text: what + ": " + content.Text}
-		}
-		return c.groupIncoming(ctx, what, id, conv, fromPerson, when, content)
+		// What it is belongs to its fingerprint: a file is not the same
+		// as a message whose text names it.
+		return c.groupIncoming(ctx, what, id, conv, fromPerson, when, sfb.Message{Text: what + ": " + content})
 	}
 	log := zerolog.Ctx(ctx)
 	from := fromPerson.URI
@@ -170,7 +174,7 @@ func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Convers
 		log.Warn().Str("from", from.Address()).Msg("Dropping SfB " + what + " without a peer")
 		return meta, "", false
 	}
-	id = eventIDOf(ctx, what, id, from, when, content.Text)
+	id = eventIDOf(ctx, what, id, from, when, content)
 	if e := c.conn.presence; e != nil {
 		e.sawPeer(ctx, c, peer)
 	}
