@@ -71,11 +71,21 @@ func NewAuth(secret string, isAdmin func(id.UserID) bool, whoami Whoami) *Auth {
 
 // authenticate returns who made the request, or false.
 func (a *Auth) authenticate(r *http.Request) (migration.Actor, bool) {
-	from := remoteHost(r)
 	token, ok := bearer(r)
 	if !ok {
 		return migration.Actor{}, false
 	}
+	return a.Credential(r, token)
+}
+
+// Credential returns whose credential (the shared secret or an access
+// token) came with r some other way than the Authorization header, such as
+// the dashboard's login form or session, or false.
+func (a *Auth) Credential(r *http.Request, token string) (migration.Actor, bool) {
+	if token == "" {
+		return migration.Actor{}, false
+	}
+	from := remoteHost(r)
 	hash := sha256.Sum256([]byte(token))
 	// Hashing first makes the comparison's time independent of the
 	// secret's length too.
