@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/dashboard"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/migrationapi"
 )
 
@@ -29,6 +30,25 @@ func serveMigrationAPI(m *mxmain.BridgeMain) {
 		return m.Bridge.Config.Permissions.Get(user).Admin
 	}, homeserverWhoami(m.Config.Homeserver.Address, m.Matrix.AS.HTTPClient))
 	migrationapi.New(conn.Migration, auth, log).Register(m.Matrix.AS.Router)
+	serveDashboard(m, conn, auth)
+}
+
+// serveDashboard adds the migration team's page beside the API, behind the
+// same authentication.
+func serveDashboard(m *mxmain.BridgeMain, conn *bridge.Connector, auth *migrationapi.Auth) {
+	log := m.Log.With().Str("component", "dashboard").Logger()
+	// Until the metrics package counts messages, the page shows the
+	// presence updates the bridge writes and says messages are not counted.
+	activity := dashboard.NewSampler(func() dashboard.Totals {
+		return dashboard.Totals{PresenceUpdates: conn.PresenceStats().Writes}
+	}, 60)
+	d, err := dashboard.New(dashboard.Options{Service: conn.Migration, Auth: auth, Activity: activity, Log: log})
+	if err != nil {
+		log.Error().Err(err).Msg("Dashboard not served")
+		return
+	}
+	go activity.Run(context.Background())
+	d.Register(m.Matrix.AS.Router)
 }
 
 // homeserverWhoami asks the homeserver whose access token a request
