@@ -246,7 +246,7 @@ type filter struct {
 	Status string
 }
 
-func (f filter) query() string {
+func (f filter) Query() string {
 	v := url.Values{}
 	if f.Text != "" {
 		v.Set("q", f.Text)
