@@ -362,7 +362,10 @@ func (d *Dashboard) liveData(r *http.Request, lang string, f filter) liveData {
 }
 
 func relativeDays(t translator, now, start time.Time) string {
-	day := func(x time.Time) time.Time { y, m, d := x.UTC().Date(); return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+	day := func(x time.Time) time.Time {
+		y, m, d := x.UTC().Date()
+		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	}
 	days := int(day(start).Sub(day(now)).Hours() / 24)
 	switch {
 	case days > 0:
