@@ -33,7 +33,7 @@ N         ?=
 BENCHOUT  ?= bench-results
 BENCHFLAGS ?=
 
-.PHONY: all build demo demo-check bench test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres clean
+.PHONY: all build demo demo-check bench test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres chromium clean
 
 all: build
 
@@ -48,6 +48,11 @@ synapse-venv:
 
 postgres:
 	@bash scripts/ensure-postgres.sh
+
+# Debian's chromium, for the dashboard's browser test; installed by the
+# script when missing, never downloaded by a Go tool.
+chromium:
+	@bash scripts/ensure-chromium.sh >/dev/null
 
 demo: build synapse-venv
 	SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" $(BIN)/sfb-demo -bridge $(BIN)/sfb-matrix-bridge $(DEMOFLAGS)
@@ -68,10 +73,10 @@ vet:
 # database or UCWA reference that is missing a failure rather than a skip).
 # The results go through scripts/testsummary, which ends with every skipped
 # test and its reason; under CI=true a skipped test fails the run.
-unit: synapse-venv postgres
+unit: synapse-venv postgres chromium
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
-	SFB_E2E=1 SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" \
+	SFB_E2E=1 SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" SFB_CHROMIUM="$$(bash scripts/ensure-chromium.sh)" \
 		$(GO) test -json $(GOFLAGS_T) $(RACE) -count=1 -timeout $(TESTTIMEOUT) ./... 2>&1 | $(BIN)/testsummary $(SUMMARYFLAGS)
 
 fuzz:
