@@ -37,12 +37,19 @@ type eventRouter struct {
 func newEventRouter() *eventRouter { return &eventRouter{settled: make(chan struct{})} }
 
 func (r *eventRouter) handle(ctx context.Context, evt sfb.Event) {
+	// A settled router delivers even when ctx has ended: a session
+	// reports its end (SessionEnded) with its context already cancelled,
+	// and a select over both would drop that report half of the time.
 	select {
 	case <-r.settled:
-	case <-ctx.Done():
-		// The session is ending; it acknowledges nothing more.
-		zerolog.Ctx(ctx).Debug().Type("event_type", evt).Msg("Session ended before its login completed, event left to the server")
-		return
+	default:
+		select {
+		case <-r.settled:
+		case <-ctx.Done():
+			// The session is ending; it acknowledges nothing more.
+			zerolog.Ctx(ctx).Debug().Type("event_type", evt).Msg("Session ended before its login completed, event left to the server")
+			return
+		}
 	}
 	r.mu.Lock()
 	c, detached := r.client, r.detached
