@@ -91,10 +91,16 @@ func TestDashboardInChromium(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "Anmelden", loginTitle, "German by default and by the switch")
 	require.NoError(t, chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.ID("credential"), secret),
+		chromedp.SetValue(chromedp.ID("credential"), secret),
 		chromedp.Submit(chromedp.ID("credential")),
-		chromedp.WaitVisible(chromedp.ID("waves")),
 	))
+	waitCtx, cancelWait := context.WithTimeout(ctx, 20*time.Second)
+	err = chromedp.Do(waitCtx, chromedp.WaitVisible(chromedp.ID("waves")))
+	cancelWait()
+	if err != nil {
+		shown, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+		t.Fatalf("the page after signing in has no waves (%v):\n%s", err, shown)
+	}
 
 	text := func(selector string) (string, error) {
 		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(selector)))
@@ -116,6 +122,8 @@ func TestDashboardInChromium(t *testing.T) {
 	person := `#people tr[data-person="dashbroken@contoso.com"] `
 	assert.Contains(t, cell(person+"td.status"), "Fehler")
 	assert.Contains(t, cell(person+"td.error"), "sfb-bad-credentials")
+	assert.Contains(t, cell(`#logins-in-error tr[data-error-person="dashbroken@contoso.com"] td.error`), "sfb-bad-credentials",
+		"among the bridge's errors")
 
 	// A mode change through the API shows on the open page, which must
 	// not reload for it: the marker set now would be gone.

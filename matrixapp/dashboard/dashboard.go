@@ -124,7 +124,9 @@ func headers(h http.Handler) http.Handler {
 		hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("Referrer-Policy", "no-referrer")
+		// Not no-referrer: with it browsers send "Origin: null" with the
+		// forms, which sameOrigin must refuse.
+		hd.Set("Referrer-Policy", "same-origin")
 		h.ServeHTTP(w, r)
 	})
 }
@@ -295,8 +297,11 @@ type liveData struct {
 	People   []migration.PersonView
 	Total    int
 	Minutes  []Minute
-	Errors   []database.AuditEvent
-	Audit    []database.AuditEvent
+	// InError are the logins in error now, Errors the newest error
+	// entries of the audit log.
+	InError []migration.PersonView
+	Errors  []database.AuditEvent
+	Audit   []database.AuditEvent
 }
 
 type auditTable struct {
@@ -345,6 +350,11 @@ func (d *Dashboard) liveData(r *http.Request, lang string, f filter) liveData {
 	data.People, data.Total, err = svc.People(ctx, migration.PeopleQuery{Text: f.Text, Status: migration.LoginStatus(f.Status), Limit: maxPeopleShown})
 	if err != nil {
 		d.opts.Log.Error().Err(err).Msg("Dashboard could not read the people")
+		data.Failed = true
+	}
+	data.InError, _, err = svc.People(ctx, migration.PeopleQuery{Status: migration.LoginError, Limit: errorsShown})
+	if err != nil {
+		d.opts.Log.Error().Err(err).Msg("Dashboard could not read the logins in error")
 		data.Failed = true
 	}
 	events, err := svc.Audit(ctx, "", database.MaxAuditList/10)

@@ -224,6 +224,7 @@ func TestPageShowsWavesPeopleErrorsAndAudit(t *testing.T) {
 	bob := regexp.MustCompile(`(?s)<tr data-person="bob@contoso.com"[^>]*>.*?</tr>`).FindString(body)
 	assert.Contains(t, bob, "sfb-password-wrong: The password was refused")
 	assert.Contains(t, bob, "Fehler")
+	assert.Regexp(t, `(?s)<table id="logins-in-error">.*data-error-person="bob@contoso.com".*</table>`, body)
 	assert.Contains(t, body, `<table id="errors">`)
 	assert.Contains(t, body, "relogin_required")
 	assert.Contains(t, body, "import", "the audit log")
@@ -364,4 +365,14 @@ func TestSamplerKeepsPerMinuteDifferences(t *testing.T) {
 	assert.Equal(t, []uint64{60, 1}, []uint64{got[0].PresenceUpdates, got[1].PresenceUpdates})
 	assert.Equal(t, time.Date(2026, 12, 2, 9, 2, 0, 0, time.UTC), got[1].Start)
 	assert.False(t, got[1].MessagesCounted)
+}
+
+func TestEveryTextInEveryLanguage(t *testing.T) {
+	for _, lang := range languages {
+		for _, other := range languages {
+			for key := range words[other] {
+				assert.Contains(t, words[lang], key, "%s lacks %q", lang, key)
+			}
+		}
+	}
 }
