@@ -41,6 +41,9 @@ const (
 	auditShown     = 50
 	errorsShown    = 20
 	minutesShown   = 10
+	// auditRead is how many audit entries a refresh reads to find the
+	// newest errors among them.
+	auditRead = 200
 )
 
 //go:embed templates static
@@ -357,7 +360,7 @@ func (d *Dashboard) liveData(r *http.Request, lang string, f filter) liveData {
 		d.opts.Log.Error().Err(err).Msg("Dashboard could not read the logins in error")
 		data.Failed = true
 	}
-	events, err := svc.Audit(ctx, "", database.MaxAuditList/10)
+	events, err := svc.Audit(ctx, "", auditRead)
 	if err != nil {
 		d.opts.Log.Error().Err(err).Msg("Dashboard could not read the audit log")
 		data.Failed = true
