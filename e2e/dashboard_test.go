@@ -46,8 +46,9 @@ func chromium(t *testing.T) string {
 // with their counts and a person whose login is in error; a mode change
 // made through the API appears without reloading the page.
 func TestDashboardInChromium(t *testing.T) {
-	env := setup(t)
+	// The browser first: a missing one fails (CI) or skips at once.
 	browser := chromium(t)
+	env := setup(t)
 
 	// One person signed in whose password is then changed on the SfB side:
 	// the bridge's next sign-in is refused and the login is in error.
