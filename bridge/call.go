@@ -26,10 +26,12 @@ import (
 // up:
 //
 //   - Global (declined on all of the user's endpoints) when the user
-//     publishes presence from Matrix (network.presence.publish or
-//     `presence-publish on`): that is the bridge's sign that they left
-//     their SfB client, so nothing else would answer, and the caller
-//     should hear at once that the call will not be taken there.
+//     publishes presence from Matrix (their mode is matrix_only, or
+//     network.presence.publish or `presence-publish on`): that is the
+//     bridge's sign that they left their SfB client, so nothing else
+//     would answer, and the caller should hear at once that the call will
+//     not be taken there. The reason is chosen per call, so a mode change
+//     counts from the next call on.
 //   - Local (declined on the bridge's endpoint only) otherwise: the user
 //     may still have their SfB client running (coexistence), which keeps
 //     ringing and can take the call.
@@ -50,7 +52,7 @@ func callMessageID(kind, callID string) networkid.MessageID {
 
 // declineReason is how the bridge's endpoint declines calls (see above).
 func (c *Client) declineReason() sfb.CallDeclineReason {
-	if publishSetting(c.login, c.conn.Config.Presence) {
+	if c.conn.publishesPresence(c.login) {
 		return sfb.CallDeclineGlobal
 	}
 	return sfb.CallDeclineLocal

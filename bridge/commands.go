@@ -8,10 +8,13 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 )
 
 // commandPresencePublish turns publishing of a login's Matrix presence on
-// SfB on or off, until migration modes decide it.
+// SfB on or off, while the migration mode leaves it to the user (in
+// matrix_only the bridge always publishes; modes.go).
 var commandPresencePublish = &commands.FullHandler{
 	Name: "presence-publish",
 	Help: commands.HelpMeta{
@@ -72,6 +75,9 @@ func (c *Connector) describePublish(login *bridgev2.UserLogin) string {
 	if meta, ok := login.Metadata.(*LoginMetadata); ok && meta.PublishPresence != nil {
 		source = "your setting"
 	}
+	if c.modeOf(login.ID) == migration.MatrixOnly {
+		on, source = true, "you have moved to Matrix, so this setting counts only if you move back"
+	}
 	if on {
 		return fmt.Sprintf("Your Matrix presence is shown on Skype for Business as %s (%s).", login.RemoteName, source)
 	}
@@ -92,7 +98,7 @@ func (c *Connector) setPublishPresence(ctx context.Context, login *bridgev2.User
 	}
 	if c.presence != nil {
 		if client, ok := login.Client.(*Client); ok {
-			c.presence.setPublish(client, publishSetting(login, c.Config.Presence))
+			c.presence.setPublish(client, c.publishesPresence(login))
 		}
 	}
 	return nil

@@ -140,6 +140,19 @@ type MigrationConfig struct {
 	// PollInterval is how often the mode tables are read for changes
 	// made by another process.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// Announcements configures the bridge bot's messages to people whose
+	// wave started (waveannounce.go).
+	Announcements AnnouncementsConfig `yaml:"announcements"`
+}
+
+// AnnouncementsConfig says whether and how often the bridge bot tells
+// people whose wave started how to sign in.
+type AnnouncementsConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// ReminderInterval is the time between the announcement and each
+	// reminder; MaxReminders how many reminders at most (0: none).
+	ReminderInterval time.Duration `yaml:"reminder_interval"`
+	MaxReminders     int           `yaml:"max_reminders"`
 }
 
 // defaultConfig holds the values an option takes when the configuration
@@ -159,7 +172,10 @@ func defaultConfig() Config {
 		},
 		Media:     MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
 		Messages:  MessagesConfig{Reactions: ReactionsAsMessages},
-		Migration: MigrationConfig{PollInterval: migration.DefaultPollInterval},
+		Migration: MigrationConfig{
+			PollInterval:  migration.DefaultPollInterval,
+			Announcements: AnnouncementsConfig{Enabled: true, ReminderInterval: 48 * time.Hour, MaxReminders: 3},
+		},
 		Meetings:  defaultMeetingsConfig(),
 		Groups:    GroupsConfig{Relay: GroupRelayCreator},
 	}
@@ -224,6 +240,9 @@ func (c *Config) Validate() error {
 	}
 	if p := c.Migration.PollInterval; p < time.Second || p > time.Minute {
 		return fmt.Errorf("network.migration.poll_interval %s: must be between 1s and 1m, since a mode change must take effect within a minute", p)
+	}
+	if a := c.Migration.Announcements; a.ReminderInterval < time.Minute || a.MaxReminders < 0 || a.MaxReminders > 20 {
+		return fmt.Errorf("network.migration.announcements: reminder_interval %s must be at least 1m and max_reminders %d between 0 and 20", a.ReminderInterval, a.MaxReminders)
 	}
 	if err := c.Meetings.validate(); err != nil {
 		return err
@@ -383,6 +402,9 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "media", "link_lifetime")
 	helper.Copy(up.Int, "media", "max_file_size")
 	helper.Copy(up.Str, "migration", "poll_interval")
+	helper.Copy(up.Bool, "migration", "announcements", "enabled")
+	helper.Copy(up.Str, "migration", "announcements", "reminder_interval")
+	helper.Copy(up.Int, "migration", "announcements", "max_reminders")
 	upgradeMeetingsConfig(helper)
 	helper.Copy(up.Str, "messages", "reactions")
 	helper.Copy(up.Str, "groups", "relay")

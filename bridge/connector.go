@@ -108,6 +108,9 @@ type Connector struct {
 	// modes holds the migration modes and waves (migrationmodes.go); set
 	// by Start, read by the API's handlers.
 	modes atomic.Pointer[migration.Service]
+	// announcer tells people whose wave started how to sign in
+	// (waveannounce.go); set in Start.
+	announcer *announcer
 }
 
 var (

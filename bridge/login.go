@@ -322,7 +322,7 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 	return &bridgev2.LoginStep{
 		Type:         bridgev2.LoginStepTypeComplete,
 		StepID:       "net.sfb.complete",
-		Instructions: fmt.Sprintf("Logged in to Skype for Business as %s (%s).", remoteName, uri.Address()),
+		Instructions: fmt.Sprintf("Logged in to Skype for Business as %s (%s). %s", remoteName, uri.Address(), c.signInNote(loginID)),
 		CompleteParams: &bridgev2.LoginCompleteParams{
 			UserLoginID: ul.ID,
 			UserLogin:   ul,

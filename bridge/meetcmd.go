@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/jitsi"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -102,6 +103,9 @@ func (c *Connector) meet(ctx context.Context, cmd meetCommand) (string, error) {
 func (c *Connector) meetInSfB(ctx context.Context, client *Client, peer sfb.URI, cmd meetCommand, name string, source *event.Event) (string, error) {
 	if !c.Config.Meetings.SfBMeetings {
 		return "This bridge does not create Skype for Business meetings (network.meetings.sfb_meetings is off). Use `meet` without --sfb for a Jitsi meeting.", nil
+	}
+	if c.modeOf(client.loginID) == migration.MatrixOnly {
+		return "You have moved to Matrix, so new meetings are Jitsi meetings. Use `meet` without --sfb.", nil
 	}
 	session := client.waitSession(ctx, c.sessionWait)
 	if session == nil {

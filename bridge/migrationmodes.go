@@ -12,17 +12,22 @@ import (
 
 // startMigration loads the migration modes before any login starts, and
 // keeps reading them for changes, so that a change made through any bridge
-// process is seen here within network.migration.poll_interval.
+// process is seen here within network.migration.poll_interval and applied
+// to running logins (modes.go); it starts the wave announcements.
 func (c *Connector) startMigration(ctx context.Context, db *database.DB) {
+	c.announcer = newAnnouncer(c, db)
 	modes := migration.New(db, c.log, migration.Options{
-		PollInterval: c.Config.Migration.PollInterval,
-		Logins:       c.migrationLogin,
+		PollInterval:  c.Config.Migration.PollInterval,
+		Logins:        c.migrationLogin,
+		Announcements: c.announcer.view,
 	})
 	if err := modes.Refresh(ctx); err != nil {
 		c.log.Warn().Err(err).Msg("Could not read migration modes at start; everyone has the default mode until they are read")
 	}
 	c.modes.Store(modes)
+	c.watchModes(modes)
 	go modes.Run(c.backgroundCtx())
+	go c.announcer.run(c.backgroundCtx(), c.Config.Migration.PollInterval)
 }
 
 // Migration returns the migration modes and waves; nil before Start.

@@ -57,8 +57,9 @@ type presenceEngine struct {
 	// has not been heard of and counts as present, so that a restart
 	// does not let ghosts decay until every user sent presence.
 	present map[id.UserID]pubState
-	// publish: login -> whether it publishes (the login's option, read
-	// once; the presence-publish command changes it here too).
+	// publish: login -> whether it publishes (publishesPresence, read
+	// once; the presence-publish command and mode changes change it here
+	// too).
 	publish    map[networkid.UserLoginID]bool
 	publishers map[networkid.UserLoginID]*publisher
 	activity   map[networkid.UserLoginID]time.Time
@@ -153,7 +154,7 @@ func (e *presenceEngine) noteUser(c *Client) {
 	defer e.mu.Unlock()
 	e.users[c.loginID] = c.login.UserMXID
 	if _, set := e.publish[c.loginID]; !set {
-		e.publish[c.loginID] = publishSetting(c.login, e.cfg)
+		e.publish[c.loginID] = e.conn.publishesPresence(c.login)
 	}
 }
 

@@ -89,17 +89,19 @@ type Actor struct {
 
 // Options configure a Service.
 type Options struct {
-	PollInterval time.Duration // DefaultPollInterval when zero
-	Logins       LoginsFunc    // nil: every person counts as not signed in
+	PollInterval  time.Duration     // DefaultPollInterval when zero
+	Logins        LoginsFunc        // nil: every person counts as not signed in
+	Announcements AnnouncementsFunc // nil: nobody was told anything
 }
 
 // Service keeps the mode tables in memory, resolves modes, and makes the
 // migration team's changes.
 type Service struct {
-	db     *database.DB
-	log    zerolog.Logger
-	poll   time.Duration
-	logins LoginsFunc
+	db        *database.DB
+	log       zerolog.Logger
+	poll      time.Duration
+	logins    LoginsFunc
+	announced AnnouncementsFunc
 
 	// refreshMu serialises reading the tables, so that batches of
 	// changes go out in order.
@@ -120,9 +122,12 @@ func New(db *database.DB, log zerolog.Logger, opts Options) *Service {
 	if opts.Logins == nil {
 		opts.Logins = func(string) Login { return Login{Status: LoginNone} }
 	}
+	if opts.Announcements == nil {
+		opts.Announcements = func(string, string) *Announced { return nil }
+	}
 	return &Service{
 		db: db, log: log.With().Str("component", "migration").Logger(),
-		poll: opts.PollInterval, logins: opts.Logins,
+		poll: opts.PollInterval, logins: opts.Logins, announced: opts.Announcements,
 		snap: emptySnapshot(), subs: map[int]*subscriber{},
 	}
 }

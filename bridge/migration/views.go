@@ -65,12 +65,18 @@ type PersonView struct {
 	Assigned  bool       `json:"assigned"`
 	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 	Login     Login      `json:"login"`
+	// Announcement is what the bridge bot told them when their wave
+	// started; nil before.
+	Announcement *Announced `json:"announcement,omitempty"`
 }
 
 // WaveDetail is a wave with every person in it.
 type WaveDetail struct {
 	WaveSummary
 	People []PersonView `json:"people"`
+	// NotSignedIn lists the addresses of the people without a bridge
+	// login, whom the team may have to help.
+	NotSignedIn []string `json:"not_signed_in"`
 }
 
 // Overview is every wave plus the people in none.
@@ -124,7 +130,7 @@ func (s *Service) Wave(ctx context.Context, name string) (*WaveDetail, error) {
 	if _, ok := snap.waves[name]; !ok {
 		return nil, fmt.Errorf("there is no wave %q: %w", name, ErrNotFound)
 	}
-	d := &WaveDetail{WaveSummary: *s.summary(snap, name), People: []PersonView{}}
+	d := &WaveDetail{WaveSummary: *s.summary(snap, name), People: []PersonView{}, NotSignedIn: []string{}}
 	for address, p := range snap.people {
 		if p.Wave != name {
 			continue
@@ -134,6 +140,11 @@ func (s *Service) Wave(ctx context.Context, name string) (*WaveDetail, error) {
 		d.People = append(d.People, view)
 	}
 	sort.Slice(d.People, func(i, j int) bool { return d.People[i].Address < d.People[j].Address })
+	for _, p := range d.People {
+		if p.Login.Status == LoginNone {
+			d.NotSignedIn = append(d.NotSignedIn, p.Address)
+		}
+	}
 	return d, nil
 }
 
@@ -165,6 +176,9 @@ func (s *Service) view(snap *snapshot, address string) PersonView {
 	v.Wave = p.Wave
 	v.OwnMode = Mode(p.Mode)
 	v.Mode, v.Source = snap.resolve(p)
+	if p.Wave != "" {
+		v.Announcement = s.announced(address, p.Wave)
+	}
 	updated := p.UpdatedAt.UTC()
 	v.UpdatedAt = &updated
 	return v
