@@ -41,6 +41,10 @@ type Client struct {
 	log     zerolog.Logger
 
 	loggedIn atomic.Bool
+	// lastState is the bridge state the connector last sent, for the
+	// migration team's counts: bridgev2's own copy (GetPrev) is written
+	// by its queue without a lock.
+	lastState atomic.Pointer[status.BridgeState]
 
 	mu sync.Mutex
 	// session and router are the current SfB session and its event
@@ -275,6 +279,7 @@ func (c *Client) queue(evt bridgev2.RemoteEvent) {
 }
 
 func (c *Client) sendState(state status.BridgeState) {
+	c.lastState.Store(&state)
 	c.login.BridgeState.Send(state)
 }
 

@@ -41,10 +41,18 @@ func (c *Connector) migrationLogin(address string) migration.Login {
 		return migration.Login{Status: migration.LoginNone}
 	}
 	login := c.br.GetCachedUserLoginByID(networkid.UserLoginID(address))
-	if login == nil || login.BridgeState == nil {
+	if login == nil {
 		return migration.Login{Status: migration.LoginNone}
 	}
-	return loginSummary(login.BridgeState.GetPrev())
+	client, ok := login.Client.(*Client)
+	if !ok {
+		return migration.Login{Status: migration.LoginNone}
+	}
+	state := client.lastState.Load()
+	if state == nil {
+		return migration.Login{Status: migration.LoginConnecting}
+	}
+	return loginSummary(*state)
 }
 
 func loginSummary(state status.BridgeState) migration.Login {

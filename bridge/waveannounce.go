@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -170,7 +171,9 @@ func (a *announcer) round(ctx context.Context) error {
 		if !row.SignedIn.IsZero() {
 			continue // signed in once: no more reminders, even after a logout
 		}
-		if a.conn.migrationLogin(m.Address).Status != migration.LoginNone {
+		// Only whether a login exists: its bridge state (migrationLogin)
+		// is written by bridgev2 without a lock.
+		if a.conn.br.GetCachedUserLoginByID(networkid.UserLoginID(m.Address)) != nil {
 			if err := a.db.AnnouncementSignedIn(ctx, m.Address, m.Wave, string(m.MatrixUser), now); err != nil {
 				return err
 			}
