@@ -21,7 +21,7 @@ import (
 
 // LatestVersion is the schema version Upgrade brings the tables to: the
 // number of the newest file in migrations/<dialect>/.
-const LatestVersion uint = 7
+const LatestVersion uint = 8
 
 //go:embed migrations/postgres/*.sql migrations/sqlite3/*.sql
 var migrations embed.FS
