@@ -373,12 +373,15 @@ const maxPeopleShown = 50
 func formatWave(d *migration.WaveDetail) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s**: %s, mode %s\n\n%s\n\n", d.Name, formatStart(d.PlannedStart), modeName(d.Mode), capitalise(formatCounts(d.Counts)))
+	if len(d.NotSignedIn) > 0 {
+		fmt.Fprintf(&b, "Not signed in yet: %d\n\n", len(d.NotSignedIn))
+	}
 	for i, p := range d.People {
 		if i == maxPeopleShown {
 			fmt.Fprintf(&b, "- … and %d more (the API lists every person)\n", len(d.People)-maxPeopleShown)
 			break
 		}
-		fmt.Fprintf(&b, "- `%s` (%s): %s (%s), login %s%s\n", p.Address, p.MatrixUser, p.Mode, sourceText(&p), p.Login.Status, errorText(p.Login))
+		fmt.Fprintf(&b, "- `%s` (%s): %s (%s), login %s%s%s\n", p.Address, p.MatrixUser, p.Mode, sourceText(&p), p.Login.Status, errorText(p.Login), announcedText(p.Announcement))
 	}
 	return b.String()
 }
@@ -413,6 +416,27 @@ func sourceText(p *migration.PersonView) string {
 	default:
 		return "the default"
 	}
+}
+
+// announcedText sums up what the bot told a person when their wave
+// started; empty before.
+func announcedText(a *migration.Announced) string {
+	switch {
+	case a == nil:
+		return ""
+	case a.FirstSent == nil && a.SignedIn != nil:
+		return ", signed in before being told"
+	case a.FirstSent == nil:
+		return ""
+	}
+	told := ", told " + a.FirstSent.UTC().Format("2006-01-02 15:04 MST")
+	if a.Reminders > 0 {
+		told += fmt.Sprintf(" (%s)", plural(a.Reminders, "reminder", "reminders"))
+	}
+	if a.SignedIn != nil {
+		told += ", signed in " + a.SignedIn.UTC().Format("2006-01-02 15:04 MST")
+	}
+	return told
 }
 
 func errorText(l migration.Login) string {

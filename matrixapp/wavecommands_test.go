@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -184,4 +185,27 @@ func TestMigrationCommandsAnswerUsefully(t *testing.T) {
 		assert.Contains(t, r.run(mgmt, "$x", "", msg), want, msg)
 	}
 	assert.Contains(t, r.run("!elsewhere:example.org", "$x", "", "wave list"), "Use this command in your management room")
+}
+
+// `wave show` tells the team who was told, reminded and signed in.
+func TestWaveShowSaysWhoWasToldAndWhoSignedIn(t *testing.T) {
+	sent := time.Date(2027, 3, 1, 7, 0, 4, 0, time.UTC)
+	in := sent.Add(26 * time.Hour)
+	d := &migration.WaveDetail{
+		WaveSummary: migration.WaveSummary{Name: "Welle 1", PlannedStart: &sent, Counts: migration.Counts{ByMode: map[migration.Mode]int{}}},
+		People: []migration.PersonView{
+			{Address: "anna@contoso.com", Mode: migration.Coexistence, Login: migration.Login{Status: migration.LoginNone},
+				Announcement: &migration.Announced{FirstSent: &sent, LastSent: &in, Reminders: 2}},
+			{Address: "ben@contoso.com", Mode: migration.Coexistence, Login: migration.Login{Status: migration.LoginConnected},
+				Announcement: &migration.Announced{FirstSent: &sent, SignedIn: &in}},
+			{Address: "carla@contoso.com", Mode: migration.Coexistence, Login: migration.Login{Status: migration.LoginConnected},
+				Announcement: &migration.Announced{SignedIn: &sent}},
+		},
+		NotSignedIn: []string{"anna@contoso.com"},
+	}
+	out := formatWave(d)
+	assert.Contains(t, out, "Not signed in yet: 1")
+	assert.Contains(t, out, "`anna@contoso.com` (): coexistence (the default), login none, told 2027-03-01 07:00 UTC (2 reminders)\n")
+	assert.Contains(t, out, "login connected, told 2027-03-01 07:00 UTC, signed in 2027-03-02 09:00 UTC\n")
+	assert.Contains(t, out, "`carla@contoso.com` (): coexistence (the default), login connected, signed in before being told\n")
 }
