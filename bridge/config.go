@@ -170,14 +170,14 @@ func defaultConfig() Config {
 			PublishDebounce: 10 * time.Second,
 			OfflineAs:       sfb.AvailabilityAway,
 		},
-		Media:     MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
-		Messages:  MessagesConfig{Reactions: ReactionsAsMessages},
+		Media:    MediaConfig{LinkLifetime: 7 * 24 * time.Hour},
+		Messages: MessagesConfig{Reactions: ReactionsAsMessages},
 		Migration: MigrationConfig{
 			PollInterval:  migration.DefaultPollInterval,
 			Announcements: AnnouncementsConfig{Enabled: true, ReminderInterval: 48 * time.Hour, MaxReminders: 3},
 		},
-		Meetings:  defaultMeetingsConfig(),
-		Groups:    GroupsConfig{Relay: GroupRelayCreator},
+		Meetings: defaultMeetingsConfig(),
+		Groups:   GroupsConfig{Relay: GroupRelayCreator},
 	}
 }
 

@@ -76,6 +76,8 @@ func TestConfigValidate(t *testing.T) {
 		{"offline as busy", func(c *Config) { c.Presence.OfflineAs = sfb.AvailabilityBusy }, `network.presence.offline_as "Busy"`},
 		{"unknown reaction mode", func(c *Config) { c.Messages.Reactions = "emoji" }, `network.messages.reactions "emoji"`},
 		{"unknown group relay", func(c *Config) { c.Groups.Relay = "everyone" }, `network.groups.relay "everyone"`},
+		{"reminders every second", func(c *Config) { c.Migration.Announcements.ReminderInterval = time.Second }, "network.migration.announcements: reminder_interval 1s"},
+		{"too many reminders", func(c *Config) { c.Migration.Announcements.MaxReminders = 100 }, "max_reminders 100"},
 		{"broken template", func(c *Config) { c.DisplaynameTemplate = "{{.Nope" }, "displayname_template"},
 		{"template with unknown field", func(c *Config) { c.DisplaynameTemplate = "{{.Phone}}" }, "displayname_template"},
 	}
