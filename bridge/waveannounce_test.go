@@ -183,3 +183,21 @@ func TestWaveAnnouncementSkipsPeopleHeldBack(t *testing.T) {
 	require.NoError(t, e.conn.announcer.round(e.ctx))
 	assert.Len(t, dms.messages(), 1, "announced once no longer held back")
 }
+
+// Someone added to a wave that started is announced at the next round;
+// those told before are not told again.
+func TestWaveAnnouncementForPeopleAddedAfterTheStart(t *testing.T) {
+	e, clock, dms := announceEnv(t)
+	clock.t = clock.t.Add(time.Hour)
+	require.NoError(t, e.conn.announcer.round(e.ctx))
+	require.Len(t, dms.messages(), 1)
+
+	_, err := e.conn.Migration().Import(e.ctx, []byte("sip_address;matrix_id;wave\ncarol@contoso.com;@carol:example.org;Welle 1 – Nord\n"), false, migration.Actor{Who: "test"})
+	require.NoError(t, err)
+	clock.t = clock.t.Add(time.Minute)
+	require.NoError(t, e.conn.announcer.round(e.ctx))
+	msgs := dms.messages()
+	require.Len(t, msgs, 2)
+	assert.Equal(t, id.UserID("@carol:example.org"), msgs[1].User)
+	assert.Contains(t, msgs[1].Content.Body, "carol@contoso.com")
+}
