@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"context"
+	"time"
+
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
@@ -44,6 +47,10 @@ func (c *Connector) publishesPresence(login *bridgev2.UserLogin) bool {
 	return c.modeOf(login.ID) == migration.MatrixOnly || publishSetting(login, c.Config.Presence)
 }
 
+// presenceLookupTimeout bounds asking the homeserver for the presence of a
+// user who starts publishing.
+const presenceLookupTimeout = 10 * time.Second
+
 // watchModes applies mode changes to running logins until the bridge stops.
 func (c *Connector) watchModes(modes migration.Resolver) {
 	cancel := modes.Subscribe(c.applyModeChanges)
@@ -72,6 +79,12 @@ func (c *Connector) applyModeChanges(changes []migration.Change) {
 		client.log.Info().Str("from", string(ch.From)).Str("to", string(ch.To)).Bool("publish_presence", publish).
 			Msg("Migration mode changed; applying it to the login")
 		if c.presence != nil {
+			if publish {
+				// What to publish: usually heard since the sign-in.
+				ctx, cancel := context.WithTimeout(c.backgroundCtx(), presenceLookupTimeout)
+				c.presence.learnPresence(ctx, login.UserMXID)
+				cancel()
+			}
 			c.presence.setPublish(client, publish)
 		}
 	}
