@@ -222,4 +222,3 @@ func acceptV2(ntHash []byte, serverChallenge [8]byte, msg *AuthenticateMessage) 
 	}
 	return rc4Crypt(sessionBaseKey, msg.EncryptedRandomSessionKey), nil
 }
-
