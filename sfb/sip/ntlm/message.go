@@ -179,7 +179,7 @@ func decodeUTF16(b []byte, name string) (string, error) {
 }
 
 // NegotiateMessage is the NEGOTIATE_MESSAGE (MS-NLMP 2.2.1.1). SIP uses
-// NTLM connection-less and never sends it (MS-SIPAE 3.2.5.1.2); it is here
+// NTLM connection-less and never sends it (MS-SIPAE); it is here
 // for completeness of the message set and for the simulator's diagnostics.
 type NegotiateMessage struct {
 	Flags       Flag
