@@ -9,6 +9,7 @@ import (
 	"errors"
 	"strings"
 
+	//lint:ignore SA1019 NTLM is defined over MD4 (MS-NLMP 3.3.1): compatibility with SfB is the point.
 	"golang.org/x/crypto/md4"
 )
 
