@@ -20,9 +20,9 @@ func NTOWFv1(password string) []byte {
 	return h.Sum(nil)
 }
 
-// NTOWFv2 is the NTLMv2 response key (MS-NLMP 3.3.2): HMAC-MD5 keyed with
+// ntowfv2 is NTOWFv2, the NTLMv2 response key (MS-NLMP 3.3.2): HMAC-MD5 keyed with
 // the NT hash over the upper-cased user name and the domain as given.
-func NTOWFv2(ntHash []byte, user, domain string) []byte {
+func ntowfv2(ntHash []byte, user, domain string) []byte {
 	return hmacMD5(ntHash, encodeUTF16(strings.ToUpper(user)+domain))
 }
 
@@ -93,16 +93,16 @@ func sealKey(exportedSessionKey []byte, client bool) []byte {
 	return h[:]
 }
 
-// Keys are the four keys of an established NTLM session (MS-NLMP 3.4.5).
-type Keys struct {
+// sessionKeys are the four keys of an established NTLM session (MS-NLMP 3.4.5).
+type sessionKeys struct {
 	ClientSigning, ClientSealing []byte
 	ServerSigning, ServerSealing []byte
 }
 
-// DeriveKeys derives the signing and sealing keys from the exported session
+// deriveKeys derives the signing and sealing keys from the exported session
 // key, for NTLMv2 with extended session security and 128-bit keys.
-func DeriveKeys(exportedSessionKey []byte) Keys {
-	return Keys{
+func deriveKeys(exportedSessionKey []byte) sessionKeys {
+	return sessionKeys{
 		ClientSigning: signKey(exportedSessionKey, true),
 		ClientSealing: sealKey(exportedSessionKey, true),
 		ServerSigning: signKey(exportedSessionKey, false),
@@ -113,12 +113,12 @@ func DeriveKeys(exportedSessionKey []byte) Keys {
 // SignatureSize is the size of an NTLMSSP_MESSAGE_SIGNATURE.
 const SignatureSize = 16
 
-// MAC computes the NTLMSSP_MESSAGE_SIGNATURE of message (MS-NLMP 3.4.4.2,
+// mac computes the NTLMSSP_MESSAGE_SIGNATURE of message (MS-NLMP 3.4.4.2,
 // extended session security, key exchange negotiated) in connection-less
 // mode: the RC4 handle is not kept between messages but keyed for each one
 // with MD5(SealingKey, SeqNum) (MS-NLMP 3.4.4, "If the connection-less mode
 // is used"; pidgin-sipe's sip-sec-ntlm.c MAC() does the same for SIP).
-func MAC(signingKey, sealingKey []byte, seqNum uint32, message []byte) [SignatureSize]byte {
+func mac(signingKey, sealingKey []byte, seqNum uint32, message []byte) [SignatureSize]byte {
 	var seq [4]byte
 	binary.LittleEndian.PutUint32(seq[:], seqNum)
 	checksum := hmacMD5(signingKey, seq[:], message)[:8]
@@ -130,7 +130,7 @@ func MAC(signingKey, sealingKey []byte, seqNum uint32, message []byte) [Signatur
 	return sig
 }
 
-// macConnectionOriented is MAC in connection-oriented mode, where the RC4 handle is the one
+// macConnectionOriented is mac in connection-oriented mode, where the RC4 handle is the one
 // keyed once with the sealing key and kept across messages; it serves
 // MS-NLMP's GSS_WrapEx test vector (4.2.4.4), the only published one for a
 // signature with extended session security and key exchange.
@@ -148,9 +148,9 @@ func macConnectionOriented(signingKey []byte, handle *rc4.Cipher, seqNum uint32,
 // ErrBadSignature is returned when a message signature does not verify.
 var ErrBadSignature = errors.New("ntlm: message signature does not match")
 
-// VerifyMAC checks sig against the MAC of message, in constant time.
-func VerifyMAC(signingKey, sealingKey []byte, seqNum uint32, message, sig []byte) error {
-	want := MAC(signingKey, sealingKey, seqNum, message)
+// verifyMAC checks sig against the mac of message, in constant time.
+func verifyMAC(signingKey, sealingKey []byte, seqNum uint32, message, sig []byte) error {
+	want := mac(signingKey, sealingKey, seqNum, message)
 	if subtle.ConstantTimeCompare(want[:], sig) != 1 {
 		return ErrBadSignature
 	}

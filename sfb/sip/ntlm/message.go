@@ -45,7 +45,7 @@ const (
 	Negotiate56                       Flag = 0x80000000
 	flagsRequiredForConnectionlessSIP      = NegotiateUnicode | NegotiateNTLM | NegotiateAlwaysSign |
 		NegotiateExtendedSessionSecurity | NegotiateTargetInfo | NegotiateSign | NegotiateDatagram |
-		NegotiateKeyExchange
+		NegotiateKeyExchange | Negotiate128
 )
 
 // Has reports whether all bits of f are set.
@@ -301,26 +301,21 @@ type AuthenticateMessage struct {
 	Workstation               string
 	EncryptedRandomSessionKey []byte
 	Version                   *Version
-	MIC                       []byte // 16 bytes when present; SIP does not use it
 }
 
 // Marshal encodes the message. The payload order is that of MS-NLMP
 // 4.2.4.3: domain, user, workstation, LM, NT, session key.
 func (m *AuthenticateMessage) Marshal() []byte {
+	// No MIC: connection-less NTLM has no NEGOTIATE for it to cover, and
+	// SfB clients send none.
 	size := 64
-	if m.Version != nil || m.MIC != nil {
+	if m.Version != nil {
 		size = 72
-	}
-	if m.MIC != nil {
-		size = 88
 	}
 	p := payload{fixed: newFixed(TypeAuthenticate, size)}
 	binary.LittleEndian.PutUint32(p.fixed[60:], uint32(m.Flags))
 	if m.Version != nil {
 		copy(p.fixed[64:], m.Version.bytes())
-	}
-	if m.MIC != nil {
-		copy(p.fixed[72:], m.MIC)
 	}
 	p.put(28, encodeUTF16(m.Domain))
 	p.put(36, encodeUTF16(m.User))

@@ -56,7 +56,7 @@ func TestNTLMv2Vectors(t *testing.T) {
 	ntHash := NTOWFv1(vecPassword)
 	// MS-NLMP 4.2.2.1.2 (NTOWFv1), 4.2.4.1.1 (NTOWFv2).
 	assert.Equal(t, unhex(t, "a4f49c406510bdcab6824ee7c30fd852"), ntHash, "NTOWFv1")
-	responseKey := NTOWFv2(ntHash, vecUser, vecDomain)
+	responseKey := ntowfv2(ntHash, vecUser, vecDomain)
 	assert.Equal(t, unhex(t, "0c868a403bfd7a93a3001ef22ef02e3f"), responseKey, "NTOWFv2")
 
 	challenge, err := ParseChallenge(unhex(t, vecChallengeMessage))
@@ -110,7 +110,7 @@ func TestNTLMv2Vectors(t *testing.T) {
 
 	// MS-NLMP 4.2.4.4: keys, and GSS_WrapEx of "Plaintext" (sealed, then
 	// the signature continuing the same RC4 stream, connection-oriented).
-	keys := DeriveKeys(exported)
+	keys := deriveKeys(exported)
 	assert.Equal(t, unhex(t, "4788dc861b4782f35d43fd98fe1a2d39"), keys.ClientSigning, "client signing key")
 	assert.Equal(t, unhex(t, "59f600973cc4960a25480a7c196e4c58"), keys.ClientSealing, "client sealing key")
 	plaintext := encodeUTF16("Plaintext")
@@ -131,7 +131,7 @@ const (
 	ocAuthenticate = `4E544C4D53535000030000001800180072000000C600C6008A0000000A000A00480000000800080052000000180018005A0000001000100050010000558298620502CE0E0000000F43004F0053004D004F00550073006500720043004F0053004D004F002D004F00430053002D0052003200A1E92EFE4E078BF7C5C0049ACC6166C2D6AE875CB0FDAA418DC0C800AE76ECA606D2B9FBEBD04731010100000000000059519A1727B9CA01D6AE875CB0FDAA410000000002000A0043004F0053004D004F000100180043004F0053004D004F002D004F00430053002D00520032000400160063006F0073006D006F002E006C006F00630061006C000300300063006F0073006D006F002D006F00630073002D00720032002E0063006F0073006D006F002E006C006F00630061006C000500160063006F0073006D006F002E006C006F00630061006C00000000000000000031CB739E1CA80A498591E8AE797115E4`
 )
 
-// OCS2007R2Session returns the server's session of the recorded sign-in.
+// ocsSession returns the server's session of the recorded sign-in.
 func ocsSession(t *testing.T) *Session {
 	t.Helper()
 	challenge, err := ParseChallenge(unhex(t, ocsChallenge))

@@ -33,24 +33,24 @@ var ErrAuthenticationFailed = errors.New("ntlm: authentication failed")
 // its own direction and Verify those of the peer.
 type Session struct {
 	User, Domain string
-	keys         Keys
+	keys         sessionKeys
 	client       bool
 }
 
 // Sign computes the connection-less signature of message under seqNum.
 func (s *Session) Sign(seqNum uint32, message []byte) [SignatureSize]byte {
 	if s.client {
-		return MAC(s.keys.ClientSigning, s.keys.ClientSealing, seqNum, message)
+		return mac(s.keys.ClientSigning, s.keys.ClientSealing, seqNum, message)
 	}
-	return MAC(s.keys.ServerSigning, s.keys.ServerSealing, seqNum, message)
+	return mac(s.keys.ServerSigning, s.keys.ServerSealing, seqNum, message)
 }
 
 // Verify checks the peer's connection-less signature of message.
 func (s *Session) Verify(seqNum uint32, message, sig []byte) error {
 	if s.client {
-		return VerifyMAC(s.keys.ServerSigning, s.keys.ServerSealing, seqNum, message, sig)
+		return verifyMAC(s.keys.ServerSigning, s.keys.ServerSealing, seqNum, message, sig)
 	}
-	return VerifyMAC(s.keys.ClientSigning, s.keys.ClientSealing, seqNum, message, sig)
+	return verifyMAC(s.keys.ClientSigning, s.keys.ClientSealing, seqNum, message, sig)
 }
 
 // Client answers an SfB CHALLENGE with an AUTHENTICATE message.
@@ -113,7 +113,7 @@ func (c *Client) Authenticate(challenge []byte) ([]byte, *Session, error) {
 			serverTime = true
 		}
 	}
-	responseKey := NTOWFv2(c.NTHash, c.User, c.Domain)
+	responseKey := ntowfv2(c.NTHash, c.User, c.Domain)
 	temp := clientChallengeBlob(timestamp, clientChallenge, ch.TargetInfo)
 	lm, nt, sessionBaseKey := v2Responses(responseKey, ch.ServerChallenge, clientChallenge, temp)
 	if serverTime {
@@ -130,7 +130,7 @@ func (c *Client) Authenticate(challenge []byte) ([]byte, *Session, error) {
 		EncryptedRandomSessionKey: rc4Crypt(sessionBaseKey, exportedSessionKey),
 		Version:                   defaultVersion(),
 	}
-	return msg.Marshal(), &Session{User: c.User, Domain: c.Domain, keys: DeriveKeys(exportedSessionKey), client: true}, nil
+	return msg.Marshal(), &Session{User: c.User, Domain: c.Domain, keys: deriveKeys(exportedSessionKey), client: true}, nil
 }
 
 // Server issues CHALLENGE messages and checks AUTHENTICATE messages, the
@@ -192,7 +192,7 @@ func (s *Server) Accept(challenge *ChallengeMessage, authenticate []byte) (*Sess
 	if err != nil {
 		return nil, err
 	}
-	return &Session{User: msg.User, Domain: msg.Domain, keys: DeriveKeys(exported)}, nil
+	return &Session{User: msg.User, Domain: msg.Domain, keys: deriveKeys(exported)}, nil
 }
 
 // acceptV2 verifies the NTLMv2 proof (MS-NLMP 3.3.2, 3.2.5.1.2) and
@@ -213,7 +213,7 @@ func acceptV2(ntHash []byte, serverChallenge [8]byte, msg *AuthenticateMessage) 
 		return nil, fmt.Errorf("%w: no EncryptedRandomSessionKey (key exchange)", ErrUnsupported)
 	}
 	temp := nt[16:]
-	responseKey := NTOWFv2(ntHash, msg.User, msg.Domain)
+	responseKey := ntowfv2(ntHash, msg.User, msg.Domain)
 	var clientChallenge [8]byte
 	copy(clientChallenge[:], temp[16:24])
 	_, want, sessionBaseKey := v2Responses(responseKey, serverChallenge, clientChallenge, temp)

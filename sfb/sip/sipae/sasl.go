@@ -32,7 +32,6 @@ type Client struct {
 	ntlm    ntlm.Client
 	started bool
 	session *ntlm.Session
-	rand    io.Reader
 }
 
 // NewClient returns a client for user in domain (the NetBIOS domain or
@@ -71,7 +70,7 @@ func (c *Client) SA(challenge *Params) (*SA, error) {
 	if c.session == nil {
 		return nil, fmt.Errorf("%w: no security association before the AUTHENTICATE", ErrHandshake)
 	}
-	return newSA(c.session, true, challenge.Realm, challenge.TargetName, challenge.Opaque, challenge.Version, c.rand), nil
+	return newSA(c.session, true, challenge.Realm, challenge.TargetName, challenge.Opaque, challenge.Version, nil), nil
 }
 
 // Credentials returns the Authorization (or Proxy-Authorization)
