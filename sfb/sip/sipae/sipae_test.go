@@ -281,3 +281,66 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestConcurrentSigning(t *testing.T) {
+	srv := &ntlm.Server{NetBIOSDomain: "D", NetBIOSComputer: "FE", NTHash: func(string, string) ([]byte, bool) { return ntlm.NTOWFv1("p"), true }}
+	server := NewServer(srv)
+	client := NewClient("u", "D", "p")
+	_, ir, err := client.Start()
+	require.NoError(t, err)
+	challenge, _, err := server.Next(ir)
+	require.NoError(t, err)
+	answer, err := client.Next(challenge)
+	require.NoError(t, err)
+	_, _, err = server.Next(answer)
+	require.NoError(t, err)
+	csa, err := client.SA(&Params{Realm: Realm, TargetName: "fe", Version: ProtocolVersion})
+	require.NoError(t, err)
+	ssa, err := server.SA(Realm, "fe", "", ProtocolVersion)
+	require.NoError(t, err)
+
+	// Signed from many goroutines, each number is used once, and all of
+	// them verify in any order within the window.
+	const n = replayWindow
+	f := Fields{CallID: "c", CSeq: 1, Method: "MESSAGE", FromURI: "sip:u@d", FromTag: "1", ToURI: "sip:v@d"}
+	sigs := make([]*Params, n)
+	done := make(chan struct{})
+	for i := range sigs {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			sigs[i], _ = csa.Sign(f)
+		}()
+	}
+	for range sigs {
+		<-done
+	}
+	seen := map[uint32]bool{}
+	for i := len(sigs) - 1; i >= 0; i-- {
+		require.NotNil(t, sigs[i])
+		assert.False(t, seen[sigs[i].CNum], "cnum %d used twice", sigs[i].CNum)
+		seen[sigs[i].CNum] = true
+		assert.NoError(t, ssa.Verify(f, sigs[i]))
+	}
+	for _, s := range sigs {
+		assert.ErrorIs(t, ssa.Verify(f, s), ErrReplay)
+	}
+	// The number is signed: changing it breaks the signature.
+	next, err := csa.Sign(f)
+	require.NoError(t, err)
+	changed := *next
+	changed.CNum++
+	assert.ErrorIs(t, ssa.Verify(f, &changed), ErrBadSignature)
+}
+
+func TestReplayWindow(t *testing.T) {
+	sa := &SA{}
+	require.NoError(t, sa.accept(100))
+	assert.ErrorIs(t, sa.accept(100-replayWindow), ErrReplay, "older than the window, though unseen")
+	require.NoError(t, sa.accept(100-replayWindow+1))
+	assert.ErrorIs(t, sa.accept(100-replayWindow+1), ErrReplay)
+	require.NoError(t, sa.accept(300))
+	assert.ErrorIs(t, sa.accept(101), ErrReplay, "a jump past the window forgets nothing it should accept")
+	require.NoError(t, sa.accept(250))
+	assert.ErrorIs(t, sa.accept(250), ErrReplay)
+	assert.ErrorIs(t, sa.accept(300), ErrReplay)
+}
