@@ -339,7 +339,7 @@ func TestReplayWindow(t *testing.T) {
 	require.NoError(t, sa.accept(100-replayWindow+1))
 	assert.ErrorIs(t, sa.accept(100-replayWindow+1), ErrReplay)
 	require.NoError(t, sa.accept(300))
-	assert.ErrorIs(t, sa.accept(101), ErrReplay, "a jump past the window forgets nothing it should accept")
+	assert.ErrorIs(t, sa.accept(101), ErrReplay, "after a jump, what lies more than the window below is too old")
 	require.NoError(t, sa.accept(250))
 	assert.ErrorIs(t, sa.accept(250), ErrReplay)
 	assert.ErrorIs(t, sa.accept(300), ErrReplay)
