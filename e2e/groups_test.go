@@ -79,10 +79,10 @@ func isMembership(room id.RoomID, user id.UserID, m event.Membership) func(*even
 // the user leaving the room leaves the conversation.
 func TestGroupChatJoinsAndLeavesBothWays(t *testing.T) {
 	env := setup(t)
-	p := env.newPair(t, "gina")
-	carol := env.addSfBUser(t, "gina.carol", "Carol Gina")
-	dave := env.addSfBUser(t, "gina.dave", "Dave Gina")
-	erin := env.addSfBUser(t, "gina.erin", "Erin Gina")
+	p := env.newPair(t, "greta")
+	carol := env.addSfBUser(t, "greta.carol", "Carol Greta")
+	dave := env.addSfBUser(t, "greta.dave", "Dave Greta")
+	erin := env.addSfBUser(t, "greta.erin", "Erin Greta")
 	carolGhost, daveGhost, erinGhost := env.st.GhostID(carol.URI.Address()), env.st.GhostID(dave.URI.Address()), env.st.GhostID(erin.URI.Address())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*hop)
 	defer cancel()
@@ -96,7 +96,7 @@ func TestGroupChatJoinsAndLeavesBothWays(t *testing.T) {
 			return false
 		}
 		name := evt.Content.AsRoomName().Name
-		return strings.Contains(name, "Carol Gina") && strings.Contains(name, "Colleague of gina")
+		return strings.Contains(name, "Carol Greta") && strings.Contains(name, "Colleague of greta")
 	})
 
 	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, p.colleague.URI, sfb.Message{Text: "hello group"}))
@@ -198,26 +198,26 @@ func TestGroupStartedFromMatrix(t *testing.T) {
 // Matrix (the other user's session receives it back).
 func TestGroupTwoMigratedUsersSeeEachMessageOnce(t *testing.T) {
 	env := setup(t)
-	hana := env.newPair(t, "hana")
+	helga := env.newPair(t, "helga")
 	ivan := env.newPair(t, "ivan")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*hop)
 	defer cancel()
 
-	hFrom, iFrom := hana.mx.mark(), ivan.mx.mark()
-	thread, err := env.sim.StartGroup(ctx, hana.colleague.URI, []sfb.URI{hana.self.URI, ivan.self.URI}, "Budget hana", "")
+	hFrom, iFrom := helga.mx.mark(), ivan.mx.mark()
+	thread, err := env.sim.StartGroup(ctx, helga.colleague.URI, []sfb.URI{helga.self.URI, ivan.self.URI}, "Budget helga", "")
 	require.NoError(t, err)
-	room := env.joinGroupRoom(t, hana.mx, hFrom, hana.mgmt)
+	room := env.joinGroupRoom(t, helga.mx, hFrom, helga.mgmt)
 	require.Equal(t, room, env.joinGroupRoom(t, ivan.mx, iFrom, ivan.mgmt), "one room for both")
 
-	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, hana.colleague.URI, sfb.Message{Text: "once please"}))
-	hana.mx.waitFor(hFrom, hop, "the colleague's message", isMessage(room, hana.ghost, equals("once please")))
-	ivan.mx.waitFor(iFrom, hop, "the colleague's message", isMessage(room, hana.ghost, equals("once please")))
+	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, helga.colleague.URI, sfb.Message{Text: "once please"}))
+	helga.mx.waitFor(hFrom, hop, "the colleague's message", isMessage(room, helga.ghost, equals("once please")))
+	ivan.mx.waitFor(iFrom, hop, "the colleague's message", isMessage(room, helga.ghost, equals("once please")))
 
-	_, err = hana.mx.Client.SendText(ctx, room, "from hana")
+	_, err = helga.mx.Client.SendText(ctx, room, "from helga")
 	require.NoError(t, err)
-	env.waitGroupReceived(t, hana.colleague.URI, hana.self.URI, equals("from hana"), "Hana's message")
-	// Ivan's session receives Hana's message too.
-	env.waitGroupReceived(t, ivan.self.URI, hana.self.URI, equals("from hana"), "Hana's message on Ivan's side")
+	env.waitGroupReceived(t, helga.colleague.URI, helga.self.URI, equals("from helga"), "Helga's message")
+	// Ivan's session receives Helga's message too.
+	env.waitGroupReceived(t, ivan.self.URI, helga.self.URI, equals("from helga"), "Helga's message on Ivan's side")
 
 	count := func(body string) int {
 		n := 0
@@ -228,8 +228,8 @@ func TestGroupTwoMigratedUsersSeeEachMessageOnce(t *testing.T) {
 		}
 		return n
 	}
-	require.Eventually(t, func() bool { return count("from hana") >= 1 }, hop, 50*time.Millisecond)
-	assert.Never(t, func() bool { return count("once please") > 1 || count("from hana") > 1 }, 5*time.Second, 100*time.Millisecond,
+	require.Eventually(t, func() bool { return count("from helga") >= 1 }, hop, 50*time.Millisecond)
+	assert.Never(t, func() bool { return count("once please") > 1 || count("from helga") > 1 }, 5*time.Second, 100*time.Millisecond,
 		"a message shown twice:\n%s", ivan.mx.describe(iFrom))
 }
 
