@@ -555,7 +555,22 @@ func (s *session) CreateMeeting(ctx context.Context, req sfb.MeetingRequest) (sf
 	if err != nil {
 		return sfb.Meeting{}, fmt.Errorf("create meeting: %w", err)
 	}
-	st, _ := s.appSnapshot()
+	// An application the server lost is created again and the meeting
+	// asked of the new one, as SendMessage does.
+	for attempt := 0; ; attempt++ {
+		st, gen := s.appSnapshot()
+		m, err := s.createMeeting(ctx, st, data, req.Subject)
+		if err == nil || attempt > 0 || !applicationGone(err) {
+			return m, err
+		}
+		if rerr := s.recreate(ctx, gen, false); rerr != nil {
+			return sfb.Meeting{}, fmt.Errorf("create meeting: %w", rerr)
+		}
+	}
+}
+
+// createMeeting creates a meeting on the application st.
+func (s *session) createMeeting(ctx context.Context, st appState, data []byte, subject string) (sfb.Meeting, error) {
 	var app Application
 	if err := s.get(ctx, st.self, "read application", &app); err != nil {
 		return sfb.Meeting{}, fmt.Errorf("create meeting: %w", err)
@@ -572,7 +587,7 @@ func (s *session) CreateMeeting(ctx context.Context, req sfb.MeetingRequest) (sf
 	defer cancel()
 	var om OnlineMeeting
 	if _, err := s.c.doJSON(rctx, request{op: "create meeting", method: http.MethodPost, url: mine, body: data, contentType: "application/json"}, &om); err != nil {
-		return sfb.Meeting{}, err
+		return sfb.Meeting{}, fmt.Errorf("create meeting: %w", err)
 	}
 	// The meeting's own dial-in information, else the organiser's
 	// (onlineMeetings_ref.md), which is what a new meeting has.
@@ -602,7 +617,7 @@ func (s *session) CreateMeeting(ctx context.Context, req sfb.MeetingRequest) (sf
 		m.Organizer = s.Self()
 	}
 	if m.Subject == "" {
-		m.Subject = cleanLine(req.Subject, maxMeetingSubject)
+		m.Subject = cleanLine(subject, maxMeetingSubject)
 	}
 	return m, nil
 }

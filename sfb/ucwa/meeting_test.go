@@ -284,3 +284,17 @@ func TestMeetingUpdatedWithoutItsInvitation(t *testing.T) {
 	assert.Equal(t, second.Meeting.JoinURL, third.Meeting.JoinURL)
 	assert.Len(t, eventsOf[sfb.MeetingInvited](rec.all()), 3, "the unchanged invitation was not reported again")
 }
+
+// TestSimCreateMeetingAfterApplicationGone: the application expired; the
+// meeting is created through a new one, as a message would be sent.
+func TestSimCreateMeetingAfterApplicationGone(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	s, _ := simSignIn(t, tr)
+	srv.DeleteApplications(alice)
+	m, err := s.CreateMeeting(context.Background(), sfb.MeetingRequest{Subject: "After the gap", Attendees: []sfb.URI{bob}})
+	require.NoError(t, err)
+	mine := srv.OnlineMeetings(alice)
+	require.Len(t, mine, 1)
+	assert.Equal(t, mine[0].JoinURL, m.JoinURL)
+	assert.Equal(t, 1, srv.Applications(alice))
+}
