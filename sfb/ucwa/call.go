@@ -200,3 +200,37 @@ func (s *session) DeclineCall(ctx context.Context, callID string, reason sfb.Cal
 	}
 	return nil
 }
+
+// recheckCalls asks the server, after the event channel resumed, about
+// each call still reported as ringing: the server closed the
+// conversations while we were away, and a call that stopped ringing then
+// sends no completion. One that is gone, or no longer rings, is reported
+// ended. Not as missed: without its completion nobody can say whether it
+// was answered elsewhere or the caller gave up.
+func (s *session) recheckCalls() {
+	s.meetings.mu.Lock()
+	hrefs := make([]string, 0, len(s.meetings.calls))
+	for h := range s.meetings.calls {
+		hrefs = append(hrefs, h)
+	}
+	s.meetings.mu.Unlock()
+	for _, h := range hrefs {
+		var inv AudioVideoInvitation
+		err := s.fetch(h, &inv)
+		switch status := statusOf(err); {
+		case err == nil && strings.EqualFold(inv.State, "Connecting"):
+			continue
+		case err != nil && status != http.StatusNotFound && status != http.StatusGone:
+			s.log.Warn().Err(err).Str("invitation", redact(h)).Msg("Could not ask whether a call still rings after the event channel resumed")
+			continue
+		}
+		s.meetings.mu.Lock()
+		c := s.meetings.calls[h]
+		delete(s.meetings.calls, h)
+		s.meetings.mu.Unlock()
+		if c == nil || c.declined {
+			continue
+		}
+		s.emit(sfb.CallEnded{ID: h, Conversation: c.ev.Conversation, From: c.ev.From, Time: s.t.now()})
+	}
+}

@@ -151,6 +151,7 @@ func (s *session) eventLoop() {
 			// The server closed the conversations while we were away:
 			// completions not in this first batch will never come.
 			s.failPending("the event channel resumed after inactivity and the server closed the conversations")
+			s.recheckCalls()
 		}
 		s.markHandled(next)
 	}

@@ -298,3 +298,21 @@ func TestSimCreateMeetingAfterApplicationGone(t *testing.T) {
 	assert.Equal(t, mine[0].JoinURL, m.JoinURL)
 	assert.Equal(t, 1, srv.Applications(alice))
 }
+
+// TestSimCallGoneAfterResumeEnds: the event channel resumed after
+// inactivity and the server dropped the ringing call without a
+// completion; the session asks and reports it ended (not missed: how it
+// ended is unknown).
+func TestSimCallGoneAfterResumeEnds(t *testing.T) {
+	srv, tr := startSim(t, sim.Options{})
+	_, rec := simSignIn(t, tr)
+	ctx := context.Background()
+	_, err := srv.Call(ctx, bob, alice, true)
+	require.NoError(t, err)
+	ring := waitEvents[sfb.CallRinging](t, rec, 1)[0]
+	srv.ForceResume(alice)
+	ended := waitEvents[sfb.CallEnded](t, rec, 1)[0]
+	assert.Equal(t, ring.ID, ended.ID)
+	assert.False(t, ended.Missed)
+	assert.Equal(t, bob, ended.From.URI)
+}
