@@ -21,20 +21,23 @@ import (
 // The bridge carries no audio or video. An SfB call to a bridged user
 // becomes, at once, a call notice in their 1:1 room; with calls: jitsi a
 // Jitsi meeting is started in that room (widget), linked from the notice,
-// and the caller gets its link as an IM. The bridge's SfB endpoint then
-// declines the call so that it does not ring on it until the caller gives
-// up:
+// and the caller gets its link as an IM. What the bridge's SfB endpoint
+// does with the call depends on whether the user still has SfB:
 //
-//   - Global (declined on all of the user's endpoints) when the user
-//     publishes presence from Matrix (their mode is matrix_only, or
-//     network.presence.publish or `presence-publish on`): that is the
-//     bridge's sign that they left their SfB client, so nothing else
-//     would answer, and the caller should hear at once that the call will
-//     not be taken there. The reason is chosen per call, so a mode change
-//     counts from the next call on.
-//   - Local (declined on the bridge's endpoint only) otherwise: the user
-//     may still have their SfB client running (coexistence), which keeps
-//     ringing and can take the call.
+//   - A user who publishes presence from Matrix (their mode is
+//     matrix_only, or network.presence.publish or `presence-publish on`)
+//     has left their SfB client: nothing else would answer. The bridge
+//     declines the call Global (on all of the user's endpoints,
+//     CallDeclineReason_ref.md), so that the caller hears at once that
+//     the call will not be taken there. The reason is chosen per call, so
+//     a mode change counts from the next call on.
+//   - Otherwise the user may still have their SfB client running
+//     (coexistence), which rings and can take the call. The bridge's
+//     endpoint does not decline: declining Local (on its endpoint only)
+//     would change nothing for the caller, but would hide from the bridge
+//     how the call ends. Ringing along, it hears that the caller hung up
+//     or nobody answered (CallEnded, Missed) and posts a missed-call
+//     notice; answered on the SfB client, the call ends without one.
 
 // CallField is the key of the machine-readable call description in a call
 // notice's content.
@@ -50,12 +53,13 @@ func callMessageID(kind, callID string) networkid.MessageID {
 	return networkid.MessageID("call-" + kind + ":" + hex.EncodeToString(sum[:16]))
 }
 
-// declineReason is how the bridge's endpoint declines calls (see above).
+// declineReason is how the bridge's endpoint declines calls (see above);
+// empty when it lets them ring.
 func (c *Client) declineReason() sfb.CallDeclineReason {
 	if c.conn.publishesPresence(c.login) {
 		return sfb.CallDeclineGlobal
 	}
-	return sfb.CallDeclineLocal
+	return ""
 }
 
 func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
@@ -73,7 +77,9 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 	reason := c.declineReason()
 	meta, _, ok := c.incoming(ctx, "call", evt.ID, evt.Conversation, evt.From, evt.Time, "")
 	if !ok {
-		go c.answerCall(evt, reason, "")
+		if reason != "" {
+			go c.answerCall(evt, reason, "")
+		}
 		return
 	}
 	key := meta.PortalKey
@@ -83,18 +89,19 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 	} else if existing != nil {
 		// Delivered again after a resume: the notice and the caller's
 		// link went out; declining again does nothing if it stopped.
-		log.Info().Msg("SfB call already shown, only declining it again")
-		go c.answerCall(evt, reason, "")
+		log.Info().Msg("SfB call already shown, not showing it again")
+		if reason != "" {
+			go c.answerCall(evt, reason, "")
+		}
 		return
 	}
-	var link string
+	var link, confID string
 	if mode == CallsJitsi {
-		confID := jitsi.NewConferenceID()
+		confID = jitsi.NewConferenceID()
 		var err error
 		if link, err = jitsi.JoinURL(c.conn.Config.Meetings.Jitsi.Domain, confID); err != nil {
 			log.Err(err).Msg("Cannot build a Jitsi link for the call; showing the notice only")
-		} else {
-			defer c.startCallWidget(ctx, key, confID)
+			link = ""
 		}
 	}
 	caller := personName(evt.From)
@@ -107,7 +114,22 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content, Extra: extra}}}, nil
 		},
 	})
-	go c.answerCall(evt, reason, c.callReply(link, reason))
+	reply := c.callReply(link, reason)
+	if link != "" {
+		// The caller's link goes through the outbox, keyed by the
+		// widget's state event like a widget a user adds: it survives
+		// a lost session or a restart once stored.
+		if widgetEvt := c.startCallWidget(ctx, key, confID); widgetEvt != nil {
+			if _, err := c.storeOutbox(ctx, string(evt.From.URI), widgetEvt.portal, widgetEvt.evt, widgetMsgType, sfb.Message{Text: reply}, nil); err != nil {
+				log.Err(err).Msg("Failed to store the caller's Jitsi link in the outbox; sending it directly")
+			} else {
+				reply = ""
+			}
+		}
+	}
+	if reason != "" || reply != "" {
+		go c.answerCall(evt, reason, reply)
+	}
 }
 
 // callReply is the IM the caller gets back; empty for none.
@@ -135,14 +157,17 @@ func callNotice(evt sfb.CallRinging, caller, link string, reason sfb.CallDecline
 	}
 	body := fmt.Sprintf("%s is calling you on Skype for Business (%s).", caller, kind)
 	htm := fmt.Sprintf("<p><strong>%s is calling you on Skype for Business</strong> (%s).</p>", html.EscapeString(caller), kind)
-	field := map[string]any{"id": evt.ID, "caller": string(evt.From.URI), "video": evt.Video, "state": "ringing", "declined": string(reason)}
+	field := map[string]any{"id": evt.ID, "caller": string(evt.From.URI), "video": evt.Video, "state": "ringing"}
+	if reason != "" {
+		field["declined"] = string(reason)
+	}
 	switch {
 	case link != "":
 		field["jitsi_url"] = link
 		body += fmt.Sprintf(" The bridge cannot carry the call; meet in Jitsi instead, %s got the same link: %s", caller, link)
 		htm += fmt.Sprintf(`<p>The bridge cannot carry the call. <a href="%s">Start the Jitsi meeting</a> (also at the top of this room); %s got the same link.</p>`,
 			html.EscapeString(link), html.EscapeString(caller))
-	case reason == sfb.CallDeclineLocal:
+	case reason == "":
 		body += " The bridge cannot carry the call; answer it in your Skype for Business client."
 		htm += "<p>The bridge cannot carry the call; answer it in your Skype for Business client.</p>"
 	default:
@@ -153,7 +178,8 @@ func callNotice(evt sfb.CallRinging, caller, link string, reason sfb.CallDecline
 		map[string]any{CallField: field}
 }
 
-// answerCall declines the call and sends the caller reply (if any). It
+// answerCall declines the call (unless reason is empty) and sends the
+// caller reply (if any) directly, when the outbox could not take it. It
 // runs outside the session's event loop: a send completes only once that
 // loop reads SfB's answer.
 func (c *Client) answerCall(evt sfb.CallRinging, reason sfb.CallDeclineReason, reply string) {
@@ -162,13 +188,15 @@ func (c *Client) answerCall(evt sfb.CallRinging, reason sfb.CallDeclineReason, r
 	log := zerolog.Ctx(ctx)
 	s := c.currentSession()
 	if s == nil {
-		log.Warn().Msg("No SfB session to decline the call with")
+		log.Warn().Msg("No SfB session to answer the call with")
 		return
 	}
-	if err := s.DeclineCall(ctx, evt.ID, reason); err != nil {
-		log.Warn().Err(err).Str("reason", string(reason)).Msg("Failed to decline SfB call")
-	} else {
-		log.Info().Str("reason", string(reason)).Msg("Declined SfB call")
+	if reason != "" {
+		if err := s.DeclineCall(ctx, evt.ID, reason); err != nil {
+			log.Warn().Err(err).Str("reason", string(reason)).Msg("Failed to decline SfB call")
+		} else {
+			log.Info().Str("reason", string(reason)).Msg("Declined SfB call")
+		}
 	}
 	if reply == "" {
 		return
@@ -211,15 +239,25 @@ func (c *Client) handleCallEnded(ctx context.Context, evt sfb.CallEnded) {
 	})
 }
 
+// callWidget is the Jitsi widget a call put in its room.
+type callWidget struct {
+	portal *bridgev2.Portal
+	evt    *event.Event
+}
+
 // startCallWidget puts the call's Jitsi meeting in the room, so that the
-// user starts it with Element's Join button.
-func (c *Client) startCallWidget(ctx context.Context, key networkid.PortalKey, confID string) {
+// user starts it with Element's Join button. It returns nil when there is
+// no room or the widget could not be added.
+func (c *Client) startCallWidget(ctx context.Context, key networkid.PortalKey, confID string) *callWidget {
 	portal, err := c.conn.br.GetExistingPortalByKey(ctx, key)
 	if err != nil || portal == nil || portal.MXID == "" {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("No room to put the call's Jitsi meeting in")
-		return
+		return nil
 	}
-	if _, err := c.conn.addJitsiWidget(ctx, portal, confID, ""); err != nil {
+	_, eventID, err := c.conn.addJitsiWidget(ctx, portal, confID, "")
+	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to add the call's Jitsi widget")
+		return nil
 	}
+	return &callWidget{portal: portal, evt: &event.Event{ID: eventID, RoomID: portal.MXID, Sender: c.conn.br.Bot.GetMXID()}}
 }

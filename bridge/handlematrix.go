@@ -107,6 +107,13 @@ func (c *Client) enqueue(ctx context.Context, lane string, portal *bridgev2.Port
 		}
 		e.userActive(ctx, c)
 	}
+	return c.storeOutbox(ctx, lane, portal, evt, msgType, out, pending)
+}
+
+// storeOutbox is enqueue without waiting for a session and without
+// counting as the user's activity: for what the bridge sends on its own
+// (the Jitsi link a caller gets back).
+func (c *Client) storeOutbox(ctx context.Context, lane string, portal *bridgev2.Portal, evt *event.Event, msgType string, out sfb.Message, pending *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	// Sending happens in the outbox lane, not here: bridgev2 holds the
 	// portal during this call, and SfB's completion of the send may queue
 	// behind an SfB message waiting for that portal (see outbox.go).

@@ -87,7 +87,7 @@ func (c *Connector) meet(ctx context.Context, cmd meetCommand) (string, error) {
 	if cmd.sfb {
 		return c.meetInSfB(ctx, client, peer, cmd, name, source)
 	}
-	widget, err := c.addJitsiWidget(ctx, cmd.portal, jitsi.NewConferenceID(), cleanSubject(cmd.subject))
+	widget, _, err := c.addJitsiWidget(ctx, cmd.portal, jitsi.NewConferenceID(), cleanSubject(cmd.subject))
 	if err != nil {
 		return "Could not start the Jitsi meeting in this room; try again, or tell your administrator if it keeps failing.", err
 	}

@@ -178,16 +178,18 @@ func (c *Connector) previousWidget(ctx context.Context, evt *event.Event) (jitsi
 
 // addJitsiWidget starts a Jitsi meeting in portal's room the way Element
 // does: the widget state event under a new widget ID, then the layout
-// event that puts it at the top of the room. It returns the widget.
-func (c *Connector) addJitsiWidget(ctx context.Context, portal *bridgev2.Portal, confID, name string) (jitsi.Widget, error) {
+// event that puts it at the top of the room. It returns the widget and
+// its state event's ID.
+func (c *Connector) addJitsiWidget(ctx context.Context, portal *bridgev2.Portal, confID, name string) (jitsi.Widget, id.EventID, error) {
 	cfg := c.Config.Meetings.Jitsi
 	widget, err := jitsi.NewWidget(cfg.WidgetURL, cfg.Domain, confID, name, portal.Name)
 	if err != nil {
-		return widget, fmt.Errorf("build Jitsi widget: %w", err)
+		return widget, "", fmt.Errorf("build Jitsi widget: %w", err)
 	}
 	widgetID := jitsi.NewWidgetID()
-	if _, err := c.br.Bot.SendState(ctx, portal.MXID, widgetEventType, widgetID, &event.Content{Parsed: widget}, time.Time{}); err != nil {
-		return widget, fmt.Errorf("send Jitsi widget to %s: %w", portal.MXID, err)
+	resp, err := c.br.Bot.SendState(ctx, portal.MXID, widgetEventType, widgetID, &event.Content{Parsed: widget}, time.Time{})
+	if err != nil {
+		return widget, "", fmt.Errorf("send Jitsi widget to %s: %w", portal.MXID, err)
 	}
 	var current map[string]any
 	if mx, ok := c.br.Matrix.(bridgev2.MatrixConnectorWithArbitraryRoomState); ok {
@@ -199,5 +201,5 @@ func (c *Connector) addJitsiWidget(ctx context.Context, portal *bridgev2.Portal,
 		// The widget works without; Element shows it in the side panel.
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to set the widget layout")
 	}
-	return widget, nil
+	return widget, resp.EventID, nil
 }
