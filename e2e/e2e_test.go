@@ -170,6 +170,8 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 		Config: map[string]any{
 			"network.presence.refresh_interval": (syncOnlineTimeout / 2).String(),
 			"network.presence.publish_debounce": "1s",
+			// meet --sfb (meeting_test.go).
+			"network.meetings.sfb_meetings": true,
 		},
 	}
 	for _, o := range options {
