@@ -137,6 +137,35 @@ func TestSfBMeetingInvitationInTheDM(t *testing.T) {
 	})
 }
 
+// An invitation in a multi-party SfB conversation arrives in its group
+// room, and its cancellation edits it there.
+func TestSfBMeetingInvitationInAGroupRoom(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "marek")
+	carol := env.addSfBUser(t, "marek.carol", "Carol Marek")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
+	defer cancel()
+
+	from := p.mx.mark()
+	info, err := env.sim.InviteToMeeting(ctx, p.colleague.URI, p.self.URI, sim.MeetingInvite{Subject: "Group sync", Others: []sfb.URI{carol.URI}})
+	require.NoError(t, err)
+	room := env.joinGroupRoom(t, p.mx, from, p.mgmt)
+	evt := p.mx.waitFor(from, hop, "the meeting notice in the group room", isNoticeWith(room, p.ghost, meetingField))
+	n := readNotice(t, evt)
+	assert.Contains(t, n.Body, "Group sync")
+	assert.Equal(t, info.JoinURL, n.Meeting["join_url"])
+	assert.Contains(t, n.FormattedBody, `<a href="`+info.JoinURL+`">Join the Skype for Business meeting</a>`)
+
+	require.NoError(t, env.sim.CancelMeeting(ctx, p.colleague.URI, info.ID))
+	p.mx.waitFor(from, hop, "the cancellation's edit", isEditOf(room, evt.ID, contains("Cancelled")))
+	// Not in a 1:1 room as well.
+	for _, e := range p.mx.Events(from) {
+		if e.RoomID != room && e.Type == event.EventMessage && e.Sender == p.ghost {
+			t.Errorf("meeting notice outside the group room: %s", e.Content.VeryRaw)
+		}
+	}
+}
+
 // An SfB call to a migrated user (publishing their Matrix presence): the
 // notice with a Jitsi meeting, the caller gets its link as an IM, and the
 // call is declined on all of the user's endpoints (Global).
