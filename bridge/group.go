@@ -286,7 +286,7 @@ func (c *Client) groupChatInfo(ctx context.Context, thread string) (*bridgev2.Ch
 		Type: ptr.Ptr(mxdb.RoomTypeDefault),
 		// Not full: Matrix users without a login (relayed) are in the
 		// room without being in the SfB conversation.
-		Members: &bridgev2.ChatMemberList{MemberMap: members},
+		Members: &bridgev2.ChatMemberList{MemberMap: members, PowerLevels: meetingPowerLevels()},
 	}, nil
 }
 

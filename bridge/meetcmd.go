@@ -73,7 +73,7 @@ type meetCommand struct {
 
 // meet runs cmd and returns what to tell the user.
 func (c *Connector) meet(ctx context.Context, cmd meetCommand) (string, error) {
-	client, peer, err := c.portalClient(cmd.portal, cmd.user)
+	client, lane, err := c.portalClient(ctx, cmd.portal, cmd.user)
 	if err != nil {
 		return "Meetings can be started here only in your own Skype for Business chats.", err
 	}
@@ -85,14 +85,14 @@ func (c *Connector) meet(ctx context.Context, cmd meetCommand) (string, error) {
 	// message the user sent.
 	source := &event.Event{ID: cmd.eventID, RoomID: cmd.roomID, Sender: cmd.user}
 	if cmd.sfb {
-		return c.meetInSfB(ctx, client, peer, cmd, name, source)
+		return c.meetInSfB(ctx, client, lane, cmd, name, source)
 	}
 	widget, _, err := c.addJitsiWidget(ctx, cmd.portal, jitsi.NewConferenceID(), cleanSubject(cmd.subject))
 	if err != nil {
 		return "Could not start the Jitsi meeting in this room; try again, or tell your administrator if it keeps failing.", err
 	}
 	link, _ := jitsi.JoinURL(widget.Data.Domain, widget.Data.ConferenceID)
-	if _, err := client.enqueue(ctx, string(peer), cmd.portal, source, string(event.MsgText), sfb.Message{Text: jitsiInvitation(name, cmd.subject, widget)}, nil); err != nil {
+	if _, err := client.enqueue(ctx, lane, cmd.portal, source, string(event.MsgText), sfb.Message{Text: jitsiInvitation(name, cmd.subject, widget)}, nil); err != nil {
 		return fmt.Sprintf("Started the Jitsi meeting at the top of this room, but could not send its link to Skype for Business (%s). Send them the link yourself: %s", statusMessage(err), link), err
 	}
 	return fmt.Sprintf("Started a Jitsi meeting at the top of this room and sent its link to Skype for Business: %s", link), nil
@@ -100,7 +100,7 @@ func (c *Connector) meet(ctx context.Context, cmd meetCommand) (string, error) {
 
 // meetInSfB creates an SfB online meeting through the user's login and
 // posts its join URL on both sides.
-func (c *Connector) meetInSfB(ctx context.Context, client *Client, peer sfb.URI, cmd meetCommand, name string, source *event.Event) (string, error) {
+func (c *Connector) meetInSfB(ctx context.Context, client *Client, lane string, cmd meetCommand, name string, source *event.Event) (string, error) {
 	if !c.Config.Meetings.SfBMeetings {
 		return "This bridge does not create Skype for Business meetings (network.meetings.sfb_meetings is off). Use `meet` without --sfb for a Jitsi meeting.", nil
 	}
@@ -114,7 +114,12 @@ func (c *Connector) meetInSfB(ctx context.Context, client *Client, peer sfb.URI,
 	mctx, cancel := context.WithTimeout(ctx, meetTimeout)
 	defer cancel()
 	subject := cleanSubject(cmd.subject)
-	m, err := session.CreateMeeting(mctx, sfb.MeetingRequest{Subject: subject, Attendees: []sfb.URI{peer}})
+	// The chat partner is invited; a group's participants get the link.
+	var attendees []sfb.URI
+	if _, group := groupThread(lane); !group {
+		attendees = []sfb.URI{sfb.URI(lane)}
+	}
+	m, err := session.CreateMeeting(mctx, sfb.MeetingRequest{Subject: subject, Attendees: attendees})
 	if err != nil {
 		return "Skype for Business did not create the meeting; try again later.", fmt.Errorf("create SfB meeting: %w", err)
 	}
@@ -135,7 +140,7 @@ func (c *Connector) meetInSfB(ctx context.Context, client *Client, peer sfb.URI,
 		about = ` "` + subject + `"`
 	}
 	text := fmt.Sprintf("%s invites you to a Skype for Business meeting%s. Join: %s", name, about, link)
-	if _, err := client.enqueue(ctx, string(peer), cmd.portal, source, string(event.MsgText), sfb.Message{Text: text}, nil); err != nil {
+	if _, err := client.enqueue(ctx, lane, cmd.portal, source, string(event.MsgText), sfb.Message{Text: text}, nil); err != nil {
 		return fmt.Sprintf("Created the Skype for Business meeting, but could not send its link to Skype for Business (%s). Send it yourself: %s", statusMessage(err), link), err
 	}
 	return "Created a Skype for Business meeting and sent its link to Skype for Business: " + link, nil

@@ -79,7 +79,7 @@ var errNotBridgedWidget = errors.New("widget event not for SfB")
 // announceWidget tells the SfB side of portal about the Jitsi widget evt
 // added or removed.
 func (c *Connector) announceWidget(ctx context.Context, portal *bridgev2.Portal, evt *event.Event) error {
-	client, peer, err := c.portalClient(portal, evt.Sender)
+	client, lane, err := c.portalClient(ctx, portal, evt.Sender)
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func (c *Connector) announceWidget(ctx context.Context, portal *bridgev2.Portal,
 	default:
 		text = jitsiInvitation(name, "", widget)
 	}
-	_, err = client.enqueue(ctx, string(peer), portal, evt, widgetMsgType, sfb.Message{Text: text}, nil)
+	_, err = client.enqueue(ctx, lane, portal, evt, widgetMsgType, sfb.Message{Text: text}, nil)
 	return err
 }
 
@@ -125,12 +125,23 @@ func jitsiInvitation(name, subject string, w jitsi.Widget) string {
 	return text
 }
 
-// portalClient is the login that speaks for sender in portal, and the SfB
-// peer of the portal. Only the login's own Matrix user speaks for it.
-func (c *Connector) portalClient(portal *bridgev2.Portal, sender id.UserID) (*Client, sfb.URI, error) {
-	login := c.br.GetCachedUserLoginByID(portal.Receiver)
+// portalClient is the login that speaks for sender in portal, and the
+// portal's outbox lane (the peer of a 1:1 chat, or the group). Only the
+// login's own Matrix user speaks for it; in a group room shared by
+// several logins, the sender's login in it.
+func (c *Connector) portalClient(ctx context.Context, portal *bridgev2.Portal, sender id.UserID) (*Client, string, error) {
+	var login *bridgev2.UserLogin
+	if portal.Receiver != "" {
+		login = c.br.GetCachedUserLoginByID(portal.Receiver)
+	} else if user, err := c.br.GetExistingUserByMXID(ctx, sender); err != nil {
+		return nil, "", fmt.Errorf("look up %s: %w", sender, err)
+	} else if user != nil {
+		if login, _, err = portal.FindPreferredLogin(ctx, user, false); err != nil && !errors.Is(err, bridgev2.ErrNotLoggedIn) {
+			return nil, "", fmt.Errorf("find the login of %s in room %s: %w", sender, portal.MXID, err)
+		}
+	}
 	if login == nil {
-		return nil, "", fmt.Errorf("%w: no login for room %s", errNotBridgedWidget, portal.MXID)
+		return nil, "", fmt.Errorf("%w: no login of %s for room %s", errNotBridgedWidget, sender, portal.MXID)
 	}
 	if login.UserMXID != sender {
 		return nil, "", fmt.Errorf("%w: %s does not own the room's login", errNotBridgedWidget, sender)
@@ -139,11 +150,11 @@ func (c *Connector) portalClient(portal *bridgev2.Portal, sender id.UserID) (*Cl
 	if !ok {
 		return nil, "", fmt.Errorf("%w: login without client", errNotBridgedWidget)
 	}
-	peer, err := uriFor(portal.ID)
+	lane, err := laneOf(portal)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: room %s is not an SfB 1:1 chat", errNotBridgedWidget, portal.MXID)
+		return nil, "", fmt.Errorf("%w: room %s: %w", errNotBridgedWidget, portal.MXID, err)
 	}
-	return client, peer, nil
+	return client, lane, nil
 }
 
 // widgetContent is the JSON of a widget event's content.

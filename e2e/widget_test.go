@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
 
@@ -107,4 +108,26 @@ func TestMeetCommandStartsJitsiAndTellsSfB(t *testing.T) {
 		}
 		return n > 1
 	}, 2*time.Second, 100*time.Millisecond)
+}
+
+// A Jitsi meeting started in Element in a group room reaches every SfB
+// participant of the conversation.
+func TestJitsiWidgetInAGroupRoomReachesEveryone(t *testing.T) {
+	env := setup(t)
+	p := env.newPair(t, "wanda")
+	carol := env.addSfBUser(t, "wanda.carol", "Carol Wanda")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
+	defer cancel()
+	from := p.mx.mark()
+	_, err := env.sim.StartGroup(ctx, p.colleague.URI, []sfb.URI{p.self.URI, carol.URI}, "", "")
+	require.NoError(t, err)
+	room := env.joinGroupRoom(t, p.mx, from, p.mgmt)
+
+	const widgetID = "Gr0upW1dgetQm3xV8pLr2TzK"
+	_, err = p.mx.Client.SendStateEvent(ctx, room, widgetType, widgetID, json.RawMessage(elementJitsiWidget))
+	require.NoError(t, err, "members of a group room may start a meeting")
+	const link = "https://meet.element.io/JitsiWqwertyuiopasdfghjklzxc"
+	want := "Wanda started a video meeting. Join in your browser: " + link
+	env.waitGroupReceived(t, p.colleague.URI, p.self.URI, equals(want), "the Jitsi link")
+	env.waitGroupReceived(t, carol.URI, p.self.URI, equals(want), "the Jitsi link")
 }
