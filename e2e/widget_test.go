@@ -110,8 +110,8 @@ func TestMeetCommandStartsJitsiAndTellsSfB(t *testing.T) {
 	}, 2*time.Second, 100*time.Millisecond)
 }
 
-// A Jitsi meeting started in Element in a group room reaches every SfB
-// participant of the conversation.
+// A Jitsi meeting started in Element, or with the meet command, in a group
+// room reaches every SfB participant of the conversation.
 func TestJitsiWidgetInAGroupRoomReachesEveryone(t *testing.T) {
 	env := setup(t)
 	p := env.newPair(t, "wanda")
@@ -130,4 +130,13 @@ func TestJitsiWidgetInAGroupRoomReachesEveryone(t *testing.T) {
 	want := "Wanda started a video meeting. Join in your browser: " + link
 	env.waitGroupReceived(t, p.colleague.URI, p.self.URI, equals(want), "the Jitsi link")
 	env.waitGroupReceived(t, carol.URI, p.self.URI, equals(want), "the Jitsi link")
+
+	// The meet command works there too.
+	_, err = p.mx.Client.SendText(ctx, room, "!sfb meet Standup")
+	require.NoError(t, err)
+	standup := func(text string) bool {
+		return strings.HasPrefix(text, `Wanda started a video meeting "Standup". Join in your browser: https://meet.element.io/Jitsi`)
+	}
+	env.waitGroupReceived(t, p.colleague.URI, p.self.URI, standup, "the meet command's link")
+	env.waitGroupReceived(t, carol.URI, p.self.URI, standup, "the meet command's link")
 }
