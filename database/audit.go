@@ -3,7 +3,6 @@ package database
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -27,6 +26,10 @@ const (
 	AuditWaveModeSet    = "wave_mode_set"
 	AuditPersonModeSet  = "person_mode_set"
 	AuditDefaultModeSet = "default_mode_set"
+
+	// AuditErased records that a person's bridge data was erased; its
+	// LoginID and MatrixUser are pseudonyms (see ErasePerson).
+	AuditErased = "erased"
 )
 
 var auditActions = map[string]bool{
@@ -42,6 +45,7 @@ var auditActions = map[string]bool{
 	AuditWaveModeSet:        true,
 	AuditPersonModeSet:      true,
 	AuditDefaultModeSet:     true,
+	AuditErased:             true,
 }
 
 // MaxAuditDetail is the longest Detail kept, in bytes; longer ones are cut.
@@ -137,23 +141,6 @@ func (db *DB) ListAudit(ctx context.Context, loginID string, limit int) ([]Audit
 		return nil, fmt.Errorf("list audit events of %q: %w", loginID, err)
 	}
 	return events, nil
-}
-
-// PruneAudit deletes the events older than before and returns how many it
-// deleted; retention is the operator's choice.
-func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
-	if before.IsZero() {
-		return 0, errors.New("prune audit events: zero time")
-	}
-	res, err := db.raw.ExecContext(ctx, `DELETE FROM sfb_audit WHERE time_ms < $1`, before.UnixMilli())
-	if err != nil {
-		return 0, fmt.Errorf("prune audit events before %s: %w", before.Format(time.RFC3339), err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("prune audit events before %s: count: %w", before.Format(time.RFC3339), err)
-	}
-	return n, nil
 }
 
 // cleanText makes s storable as PostgreSQL text (valid UTF-8, no NUL) and
