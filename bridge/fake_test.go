@@ -439,7 +439,10 @@ type testEnv struct {
 	matrix    *fakeMatrix
 	user      *bridgev2.User
 	dbPath    string
-	key       string
+	// dbURI and dbDialect, when set (withPostgres), replace the SQLite
+	// file.
+	dbURI, dbDialect string
+	key              string
 
 	qmu    sync.Mutex
 	queued []bridgev2.RemoteEvent
@@ -548,7 +551,11 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 		return bridgev2.EventHandlingResultSuccess
 	}
 
-	db, err := dbutil.NewWithDialect("file:"+e.dbPath+"?_txlock=immediate", "sqlite3-fk-wal")
+	uri, dialect := "file:"+e.dbPath+"?_txlock=immediate", "sqlite3-fk-wal"
+	if e.dbURI != "" {
+		uri, dialect = e.dbURI, e.dbDialect
+	}
+	db, err := dbutil.NewWithDialect(uri, dialect)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), e)).Level(zerolog.InfoLevel)
