@@ -36,6 +36,8 @@ type ErasurePlan struct {
 	Login bool `json:"login"`
 	// Portals are the person's own portal rooms, which are deleted.
 	Portals int `json:"portals"`
+	// Ghost is whether the bridge has a ghost of the person.
+	Ghost bool `json:"ghost"`
 	// Pseudonym replaces the address in the audit log.
 	Pseudonym string `json:"pseudonym"`
 }
@@ -44,8 +46,14 @@ type ErasurePlan struct {
 type ErasureReport struct {
 	ErasurePlan
 	database.Erased
-	Ghost bool `json:"ghost"`
-	User  bool `json:"user"`
+	// UserRow is whether the bridge's row of their Matrix user went.
+	UserRow bool `json:"matrix_user_row"`
+}
+
+// Known is whether the bridge knows anything of the person beyond the
+// audit log.
+func (p *ErasurePlan) Known() bool {
+	return p.MatrixUser != "" || p.Login || p.Portals > 0 || p.Ghost
 }
 
 // PlanErasure says what ErasePerson would remove of address, changing
@@ -83,6 +91,11 @@ func (c *Connector) PlanErasure(ctx context.Context, address string) (*ErasurePl
 		return nil, err
 	}
 	plan.Portals = len(portals)
+	ghost, err := c.br.DB.Ghost.GetByID(ctx, networkid.UserID(plan.Address))
+	if err != nil {
+		return nil, fmt.Errorf("look up the ghost of %s: %w", plan.Pseudonym, err)
+	}
+	plan.Ghost = ghost != nil
 	return plan, nil
 }
 
@@ -129,14 +142,14 @@ func (c *Connector) ErasePerson(ctx context.Context, address string, by migratio
 	if portalErr != nil {
 		return nil, fmt.Errorf("delete the portals of %s: %w", plan.Pseudonym, portalErr)
 	}
-	if report.Ghost, err = c.execMautrix(ctx, `DELETE FROM ghost WHERE bridge_id = $1 AND id = $2`, plan.Address); err != nil {
+	if _, err = c.execMautrix(ctx, `DELETE FROM ghost WHERE bridge_id = $1 AND id = $2`, plan.Address); err != nil {
 		return nil, err
 	}
 	if _, err = c.execMautrix(ctx, `DELETE FROM backfill_task WHERE bridge_id = $1 AND user_login_id = $2`, plan.Address); err != nil {
 		return nil, err
 	}
 	if plan.MatrixUser != "" {
-		if report.User, err = c.deleteUserRow(ctx, plan.MatrixUser); err != nil {
+		if report.UserRow, err = c.deleteUserRow(ctx, plan.MatrixUser); err != nil {
 			return nil, err
 		}
 		if c.presence != nil {
@@ -148,7 +161,7 @@ func (c *Connector) ErasePerson(ctx context.Context, address string, by migratio
 		MatrixUser: string(plan.MatrixUser),
 		Pseudonym:  func(s string) string { return pseudonym(key, s) },
 		Record: database.AuditEvent{Actor: by.Who, Origin: by.From,
-			Detail: fmt.Sprintf("bridge data erased: login %t, %d portals, ghost %t, Matrix user row %t", plan.Login, len(portals), report.Ghost, report.User)},
+			Detail: fmt.Sprintf("bridge data erased: login %t, %d portals, ghost %t, Matrix user row %t", plan.Login, len(portals), plan.Ghost, report.UserRow)},
 	})
 	if err != nil {
 		return nil, err

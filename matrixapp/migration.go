@@ -29,7 +29,9 @@ func serveMigrationAPI(m *mxmain.BridgeMain) {
 	auth := migrationapi.NewAuth(secret, func(user id.UserID) bool {
 		return m.Bridge.Config.Permissions.Get(user).Admin
 	}, homeserverWhoami(m.Config.Homeserver.Address, m.Matrix.AS.HTTPClient))
-	migrationapi.New(conn.Migration, auth, log).Register(m.Matrix.AS.Router)
+	api := migrationapi.New(conn.Migration, auth, log)
+	api.Register(m.Matrix.AS.Router)
+	api.RegisterErasure(m.Matrix.AS.Router, conn)
 	serveDashboard(m, conn, auth)
 }
 

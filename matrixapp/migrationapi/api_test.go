@@ -32,6 +32,8 @@ const (
 
 type testAPI struct {
 	srv     *httptest.Server
+	mux     *http.ServeMux
+	api     *API
 	db      *database.DB
 	whoamis atomic.Int32
 }
@@ -59,7 +61,8 @@ func newTestAPI(t *testing.T, secret string) *testAPI {
 	}
 	auth := NewAuth(secret, func(u id.UserID) bool { return u == admin }, whoami)
 	mux := http.NewServeMux()
-	New(func() *migration.Service { return svc }, auth, zerolog.Nop()).Register(mux)
+	ta.api, ta.mux = New(func() *migration.Service { return svc }, auth, zerolog.Nop()), mux
+	ta.api.Register(mux)
 	ta.srv = httptest.NewServer(mux)
 	t.Cleanup(ta.srv.Close)
 	return ta
