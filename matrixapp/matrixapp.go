@@ -78,6 +78,7 @@ func Main(build BuildInfo) {
 	m.Bridge.Matrix = derivedTxnIDs{ownWords{m.Matrix}}
 	hideCommands(m.Bridge.Commands)
 	addMigrationCommands(m)
+	addEraseCommand(m)
 	servePresenceStats(m)
 	serveMediaLinks(m)
 	serveMigrationAPI(m)
