@@ -76,6 +76,8 @@ type Client struct {
 	// the token watcher run in it.
 	runCtx context.Context
 	stop   context.CancelFunc
+	// states records changes of the login's state in the audit log.
+	states stateAudit
 }
 
 var (
@@ -281,6 +283,7 @@ func (c *Client) queue(evt bridgev2.RemoteEvent) {
 func (c *Client) sendState(state status.BridgeState) {
 	c.lastState.Store(&state)
 	c.login.BridgeState.Send(state)
+	c.auditState(state)
 }
 
 // watchToken persists renewed tokens, so that a restart uses the newest

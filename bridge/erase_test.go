@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
@@ -227,4 +228,28 @@ func TestPseudonymIsKeyedAndStable(t *testing.T) {
 	c.Config.SecretKey = ""
 	_, err := c.pseudonymKey()
 	assert.ErrorIs(t, err, ErrNoPseudonymKey)
+}
+
+func TestLoginStateChangesAreAudited(t *testing.T) {
+	e := newTestEnv(t)
+	_, client, _ := e.mustLogin()
+	states := func() []string {
+		events, err := e.conn.db.ListAudit(e.ctx, "alice@contoso.com", 100)
+		require.NoError(t, err)
+		var out []string
+		for i := len(events) - 1; i >= 0; i-- {
+			if events[i].Action == database.AuditLoginState {
+				out = append(out, events[i].Detail)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(states()) >= 1 && states()[len(states())-1] == "CONNECTED" }, 5*time.Second, 5*time.Millisecond)
+	before := len(states())
+	client.sendState(status.BridgeState{StateEvent: status.StateConnected})
+	assert.Len(t, states(), before, "a repeated state was recorded again")
+	client.sendState(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: StateErrSessionInterrupted, Message: "SfB said: sip:bob@contoso.com gone"})
+	got := states()
+	require.Len(t, got, before+1)
+	assert.Equal(t, "TRANSIENT_DISCONNECT: "+string(StateErrSessionInterrupted), got[before])
 }

@@ -427,7 +427,7 @@ func TestSignInTimeoutToldFromUnreachableServer(t *testing.T) {
 			assert.Equal(t, tt.cause, failed[0]["cause"])
 			events, err := e.conn.db.ListAudit(e.ctx, "alice@contoso.com", 10)
 			require.NoError(t, err)
-			require.Len(t, events, 1)
+			require.Len(t, events, 1, "a failed login has no state to record")
 			assert.Equal(t, tt.cause, events[0].Detail)
 
 			// The same failure while a stored login reconnects.

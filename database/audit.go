@@ -17,6 +17,9 @@ const (
 	AuditTokenRenewed       = "token_renewed"
 	AuditCredentialsDeleted = "credentials_deleted"
 	AuditLoginFailed        = "login_failed"
+	// AuditLoginState is a change of a login's bridge state (CONNECTED,
+	// TRANSIENT_DISCONNECT, BAD_CREDENTIALS, ...); Detail names it.
+	AuditLoginState = "login_state"
 
 	// Admin actions of the migration team (API and commands); Actor and
 	// Origin say who and from where.
@@ -39,6 +42,7 @@ var auditActions = map[string]bool{
 	AuditTokenRenewed:       true,
 	AuditCredentialsDeleted: true,
 	AuditLoginFailed:        true,
+	AuditLoginState:         true,
 	AuditImportDryRun:       true,
 	AuditImport:             true,
 	AuditWaveSet:            true,
