@@ -50,6 +50,9 @@ type Config struct {
 	Meetings MeetingsConfig `yaml:"meetings"`
 	// Groups configures multi-party conversations (docs/groups.md).
 	Groups GroupsConfig `yaml:"groups"`
+	// AdminNotices configures the bridge bot's notices to bridge admins
+	// (adminnotice.go).
+	AdminNotices AdminNoticesConfig `yaml:"admin_notices"`
 
 	displaynameTemplate *template.Template
 }
@@ -178,6 +181,8 @@ func defaultConfig() Config {
 		},
 		Meetings: defaultMeetingsConfig(),
 		Groups:   GroupsConfig{Relay: GroupRelayCreator},
+
+		AdminNotices: defaultAdminNotices(),
 	}
 }
 
@@ -245,6 +250,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("network.migration.announcements: reminder_interval %s must be at least 1m and max_reminders %d between 0 and 20", a.ReminderInterval, a.MaxReminders)
 	}
 	if err := c.Meetings.validate(); err != nil {
+		return err
+	}
+	if err := c.AdminNotices.validate(); err != nil {
 		return err
 	}
 	if err := c.CheckSignInRate(); err != nil {
@@ -408,6 +416,9 @@ func upgradeConfig(helper up.Helper) {
 	upgradeMeetingsConfig(helper)
 	helper.Copy(up.Str, "messages", "reactions")
 	helper.Copy(up.Str, "groups", "relay")
+
+	helper.Copy(up.Bool, "admin_notices", "enabled")
+	helper.Copy(up.Str, "admin_notices", "interval")
 }
 
 // GetConfig returns the example network configuration, where to decode the

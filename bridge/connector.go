@@ -308,6 +308,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.db = db
 	c.startMigration(ctx, db)
 	c.pruneGroupCopies(ctx)
+	go c.watchWaveErrors(c.backgroundCtx(), c.Config.AdminNotices)
 	if c.Config.Presence.Enabled && c.presenceSet != nil {
 		c.presence = newPresenceEngine(c, c.presenceSet)
 		go c.presence.writer.Run(c.backgroundCtx())

@@ -11,10 +11,12 @@ import (
 	_ "github.com/lib/pq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	mxdb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
@@ -32,12 +34,44 @@ func withPostgres(t *testing.T) envOption {
 	return func(e *testEnv, _ *Config) { e.dbURI, e.dbDialect = dsn, "postgres" }
 }
 
-// deletedRooms records the rooms the bot cleaned up.
-var deletedRooms sync.Map
+// adminBot is the bridge bot as erasure and notices use it: it
+// records the rooms it cleaned up and the messages it sent.
+type adminBot struct {
+	bridgev2.MatrixAPI
+	mu      sync.Mutex
+	deleted []id.RoomID
+	sent    map[id.RoomID][]string
+}
 
-func (b *fakeBot) DeleteRoom(_ context.Context, room id.RoomID, _ bool) error {
-	deletedRooms.Store(room, true)
+func (b *adminBot) DeleteRoom(_ context.Context, room id.RoomID, _ bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.deleted = append(b.deleted, room)
 	return nil
+}
+
+func (b *adminBot) SendMessage(_ context.Context, room id.RoomID, _ event.Type, content *event.Content, _ *bridgev2.MatrixSendExtra) (*mautrix.RespSendEvent, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sent == nil {
+		b.sent = map[id.RoomID][]string{}
+	}
+	msg := content.Parsed.(*event.MessageEventContent)
+	b.sent[room] = append(b.sent[room], string(msg.MsgType)+" "+msg.Body)
+	return &mautrix.RespSendEvent{EventID: "$sent"}, nil
+}
+
+func (b *adminBot) messages(room id.RoomID) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.sent[room]...)
+}
+
+// withAdminBot replaces the bridge bot once the bridge started.
+func withAdminBot(e *testEnv) *adminBot {
+	bot := &adminBot{}
+	e.br.Bot = bot
+	return bot
 }
 
 // bridgeTables is every table the bridge's database holds (mautrix's and
@@ -71,16 +105,17 @@ var bridgeTables = map[string]func(row dbscan.Row, login string) bool{
 func TestErasePersonLeavesNothing(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			opts := []envOption{withBot()}
+			var opts []envOption
 			if backend == "postgres" {
 				opts = append(opts, withPostgres(t))
 			}
-			testErasePerson(t, newTestEnv(t, opts...))
+			e := newTestEnv(t, opts...)
+			testErasePerson(t, e, withAdminBot(e))
 		})
 	}
 }
 
-func testErasePerson(t *testing.T, e *testEnv) {
+func testErasePerson(t *testing.T, e *testEnv, bot *adminBot) {
 	ctx := e.ctx
 	const alice, bob = "alice@contoso.com", "bob@contoso.com"
 	aliceMX, bobMX := id.UserID("@alice:example.org"), id.UserID("@bob:example.org")
@@ -139,8 +174,7 @@ func testErasePerson(t *testing.T, e *testEnv) {
 
 	// Logged out of SfB, room cleaned up.
 	assert.True(t, aliceSession.isClosed(), "alice's SfB session still open")
-	_, deleted := deletedRooms.Load(alicePortal.MXID)
-	assert.True(t, deleted, "alice's portal room was not cleaned up")
+	assert.Equal(t, []id.RoomID{alicePortal.MXID}, bot.deleted, "alice's portal room was not cleaned up, or another was")
 	assert.Nil(t, e.br.GetCachedUserLoginByID(aliceLogin.ID))
 
 	// Table by table: nothing names alice, except other people's

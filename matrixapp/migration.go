@@ -30,8 +30,10 @@ func serveMigrationAPI(m *mxmain.BridgeMain) {
 		return m.Bridge.Config.Permissions.Get(user).Admin
 	}, homeserverWhoami(m.Config.Homeserver.Address, m.Matrix.AS.HTTPClient))
 	api := migrationapi.New(conn.Migration, auth, log)
-	api.Register(m.Matrix.AS.Router)
-	api.RegisterErasure(m.Matrix.AS.Router, conn)
+	mux := http.NewServeMux()
+	api.Register(mux)
+	api.RegisterErasure(mux, conn)
+	m.Matrix.AS.Router.Handle(migrationapi.Prefix+"/", noticeFailedModeChanges(mux, conn.ModeChangeFailed))
 	serveDashboard(m, conn, auth)
 }
 
