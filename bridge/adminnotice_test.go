@@ -47,10 +47,10 @@ func TestNotifyAdminsReachesAdminManagementRoomsOnly(t *testing.T) {
 	e.br.Config.Permissions["@lead:example.org"] = &bridgeconfig.PermissionLevelAdmin
 	e.br.Config.Permissions["ops.example.org"] = &bridgeconfig.PermissionLevelAdmin
 	for user, room := range map[id.UserID]id.RoomID{
-		"@lead:example.org":    "!lead:example.org",
+		"@lead:example.org":     "!lead:example.org",
 		"@anna:ops.example.org": "!anna:example.org",
-		"@alice:example.org":   "!alice:example.org", // not an admin
-		"@bert:ops.example.org": "",                  // admin without a management room
+		"@alice:example.org":    "!alice:example.org", // not an admin
+		"@bert:ops.example.org": "",                   // admin without a management room
 	} {
 		u, err := e.br.GetUserByMXID(e.ctx, user)
 		require.NoError(t, err)
