@@ -148,6 +148,9 @@ func (c *Connector) ErasePerson(ctx context.Context, address string, by migratio
 	if _, err = c.execMautrix(ctx, `DELETE FROM backfill_task WHERE bridge_id = $1 AND user_login_id = $2`, plan.Address); err != nil {
 		return nil, err
 	}
+	if err := c.eraseStateStore(ctx, plan); err != nil {
+		return nil, err
+	}
 	if plan.MatrixUser != "" {
 		if report.UserRow, err = c.deleteUserRow(ctx, plan.MatrixUser); err != nil {
 			return nil, err
@@ -210,6 +213,59 @@ func (c *Connector) ownPortals(ctx context.Context, loginID networkid.UserLoginI
 	return portals, nil
 }
 
+// eraseStateStore removes what mautrix's appservice state store (the mx_
+// tables, a cache of room state the bridge fetches again when it needs
+// it) holds of the person and their ghost: their memberships and profiles
+// in every room, the ghost's registration, and the cached state of rooms
+// whose creator or power levels name them.
+func (c *Connector) eraseStateStore(ctx context.Context, plan *ErasurePlan) error {
+	if c.matrix == nil {
+		return nil // not the appservice (tests): no state store
+	}
+	ghost := c.br.Matrix.FormatGhostMXID(networkid.UserID(plan.Address))
+	users := []string{string(ghost)}
+	if plan.MatrixUser != "" {
+		users = append(users, string(plan.MatrixUser))
+	}
+	for _, user := range users {
+		for _, query := range []string{`DELETE FROM mx_user_profile WHERE user_id = $1`, `DELETE FROM mx_registrations WHERE user_id = $1`} {
+			if _, err := c.br.DB.Exec(ctx, query, user); err != nil {
+				return fmt.Errorf("erase: state store: %w", err)
+			}
+		}
+	}
+	rows, err := c.br.DB.Query(ctx, `SELECT room_id, power_levels, create_event FROM mx_room_state`)
+	if err != nil {
+		return fmt.Errorf("erase: read state store: %w", err)
+	}
+	var rooms []string
+	for rows.Next() {
+		var room string
+		var powerLevels, create []byte
+		if err := rows.Scan(&room, &powerLevels, &create); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("erase: read state store: %w", err)
+		}
+		text := strings.ToLower(string(powerLevels) + string(create))
+		for _, user := range users {
+			if strings.Contains(text, strings.ToLower(user)) {
+				rooms = append(rooms, room)
+				break
+			}
+		}
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("erase: read state store: %w", err)
+	}
+	for _, room := range rooms {
+		if _, err := c.br.DB.Exec(ctx, `DELETE FROM mx_room_state WHERE room_id = $1`, room); err != nil {
+			return fmt.Errorf("erase: state store: %w", err)
+		}
+	}
+	return nil
+}
+
 // deleteUserRow deletes the bridge's row of a Matrix user (management
 // room, double-puppet token), unless they still have logins.
 func (c *Connector) deleteUserRow(ctx context.Context, user id.UserID) (bool, error) {
@@ -258,7 +314,7 @@ func (c *Connector) pseudonymKey() ([]byte, error) {
 func pseudonym(key []byte, identifier string) string {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(strings.ToLower(identifier)))
-	return "erased:" + hex.EncodeToString(mac.Sum(nil)[:12])
+	return database.PseudonymPrefix + hex.EncodeToString(mac.Sum(nil)[:12])
 }
 
 // forgetUser drops what the presence engine remembers of a Matrix user.

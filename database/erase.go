@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// PseudonymPrefix starts every pseudonym of an erased person in the audit
+// log, so that nobody takes one for an address.
+const PseudonymPrefix = "erased:"
+
 // Erasure says whose data ErasePerson removes and how the audit log is to
 // remember it.
 type Erasure struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -425,9 +426,9 @@ func (s *Service) SetDefaultMode(ctx context.Context, mode Mode, by Actor) error
 }
 
 // Audit returns the newest audit entries, of one person when address is
-// not empty.
+// not empty; address may also be the pseudonym of an erased person.
 func (s *Service) Audit(ctx context.Context, address string, limit int) ([]database.AuditEvent, error) {
-	if address != "" {
+	if address != "" && !strings.HasPrefix(address, database.PseudonymPrefix) {
 		canon, err := canonical(address)
 		if err != nil {
 			return nil, invalid(fmt.Errorf("%q is not a SIP address (write it as name@domain): %w", address, err))
