@@ -64,7 +64,7 @@ func (c *Connector) PlanErasure(ctx context.Context, address string) (*ErasurePl
 	}
 	uri, err := sfb.ParseURI(address)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a SIP address (write it as name@domain): %w", address, errors.Join(err, migration.ErrInvalid))
+		return nil, invalidAddress{fmt.Errorf("%q is not a SIP address (write it as name@domain): %w", address, err)}
 	}
 	key, err := c.pseudonymKey()
 	if err != nil {
@@ -287,6 +287,12 @@ func (c *Connector) execMautrix(ctx context.Context, query, arg string) (bool, e
 	n, err := res.RowsAffected()
 	return n > 0, err
 }
+
+// invalidAddress is the caller's mistake (migration.ErrInvalid).
+type invalidAddress struct{ error }
+
+func (e invalidAddress) Unwrap() error      { return e.error }
+func (invalidAddress) Is(target error) bool { return target == migration.ErrInvalid }
 
 // pseudonymKey is the key of the audit log's pseudonyms, derived from the
 // secret key (network.secret_key or its environment variable), else from

@@ -287,3 +287,10 @@ func TestLoginStateChangesAreAudited(t *testing.T) {
 	require.Len(t, got, before+1)
 	assert.Equal(t, "TRANSIENT_DISCONNECT: "+string(StateErrSessionInterrupted), got[before])
 }
+
+func TestPlanErasureRefusesWhatIsNoAddress(t *testing.T) {
+	e := newTestEnv(t)
+	_, err := e.conn.PlanErasure(e.ctx, "not an address")
+	assert.ErrorIs(t, err, migration.ErrInvalid)
+	assert.Contains(t, err.Error(), "write it as name@domain")
+}
