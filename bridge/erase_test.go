@@ -100,6 +100,9 @@ var bridgeTables = map[string]func(row dbscan.Row, login string) bool{
 	"sfb_wave":              nil,
 	"sfb_migration_state":   nil,
 	"sfb_schema_migrations": nil,
+	"sfb_group":             nil,
+	"sfb_group_participant": nil,
+	"sfb_group_seen":        nil,
 }
 
 func TestErasePersonLeavesNothing(t *testing.T) {

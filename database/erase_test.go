@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -40,6 +41,9 @@ var erasureTables = map[string]string{
 	"sfb_wave":              "holds no person",
 	"sfb_migration_state":   "holds no person",
 	"sfb_schema_migrations": "holds no person",
+	"sfb_group_participant": "deleted",
+	"sfb_group_seen":        "deleted",
+	"sfb_group":             "holds no person", // a subject, shared by its participants
 }
 
 // seedPerson stores a person in every table that can hold one.
@@ -54,6 +58,12 @@ func seedPerson(t *testing.T, db *DB, address, matrixUser, wave string) {
 	require.NoError(t, db.ApplyImport(ctx, ImportChange{NewWaves: []string{wave}, People: []Person{{Address: address, MatrixUser: matrixUser, Wave: wave}}},
 		AuditEvent{Action: AuditImport, Actor: "@admin:example.org", Origin: "!mgmt:example.org", Detail: "1 person"}))
 	require.NoError(t, db.AddAudit(ctx, AuditEvent{LoginID: address, MatrixUser: matrixUser, Action: AuditLogin}))
+	_, err = db.EnsureGroup(ctx, "thread-1", "Planning")
+	require.NoError(t, err)
+	_, err = db.AddGroupParticipant(ctx, "thread-1", "sip:"+address)
+	require.NoError(t, err)
+	require.NoError(t, db.RecordGroupCopy(ctx, GroupCopy{LoginID: address, MessageID: "m-" + address, ThreadID: "thread-1",
+		Sender: "sip:someone@contoso.com", Fingerprint: "f", SentAt: time.Now()}, "c-"+address))
 	require.NoError(t, db.AddAudit(ctx, AuditEvent{LoginID: address, MatrixUser: matrixUser, Action: AuditLoginFailed,
 		Detail: "SfB refused sip:" + strings.ToUpper(address) + " (401)"}))
 }
@@ -94,7 +104,7 @@ func TestErasePersonCoversEveryTable(t *testing.T) {
 		n, err := db.ErasePerson(ctx, Erasure{Address: alice, MatrixUser: aliceMX, Pseudonym: testPseudonym,
 			Record: AuditEvent{Actor: "@admin:example.org", Origin: "192.0.2.7", Detail: "erased on request"}})
 		require.NoError(t, err)
-		assert.Equal(t, Erased{Credentials: 1, ResumeStates: 1, Outbox: 1, People: 1, AuditRows: 3}, n)
+		assert.Equal(t, Erased{Credentials: 1, ResumeStates: 1, Outbox: 1, People: 1, GroupRows: 1, GroupSeen: 1, AuditRows: 3}, n)
 
 		for _, table := range tables {
 			rows, err := dbscan.Mentions(ctx, raw, table, alice, aliceMX)
