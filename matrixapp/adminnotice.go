@@ -11,10 +11,10 @@ import (
 // effect (bridge.Connector.ModeChangeFailed).
 type modeChangeFailed func(ctx context.Context, what string, cause error)
 
-// noticeFailedModeChanges passes the migration API's requests to next and
-// tells the admins of every write of modes (a wave's, a person's, the
-// default, an import) that the bridge failed on: the team member who sent
-// it may be a script nobody watches. Refusals of bad input (4xx) are the
+// noticeFailedModeChanges passes the migration API's (or the dashboard's)
+// requests to next and tells the admins of every write of modes (a wave's,
+// a person's, the default, an import) that the bridge failed on: the team
+// member who sent it may be a script nobody watches. Refusals of bad input (4xx) are the
 // caller's to fix and are not notified.
 func noticeFailedModeChanges(next http.Handler, notify modeChangeFailed) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -38,6 +38,8 @@ func TestFailedModeChangesAreNotified(t *testing.T) {
 		{"PUT", "/_sfb/migration/v1/waves/w1/mode"},
 		{"GET", "/_sfb/migration/v1/waves?answer=500"}, // not a change
 		{"PUT", "/_sfb/migration/v1/waves/w1?answer=500"},
+		{"POST", "/_sfb/dashboard/mode?answer=500"},
+		{"POST", "/_sfb/dashboard/login?answer=500"},
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
@@ -47,5 +49,6 @@ func TestFailedModeChangesAreNotified(t *testing.T) {
 		"PUT /_sfb/migration/v1/people/alice@contoso.com/mode: the bridge answered 500; its log says why",
 		"PUT /_sfb/migration/v1/default-mode: the bridge answered 500; its log says why",
 		"POST /_sfb/migration/v1/import: the bridge answered 500; its log says why",
+		"POST /_sfb/dashboard/mode: the bridge answered 500; its log says why",
 	}, notified)
 }

@@ -52,7 +52,13 @@ func serveDashboard(m *mxmain.BridgeMain, conn *bridge.Connector, auth *migratio
 		return
 	}
 	go activity.Run(context.Background())
-	d.Register(m.Matrix.AS.Router)
+	dmux := http.NewServeMux()
+	d.Register(dmux)
+	// A mode change made on the page that fails is told to the admins
+	// as one made through the API.
+	page := noticeFailedModeChanges(dmux, conn.ModeChangeFailed)
+	m.Matrix.AS.Router.Handle(dashboard.Prefix, page)
+	m.Matrix.AS.Router.Handle(dashboard.Prefix+"/", page)
 }
 
 // homeserverWhoami asks the homeserver whose access token a request
