@@ -101,6 +101,7 @@ var bridgeTables = map[string]func(row dbscan.Row, login string) bool{
 	"sfb_migration_state":   nil,
 	"sfb_schema_migrations": nil,
 	"sfb_group":             nil,
+	"sfb_announcement":      nil,
 	"sfb_group_participant": nil,
 	"sfb_group_seen":        nil,
 }

@@ -37,14 +37,17 @@ type Erased struct {
 	ResumeStates int64 `json:"resume_states"`
 	Outbox       int64 `json:"outbox"`
 	People       int64 `json:"people"`
-	GroupRows    int64 `json:"group_memberships"`
-	GroupSeen    int64 `json:"group_message_copies"`
-	AuditRows    int64 `json:"audit_rows_anonymised"`
+	// Announcements are the bridge bot's messages about their wave.
+	Announcements int64 `json:"announcements"`
+	GroupRows     int64 `json:"group_memberships"`
+	GroupSeen     int64 `json:"group_message_copies"`
+	AuditRows     int64 `json:"audit_rows_anonymised"`
 }
 
 // ErasePerson deletes everything the connector's tables hold of one
 // person (sealed credentials, resume state, unsent Matrix messages, their
-// wave membership and mode, their place in group conversations) and
+// wave membership and mode, the record of their wave's announcement, their
+// place in group conversations) and
 // replaces their address and Matrix ID in
 // every audit row with pseudonyms, then appends the erasure's own record;
 // all in one transaction. The migration generation is incremented so that
@@ -72,6 +75,8 @@ func (db *DB) ErasePerson(ctx context.Context, e Erasure) (Erased, error) {
 		{&n.ResumeStates, `DELETE FROM sfb_resume_state WHERE login_id = $1`, []any{e.Address}},
 		{&n.Outbox, `DELETE FROM sfb_outbox WHERE login_id = $1 OR (sender_mxid = $2 AND $2 <> '')`, []any{e.Address, e.MatrixUser}},
 		{&n.People, `DELETE FROM sfb_person WHERE address = $1 OR (matrix_user = $2 AND $2 <> '')`, []any{e.Address, e.MatrixUser}},
+		// What the bridge bot told them about their wave, and when.
+		{&n.Announcements, `DELETE FROM sfb_announcement WHERE address = $1 OR (matrix_user = $2 AND $2 <> '')`, []any{e.Address, e.MatrixUser}},
 		// Group conversations go on without them; the copies of group
 		// messages their login received, or that they sent, are only
 		// kept to match copies from other logins for a while.

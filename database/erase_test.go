@@ -42,6 +42,7 @@ var erasureTables = map[string]string{
 	"sfb_migration_state":   "holds no person",
 	"sfb_schema_migrations": "holds no person",
 	"sfb_group_participant": "deleted",
+	"sfb_announcement":      "deleted",
 	"sfb_group_seen":        "deleted",
 	"sfb_group":             "holds no person", // a subject, shared by its participants
 }
@@ -58,6 +59,8 @@ func seedPerson(t *testing.T, db *DB, address, matrixUser, wave string) {
 	require.NoError(t, db.ApplyImport(ctx, ImportChange{NewWaves: []string{wave}, People: []Person{{Address: address, MatrixUser: matrixUser, Wave: wave}}},
 		AuditEvent{Action: AuditImport, Actor: "@admin:example.org", Origin: "!mgmt:example.org", Detail: "1 person"}))
 	require.NoError(t, db.AddAudit(ctx, AuditEvent{LoginID: address, MatrixUser: matrixUser, Action: AuditLogin}))
+	require.NoError(t, db.ClaimAnnouncement(ctx, address, wave, matrixUser, 1))
+	require.NoError(t, db.AnnouncementSent(ctx, address, wave, "!mgmt-"+address, 1, time.Now()))
 	_, err = db.EnsureGroup(ctx, "thread-1", "Planning")
 	require.NoError(t, err)
 	_, err = db.AddGroupParticipant(ctx, "thread-1", "sip:"+address)
@@ -104,7 +107,7 @@ func TestErasePersonCoversEveryTable(t *testing.T) {
 		n, err := db.ErasePerson(ctx, Erasure{Address: alice, MatrixUser: aliceMX, Pseudonym: testPseudonym,
 			Record: AuditEvent{Actor: "@admin:example.org", Origin: "192.0.2.7", Detail: "erased on request"}})
 		require.NoError(t, err)
-		assert.Equal(t, Erased{Credentials: 1, ResumeStates: 1, Outbox: 1, People: 1, GroupRows: 1, GroupSeen: 1, AuditRows: 3}, n)
+		assert.Equal(t, Erased{Credentials: 1, ResumeStates: 1, Outbox: 1, People: 1, Announcements: 1, GroupRows: 1, GroupSeen: 1, AuditRows: 3}, n)
 
 		for _, table := range tables {
 			rows, err := dbscan.Mentions(ctx, raw, table, alice, aliceMX)
