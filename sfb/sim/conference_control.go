@@ -71,11 +71,7 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, g)
 	})
 	mux.HandleFunc("DELETE /sim/v1/groups/{thread}", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.EndGroup(r.PathValue("thread")); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.EndGroup(r.PathValue("thread")))
 	})
 	mux.HandleFunc("POST /sim/v1/groups/{thread}/participants", func(w http.ResponseWriter, r *http.Request) {
 		var p controlGroupParticipant
@@ -90,11 +86,7 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		if err := s.AddGroupParticipant(r.Context(), r.PathValue("thread"), by, uri); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.AddGroupParticipant(r.Context(), r.PathValue("thread"), by, uri))
 	})
 	mux.HandleFunc("POST /sim/v1/groups/{thread}/leave", func(w http.ResponseWriter, r *http.Request) {
 		var p controlGroupParticipant
@@ -105,11 +97,7 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		if err := s.LeaveGroup(r.Context(), r.PathValue("thread"), uri); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.LeaveGroup(r.Context(), r.PathValue("thread"), uri))
 	})
 	mux.HandleFunc("POST /sim/v1/groups/{thread}/messages", func(w http.ResponseWriter, r *http.Request) {
 		var m controlGroupMessage
@@ -125,11 +113,7 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 			ctlError(w, statusOf(err), err)
 			return
 		}
-		if err := s.SendGroupMessage(r.Context(), r.PathValue("thread"), from, msg); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SendGroupMessage(r.Context(), r.PathValue("thread"), from, msg))
 	})
 	mux.HandleFunc("POST /sim/v1/groups/{thread}/typing", func(w http.ResponseWriter, r *http.Request) {
 		var t controlGroupTyping
@@ -140,11 +124,7 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		if err := s.SetGroupTyping(r.Context(), r.PathValue("thread"), from, t.Typing); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SetGroupTyping(r.Context(), r.PathValue("thread"), from, t.Typing))
 	})
 	mux.HandleFunc("PUT /sim/v1/groups/{thread}/subject", func(w http.ResponseWriter, r *http.Request) {
 		var sub controlGroupSubject
@@ -155,10 +135,6 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 			ctlError(w, http.StatusBadRequest, errors.New("subject: missing"))
 			return
 		}
-		if err := s.SetGroupSubject(r.Context(), r.PathValue("thread"), *sub.Subject); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SetGroupSubject(r.Context(), r.PathValue("thread"), *sub.Subject))
 	})
 }

@@ -86,6 +86,16 @@ func ctlError(w http.ResponseWriter, status int, err error) {
 	writeJSON(w, status, obj{"error": err.Error()})
 }
 
+// ctlNoContent answers a control request that returns nothing: 204, or
+// err with the status statusOf gives it.
+func ctlNoContent(w http.ResponseWriter, err error) {
+	if err != nil {
+		ctlError(w, statusOf(err), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func ctlDecode(w http.ResponseWriter, r *http.Request, v any) bool {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err == nil {
@@ -172,11 +182,7 @@ func (s *Server) controlHandler() http.Handler {
 			ctlError(w, statusOf(err), err)
 			return
 		}
-		if err := s.SendMessage(r.Context(), from, to, msg); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SendMessage(r.Context(), from, to, msg))
 	})
 	mux.HandleFunc("PUT /sim/v1/users/{address}/native-client", func(w http.ResponseWriter, r *http.Request) {
 		uri, ok := s.ctlUser(w, r.PathValue("address"))
@@ -191,11 +197,7 @@ func (s *Server) controlHandler() http.Handler {
 			ctlError(w, http.StatusBadRequest, errors.New(`signed_in: want true or false`))
 			return
 		}
-		if err := s.SetNativeClient(uri, *nc.SignedIn); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SetNativeClient(uri, *nc.SignedIn))
 	})
 	mux.HandleFunc("POST /sim/v1/users/{address}/typing", func(w http.ResponseWriter, r *http.Request) {
 		from, ok := s.ctlUser(w, r.PathValue("address"))
@@ -210,11 +212,7 @@ func (s *Server) controlHandler() http.Handler {
 		if !ok {
 			return
 		}
-		if err := s.SetTyping(r.Context(), from, to, t.Typing); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SetTyping(r.Context(), from, to, t.Typing))
 	})
 	mux.HandleFunc("GET /sim/v1/users/{address}/typing", func(w http.ResponseWriter, r *http.Request) {
 		uri, ok := s.ctlUser(w, r.PathValue("address"))
@@ -263,11 +261,7 @@ func (s *Server) controlHandler() http.Handler {
 		if !ctlDecode(w, r, &p) {
 			return
 		}
-		if err := s.SetPresence(uri, Presence(p)); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SetPresence(uri, Presence(p)))
 	})
 	mux.HandleFunc("GET /sim/v1/users/{address}/presence", func(w http.ResponseWriter, r *http.Request) {
 		uri, ok := s.ctlUser(w, r.PathValue("address"))
@@ -294,11 +288,7 @@ func (s *Server) controlHandler() http.Handler {
 		for _, g := range c.Groups {
 			groups = append(groups, ContactGroup{Name: g.Name, Members: g.Members})
 		}
-		if err := s.SetContacts(uri, groups); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.SetContacts(uri, groups))
 	})
 	mux.HandleFunc("GET /sim/v1/users/{address}/presence-subscriptions", func(w http.ResponseWriter, r *http.Request) {
 		uri, ok := s.ctlUser(w, r.PathValue("address"))

@@ -200,11 +200,7 @@ func (s *Server) fileRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		if err := s.OfferFile(r.Context(), from, to, ft.Name, ft.Size); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.OfferFile(r.Context(), from, to, ft.Name, ft.Size))
 	})
 	mux.HandleFunc("GET /sim/v1/users/{address}/file-transfers", func(w http.ResponseWriter, r *http.Request) {
 		uri, ok := s.ctlUser(w, r.PathValue("address"))

@@ -996,22 +996,14 @@ func (s *Server) meetingControl(mux *http.ServeMux) {
 		if !ctlDecode(w, r, &c) {
 			return
 		}
-		if err := s.UpdateMeeting(r.Context(), org, r.PathValue("id"), MeetingUpdate{Subject: c.Subject, ConferenceID: c.ConferenceID, DialIn: dialInOf(c.DialIn)}); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.UpdateMeeting(r.Context(), org, r.PathValue("id"), MeetingUpdate{Subject: c.Subject, ConferenceID: c.ConferenceID, DialIn: dialInOf(c.DialIn)}))
 	})
 	mux.HandleFunc("DELETE /sim/v1/users/{address}/meetings/{id}", func(w http.ResponseWriter, r *http.Request) {
 		org, ok := s.ctlUser(w, r.PathValue("address"))
 		if !ok {
 			return
 		}
-		if err := s.CancelMeeting(r.Context(), org, r.PathValue("id")); err != nil {
-			ctlError(w, statusOf(err), err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		ctlNoContent(w, s.CancelMeeting(r.Context(), org, r.PathValue("id")))
 	})
 	mux.HandleFunc("POST /sim/v1/users/{address}/calls", func(w http.ResponseWriter, r *http.Request) {
 		from, ok := s.ctlUser(w, r.PathValue("address"))
