@@ -386,7 +386,7 @@ func (s *Server) confSend(c *conference, m *member, view *convView, msg sfb.Mess
 
 func (s *Server) emitConfIncoming(v *convView, from *member, msg sfb.Message) {
 	rec := &msgRecord{direction: "Incoming", msg: msg, at: s.now(), status: "Success", from: from.uri, fromName: from.name}
-	e := ev("message", v.addMessage(rec), "", "completed", s.confMessage(v, rec))
+	e := ev("message", v.addMessage(rec), "", "completed", v.message(s, rec))
 	e["status"] = "Success"
 	s.emitConv(v, e)
 }

@@ -130,33 +130,6 @@ func (s *Server) participantInvitation(inv *invitation) obj {
 	return res
 }
 
-// confMessage is a message in a conference: an incoming one links the
-// participant who sent it, the local participant when the user sent it
-// from another endpoint.
-func (s *Server) confMessage(v *convView, m *msgRecord) obj {
-	h := v.messageHref(m.id)
-	links := obj{
-		"self":      link(h),
-		"messaging": link(v.href() + "/messaging"),
-	}
-	res := obj{
-		"rel":       "message",
-		"direction": m.direction,
-		"status":    messageStatus(m.status),
-		"timeStamp": msDate(m.at),
-		"_links":    links,
-	}
-	if m.operationID != "" {
-		res["operationId"] = m.operationID
-	}
-	if m.direction == "Incoming" {
-		links["contact"] = link(v.app.peopleHref(m.from))
-		links["participant"] = titled(v.participantHref(m.from), m.fromName)
-		s.messageDataLinks(links, m.msg, v.app.formats)
-	}
-	return res
-}
-
 // confParticipants is the participants collection of a conference view.
 func (s *Server) confParticipants(v *convView) obj {
 	list, links := []any{}, []any{}

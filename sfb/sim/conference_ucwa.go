@@ -139,7 +139,7 @@ func (s *Server) serveConfConversation(w http.ResponseWriter, r *http.Request, v
 			notFound(w)
 			return
 		}
-		writeJSON(w, http.StatusOK, s.confMessage(v, m))
+		writeJSON(w, http.StatusOK, v.message(s, m))
 	case path == "messaging/typing" && post:
 		if v.state != "Connected" || c.ended {
 			writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
@@ -159,30 +159,4 @@ func (s *Server) serveConfConversation(w http.ResponseWriter, r *http.Request, v
 		}
 		methodNotAllowed(w)
 	}
-}
-
-// sendConfMessage is POST on a conference view's messages; s.mu is held.
-func (s *Server) sendConfMessage(w http.ResponseWriter, v *convView, opID string, msg sfb.Message) {
-	c := v.conf
-	if v.state != "Connected" || c.ended {
-		writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
-		return
-	}
-	m := &msgRecord{direction: "Outgoing", operationID: opID, msg: msg, at: s.now()}
-	href := v.addMessage(m)
-	s.emitConv(v, ev("message", href, "", "started", s.confMessage(v, m)))
-	err := s.confSend(c, c.member(v.app.user.uri), v, msg)
-	done := ev("message", href, "", "completed", nil)
-	if de, ok := err.(deliveryError); ok {
-		m.status = "Failure"
-		done["status"] = "Failure"
-		done["reason"] = de.r.body()
-	} else {
-		m.status = "Success"
-		done["status"] = "Success"
-	}
-	done["_embedded"] = obj{"message": s.confMessage(v, m)}
-	s.emitConv(v, done)
-	w.Header().Set("Location", href)
-	w.WriteHeader(http.StatusCreated)
 }

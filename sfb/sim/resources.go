@@ -448,6 +448,10 @@ func (v *convView) message(s *Server, m *msgRecord) obj {
 	}
 	if m.direction == "Incoming" {
 		p := v.peer()
+		if m.from != "" {
+			// A conference has more than one peer.
+			p = party{uri: m.from, name: m.fromName}
+		}
 		links["contact"] = link(v.app.peopleHref(p.uri))
 		links["participant"] = titled(v.participantHref(p.uri), p.name)
 		s.messageDataLinks(links, m.msg, v.app.formats)

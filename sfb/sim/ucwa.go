@@ -702,18 +702,24 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, a *app, id 
 		writeError(w, http.StatusNotFound, "NotFound", "ConversationNotFound", "The conversation does not exist.")
 		return
 	}
+	connected := v.state == "Connected"
 	if v.conf != nil {
-		s.sendConfMessage(w, v, opID, msg)
-		return
+		connected = connected && !v.conf.ended
+	} else {
+		connected = connected && v.d.state == dialogConnected
 	}
-	if v.state != "Connected" || v.d.state != dialogConnected {
+	if !connected {
 		writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
 		return
 	}
 	m := &msgRecord{direction: "Outgoing", operationID: opID, msg: msg, at: s.now()}
 	href := v.addMessage(m)
 	s.emitConv(v, ev("message", href, "", "started", v.message(s, m)))
-	err = s.deliver(v.d, v.side, msg)
+	if v.conf != nil {
+		err = s.confSend(v.conf, v.conf.member(v.app.user.uri), v, msg)
+	} else {
+		err = s.deliver(v.d, v.side, msg)
+	}
 	done := ev("message", href, "", "completed", nil)
 	var de deliveryError
 	if errors.As(err, &de) {
@@ -721,7 +727,9 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, a *app, id 
 		done["status"] = "Failure"
 		done["reason"] = de.r.body()
 		l := v.message(s, m)
-		l["_links"].(obj)["failedDeliveryParticipant"] = []any{link(v.participantHref(v.peer().uri))}
+		if v.conf == nil {
+			l["_links"].(obj)["failedDeliveryParticipant"] = []any{link(v.participantHref(v.peer().uri))}
+		}
 		done["_embedded"] = obj{"message": l}
 	} else {
 		m.status = "Success"
