@@ -457,20 +457,8 @@ func (s *session) LeaveGroup(ctx context.Context, threadID string) error {
 
 // SetGroupTyping implements sfb.GroupSession, as SetTyping.
 func (s *session) SetGroupTyping(ctx context.Context, threadID string, typing bool) error {
-	key := groupTypingKey(threadID)
-	s.stopTyping(key)
-	if !typing {
-		return nil
-	}
-	link := s.typingLink(key)
-	if link == "" {
-		return nil
-	}
-	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := s.c.do(rctx, request{op: "set typing", method: http.MethodPost, url: link}); err != nil {
+	if err := s.setTyping(ctx, groupTypingKey(threadID), typing); err != nil {
 		return fmt.Errorf("set typing in %s: %w", threadID, err)
 	}
-	s.startTyping(key)
 	return nil
 }

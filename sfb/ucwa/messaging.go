@@ -498,20 +498,29 @@ func (s *session) DeliveryStatus(ctx context.Context, id string) (sfb.DeliverySt
 // the message, the conversation goes, or TypingMax passes. "Stopped
 // typing" is not renewing it.
 func (s *session) SetTyping(ctx context.Context, to sfb.URI, typing bool) error {
-	s.stopTyping(to)
+	if err := s.setTyping(ctx, to, typing); err != nil {
+		return fmt.Errorf("set typing to %s: %w", to, err)
+	}
+	return nil
+}
+
+// setTyping serves SetTyping and SetGroupTyping; key is a peer's address
+// or a group's groupTypingKey.
+func (s *session) setTyping(ctx context.Context, key sfb.URI, typing bool) error {
+	s.stopTyping(key)
 	if !typing {
 		return nil
 	}
-	link := s.typingLink(to)
+	link := s.typingLink(key)
 	if link == "" {
 		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 	defer cancel()
 	if _, err := s.c.do(rctx, request{op: "set typing", method: http.MethodPost, url: link}); err != nil {
-		return fmt.Errorf("set typing to %s: %w", to, err)
+		return err
 	}
-	s.startTyping(to)
+	s.startTyping(key)
 	return nil
 }
 
