@@ -173,7 +173,7 @@ func (s *Server) inviteMember(c *conference, inviter sfb.URI, u *user, by *invit
 		// invitation is to a conference (its onlineMeeting link).
 		s.emitComm(v, ev("conversation", v.href(), "", "added", s.confConversation(v)))
 		s.emitComm(v, s.confInvitationEvent(v, "started", "", nil))
-		s.emitConv(v, ev("localParticipant", v.participantHref(u.uri), u.name, "added", s.confLocalParticipant(v)))
+		s.emitConv(v, ev("localParticipant", v.participantHref(u.uri), u.name, "added", v.localParticipant()))
 	}
 	if !st.nativeSignedOut {
 		m.native = true
@@ -237,7 +237,7 @@ func (s *Server) rejoinConference(a *app, c *conference, to *member, opID string
 	inv.from, inv.fromName, inv.to = a.user.uri, a.user.name, to.uri
 	s.emitInvitation(v, "started", "", nil)
 	s.emitComm(v, ev("conversation", v.href(), "", "added", s.confConversation(v)))
-	s.emitConv(v, ev("localParticipant", v.participantHref(a.user.uri), a.user.name, "added", s.confLocalParticipant(v)))
+	s.emitConv(v, ev("localParticipant", v.participantHref(a.user.uri), a.user.name, "added", v.localParticipant()))
 	m := c.member(a.user.uri)
 	if m == nil {
 		m = &member{uri: a.user.uri, name: a.user.name}

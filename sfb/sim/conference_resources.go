@@ -11,9 +11,6 @@ func (s *Server) confConversation(v *convView) obj {
 	res := v.conversation(s)
 	links := res["_links"].(obj)
 	links["onlineMeeting"] = link(v.href() + "/onlineMeeting")
-	if v.state == "Connected" {
-		links["localParticipant"] = titled(v.participantHref(v.app.user.uri), v.app.user.name)
-	}
 	res["threadId"] = c.threadID
 	res["subject"] = c.subject
 	res["importance"] = c.importance
@@ -21,28 +18,6 @@ func (s *Server) confConversation(v *convView) obj {
 	res["created"] = msDate(c.created)
 	res["expirationTime"] = msDate(c.lastActivity.Add(s.opts.ConversationIdleTimeout))
 	return res
-}
-
-func (s *Server) confLocalParticipant(v *convView) obj {
-	u := v.app.user
-	h := v.participantHref(u.uri)
-	links := obj{
-		"self":         link(h),
-		"conversation": link(v.href()),
-		"me":           link(v.app.base() + "/me"),
-	}
-	if v.state == "Connected" {
-		links["participantMessaging"] = link(h + "/messaging")
-	}
-	return obj{
-		"rel":           "participant",
-		"sourceNetwork": "SameEnterprise",
-		"anonymous":     false,
-		"local":         true,
-		"name":          u.name,
-		"uri":           string(u.uri),
-		"_links":        links,
-	}
 }
 
 // confInvitation is the incoming messagingInvitation to a conference: as
@@ -128,20 +103,4 @@ func (s *Server) participantInvitation(inv *invitation) obj {
 		res["_embedded"] = obj{"acceptedByParticipant": []any{v.participant(party{uri: inv.to, name: s.userOf(inv.to).name})}}
 	}
 	return res
-}
-
-// confParticipants is the participants collection of a conference view.
-func (s *Server) confParticipants(v *convView) obj {
-	list, links := []any{}, []any{}
-	for _, m := range v.conf.members {
-		if m.joined() && m.uri != v.app.user.uri {
-			list = append(list, v.participant(m.party()))
-			links = append(links, titled(v.participantHref(m.uri), m.name))
-		}
-	}
-	return obj{
-		"rel":       "participants",
-		"_links":    obj{"self": link(v.href() + "/participants"), "participant": links},
-		"_embedded": obj{"participant": list, "localParticipant": s.confLocalParticipant(v)},
-	}
 }

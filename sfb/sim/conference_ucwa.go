@@ -3,7 +3,6 @@ package sim
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -75,88 +74,4 @@ func (s *Server) serveParticipantInvitation(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	writeJSON(w, http.StatusOK, s.participantInvitation(inv))
-}
-
-// serveConfConversation serves the resources of a conference view; s.mu
-// is held.
-func (s *Server) serveConfConversation(w http.ResponseWriter, r *http.Request, v *convView, segs []string) {
-	c := v.conf
-	path := strings.Join(segs, "/")
-	get := r.Method == http.MethodGet
-	post := r.Method == http.MethodPost
-	switch {
-	case path == "":
-		switch r.Method {
-		case http.MethodGet:
-			writeJSON(w, http.StatusOK, s.confConversation(v))
-		case http.MethodDelete:
-			// conversation_ref.md: DELETE removes the user from the
-			// communication.
-			s.leaveView(v, &reasonEnded, false)
-			w.WriteHeader(http.StatusNoContent)
-		default:
-			methodNotAllowed(w)
-		}
-	case path == "participants" && get:
-		writeJSON(w, http.StatusOK, s.confParticipants(v))
-	case len(segs) >= 2 && segs[0] == "participants" && get:
-		uri, err := sfb.ParseURI(segs[1])
-		m := c.member(uri)
-		if err != nil || m == nil || !m.joined() {
-			notFound(w)
-			return
-		}
-		switch strings.Join(segs[2:], "/") {
-		case "":
-			if uri == v.app.user.uri {
-				writeJSON(w, http.StatusOK, s.confLocalParticipant(v))
-			} else {
-				writeJSON(w, http.StatusOK, v.participant(m.party()))
-			}
-		case "messaging":
-			writeJSON(w, http.StatusOK, v.participantMessaging(m.party()))
-		default:
-			notFound(w)
-		}
-	case path == "messaging" && get:
-		writeJSON(w, http.StatusOK, v.messaging())
-	case path == "messaging/typingParticipants" && get:
-		list := []any{}
-		for _, m := range c.members {
-			if m.uri != v.app.user.uri && m.typingUntil.After(s.now()) {
-				list = append(list, v.participant(m.party()))
-			}
-		}
-		writeJSON(w, http.StatusOK, obj{
-			"rel":       "typingParticipants",
-			"_links":    obj{"self": link(v.href() + "/messaging/typingParticipants")},
-			"_embedded": obj{"participant": list},
-		})
-	case len(segs) == 3 && segs[0] == "messaging" && segs[1] == "messages" && get:
-		n, _ := strconv.Atoi(segs[2])
-		m := v.msgs[n]
-		if m == nil {
-			notFound(w)
-			return
-		}
-		writeJSON(w, http.StatusOK, v.message(s, m))
-	case path == "messaging/typing" && post:
-		if v.state != "Connected" || c.ended {
-			writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
-			return
-		}
-		s.setConfTyping(c, c.member(v.app.user.uri), true)
-		w.WriteHeader(http.StatusNoContent)
-	case path == "messaging/terminate" && post:
-		// stopMessaging_ref.md: messaging is the only modality, so the
-		// user leaves the conversation.
-		s.leaveView(v, &reasonEnded, false)
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		if get || post {
-			notFound(w)
-			return
-		}
-		methodNotAllowed(w)
-	}
 }

@@ -230,9 +230,68 @@ func (v *convView) participantHref(u sfb.URI) string {
 	return v.href() + "/participants/" + u.Address()
 }
 
-func (v *convView) self() party { return v.d.parties[v.side] }
+// self is the user in the view; a conference's dialog is a placeholder
+// without parties.
+func (v *convView) self() party {
+	if v.conf != nil {
+		return party{uri: v.app.user.uri, name: v.app.user.name}
+	}
+	return v.d.parties[v.side]
+}
 
 func (v *convView) peer() party { return v.d.parties[1-v.side] }
+
+// others are the participants of the view other than the user: the peer of
+// a dialog, the joined members of a conference.
+func (v *convView) others() []party {
+	var out []party
+	if v.conf != nil {
+		for _, m := range v.conf.members {
+			if m.joined() && m.uri != v.app.user.uri {
+				out = append(out, m.party())
+			}
+		}
+		return out
+	}
+	for _, p := range v.d.parties {
+		if p.uri != v.app.user.uri {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// participantAt is the participant of the view at uri, the user included.
+func (v *convView) participantAt(uri sfb.URI) (party, bool) {
+	if v.conf != nil {
+		m := v.conf.member(uri)
+		if m == nil || !m.joined() {
+			return party{}, false
+		}
+		return m.party(), true
+	}
+	if uri != v.d.parties[0].uri && uri != v.d.parties[1].uri {
+		return party{}, false
+	}
+	return v.d.parties[v.d.sideOf(uri)], true
+}
+
+// typingOthers are the participants other than the user typing at now.
+func (v *convView) typingOthers(now time.Time) []party {
+	var out []party
+	if v.conf != nil {
+		for _, m := range v.conf.members {
+			if m.uri != v.app.user.uri && m.typingUntil.After(now) {
+				out = append(out, m.party())
+			}
+		}
+		return out
+	}
+	if p := v.peer(); p.typingUntil.After(now) {
+		out = append(out, p)
+	}
+	return out
+}
 
 func (v *convView) conversation(s *Server) obj {
 	h := v.href()
@@ -322,6 +381,21 @@ func (v *convView) participant(p party) obj {
 		"name":          p.name,
 		"uri":           string(p.uri),
 		"_links":        links,
+	}
+}
+
+// participants is the participants collection (participants_ref.md): it
+// links the remote participants; the simulator embeds them as well.
+func (v *convView) participants() obj {
+	list, links := []any{}, []any{}
+	for _, p := range v.others() {
+		list = append(list, v.participant(p))
+		links = append(links, titled(v.participantHref(p.uri), p.name))
+	}
+	return obj{
+		"rel":       "participants",
+		"_links":    obj{"self": link(v.href() + "/participants"), "participant": links},
+		"_embedded": obj{"participant": list, "localParticipant": v.localParticipant()},
 	}
 }
 

@@ -567,43 +567,36 @@ func (s *Server) serveConversation(w http.ResponseWriter, r *http.Request, a *ap
 		s.addParticipant(w, r, a, v)
 		return
 	}
-	if v.conf != nil {
-		s.serveConfConversation(w, r, v, segs)
-		return
-	}
 	switch {
 	case path == "":
 		switch r.Method {
 		case http.MethodGet:
-			writeJSON(w, http.StatusOK, v.conversation(s))
+			if v.conf != nil {
+				writeJSON(w, http.StatusOK, s.confConversation(v))
+			} else {
+				writeJSON(w, http.StatusOK, v.conversation(s))
+			}
 		case http.MethodDelete:
-			s.endDialog(v.d, reasonEnded, nil)
+			// conversation_ref.md: DELETE removes the user from the
+			// communication.
+			s.leaveConversation(v)
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			methodNotAllowed(w)
 		}
 	case path == "participants" && get:
-		// participants_ref.md: the collection links its remote
-		// participants; the simulator embeds them as well.
-		list, links := []any{}, []any{}
-		for _, p := range v.d.parties {
-			if p.uri != a.user.uri {
-				list = append(list, v.participant(p))
-				links = append(links, titled(v.participantHref(p.uri), p.name))
-			}
-		}
-		writeJSON(w, http.StatusOK, obj{
-			"rel":       "participants",
-			"_links":    obj{"self": link(v.href() + "/participants"), "participant": links},
-			"_embedded": obj{"participant": list, "localParticipant": v.localParticipant()},
-		})
+		writeJSON(w, http.StatusOK, v.participants())
 	case len(segs) >= 2 && segs[0] == "participants" && get:
 		uri, err := sfb.ParseURI(segs[1])
-		if err != nil || (uri != v.d.parties[0].uri && uri != v.d.parties[1].uri) {
+		if err != nil {
 			notFound(w)
 			return
 		}
-		p := v.d.parties[v.d.sideOf(uri)]
+		p, ok := v.participantAt(uri)
+		if !ok {
+			notFound(w)
+			return
+		}
 		switch strings.Join(segs[2:], "/") {
 		case "":
 			if uri == a.user.uri {
@@ -620,7 +613,7 @@ func (s *Server) serveConversation(w http.ResponseWriter, r *http.Request, a *ap
 		writeJSON(w, http.StatusOK, v.messaging())
 	case path == "messaging/typingParticipants" && get:
 		list := []any{}
-		if p := v.peer(); p.typingUntil.After(s.now()) {
+		for _, p := range v.typingOthers(s.now()) {
 			list = append(list, v.participant(p))
 		}
 		writeJSON(w, http.StatusOK, obj{
@@ -637,14 +630,20 @@ func (s *Server) serveConversation(w http.ResponseWriter, r *http.Request, a *ap
 		}
 		writeJSON(w, http.StatusOK, v.message(s, m))
 	case path == "messaging/typing" && post:
-		if v.state != "Connected" {
+		if v.state != "Connected" || (v.conf != nil && v.conf.ended) {
 			writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
 			return
 		}
-		s.setTyping(v.d, v.side, true)
+		if v.conf != nil {
+			s.setConfTyping(v.conf, v.conf.member(a.user.uri), true)
+		} else {
+			s.setTyping(v.d, v.side, true)
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case path == "messaging/terminate" && post:
-		s.endDialog(v.d, reasonEnded, nil)
+		// stopMessaging_ref.md: messaging is the only modality, so the
+		// user leaves the conversation.
+		s.leaveConversation(v)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		if get || post {
@@ -653,6 +652,16 @@ func (s *Server) serveConversation(w http.ResponseWriter, r *http.Request, a *ap
 		}
 		methodNotAllowed(w)
 	}
+}
+
+// leaveConversation takes the user out of the conversation of v: a dialog
+// ends, a conference goes on without them.
+func (s *Server) leaveConversation(v *convView) {
+	if v.conf != nil {
+		s.leaveView(v, &reasonEnded, false)
+		return
+	}
+	s.endDialog(v.d, reasonEnded, nil)
 }
 
 // sendMessage is POST on messaging/messages with a text/plain or text/html
