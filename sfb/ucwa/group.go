@@ -313,17 +313,7 @@ func (s *session) startGroup(ctx context.Context, g sfb.Group) (*conv, error) {
 // inviteIntoGroup starts the peer-to-peer conversation with to that
 // becomes g, and waits for it to be accepted.
 func (s *session) inviteIntoGroup(ctx context.Context, to sfb.URI, g sfb.Group) (*conv, error) {
-	st, _ := s.appSnapshot()
 	opID := newUUID()
-	body, _ := json.Marshal(map[string]any{
-		"importance":     "Normal",
-		"sessionContext": newUUID(),
-		"subject":        g.Subject,
-		"threadId":       g.ThreadID,
-		"to":             string(to),
-		"operationId":    opID,
-	})
-	s.noteOutgoing("op:"+opID, to)
 	s.mu.Lock()
 	if s.groupStarts == nil {
 		s.groupStarts = map[string]sfb.Group{}
@@ -336,19 +326,16 @@ func (s *session) inviteIntoGroup(ctx context.Context, to sfb.URI, g sfb.Group) 
 		s.mu.Unlock()
 	}()
 	ch := make(chan opResult, 1)
-	keys := []string{"op:" + opID}
-	s.ops.register(ch, keys...)
-	defer s.ops.unregister(keys...)
-	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
-	resp, err := s.c.do(rctx, request{op: "start messaging", method: http.MethodPost, url: st.startMessaging, body: body, contentType: "application/json"})
-	cancel()
+	s.ops.register(ch, "op:"+opID)
+	defer s.ops.unregister("op:" + opID)
+	href, err := s.postStartMessaging(ctx, to, opID, map[string]any{"subject": g.Subject, "threadId": g.ThreadID})
 	if err != nil {
 		return nil, err
 	}
-	href := "op:" + opID
-	if resp.location != "" {
-		href = "href:" + s.abs(resp.location)
-		s.noteOutgoing(href, to)
+	if href == "" {
+		href = "op:" + opID
+	} else {
+		href = "href:" + href
 	}
 	res, err := s.awaitOp(ctx, ch, href)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -429,37 +430,51 @@ func (s *session) startMessaging(ctx context.Context, to sfb.URI, msg sfb.Messag
 // invite posts one messaging invitation with first (a data URI) as its
 // message and waits for it to complete.
 func (s *session) invite(ctx context.Context, to sfb.URI, first string, accepted func(id string)) (sfb.SentMessage, error) {
-	st, _ := s.appSnapshot()
 	opID := newUUID()
-	body, _ := json.Marshal(map[string]any{
+	ch := make(chan opResult, 1)
+	s.ops.register(ch, "op:"+opID)
+	defer s.ops.unregister("op:" + opID)
+	href, err := s.postStartMessaging(ctx, to, opID, map[string]any{
+		"subject": "",
+		"_links":  map[string]any{"message": map[string]string{"href": first}},
+	})
+	if err != nil {
+		return sfb.SentMessage{}, err
+	}
+	if href == "" {
+		href = "op:" + opID
+	} else if accepted != nil {
+		accepted(href)
+	}
+	return s.awaitSent(ctx, ch, "invitation", href)
+}
+
+// postStartMessaging posts a messaging invitation to to with the fields
+// every one carries and extra; its completion goes to what the caller
+// registered under "op:"+opID. It returns the invitation's address, ""
+// when the server did not give it.
+func (s *session) postStartMessaging(ctx context.Context, to sfb.URI, opID string, extra map[string]any) (string, error) {
+	st, _ := s.appSnapshot()
+	fields := map[string]any{
 		"importance":     "Normal",
 		"sessionContext": newUUID(),
-		"subject":        "",
 		"to":             string(to),
 		"operationId":    opID,
-		"_links":         map[string]any{"message": map[string]string{"href": first}},
-	})
+	}
+	maps.Copy(fields, extra)
+	body, _ := json.Marshal(fields)
 	s.noteOutgoing("op:"+opID, to)
-	ch := make(chan opResult, 1)
-	keys := []string{"op:" + opID}
-	s.ops.register(ch, keys...)
-	defer s.ops.unregister(keys...)
 	rctx, cancel := context.WithTimeout(ctx, s.t.cfg.RequestTimeout)
 	resp, err := s.c.do(rctx, request{op: "start messaging", method: http.MethodPost, url: st.startMessaging, body: body, contentType: "application/json"})
 	cancel()
 	if err != nil {
-		return sfb.SentMessage{}, err
+		return "", err
 	}
 	href := s.abs(resp.location)
-	if href == "" {
-		href = "op:" + opID
-	} else {
+	if href != "" {
 		s.noteOutgoing("href:"+href, to)
-		if accepted != nil {
-			accepted(href)
-		}
 	}
-	return s.awaitSent(ctx, ch, "invitation", href)
+	return href, nil
 }
 
 // DeliveryStatus implements sfb.DeliveryTracker: it reads the message
