@@ -77,7 +77,7 @@ func (s *Server) Call(ctx context.Context, from, to sfb.URI, video bool) (string
 		return "", fmt.Errorf("call %s: %w", to, deliveryError{reasonUnreachable})
 	}
 	c := &call{id: randomHex(8), from: fu, to: tu, video: video, threadID: newThreadID(), started: s.now(), state: "Connecting", native: native}
-	s.meet().calls[c.id] = c
+	s.meetings.calls[c.id] = c
 	for _, a := range apps {
 		v := s.newMView(a, fu, nil, c)
 		c.forks = append(c.forks, v)
@@ -114,7 +114,7 @@ func (s *Server) onRinging(ctx context.Context, id, what string, f func(*call)) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.meet().calls[id]
+	c := s.meetings.calls[id]
 	if c == nil {
 		return fmt.Errorf("%s call %s: %w", what, id, sfb.ErrNotFound)
 	}
@@ -129,7 +129,7 @@ func (s *Server) onRinging(ctx context.Context, id, what string, f func(*call)) 
 func (s *Server) CallResult(id string) (CallResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.meet().calls[id]
+	c := s.meetings.calls[id]
 	if c == nil {
 		return CallResult{}, fmt.Errorf("call %s: %w", id, sfb.ErrNotFound)
 	}
@@ -198,7 +198,7 @@ func (s *Server) callForkGone(c *call) {
 // sweepCalls ends calls nobody answered in time (missed) and forgets
 // finished calls and meetings after a while.
 func (s *Server) sweepCalls(now time.Time) {
-	ms := s.meet()
+	ms := &s.meetings
 	for id, c := range ms.calls {
 		switch {
 		case c.state == "Connecting" && now.Sub(c.started) >= s.opts.InvitationTimeout:

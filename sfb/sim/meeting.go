@@ -135,16 +135,6 @@ type meetingKey struct {
 	id        string
 }
 
-func (s *Server) meet() *meetState {
-	if s.meetings.meetings == nil {
-		s.meetings = meetState{
-			meetings: map[meetingKey]*meeting{}, calls: map[string]*call{},
-			invs: map[string]*mview{}, convs: map[string]*mview{},
-		}
-	}
-	return &s.meetings
-}
-
 // mview is one application's view of a meeting invitation or a call: an
 // invitation and its conversation.
 type mview struct {
@@ -180,7 +170,7 @@ func (v *mview) participantHref(u sfb.URI) string {
 // Conversation IDs start with "m", which randomHex never does: they
 // never collide with those of messaging conversations.
 func (s *Server) newMView(a *app, from *user, m *meeting, c *call) *mview {
-	ms := s.meet()
+	ms := &s.meetings
 	v := &mview{app: a, invID: randomHex(16), convID: "m" + randomHex(6), meeting: m, call: c, from: from,
 		state: "Connecting", convState: "Incoming"}
 	ms.invs[v.invID] = v
@@ -189,7 +179,7 @@ func (s *Server) newMView(a *app, from *user, m *meeting, c *call) *mview {
 }
 
 func (s *Server) dropMView(v *mview) {
-	ms := s.meet()
+	ms := &s.meetings
 	delete(ms.invs, v.invID)
 	delete(ms.convs, v.convID)
 }
@@ -277,7 +267,7 @@ func validateMeetingInvite(inv MeetingInvite) error {
 
 // newMeeting creates a meeting organised by u with a fresh ID.
 func (s *Server) newMeeting(u *user, subject string, expiration time.Time) *meeting {
-	ms := s.meet()
+	ms := &s.meetings
 	if expiration.IsZero() {
 		expiration = s.now().Add(8 * time.Hour)
 	}
@@ -332,7 +322,7 @@ func (s *Server) UpdateMeeting(ctx context.Context, organizer sfb.URI, id string
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.meet().meetings[meetingKey{canonical(organizer), id}]
+	m := s.meetings.meetings[meetingKey{canonical(organizer), id}]
 	if m == nil || m.cancelled {
 		return fmt.Errorf("update meeting %s of %s: %w", id, organizer, sfb.ErrNotFound)
 	}
@@ -368,7 +358,7 @@ func (s *Server) CancelMeeting(ctx context.Context, organizer sfb.URI, id string
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.meet().meetings[meetingKey{canonical(organizer), id}]
+	m := s.meetings.meetings[meetingKey{canonical(organizer), id}]
 	if m == nil || m.cancelled {
 		return fmt.Errorf("cancel meeting %s of %s: %w", id, organizer, sfb.ErrNotFound)
 	}
@@ -385,7 +375,7 @@ func (s *Server) CancelMeeting(ctx context.Context, organizer sfb.URI, id string
 func (s *Server) MeetingDeclines(organizer sfb.URI, id string) []sfb.URI {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m := s.meet().meetings[meetingKey{canonical(organizer), id}]; m != nil {
+	if m := s.meetings.meetings[meetingKey{canonical(organizer), id}]; m != nil {
 		return append([]sfb.URI(nil), m.declined...)
 	}
 	return nil
@@ -659,7 +649,7 @@ func (s *Server) serveMViewInvitation(w http.ResponseWriter, r *http.Request, a 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.meet().invs[segs[0]]
+	v := s.meetings.invs[segs[0]]
 	if v == nil || v.app != a || v.kind()+"s" != kind {
 		notFound(w)
 		return
@@ -742,7 +732,7 @@ func (s *Server) serveMViewConversation(w http.ResponseWriter, r *http.Request, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.meet().convs[id]
+	v := s.meetings.convs[id]
 	if v == nil || v.app != a {
 		writeError(w, http.StatusNotFound, "NotFound", "ConversationNotFound", "The conversation does not exist.")
 		return true
@@ -809,7 +799,7 @@ func (s *Server) serveOnlineMeetings(w http.ResponseWriter, r *http.Request, a *
 	case path == "myOnlineMeetings" && r.Method == http.MethodGet:
 		s.locked(func() {
 			list := []any{}
-			for k, m := range s.meet().meetings {
+			for k, m := range s.meetings.meetings {
 				if k.organizer == a.user.uri && !m.cancelled {
 					list = append(list, s.myOnlineMeeting(a, m))
 				}
@@ -823,7 +813,7 @@ func (s *Server) serveOnlineMeetings(w http.ResponseWriter, r *http.Request, a *
 	case len(segs) == 2 && segs[0] == "myOnlineMeetings":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		m := s.meet().meetings[meetingKey{a.user.uri, segs[1]}]
+		m := s.meetings.meetings[meetingKey{a.user.uri, segs[1]}]
 		if m == nil || m.cancelled {
 			notFound(w)
 			return
@@ -907,7 +897,7 @@ func (s *Server) createMyOnlineMeeting(w http.ResponseWriter, r *http.Request, a
 // reset (resume), without events: the application is not there to see
 // them. A call that rang only there stops ringing.
 func (s *Server) dropAppMeetings(a *app) {
-	ms := s.meet()
+	ms := &s.meetings
 	for _, v := range ms.invs {
 		if v.app != a {
 			continue
@@ -1059,7 +1049,7 @@ func (s *Server) OnlineMeetings(organizer sfb.URI) []MeetingInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []MeetingInfo
-	for k, m := range s.meet().meetings {
+	for k, m := range s.meetings.meetings {
 		if k.organizer == organizer && !m.cancelled {
 			out = append(out, m.info())
 		}

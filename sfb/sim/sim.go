@@ -191,6 +191,10 @@ func New(opts Options) (*Server, error) {
 		dialogs:  make(map[pairKey]*dialog),
 		confs:    make(map[string]*conference),
 		watchers: make(map[sfb.URI]map[*presenceSub]struct{}),
+		meetings: meetState{
+			meetings: map[meetingKey]*meeting{}, calls: map[string]*call{},
+			invs: map[string]*mview{}, convs: map[string]*mview{},
+		},
 	}
 	if s.now == nil {
 		s.now = time.Now
