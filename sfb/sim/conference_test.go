@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -189,6 +188,7 @@ func TestGroupControlAPI(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, post(base+"/messages", `{"from":"sip:bob@contoso.com","text":"hello"}`).status)
 	assert.Equal(t, "hello", e.sim.Received(carol)[0].Message.Text)
 	require.Equal(t, http.StatusNoContent, post(base+"/typing", `{"from":"sip:bob@contoso.com","typing":true}`).status)
+	assert.True(t, e.sim.GroupTyping("t/1+=", bob))
 	require.Equal(t, http.StatusNoContent, e.do("PUT", e.hs.URL+base+"/subject", "", "application/json", `{"subject":"Plan B"}`).status)
 	require.Equal(t, http.StatusNoContent, post(base+"/leave", `{"uri":"sip:carol@contoso.com"}`).status)
 	r = e.do("GET", e.hs.URL+base, "", "", "")
@@ -197,9 +197,11 @@ func TestGroupControlAPI(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, post(base+"/messages", `{"from":"sip:carol@contoso.com","text":"x"}`).status)
 	assert.Equal(t, http.StatusBadRequest, post(base+"/participants", `{"by":"sip:bob@contoso.com","uri":"not a uri"}`).status)
 	require.Equal(t, http.StatusNoContent, post(base+"/participants", `{"by":"sip:bob@contoso.com","uri":"sip:carol@contoso.com"}`).status)
+	g, _ := e.sim.GroupInfo("t/1+=")
+	assert.Contains(t, g.Participants, carol, "added again")
 	require.Equal(t, http.StatusNoContent, e.do("DELETE", e.hs.URL+base, "", "", "").status)
 	assert.Equal(t, http.StatusNotFound, e.do("GET", e.hs.URL+base, "", "", "").status)
-	assert.True(t, strings.Contains(string(post("/sim/v1/groups", `{"from":"sip:bob@contoso.com","participants":[]}`).body), "no participant"))
+	assert.Contains(t, string(post("/sim/v1/groups", `{"from":"sip:bob@contoso.com","participants":[]}`).body), "no participant")
 }
 
 // TestGroupInvitationToApplicationDeclinedOrUnanswered: a participant whose
