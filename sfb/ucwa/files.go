@@ -122,13 +122,12 @@ func (s *session) emitMessage(m sfb.MessageReceived) {
 // given as the picture's location.
 func (s *session) imageFile(img inlineImage, n int) sfb.File {
 	if img.data != nil {
-		data := img.data
 		return sfb.File{
 			Name:        imageName(n, img.contentType),
 			ContentType: img.contentType,
-			Size:        int64(len(data)),
+			Size:        int64(len(img.data)),
 			Open: func(context.Context) (io.ReadCloser, error) {
-				return io.NopCloser(bytes.NewReader(data)), nil
+				return io.NopCloser(bytes.NewReader(img.data)), nil
 			},
 		}
 	}
