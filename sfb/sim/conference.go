@@ -172,7 +172,7 @@ func (s *Server) inviteMember(c *conference, inviter sfb.URI, u *user, by *invit
 		// The conversation first: it tells the application that the
 		// invitation is to a conference (its onlineMeeting link).
 		s.emitComm(v, ev("conversation", v.href(), "", "added", s.confConversation(v)))
-		s.emitComm(v, s.confInvitationEvent(v, "started", "", nil))
+		s.emitInvitation(v, "started", "", nil)
 		s.emitConv(v, ev("localParticipant", v.participantHref(u.uri), u.name, "added", v.localParticipant()))
 	}
 	if !st.nativeSignedOut {
@@ -263,7 +263,7 @@ func (s *Server) joinConference(v *convView, m *member) {
 			s.emitParticipantAdded(v, o)
 		}
 	}
-	s.emitComm(v, s.confInvitationEvent(v, "completed", "Success", nil))
+	s.emitInvitation(v, "completed", "Success", nil)
 	if !wasJoined {
 		s.memberJoined(c, m)
 	}
@@ -459,7 +459,8 @@ func (s *Server) sweepConferences(now time.Time) {
 	}
 }
 
-// participantInvitation is addParticipant's outgoing invitation.
+// startParticipantInvitation starts addParticipant's outgoing invitation
+// (participantInvitation_ref.md) of to.
 func (s *Server) startParticipantInvitation(v *convView, to sfb.URI, opID string) *invitation {
 	inv := &invitation{id: randomHex(16), direction: "Outgoing", operationID: opID, state: "Connecting", view: v, participant: true, to: to}
 	v.app.invs[inv.id] = inv
@@ -482,27 +483,8 @@ func (s *Server) completeParticipantInvitation(inv *invitation, status string, r
 }
 
 func (s *Server) participantInvitationEvent(inv *invitation, typ, status string, r *reason) obj {
-	a := inv.view.app
-	e := ev("participantInvitation", a.base()+"/communication/participantInvitations/"+inv.id, "", typ, s.participantInvitation(inv))
-	if status != "" {
-		e["status"] = status
-	}
-	if r != nil {
-		e["reason"] = r.body()
-	}
-	return e
-}
-
-func (s *Server) confInvitationEvent(v *convView, typ, status string, r *reason) obj {
-	inv := v.inv
-	e := ev("messagingInvitation", v.app.base()+"/communication/messagingInvitations/"+inv.id, "", typ, s.confInvitation(inv))
-	if status != "" {
-		e["status"] = status
-	}
-	if r != nil {
-		e["reason"] = r.body()
-	}
-	return e
+	href := inv.view.app.base() + "/communication/participantInvitations/" + inv.id
+	return withOutcome(ev("participantInvitation", href, "", typ, s.participantInvitation(inv)), status, r)
 }
 
 // userOf is the user at u, a placeholder for an address nobody has.

@@ -192,19 +192,27 @@ func (s *Server) emitConv(v *convView, body obj) {
 }
 
 func (s *Server) emitInvitation(v *convView, typ string, status string, r *reason) {
-	if v.conf != nil {
-		s.emitComm(v, s.confInvitationEvent(v, typ, status, r))
-		return
-	}
 	inv := v.inv
-	e := ev("messagingInvitation", v.app.base()+"/communication/messagingInvitations/"+inv.id, "", typ, s.invitation(inv))
+	var res obj
+	if v.conf != nil {
+		res = s.confInvitation(inv)
+	} else {
+		res = s.invitation(inv)
+	}
+	href := v.app.base() + "/communication/messagingInvitations/" + inv.id
+	s.emitComm(v, withOutcome(ev("messagingInvitation", href, "", typ, res), status, r))
+}
+
+// withOutcome adds to a completed event its status and reason, those that
+// are set.
+func withOutcome(e obj, status string, r *reason) obj {
 	if status != "" {
 		e["status"] = status
 	}
 	if r != nil {
 		e["reason"] = r.body()
 	}
-	s.emitComm(v, e)
+	return e
 }
 
 // invite starts the application's outgoing invitation to `to`: the dialog,
