@@ -1,7 +1,7 @@
 package sim
 
 import (
-	"fmt"
+	"errors"
 	"slices"
 	"time"
 
@@ -498,10 +498,10 @@ func (s *Server) userOf(u sfb.URI) *user {
 // addParticipantFromApp is addParticipant on the application's
 // conversation v: a 1:1 conversation escalates first.
 func (s *Server) addParticipantFromApp(v *convView, to sfb.URI, opID string) (*invitation, error) {
+	if !v.messagingConnected() {
+		return nil, errNotConnected
+	}
 	if v.conf == nil {
-		if v.state != "Connected" || v.d.state != dialogConnected {
-			return nil, errNotConnected
-		}
 		s.escalate(v.d)
 	}
 	c := v.conf
@@ -515,4 +515,4 @@ func (s *Server) addParticipantFromApp(v *convView, to sfb.URI, opID string) (*i
 	return inv, nil
 }
 
-var errNotConnected = fmt.Errorf("messaging is not connected")
+var errNotConnected = errors.New("messaging is not connected")

@@ -44,10 +44,6 @@ func (s *Server) addParticipant(w http.ResponseWriter, r *http.Request, a *app, 
 		writeError(w, http.StatusConflict, "Conflict", "AlreadyExists", "The user is in the conversation already.")
 		return
 	}
-	if v.conf != nil && (v.conf.ended || v.state != "Connected") {
-		writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
-		return
-	}
 	inv, err := s.addParticipantFromApp(v, to, req.OperationID)
 	if err != nil {
 		writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")

@@ -241,6 +241,18 @@ func (v *convView) self() party {
 
 func (v *convView) peer() party { return v.d.parties[1-v.side] }
 
+// messagingConnected tells whether the user can send in the view: the
+// application is in a dialog that is connected or a conference that goes on.
+func (v *convView) messagingConnected() bool {
+	if v.state != "Connected" {
+		return false
+	}
+	if v.conf != nil {
+		return !v.conf.ended
+	}
+	return v.d.state == dialogConnected
+}
+
 // others are the participants of the view other than the user: the peer of
 // a dialog, the joined members of a conference.
 func (v *convView) others() []party {

@@ -711,13 +711,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, a *app, id 
 		writeError(w, http.StatusNotFound, "NotFound", "ConversationNotFound", "The conversation does not exist.")
 		return
 	}
-	connected := v.state == "Connected"
-	if v.conf != nil {
-		connected = connected && !v.conf.ended
-	} else {
-		connected = connected && v.d.state == dialogConnected
-	}
-	if !connected {
+	if !v.messagingConnected() {
 		writeError(w, http.StatusConflict, "Conflict", "", "Messaging is not connected.")
 		return
 	}
