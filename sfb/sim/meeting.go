@@ -42,7 +42,9 @@ type DialInRegion struct {
 
 // defaultDialIn is the dial-in information of meetings created through
 // myOnlineMeetings, the reference's sample values.
-var defaultDialIn = []DialInRegion{{Name: "Redmond", Number: "tel:+14255550001", Languages: []string{"en-US", "fr-FR"}}}
+func defaultDialIn() []DialInRegion {
+	return []DialInRegion{{Name: "Redmond", Number: "tel:+14255550001", Languages: []string{"en-US", "fr-FR"}}}
+}
 
 // MeetingInvite is an online-meeting invitation a user sends from a
 // native SfB client.
@@ -831,7 +833,7 @@ func (s *Server) serveOnlineMeetings(w http.ResponseWriter, r *http.Request, a *
 		s.locked(func() {
 			// The user's own dial-in information: that of the meetings
 			// they create.
-			m := &meeting{organizer: a.user, conferenceID: "", dialIn: defaultDialIn}
+			m := &meeting{organizer: a.user, conferenceID: "", dialIn: defaultDialIn()}
 			writeJSON(w, http.StatusOK, phoneDialInInformation(m, a.base()+"/onlineMeetings/phoneDialInInformation"))
 		})
 	case path == "" || path == "myOnlineMeetings" || path == "phoneDialInInformation":
@@ -886,7 +888,7 @@ func (s *Server) createMyOnlineMeeting(w http.ResponseWriter, r *http.Request, a
 	m.description = req.Description
 	m.attendees = attendees
 	m.conferenceID = conferenceID()
-	m.dialIn = defaultDialIn
+	m.dialIn = defaultDialIn()
 	h := a.base() + "/onlineMeetings/myOnlineMeetings/" + m.id
 	w.Header().Set("Location", h)
 	w.Header().Set("ETag", randomHex(8))
@@ -933,7 +935,18 @@ type controlCall struct {
 	Video bool   `json:"video"`
 }
 
-var meetingKinds = map[string]MeetingKind{"": MeetNow, "meet_now": MeetNow, "escalation": MeetingEscalation, "scheduled": MeetingScheduled}
+// meetingKindNamed is the kind the control API names; none is meet now.
+func meetingKindNamed(name string) (MeetingKind, bool) {
+	switch name {
+	case "", "meet_now":
+		return MeetNow, true
+	case "escalation":
+		return MeetingEscalation, true
+	case "scheduled":
+		return MeetingScheduled, true
+	}
+	return 0, false
+}
 
 func dialInOf(c []controlDialIn) []DialInRegion {
 	var out []DialInRegion
@@ -958,7 +971,7 @@ func (s *Server) meetingControl(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		kind, ok := meetingKinds[c.Kind]
+		kind, ok := meetingKindNamed(c.Kind)
 		if !ok {
 			ctlError(w, http.StatusBadRequest, fmt.Errorf("kind %q: want meet_now, escalation or scheduled", c.Kind))
 			return
