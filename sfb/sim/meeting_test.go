@@ -181,15 +181,19 @@ func TestMeetingInvitationDeclined(t *testing.T) {
 func TestMeetingInviteValidation(t *testing.T) {
 	e := newEnv(t, sim.Options{})
 	ctx := context.Background()
-	for name, inv := range map[string]sim.MeetingInvite{
-		"long subject":           {Subject: strings.Repeat("x", 251)},
-		"escalation no thread":   {Kind: sim.MeetingEscalation},
-		"unknown kind":           {Kind: 9},
-		"dial-in without number": {DialIn: []sim.DialInRegion{{Name: "X"}}},
+	for _, tc := range []struct {
+		inv     sim.MeetingInvite
+		wantErr string
+	}{
+		{sim.MeetingInvite{Subject: strings.Repeat("x", 251)}, "subject of 251 characters"},
+		{sim.MeetingInvite{Kind: sim.MeetingEscalation}, "needs the thread ID"},
+		{sim.MeetingInvite{Kind: 9}, "unknown meeting kind 9"},
+		{sim.MeetingInvite{DialIn: []sim.DialInRegion{{Name: "X"}}}, `dial-in region "X" without a number`},
 	} {
-		_, err := e.sim.InviteToMeeting(ctx, "sip:bob@contoso.com", "sip:alice@contoso.com", inv)
-		assert.Error(t, err, name)
+		_, err := e.sim.InviteToMeeting(ctx, "sip:bob@contoso.com", "sip:alice@contoso.com", tc.inv)
+		assert.ErrorContains(t, err, tc.wantErr)
 	}
+	assert.Empty(t, e.sim.OnlineMeetings("sip:bob@contoso.com"), "no meeting made by a refused invitation")
 	_, err := e.sim.InviteToMeeting(ctx, "sip:bob@contoso.com", "sip:nobody@contoso.com", sim.MeetingInvite{})
 	assert.ErrorIs(t, err, sfb.ErrNotFound)
 	require.NoError(t, e.sim.SetNativeClient("sip:alice@contoso.com", false))
