@@ -269,6 +269,9 @@ func TestGroupMessageFromMatrix(t *testing.T) {
 func TestOutboxGroupAndPeerEntriesAfterRestart(t *testing.T) {
 	e := newTestEnv(t)
 	ul, client, _ := e.mustLogin()
+	// The first process is gone: a login still connected here would send
+	// the entries itself when its outbox starts (after CONNECTED).
+	ul.Client.Disconnect()
 	leftInOutbox(t, e, ul, e.portalFor(ul.ID, bob), "$old-1to1", "to bob")
 	entry := leftInOutbox(t, e, ul, e.groupPortal(client), "$old-group", "to the group")
 	assert.Equal(t, groupPortalPrefix+thread, entry.Peer)

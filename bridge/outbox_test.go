@@ -416,6 +416,11 @@ func holdSends(t *testing.T, e *testEnv) (release chan struct{}) {
 // transaction ID.
 func leftInOutbox(t *testing.T, e *testEnv, ul *bridgev2.UserLogin, portal *bridgev2.Portal, eventID, text string) database.OutboxEntry {
 	t.Helper()
+	c := ul.Client.(*Client)
+	c.mu.Lock()
+	running := c.stop != nil
+	c.mu.Unlock()
+	require.False(t, running, "disconnect the login first: a connected login's outbox may send what is left for the restart")
 	lane, err := laneOf(portal)
 	require.NoError(t, err)
 	stored, added, err := e.conn.db.AddOutbox(e.ctx, database.OutboxEntry{
