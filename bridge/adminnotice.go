@@ -141,7 +141,10 @@ func pluralWord(n int, one, many string) string {
 }
 
 // watchWaveErrors compares the waves' error counts every interval and
-// notifies the admins of each rise, until ctx ends.
+// notifies the admins of each rise, until ctx ends. The counts come from
+// the state each Client keeps itself (Connector.migrationLogin reads
+// Client.lastState), not from bridgev2's BridgeStateQueue.GetPrev, which
+// is read without its lock while the login sends states.
 func (c *Connector) watchWaveErrors(ctx context.Context, cfg AdminNoticesConfig) {
 	if !cfg.Enabled {
 		return
