@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/metrics"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
@@ -105,6 +106,9 @@ type Connector struct {
 	// matrixPresenceOf asks the homeserver for a Matrix user's presence.
 	matrixPresenceOf func(context.Context, id.UserID) (*event.PresenceEventContent, error)
 
+	// metrics counts what the bridge does (metricsources.go).
+	metrics *metrics.Metrics
+
 	// modes holds the migration modes and waves (migrationmodes.go); set
 	// by Start, read by the API's handlers.
 	modes atomic.Pointer[migration.Service]
@@ -132,6 +136,7 @@ func NewConnector(factory TransportFactory) *Connector {
 		deliverRetryMax:    30 * time.Second,
 		resumeSaveDelay:    300 * time.Millisecond,
 		sessionWait:        30 * time.Second,
+		metrics:            metrics.New(),
 		queueEvent: func(login *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
 			return login.Bridge.QueueRemoteEvent(login, evt)
 		},
@@ -309,6 +314,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.startMigration(ctx, db)
 	c.pruneGroupCopies(ctx)
 	go c.watchWaveErrors(c.backgroundCtx(), c.Config.AdminNotices)
+	c.metrics.SetSources(c.metricSources())
 	if c.Config.Presence.Enabled && c.presenceSet != nil {
 		c.presence = newPresenceEngine(c, c.presenceSet)
 		go c.presence.writer.Run(c.backgroundCtx())
@@ -369,7 +375,8 @@ func (c *Connector) backgroundCtx() context.Context {
 // pool; ctx is the sign-in's Turn, so that a caller who gives up while the
 // sign-in still waits for its turn ends it at once, before it reached SfB
 // (with ErrLocalTimeout for a deadline: the bridge was busy).
-func (c *Connector) signIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (sfb.Session, error) {
+func (c *Connector) signIn(ctx context.Context, req sfb.SignInRequest, handler sfb.EventHandler) (_ sfb.Session, err error) {
+	defer func() { c.metrics.SignedIn(err) }()
 	type result struct {
 		session sfb.Session
 		err     error

@@ -32,8 +32,9 @@ import (
 // homeserver is unreachable or failing (5xx, 429) it retries with capped
 // backoff until ctx (the SfB session) ends, so that the session never
 // acknowledges what Matrix did not accept. Any other failure is logged and
-// given up: one bad event must not hold up those behind it.
-func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
+// given up: one bad event must not hold up those behind it. It returns the
+// last result; its Error is ctx's when the session stopped first.
+func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
 	log := zerolog.Ctx(ctx)
 	backoff := time.Duration(0)
 	for attempt := 1; ; attempt++ {
@@ -43,11 +44,11 @@ func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
 			if attempt > 1 {
 				log.Info().Int("attempts", attempt).Msg("Bridged SfB event after retrying")
 			}
-			return
+			return res
 		case !transientFailure(res.Error):
 			log.Error().Err(res.Error).Int("attempts", attempt).Stringer("event_type", evt.GetType()).
 				Msg("Failed to bridge SfB event, giving up on it")
-			return
+			return res
 		}
 		backoff = pool.NextBackoff(backoff, c.conn.deliverRetryMin, c.conn.deliverRetryMax)
 		wait := pool.Jitter(backoff)
@@ -57,7 +58,7 @@ func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) {
 			// The session stops: it does not acknowledge this event, the
 			// next session gets it again.
 			log.Warn().Err(res.Error).Msg("Session stopped while retrying an SfB event; it will be delivered again after resuming")
-			return
+			return bridgev2.EventHandlingResult{Error: ctx.Err()}
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/metrics"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/msgconv"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -138,12 +139,14 @@ func (c *Client) handleMessage(ctx context.Context, evt sfb.MessageReceived) {
 	if !ok {
 		return
 	}
-	c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
+	start := time.Now()
+	res := c.queueReliably(ctx, &simplevent.Message[sfb.MessageReceived]{
 		EventMeta:          meta,
 		ID:                 msgID,
 		Data:               evt,
 		ConvertMessageFunc: convertSfBMessage,
 	})
+	c.conn.messageBridged(metrics.ToMatrix, eventResult(res), res.Error, time.Since(start))
 }
 
 // incoming is what a message and an offered file from SfB share: the

@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/metrics"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -216,6 +217,7 @@ func (c *Client) deliverOutbox(ctx context.Context, entry database.OutboxEntry) 
 			return false
 		}
 		sendDone := time.Now()
+		c.conn.messageBridged(metrics.ToSfB, metrics.ResultOf(err), err, sendDone.Sub(entry.CreatedAt))
 		msgID, ts, outcome.err = networkid.MessageID(sent.ID), sent.Time, err
 		if _, group := groupThread(entry.Peer); msgID == "" || group {
 			// Every stored message needs an ID; the Matrix event's is

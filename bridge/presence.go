@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/metrics"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -360,6 +361,7 @@ func (e *presenceEngine) presenceChanged(ctx context.Context, c *Client, evt sfb
 		log.Debug().Str("activity", p.Activity).Msg("Unknown SfB activity token, not shown")
 	}
 	e.writer.Update(evt.Person, presence.ToMatrix(p, e.now()))
+	e.conn.metrics.PresenceUpdate(metrics.ToMatrix)
 }
 
 // matrixPresence handles the m.presence of a Matrix user.
@@ -578,6 +580,7 @@ func (p *publisher) fire() {
 	p.mu.Lock()
 	p.published = &target
 	p.mu.Unlock()
+	p.c.conn.metrics.PresenceUpdate(metrics.ToSfB)
 	p.c.log.Debug().Str("availability", string(*pub.Availability)).Msg("Published Matrix presence on SfB")
 }
 

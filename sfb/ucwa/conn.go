@@ -187,6 +187,7 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	sent := time.Now()
 	hresp, err := c.t.hc.Do(hr)
 	if err != nil {
+		c.t.observer.ServerAnswered(0, "")
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", req.op, phase.contextError(ctx, c.t.poolCapped))
 		}

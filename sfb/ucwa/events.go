@@ -99,6 +99,7 @@ func (s *session) eventLoop() {
 			backoff = nextBackoff(backoff, s.t.timings)
 			wait := retryWait(err, backoff, s.t.timings)
 			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("Event channel failed")
+			s.t.observer.EventChannelReconnect()
 			ctxtime.Sleep(s.ctx, wait)
 			continue
 		}

@@ -496,6 +496,7 @@ func (s *session) tokenLoop() {
 		rctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.RequestTimeout)
 		err := s.c.renew(rctx)
 		cancel()
+		s.t.observer.TokenRenewed(err)
 		if err != nil {
 			// The server refusing the password (invalid_grant) or the
 			// password grant itself (unsupported_grant_type,

@@ -94,6 +94,15 @@ func WithClock(now func() time.Time) Option { return func(t *Transport) { t.now 
 // WithTimings replaces the timings.
 func WithTimings(tm Timings) Option { return func(t *Transport) { t.timings = tm } }
 
+// WithObserver tells o how the server answers (the bridge's metrics).
+func WithObserver(o sfb.Observer) Option {
+	return func(t *Transport) {
+		if o != nil {
+			t.observer = o
+		}
+	}
+}
+
 // Transport signs users in over UCWA. It implements sfb.Transport.
 type Transport struct {
 	cfg     sfb.Config
@@ -101,6 +110,8 @@ type Transport struct {
 	hc      *http.Client
 	now     func() time.Time
 	timings Timings
+	// observer is told every answer, reconnect and renewal.
+	observer sfb.Observer
 	// guards protect each pool from the bridge (pool.Guard); a pool is
 	// the host of an applications URL.
 	guards *pool.Guards
@@ -125,7 +136,7 @@ var _ sfb.Transport = (*Transport)(nil)
 // sfb.DefaultConfig's values.
 func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error) {
 	t := &Transport{cfg: withDefaults(cfg), log: log.With().Str("transport", "ucwa").Logger(), now: time.Now,
-		appsURL: map[string]string{}, discovering: map[string]chan struct{}{}}
+		appsURL: map[string]string{}, discovering: map[string]chan struct{}{}, observer: sfb.NopObserver{}}
 	if t.cfg.ActivityInterval > 4*time.Minute {
 		return nil, &ConfigError{Msg: fmt.Sprintf("activity_interval %s is longer than the 4 minutes SfB allows", t.cfg.ActivityInterval)}
 	}
@@ -385,6 +396,7 @@ func poolError(err error) error {
 // observe tells the guard of u's pool how the pool answered a request sent
 // at sent.
 func (t *Transport) observe(u *url.URL, sent time.Time, status int, header http.Header) {
+	t.observer.ServerAnswered(status, header.Get("X-Ms-Diagnostics"))
 	g := t.guard(u)
 	ra := retryAfter(header, t.now())
 	switch {
