@@ -53,6 +53,8 @@ type Config struct {
 	// AdminNotices configures the bridge bot's notices to bridge admins
 	// (adminnotice.go).
 	AdminNotices AdminNoticesConfig `yaml:"admin_notices"`
+	// Metrics configures the Prometheus listener.
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	displaynameTemplate *template.Template
 }
@@ -255,6 +257,9 @@ func (c *Config) Validate() error {
 	if err := c.AdminNotices.validate(); err != nil {
 		return err
 	}
+	if err := c.Metrics.validate(); err != nil {
+		return err
+	}
 	if err := c.CheckSignInRate(); err != nil {
 		return fmt.Errorf("network.%w", err)
 	}
@@ -419,6 +424,8 @@ func upgradeConfig(helper up.Helper) {
 
 	helper.Copy(up.Bool, "admin_notices", "enabled")
 	helper.Copy(up.Str, "admin_notices", "interval")
+	helper.Copy(up.Str, "metrics", "listen")
+	helper.Copy(up.Str|up.Null, "metrics", "bearer_token")
 }
 
 // GetConfig returns the example network configuration, where to decode the

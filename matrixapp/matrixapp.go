@@ -34,20 +34,25 @@ type BuildInfo struct {
 	BuildTime string
 }
 
-// ucwaTransport builds the UCWA 2.0 client, the transport of the pilots.
-func ucwaTransport(cfg sfb.Config, log zerolog.Logger) (sfb.Transport, error) {
-	return ucwa.New(cfg, log)
+// ucwaTransport builds the UCWA 2.0 client, the transport of the pilots,
+// telling observer how the server answers.
+func ucwaTransport(observer func() sfb.Observer) bridge.TransportFactory {
+	return func(cfg sfb.Config, log zerolog.Logger) (sfb.Transport, error) {
+		return ucwa.New(cfg, log, ucwa.WithObserver(observer()))
+	}
 }
 
 // New returns the bridge main for the SfB connector with the UCWA
 // transport, ready to Run.
 func New(build BuildInfo) *mxmain.BridgeMain {
+	var conn *bridge.Connector
+	conn = bridge.NewConnector(ucwaTransport(func() sfb.Observer { return conn.Metrics() }))
 	m := &mxmain.BridgeMain{
 		Name:        Name,
 		URL:         URL,
 		Description: Description,
 		Version:     Version,
-		Connector:   bridge.NewConnector(ucwaTransport),
+		Connector:   conn,
 	}
 	m.InitVersion(build.Tag, build.Commit, build.BuildTime)
 	return m
@@ -91,10 +96,12 @@ func Main(build BuildInfo) {
 		m.Matrix.AS.Middleware = append(m.Matrix.AS.Middleware, health.gateTransactions)
 	}
 	waitForHomeserver(m)
+	stopMetrics := serveMetrics(m)
 	m.Start()
 	go states.run(context.Background(), status.BridgeState{StateEvent: status.StateRunning})
 	exitCode := m.WaitForInterrupt()
 	m.Stop()
+	stopMetrics()
 	if lock != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 		if err := lock.Release(ctx); err != nil {
