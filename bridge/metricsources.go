@@ -26,10 +26,10 @@ func (c *Connector) messageBridged(direction, result string, err error, took tim
 // eventResult names how bridgev2 handled an SfB event.
 func eventResult(res bridgev2.EventHandlingResult) string {
 	switch {
-	case res.Success || res.Queued:
-		return metrics.ResultOK
 	case res.Ignored:
 		return metrics.ResultIgnored
+	case res.Success || res.Queued:
+		return metrics.ResultOK
 	case errors.Is(res.Error, context.Canceled):
 		// The session stopped; the next one gets the event again.
 		return metrics.ResultInterrupted
@@ -57,9 +57,9 @@ func (c *Connector) loginCounts() []metrics.LoginCount {
 	sums := map[metrics.LoginCount]int{}
 	for _, login := range c.br.GetAllCachedUserLogins() {
 		state := "UNKNOWN"
-		if login.BridgeState != nil {
-			if ev := login.BridgeState.GetPrev().StateEvent; ev != "" {
-				state = string(ev)
+		if client, ok := login.Client.(*Client); ok {
+			if st := client.lastState.Load(); st != nil {
+				state = string(st.StateEvent)
 			}
 		}
 		mode := "unknown"
