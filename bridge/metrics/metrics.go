@@ -166,6 +166,9 @@ func (m *Metrics) SignedIn(err error) {
 		return
 	}
 	m.signIns.WithLabelValues(ResultOf(err)).Inc()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		m.Error("sign-in", err)
+	}
 }
 
 // PresenceUpdate counts a presence change carried in direction.

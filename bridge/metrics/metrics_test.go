@@ -121,8 +121,9 @@ func TestSignInsAndRenewals(t *testing.T) {
 	assert.Equal(t, 2.0, value(t, m, "sfb_token_renewals_total", "result=ok"))
 	assert.Equal(t, 1.0, value(t, m, "sfb_token_renewals_total", "result=timeout"))
 	errs := m.RecentErrors()
-	require.Len(t, errs, 1, "a failed renewal is a recent error")
+	require.Len(t, errs, 3, "failed sign-ins and renewals are recent errors")
 	assert.Equal(t, "token renewal", errs[0].Kind)
+	assert.Equal(t, "sign-in", errs[1].Kind)
 }
 
 func TestResultOf(t *testing.T) {
