@@ -55,6 +55,8 @@ type testEnv struct {
 	// states receives the bridge states the bridge pushes
 	// (homeserver.status_endpoint).
 	states *stateLog
+	// metricsAddr is the bridge's metrics listener (metrics_test.go).
+	metricsAddr string
 }
 
 var shared struct {
@@ -141,6 +143,9 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 	env.sim.SetBaseURL(env.simHTTP.URL)
 
 	env.states = newStateLog()
+	if env.metricsAddr, err = freeAddress(); err != nil {
+		return env, err
+	}
 	stackOpts := stack.Options{
 		StatusEndpoint: env.states.URL(),
 		Dir:            env.dir,
@@ -155,7 +160,9 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 		Permissions: map[string]string{"localhost": "user", string(wavesAdmin): "admin"},
 		// The highest rate the configuration allows, as an operator
 		// signing a wave in would set it.
-		Network: map[string]any{"sign_in_rate": 12},
+		Network: map[string]any{"sign_in_rate": 12,
+			// Prometheus metrics, behind a token (metrics_test.go).
+			"metrics": map[string]any{"listen": env.metricsAddr, "bearer_token": metricsToken}},
 		// Files from Matrix reach SfB as links to the bridge.
 		MediaLinks: true,
 		// Presence decays within seconds rather than half a minute, so
