@@ -258,6 +258,9 @@ func ResultOf(err error) string {
 		return ResultTimeout
 	case errors.Is(err, sfb.ErrServerUnavailable):
 		return ResultServerUnavailable
+	case errors.Is(err, context.Canceled):
+		// The bridge stopped or the login went away meanwhile.
+		return ResultInterrupted
 	}
 	return ResultError
 }

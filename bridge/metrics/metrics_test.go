@@ -137,6 +137,7 @@ func TestResultOf(t *testing.T) {
 		sfb.ErrUnsupported:                   ResultUnsupported,
 		sfb.ErrServerUnavailable:             ResultServerUnavailable,
 		context.DeadlineExceeded:             ResultTimeout,
+		context.Canceled:                     ResultInterrupted,
 		errors.New("sip:bob@contoso.com"):    ResultError,
 		fmt.Errorf("x: %w", sfb.ErrDeclined): ResultDeclined,
 	} {
