@@ -72,12 +72,20 @@ func TestObserverSeesAnswersReconnectsAndRenewals(t *testing.T) {
 	_, rec := simSignIn(t, tr)
 	assert.Positive(t, obs.count(200, ""))
 
+	// The next two requests, whichever they are, are refused.
 	srv.FailRequestsRetryAfter(2, 503, 10*time.Millisecond)
 	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "after 503"}))
 	require.Eventually(t, func() bool { return len(messages(rec.all())) == 1 }, waitFor, tick)
-	assert.Equal(t, 2, obs.count(503, ""))
-	reconnects, _ := obs.snapshot()
-	assert.Positive(t, reconnects, "the event channel failed on a 503 and was asked again")
+	require.Eventually(t, func() bool { return obs.count(503, "") == 2 }, waitFor, tick)
+
+	// A cut event channel is asked again.
+	srv.DropEventChannel(alice)
+	require.Eventually(t, func() bool {
+		reconnects, _ := obs.snapshot()
+		return reconnects > 0
+	}, waitFor, tick, "the event channel failed and was asked again")
+	require.NoError(t, srv.SendMessage(ctx, bob, alice, sfb.Message{Text: "after the drop"}))
+	require.Eventually(t, func() bool { return len(messages(rec.all())) == 2 }, waitFor, tick)
 
 	require.Eventually(t, func() bool {
 		_, renewals := obs.snapshot()
