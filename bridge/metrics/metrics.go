@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,9 @@ type Metrics struct {
 	presence   *prometheus.CounterVec
 	requests   *prometheus.CounterVec
 	reconnects prometheus.Counter
+
+	// totalMessages and totalPresence are what Totals reads.
+	totalMessages, totalPresence atomic.Uint64
 
 	mu      sync.Mutex
 	sources Sources
@@ -146,6 +150,7 @@ func (m *Metrics) MessageBridged(direction, result string, took time.Duration) {
 	m.messages.WithLabelValues(direction, result).Inc()
 	if result == ResultOK {
 		m.latency.WithLabelValues(direction).Observe(took.Seconds())
+		m.totalMessages.Add(1)
 	}
 	m.count(func(b *Minute) {
 		switch {
@@ -177,6 +182,7 @@ func (m *Metrics) PresenceUpdate(direction string) {
 		return
 	}
 	m.presence.WithLabelValues(direction).Inc()
+	m.totalPresence.Add(1)
 	m.count(func(b *Minute) {
 		if direction == ToMatrix {
 			b.PresenceToMatrix++

@@ -7,8 +7,8 @@ import (
 )
 
 // Activity is where the page reads messages and presence updates per
-// minute. The metrics package is meant to provide it; until then a Sampler
-// over the bridge's own counters does.
+// minute: a Sampler over the totals the bridge's metrics keep
+// (bridge/metrics, Totals).
 type Activity interface {
 	// Minutes returns up to n whole minutes, oldest first.
 	Minutes(n int) []Minute
