@@ -140,17 +140,19 @@ func TestMetricsAfterARun(t *testing.T) {
 	env.waitSfBPresence(t, p.self.URI, "Away", "Counting")
 
 	// The outcome of the last Matrix message is settled after SfB took
-	// it; wait until the outbox is empty again before comparing.
+	// it, a publication counted once SfB answered it: wait until the
+	// outbox is empty again and the publication counted before comparing.
 	var after scrape
-	require.Eventually(t, func() bool {
-		_, after = env.scrapeMetrics(t, metricsToken)
-		return after.value("sfb_outbox_entries") == 0 &&
-			after.value("sfb_messages_bridged_total", "direction=to_sfb", "result=ok")-before.value("sfb_messages_bridged_total", "direction=to_sfb", "result=ok") >= each
-	}, hop, 100*time.Millisecond, "the outbox settles")
-
 	delta := func(name string, labels ...string) float64 {
 		return after.value(name, labels...) - before.value(name, labels...)
 	}
+	require.Eventually(t, func() bool {
+		_, after = env.scrapeMetrics(t, metricsToken)
+		return after.value("sfb_outbox_entries") == 0 &&
+			delta("sfb_messages_bridged_total", "direction=to_sfb", "result=ok") >= each &&
+			delta("sfb_presence_updates_total", "direction=to_sfb") >= 1
+	}, hop, 100*time.Millisecond, "the outbox settles and the publication is counted")
+
 	for _, dir := range []string{"to_matrix", "to_sfb"} {
 		assert.Equal(t, float64(each), delta("sfb_messages_bridged_total", "direction="+dir, "result=ok"), dir)
 		assert.Equal(t, float64(each), delta("sfb_bridge_latency_seconds", "direction="+dir), "one latency per message %s", dir)
@@ -160,7 +162,6 @@ func TestMetricsAfterARun(t *testing.T) {
 	assert.GreaterOrEqual(t, delta("sfb_sign_ins_total", "result=ok"), 1.0, "the login signed in")
 	assert.GreaterOrEqual(t, after.value("sfb_logins", "state=CONNECTED"), 1.0)
 	assert.GreaterOrEqual(t, delta("sfb_presence_updates_total", "direction=to_matrix"), 1.0)
-	assert.GreaterOrEqual(t, delta("sfb_presence_updates_total", "direction=to_sfb"), 1.0)
 	assert.Greater(t, delta("sfb_server_requests_total", "status=200"), float64(2*each), "the SfB server's answers")
 	require.NotNil(t, after["sfb_outbox_oldest_age_seconds"])
 	require.NotNil(t, after["sfb_wave_logins"], "wave progress is exported")
