@@ -25,24 +25,7 @@ if find_browser; then
 	exit 0
 fi
 
-if ! command -v apt-get >/dev/null; then
-	echo "ensure-chromium: chromium is missing and apt-get is not available; install Chromium and set SFB_CHROMIUM" >&2
-	exit 1
-fi
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-	if command -v sudo >/dev/null; then
-		sudo=(sudo)
-	else
-		echo "ensure-chromium: chromium is missing; run as root or install Debian's chromium package yourself" >&2
-		exit 1
-	fi
-fi
-
-echo "ensure-chromium: installing chromium" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+bash "$(dirname "$0")/apt-install.sh" ensure-chromium chromium
 if ! find_browser; then
 	echo "ensure-chromium: chromium installed but not found on PATH" >&2
 	exit 1
