@@ -30,25 +30,33 @@ func (c *Connector) fileMessage(content *event.MessageEventContent) (sfb.Message
 		return sfb.Message{}, refuse(fmt.Errorf("%w: %s without network.media.public_url", sfb.ErrUnsupported, content.MsgType),
 			"This bridge is not set up to pass files to Skype for Business, so the file was not sent. Share a link to it instead.")
 	}
+	mxc := content.URL
 	if content.File != nil {
-		return sfb.Message{}, refuse(fmt.Errorf("%w: encrypted file", sfb.ErrUnsupported),
-			"Files from encrypted rooms cannot be passed to Skype for Business yet, so the file was not sent. Share a link to it instead.")
+		// From an encrypted room: the link carries the file's key
+		// sealed (bridge/medialink/encrypted.go).
+		mxc = content.File.URL
 	}
-	uri, err := content.URL.Parse()
+	uri, err := mxc.Parse()
 	if err != nil {
-		return sfb.Message{}, refuse(fmt.Errorf("parse file URL %q: %w", content.URL, err),
+		return sfb.Message{}, refuse(fmt.Errorf("parse file URL %q: %w", mxc, err),
 			"The file has no valid address on the homeserver, so it was not sent to Skype for Business.")
 	}
 	name := medialink.SafeName(content.GetFileName())
-	link, err := c.mediaLinks.Link(uri, name)
+	info := content.GetInfo()
+	var link string
+	if content.File != nil {
+		link, err = c.mediaLinks.LinkEncrypted(uri, name, info.MimeType, &content.File.EncryptedFile)
+		if err != nil {
+			return sfb.Message{}, refuse(err, "The file is encrypted in a way the bridge cannot read, so it was not sent to Skype for Business.")
+		}
+	} else {
+		link, err = c.mediaLinks.Link(uri, name)
+	}
 	if err != nil {
 		return sfb.Message{}, refuse(err, "The file has no valid address on the homeserver, so it was not sent to Skype for Business.")
 	}
 	label := name
-	var size int
-	if info := content.GetInfo(); info != nil {
-		size = info.Size
-	}
+	size := info.Size
 	if size > 0 {
 		label += " (" + formatSize(size) + ")"
 	}

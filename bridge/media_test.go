@@ -11,7 +11,6 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/medialink"
-	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
 const testMediaKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // base64 of 32 bytes
@@ -63,17 +62,11 @@ func TestMatrixFileReachesSfBAsLink(t *testing.T) {
 	assert.Equal(t, `the &lt;b&gt;chart&lt;/b&gt; from today<br>📎 chart &amp; data.png (2.3 MB): <a href="`+escaped+`">`+escaped+`</a>`, sent.Msg.HTML)
 }
 
-func TestEncryptedMatrixFileIsRefusedWithNotice(t *testing.T) {
+func TestFileWithoutMXCIsRefusedWithNotice(t *testing.T) {
 	e := newTestEnv(t, withMediaLinks("https://bridge.example.org"))
 	ul, client, session := e.mustLogin()
 	portal := e.portalFor(ul.ID, bob)
-	content := &event.MessageEventContent{MsgType: event.MsgFile, Body: "secret.pdf", File: &event.EncryptedFileInfo{URL: "mxc://example.org/enc"}}
-	_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$enc", content))
-	ms := requireNotice(t, err, event.MessageStatusFail, "Files from encrypted rooms cannot be passed to Skype for Business yet")
-	assert.Equal(t, event.MessageStatusUnsupported, ms.ErrorReason)
-	assert.ErrorIs(t, err, sfb.ErrUnsupported)
-
-	_, err = client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$nourl", &event.MessageEventContent{MsgType: event.MsgFile, Body: "x.pdf", URL: "https://example.org/x.pdf"}))
+	_, err := client.HandleMatrixMessage(e.ctx, matrixMessage(portal, "$nourl", &event.MessageEventContent{MsgType: event.MsgFile, Body: "x.pdf", URL: "https://example.org/x.pdf"}))
 	requireNotice(t, err, event.MessageStatusFail, "no valid address")
 	assert.Empty(t, session.sentMessages())
 	requireOutboxEmpty(t, e, ul.ID)

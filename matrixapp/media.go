@@ -36,6 +36,7 @@ func serveMediaLinks(m *mxmain.BridgeMain) {
 
 func handleMediaLinks(router *http.ServeMux, signer *medialink.Signer, download mediaDownloader, log zerolog.Logger) {
 	router.Handle(medialink.Route, mediaLinkHandler(signer, download, log))
+	router.Handle(medialink.EncryptedRoute, mediaLinkHandler(signer, download, log))
 	// Anything else under the prefix (a truncated link) is a 404 here
 	// rather than whatever else the listener would answer.
 	router.Handle("GET "+medialink.PathPrefix, http.NotFoundHandler())
@@ -57,13 +58,14 @@ const (
 	linkExpiredText = "This link to a file has expired. Ask the sender to send the file again.\n"
 	linkGoneText    = "This file is no longer available.\n"
 	linkFailedText  = "The file could not be fetched right now. Try again later.\n"
+	linkChangedText = "This file is not what the sender sent, so it is not served. Ask the sender to send the file again.\n"
 )
 
 func mediaLinkHandler(signer *medialink.Signer, download mediaDownloader, log zerolog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
-		media, err := signer.Verify(r.PathValue("server"), r.PathValue("mediaID"), r.PathValue("expiry"), r.PathValue("mac"), r.PathValue("name"))
+		media, err := verifyLink(signer, r)
 		switch {
 		case errors.Is(err, medialink.ErrExpired):
 			http.Error(w, linkExpiredText, http.StatusForbidden)
@@ -86,18 +88,41 @@ func mediaLinkHandler(signer *medialink.Signer, download mediaDownloader, log ze
 			return
 		}
 		defer resp.Body.Close()
-		setMediaHeaders(w.Header(), resp.Header.Get("Content-Type"), media.Name)
-		if resp.ContentLength >= 0 {
-			w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		body, contentType, length := io.Reader(resp.Body), resp.Header.Get("Content-Type"), resp.ContentLength
+		if media.File != nil {
+			plain, err := decryptMedia(resp.Body, media.File)
+			if err != nil {
+				log.Warn().Err(err).Stringer("mxc", media.URI).Msg("Could not decrypt media for a link")
+				text := linkFailedText
+				if errors.Is(err, errHashMismatch) {
+					text = linkChangedText
+				}
+				http.Error(w, text, http.StatusBadGateway)
+				return
+			}
+			defer plain.Close()
+			body, contentType, length = plain, media.MediaType, plain.size
+		}
+		setMediaHeaders(w.Header(), contentType, media.Name)
+		if length >= 0 {
+			w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
 		}
 		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodHead {
 			return
 		}
-		if _, err := io.Copy(w, resp.Body); err != nil && r.Context().Err() == nil {
+		if _, err := io.Copy(w, body); err != nil && r.Context().Err() == nil {
 			log.Warn().Err(err).Stringer("mxc", media.URI).Msg("Media download broke off")
 		}
 	})
+}
+
+// verifyLink checks the link of a request by its kind.
+func verifyLink(signer *medialink.Signer, r *http.Request) (medialink.Media, error) {
+	if sealed := r.PathValue("sealed"); sealed != "" {
+		return signer.VerifyEncrypted(r.PathValue("server"), r.PathValue("mediaID"), r.PathValue("expiry"), r.PathValue("mac"), sealed, r.PathValue("name"))
+	}
+	return signer.Verify(r.PathValue("server"), r.PathValue("mediaID"), r.PathValue("expiry"), r.PathValue("mac"), r.PathValue("name"))
 }
 
 // setMediaHeaders sets the type the homeserver gave (reduced to its media

@@ -31,19 +31,26 @@ type mediaTestServer struct {
 	signer    *medialink.Signer
 	bridge    *httptest.Server
 	hsFetches atomic.Int32
+	// encrypted are further files, by media ID, served as the homeserver
+	// serves the ciphertext of files from encrypted rooms.
+	encrypted map[string][]byte
 }
 
 func newMediaTestServer(t *testing.T, contentType string) *mediaTestServer {
 	t.Helper()
-	s := &mediaTestServer{}
+	s := &mediaTestServer{encrypted: map[string][]byte{}}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hsFetches.Add(1)
 		if r.Header.Get("Authorization") != "Bearer "+testASToken {
 			http.Error(w, `{"errcode":"M_MISSING_TOKEN"}`, http.StatusUnauthorized)
 			return
 		}
-		switch r.URL.Path {
-		case "/_matrix/client/v1/media/download/example.org/" + testFileID:
+		const download = "/_matrix/client/v1/media/download/example.org/"
+		switch ciphertext, encrypted := s.encrypted[strings.TrimPrefix(r.URL.Path, download)]; {
+		case encrypted:
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write(ciphertext)
+		case r.URL.Path == download+testFileID:
 			w.Header().Set("Content-Type", contentType)
 			w.Header().Set("Content-Disposition", `inline; filename="from-hs.bin"`)
 			_, _ = io.WriteString(w, testFileBody)

@@ -15,6 +15,7 @@
 package medialink
 
 import (
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -28,6 +29,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -57,11 +59,17 @@ var (
 type Media struct {
 	URI  id.ContentURI
 	Name string
+	// File, for a file from an encrypted room, is how to decrypt and
+	// check what the homeserver serves; MediaType is then what the
+	// sender said the file is.
+	File      *attachment.EncryptedFile
+	MediaType string
 }
 
 // Signer makes and checks links.
 type Signer struct {
 	key      []byte
+	seal     cipher.AEAD
 	base     string
 	lifetime time.Duration
 	now      func() time.Time
@@ -80,8 +88,13 @@ func NewSigner(key []byte, publicURL string, lifetime time.Duration) (*Signer, e
 	if err := CheckPublicURL(publicURL); err != nil {
 		return nil, err
 	}
+	seal, err := newSeal(key)
+	if err != nil {
+		return nil, err
+	}
 	return &Signer{
 		key:      append([]byte(nil), key...),
+		seal:     seal,
 		base:     strings.TrimRight(publicURL, "/"),
 		lifetime: lifetime,
 		now:      time.Now,
@@ -120,7 +133,7 @@ func (s *Signer) LinkUntil(uri id.ContentURI, name string, expiry time.Time) (st
 	}
 	name = SafeName(name)
 	until := strconv.FormatInt(expiry.Unix(), 10)
-	mac := base64.RawURLEncoding.EncodeToString(s.mac(uri, until, name))
+	mac := base64.RawURLEncoding.EncodeToString(s.macOf("sfb-media-link-v1", uri, until, name))
 	return s.base + PathPrefix + strings.Join([]string{
 		url.PathEscape(uri.Homeserver), url.PathEscape(uri.FileID), until, mac, url.PathEscape(name),
 	}, "/"), nil
@@ -135,7 +148,7 @@ func (s *Signer) Verify(server, mediaID, expiry, mac, name string) (Media, error
 	if err != nil || !uri.IsValid() || name != SafeName(name) {
 		return Media{}, ErrInvalid
 	}
-	if !hmac.Equal(got, s.mac(uri, expiry, name)) {
+	if !hmac.Equal(got, s.macOf("sfb-media-link-v1", uri, expiry, name)) {
 		return Media{}, ErrInvalid
 	}
 	until, err := strconv.ParseInt(expiry, 10, 64)
@@ -148,16 +161,23 @@ func (s *Signer) Verify(server, mediaID, expiry, mac, name string) (Media, error
 	return Media{URI: uri, Name: name}, nil
 }
 
-// mac covers every field with its length before it, so that no two
+// macOf is the MAC of a link of the kind label.
+func (s *Signer) macOf(label string, uri id.ContentURI, expiry, name string, more ...string) []byte {
+	h := hmac.New(sha256.New, s.key)
+	_, _ = h.Write(fields(label, uri, expiry, name, more...))
+	return h.Sum(nil)
+}
+
+// fields writes every field with its length before it, so that no two
 // different tuples give the same input (a name cannot borrow bytes of the
 // media ID).
-func (s *Signer) mac(uri id.ContentURI, expiry, name string) []byte {
-	h := hmac.New(sha256.New, s.key)
-	for _, field := range []string{"sfb-media-link-v1", uri.Homeserver, uri.FileID, expiry, name} {
-		_, _ = h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(field))))
-		_, _ = h.Write([]byte(field))
+func fields(label string, uri id.ContentURI, expiry, name string, more ...string) []byte {
+	var out []byte
+	for _, field := range append([]string{label, uri.Homeserver, uri.FileID, expiry, name}, more...) {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(field)))
+		out = append(out, field...)
 	}
-	return h.Sum(nil)
+	return out
 }
 
 // SafeName reduces a sender's file name to one that is harmless in a URL

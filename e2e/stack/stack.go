@@ -78,6 +78,17 @@ type Options struct {
 	// StatusEndpoint is homeserver.status_endpoint: where the bridge
 	// pushes its bridge states.
 	StatusEndpoint string
+	// Encryption turns on end-to-bridge encryption (encryption.allow) as
+	// docs/operator-guide.md tells operators to: the bridge bot syncs for
+	// its device's keys, which stock Synapse supports without experimental
+	// features.
+	Encryption bool
+	// DoublePuppet installs a second application service whose as_token
+	// may act as any local user, and gives it to the bridge as
+	// double_puppet.secrets, as docs/operator-guide.md tells operators
+	// to: messages a user sent from their own SfB client appear in Matrix
+	// as sent by their own account.
+	DoublePuppet bool
 }
 
 // Stack is a running homeserver plus bridge.
@@ -219,6 +230,19 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		set(cfg, []string{"network", "media", "public_url"}, "http://127.0.0.1:"+strconv.Itoa(asPort))
 		set(cfg, []string{"network", "media", "link_key"}, randomString(secret.KeySize))
 	}
+	if opts.Encryption {
+		set(cfg, []string{"encryption", "allow"}, true)
+	}
+	otherAppServices := opts.OtherAppServices
+	if opts.DoublePuppet {
+		reg := filepath.Join(opts.Dir, "doublepuppet-registration.yaml")
+		token, err := WriteDoublePuppetRegistration(reg, opts.ServerName)
+		if err != nil {
+			return nil, err
+		}
+		otherAppServices = append([]string{reg}, otherAppServices...)
+		set(cfg, []string{"double_puppet", "secrets"}, map[string]any{opts.ServerName: "as_token:" + token})
+	}
 	for k, v := range opts.Network {
 		set(cfg, []string{"network", k}, v)
 	}
@@ -254,7 +278,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		ServerName:              opts.ServerName,
 		Port:                    hsPort,
 		Dir:                     filepath.Join(opts.Dir, "synapse"),
-		AppServiceRegistrations: append([]string{st.RegistrationPath}, opts.OtherAppServices...),
+		AppServiceRegistrations: append([]string{st.RegistrationPath}, otherAppServices...),
 		ExtraConfig:             opts.SynapseConfig,
 	})
 	if err != nil {
