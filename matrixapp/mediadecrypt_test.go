@@ -85,7 +85,9 @@ func TestTamperedOrExpiredEncryptedMediaLinksAreForbidden(t *testing.T) {
 	require.NoError(t, err)
 	seg := strings.Split(strings.TrimPrefix(u.EscapedPath(), medialink.PathPrefix+"e/"), "/")
 	require.Len(t, seg, 6)
-	join := func(parts ...string) string { return s.bridge.URL + medialink.PathPrefix + "e/" + strings.Join(parts, "/") }
+	join := func(parts ...string) string {
+		return s.bridge.URL + medialink.PathPrefix + "e/" + strings.Join(parts, "/")
+	}
 	expired, err := s.signer.LinkEncryptedUntil(id.ContentURI{Homeserver: "example.org", FileID: "Enc3"}, "plan.txt", "text/plain", file, time.Now().Add(-time.Second))
 	require.NoError(t, err)
 	sealed, err := base64.RawURLEncoding.DecodeString(seg[4])
