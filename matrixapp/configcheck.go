@@ -48,12 +48,19 @@ func configProblems(cfg *bridgeconfig.Config, wantTokens bool) []string {
 	return problems
 }
 
-// configError is the message for an incomplete or invalid configuration.
-func configError(path string, problems []string, networkErr error) string {
+// configError is the message for an incomplete, unsafe or invalid
+// configuration.
+func configError(path string, problems, unsafe []string, networkErr error) string {
 	var sb strings.Builder
 	if len(problems) > 0 {
 		fmt.Fprintf(&sb, "The configuration in %s is not filled in yet. Set these fields:\n", path)
 		for _, p := range problems {
+			fmt.Fprintf(&sb, "  - %s\n", p)
+		}
+	}
+	if len(unsafe) > 0 {
+		fmt.Fprintf(&sb, "The configuration in %s is not safe to run with. Change these fields:\n", path)
+		for _, p := range unsafe {
 			fmt.Fprintf(&sb, "  - %s\n", p)
 		}
 	}
@@ -69,14 +76,15 @@ func configError(path string, problems []string, networkErr error) string {
 // mxmain would answer with its generic words and a FAQ link.
 func checkConfig(path string, cfg *bridgeconfig.Config, network bridgev2.NetworkConnector) {
 	problems := configProblems(cfg, true)
+	unsafe := unsafeSettings(cfg, readSavedSettings(path, cfg))
 	var networkErr error
 	if v, ok := network.(bridgev2.ConfigValidatingNetwork); ok {
 		networkErr = v.ValidateConfig()
 	}
-	if len(problems) == 0 && networkErr == nil {
+	if len(problems) == 0 && len(unsafe) == 0 && networkErr == nil {
 		return
 	}
-	fmt.Fprint(os.Stderr, configError(path, problems, networkErr))
+	fmt.Fprint(os.Stderr, configError(path, problems, unsafe, networkErr))
 	os.Exit(11)
 }
 
@@ -97,7 +105,7 @@ func checkBeforeRegistration(path string) {
 	if cfg.Homeserver.Domain != exampleDomain && cfg.Homeserver.Domain != "" {
 		return
 	}
-	fmt.Fprint(os.Stderr, "Cannot generate the registration yet.\n"+configError(path, configProblems(&cfg, false), nil))
+	fmt.Fprint(os.Stderr, "Cannot generate the registration yet.\n"+configError(path, configProblems(&cfg, false), nil, nil))
 	os.Exit(20)
 }
 
