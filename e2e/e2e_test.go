@@ -241,6 +241,13 @@ func (env *testEnv) newPair(t *testing.T, name string) *pair {
 // room, without logging in.
 func (env *testEnv) newPairSignedOut(t *testing.T, name string) *pair {
 	t.Helper()
+	return env.newPairOf(t, name, newMatrixUser)
+}
+
+// newPairOf is newPairSignedOut with the Matrix user's client made by
+// newUser.
+func (env *testEnv) newPairOf(t *testing.T, name string, newUser func(testing.TB, *synapse.Server, synapse.Account) *matrixUser) *pair {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
 	defer cancel()
 	p := &pair{
@@ -255,7 +262,7 @@ func (env *testEnv) newPairSignedOut(t *testing.T, name string) *pair {
 
 	acct, err := env.st.HS.RegisterUser(ctx, name, name+"-matrix-password", false)
 	require.NoError(t, err)
-	p.mx = newMatrixUser(t, env.st.HS, acct)
+	p.mx = newUser(t, env.st.HS, acct)
 
 	room, err := p.mx.Client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Preset:   "trusted_private_chat",

@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/crypto/attachment"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+)
+
+// The bridge as docs/operator-guide.md sets up encryption and double
+// puppeting, in an environment of its own: double puppeting changes how
+// every portal starts (the bridge joins the user), which the shared
+// environment's tests do not expect.
+func TestEncryptionAndDoublePuppeting(t *testing.T) {
+	if wanted, reason := synapse.Wanted(); !wanted {
+		t.Skip(reason)
+	}
+	env, err := startEnv(func(o *stack.Options) {
+		o.Encryption = true
+		o.DoublePuppet = true
+	})
+	if env != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("bridge running: %v\n%s", env.st.Bridge.Running(), env.st.Bridge.LogTail(80))
+			}
+			_ = env.close()
+		})
+	}
+	require.NoError(t, err)
+	t.Run("encrypted DM", func(t *testing.T) { testEncryptedDM(t, env) })
+	t.Run("double puppet", func(t *testing.T) { testDoublePuppet(t, env) })
+}
+
+// A migrated user starts an encrypted DM from Element with an SfB
+// colleague's ghost. Everything in the room is encrypted on the wire,
+// and both ways the text is what the other side wrote: SfB -> Matrix the
+// user's client decrypts the colleague's message; Matrix -> SfB the
+// colleague reads the user's encrypted message in clear; an encrypted
+// image reaches SfB as a link that a plain HTTP client downloads,
+// decrypted, byte for byte.
+func testEncryptedDM(t *testing.T, env *testEnv) {
+	p := env.newPairOf(t, "enid", newEncryptingUser)
+	env.login(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*hop)
+	defer cancel()
+
+	from := p.mx.mark()
+	createResp, err := p.mx.Client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset:   "trusted_private_chat",
+		IsDirect: true,
+		Invite:   []id.UserID{p.ghost},
+		InitialState: []*event.Event{{
+			Type:    event.StateEncryption,
+			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
+		}},
+	})
+	require.NoError(t, err)
+	room := createResp.RoomID
+	// bridgev2 says the room is a portal now, encrypted: until then an
+	// SfB message would open a portal room of its own (bridgev2 does not
+	// hold incoming events while it takes over a room).
+	created := p.mx.waitFor(from, hop, "the bridge's notice that the portal is ready", isMessage(room, p.ghost, func(b string) bool {
+		return strings.Contains(b, "portal created")
+	}))
+	assert.NotZero(t, created.Mautrix.EventSource&event.SourceDecrypted, "the bridge's notice came encrypted")
+
+	// SfB -> Matrix: encrypted by the bridge, decrypted by the user.
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "Encrypted hello from SfB"}))
+	got := p.mx.waitFor(from, hop, "the colleague's message, decrypted", isMessage(room, p.ghost, equals("Encrypted hello from SfB")))
+	assert.NotZero(t, got.Mautrix.EventSource&event.SourceDecrypted, "the message came encrypted and the user's client decrypted it")
+	for _, evt := range p.mx.Events(from) {
+		if evt.RoomID == room && evt.Type == event.EventMessage {
+			assert.NotZero(t, evt.Mautrix.EventSource&event.SourceDecrypted, "a message in clear in the encrypted room: %s from %s", evt.Content.AsMessage().Body, evt.Sender)
+		}
+	}
+
+	// Matrix -> SfB: the user's client encrypts; the colleague reads.
+	sent, err := p.mx.Client.SendText(ctx, room, "Encrypted reply from Matrix")
+	require.NoError(t, err)
+	raw, err := p.mx.Client.GetEvent(ctx, room, sent.EventID)
+	require.NoError(t, err)
+	assert.Equal(t, event.EventEncrypted.Type, raw.Type.Type, "the homeserver got ciphertext")
+	assert.NotContains(t, string(raw.Content.VeryRaw), "Encrypted reply")
+	env.waitReceived(t, p, "the user's encrypted reply", func(r sim.Received) bool {
+		return r.Message.Text == "Encrypted reply from Matrix"
+	})
+
+	// An encrypted image: the homeserver holds only ciphertext; the SfB
+	// colleague gets a link that serves the plaintext.
+	image := make([]byte, 50_000)
+	_, err = rand.Read(image)
+	require.NoError(t, err)
+	copy(image, "\x89PNG\r\n\x1a\n")
+	file := attachment.NewEncryptedFile()
+	ciphertext := bytes.Clone(image)
+	file.EncryptInPlace(ciphertext)
+	uploaded, err := p.mx.Client.UploadBytes(ctx, ciphertext, "application/octet-stream")
+	require.NoError(t, err)
+	_, err = p.mx.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage,
+		Body:    "scan.png",
+		File:    &event.EncryptedFileInfo{EncryptedFile: *file, URL: uploaded.ContentURI.CUString()},
+		Info:    &event.FileInfo{MimeType: "image/png", Size: len(image)},
+	})
+	require.NoError(t, err)
+	received := env.waitReceived(t, p, "the encrypted image as a link", func(r sim.Received) bool {
+		return strings.HasPrefix(r.Message.Text, "📎 scan.png (50.0 KB): ")
+	})
+	link := mediaLinkPattern.FindString(received.Message.Text)
+	require.NotEmpty(t, link, received.Message.Text)
+	assert.NotContains(t, received.Message.Text+received.Message.HTML, file.Key.Key, "the file's key is not in the message")
+
+	resp, body := download(t, ctx, link)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.True(t, bytes.Equal(image, body), "the decrypted bytes (%d of %d)", len(body), len(image))
+	assert.Equal(t, "image/png", resp.Header.Get("Content-Type"))
+
+	// A tampered link, or the link under another name, gets 403.
+	tampered := []byte(link)
+	i := strings.Index(link, "/sfb/media/v1/e/") + len("/sfb/media/v1/e/") + 40
+	tampered[i] ^= 1
+	resp, body = download(t, ctx, string(tampered))
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
+	resp, body = download(t, ctx, strings.TrimSuffix(link, "scan.png")+"scan.html")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
+	assert.NotContains(t, string(body), "PNG")
+}
+
+// With double puppeting, the bridge acts in Matrix as the user where the
+// user acted on SfB: a portal the colleague opens is joined by the user's
+// own account, without the user accepting an invite.
+func testDoublePuppet(t *testing.T, env *testEnv) {
+	p := env.newPair(t, "dominik")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+	defer cancel()
+
+	from := p.mx.mark()
+	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "Hello Dominik"}))
+	msg := p.mx.waitFor(from, hop, "the colleague's first message", isMessage("", p.ghost, equals("Hello Dominik")))
+	room := msg.RoomID
+	join := p.mx.waitFor(from, hop, "the user's join, made by the bridge", isJoin(room, p.mx.ID))
+	assert.Equal(t, p.mx.ID, join.Sender)
+	assert.Equal(t, "sfb-matrix-bridge", join.Content.Raw[appservice.DoublePuppetKey], "the bridge joined as the user: %s", join.Content.VeryRaw)
+	members, err := p.mx.Client.JoinedMembers(ctx, room)
+	require.NoError(t, err)
+	assert.Contains(t, members.Joined, p.mx.ID, "joined without accepting the invite")
+}
