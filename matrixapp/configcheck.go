@@ -166,10 +166,21 @@ func exampleConfig(network bridgev2.NetworkConnector) (string, error) {
 		return "", fmt.Errorf("fill in mautrix's example configuration: %w", err)
 	}
 	text := sb.String()
-	if strings.Count(text, mautrixLogLevel) != 1 {
-		return "", errors.New("mautrix's example configuration no longer has the logging section the bridge sets to level info")
+	for _, e := range exampleEdits {
+		if strings.Count(text, e.mautrix) != 1 {
+			return "", fmt.Errorf("mautrix's example configuration no longer has the %s the bridge changes", e.what)
+		}
+		text = strings.Replace(text, e.mautrix, e.ours, 1)
 	}
-	return strings.Replace(text, mautrixLogLevel, defaultLogLevel, 1), nil
+	return text, nil
+}
+
+// exampleEdits are the bridge's own defaults and words over mautrix's
+// example.
+var exampleEdits = []struct{ what, mautrix, ours string }{
+	{"logging section", mautrixLogLevel, defaultLogLevel},
+	{"encryption switches", mautrixEncryption, defaultEncryption},
+	{"double puppeting secrets", mautrixDoublePuppetSecrets, defaultDoublePuppetSecrets},
 }
 
 // mautrix's example sets the minimum log level to debug, where its HTTP
