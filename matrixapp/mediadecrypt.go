@@ -1,8 +1,6 @@
 package matrixapp
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -49,14 +47,6 @@ func decryptMedia(ciphertext io.Reader, file *attachment.EncryptedFile) (*decryp
 	if err != nil {
 		return nil, fmt.Errorf("decode hash: %w", err)
 	}
-	key, err := base64.RawURLEncoding.DecodeString(file.Key.Key)
-	if err != nil {
-		return nil, fmt.Errorf("decode key: %w", err)
-	}
-	iv, err := base64.RawStdEncoding.DecodeString(file.InitVector)
-	if err != nil {
-		return nil, fmt.Errorf("decode IV: %w", err)
-	}
 	tmp, err := os.CreateTemp("", "sfb-media-*")
 	if err != nil {
 		return nil, fmt.Errorf("temporary file for the ciphertext: %w", err)
@@ -76,11 +66,6 @@ func decryptMedia(ciphertext io.Reader, file *attachment.EncryptedFile) (*decryp
 		_ = d.Close()
 		return nil, fmt.Errorf("rewind ciphertext: %w", err)
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		_ = d.Close()
-		return nil, fmt.Errorf("file cipher: %w", err)
-	}
-	d.Reader = cipher.StreamReader{S: cipher.NewCTR(block, iv), R: tmp}
+	d.Reader = file.DecryptStream(tmp)
 	return d, nil
 }

@@ -11,7 +11,8 @@
 //
 // Whoever holds a link gets that one file until it expires, and nothing
 // else: changing any part of it breaks the MAC. The homeserver's token
-// never leaves the bridge.
+// never leaves the bridge. Files from encrypted rooms have links of their
+// own kind, which also carry the file's key, sealed (encrypted.go).
 package medialink
 
 import (
