@@ -91,19 +91,8 @@ func (s *Signer) LinkEncryptedUntil(uri id.ContentURI, name, mediaType string, f
 // only when it is genuine.
 func (s *Signer) VerifyEncrypted(server, mediaID, expiry, mac, sealed, name string) (Media, error) {
 	uri := id.ContentURI{Homeserver: server, FileID: mediaID}
-	got, err := base64.RawURLEncoding.DecodeString(mac)
-	if err != nil || !uri.IsValid() || name != SafeName(name) {
-		return Media{}, ErrInvalid
-	}
-	if !hmac.Equal(got, s.macOf("sfb-media-link-v1-e", uri, expiry, name, sealed)) {
-		return Media{}, ErrInvalid
-	}
-	until, err := strconv.ParseInt(expiry, 10, 64)
-	if err != nil {
-		return Media{}, ErrInvalid
-	}
-	if !s.now().Before(time.Unix(until, 0)) {
-		return Media{}, ErrExpired
+	if err := s.check("sfb-media-link-v1-e", uri, expiry, mac, name, sealed); err != nil {
+		return Media{}, err
 	}
 	box, err := base64.RawURLEncoding.DecodeString(sealed)
 	if err != nil || len(box) < s.seal.NonceSize() {

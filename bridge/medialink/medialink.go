@@ -140,26 +140,34 @@ func (s *Signer) LinkUntil(uri id.ContentURI, name string, expiry time.Time) (st
 	}, "/"), nil
 }
 
-// Verify checks the decoded path segments of a link. The MAC is checked
-// before the expiry, in constant time, so an expired link is told apart
-// only when it is genuine.
+// Verify checks the decoded path segments of a link.
 func (s *Signer) Verify(server, mediaID, expiry, mac, name string) (Media, error) {
 	uri := id.ContentURI{Homeserver: server, FileID: mediaID}
+	if err := s.check("sfb-media-link-v1", uri, expiry, mac, name); err != nil {
+		return Media{}, err
+	}
+	return Media{URI: uri, Name: name}, nil
+}
+
+// check verifies a link of the kind label. The MAC is checked before the
+// expiry, in constant time, so an expired link is told apart only when it
+// is genuine.
+func (s *Signer) check(label string, uri id.ContentURI, expiry, mac, name string, more ...string) error {
 	got, err := base64.RawURLEncoding.DecodeString(mac)
 	if err != nil || !uri.IsValid() || name != SafeName(name) {
-		return Media{}, ErrInvalid
+		return ErrInvalid
 	}
-	if !hmac.Equal(got, s.macOf("sfb-media-link-v1", uri, expiry, name)) {
-		return Media{}, ErrInvalid
+	if !hmac.Equal(got, s.macOf(label, uri, expiry, name, more...)) {
+		return ErrInvalid
 	}
 	until, err := strconv.ParseInt(expiry, 10, 64)
 	if err != nil {
-		return Media{}, ErrInvalid
+		return ErrInvalid
 	}
 	if !s.now().Before(time.Unix(until, 0)) {
-		return Media{}, ErrExpired
+		return ErrExpired
 	}
-	return Media{URI: uri, Name: name}, nil
+	return nil
 }
 
 // macOf is the MAC of a link of the kind label.
