@@ -33,6 +33,10 @@ func TestEncryptionAndDoublePuppeting(t *testing.T) {
 	env, err := startEnv(func(o *stack.Options) {
 		o.Encryption = true
 		o.DoublePuppet = true
+		// As many administrations run Synapse: every private room is
+		// encrypted from its creation, the bridge's portals and
+		// management rooms included.
+		o.SynapseConfig["encryption_enabled_by_default_for_room_type"] = "invite"
 	})
 	if env != nil {
 		t.Cleanup(func() {
@@ -144,9 +148,11 @@ func testEncryptedDM(t *testing.T, env *testEnv) {
 
 // With double puppeting, the bridge acts in Matrix as the user where the
 // user acted on SfB: a portal the colleague opens is joined by the user's
-// own account, without the user accepting an invite.
+// own account, without the user accepting an invite. The portal is one
+// that Synapse encrypted by itself.
 func testDoublePuppet(t *testing.T, env *testEnv) {
-	p := env.newPair(t, "dominik")
+	p := env.newPairOf(t, "dominik", newEncryptingUser)
+	env.login(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
 	defer cancel()
 
@@ -154,6 +160,7 @@ func testDoublePuppet(t *testing.T, env *testEnv) {
 	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{Text: "Hello Dominik"}))
 	msg := p.mx.waitFor(from, hop, "the colleague's first message", isMessage("", p.ghost, equals("Hello Dominik")))
 	room := msg.RoomID
+	assert.NotZero(t, msg.Mautrix.EventSource&event.SourceDecrypted, "Synapse encrypted the portal from its creation, and the bridge encrypted even its first message")
 	join := p.mx.waitFor(from, hop, "the user's join, made by the bridge", isJoin(room, p.mx.ID))
 	assert.Equal(t, p.mx.ID, join.Sender)
 	assert.Equal(t, "sfb-matrix-bridge", join.Content.Raw[appservice.DoublePuppetKey], "the bridge joined as the user: %s", join.Content.VeryRaw)
