@@ -22,8 +22,8 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
 
-// The bridge as docs/operator-guide.md sets up encryption and double
-// puppeting, in an environment of its own: double puppeting changes how
+// The bridge as docs/operator-guide.md sets up encryption (the example's
+// defaults) and double puppeting, in an environment of its own: double puppeting changes how
 // every portal starts (the bridge joins the user), which the shared
 // environment's tests do not expect.
 func TestEncryptionAndDoublePuppeting(t *testing.T) {
@@ -31,7 +31,6 @@ func TestEncryptionAndDoublePuppeting(t *testing.T) {
 		t.Skip(reason)
 	}
 	env, err := startEnv(func(o *stack.Options) {
-		o.Encryption = true
 		o.DoublePuppet = true
 		// As many administrations run Synapse: every private room is
 		// encrypted from its creation, the bridge's portals and

@@ -78,11 +78,6 @@ type Options struct {
 	// StatusEndpoint is homeserver.status_endpoint: where the bridge
 	// pushes its bridge states.
 	StatusEndpoint string
-	// Encryption turns on end-to-bridge encryption (encryption.allow) as
-	// docs/operator-guide.md tells operators to: the bridge bot syncs for
-	// its device's keys, which stock Synapse supports without experimental
-	// features.
-	Encryption bool
 	// DoublePuppet installs a second application service whose as_token
 	// may act as any local user, and gives it to the bridge as
 	// double_puppet.secrets, as docs/operator-guide.md tells operators
@@ -229,9 +224,6 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if opts.MediaLinks {
 		set(cfg, []string{"network", "media", "public_url"}, "http://127.0.0.1:"+strconv.Itoa(asPort))
 		set(cfg, []string{"network", "media", "link_key"}, randomString(secret.KeySize))
-	}
-	if opts.Encryption {
-		set(cfg, []string{"encryption", "allow"}, true)
 	}
 	otherAppServices := opts.OtherAppServices
 	if opts.DoublePuppet {
