@@ -48,6 +48,7 @@ func TestEncryptionAndDoublePuppeting(t *testing.T) {
 	require.NoError(t, err)
 	t.Run("encrypted DM", func(t *testing.T) { testEncryptedDM(t, env) })
 	t.Run("double puppet", func(t *testing.T) { testDoublePuppet(t, env) })
+	t.Run("own SfB client", func(t *testing.T) { testOwnSfBClientMessage(t, env) })
 }
 
 // A migrated user starts an encrypted DM from Element with an SfB
@@ -166,4 +167,49 @@ func testDoublePuppet(t *testing.T, env *testEnv) {
 	members, err := p.mx.Client.JoinedMembers(ctx, room)
 	require.NoError(t, err)
 	assert.Contains(t, members.Joined, p.mx.ID, "joined without accepting the invite")
+}
+
+// In coexistence the user still has their own SfB client. In a
+// multi-party conversation SfB hands what they write there to the
+// bridge's endpoint too, From the user themselves: it appears in the
+// group room as sent by the user's own Matrix account (the double puppet),
+// not by the bridge bot or a ghost, and is not sent back to SfB.
+func testOwnSfBClientMessage(t *testing.T, env *testEnv) {
+	p := env.newPairOf(t, "oskar", newEncryptingUser)
+	env.login(t, p)
+	carol := sim.User{URI: "sip:oskar.carol@contoso.com", DisplayName: "Carol Oskar", Password: "unused"}
+	require.NoError(t, env.sim.AddUser(carol))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*hop)
+	defer cancel()
+
+	// The user starts the conversation from their own SfB client; their
+	// other endpoint, the bridge, is invited into it.
+	from := p.mx.mark()
+	thread, err := env.sim.StartGroup(ctx, p.self.URI, []sfb.URI{p.colleague.URI, carol.URI}, "Budget", "")
+	require.NoError(t, err)
+	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, p.colleague.URI, sfb.Message{Text: "hello all"}))
+	hello := p.mx.waitFor(from, hop, "the colleague's message in the group room", isMessage("", p.ghost, equals("hello all")))
+	room := hello.RoomID
+
+	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, p.self.URI, sfb.Message{Text: "typed in my SfB client"}))
+	own := p.mx.waitFor(from, hop, "the user's own SfB message, from their Matrix account", isMessage(room, p.mx.ID, equals("typed in my SfB client")))
+	assert.Equal(t, "sfb-matrix-bridge", own.Content.Raw[appservice.DoublePuppetKey], "sent by the bridge as the user: %s", own.Content.VeryRaw)
+	assert.NotZero(t, own.Mautrix.EventSource&event.SourceDecrypted, "in the encrypted room, encrypted")
+	for _, evt := range p.mx.Events(from) {
+		if evt.RoomID == room && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "typed in my SfB client" {
+			assert.Equal(t, p.mx.ID, evt.Sender, "the user's message from anyone else")
+		}
+	}
+
+	// Not echoed back: the colleague has it once, from the user's own
+	// client.
+	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, p.colleague.URI, sfb.Message{Text: "after yours"}))
+	p.mx.waitFor(from, hop, "the colleague's next message", isMessage(room, p.ghost, equals("after yours")))
+	n := 0
+	for _, r := range env.sim.Received(p.colleague.URI) {
+		if r.Message.Text == "typed in my SfB client" {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "the colleague received the user's message once")
 }
