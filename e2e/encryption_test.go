@@ -187,9 +187,13 @@ func testOwnSfBClientMessage(t *testing.T, env *testEnv) {
 	from := p.mx.mark()
 	thread, err := env.sim.StartGroup(ctx, p.self.URI, []sfb.URI{p.colleague.URI, carol.URI}, "Budget", "")
 	require.NoError(t, err)
+	joined := p.mx.waitFor(from, hop, "the colleague's ghost in the group room", func(evt *event.Event) bool {
+		return evt.RoomID != p.mgmt && isJoin(evt.RoomID, p.ghost)(evt)
+	})
+	room := joined.RoomID
+	p.mx.waitFor(from, hop, "the user in the group room, joined by the bridge", isJoin(room, p.mx.ID))
 	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, p.colleague.URI, sfb.Message{Text: "hello all"}))
-	hello := p.mx.waitFor(from, hop, "the colleague's message in the group room", isMessage("", p.ghost, equals("hello all")))
-	room := hello.RoomID
+	p.mx.waitFor(from, hop, "the colleague's message in the group room", isMessage(room, p.ghost, equals("hello all")))
 
 	require.NoError(t, env.sim.SendGroupMessage(ctx, thread, p.self.URI, sfb.Message{Text: "typed in my SfB client"}))
 	own := p.mx.waitFor(from, hop, "the user's own SfB message, from their Matrix account", isMessage(room, p.mx.ID, equals("typed in my SfB client")))
