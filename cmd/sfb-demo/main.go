@@ -138,6 +138,9 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 		BridgeBinary: opts.bridgeBin,
 		SynapsePort:  opts.port,
 		DiscoveryURL: simulator.DiscoveryURL(),
+		// As docs/operator-guide.md sets it up: what the demo user
+		// writes from their own SfB client appears as them in Matrix.
+		DoublePuppet: true,
 	})
 	if err != nil {
 		return err
