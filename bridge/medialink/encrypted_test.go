@@ -146,3 +146,31 @@ func TestEncryptedLinkRefusesUnusableFiles(t *testing.T) {
 	_, err := s.LinkEncrypted(uri, "x.png", "image/png", nil)
 	assert.Error(t, err)
 }
+
+// No link that the signer did not make opens, whatever its segments; a
+// genuine link's segments with the sealed part changed do not either.
+func FuzzVerifyEncrypted(f *testing.F) {
+	s, err := NewSigner(testKey, "https://bridge.example.org", time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	file := attachment.NewEncryptedFile()
+	file.EncryptInPlace(make([]byte, 16))
+	link, err := s.LinkEncrypted(id.ContentURI{Homeserver: "example.org", FileID: "EnCrYpTeD"}, "scan.png", "image/png", file)
+	if err != nil {
+		f.Fatal(err)
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := strings.Split(strings.TrimPrefix(u.EscapedPath(), PathPrefix+encryptedSegment), "/")
+	f.Add(p[0], p[1], p[2], p[3], p[4]+"x", p[5])
+	f.Add("example.org", "AbCdEf", "1800000000", "AAAA", "AAAA", "report.pdf")
+	f.Fuzz(func(t *testing.T, server, mediaID, expiry, mac, sealed, name string) {
+		genuine := server == p[0] && mediaID == p[1] && expiry == p[2] && mac == p[3] && sealed == p[4] && name == p[5]
+		if _, err := s.VerifyEncrypted(server, mediaID, expiry, mac, sealed, name); err == nil && !genuine {
+			t.Fatalf("a link the signer did not make opened: %q %q %q %q %q %q", server, mediaID, expiry, mac, sealed, name)
+		}
+	})
+}
