@@ -94,7 +94,7 @@ func (s *Signer) VerifyEncrypted(server, mediaID, expiry, mac, sealed, name stri
 	if err := s.check("sfb-media-link-v1-e", uri, expiry, mac, name, sealed); err != nil {
 		return Media{}, err
 	}
-	box, err := base64.RawURLEncoding.DecodeString(sealed)
+	box, err := linkEncoding.DecodeString(sealed)
 	if err != nil || len(box) < s.seal.NonceSize() {
 		return Media{}, ErrInvalid
 	}

@@ -97,6 +97,7 @@ func TestTamperedEncryptedLinksDoNotVerify(t *testing.T) {
 		"empty sealed part":      {p[0], p[1], p[2], p[3], "", p[5]},
 		"MAC of the plain kind":  {p[0], p[1], p[2], plainMAC(t, s, p), p[4], p[5]},
 		"sealed part not base64": {p[0], p[1], p[2], p[3], "!!" + p[4][2:], p[5]},
+		"MAC spelt another way":  {p[0], p[1], p[2], respell(t, p[3]), p[4], p[5]},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -173,4 +174,21 @@ func FuzzVerifyEncrypted(f *testing.F) {
 			t.Fatalf("a link the signer did not make opened: %q %q %q %q %q %q", server, mediaID, expiry, mac, sealed, name)
 		}
 	})
+}
+
+// respell changes the unused low bits of the last character of unpadded
+// base64url: the same bytes to a lenient decoder, another string.
+func respell(t *testing.T, s string) string {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	require.NotZero(t, len(s)%4, "a length whose last character has unused bits")
+	last := strings.IndexByte(alphabet, s[len(s)-1])
+	require.GreaterOrEqual(t, last, 0)
+	other := s[:len(s)-1] + string(alphabet[last^1])
+	a, err := base64.RawURLEncoding.DecodeString(s)
+	require.NoError(t, err)
+	b, err := base64.RawURLEncoding.DecodeString(other)
+	require.NoError(t, err)
+	require.Equal(t, a, b, "the same bytes, spelt another way")
+	return other
 }

@@ -49,6 +49,10 @@ const MinKeySize = 32
 // (on a rune boundary) so that links stay usable in a chat message.
 const maxNameBytes = 120
 
+// linkEncoding reads the MAC and sealed parts of a link: strict, so that
+// each has one spelling and a changed character never still verifies.
+var linkEncoding = base64.RawURLEncoding.Strict()
+
 // Errors of [Signer.Verify]. A link that does not verify says nothing about
 // which part was wrong.
 var (
@@ -153,7 +157,7 @@ func (s *Signer) Verify(server, mediaID, expiry, mac, name string) (Media, error
 // expiry, in constant time, so an expired link is told apart only when it
 // is genuine.
 func (s *Signer) check(label string, uri id.ContentURI, expiry, mac, name string, more ...string) error {
-	got, err := base64.RawURLEncoding.DecodeString(mac)
+	got, err := linkEncoding.DecodeString(mac)
 	if err != nil || !uri.IsValid() || name != SafeName(name) {
 		return ErrInvalid
 	}
