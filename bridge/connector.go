@@ -62,7 +62,7 @@ type Connector struct {
 	tokenCheckInterval time.Duration
 	// queueEvent hands remote events to bridgev2 and returns how they
 	// were handled; tests replace it.
-	queueEvent func(*bridgev2.UserLogin, bridgev2.RemoteEvent) bridgev2.EventHandlingResult
+	queueEvent queueFunc
 	// deliverRetryMin and deliverRetryMax bound the backoff while the
 	// homeserver does not take an SfB event.
 	deliverRetryMin, deliverRetryMax time.Duration
@@ -137,9 +137,9 @@ func NewConnector(factory TransportFactory) *Connector {
 		resumeSaveDelay:    300 * time.Millisecond,
 		sessionWait:        30 * time.Second,
 		metrics:            metrics.New(),
-		queueEvent: func(login *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
+		queueEvent: oneAtATimePerPortal(func(login *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
 			return login.Bridge.QueueRemoteEvent(login, evt)
-		},
+		}),
 	}
 }
 
