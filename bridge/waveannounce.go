@@ -57,7 +57,7 @@ type announcer struct {
 	now     func() time.Time
 	deliver deliverFunc
 
-	// roundMu lets one round run at a time.
+	// roundMu lets one round, or the first load, run at a time.
 	roundMu sync.Mutex
 	mu      sync.Mutex
 	loaded  bool
@@ -77,7 +77,13 @@ func newAnnouncer(c *Connector, db *database.DB) *announcer {
 // run loads what was sent before and, when announcements are on, runs a
 // round every interval until ctx ends.
 func (a *announcer) run(ctx context.Context, interval time.Duration) {
-	if err := a.load(ctx); err != nil {
+	// Under roundMu: a load that read the table before a round's send and
+	// stored its rows after would undo what that round recorded, and the
+	// next round would send the same message again.
+	a.roundMu.Lock()
+	err := a.load(ctx)
+	a.roundMu.Unlock()
+	if err != nil {
 		a.log.Warn().Err(err).Msg("Could not read the announcements sent before; trying again at the next round")
 	}
 	if !a.conn.Config.Migration.Announcements.Enabled {
