@@ -145,7 +145,7 @@ func (d *Dashboard) authenticated(h func(http.ResponseWriter, *http.Request, req
 			if c, err := r.Cookie(cookieName); err == nil && c.Value != "" {
 				http.SetCookie(w, expiredCookie(r))
 			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sfb-migration"`)
+			w.Header().Set("WWW-Authenticate", migrationapi.Challenge)
 			d.render(w, http.StatusUnauthorized, "login", loginData{T: tr(lang), Lang: lang, Message: "login.expired"})
 			return
 		}
@@ -206,7 +206,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, ok := d.opts.Auth.Credential(r, credential); !ok {
 		d.opts.Log.Info().Str("remote", r.RemoteAddr).Msg("Dashboard sign-in refused")
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sfb-migration"`)
+		w.Header().Set("WWW-Authenticate", migrationapi.Challenge)
 		d.render(w, http.StatusUnauthorized, "login", loginData{T: tr(lang), Lang: lang, Message: "login.refused"})
 		return
 	}

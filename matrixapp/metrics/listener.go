@@ -6,7 +6,6 @@ package metrics
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -16,19 +15,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/bearer"
 )
 
 // Path is where the series are served.
 const Path = "/metrics"
 
 // Handler serves reg's series at Path; with a token, only to requests that
-// send it as a bearer token (compared in constant time), others get 401
+// send it as a bearer token, others get 401
 // and no data.
 func Handler(reg prometheus.Gatherer, token string, log zerolog.Logger) http.Handler {
 	prom := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: promLogger{log}, ErrorHandling: promhttp.ContinueOnError})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Path, func(w http.ResponseWriter, r *http.Request) {
-		if token != "" && !bearer(r, token) {
+		if token != "" && !bearer.Matches(r, token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sfb-matrix-bridge metrics"`)
 			http.Error(w, "missing or wrong bearer token\n", http.StatusUnauthorized)
 			return
@@ -36,28 +37,6 @@ func Handler(reg prometheus.Gatherer, token string, log zerolog.Logger) http.Han
 		prom.ServeHTTP(w, r)
 	})
 	return mux
-}
-
-func bearer(r *http.Request, token string) bool {
-	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if len(h) < len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(token)) == 1
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // Server is a running metrics listener.

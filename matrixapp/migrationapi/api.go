@@ -65,7 +65,7 @@ func (a *API) authenticated(h func(http.ResponseWriter, *http.Request, migration
 		w.Header().Set("Cache-Control", "no-store")
 		actor, ok := a.auth.authenticate(r)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sfb-migration"`)
+			w.Header().Set("WWW-Authenticate", Challenge)
 			writeError(w, http.StatusUnauthorized, "M_UNKNOWN_TOKEN",
 				"send the provisioning shared secret or the access token of a bridge admin as Authorization: Bearer")
 			return

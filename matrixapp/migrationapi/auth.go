@@ -13,10 +13,15 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/bearer"
 )
 
 // SecretActor names the provisioning shared secret in the audit log.
 const SecretActor = "provisioning shared secret"
+
+// Challenge is the WWW-Authenticate header of a refused request, shared
+// with the dashboard since both accept the same credentials.
+const Challenge = `Bearer realm="sfb-migration"`
 
 // MinSecretLength is the shortest shared secret accepted, as mautrix's
 // provisioning API; a shorter one (or "disable") lets only admins in.
@@ -71,7 +76,7 @@ func NewAuth(secret string, isAdmin func(id.UserID) bool, whoami Whoami) *Auth {
 
 // authenticate returns who made the request, or false.
 func (a *Auth) authenticate(r *http.Request) (migration.Actor, bool) {
-	token, ok := bearer(r)
+	token, ok := bearer.Token(r)
 	if !ok {
 		return migration.Actor{}, false
 	}
@@ -122,16 +127,6 @@ func (a *Auth) userOf(ctx context.Context, hash [sha256.Size]byte, token string)
 	a.cache[hash] = cachedToken{user: user, expires: now.Add(ttl)}
 	a.mu.Unlock()
 	return user, user != ""
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
 }
 
 // remoteHost is where a request came from, for the audit log. Behind a
