@@ -2,8 +2,6 @@ package matrixapp
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/dbtest"
 )
 
 // replyingBot records the bot's replies.
@@ -57,12 +56,7 @@ type commandRig struct {
 }
 
 func newCommandRig(t *testing.T) *commandRig {
-	raw, err := sql.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "bridge.db")+"?_txlock=immediate&_journal_mode=WAL&_busy_timeout=5000")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = raw.Close() })
-	db, err := database.New(raw, database.SQLite, zerolog.Nop())
-	require.NoError(t, err)
-	require.NoError(t, db.Upgrade(context.Background()))
+	db := dbtest.SQLite(t)
 	svc := migration.New(db, zerolog.Nop(), migration.Options{})
 	r := &commandRig{t: t, bot: &replyingBot{}, db: db, files: map[id.EventID]string{}}
 	r.br = &bridgev2.Bridge{Log: zerolog.Nop(), Config: &bridgeconfig.BridgeConfig{CommandPrefix: "!sfb"}}

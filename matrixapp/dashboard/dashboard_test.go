@@ -3,7 +3,6 @@ package dashboard
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"io"
 	"mime/multipart"
@@ -11,13 +10,11 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,6 +22,7 @@ import (
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/dbtest"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/migrationapi"
 )
 
@@ -48,13 +46,8 @@ type testPage struct {
 
 func newTestPage(t *testing.T) *testPage {
 	t.Helper()
-	raw, err := sql.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "bridge.db")+"?_txlock=immediate&_journal_mode=WAL&_busy_timeout=5000")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = raw.Close() })
-	db, err := database.New(raw, database.SQLite, zerolog.Nop())
-	require.NoError(t, err)
+	db := dbtest.SQLite(t)
 	ctx := context.Background()
-	require.NoError(t, db.Upgrade(ctx))
 	logins := map[string]migration.Login{
 		"alice@contoso.com": {Status: migration.LoginConnected, State: "CONNECTED"},
 		"bob@contoso.com":   {Status: migration.LoginError, State: "BAD_CREDENTIALS", Error: "sfb-password-wrong: The password was refused"},
@@ -66,7 +59,7 @@ func newTestPage(t *testing.T) *testPage {
 		return migration.Login{Status: migration.LoginNone}
 	}})
 	lead := migration.Actor{Who: string(admin), From: "test"}
-	_, err = svc.Import(ctx, []byte(wave1), false, lead)
+	_, err := svc.Import(ctx, []byte(wave1), false, lead)
 	require.NoError(t, err)
 	require.NoError(t, svc.PutWave(ctx, "Welle 1", time.Now().Add(72*time.Hour), lead))
 	require.NoError(t, db.AddAudit(ctx, database.AuditEvent{Action: database.AuditReloginRequired, LoginID: "bob@contoso.com", Detail: "the password was refused"}))

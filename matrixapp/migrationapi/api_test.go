@@ -2,18 +2,15 @@ package migrationapi
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	_ "github.com/mattn/go-sqlite3"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/dbtest"
 )
 
 const (
@@ -40,12 +38,7 @@ type testAPI struct {
 
 func newTestAPI(t *testing.T, secret string) *testAPI {
 	t.Helper()
-	raw, err := sql.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "bridge.db")+"?_txlock=immediate&_journal_mode=WAL&_busy_timeout=5000")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = raw.Close() })
-	db, err := database.New(raw, database.SQLite, zerolog.Nop())
-	require.NoError(t, err)
-	require.NoError(t, db.Upgrade(context.Background()))
+	db := dbtest.SQLite(t)
 	svc := migration.New(db, zerolog.Nop(), migration.Options{})
 
 	ta := &testAPI{db: db}
