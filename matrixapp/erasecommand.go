@@ -37,8 +37,7 @@ func (ec eraseCommand) handler() *commands.FullHandler {
 }
 
 func (ec eraseCommand) start(ce *commands.Event) {
-	if ce.RoomID != ce.User.ManagementRoom {
-		say(ce, capitalise(errNoManagementRm.Error())+".")
+	if !inManagementRoom(ce) {
 		return
 	}
 	if len(ce.Args) != 1 {

@@ -26,10 +26,9 @@ type fileFetcher func(ctx context.Context, room id.RoomID, evt id.EventID) (name
 
 // Why a message cannot be imported; the texts tell the admin what to do.
 var (
-	errNotAFile       = errors.New("that message is not a file: send the CSV file as an attachment")
-	errEncryptedFile  = errors.New("the file is end-to-end encrypted and the bridge has encryption turned off, so the bot cannot read it: import it through the API (docs/migration.md), or from an unencrypted management room")
-	errFileTooLarge   = fmt.Errorf("the file is larger than %d MiB: split it", migration.MaxImportBytes>>20)
-	errNoManagementRm = errors.New("use this command in your management room (your direct chat with the bridge bot)")
+	errNotAFile      = errors.New("that message is not a file: send the CSV file as an attachment")
+	errEncryptedFile = errors.New("the file is end-to-end encrypted and the bridge has encryption turned off, so the bot cannot read it: import it through the API (docs/migration.md), or from an unencrypted management room")
+	errFileTooLarge  = fmt.Errorf("the file is larger than %d MiB: split it", migration.MaxImportBytes>>20)
 )
 
 // migrationCommands are the admin commands for waves and modes.
@@ -74,12 +73,11 @@ func (mc *migrationCommands) handlers() []commands.CommandHandler {
 	}
 }
 
-// admin runs fn only in the admin's management room, where the answers
-// (names, addresses) stay between the admin and the bot.
+// admin runs fn only in the admin's management room, once the service is
+// there.
 func (mc *migrationCommands) admin(fn func(ce *commands.Event, svc *migration.Service)) func(*commands.Event) {
 	return func(ce *commands.Event) {
-		if ce.RoomID != ce.User.ManagementRoom {
-			say(ce, capitalise(errNoManagementRm.Error())+".")
+		if !inManagementRoom(ce) {
 			return
 		}
 		svc := mc.service()
@@ -89,6 +87,17 @@ func (mc *migrationCommands) admin(fn func(ce *commands.Event, svc *migration.Se
 		}
 		fn(ce, svc)
 	}
+}
+
+// inManagementRoom tells the admin to move to their management room, where
+// the answers (names, addresses) stay between them and the bot, unless the
+// command came from there.
+func inManagementRoom(ce *commands.Event) bool {
+	if ce.RoomID == ce.User.ManagementRoom {
+		return true
+	}
+	say(ce, "Use this command in your management room (your direct chat with the bridge bot).")
+	return false
 }
 
 func actorOf(ce *commands.Event) migration.Actor {
