@@ -10,10 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -143,9 +147,11 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 	env.sim.SetBaseURL(env.simHTTP.URL)
 
 	env.states = newStateLog()
-	if env.metricsAddr, err = freeAddress(); err != nil {
-		return env, err
+	metricsPort, err := synapse.FreePort()
+	if err != nil {
+		return env, fmt.Errorf("port of the metrics listener: %w", err)
 	}
+	env.metricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPort))
 	stackOpts := stack.Options{
 		StatusEndpoint: env.states.URL(),
 		Dir:            env.dir,
@@ -558,4 +564,21 @@ func stripTags(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// bearerRequest sends a request to one of the bridge's operator endpoints
+// with token (none when empty) and returns the status and body.
+func bearerRequest(t *testing.T, ctx context.Context, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, data
 }

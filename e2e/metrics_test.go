@@ -1,10 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,22 +17,13 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/metrics"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
 
 // metricsToken is the bearer token of the bridge's metrics listener.
 const metricsToken = "e2e-metrics-token-0123456789"
-
-// freeAddress is a loopback address with a port nothing listens on now.
-func freeAddress() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port for the metrics listener: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
 
 // scrape is one scrape of the bridge's /metrics, by family name.
 type scrape map[string]*dto.MetricFamily
@@ -42,22 +32,14 @@ func (env *testEnv) scrapeMetrics(t *testing.T, token string) (int, scrape) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+env.metricsAddr+"/metrics", nil)
-	require.NoError(t, err)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, nil
+	status, data := bearerRequest(t, ctx, http.MethodGet, "http://"+env.metricsAddr+metrics.Path, token, "")
+	if status != http.StatusOK {
+		return status, nil
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
 	require.NoError(t, err)
-	return resp.StatusCode, families
+	return status, families
 }
 
 // value sums the samples of name whose labels include labels ("k=v");

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/migrationapi"
 )
 
 // wavesAdmin is the migration team's member, a bridge admin in the
@@ -24,20 +25,11 @@ func migrationAPI(t *testing.T, env *testEnv, method, path, token, body string, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hop)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, env.st.Bridge.URL()+"/_sfb/migration/v1"+path, strings.NewReader(body))
-	require.NoError(t, err)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	if out != nil && resp.StatusCode == http.StatusOK {
+	status, data := bearerRequest(t, ctx, method, env.st.Bridge.URL()+migrationapi.Prefix+path, token, body)
+	if out != nil && status == http.StatusOK {
 		require.NoError(t, json.Unmarshal(data, out), string(data))
 	}
-	return resp.StatusCode
+	return status
 }
 
 type waveReply struct {
