@@ -64,8 +64,7 @@ func (ec eraseCommand) start(ce *commands.Event) {
 }
 
 func (ec eraseCommand) confirm(ce *commands.Event, plan *bridge.ErasurePlan) {
-	answer := strings.TrimSpace(ce.RawArgs)
-	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(answer), "sip:"), plan.Address) {
+	if !migrationapi.ConfirmsErasure(ce.RawArgs, plan) {
 		ce.Reply("Reply `%s` to erase that person, or `$cmdprefix cancel`.", plan.Address)
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/migration"
@@ -36,7 +35,7 @@ func (a *API) RegisterErasure(mux *http.ServeMux, eraser Eraser) {
 			a.replyErasure(w, nil, err)
 			return
 		}
-		if !sameAddress(r.URL.Query().Get("confirm"), plan.Address) {
+		if !ConfirmsErasure(r.URL.Query().Get("confirm"), plan) {
 			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM",
 				"erasure cannot be undone: repeat the address as ?confirm="+plan.Address+" (GET .../erasure shows what would be removed)")
 			return
@@ -50,12 +49,11 @@ func (a *API) RegisterErasure(mux *http.ServeMux, eraser Eraser) {
 	}))
 }
 
-func sameAddress(confirm, address string) bool {
-	if confirm == "" {
-		return false
-	}
-	uri, err := sfb.ParseURI(strings.TrimSpace(confirm))
-	return err == nil && uri.Address() == address
+// ConfirmsErasure reports whether confirm, as typed by the person erasing
+// (with or without "sip:", in any case), is the address of plan.
+func ConfirmsErasure(confirm string, plan *bridge.ErasurePlan) bool {
+	uri, err := sfb.ParseURI(confirm)
+	return err == nil && uri.Address() == plan.Address
 }
 
 func (a *API) replyErasure(w http.ResponseWriter, v any, err error) {

@@ -88,3 +88,18 @@ func TestErasureNeedsAdminAndConfirmation(t *testing.T) {
 	assert.Equal(t, string(admin), eraser.erased[0].Who)
 	assert.NotEmpty(t, eraser.erased[0].From)
 }
+
+func TestConfirmsErasure(t *testing.T) {
+	plan := &bridge.ErasurePlan{Address: "alice@contoso.com"}
+	for confirm, want := range map[string]bool{
+		"alice@contoso.com":       true,
+		" SIP:Alice@Contoso.com ": true,
+		"sip:alice@contoso.com":   true,
+		"":                        false,
+		"alice":                   false,
+		"bob@contoso.com":         false,
+		"tel:alice@contoso.com":   false,
+	} {
+		assert.Equal(t, want, ConfirmsErasure(confirm, plan), "%q", confirm)
+	}
+}
