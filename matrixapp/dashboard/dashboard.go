@@ -391,9 +391,8 @@ func relativeDays(t translator, now, start time.Time) string {
 
 func (d *Dashboard) setMode(w http.ResponseWriter, r *http.Request, req request) {
 	t := tr(req.lang)
-	svc := d.opts.Service()
-	if svc == nil {
-		d.afterWrite(w, r, req, http.StatusServiceUnavailable, t.S("not.ready"), nil)
+	svc, ok := d.writableService(w, r, req)
+	if !ok {
 		return
 	}
 	var mode migration.Mode
@@ -427,6 +426,16 @@ func (d *Dashboard) setMode(w http.ResponseWriter, r *http.Request, req request)
 	d.afterWrite(w, r, req, http.StatusOK, notice, nil)
 }
 
+// writableService returns the migration service, or shows the page saying
+// the bridge is still starting.
+func (d *Dashboard) writableService(w http.ResponseWriter, r *http.Request, req request) (*migration.Service, bool) {
+	svc := d.opts.Service()
+	if svc == nil {
+		d.afterWrite(w, r, req, http.StatusServiceUnavailable, tr(req.lang).S("not.ready"), nil)
+	}
+	return svc, svc != nil
+}
+
 func wrapInvalid(err error) error {
 	if err == nil {
 		return nil
@@ -457,9 +466,8 @@ type importView struct {
 
 func (d *Dashboard) importCSV(w http.ResponseWriter, r *http.Request, req request) {
 	t := tr(req.lang)
-	svc := d.opts.Service()
-	if svc == nil {
-		d.afterWrite(w, r, req, http.StatusServiceUnavailable, t.S("not.ready"), nil)
+	svc, ok := d.writableService(w, r, req)
+	if !ok {
 		return
 	}
 	data, dryRun, err := importFile(r)
@@ -503,7 +511,7 @@ func importFile(r *http.Request) ([]byte, bool, error) {
 	defer file.Close()
 	data, err := io.ReadAll(io.LimitReader(file, migration.MaxImportBytes+1))
 	if err != nil {
-		return nil, true, err
+		return nil, true, fmt.Errorf("read the uploaded file: %w", err)
 	}
 	if len(data) > migration.MaxImportBytes {
 		return nil, true, fmt.Errorf("the file is larger than %d bytes; split it: %w", migration.MaxImportBytes, migration.ErrInvalid)
