@@ -21,14 +21,10 @@ import (
 // m.room.message it decrypts to (marked event.SourceDecrypted).
 func newEncryptingUser(t testing.TB, hs *synapse.Server, acct synapse.Account) *matrixUser {
 	t.Helper()
-	client, err := mautrix.NewClient(hs.URL, acct.UserID, acct.AccessToken)
-	require.NoError(t, err)
-	client.DeviceID = acct.DeviceID
-	u := &matrixUser{t: t, Client: client, ID: acct.UserID, changed: make(chan struct{})}
+	u := matrixUserOf(t, hs, acct)
+	client := u.Client
 	syncer := mautrix.NewDefaultSyncer()
-	// A large timeline limit so a burst of messages between two syncs is
-	// not cut into a "limited" timeline.
-	syncer.FilterJSON = &mautrix.Filter{Room: &mautrix.RoomFilter{Timeline: &mautrix.FilterPart{Limit: 1000}}}
+	syncer.FilterJSON = u.GetFilterJSON(u.ID)
 	syncer.OnEvent(func(_ context.Context, evt *event.Event) {
 		if evt.RoomID != "" && evt.Mautrix.EventSource&(event.SourceTimeline|event.SourceInvite) != 0 {
 			u.record(evt)

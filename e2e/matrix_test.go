@@ -36,14 +36,20 @@ type matrixUser struct {
 
 func newMatrixUser(t testing.TB, hs *synapse.Server, acct synapse.Account) *matrixUser {
 	t.Helper()
-	client, err := mautrix.NewClient(hs.URL, acct.UserID, acct.AccessToken)
-	require.NoError(t, err)
-	client.DeviceID = acct.DeviceID
-	u := &matrixUser{t: t, Client: client, ID: acct.UserID, changed: make(chan struct{})}
-	client.Syncer = u
+	u := matrixUserOf(t, hs, acct)
+	u.Client.Syncer = u
 	u.startSync()
 	t.Cleanup(func() { u.stopSync() })
 	return u
+}
+
+// matrixUserOf is acct's user with a client that does not sync yet.
+func matrixUserOf(t testing.TB, hs *synapse.Server, acct synapse.Account) *matrixUser {
+	t.Helper()
+	client, err := mautrix.NewClient(hs.URL, acct.UserID, acct.AccessToken)
+	require.NoError(t, err)
+	client.DeviceID = acct.DeviceID
+	return &matrixUser{t: t, Client: client, ID: acct.UserID, changed: make(chan struct{})}
 }
 
 func (u *matrixUser) startSync() {
