@@ -348,18 +348,27 @@ func (env *testEnv) openPortal(t *testing.T, p *pair, first string) id.RoomID {
 // from the pair's SfB user that matches, and returns it.
 func (env *testEnv) waitReceived(t *testing.T, p *pair, what string, match func(sim.Received) bool) sim.Received {
 	t.Helper()
+	return env.waitReceivedBy(t, p.colleague.URI, what, func(r sim.Received) bool {
+		return r.From == p.self.URI && match(r)
+	})
+}
+
+// waitReceivedBy waits until the simulated SfB user to received a message
+// that match accepts and returns it.
+func (env *testEnv) waitReceivedBy(t *testing.T, to sfb.URI, what string, match func(sim.Received) bool) sim.Received {
+	t.Helper()
 	var found sim.Received
 	ok := assert.Eventually(t, func() bool {
-		for _, r := range env.sim.Received(p.colleague.URI) {
-			if r.From == p.self.URI && match(r) {
+		for _, r := range env.sim.Received(to) {
+			if match(r) {
 				found = r
 				return true
 			}
 		}
 		return false
-	}, hop, 50*time.Millisecond, "SfB colleague never received %s", what)
+	}, hop, 50*time.Millisecond, "%s never received %s", to, what)
 	if !ok {
-		t.Fatalf("received so far: %+v", env.sim.Received(p.colleague.URI))
+		t.Fatalf("received so far: %+v", env.sim.Received(to))
 	}
 	return found
 }

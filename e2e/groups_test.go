@@ -44,19 +44,9 @@ func (env *testEnv) joinGroupRoom(t *testing.T, u *matrixUser, from int, mgmt id
 // conversation and returns what it received.
 func (env *testEnv) waitGroupReceived(t *testing.T, to, from sfb.URI, match func(string) bool, what string) sim.Received {
 	t.Helper()
-	var found sim.Received
-	if !assert.Eventually(t, func() bool {
-		for _, r := range env.sim.Received(to) {
-			if r.Group && r.From == from && match(r.Message.Text) {
-				found = r
-				return true
-			}
-		}
-		return false
-	}, hop, 50*time.Millisecond, "%s never received %s", to, what) {
-		t.Fatalf("received so far: %+v", env.sim.Received(to))
-	}
-	return found
+	return env.waitReceivedBy(t, to, what, func(r sim.Received) bool {
+		return r.Group && r.From == from && match(r.Message.Text)
+	})
 }
 
 // inGroup reports whether uri is a participant of the live conversation.
