@@ -40,7 +40,6 @@ type Auth struct {
 	hasSecret  bool
 	isAdmin    func(id.UserID) bool
 	whoami     Whoami
-	ttl        time.Duration
 	now        func() time.Time
 
 	mu    sync.Mutex
@@ -67,7 +66,7 @@ const maxCachedTokens = 1024
 // NewAuth returns the authentication for secret (ignored when shorter
 // than MinSecretLength), the permission check and the homeserver lookup.
 func NewAuth(secret string, isAdmin func(id.UserID) bool, whoami Whoami) *Auth {
-	a := &Auth{isAdmin: isAdmin, whoami: whoami, ttl: TokenCacheTTL, now: time.Now, cache: map[[sha256.Size]byte]cachedToken{}}
+	a := &Auth{isAdmin: isAdmin, whoami: whoami, now: time.Now, cache: map[[sha256.Size]byte]cachedToken{}}
 	if len(secret) >= MinSecretLength {
 		a.secretHash, a.hasSecret = sha256.Sum256([]byte(secret)), true
 	}
@@ -116,7 +115,7 @@ func (a *Auth) userOf(ctx context.Context, hash [sha256.Size]byte, token string)
 		return "", false
 	}
 	user, err := a.whoami(ctx, token)
-	ttl := a.ttl
+	ttl := TokenCacheTTL
 	if err != nil || user == "" {
 		user, ttl = "", refusedTokenTTL
 	}
