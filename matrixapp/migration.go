@@ -45,7 +45,7 @@ func serveDashboard(m *mxmain.BridgeMain, conn *bridge.Connector, auth *migratio
 	// metrics count them (docs/metrics.md).
 	activity := dashboard.NewSampler(func() dashboard.Totals {
 		t := conn.Metrics().Totals()
-		return dashboard.Totals{Messages: t.Messages, PresenceUpdates: t.PresenceUpdates, MessagesCounted: true}
+		return dashboard.Totals{Messages: t.Messages, PresenceUpdates: t.PresenceUpdates}
 	}, 60)
 	d, err := dashboard.New(dashboard.Options{Service: conn.Migration, Auth: auth, Activity: activity, Log: log})
 	if err != nil {

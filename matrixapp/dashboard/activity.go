@@ -19,15 +19,12 @@ type Minute struct {
 	Start           time.Time
 	Messages        uint64
 	PresenceUpdates uint64
-	// MessagesCounted is false while nothing counts messages.
-	MessagesCounted bool
 }
 
 // Totals are counts since the process started.
 type Totals struct {
 	Messages        uint64
 	PresenceUpdates uint64
-	MessagesCounted bool
 }
 
 // Sampler turns running totals into per-minute figures: it reads them at
@@ -74,7 +71,6 @@ func (s *Sampler) Sample() {
 			Start:           at.Add(-time.Minute),
 			Messages:        t.Messages - s.last.Messages,
 			PresenceUpdates: t.PresenceUpdates - s.last.PresenceUpdates,
-			MessagesCounted: t.MessagesCounted,
 		})
 		if len(s.minutes) > s.keep {
 			s.minutes = s.minutes[len(s.minutes)-s.keep:]

@@ -357,7 +357,6 @@ func TestSamplerKeepsPerMinuteDifferences(t *testing.T) {
 	require.Len(t, got, 2, "only the last 2 are kept")
 	assert.Equal(t, []uint64{60, 1}, []uint64{got[0].PresenceUpdates, got[1].PresenceUpdates})
 	assert.Equal(t, time.Date(2026, 12, 2, 9, 2, 0, 0, time.UTC), got[1].Start)
-	assert.False(t, got[1].MessagesCounted)
 }
 
 func TestEveryTextInEveryLanguage(t *testing.T) {
