@@ -134,10 +134,7 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 
 // callReply is the IM the caller gets back; empty for none.
 func (c *Client) callReply(link string, reason sfb.CallDeclineReason) string {
-	me := c.login.RemoteName
-	if me == "" {
-		me = c.selfURI().Address()
-	}
+	me := c.selfName()
 	switch {
 	case link != "" && reason == sfb.CallDeclineGlobal:
 		return fmt.Sprintf("%s now uses Element and cannot take Skype for Business calls; join here for a video meeting: %s", me, link)

@@ -461,3 +461,12 @@ func (c *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool {
 func (c *Client) GetUserID() networkid.UserID { return networkid.UserID(c.loginID) }
 
 func (c *Client) selfURI() sfb.URI { return sfb.URI("sip:" + string(c.loginID)) }
+
+// selfName is how IMs to SfB name the user: the SfB name of the login,
+// else its address.
+func (c *Client) selfName() string {
+	if c.login.RemoteName != "" {
+		return c.login.RemoteName
+	}
+	return c.selfURI().Address()
+}

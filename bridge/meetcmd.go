@@ -77,10 +77,7 @@ func (c *Connector) meet(ctx context.Context, cmd meetCommand) (string, error) {
 	if err != nil {
 		return "Meetings can be started here only in your own Skype for Business chats.", err
 	}
-	name := client.login.RemoteName
-	if name == "" {
-		name = client.selfURI().Address()
-	}
+	name := client.selfName()
 	// The IM goes through the outbox keyed by the command's event, like a
 	// message the user sent.
 	source := &event.Event{ID: cmd.eventID, RoomID: cmd.roomID, Sender: cmd.user}

@@ -91,10 +91,7 @@ func (c *Connector) announceWidget(ctx context.Context, portal *bridgev2.Portal,
 		return fmt.Errorf("read widget: %w", err)
 	}
 	prev, hadPrev := c.previousWidget(ctx, evt)
-	name := client.login.RemoteName
-	if name == "" {
-		name = client.selfURI().Address()
-	}
+	name := client.selfName()
 	var text string
 	switch {
 	case removed && !hadPrev:
