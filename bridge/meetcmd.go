@@ -132,11 +132,7 @@ func (c *Connector) meetInSfB(ctx context.Context, client *Client, lane string, 
 	if _, err := c.br.Bot.SendMessage(ctx, cmd.portal.MXID, event.EventMessage, &event.Content{Parsed: content, Raw: extra}, nil); err != nil {
 		return "Created the Skype for Business meeting but could not post it here: " + link, fmt.Errorf("post SfB meeting: %w", err)
 	}
-	about := ""
-	if subject != "" {
-		about = ` "` + subject + `"`
-	}
-	text := fmt.Sprintf("%s invites you to a Skype for Business meeting%s. Join: %s", name, about, link)
+	text := fmt.Sprintf("%s invites you to a Skype for Business meeting%s. Join: %s", name, quotedSubject(subject), link)
 	if _, err := client.enqueue(ctx, lane, cmd.portal, source, string(event.MsgText), sfb.Message{Text: text}, nil); err != nil {
 		return fmt.Sprintf("Created the Skype for Business meeting, but could not send its link to Skype for Business (%s). Send it yourself: %s", statusMessage(err), link), err
 	}

@@ -111,15 +111,20 @@ func (c *Connector) announceWidget(ctx context.Context, portal *bridgev2.Portal,
 // jitsiInvitation is the IM that tells SfB of a Jitsi meeting.
 func jitsiInvitation(name, subject string, w jitsi.Widget) string {
 	link, _ := jitsi.JoinURL(w.Data.Domain, w.Data.ConferenceID)
-	about := ""
-	if subject = cleanSubject(subject); subject != "" {
-		about = ` "` + subject + `"`
-	}
-	text := fmt.Sprintf("%s started a video meeting%s. Join in your browser: %s", name, about, link)
+	text := fmt.Sprintf("%s started a video meeting%s. Join in your browser: %s", name, quotedSubject(subject), link)
 	if w.Data.Auth != "" {
 		text += " (the meeting server may ask you to sign in)"
 	}
 	return text
+}
+
+// quotedSubject is a meeting's subject as IMs to SfB quote it after
+// "meeting"; empty when there is none.
+func quotedSubject(subject string) string {
+	if subject = cleanSubject(subject); subject != "" {
+		return ` "` + subject + `"`
+	}
+	return ""
 }
 
 // portalClient is the login that speaks for sender in portal, and the
