@@ -301,7 +301,7 @@ func (c *Client) groupName(ctx context.Context, g database.Group) string {
 	}
 	var names []string
 	for _, p := range g.Participants {
-		names = append(names, c.personName(ctx, sfb.URI(p)))
+		names = append(names, c.participantName(ctx, sfb.URI(p)))
 	}
 	slices.Sort(names)
 	switch n := len(names); {
@@ -314,9 +314,9 @@ func (c *Client) groupName(ctx context.Context, g database.Group) string {
 	}
 }
 
-// personName is how a participant is named in a room name: the SfB name
+// participantName is how a participant is named in a room name: the SfB name
 // their login or their messages gave, their ghost's, else the address.
-func (c *Client) personName(ctx context.Context, uri sfb.URI) string {
+func (c *Client) participantName(ctx context.Context, uri sfb.URI) string {
 	if login := c.loginOf(uri); login != nil && login.RemoteName != "" {
 		return login.RemoteName
 	}
