@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -229,15 +231,11 @@ func (c *Config) Validate() error {
 	case c.TypingRefresh <= 0 || c.TypingMax < c.TypingRefresh:
 		return fmt.Errorf("network.typing_refresh %s, typing_max %s: must be positive, typing_max at least typing_refresh", c.TypingRefresh, c.TypingMax)
 	}
-	switch c.Messages.Reactions {
-	case ReactionsAsMessages, ReactionsDropped:
-	default:
-		return fmt.Errorf("network.messages.reactions %q: must be %q or %q", c.Messages.Reactions, ReactionsAsMessages, ReactionsDropped)
+	if err := oneOf("network.messages.reactions", c.Messages.Reactions, ReactionsAsMessages, ReactionsDropped); err != nil {
+		return err
 	}
-	switch c.Groups.Relay {
-	case GroupRelayCreator, GroupRelayOff:
-	default:
-		return fmt.Errorf("network.groups.relay %q: must be %q or %q", c.Groups.Relay, GroupRelayCreator, GroupRelayOff)
+	if err := oneOf("network.groups.relay", c.Groups.Relay, GroupRelayCreator, GroupRelayOff); err != nil {
+		return err
 	}
 	if err := c.Presence.validate(); err != nil {
 		return err
@@ -272,6 +270,23 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("network.displayname_template: %w", err)
 	}
 	return nil
+}
+
+// oneOf refuses an option whose value is none of allowed, naming them
+// all: `option "x": must be "a", "b" or "c"`.
+func oneOf[T ~string](option string, got T, allowed ...T) error {
+	if slices.Contains(allowed, got) {
+		return nil
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = strconv.Quote(string(a))
+	}
+	choices := quoted[len(quoted)-1]
+	if len(quoted) > 1 {
+		choices = strings.Join(quoted[:len(quoted)-1], ", ") + " or " + choices
+	}
+	return fmt.Errorf("%s %q: must be %s", option, got, choices)
 }
 
 func (p *PresenceConfig) validate() error {

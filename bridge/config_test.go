@@ -234,3 +234,11 @@ groups:
 	assert.Equal(t, want, upgraded)
 	assert.NotEqual(t, defaultConfig(), upgraded)
 }
+
+func TestOneOfNamesEveryChoice(t *testing.T) {
+	assert.NoError(t, oneOf("network.meetings.calls", CallsNotice, CallsOff, CallsNotice, CallsJitsi))
+	assert.EqualError(t, oneOf("network.meetings.calls", CallMode("ring"), CallsOff, CallsNotice, CallsJitsi),
+		`network.meetings.calls "ring": must be "off", "notice" or "jitsi"`)
+	assert.EqualError(t, oneOf("network.groups.relay", GroupRelay("all"), GroupRelayCreator, GroupRelayOff),
+		`network.groups.relay "all": must be "creator" or "off"`)
+}

@@ -75,10 +75,8 @@ func (m *MeetingsConfig) validate() error {
 		return fmt.Errorf("network.meetings.time_zone %q: an IANA zone such as Europe/Berlin: %w", m.TimeZone, err)
 	}
 	m.location = loc
-	switch m.Calls {
-	case CallsOff, CallsNotice, CallsJitsi:
-	default:
-		return fmt.Errorf("network.meetings.calls %q: must be %q, %q or %q", m.Calls, CallsOff, CallsNotice, CallsJitsi)
+	if err := oneOf("network.meetings.calls", m.Calls, CallsOff, CallsNotice, CallsJitsi); err != nil {
+		return err
 	}
 	if err := jitsi.CheckDomain(m.Jitsi.Domain); err != nil {
 		return fmt.Errorf("network.meetings.jitsi.domain: %w", err)
