@@ -99,6 +99,7 @@ func nullBytes(b []byte) any {
 	return b
 }
 
+// nullMillis is t in Unix milliseconds, NULL for the zero time.
 func nullMillis(t time.Time) any {
 	if t.IsZero() {
 		return nil

@@ -142,7 +142,7 @@ func (db *DB) PutWave(ctx context.Context, name string, plannedStart time.Time, 
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO sfb_wave (name, planned_start_ms, created_at_ms) VALUES ($1, $2, $3)
 			ON CONFLICT (name) DO UPDATE SET planned_start_ms = excluded.planned_start_ms`,
-			name, nullTime(plannedStart), now)
+			name, nullMillis(plannedStart), now)
 		return err
 	})
 }
@@ -269,7 +269,3 @@ func queryPeople(ctx context.Context, q querier, query string, args ...any) ([]P
 }
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
-
-func nullTime(t time.Time) sql.NullInt64 {
-	return sql.NullInt64{Int64: t.UnixMilli(), Valid: !t.IsZero()}
-}
