@@ -111,7 +111,7 @@ func (c *Client) handleCallRinging(ctx context.Context, evt sfb.CallRinging) {
 		Data:      evt,
 		ConvertMessageFunc: func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, sfb.CallRinging) (*bridgev2.ConvertedMessage, error) {
 			content, extra := callNotice(evt, caller, link, reason)
-			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content, Extra: extra}}}, nil
+			return onePart(content, extra), nil
 		},
 	})
 	reply := c.callReply(link, reason)
@@ -231,7 +231,7 @@ func (c *Client) handleCallEnded(ctx context.Context, evt sfb.CallEnded) {
 				FormattedBody: fmt.Sprintf("<p>Missed Skype for Business call from <strong>%s</strong> at %s.</p>", html.EscapeString(caller), at),
 			}
 			extra := map[string]any{CallField: map[string]any{"id": evt.ID, "caller": string(evt.From.URI), "state": "missed"}}
-			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content, Extra: extra}}}, nil
+			return onePart(content, extra), nil
 		},
 	})
 }

@@ -125,7 +125,7 @@ func (c *Connector) convertSfBFile(ctx context.Context, portal *bridgev2.Portal,
 	}
 	// In an encrypted room the address is in encrypted, url is empty.
 	content := &event.MessageEventContent{MsgType: msgType, Body: name, FileName: name, URL: url, File: encrypted, Info: info}
-	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content}}}, nil
+	return onePart(content, nil), nil
 }
 
 // fetchOffered reads an offered file, at most limit bytes.
@@ -187,10 +187,7 @@ func fileMsgType(mimeType string) event.MessageType {
 }
 
 func fileNotice(text string) *bridgev2.ConvertedMessage {
-	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
-		Type:    event.EventMessage,
-		Content: &event.MessageEventContent{MsgType: event.MsgNotice, Body: text},
-	}}}
+	return onePart(&event.MessageEventContent{MsgType: event.MsgNotice, Body: text}, nil)
 }
 
 // The notices are for the colleague in the room, not for an operator:

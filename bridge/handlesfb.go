@@ -226,6 +226,11 @@ func convertSfBMessage(ctx context.Context, portal *bridgev2.Portal, intent brid
 	return converted, nil
 }
 
+// onePart is an SfB event shown as one Matrix message (a notice, a file).
+func onePart(content *event.MessageEventContent, extra map[string]any) *bridgev2.ConvertedMessage {
+	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: content, Extra: extra}}}
+}
+
 // partID names the i-th Matrix event of an SfB message that was too long
 // for one. The first keeps the empty ID that a message of one part has,
 // so that messages bridged before splitting existed keep theirs.
