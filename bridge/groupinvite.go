@@ -48,11 +48,18 @@ func (c *Connector) bridgeInvitedRoom(ctx context.Context, roomID id.RoomID, inv
 	// brings several invites, and only the first bridges it.
 	c.groupInviteMu.Lock()
 	defer c.groupInviteMu.Unlock()
-	if portal, err := c.br.GetPortalByMXID(ctx, roomID); err != nil || portal != nil {
+	if portal, err := c.br.GetPortalByMXID(ctx, roomID); err != nil {
+		log.Err(err).Msg("Failed to look up the room a ghost was invited to; not bridging it")
+		return
+	} else if portal != nil {
 		return
 	}
 	user, err := c.br.GetExistingUserByMXID(ctx, inviter)
-	if err != nil || user == nil || user.ManagementRoom == roomID || !user.Permissions.Commands {
+	if err != nil {
+		log.Err(err).Msg("Failed to look up the user who invited a ghost; not bridging the room")
+		return
+	}
+	if user == nil || user.ManagementRoom == roomID || !user.Permissions.Commands {
 		return
 	}
 	login := user.GetDefaultLogin()
