@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"html"
 	"time"
@@ -49,8 +47,7 @@ const callAnswerTimeout = time.Minute
 
 // callMessageID names the notice of call callID (kind: ringing or missed).
 func callMessageID(kind, callID string) networkid.MessageID {
-	sum := sha256.Sum256([]byte(callID))
-	return networkid.MessageID("call-" + kind + ":" + hex.EncodeToString(sum[:16]))
+	return networkid.MessageID(stableID("call-"+kind+":", callID))
 }
 
 // declineReason is how the bridge's endpoint declines calls (see above);

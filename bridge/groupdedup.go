@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"strings"
 	"time"
 
@@ -65,8 +63,7 @@ func fingerprint(msg sfb.Message) string {
 	for _, content := range msgconv.ToMatrix(msg) {
 		text = append(text, content.Body)
 	}
-	sum := sha256.Sum256([]byte(strings.Join(strings.Fields(strings.Join(text, " ")), " ")))
-	return hex.EncodeToString(sum[:16])
+	return stableID("", strings.Join(strings.Fields(strings.Join(text, " ")), " "))
 }
 
 // matchGroupCopy returns the ID under which login's copy msgID of a group

@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
@@ -204,8 +202,7 @@ func eventIDOf(ctx context.Context, what, id string, from sfb.URI, when time.Tim
 	if id != "" {
 		return id
 	}
-	sum := sha256.Sum256([]byte(from.String() + "\x00" + when.UTC().Format(time.RFC3339Nano) + "\x00" + content))
-	id = "sha256:" + hex.EncodeToString(sum[:16])
+	id = stableID("sha256:", from.String(), when.UTC().Format(time.RFC3339Nano), content)
 	zerolog.Ctx(ctx).Debug().Str("derived_id", id).Msg("SfB " + what + " without ID")
 	return id
 }

@@ -1,6 +1,10 @@
 package bridge
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -29,4 +33,12 @@ func portalKeyFor(peer sfb.URI, login networkid.UserLoginID) networkid.PortalKey
 func (c *Connector) ValidateUserID(id networkid.UserID) bool {
 	uri, err := sfb.ParseURI(string(id))
 	return err == nil && uri.Address() == string(id)
+}
+
+// stableID is prefix and a hash of parts: the same parts give the same ID
+// after a restart or a redelivery, and the ID is short and carries none of
+// the parts readably. The IDs are stored, so the form must not change.
+func stableID(prefix string, parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return prefix + hex.EncodeToString(sum[:16])
 }

@@ -3,8 +3,6 @@ package bridge
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"html"
 	"net/url"
@@ -64,8 +62,7 @@ const maxSubjectRunes = 300
 
 // meetingMessageID names the notice of meeting uri in the room key.
 func meetingMessageID(key networkid.PortalKey, uri sfb.URI) networkid.MessageID {
-	sum := sha256.Sum256([]byte(string(key.ID) + "\x00" + strings.ToLower(string(uri))))
-	return networkid.MessageID("meeting:" + hex.EncodeToString(sum[:16]))
+	return networkid.MessageID(stableID("meeting:", string(key.ID), strings.ToLower(string(uri))))
 }
 
 func (c *Client) handleMeetingInvited(ctx context.Context, evt sfb.MeetingInvited) {

@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"html"
 	"strconv"
@@ -262,8 +260,7 @@ func (a *announcer) send(ctx context.Context, m migration.Member, n int, claimed
 
 // announcementTxnID names message n to m, the same in every attempt.
 func announcementTxnID(m migration.Member, n int) string {
-	sum := sha256.Sum256([]byte(m.Address + "\x00" + m.Wave + "\x00" + strconv.Itoa(n)))
-	return "sfb-wave-" + hex.EncodeToString(sum[:16])
+	return stableID("sfb-wave-", m.Address, m.Wave, strconv.Itoa(n))
 }
 
 // toManagementRoom sends as the bridge bot to the user's management room,
