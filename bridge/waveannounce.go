@@ -166,9 +166,8 @@ func (a *announcer) round(ctx context.Context) error {
 		key := announceKey{m.Address, m.Wave}
 		a.mu.Lock()
 		var row database.Announcement
-		known := a.rows[key] != nil
-		if known {
-			row = *a.rows[key]
+		if stored := a.rows[key]; stored != nil {
+			row = *stored
 		}
 		retryAt := a.retryAt[key]
 		a.mu.Unlock()
