@@ -107,7 +107,7 @@ func (c *Client) retryDB(ctx context.Context, what string, fn func() error) bool
 			return true
 		}
 		backoff = min(max(backoff*2, c.conn.deliverRetryMin), c.conn.deliverRetryMax)
-		zerolog.Ctx(ctx).Err(err).Stringer("retry_in", backoff).Msg("Failed to " + what)
+		zerolog.Ctx(ctx).Err(err).Str("action", what).Stringer("retry_in", backoff).Msg("Database step of an SfB event failed; retrying")
 		if !ctxtime.Sleep(ctx, backoff) {
 			return false
 		}
@@ -126,7 +126,7 @@ func (c *Client) groupIncoming(ctx context.Context, what, id string, conv sfb.Co
 	log := zerolog.Ctx(ctx)
 	thread, from := conv.ThreadID, fromPerson.URI
 	if thread == "" || from == "" {
-		log.Warn().Str("thread_id", thread).Str("from", from.Address()).Msg("Dropping SfB group " + what + " without thread or sender")
+		log.Warn().Str("sfb_event_kind", what).Str("thread_id", thread).Str("from", from.Address()).Msg("Dropping SfB group event without thread or sender")
 		return meta, "", false
 	}
 	c.hearName(fromPerson)
@@ -148,7 +148,7 @@ func (c *Client) groupIncoming(ctx context.Context, what, id string, conv sfb.Co
 		return meta, "", false
 	}
 	if strings.HasPrefix(canonical, matrixMessagePrefix) {
-		log.Debug().Str("bridged_id", canonical).Msg("SfB group " + what + " is a copy of a Matrix message, not bridged")
+		log.Debug().Str("sfb_event_kind", what).Str("bridged_id", canonical).Msg("SfB group event is a copy of a Matrix message, not bridged")
 		return meta, "", false
 	}
 	return simplevent.EventMeta{

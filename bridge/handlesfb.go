@@ -162,7 +162,7 @@ func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Convers
 	log := zerolog.Ctx(ctx)
 	from := fromPerson.URI
 	if from == "" {
-		log.Warn().Msg("Dropping SfB " + what + " without sender")
+		log.Warn().Str("sfb_event_kind", what).Msg("Dropping SfB event without sender")
 		return meta, "", false
 	}
 	fromMe := from == c.selfURI()
@@ -172,7 +172,7 @@ func (c *Client) incoming(ctx context.Context, what, id string, conv sfb.Convers
 		peer = from
 	}
 	if peer == "" || peer == c.selfURI() {
-		log.Warn().Str("from", from.Address()).Msg("Dropping SfB " + what + " without a peer")
+		log.Warn().Str("sfb_event_kind", what).Str("from", from.Address()).Msg("Dropping SfB event without a peer")
 		return meta, "", false
 	}
 	id = eventIDOf(ctx, what, id, from, when, content)
@@ -203,7 +203,7 @@ func eventIDOf(ctx context.Context, what, id string, from sfb.URI, when time.Tim
 		return id
 	}
 	id = stableID("sha256:", from.String(), when.UTC().Format(time.RFC3339Nano), content)
-	zerolog.Ctx(ctx).Debug().Str("derived_id", id).Msg("SfB " + what + " without ID")
+	zerolog.Ctx(ctx).Debug().Str("sfb_event_kind", what).Str("derived_id", id).Msg("SfB event without ID")
 	return id
 }
 
