@@ -34,18 +34,25 @@ func (c *Connector) startMigration(ctx context.Context, db *database.DB) {
 // Routing asks it through migration.Resolver.
 func (c *Connector) Migration() *migration.Service { return c.modes.Load() }
 
-// migrationLogin sums up the login of an address from the bridge state
-// bridgev2 last sent for it.
-func (c *Connector) migrationLogin(address string) migration.Login {
+// clientByAddress is the client of the login of an SfB address (as the
+// mode tables write it), nil when it has none.
+func (c *Connector) clientByAddress(address string) *Client {
 	if c.br == nil {
-		return migration.Login{Status: migration.LoginNone}
+		return nil
 	}
 	login := c.br.GetCachedUserLoginByID(networkid.UserLoginID(address))
 	if login == nil {
-		return migration.Login{Status: migration.LoginNone}
+		return nil
 	}
-	client, ok := login.Client.(*Client)
-	if !ok {
+	client, _ := login.Client.(*Client)
+	return client
+}
+
+// migrationLogin sums up the login of an address from the bridge state
+// bridgev2 last sent for it.
+func (c *Connector) migrationLogin(address string) migration.Login {
+	client := c.clientByAddress(address)
+	if client == nil {
 		return migration.Login{Status: migration.LoginNone}
 	}
 	state := client.lastState.Load()

@@ -63,18 +63,12 @@ func (c *Connector) watchModes(modes migration.Resolver) {
 // applyModeChanges re-applies what a mode decides to the logins of people
 // whose mode changed.
 func (c *Connector) applyModeChanges(changes []migration.Change) {
-	if c.br == nil {
-		return
-	}
 	for _, ch := range changes {
-		login := c.br.GetCachedUserLoginByID(networkid.UserLoginID(ch.Address))
-		if login == nil {
+		client := c.clientByAddress(ch.Address)
+		if client == nil {
 			continue
 		}
-		client, ok := login.Client.(*Client)
-		if !ok {
-			continue
-		}
+		login := client.login
 		publish := c.publishesPresence(login)
 		client.log.Info().Str("from", string(ch.From)).Str("to", string(ch.To)).Bool("publish_presence", publish).
 			Msg("Migration mode changed; applying it to the login")
