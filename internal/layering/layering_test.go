@@ -33,7 +33,7 @@ var rules = []rule{
 		"the SfB protocol library imports nothing Matrix and nothing of the bridge"},
 	{"database", []string{"maunium.net/go/mautrix", module + "/sfb", module + "/bridge"},
 		"the database knows plain values, no protocol types"},
-	{"bridge", []string{module + "/sfb/ucwa", module + "/sfb/sim", module + "/matrixapp"},
+	{"bridge", []string{module + "/sfb/ucwa", module + "/sfb/sip", module + "/sfb/sim", module + "/matrixapp"},
 		"the connector reaches SfB only through the interface in sfb/"},
 }
 
