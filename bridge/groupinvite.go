@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -92,7 +93,14 @@ func (c *Connector) bridgeInvitedRoom(ctx context.Context, roomID id.RoomID, inv
 	resp, err := provisionutil.CreateGroup(ctx, login, params)
 	if err != nil {
 		log.Err(err).Msg("Failed to start an SfB group chat for the room")
-		c.botNotice(ctx, roomID, "This room could not become a Skype for Business group chat: "+err.Error())
+		// Only the errors written for people go into the room; the rest
+		// can name internals and is in the log.
+		why := "something went wrong on the bridge. Please try again later, and tell your IT helpdesk if it keeps happening."
+		var forPeople bridgev2.RespError
+		if errors.As(err, &forPeople) {
+			why = forPeople.Err
+		}
+		c.botNotice(ctx, roomID, "This room could not become a Skype for Business group chat: "+why)
 		return
 	}
 	log.Info().Str("portal_id", string(resp.ID)).Msg("Bridged a Matrix room with SfB people as an SfB group chat")
