@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -457,4 +458,12 @@ func TestGroupWithSplitPortals(t *testing.T) {
 	assert.Equal(t, networkid.PortalKey{ID: groupPortalPrefix + thread, Receiver: alice.ID}, msgs[0].GetPortalKey())
 	assert.Equal(t, networkid.PortalKey{ID: groupPortalPrefix + thread, Receiver: bob.ID}, msgs[1].GetPortalKey())
 	assert.Len(t, distinctIDs(msgs), 3)
+}
+
+func TestGroupFailureNoticeShowsOnlyErrorsWrittenForPeople(t *testing.T) {
+	forPeople := bridgev2.RespError{ErrCode: ErrCodeUnavailable, Err: "You are not connected to Skype for Business right now.", StatusCode: 503}
+	assert.Contains(t, groupFailureNotice(fmt.Errorf("create group: %w", forPeople)), "You are not connected to Skype for Business right now.")
+	internal := groupFailureNotice(errors.New("insert sfb_group: database is locked"))
+	assert.NotContains(t, internal, "sfb_group")
+	assert.Contains(t, internal, "helpdesk")
 }

@@ -93,14 +93,7 @@ func (c *Connector) bridgeInvitedRoom(ctx context.Context, roomID id.RoomID, inv
 	resp, err := provisionutil.CreateGroup(ctx, login, params)
 	if err != nil {
 		log.Err(err).Msg("Failed to start an SfB group chat for the room")
-		// Only the errors written for people go into the room; the rest
-		// can name internals and is in the log.
-		why := "something went wrong on the bridge. Please try again later, and tell your IT helpdesk if it keeps happening."
-		var forPeople bridgev2.RespError
-		if errors.As(err, &forPeople) {
-			why = forPeople.Err
-		}
-		c.botNotice(ctx, roomID, "This room could not become a Skype for Business group chat: "+why)
+		c.botNotice(ctx, roomID, groupFailureNotice(err))
 		return
 	}
 	log.Info().Str("portal_id", string(resp.ID)).Msg("Bridged a Matrix room with SfB people as an SfB group chat")
@@ -144,4 +137,16 @@ func (c *Connector) botNotice(ctx context.Context, roomID id.RoomID, text string
 	if _, err := c.br.Bot.SendMessage(ctx, roomID, event.EventMessage, &event.Content{Parsed: content}, nil); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to send a notice to the room")
 	}
+}
+
+// groupFailureNotice tells a room why it could not become an SfB group
+// chat. Only errors written for people go into the room; the rest can name
+// internals and stays in the log.
+func groupFailureNotice(err error) string {
+	why := "something went wrong on the bridge. Please try again later, and tell your IT helpdesk if it keeps happening."
+	var forPeople bridgev2.RespError
+	if errors.As(err, &forPeople) {
+		why = forPeople.Err
+	}
+	return "This room could not become a Skype for Business group chat: " + why
 }
