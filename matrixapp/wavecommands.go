@@ -344,8 +344,8 @@ func modeName(m migration.Mode) string {
 }
 
 func formatByMode(byMode map[migration.Mode]int) string {
-	parts := make([]string, 0, len(migration.Modes))
-	for _, m := range migration.Modes {
+	parts := make([]string, 0, len(migration.Modes()))
+	for _, m := range migration.Modes() {
 		parts = append(parts, fmt.Sprintf("%d %s", byMode[m], m))
 	}
 	return strings.Join(parts, ", ")

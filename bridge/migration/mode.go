@@ -24,13 +24,14 @@ const (
 	MatrixOnly Mode = "matrix_only"
 )
 
-// Modes lists the modes in the order of a migration.
-var Modes = []Mode{SfBOnly, Coexistence, MatrixOnly}
+// Modes lists the modes in the order of a migration; a new slice each
+// time, so that no caller can change another's.
+func Modes() []Mode { return []Mode{SfBOnly, Coexistence, MatrixOnly} }
 
 // ParseMode accepts a mode's name in any case, with "-" or " " for "_".
 func ParseMode(s string) (Mode, error) {
 	norm := strings.NewReplacer("-", "_", " ", "_").Replace(strings.ToLower(strings.TrimSpace(s)))
-	for _, m := range Modes {
+	for _, m := range Modes() {
 		if norm == string(m) {
 			return m, nil
 		}

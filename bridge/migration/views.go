@@ -23,7 +23,7 @@ type Counts struct {
 
 func newCounts() Counts {
 	c := Counts{ByMode: map[Mode]int{}}
-	for _, m := range Modes {
+	for _, m := range Modes() {
 		c.ByMode[m] = 0
 	}
 	return c

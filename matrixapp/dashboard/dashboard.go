@@ -276,7 +276,7 @@ func (d *Dashboard) page(w http.ResponseWriter, r *http.Request, req request) {
 }
 
 func (d *Dashboard) pageData(r *http.Request, req request, f filter) pageData {
-	p := pageData{T: tr(req.lang), Lang: req.lang, Who: req.actor.Who, CSRF: req.sess.CSRF, Filter: f, Modes: migration.Modes,
+	p := pageData{T: tr(req.lang), Lang: req.lang, Who: req.actor.Who, CSRF: req.sess.CSRF, Filter: f, Modes: migration.Modes(),
 		Live: d.liveData(r, req.lang, f)}
 	for _, w := range p.Live.Waves {
 		p.WaveSel = append(p.WaveSel, w.Name)
