@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
@@ -29,36 +30,55 @@ import (
 // resumed session; bridgev2 drops the copy by its message ID.
 
 // queueReliably hands evt to bridgev2 and waits for the result. While the
-// homeserver is unreachable or failing (5xx, 429) it retries with capped
-// backoff until ctx (the SfB session) ends, so that the session never
+// homeserver or the database is unavailable it retries (retryTransient)
+// until ctx (the SfB session) ends, so that the session never
 // acknowledges what Matrix did not accept. Any other failure is logged and
 // given up: one bad event must not hold up those behind it. It returns the
 // last result; its Error is ctx's when the session stopped first.
 func (c *Client) queueReliably(ctx context.Context, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
+	var res bridgev2.EventHandlingResult
+	stopped, err := c.retryTransient(ctx, "bridge an SfB event", func() error {
+		res = c.conn.queueEvent(c.login, evt)
+		if res.Success || res.Ignored || res.Queued {
+			return nil
+		}
+		if res.Error == nil {
+			return errors.New("bridgev2 neither handled nor refused the event")
+		}
+		return res.Error
+	})
+	switch {
+	case stopped:
+		// The session stops: it does not acknowledge this event, the
+		// next session gets it again.
+		zerolog.Ctx(ctx).Warn().Msg("Session stopped while retrying an SfB event; it will be delivered again after resuming")
+		return bridgev2.EventHandlingResult{Error: ctx.Err()}
+	case err != nil:
+		zerolog.Ctx(ctx).Error().Err(err).Stringer("event_type", evt.GetType()).Msg("Failed to bridge SfB event, giving up on it")
+	}
+	return res
+}
+
+// retryTransient runs try until it succeeds, fails for good (not a
+// transientFailure), or ctx ends (stopped), waiting a capped, jittered
+// backoff between attempts. It returns try's last error.
+func (c *Client) retryTransient(ctx context.Context, action string, try func() error) (stopped bool, err error) {
 	log := zerolog.Ctx(ctx)
 	backoff := time.Duration(0)
 	for attempt := 1; ; attempt++ {
-		res := c.conn.queueEvent(c.login, evt)
-		switch {
-		case res.Success || res.Ignored || res.Queued:
-			if attempt > 1 {
-				log.Info().Int("attempts", attempt).Msg("Bridged SfB event after retrying")
+		err = try()
+		if err == nil || !transientFailure(err) {
+			if err == nil && attempt > 1 {
+				log.Info().Str("action", action).Int("attempts", attempt).Msg("Succeeded after retrying")
 			}
-			return res
-		case !transientFailure(res.Error):
-			log.Error().Err(res.Error).Int("attempts", attempt).Stringer("event_type", evt.GetType()).
-				Msg("Failed to bridge SfB event, giving up on it")
-			return res
+			return false, err
 		}
 		backoff = pool.NextBackoff(backoff, c.conn.deliverRetryMin, c.conn.deliverRetryMax)
 		wait := pool.Jitter(backoff)
-		log.Warn().Err(res.Error).Int("attempt", attempt).Stringer("retry_in", wait).
-			Msg("Homeserver did not take the SfB event, retrying")
+		log.Warn().Err(err).Str("action", action).Int("attempt", attempt).Stringer("retry_in", wait).
+			Msg("Homeserver or database unavailable, retrying")
 		if !ctxtime.Sleep(ctx, wait) {
-			// The session stops: it does not acknowledge this event, the
-			// next session gets it again.
-			log.Warn().Err(res.Error).Msg("Session stopped while retrying an SfB event; it will be delivered again after resuming")
-			return bridgev2.EventHandlingResult{Error: ctx.Err()}
+			return true, err
 		}
 	}
 }
@@ -85,6 +105,11 @@ func transientFailure(err error) bool {
 	var sqlErr interface{ SQLState() string }
 	if errors.As(err, &sqlErr) {
 		return databaseUnavailable(sqlErr.SQLState())
+	}
+	var liteErr sqlite3.Error
+	if errors.As(err, &liteErr) {
+		// Another connection holds the database: it frees it soon.
+		return liteErr.Code == sqlite3.ErrBusy || liteErr.Code == sqlite3.ErrLocked
 	}
 	var netErr net.Error
 	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,6 +80,9 @@ func TestTransientFailure(t *testing.T) {
 		{"database constraint violated", sqlStateError("23505"), false},
 		{"database syntax error", sqlStateError("42601"), false},
 		{"broken database connection", fmt.Errorf("save: %w", driver.ErrBadConn), true},
+		{"sqlite busy", fmt.Errorf("save: %w", sqlite3.Error{Code: sqlite3.ErrBusy}), true},
+		{"sqlite locked", sqlite3.Error{Code: sqlite3.ErrLocked}, true},
+		{"sqlite constraint", sqlite3.Error{Code: sqlite3.ErrConstraint}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,4 +216,34 @@ func TestInitForcesNoticeBridging(t *testing.T) {
 		c.Init(br)
 		assert.True(t, br.Config.BridgeNotices, "configured %v", configured)
 	}
+}
+
+// A database step of an SfB event is retried while the database is only
+// unavailable, and given up at once when it failed for good, so that one
+// bad event does not hold up the session.
+func TestRetryDBRetriesOnlyWhatIsTransient(t *testing.T) {
+	e := newTestEnv(t)
+	_, client, _ := e.mustLogin()
+	calls := 0
+	ok := client.retryDB(e.ctx, "test step", func() error {
+		calls++
+		if calls < 3 {
+			return sqlite3.Error{Code: sqlite3.ErrBusy}
+		}
+		return nil
+	})
+	assert.True(t, ok)
+	assert.Equal(t, 3, calls, "busy twice, then done")
+
+	calls = 0
+	ok = client.retryDB(e.ctx, "test step", func() error {
+		calls++
+		return sqlite3.Error{Code: sqlite3.ErrConstraint}
+	})
+	assert.False(t, ok)
+	assert.Equal(t, 1, calls, "a constraint violation is not retried")
+
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	assert.False(t, client.retryDB(ctx, "test step", func() error { return sqlite3.Error{Code: sqlite3.ErrBusy} }), "ends with the session")
 }

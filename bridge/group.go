@@ -17,7 +17,6 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
-	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -96,22 +95,15 @@ func (c *Client) groupMember(uri sfb.URI, membership event.Membership) bridgev2.
 	}
 }
 
-// retryDB runs fn until it succeeds or ctx ends: an SfB event is
-// acknowledged once its handler returns, so giving up on a database
-// error would lose it.
+// retryDB runs fn until it succeeds, fails for good or ctx ends: an SfB
+// event is acknowledged once its handler returns, so giving up on a
+// database that is only unavailable would lose it.
 func (c *Client) retryDB(ctx context.Context, what string, fn func() error) bool {
-	backoff := time.Duration(0)
-	for {
-		err := fn()
-		if err == nil {
-			return true
-		}
-		backoff = min(max(backoff*2, c.conn.deliverRetryMin), c.conn.deliverRetryMax)
-		zerolog.Ctx(ctx).Err(err).Str("action", what).Stringer("retry_in", backoff).Msg("Database step of an SfB event failed; retrying")
-		if !ctxtime.Sleep(ctx, backoff) {
-			return false
-		}
+	stopped, err := c.retryTransient(ctx, what, fn)
+	if err != nil && !stopped {
+		zerolog.Ctx(ctx).Err(err).Str("action", what).Msg("Database step of an SfB event failed, giving up on the event")
 	}
+	return err == nil
 }
 
 // groupIncoming is incoming for a multi-party conversation: the group
