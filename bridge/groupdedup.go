@@ -72,13 +72,16 @@ func (c *Connector) matchGroupCopy(ctx context.Context, login networkid.UserLogi
 	if at.IsZero() {
 		at = time.Now()
 	}
+	// The conversion behind the fingerprint runs outside the lock, which
+	// every login's group messages share.
+	fp := fingerprint(msg)
 	// One match at a time: two logins' copies of a new message must not
 	// both find nothing and both become new.
 	c.groupMu.Lock()
 	defer c.groupMu.Unlock()
 	canonical, again, err := c.db.MatchGroupCopy(ctx, database.GroupCopy{
 		LoginID: string(login), MessageID: msgID, ThreadID: thread, Sender: string(from),
-		Fingerprint: fingerprint(msg), SentAt: at,
+		Fingerprint: fp, SentAt: at,
 	}, groupCopyWindow, string(login)+"/"+msgID)
 	if err == nil {
 		zerolog.Ctx(ctx).Debug().Str("bridged_id", canonical).Bool("delivered_again", again).Msg("Matched SfB group message")
@@ -90,11 +93,12 @@ func (c *Connector) matchGroupCopy(ctx context.Context, login networkid.UserLogi
 // Matrix to the conversation thread as the copy that login has of the
 // bridged message canonical, so that other logins' copies match it.
 func (c *Connector) recordGroupSend(ctx context.Context, login networkid.UserLoginID, canonical, thread string, msg sfb.Message) error {
+	fp := fingerprint(msg)
 	c.groupMu.Lock()
 	defer c.groupMu.Unlock()
 	return c.db.RecordGroupCopy(ctx, database.GroupCopy{
 		LoginID: string(login), MessageID: canonical, ThreadID: thread, Sender: "sip:" + string(login),
-		Fingerprint: fingerprint(msg), SentAt: time.Now(),
+		Fingerprint: fp, SentAt: time.Now(),
 	}, canonical)
 }
 
