@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge"
+	bridgemetrics "github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/metrics"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/dashboard"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/migrationapi"
 )
@@ -41,18 +42,11 @@ func serveMigrationAPI(m *mxmain.BridgeMain) {
 // same authentication.
 func serveDashboard(m *mxmain.BridgeMain, conn *bridge.Connector, auth *migrationapi.Auth) {
 	log := m.Log.With().Str("component", "dashboard").Logger()
-	// Messages bridged and presence changes carried, both ways, as the
-	// metrics count them (docs/metrics.md).
-	activity := dashboard.NewSampler(func() dashboard.Totals {
-		t := conn.Metrics().Totals()
-		return dashboard.Totals{Messages: t.Messages, PresenceUpdates: t.PresenceUpdates}
-	}, 60)
-	d, err := dashboard.New(dashboard.Options{Service: conn.Migration, Auth: auth, Activity: activity, Log: log})
+	d, err := dashboard.New(dashboard.Options{Service: conn.Migration, Auth: auth, Activity: activityOf(conn.Metrics()), Log: log})
 	if err != nil {
 		log.Error().Err(err).Msg("Dashboard not served")
 		return
 	}
-	go activity.Run(context.Background())
 	dmux := http.NewServeMux()
 	d.Register(dmux)
 	// A mode change made on the page that fails is told to the admins
@@ -78,5 +72,28 @@ func homeserverWhoami(homeserver string, client *http.Client) migrationapi.Whoam
 			return "", err
 		}
 		return resp.UserID, nil
+	}
+}
+
+// activityOf shows on the dashboard, per whole minute, the messages
+// bridged and presence changes carried, both ways, as the metrics count
+// them (docs/metrics.md).
+func activityOf(m *bridgemetrics.Metrics) dashboard.ActivityFunc {
+	return func(n int) []dashboard.Minute {
+		all := m.Minutes()
+		if len(all) == 0 {
+			return nil
+		}
+		whole := all[:len(all)-1] // the last one is still running
+		whole = whole[max(0, len(whole)-n):]
+		out := make([]dashboard.Minute, 0, len(whole))
+		for _, b := range whole {
+			out = append(out, dashboard.Minute{
+				Start:           b.Start,
+				Messages:        uint64(b.MessagesToMatrix + b.MessagesToSfB),
+				PresenceUpdates: uint64(b.PresenceToMatrix + b.PresenceToSfB),
+			})
+		}
+		return out
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,9 +63,6 @@ type Metrics struct {
 	presence   *prometheus.CounterVec
 	requests   *prometheus.CounterVec
 	reconnects prometheus.Counter
-
-	// totalMessages and totalPresence are what Totals reads.
-	totalMessages, totalPresence atomic.Uint64
 
 	mu      sync.Mutex
 	sources Sources
@@ -150,7 +146,6 @@ func (m *Metrics) MessageBridged(direction, result string, took time.Duration) {
 	m.messages.WithLabelValues(direction, result).Inc()
 	if result == ResultOK {
 		m.latency.WithLabelValues(direction).Observe(took.Seconds())
-		m.totalMessages.Add(1)
 	}
 	m.count(func(b *Minute) {
 		switch {
@@ -182,7 +177,6 @@ func (m *Metrics) PresenceUpdate(direction string) {
 		return
 	}
 	m.presence.WithLabelValues(direction).Inc()
-	m.totalPresence.Add(1)
 	m.count(func(b *Minute) {
 		if direction == ToMatrix {
 			b.PresenceToMatrix++

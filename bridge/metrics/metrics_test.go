@@ -310,17 +310,6 @@ func TestMinutes(t *testing.T) {
 	}
 }
 
-func TestTotals(t *testing.T) {
-	m, _ := newTest(t)
-	m.MessageBridged(ToMatrix, ResultOK, time.Millisecond)
-	m.MessageBridged(ToSfB, ResultOK, time.Millisecond)
-	m.MessageBridged(ToSfB, ResultDeclined, time.Millisecond)
-	m.MessageBridged(ToMatrix, ResultIgnored, time.Millisecond)
-	m.PresenceUpdate(ToMatrix)
-	assert.Equal(t, Totals{Messages: 2, PresenceUpdates: 1}, m.Totals(), "messages that went through, both ways")
-	assert.Equal(t, Totals{}, (*Metrics)(nil).Totals())
-}
-
 func TestRecentErrors(t *testing.T) {
 	m, clk := newTest(t)
 	for i := range maxErrors + 5 {

@@ -29,23 +29,6 @@ type ErrorRecord struct {
 	Message string    `json:"message"`
 }
 
-// Totals are counts since the process started.
-type Totals struct {
-	// Messages bridged successfully, both directions.
-	Messages uint64
-	// PresenceUpdates carried, both directions.
-	PresenceUpdates uint64
-}
-
-// Totals returns the counts since the process started, for a reader that
-// takes its own differences (the dashboard's sampler).
-func (m *Metrics) Totals() Totals {
-	if m == nil {
-		return Totals{}
-	}
-	return Totals{Messages: m.totalMessages.Load(), PresenceUpdates: m.totalPresence.Load()}
-}
-
 // count adds to the current minute's bucket.
 func (m *Metrics) count(add func(*Minute)) {
 	start := m.now().Truncate(time.Minute)

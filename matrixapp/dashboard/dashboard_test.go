@@ -73,9 +73,10 @@ func newTestPage(t *testing.T) *testPage {
 		}
 		return "", errors.New("M_UNKNOWN_TOKEN")
 	})
-	sampler := NewSampler(func() Totals { return Totals{PresenceUpdates: 7} }, 5)
-	sampler.Sample()
-	d, err := New(Options{Service: func() *migration.Service { return svc }, Auth: auth, Activity: sampler, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	activity := ActivityFunc(func(int) []Minute {
+		return []Minute{{Start: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC), PresenceUpdates: 7}}
+	})
+	d, err := New(Options{Service: func() *migration.Service { return svc }, Auth: auth, Activity: activity, Log: zerolog.New(zerolog.NewTestWriter(t))})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	d.Register(mux)
@@ -339,24 +340,6 @@ func TestLanguageFollowsSwitchThenBrowserThenGerman(t *testing.T) {
 	_, body = get(t, c, tp.url("/"), "Accept-Language", "de")
 	assert.Contains(t, body, "Waves", "the switch is remembered")
 	assert.Contains(t, body, "1 of 2 connected")
-}
-
-func TestSamplerKeepsPerMinuteDifferences(t *testing.T) {
-	total := Totals{}
-	s := NewSampler(func() Totals { return total }, 2)
-	at := time.Date(2026, 12, 2, 9, 0, 30, 0, time.UTC)
-	s.now = func() time.Time { return at }
-	s.Sample()
-	assert.Empty(t, s.Minutes(10), "one sample is no minute yet")
-	for i, writes := range []uint64{40, 100, 101} {
-		total.PresenceUpdates = writes
-		at = time.Date(2026, 12, 2, 9, 1+i, 0, 0, time.UTC)
-		s.Sample()
-	}
-	got := s.Minutes(10)
-	require.Len(t, got, 2, "only the last 2 are kept")
-	assert.Equal(t, []uint64{60, 1}, []uint64{got[0].PresenceUpdates, got[1].PresenceUpdates})
-	assert.Equal(t, time.Date(2026, 12, 2, 9, 2, 0, 0, time.UTC), got[1].Start)
 }
 
 func TestEveryTextInEveryLanguage(t *testing.T) {
