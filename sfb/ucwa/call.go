@@ -56,7 +56,6 @@ func (s *session) onCallInvitation(e Event) error {
 		return nil
 	}
 	s.meetings.mu.Lock()
-	s.meetings.init()
 	_, known := s.meetings.calls[href]
 	s.meetings.mu.Unlock()
 	if known {
@@ -98,7 +97,6 @@ func offersVideo(mediaOffer string) bool {
 // declined it.
 func (s *session) callCompleted(href string, e Event, embedded bool, inv *AudioVideoInvitation) error {
 	s.meetings.mu.Lock()
-	s.meetings.init()
 	c := s.meetings.calls[href]
 	delete(s.meetings.calls, href)
 	s.meetings.mu.Unlock()
@@ -165,7 +163,6 @@ func (s *session) DeclineCall(ctx context.Context, callID string, reason sfb.Cal
 		return fmt.Errorf("decline call: %q is not a CallDeclineReason: %w", reason, sfb.ErrUnsupported)
 	}
 	s.meetings.mu.Lock()
-	s.meetings.init()
 	c := s.meetings.calls[callID]
 	if c == nil || c.declined {
 		s.meetings.mu.Unlock()

@@ -296,11 +296,8 @@ type meetingSeen struct {
 // invitations and never completes them must not grow it without end.
 const maxOpenInvitations = 1024
 
-func (ms *meetingState) init() {
-	if ms.meetings == nil {
-		ms.meetings = map[string]meetingSeen{}
-		ms.calls = map[string]*ringingCall{}
-	}
+func newMeetingState() meetingState {
+	return meetingState{meetings: map[string]meetingSeen{}, calls: map[string]*ringingCall{}}
 }
 
 // evictOne drops one entry of a full map; which one does not matter much,
@@ -472,7 +469,6 @@ func cleanThreadID(t string) string {
 // what was known of the meeting, or what the completion carries.
 func (s *session) meetingCompleted(href string, e Event, embedded bool, inv *OnlineMeetingInvitation) error {
 	s.meetings.mu.Lock()
-	s.meetings.init()
 	seen, known := s.meetings.meetings[href]
 	delete(s.meetings.meetings, href)
 	s.meetings.mu.Unlock()
@@ -517,7 +513,6 @@ func (s *session) emitMeeting(href, conv string, inv OnlineMeetingInvitation, ev
 	sum := meetingSum(ev)
 	ev.ID = href + "#" + strconv.FormatUint(sum, 16)
 	s.meetings.mu.Lock()
-	s.meetings.init()
 	prev, ok := s.meetings.meetings[href]
 	if ok && prev.sum == sum {
 		s.meetings.mu.Unlock()

@@ -115,7 +115,8 @@ func newSession(t *Transport, c *conn, self sfb.URI, handler sfb.EventHandler) *
 	s := &session{t: t, c: c, log: c.log, self: self, handler: handler, endpointID: newUUID(),
 		renewAt: renewFraction(self, t.timings),
 		convs:   map[string]*conv{}, participants: map[string]sfb.Person{}, firsts: map[string]firstMessage{},
-		ops: newOperations(), seen: newSeenSet(4096), issued: t.now(), pres: newPresenceState(t.cfg.PresenceWatchLimit)}
+		ops: newOperations(), seen: newSeenSet(4096), issued: t.now(), pres: newPresenceState(t.cfg.PresenceWatchLimit),
+		meetings: newMeetingState()}
 	s.person = sfb.Person{URI: self, DisplayName: self.Address()}
 	c.onToken = func(sfb.Token) {
 		s.mu.Lock()
