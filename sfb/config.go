@@ -11,8 +11,11 @@ import (
 // Config is what every transport needs to reach the organisation's Skype for
 // Business deployment. It is part of the bridge's network configuration.
 type Config struct {
-	// Transport names the implementation: "ucwa" (the only one so far).
+	// Transport names the implementation: "ucwa" (the default) or "sip".
 	Transport string `yaml:"transport"`
+	// SIP configures the SIP transport (Transport "sip"); the UCWA
+	// transport ignores it.
+	SIP SIPConfig `yaml:"sip"`
 	// DiscoveryURL overrides autodiscovery (lyncdiscoverinternal.<domain>,
 	// then lyncdiscover.<domain>) for split-DNS organisations and the
 	// simulator, e.g. https://lyncdiscover.contoso.com/autodiscover/autodiscoverservice.svc/root.
@@ -93,6 +96,8 @@ func DefaultConfig() Config {
 		TypingMax:        30 * time.Second,
 
 		PresenceWatchLimit: 1000,
+
+		SIP: DefaultSIPConfig(),
 	}
 }
 
@@ -119,6 +124,9 @@ func (c *Config) CheckSignInRate() error {
 // simulatorOnly says why the configuration may reach something other than
 // a simulator on this machine.
 func (c *Config) simulatorOnly() error {
+	if c.Transport == TransportSIP {
+		return c.SIP.simulatorOnly(c.AllowInsecureLoopback)
+	}
 	if c.DiscoveryURL == "" {
 		return fmt.Errorf("discovery_url is empty, so users' domains are discovered")
 	}
