@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +48,14 @@ func run(args []string) error {
 		tokenLife     = fs.Duration("token-lifetime", 8*time.Hour, "OAuth token lifetime")
 		inviteTimeout = fs.Duration("invitation-timeout", 30*time.Second, "unanswered messaging invitations fail after this time")
 		base64Msgs    = fs.Bool("base64-messages", false, "write every message data URI base64-encoded (default: only non-ASCII text)")
+		sipListen     = fs.String("sip-listen", "", "listen address for SIP over plain TCP (loopback only: nothing is encrypted), e.g. 127.0.0.1:5060")
+		sipTLSListen  = fs.String("sip-tls-listen", "", "listen address for SIP over TLS, e.g. 127.0.0.1:5061 (needs -sip-cert and -sip-key)")
+		sipCert       = fs.String("sip-cert", "", "PEM certificate (chain) of the SIP TLS listener")
+		sipKey        = fs.String("sip-key", "", "PEM private key of the SIP TLS listener")
+		sipClientCA   = fs.String("sip-client-ca", "", "PEM CA certificates that issue trusted applications' client certificates")
+		sipTrusted    = fs.String("sip-trusted", "", "comma-separated FQDNs of trusted applications (their client certificate must name one)")
+		sipFQDN       = fs.String("sip-fqdn", "", "the Front End's FQDN (NTLM targetname; default fe.sfb-sim.local)")
+		sipExpiry     = fs.Duration("sip-registration-expiry", 7200*time.Second, "longest SIP registration granted")
 		logLevel      = fs.String("log-level", "info", "log level (debug, info, warn, error)")
 		logJSON       = fs.Bool("log-json", false, "log JSON instead of human-readable lines")
 	)
@@ -86,6 +97,18 @@ func run(args []string) error {
 		InvitationTimeout:       *inviteTimeout,
 		Base64Messages:          *base64Msgs,
 		ColleagueTypingDelay:    *colleagueWait,
+		SIP:                     sim.SIPOptions{FQDN: *sipFQDN, RegistrationExpiry: *sipExpiry},
+	}
+	if *sipTrusted != "" {
+		for _, name := range strings.Split(*sipTrusted, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				opts.SIP.TrustedApplications = append(opts.SIP.TrustedApplications, name)
+			}
+		}
+	}
+	sipTLS, err := sipTLSConfig(*sipTLSListen, *sipCert, *sipKey, *sipClientCA)
+	if err != nil {
+		return err
 	}
 	if *colleague != "" {
 		c, err := sfb.ParseURI(*colleague)
@@ -117,10 +140,29 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info().Str("discovery_url", s.DiscoveryURL()).Int("users", s.Users()).Str("control_api", base+"/sim/v1/").Msg("SfB simulator listening")
 	fmt.Println(s.DiscoveryURL())
+
+	for _, l := range []struct {
+		addr string
+		conf *tls.Config
+	}{{*sipListen, nil}, {*sipTLSListen, sipTLS}} {
+		if l.addr == "" {
+			continue
+		}
+		sln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen for SIP: %w", err)
+		}
+		go func() {
+			if err := s.ServeSIP(sln, l.conf); err != nil {
+				errc <- fmt.Errorf("SIP: %w", err)
+			}
+		}()
+		log.Info().Str("sip_address", sln.Addr().String()).Bool("tls", l.conf != nil).Msg("SIP front end listening")
+	}
 
 	select {
 	case err := <-errc:
@@ -136,4 +178,34 @@ func run(args []string) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// sipTLSConfig loads the SIP TLS listener's certificate and the CAs of
+// trusted applications' client certificates.
+func sipTLSConfig(listen, certFile, keyFile, clientCA string) (*tls.Config, error) {
+	if listen == "" {
+		if certFile != "" || keyFile != "" || clientCA != "" {
+			return nil, errors.New("-sip-cert, -sip-key and -sip-client-ca need -sip-tls-listen")
+		}
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("-sip-tls-listen needs -sip-cert and -sip-key")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-sip-cert/-sip-key: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("-sip-client-ca: %w", err)
+		}
+		conf.ClientCAs = x509.NewCertPool()
+		if !conf.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-sip-client-ca %s: no PEM certificates", clientCA)
+		}
+	}
+	return conf, nil
 }

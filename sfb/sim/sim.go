@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -85,6 +86,8 @@ type Options struct {
 	// MaxBatchRequests is how many requests one batch may carry; more are
 	// refused with 429 (BatchingRequests.md: 100).
 	MaxBatchRequests int
+	// SIP configures the SIP front end (ServeSIP).
+	SIP SIPOptions
 	// SweepInterval is how often idle applications, conversations,
 	// invitations and typing states are expired; default derived from the
 	// timeouts. Sweep runs the same check on demand.
@@ -107,6 +110,7 @@ func (o *Options) setDefaults() {
 	def(&o.ColleagueTypingDelay, time.Second)
 	def(&o.IdleTimeout, 5*time.Minute)
 	def(&o.AwayTimeout, 15*time.Minute)
+	o.SIP.setDefaults()
 	for _, n := range []struct {
 		v   *int
 		def int
@@ -151,6 +155,8 @@ type Server struct {
 	closed          bool
 	// meetings holds online meetings and calls (meeting.go, call.go).
 	meetings meetState
+	// sip is the SIP front end (sip.go).
+	sip sipState
 
 	colleague chan colleagueTask
 
@@ -191,6 +197,7 @@ func New(opts Options) (*Server, error) {
 		dialogs:  make(map[pairKey]*dialog),
 		confs:    make(map[string]*conference),
 		watchers: make(map[sfb.URI]map[*presenceSub]struct{}),
+		sip:      sipState{listeners: map[net.Listener]struct{}{}, conns: map[*sipConn]struct{}{}},
 		meetings: meetState{
 			meetings: map[meetingKey]*meeting{}, calls: map[string]*call{},
 			invs: map[string]*mview{}, convs: map[string]*mview{},
@@ -232,6 +239,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	s.closeSIP()
 	s.wg.Wait()
 	return nil
 }
@@ -628,6 +636,7 @@ func (s *Server) Sweep() {
 	}
 	s.sweepConferences(now)
 	s.sweepPresence(now)
+	s.sweepSIP(now)
 	s.sweepCalls(now)
 	for id, g := range s.gone {
 		if now.Sub(g.at) > time.Hour {

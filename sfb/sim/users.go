@@ -158,6 +158,8 @@ type userState struct {
 	greeted         bool
 	presence        *presenceState
 	groups          []ContactGroup
+	// sipRegs are the user's SIP endpoints (sipregistrar.go).
+	sipRegs []*sipReg
 }
 
 func (u *user) state() *userState {
