@@ -1,0 +1,5 @@
+//go:build !race
+
+package sipconn
+
+const raceEnabled = false
