@@ -674,3 +674,31 @@ func TestSipgoRequotesQuotedParams(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, msg.String(), `methods=""INVITE, MESSAGE""`)
 }
+
+// Both ends send many requests at once over an unbuffered pipe, each
+// answering on its reader: neither reader may block on writing while the
+// other waits for it to read.
+func TestBothDirectionsUnderLoadOverPipe(t *testing.T) {
+	a, b := net.Pipe()
+	answer := func(c *Conn, req *sip.Request) {
+		_ = c.Respond(req, 200, "OK", req.Body())
+	}
+	ends := []*Conn{
+		newConn(t, a, Options{Logger: testOptions(t).Logger, Handler: answer}),
+		newConn(t, b, Options{Logger: testOptions(t).Logger, Handler: answer}),
+	}
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range 2 * n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := strings.Repeat("x", i*10)
+			res, err := ends[i%2].Do(context.Background(), newRequest(sip.MESSAGE, body))
+			if assert.NoError(t, err) {
+				assert.Equal(t, body, string(res.Body()))
+			}
+		}()
+	}
+	wg.Wait()
+}
