@@ -192,20 +192,17 @@ func isFatal(err error) bool {
 }
 
 // reregister registers the endpoint anew after the server dropped its
-// registration: per-user, by closing the connection (watch reconnects);
-// trusted, on the same shared connection, in a goroutine that lives until
-// it worked.
+// registration (registration-notify), or when refreshing it kept failing,
+// in a goroutine that lives until that is done: on the same connection
+// first (a user moved to another pool is redirected there); per user, a
+// failure closes the connection and watch connects again, trusted mode
+// retries on the shared connection with backoff.
 func (s *Session) reregister(cause error) {
 	s.mu.Lock()
-	c, tr := s.conn, s.trunk
-	if tr != nil {
-		s.conn = nil
-	}
+	c, reg, tr := s.conn, s.reg, s.trunk
+	s.conn = nil
 	s.mu.Unlock()
-	if tr == nil {
-		if c != nil {
-			c.Close()
-		}
+	if c == nil {
 		return
 	}
 	s.t.refresh.remove(s)
@@ -213,8 +210,27 @@ func (s *Session) reregister(cause error) {
 	go func() {
 		defer s.wg.Done()
 		s.emit(sfb.SessionState{Connected: false, Err: cause})
-		if s.registerOnTrunk(tr) {
-			s.emit(sfb.SessionState{Connected: true})
+		if tr != nil {
+			if s.registerOnTrunk(tr) {
+				s.emit(sfb.SessionState{Connected: true})
+			}
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.RequestTimeout)
+		defer cancel()
+		reg.gruu = ""
+		err := s.register(ctx, c, &reg, false)
+		switch {
+		case err == nil:
+			if s.install(c, reg) {
+				s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))
+				s.emit(sfb.SessionState{Connected: true})
+			}
+		case isFatal(err):
+			go s.end(err)
+		default:
+			s.log.Info().Err(err).Msg("Registering again on the connection failed: connecting again")
+			c.Close()
 		}
 	}()
 }

@@ -348,25 +348,25 @@ func parseRegistered(res *sipmsg.Response, instance string) (registered, error) 
 	var got registered
 	secs := -1
 	for _, h := range res.GetHeaders("Contact") {
-		ch, ok := h.(*sipmsg.ContactHeader)
-		if !ok {
-			continue
-		}
-		inst, _ := ch.Params.Get("+sip.instance")
-		inst = strings.TrimSuffix(strings.TrimPrefix(unquote(inst), "<urn:uuid:"), ">")
+		// sipgo splits a quoted parameter value at its semicolons
+		// (gruu="sip:...;opaque=...;gruu") and quotes some again when
+		// writing them; its writing keeps the text, so the parameters
+		// are read from that, quotes and all.
+		params := contactParams(h.Value())
+		inst := strings.TrimSuffix(strings.TrimPrefix(params["+sip.instance"], "<urn:uuid:"), ">")
 		if !strings.EqualFold(inst, instance) {
 			continue
 		}
-		if g, ok := ch.Params.Get("gruu"); ok {
-			g = unquote(g)
+		if g, ok := params["gruu"]; ok {
 			var u sipmsg.Uri
-			if err := sipmsg.ParseUri(g, &u); err != nil || !strings.EqualFold(u.Scheme, "sip") || u.User == "" || u.Host == "" {
+			if err := sipmsg.ParseUri(g, &u); err != nil || !strings.EqualFold(u.Scheme, "sip") || u.User == "" || u.Host == "" ||
+				strings.ContainsAny(g, "<>\" \t\r\n") {
 				return got, fmt.Errorf("GRUU %q of the registered Contact is not a SIP URI", g)
 			}
 			got.gruu = g
 		}
-		if e, ok := ch.Params.Get("expires"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(e))
+		if e, ok := params["expires"]; ok {
+			n, err := strconv.Atoi(e)
 			if err != nil || n < 0 {
 				return got, fmt.Errorf("expires %q of the registered Contact", e)
 			}
@@ -378,7 +378,7 @@ func parseRegistered(res *sipmsg.Response, instance string) (registered, error) 
 		if e := headerValue(res, "Expires"); e != "" {
 			n, err := strconv.Atoi(strings.TrimSpace(e))
 			if err != nil || n < 0 {
-				return got, fmt.Errorf("Expires %q", e)
+				return got, fmt.Errorf("expiry %q of the Expires header", e)
 			}
 			secs = n
 		}
@@ -404,12 +404,44 @@ func parseRegistered(res *sipmsg.Response, instance string) (registered, error) 
 	return got, nil
 }
 
-func unquote(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		return s[1 : len(s)-1]
+// contactParams reads the header parameters of one Contact value
+// (`<uri>;name=value;name="quoted;value"`), names lower-cased, values
+// without their quotes (however many sipgo put around them).
+func contactParams(v string) map[string]string {
+	params := map[string]string{}
+	if i := strings.IndexByte(v, '>'); i >= 0 {
+		v = v[i+1:]
+	} else if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[i:]
+	} else {
+		return params
 	}
-	return s
+	quoted := false
+	start := 0
+	flush := func(part string) {
+		name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name == "" {
+			return
+		}
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		if _, seen := params[name]; !seen {
+			params[name] = val
+		}
+	}
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			quoted = !quoted
+		case ';':
+			if !quoted {
+				flush(v[start:i])
+				start = i + 1
+			}
+		}
+	}
+	flush(v[start:])
+	return params
 }
 
 // redirectTarget reads the pool a 301/302 sends the user to from its

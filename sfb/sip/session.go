@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,7 +97,9 @@ type Session struct {
 
 	emitMu sync.Mutex
 
-	im   imState
+	//lint:ignore U1000 im.go's, filled as it grows
+	im imState
+	//lint:ignore U1000 presence.go's, filled as it grows
 	pres presenceState
 }
 
@@ -420,10 +424,29 @@ func (s *Session) send(req *sipmsg.Request) error {
 	if c == nil {
 		return fmt.Errorf("send %s: not registered (reconnecting): %w", req.Method, sfb.ErrServerUnavailable)
 	}
+	if req.Via() == nil {
+		// Send, unlike Do, adds none; an ACK to a 2xx is a transaction
+		// of its own, with a branch of its own.
+		host, port := hostPort(c.LocalAddr())
+		params := sipmsg.NewParams()
+		params.Add("branch", sipmsg.GenerateBranch())
+		req.PrependHeader(&sipmsg.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: c.Transport(),
+			Host: host, Port: port, Params: params})
+	}
 	if err := s.sign(reg, req); err != nil {
 		return fmt.Errorf("send %s: %w", req.Method, err)
 	}
 	return c.Send(req)
+}
+
+// hostPort splits a stream's address for Via.
+func hostPort(a net.Addr) (string, int) {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String(), 0
+	}
+	n, _ := strconv.Atoi(port)
+	return host, n
 }
 
 // respond answers a request from the server: the response pidgin-sipe's
@@ -457,7 +480,9 @@ func (s *Session) respondOn(c *sipconn.Conn, reg registration, req *sipmsg.Reque
 		if err != nil {
 			return fmt.Errorf("answer %s %d: %w", req.Method, status, err)
 		}
-		res.AppendHeader(sipmsg.NewHeader("Authentication-Info", p.String()))
+		// An SfB client signs its responses as its requests, in
+		// Authorization (pidgin-sipe's sip_transport_response).
+		res.AppendHeader(sipmsg.NewHeader(reg.authHeader, p.String()))
 	}
 	if err := c.Send(res); err != nil {
 		return fmt.Errorf("answer %s %d: %w", req.Method, status, err)
@@ -567,6 +592,3 @@ func eventName(m sipmsg.Message) string {
 	}
 	return strings.TrimSpace(v)
 }
-
-// logger is the session's logger, for the hooks.
-func (s *Session) logger() *zerolog.Logger { return &s.log }
