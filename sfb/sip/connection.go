@@ -123,6 +123,23 @@ func (s *Session) install(c *sipconn.Conn, reg registration) bool {
 	return true
 }
 
+// installOn updates the registration on c, the endpoint's connection;
+// false when that is no longer c (dropped, replaced) or the session was
+// closed.
+func (s *Session) installOn(c *sipconn.Conn, reg registration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reg.callID == reg.callID {
+		// Whatever else happened, the REGISTERs' CSeq went on.
+		s.reg.cseq = max(s.reg.cseq, reg.cseq)
+	}
+	if s.closed.Load() || s.conn != c {
+		return false
+	}
+	s.reg = reg
+	return true
+}
+
 // watch is a per-user session's supervisor: when the connection drops, it
 // tells the handler (SessionState) and connects and registers again with
 // backoff, through the pool's sign-in ramp.
@@ -218,6 +235,11 @@ func (s *Session) reregister(cause error) {
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.RequestTimeout)
 		defer cancel()
+		s.regMu.Lock()
+		defer s.regMu.Unlock()
+		s.mu.Lock()
+		reg.cseq = max(reg.cseq, s.reg.cseq)
+		s.mu.Unlock()
 		reg.gruu = ""
 		err := s.register(ctx, c, &reg, false)
 		switch {

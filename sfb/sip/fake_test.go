@@ -54,6 +54,16 @@ type fakeConn struct {
 	mu sync.Mutex
 	hs *sipae.Server
 	sa *sipae.SA
+	// forgotten: the association is gone (as after a Front End restart),
+	// requests are challenged.
+	forgotten bool
+}
+
+// forget drops the connection's security association.
+func (fc *fakeConn) forget() {
+	fc.mu.Lock()
+	fc.sa, fc.forgotten = nil, true
+	fc.mu.Unlock()
 }
 
 const fakeOpaque = "1A2B3C4D"
@@ -138,6 +148,13 @@ func (fc *fakeConn) handle(c *sipconn.Conn, req *sipmsg.Request) {
 			return
 		}
 		fc.register(req)
+		return
+	}
+	fc.mu.Lock()
+	forgotten := fc.forgotten && fc.sa == nil
+	fc.mu.Unlock()
+	if forgotten {
+		fc.offer(req)
 		return
 	}
 	if err := fc.verify(req, 0); err != nil {
@@ -273,7 +290,7 @@ func (fc *fakeConn) register(req *sipmsg.Request) {
 			return
 		}
 		fc.mu.Lock()
-		fc.sa = sa
+		fc.sa, fc.forgotten = sa, false
 		fc.mu.Unlock()
 		fc.ok(req)
 	}

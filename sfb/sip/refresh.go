@@ -170,11 +170,14 @@ func (h *sessionHeap) Pop() any {
 // refresh. A refresh the server does not answer is retried after a
 // backoff while the registration lasts; then the endpoint registers anew.
 func (s *Session) refreshRegistration() {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	if s.closed.Load() {
 		return
 	}
 	c, reg := s.connection()
 	if c == nil {
+		// Reconnecting: the new registration schedules its own refresh.
 		return
 	}
 	if reg.sa != nil && time.Since(reg.saSince) > s.t.timings.SALifetime {
@@ -184,10 +187,9 @@ func (s *Session) refreshRegistration() {
 	defer cancel()
 	err := s.register(ctx, c, &reg, false)
 	if err == nil {
-		if !s.install(c, reg) {
-			return
+		if s.installOn(c, reg) {
+			s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))
 		}
-		s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))
 		return
 	}
 	if s.closed.Load() {
@@ -199,6 +201,11 @@ func (s *Session) refreshRegistration() {
 		return
 	}
 	s.mu.Lock()
+	if s.conn != c {
+		// The connection was replaced meanwhile.
+		s.mu.Unlock()
+		return
+	}
 	s.reg.cseq = reg.cseq
 	expires := s.reg.registered.Add(s.reg.lifetime)
 	s.mu.Unlock()

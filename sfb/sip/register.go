@@ -473,6 +473,8 @@ func redirectTarget(res *sipmsg.Response) (sfb.SIPServer, error) {
 // 0, pidgin-sipe's sip_transport_deregister) and lets go of its
 // connection.
 func (s *Session) deregister(ctx context.Context) error {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	s.mu.Lock()
 	c, reg := s.conn, s.reg
 	s.conn = nil

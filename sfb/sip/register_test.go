@@ -150,6 +150,33 @@ func TestSignaturesChecked(t *testing.T) {
 	assert.NoError(t, s.verifyResponse(reg, unauth), "a 401 comes unsigned when the association is gone")
 }
 
+// A request the server challenges because it lost the security
+// association (a Front End restart) is sent again after a new handshake.
+func TestRequestReauthenticates(t *testing.T) {
+	p := newFakePool(t)
+	tr := newTransport(t, testConfig(p.server()))
+	s := signIn(t, tr, "alice@contoso.com", "correct horse", newEvents())
+	for range 3 {
+		p.nextRegister(t)
+	}
+	_, before := s.connection()
+	p.conn(0).forget()
+	req, err := s.newRequest(sipmsg.OPTIONS, "sip:bob@contoso.com")
+	require.NoError(t, err)
+	res, err := s.do(context.Background(), "probe", req)
+	require.NoError(t, err)
+	assert.Equal(t, 200, res.StatusCode)
+	assert.Empty(t, headerValue(p.nextRegister(t), "Authorization"), "a new handshake")
+	p.nextRegister(t)
+	p.nextRegister(t)
+	got := p.nextRequest(t)
+	assert.Equal(t, sipmsg.OPTIONS, got.Method)
+	_, after := s.connection()
+	assert.NotSame(t, before.sa, after.sa)
+	assert.Equal(t, before.callID, after.callID)
+	assert.Equal(t, uint32(6), after.cseq)
+}
+
 // A 301 to the REGISTER sends the user to the home pool, where the
 // sign-in continues.
 func TestRedirectToHomePool(t *testing.T) {

@@ -79,6 +79,10 @@ type Session struct {
 	inHandler atomic.Bool
 	wg        sync.WaitGroup
 
+	// regMu serialises the endpoint's REGISTERs (refresh, new handshake,
+	// registering again, deregistering): they share one Call-ID and CSeq.
+	regMu sync.Mutex
+
 	mu sync.Mutex
 	// conn is the connection the endpoint is registered on; nil while it
 	// is not (reconnecting, redirected, closed).
@@ -382,26 +386,67 @@ func (s *Session) do(ctx context.Context, op string, req *sipmsg.Request) (*sipm
 // uses it before the endpoint's connection is set.
 func (s *Session) doOn(ctx context.Context, c *sipconn.Conn, reg registration, op string, req *sipmsg.Request) (*sipmsg.Response, error) {
 	method := string(req.Method)
-	if err := s.sign(reg, req); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	sent := time.Now()
-	res, err := c.Do(ctx, req)
-	if err != nil {
-		s.t.observer.ServerAnswered(0, "")
-		if errors.Is(err, sipconn.ErrClosed) || errors.Is(err, sipconn.ErrTimeout) {
-			return nil, fmt.Errorf("%s: %s: %w: %w", op, method, sfb.ErrServerUnavailable, err)
+	for attempt := 0; ; attempt++ {
+		if err := s.sign(reg, req); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
 		}
-		return nil, fmt.Errorf("%s: %s: %w", op, method, err)
+		sent := time.Now()
+		res, err := c.Do(ctx, req)
+		if err != nil {
+			s.t.observer.ServerAnswered(0, "")
+			if errors.Is(err, sipconn.ErrClosed) || errors.Is(err, sipconn.ErrTimeout) {
+				return nil, fmt.Errorf("%s: %s: %w: %w", op, method, sfb.ErrServerUnavailable, err)
+			}
+			return nil, fmt.Errorf("%s: %s: %w", op, method, err)
+		}
+		if err := s.verifyResponse(reg, res); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", op, method, err)
+		}
+		s.observe(reg.server, sent, res)
+		if res.StatusCode == 401 && reg.sa != nil && attempt == 0 && req.Method != sipmsg.REGISTER {
+			// The server no longer knows the security association
+			// (MS-SIPAE 3.2.5.2 challenges a request it cannot
+			// verify): a new handshake, then the request once more,
+			// signed anew, as pidgin-sipe resends it.
+			if reg, err = s.reauthenticate(ctx, c, reg.sa); err != nil {
+				return res, fmt.Errorf("%s: %s: %w", op, method, err)
+			}
+			req.RemoveHeader("Via")
+			continue
+		}
+		if res.StatusCode >= 300 {
+			return res, responseError(op, method, res)
+		}
+		return res, nil
 	}
-	if err := s.verifyResponse(reg, res); err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", op, method, err)
+}
+
+// reauthenticate runs a new handshake on c after the server refused the
+// security association old, unless another request did so meanwhile; it
+// returns the registration to sign with from now on.
+func (s *Session) reauthenticate(ctx context.Context, c *sipconn.Conn, old *sipae.SA) (registration, error) {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	cur, reg := s.connection()
+	if cur != c {
+		return reg, fmt.Errorf("authenticate again: the connection was replaced: %w", sfb.ErrServerUnavailable)
 	}
-	s.observe(reg.server, sent, res)
-	if res.StatusCode >= 300 {
-		return res, responseError(op, method, res)
+	if reg.sa != old {
+		return reg, nil
 	}
-	return res, nil
+	s.log.Info().Msg("The server refused the security association: authenticating again")
+	reg.sa, reg.saSince = nil, time.Time{}
+	if err := s.register(ctx, c, &reg, false); err != nil {
+		if isFatal(err) {
+			go s.end(err)
+		}
+		return reg, fmt.Errorf("authenticate again: %w", err)
+	}
+	if !s.installOn(c, reg) {
+		return reg, fmt.Errorf("authenticate again: the connection was replaced: %w", sfb.ErrServerUnavailable)
+	}
+	s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))
+	return reg, nil
 }
 
 // observe tells the observer and the pool's guard how the pool answered a
