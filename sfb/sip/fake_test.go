@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"strconv"
 	"strings"
@@ -35,6 +36,8 @@ type fakePool struct {
 	trusted bool
 	// expires is the lifetime granted (seconds).
 	expires int
+	// tls, when set, makes the pool listen with TLS.
+	tls *tls.Config
 
 	mu    sync.Mutex
 	conns []*fakeConn
@@ -78,13 +81,16 @@ func newFakePool(t *testing.T, edits ...func(*fakePool)) *fakePool {
 	for _, edit := range edits {
 		edit(p)
 	}
+	if p.tls != nil {
+		p.ln = tls.NewListener(ln, p.tls)
+	}
 	go p.accept()
 	t.Cleanup(func() {
 		ln.Close()
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, fc := range p.conns {
-			fc.c.Close()
+			fc.conn().Close()
 		}
 	})
 	return p
@@ -106,8 +112,15 @@ func (p *fakePool) accept() {
 		if err != nil {
 			return
 		}
+		if tc, ok := nc.(*tls.Conn); ok {
+			if err := tc.Handshake(); err != nil {
+				nc.Close()
+				continue
+			}
+		}
 		fc := &fakeConn{p: p}
-		fc.c = sipconn.New(context.Background(), nc, sipconn.Options{Logger: zerolog.Nop(), Handler: fc.handle})
+		c := sipconn.New(context.Background(), nc, sipconn.Options{Logger: zerolog.Nop(), Handler: fc.handle})
+		fc.setConn(c)
 		p.mu.Lock()
 		p.conns = append(p.conns, fc)
 		p.mu.Unlock()
@@ -135,7 +148,23 @@ func (p *fakePool) ntlmServer() *ntlm.Server {
 	}}
 }
 
+// setConn records the connection (the handler may run before New
+// returns).
+func (fc *fakeConn) setConn(c *sipconn.Conn) {
+	fc.mu.Lock()
+	fc.c = c
+	fc.mu.Unlock()
+}
+
+// conn is the fake's side of the connection.
+func (fc *fakeConn) conn() *sipconn.Conn {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.c
+}
+
 func (fc *fakeConn) handle(c *sipconn.Conn, req *sipmsg.Request) {
+	fc.setConn(c)
 	if req.Method == sipmsg.REGISTER {
 		fc.p.mu.Lock()
 		fc.p.byUser[req.From().Address.String()] = fc
@@ -203,7 +232,7 @@ func (fc *fakeConn) answer(req *sipmsg.Request, status int, edit func(*sipmsg.Re
 		edit(res)
 	}
 	fc.sign(res, status)
-	if err := fc.c.Send(res); err != nil {
+	if err := fc.conn().Send(res); err != nil {
 		fc.p.t.Logf("fake pool: send %d: %v", status, err)
 	}
 }
@@ -343,7 +372,7 @@ func (fc *fakeConn) request(t *testing.T, method sipmsg.RequestMethod, user stri
 	fc.sign(req, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := fc.c.Do(ctx, req)
+	res, err := fc.conn().Do(ctx, req)
 	require.NoError(t, err)
 	return res
 }

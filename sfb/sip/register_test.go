@@ -285,7 +285,7 @@ func TestReconnect(t *testing.T) {
 	tr := newTransport(t, testConfig(p.server()))
 	e := newEvents()
 	s := signIn(t, tr, "alice@contoso.com", "correct horse", e)
-	p.conn(0).c.Close()
+	p.conn(0).conn().Close()
 	st := next[sfb.SessionState](t, e)
 	assert.False(t, st.Connected)
 	assert.ErrorIs(t, st.Err, sfb.ErrServerUnavailable)

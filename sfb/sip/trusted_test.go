@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"net"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	if ip := net.ParseIP(name); ip != nil {
+		tmpl.DNSNames, tmpl.IPAddresses = nil, []net.IP{ip}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	require.NoError(t, err)
 	cert, err := x509.ParseCertificate(der)
@@ -93,7 +97,7 @@ func TestTrustedEndpoints(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, moved)
-	fc.c.Close()
+	fc.conn().Close()
 	for _, user := range moved {
 		st := next[sfb.SessionState](t, evs[user])
 		assert.False(t, st.Connected)
