@@ -15,7 +15,7 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/sipae"
 )
 
-func newTransport(t *testing.T, cfg sfb.Config, opts ...Option) *Transport {
+func newTransport(t testing.TB, cfg sfb.Config, opts ...Option) *Transport {
 	t.Helper()
 	tr, err := New(cfg, zerolog.Nop(), append([]Option{WithTimings(testTimings())}, opts...)...)
 	require.NoError(t, err)

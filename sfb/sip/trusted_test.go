@@ -22,7 +22,7 @@ import (
 )
 
 // selfSigned is a certificate for name, for the TLS tests.
-func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
+func selfSigned(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
