@@ -165,7 +165,7 @@ func (s *Session) watch(c *sipconn.Conn) {
 		if c = s.reconnect(); c == nil {
 			return
 		}
-		s.emit(sfb.SessionState{Connected: true})
+		s.connected()
 	}
 }
 
@@ -200,6 +200,15 @@ func (s *Session) reconnect() *sipconn.Conn {
 	}
 }
 
+// connected tells the handler the endpoint is registered again after it
+// was told SessionState{Connected: false}. A new registration is a new
+// endpoint to the server: what it held for the old one (subscriptions,
+// dialogs) is gone, so presence.go makes its subscriptions again first.
+func (s *Session) connected() {
+	s.presenceReregistered()
+	s.emit(sfb.SessionState{Connected: true})
+}
+
 // isFatal reports whether a registration failure cannot be mended by
 // trying again: the session ends with it.
 func isFatal(err error) bool {
@@ -229,7 +238,7 @@ func (s *Session) reregister(cause error) {
 		s.emit(sfb.SessionState{Connected: false, Err: cause})
 		if tr != nil {
 			if s.registerOnTrunk(tr) {
-				s.emit(sfb.SessionState{Connected: true})
+				s.connected()
 			}
 			return
 		}
@@ -246,7 +255,7 @@ func (s *Session) reregister(cause error) {
 		case err == nil:
 			if s.install(c, reg) {
 				s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))
-				s.emit(sfb.SessionState{Connected: true})
+				s.connected()
 			}
 		case isFatal(err):
 			go s.end(err)
@@ -498,7 +507,7 @@ func (tr *trunk) reregisterAll(members []*Session, cause error) {
 				s.t.refresh.remove(s)
 				s.emit(sfb.SessionState{Connected: false, Err: cause})
 				if s.registerOnTrunk(tr) {
-					s.emit(sfb.SessionState{Connected: true})
+					s.connected()
 				}
 			}
 		}()

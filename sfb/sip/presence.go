@@ -50,3 +50,8 @@ func (s *Session) handlePresence(ctx context.Context, req *sipmsg.Request) {
 		_ = s.respond(req, 200, "OK", nil)
 	}
 }
+
+// presenceReregistered is called when the endpoint registered anew (after
+// a reconnect or a deregistration), before the handler hears of it: the
+// server ended the endpoint's subscriptions with its registration.
+func (s *Session) presenceReregistered() {}
