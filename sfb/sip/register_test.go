@@ -497,3 +497,30 @@ func TestConfigChecked(t *testing.T) {
 	_, err := New(cfg, zerolog.Nop())
 	assert.NoError(t, err, "the simulator's rate towards loopback TCP")
 }
+
+// A sign-in takes its turn on the pool's ramp once (OnTurn), and waits for
+// it within Turn: a sign-in whose turn does not come in time leaves
+// nothing on the server.
+func TestSignInTurn(t *testing.T) {
+	p := newFakePool(t, func(p *fakePool) { p.users["bob@contoso.com"] = "pw-bob" })
+	cfg := testConfig(p.server())
+	cfg.SignInRate = 1
+	tr := newTransport(t, cfg)
+	turns := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "alice@contoso.com", Password: "correct horse"},
+		Turn: ctx, OnTurn: func() { turns++ }}, newEvents().handler)
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	assert.Equal(t, 1, turns)
+
+	// The ramp's next slot is a second away.
+	turn, stop := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer stop()
+	_, err = tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: "bob@contoso.com", Password: "pw-bob"},
+		Turn: turn, OnTurn: func() { turns++ }}, newEvents().handler)
+	require.ErrorIs(t, err, sfb.ErrLocalTimeout)
+	assert.Equal(t, 1, turns)
+	assert.Equal(t, 1, p.connections(), "bob never connected")
+}
