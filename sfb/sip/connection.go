@@ -253,10 +253,12 @@ func (s *Session) reregister(cause error) {
 		err := s.register(ctx, c, &reg, false)
 		switch {
 		case err == nil:
-			if s.install(c, reg) {
-				s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))
-				s.connected()
+			if !s.install(c, reg) {
+				c.Close() // closed meanwhile
+				return
 			}
+			s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))
+			s.connected()
 		case isFatal(err):
 			go s.end(err)
 		default:

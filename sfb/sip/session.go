@@ -273,9 +273,16 @@ func (s *Session) stop(ctx context.Context) bool {
 	if s.closed.Swap(true) {
 		return false
 	}
+	s.shutdown(ctx, errClosed)
+	return true
+}
+
+// shutdown stops what the session runs, once it is marked closed, and
+// waits for it within ctx (not from the handler, which runs on it).
+func (s *Session) shutdown(ctx context.Context, cause error) {
 	s.t.refresh.remove(s)
 	s.t.release(s)
-	s.cancel(errClosed)
+	s.cancel(cause)
 	if !s.inHandler.Load() {
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
@@ -284,25 +291,26 @@ func (s *Session) stop(ctx context.Context) bool {
 		case <-ctx.Done():
 		}
 	}
-	return true
 }
 
 // errClosed is the cause of a session's context after Close or Detach.
 var errClosed = errors.New("session closed")
 
 // end stops a session that ended by itself and tells the handler why, as
-// its last event.
+// its last event: closed is set under emitMu, so no event follows.
 func (s *Session) end(err error) {
-	if s.closed.Load() {
+	s.emitMu.Lock()
+	if s.closed.Swap(true) {
+		s.emitMu.Unlock()
 		return
 	}
 	s.log.Warn().Err(err).Msg("SIP session ended")
-	s.emit(sfb.SessionEnded{Err: err})
+	s.callHandler(sfb.SessionEnded{Err: err})
+	s.emitMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), s.t.timings.RequestTimeout)
 	defer cancel()
-	if s.stop(ctx) {
-		s.dropConnection()
-	}
+	s.shutdown(ctx, err)
+	s.dropConnection()
 }
 
 // emit hands evt to the handler unless the session is closed, one event
@@ -313,6 +321,11 @@ func (s *Session) emit(evt sfb.Event) {
 	if s.closed.Load() {
 		return
 	}
+	s.callHandler(evt)
+}
+
+// callHandler runs the handler on evt; emitMu is held.
+func (s *Session) callHandler(evt sfb.Event) {
 	s.inHandler.Store(true)
 	defer s.inHandler.Store(false)
 	defer func() {
