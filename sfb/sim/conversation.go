@@ -33,8 +33,8 @@ func (a *app) views() []*convView {
 }
 
 // dialog is a 1:1 IM session between two users, whatever endpoints they
-// use. Each side is either bound to one UCWA application (a convView) or
-// to the user's simulated native client.
+// use. Each side is bound to one UCWA application (a convView), to one SIP
+// endpoint (a sipLeg, sipim.go) or to the user's simulated native client.
 type dialog struct {
 	key                           pairKey
 	threadID, subject, importance string
@@ -60,13 +60,23 @@ const (
 type party struct {
 	uri  sfb.URI
 	name string
-	// view is the application taking part, nil for the native client.
+	// view is the application taking part; sip the SIP endpoint; neither
+	// for the native client.
 	view *convView
-	// offers are the incoming invitations to the target's applications
-	// while the dialog is offered (the server forks to all of them).
+	sip  *sipLeg
+	// offers and sipOffers are the invitations to the target's
+	// applications and SIP endpoints while the dialog is offered (the
+	// server forks to all of them).
 	offers      []*convView
+	sipOffers   []*sipLeg
 	typingUntil time.Time
 }
+
+// native reports whether the party takes part from its native client.
+func (p *party) native() bool { return p.view == nil && p.sip == nil }
+
+// offered reports whether an invitation to the party is still open.
+func (p *party) offered() bool { return len(p.offers) > 0 || len(p.sipOffers) > 0 }
 
 type pairKey struct{ a, b sfb.URI }
 
@@ -255,7 +265,7 @@ func (s *Server) nativeSend(from, to sfb.URI, msg sfb.Message) error {
 			// accepts the invitation there.
 			s.connect(d, nil)
 		}
-		return s.deliver(d, side, msg)
+		return s.deliver(d, side, msg, nil)
 	}
 	fu, tu := s.users[from], s.users[to]
 	d = s.newDialog(fu, tu, "", "")
@@ -288,7 +298,8 @@ func (s *Server) offer(d *dialog) *reason {
 			}
 		}
 	}
-	if len(avail) == 0 {
+	regs := s.sipTargets(d)
+	if len(avail) == 0 && len(regs) == 0 {
 		if target.st != nil && target.st.nativeSignedOut {
 			s.failDialog(d, reasonUnreachable)
 			return &reasonUnreachable
@@ -306,6 +317,7 @@ func (s *Server) offer(d *dialog) *reason {
 		s.emitConv(v, ev("localParticipant", v.participantHref(target.uri), target.name, "added", v.localParticipant()))
 		s.emitConv(v, ev("participant", v.participantHref(from.uri), from.name, "added", nil))
 	}
+	s.sipOffer(d, regs)
 	return nil
 }
 
@@ -342,7 +354,11 @@ func (s *Server) connect(d *dialog, accepted *convView) {
 	}
 	t.offers = nil
 	t.view = accepted
+	s.sipCancelOffers(d, t.sip, sipCompletedElsewhere)
 	for side := range d.parties {
+		if d.parties[side].sip != nil {
+			s.sipConnected(d, side)
+		}
 		v := d.parties[side].view
 		if v == nil {
 			continue
@@ -376,7 +392,7 @@ func (s *Server) connect(d *dialog, accepted *convView) {
 	queued := d.queued
 	d.queued = nil
 	for _, m := range queued {
-		_ = s.deliver(d, 0, m)
+		_ = s.deliver(d, 0, m, nil)
 	}
 }
 
@@ -389,8 +405,11 @@ func (e deliveryError) Error() string { return "delivery failed: " + e.r.message
 
 func (e deliveryError) Unwrap() error { return sfb.ErrDeliveryFailed }
 
-// deliver carries a message of side fromSide to the other side.
-func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message) error {
+// deliver carries a message of side fromSide to the other side. done, when
+// not nil, learns the outcome of a delivery to a SIP endpoint, which
+// completes later (deliver itself returns nil then), and is called at once
+// for any other.
+func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message, done func(error)) error {
 	d.lastActivity = s.now()
 	if !d.parties[fromSide].typingUntil.IsZero() {
 		s.setTyping(d, fromSide, false)
@@ -402,6 +421,11 @@ func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message) error {
 	}
 	if v := d.parties[to].view; v != nil {
 		s.emitIncoming(v, msg)
+	}
+	if l := d.parties[to].sip; l != nil {
+		s.sipSendMessage(l, msg, done)
+	} else if done != nil {
+		done(nil)
 	}
 	s.record(d, fromSide, msg)
 	return nil
@@ -436,7 +460,7 @@ func (s *Server) record(d *dialog, fromSide int, msg sfb.Message) {
 	if n := len(st.received) - s.opts.ReceivedLimit; n > 0 {
 		st.received = append(st.received[:0:0], st.received[n:]...)
 	}
-	if to == s.opts.Colleague && from != to && d.parties[1-fromSide].view == nil {
+	if to == s.opts.Colleague && from != to && d.parties[1-fromSide].native() {
 		s.colleagueReply(from, msg)
 	}
 }
@@ -453,6 +477,9 @@ func (s *Server) setTyping(d *dialog, side int, on bool) {
 	}
 	if shown == on {
 		return
+	}
+	if l := d.parties[1-side].sip; l != nil {
+		s.sipSendTyping(l, on)
 	}
 	v := d.parties[1-side].view
 	if v == nil || v.state != "Connected" {
@@ -502,6 +529,7 @@ func (s *Server) endDialog(d *dialog, r reason, skip *convView) {
 		s.log.Warn().Stringer("from", d.parties[0].uri).Stringer("to", d.parties[1].uri).Int("messages", len(d.queued)).
 			Str("reason", r.subcode).Msg("conversation ended before its invitation was accepted; messages held for it are dropped")
 	}
+	s.sipEndDialog(d, r)
 	for side := range d.parties {
 		p := &d.parties[side]
 		p.typingUntil = time.Time{}
@@ -534,6 +562,7 @@ func (s *Server) endDialog(d *dialog, r reason, skip *convView) {
 // with Failure and r.
 func (s *Server) failDialog(d *dialog, r reason) {
 	d.state = dialogEnded
+	s.sipEndDialog(d, r)
 	for side := range d.parties {
 		p := &d.parties[side]
 		for _, v := range append(p.offers, p.view) {
@@ -566,7 +595,7 @@ func (s *Server) removeApp(a *app, g goneApp) {
 			// Only this fork of the invitation goes away.
 			p.dropOffer(v)
 			delete(a.convs, v.id)
-			if len(p.offers) == 0 {
+			if !p.offered() {
 				s.failDialog(d, reasonUnreachable)
 			}
 			continue

@@ -197,7 +197,7 @@ func New(opts Options) (*Server, error) {
 		dialogs:  make(map[pairKey]*dialog),
 		confs:    make(map[string]*conference),
 		watchers: make(map[sfb.URI]map[*presenceSub]struct{}),
-		sip:      sipState{listeners: map[net.Listener]struct{}{}, conns: map[*sipConn]struct{}{}},
+		sip:      sipState{listeners: map[net.Listener]struct{}{}, conns: map[*sipConn]struct{}{}, legs: map[legKey]*sipLeg{}},
 		meetings: meetState{
 			meetings: map[meetingKey]*meeting{}, calls: map[string]*call{},
 			invs: map[string]*mview{}, convs: map[string]*mview{},
@@ -573,7 +573,7 @@ func (s *Server) SetNativeClient(uri sfb.URI, signedIn bool) error {
 			continue
 		}
 		side := d.sideOf(uri)
-		if d.parties[side].uri != uri || d.parties[side].view != nil {
+		if d.parties[side].uri != uri || !d.parties[side].native() {
 			continue
 		}
 		// A conversation the native client held ends; an invitation it

@@ -70,6 +70,9 @@ const sipServerHeader = "RTC/6.0"
 type sipState struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*sipConn]struct{}
+	// legs are the established SIP legs of dialogs and the inviters'
+	// legs, by Call-ID and the endpoint's tag.
+	legs map[legKey]*sipLeg
 	// registrations counts live registrations (all users).
 	registrations int
 	faults        sipFaults
@@ -103,6 +106,8 @@ type sipConn struct {
 	user *user
 	// regs are the registrations made over this connection.
 	regs map[*sipReg]struct{}
+	// legs are the dialog legs of endpoints on this connection.
+	legs map[*sipLeg]struct{}
 
 	// sa signs and verifies the messages of the authenticated user; it is
 	// read without the server's lock by whoever sends on the connection.
@@ -166,6 +171,7 @@ func (s *Server) serveSIPConn(nc net.Conn, tlsConf *tls.Config) {
 		done:       make(chan struct{}),
 		handshakes: make(map[string]*sipae.Server),
 		regs:       make(map[*sipReg]struct{}),
+		legs:       make(map[*sipLeg]struct{}),
 	}
 	if tlsConf != nil {
 		tc := tls.Server(nc, tlsConf)
@@ -209,6 +215,7 @@ func (s *Server) serveSIPConn(nc net.Conn, tlsConf *tls.Config) {
 	for r := range sc.regs {
 		s.removeRegistration(r)
 	}
+	s.sipConnGone(sc)
 	s.mu.Unlock()
 	sc.log.Debug().AnErr("reason", sc.c.Err()).Msg("SIP connection ended")
 }
@@ -579,12 +586,10 @@ func sipAddress(u sip.Uri) (sfb.URI, error) {
 const sipSendTimeout = 32 * time.Second
 
 // goSIP runs f in its own goroutine, counted in the server's wait group.
-func (s *Server) goSIP(f func(ctx context.Context)) {
+func (s *Server) goSIP(f func()) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, sipSendTimeout)
-		defer cancel()
-		f(ctx)
+		f()
 	}()
 }

@@ -142,7 +142,7 @@ func TestSIPRequestsMustBeSigned(t *testing.T) {
 	c := e.dial(t, alice, "alice-pw")
 
 	// Before the sign-in: challenged.
-	c.write(nil, "OPTIONS", "sip:contoso.com", "sip:contoso.com", "o1", 1, "t1", "", "", "")
+	c.write(nil, true, "OPTIONS", "sip:contoso.com", "sip:contoso.com", "o1", 1, "t1", "", "", "")
 	res, raw := c.response(1, "OPTIONS")
 	assert.Equal(t, 401, res.StatusCode, raw)
 
@@ -150,7 +150,7 @@ func TestSIPRequestsMustBeSigned(t *testing.T) {
 	require.Equal(t, 200, res.StatusCode, raw)
 	// Unsigned after the sign-in: challenged again (and the 401 is
 	// signed, which the client's reader checked).
-	c.write(nil, "OPTIONS", "sip:contoso.com", "sip:contoso.com", "o2", 1, "t2", "", "", "")
+	c.write(nil, true, "OPTIONS", "sip:contoso.com", "sip:contoso.com", "o2", 1, "t2", "", "", "")
 	res, raw = c.response(1, "OPTIONS")
 	assert.Equal(t, 401, res.StatusCode, raw)
 	// Signed: answered.

@@ -344,10 +344,12 @@ func (c *sipeClient) send(method, url, to, callID string, cseq int, fromTag, toT
 	c.mu.Lock()
 	sa := c.sa
 	c.mu.Unlock()
-	c.write(sa, method, url, to, callID, cseq, fromTag, toTag, extra, body)
+	c.write(sa, true, method, url, to, callID, cseq, fromTag, toTag, extra, body)
 }
 
-func (c *sipeClient) write(sa *sipae.SA, method, url, to, callID string, cseq int, fromTag, toTag, extra, body string) {
+// write writes a request; pidgin-sipe gives a Via branch only to requests
+// outside a dialog (branch false for those in one, the INVITE included).
+func (c *sipeClient) write(sa *sipae.SA, branch bool, method, url, to, callID string, cseq int, fromTag, toTag, extra, body string) {
 	c.t.Helper()
 	from := c.uri
 	if fromTag != "" {
@@ -356,8 +358,12 @@ func (c *sipeClient) write(sa *sipae.SA, method, url, to, callID string, cseq in
 	if toTag != "" {
 		toTag = ";tag=" + toTag
 	}
+	via := ""
+	if branch {
+		via = ";branch=z9hG4bK" + randHex(8)
+	}
 	msg := fmt.Sprintf("%s %s SIP/2.0\r\n"+
-		"Via: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK%s\r\n"+
+		"Via: SIP/2.0/%s 127.0.0.1:%d%s\r\n"+
 		"From: <%s>%s;epid=%s\r\n"+
 		"To: <%s>%s\r\n"+
 		"Max-Forwards: 70\r\n"+
@@ -365,7 +371,7 @@ func (c *sipeClient) write(sa *sipae.SA, method, url, to, callID string, cseq in
 		"User-Agent: Purple/2.14.12 Sipe/1.25.0 (linux-gnu-x86_64; 127.0.0.1)\r\n"+
 		"Call-ID: %s\r\n"+
 		"%s",
-		method, url, c.transport(), c.port, randHex(8), from, fromTag, c.epid, to, toTag, cseq, method, callID, extra)
+		method, url, c.transport(), c.port, via, from, fromTag, c.epid, to, toTag, cseq, method, callID, extra)
 	if sa != nil {
 		parsed, err := sip.ParseMessage([]byte(msg + "Content-Length: 0\r\n\r\n"))
 		require.NoError(c.t, err)
@@ -446,7 +452,7 @@ func (c *sipeClient) signIn(user, domain string) (*sip.Response, string) {
 	c.mu.Unlock()
 	// Signed already: written without a second signature.
 	extra := c.registerHeaders("") + "Authorization: " + authz.String() + "\r\n"
-	c.write(nil, "REGISTER", "sip:"+c.uri.Domain(), string(c.uri), c.regCall, c.cseq, c.regTag, "", extra, "")
+	c.write(nil, true, "REGISTER", "sip:"+c.uri.Domain(), string(c.uri), c.regCall, c.cseq, c.regTag, "", extra, "")
 	return c.response(c.cseq, "REGISTER")
 }
 

@@ -367,7 +367,9 @@ func (s *Server) DeregisterSIP(uri sfb.URI) int {
 	}
 	s.mu.Unlock()
 	for _, n := range notes {
-		s.goSIP(func(ctx context.Context) {
+		s.goSIP(func() {
+			ctx, cancel := s.sipCtx()
+			defer cancel()
 			if _, err := n.sc.do(ctx, n.req); err != nil {
 				n.sc.log.Debug().Err(err).Msg("registration-notify not answered")
 			}
@@ -378,7 +380,7 @@ func (s *Server) DeregisterSIP(uri sfb.URI) int {
 
 // registrationNotify is the NOTIFY ending r's registration (under s.mu).
 func (s *Server) registrationNotify(r *sipReg) *sip.Request {
-	req := s.sipRequest(sip.NOTIFY, r.contact, r.user.uri, sipTag(r.callID), r.user.uri, r.tag, r.callID)
+	req := s.sipRequest(sip.NOTIFY, r.contact, r.user.uri, sipTag(r.callID), r.user.uri, r.tag, r.callID, 1)
 	req.AppendHeader(sip.NewHeader("Event", "registration-notify"))
 	req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;expires=0"))
 	req.AppendHeader(sip.NewHeader("ms-diagnostics-public", `4141;reason="User disabled"`))
@@ -389,7 +391,7 @@ func (s *Server) registrationNotify(r *sipReg) *sip.Request {
 
 // sipRequest builds a request the server sends: to target (a Contact or
 // GRUU), From/To with their tags, in callID (new when empty).
-func (s *Server) sipRequest(method sip.RequestMethod, target string, from sfb.URI, fromTag string, to sfb.URI, toTag, callID string) *sip.Request {
+func (s *Server) sipRequest(method sip.RequestMethod, target string, from sfb.URI, fromTag string, to sfb.URI, toTag, callID string, cseq uint32) *sip.Request {
 	var ruri sip.Uri
 	if err := sip.ParseUri(target, &ruri); err != nil {
 		_ = sip.ParseUri(string(to), &ruri)
@@ -414,7 +416,7 @@ func (s *Server) sipRequest(method sip.RequestMethod, target string, from sfb.UR
 	req.AppendHeader(fh)
 	req.AppendHeader(th)
 	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: method})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
 	req.AppendHeader(&maxFwd)
 	req.AppendHeader(sip.NewHeader("Contact", "<sip:"+s.opts.SIP.FQDN+";transport=tls>"))
 	return req

@@ -483,7 +483,7 @@ func (s *Server) serveInvitations(w http.ResponseWriter, r *http.Request, a *app
 		p := &d.parties[1]
 		p.dropOffer(v)
 		s.closeView(v, "Failure", &reasonDeclined)
-		if len(p.offers) == 0 {
+		if !p.offered() {
 			s.failDialog(d, reasonDeclined)
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -721,7 +721,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, a *app, id 
 	if v.conf != nil {
 		err = s.confSend(v.conf, v.conf.member(v.app.user.uri), v, msg)
 	} else {
-		err = s.deliver(v.d, v.side, msg)
+		err = s.deliver(v.d, v.side, msg, nil)
 	}
 	done := ev("message", href, "", "completed", nil)
 	var de deliveryError
