@@ -388,5 +388,6 @@ func (s *Server) controlHandler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	s.meetingControl(mux)
+	s.sipControl(mux)
 	return mux
 }

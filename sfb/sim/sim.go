@@ -197,7 +197,7 @@ func New(opts Options) (*Server, error) {
 		dialogs:  make(map[pairKey]*dialog),
 		confs:    make(map[string]*conference),
 		watchers: make(map[sfb.URI]map[*presenceSub]struct{}),
-		sip:      sipState{listeners: map[net.Listener]struct{}{}, conns: map[*sipConn]struct{}{}, legs: map[legKey]*sipLeg{}},
+		sip:      sipState{listeners: map[net.Listener]struct{}{}, conns: map[*sipConn]struct{}{}, legs: map[legKey]*sipLeg{}, homes: map[sfb.URI]string{}},
 		meetings: meetState{
 			meetings: map[meetingKey]*meeting{}, calls: map[string]*call{},
 			invs: map[string]*mview{}, convs: map[string]*mview{},

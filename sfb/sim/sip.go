@@ -76,6 +76,9 @@ type sipState struct {
 	// registrations counts live registrations (all users).
 	registrations int
 	faults        sipFaults
+	// homes are the pools users are homed on elsewhere: their REGISTER
+	// is redirected there (301).
+	homes map[sfb.URI]string
 }
 
 type sipFaults struct {
@@ -256,6 +259,12 @@ func (s *Server) sipWorker(sc *sipConn) {
 // handleSIP dispatches one request by method, after the faults and the
 // authentication every request but REGISTER needs.
 func (s *Server) handleSIP(sc *sipConn, req *sip.Request) {
+	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil {
+		if req.Method != sip.ACK {
+			sc.respond(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(s.opts.SIP.FQDN, 1018, "Missing From, To, Call-ID or CSeq"))
+		}
+		return
+	}
 	if !s.applySIPFaults(sc, req) {
 		return
 	}

@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -248,4 +249,67 @@ func TestSIPFaults(t *testing.T) {
 	// Dropping the connection ends the registration.
 	assert.Equal(t, 1, e.sim.DropSIPConnections(alice))
 	require.Eventually(t, func() bool { return e.sim.SIPRegistrations(alice) == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestSIPRedirectToHomePool(t *testing.T) {
+	e := newSIPEnv(t, sim.Options{}, false)
+	require.NoError(t, e.sim.SetSIPHomePool(alice, "pool2.contoso.com:5061"))
+	assert.Error(t, e.sim.SetSIPHomePool(alice, "no port"))
+	c := e.dial(t, alice, "alice-pw")
+	// After the authentication (signed, checked by the reader), as
+	// pidgin-sipe's process_register_response expects it.
+	res, raw := c.signIn("alice", "CONTOSO")
+	require.Equal(t, 301, res.StatusCode, raw)
+	assert.Equal(t, "<sip:pool2.contoso.com:5061;transport=tcp>", hdr(res)("Contact"))
+	assert.Equal(t, 0, e.sim.SIPRegistrations(alice))
+
+	require.NoError(t, e.sim.SetSIPHomePool(alice, ""))
+	c.cseq++
+	c.send("REGISTER", "sip:contoso.com", string(alice), c.regCall, c.cseq, c.regTag, "", c.registerHeaders(""), "")
+	res, raw = c.response(c.cseq, "REGISTER")
+	assert.Equal(t, 200, res.StatusCode, raw)
+}
+
+func TestSIPMalformedRequest(t *testing.T) {
+	e := newSIPEnv(t, sim.Options{}, false)
+	c := e.dial(t, alice, "alice-pw")
+	// No To header: 400, and the connection goes on.
+	_, err := io.WriteString(c.nc, "OPTIONS sip:contoso.com SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKx\r\n"+
+		"From: <sip:alice@contoso.com>;tag=1\r\nCall-ID: m1\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+	require.NoError(t, err)
+	res, raw := c.response(7, "OPTIONS")
+	assert.Equal(t, 400, res.StatusCode, raw)
+	res, raw = c.signIn("alice", "CONTOSO")
+	assert.Equal(t, 200, res.StatusCode, raw)
+}
+
+func TestSIPControlAPI(t *testing.T) {
+	e := newSIPEnv(t, sim.Options{}, false)
+	c := e.signedIn(t, alice, "alice-pw")
+	r := e.do("GET", "/sim/v1/users/alice@contoso.com/sip-registrations", "", "", "")
+	require.Equal(t, 200, r.status)
+	assert.Equal(t, float64(1), r.json(t)["count"])
+	r = e.do("GET", "/sim/v1/sip-registrations", "", "", "")
+	assert.Equal(t, float64(1), r.json(t)["count"])
+
+	r = e.do("POST", "/sim/v1/faults/sip-fail-requests", "", "application/json", `{"count":1,"status":503,"retry_after_seconds":9}`)
+	require.Equal(t, 204, r.status, string(r.body))
+	c.send("OPTIONS", "sip:contoso.com", "sip:contoso.com", "o1", 1, "t1", "", "", "")
+	res, raw := c.response(1, "OPTIONS")
+	assert.Equal(t, 503, res.StatusCode, raw)
+	assert.Equal(t, "9", hdr(res)("Retry-After"))
+	assert.Equal(t, 400, e.do("POST", "/sim/v1/faults/sip-fail-requests", "", "application/json", `{"count":1,"status":200}`).status)
+
+	r = e.do("PUT", "/sim/v1/users/bob@contoso.com/sip-home-pool", "", "application/json", `{"pool":"pool2.contoso.com:5061"}`)
+	assert.Equal(t, 204, r.status, string(r.body))
+
+	r = e.do("POST", "/sim/v1/faults/sip-deregister", "", "application/json", `{"user":"sip:alice@contoso.com"}`)
+	require.Equal(t, 200, r.status)
+	assert.Equal(t, float64(1), r.json(t)["registrations"])
+	req, _ := c.request("NOTIFY")
+	c.respond(req, 200, "OK", "", "", "")
+
+	r = e.do("POST", "/sim/v1/faults/sip-drop-connections", "", "application/json", `{"user":"sip:alice@contoso.com"}`)
+	require.Equal(t, 200, r.status)
+	assert.Equal(t, float64(0), r.json(t)["connections"], "alice has no registration left")
 }

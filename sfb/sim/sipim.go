@@ -392,7 +392,9 @@ func (s *Server) sipInviteAnswered(l *sipLeg, res *sip.Response, err error) {
 		err = errors.New("response to another request")
 	}
 	if err == nil && res.StatusCode/100 == 2 {
-		l.tag, _ = res.To().Params.Get("tag")
+		if to := res.To(); to != nil {
+			l.tag, _ = to.Params.Get("tag")
+		}
 		if sdp, err := im.ParseSDP(res.Body()); err == nil {
 			l.accept = sdp.AcceptTypes
 		}

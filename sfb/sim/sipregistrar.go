@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -242,6 +243,16 @@ func (s *Server) sipBind(sc *sipConn, req *sip.Request, u *user) {
 		s.mu.Unlock()
 		return
 	}
+	if home := s.sip.homes[u.uri]; home != "" && expires > 0 {
+		s.mu.Unlock()
+		// The user is homed on another pool: SfB redirects the
+		// (authenticated) REGISTER there, and pidgin-sipe follows the
+		// Contact's host, port and transport.
+		sc.respond(req, sip.StatusMovedPermanently, "Redirect request to Home Server", nil,
+			sip.NewHeader("Contact", "<sip:"+home+";transport="+strings.ToLower(sc.c.Transport())+">"),
+			sip.NewHeader("Expires", "0"))
+		return
+	}
 	st := u.state()
 	var r *sipReg
 	for _, x := range st.sipRegs {
@@ -340,6 +351,27 @@ func (s *Server) SIPRegistrations(uri sfb.URI) int {
 		return len(u.st.sipRegs)
 	}
 	return 0
+}
+
+// SetSIPHomePool homes uri on another pool (host:port): its REGISTERs are
+// answered 301 with that pool, after the authentication. Empty homes it
+// here again.
+func (s *Server) SetSIPHomePool(uri sfb.URI, pool string) error {
+	uri = canonical(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users[uri] == nil {
+		return fmt.Errorf("home %s on %q: %w", uri, pool, sfb.ErrNotFound)
+	}
+	if pool == "" {
+		delete(s.sip.homes, uri)
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(pool); err != nil || strings.ContainsAny(pool, "<>;\" \r\n") {
+		return fmt.Errorf("home %s on %q: want host:port", uri, pool)
+	}
+	s.sip.homes[uri] = pool
+	return nil
 }
 
 // DeregisterSIP ends every SIP registration of uri as SfB does when an
