@@ -49,7 +49,7 @@ type sipEnv struct {
 
 // newSIPEnv serves SIP over plain TCP on loopback, or over TLS with
 // trusted applications when withTLS.
-func newSIPEnv(t *testing.T, opts sim.Options, withTLS bool) *sipEnv {
+func newSIPEnv(t testing.TB, opts sim.Options, withTLS bool) *sipEnv {
 	t.Helper()
 	if opts.SIP.FQDN == "" {
 		opts.SIP.FQDN = fe
@@ -83,7 +83,7 @@ type testCA struct {
 	pool *x509.CertPool
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{
@@ -101,7 +101,7 @@ func newTestCA(t *testing.T) *testCA {
 }
 
 // issue makes a certificate for name, good for servers and clients.
-func (ca *testCA) issue(t *testing.T, name string) tls.Certificate {
+func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
@@ -119,7 +119,7 @@ func (ca *testCA) issue(t *testing.T, name string) tls.Certificate {
 
 // sipeClient is one pidgin-sipe-like connection.
 type sipeClient struct {
-	t        *testing.T
+	t        testing.TB
 	nc       net.Conn
 	uri      sfb.URI
 	password string
@@ -133,6 +133,8 @@ type sipeClient struct {
 	auth     *sipae.Params // the server's challenge, for signed requests
 	// trusted: a trusted application's connection, nothing signed.
 	trusted bool
+	// discard drops what arrives unread (benchmarks).
+	discard bool
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -145,7 +147,7 @@ type received struct {
 	msg sip.Message
 }
 
-func (e *sipEnv) dial(t *testing.T, uri sfb.URI, password string) *sipeClient {
+func (e *sipEnv) dial(t testing.TB, uri sfb.URI, password string) *sipeClient {
 	t.Helper()
 	nc, err := net.Dial("tcp", e.addr)
 	require.NoError(t, err)
@@ -153,7 +155,7 @@ func (e *sipEnv) dial(t *testing.T, uri sfb.URI, password string) *sipeClient {
 }
 
 // dialTrusted connects over mutual TLS with a certificate for name.
-func (e *sipEnv) dialTrusted(t *testing.T, name string) *sipeClient {
+func (e *sipEnv) dialTrusted(t testing.TB, name string) *sipeClient {
 	t.Helper()
 	cert := e.ca.issue(t, name)
 	nc, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: e.roots, ServerName: fe, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
@@ -163,7 +165,7 @@ func (e *sipEnv) dialTrusted(t *testing.T, name string) *sipeClient {
 	return c
 }
 
-func newSipeClient(t *testing.T, nc net.Conn, uri sfb.URI, password string) *sipeClient {
+func newSipeClient(t testing.TB, nc net.Conn, uri sfb.URI, password string) *sipeClient {
 	c := &sipeClient{
 		t: t, nc: nc, uri: uri, password: password,
 		epid: randHex(5), uuid: strings.ToUpper(randUUID()), regTag: randHex(5), regCall: randHex(16),
@@ -217,6 +219,12 @@ func (c *sipeClient) read() {
 			return
 		}
 		raw := head.String() + "\r\n" + string(body)
+		c.mu.Lock()
+		discard := c.discard
+		c.mu.Unlock()
+		if discard {
+			continue
+		}
 		msg, err := sip.ParseMessage([]byte(raw))
 		if err != nil {
 			c.fail(fmt.Errorf("parse %q: %w", raw, err))
