@@ -490,7 +490,7 @@ func gruuOpaque(instance string) string {
 // value (`+sip.instance="<urn:uuid:...>"`).
 func sipInstance(contact string) string {
 	const key = `+sip.instance="<urn:uuid:`
-	i := strings.Index(strings.ToLower(contact), strings.ToLower(key))
+	i := strings.Index(asciiLower(contact), key)
 	if i < 0 {
 		return ""
 	}
@@ -500,6 +500,18 @@ func sipInstance(contact string) string {
 		return ""
 	}
 	return strings.ToUpper(rest[:end])
+}
+
+// asciiLower lower-cases ASCII letters only, keeping every byte where it
+// was (strings.ToLower may change the length of invalid UTF-8).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // sipContactAddress is the address inside a Contact value's angle
