@@ -408,7 +408,7 @@ func (e deliveryError) Unwrap() error { return sfb.ErrDeliveryFailed }
 // deliver carries a message of side fromSide to the other side. done, when
 // not nil, learns the outcome of a delivery to a SIP endpoint, which
 // completes later (deliver itself returns nil then), and is called at once
-// for any other.
+// for any other delivery that did not fail.
 func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message, done func(error)) error {
 	d.lastActivity = s.now()
 	if !d.parties[fromSide].typingUntil.IsZero() {
@@ -423,8 +423,18 @@ func (s *Server) deliver(d *dialog, fromSide int, msg sfb.Message, done func(err
 		s.emitIncoming(v, msg)
 	}
 	if l := d.parties[to].sip; l != nil {
-		s.sipSendMessage(l, msg, done)
-	} else if done != nil {
+		// Received once the endpoint took it.
+		s.sipSendMessage(l, msg, func(err error) {
+			if err == nil {
+				s.record(d, fromSide, msg)
+			}
+			if done != nil {
+				done(err)
+			}
+		})
+		return nil
+	}
+	if done != nil {
 		done(nil)
 	}
 	s.record(d, fromSide, msg)

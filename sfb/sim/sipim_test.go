@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf16"
 
 	"github.com/emiago/sipgo/sip"
@@ -203,7 +204,11 @@ func TestSIPIMWithNativeUser(t *testing.T) {
 	tag, _ := msg.To().Params.Get("tag")
 	assert.Equal(t, ourTag, tag)
 	c.respond(msg, 200, "OK", "", "", "")
-	assert.Equal(t, "bob@contoso.com: Are you there?", deliveredTo(e, alice)[len(deliveredTo(e, alice))-1])
+	// Received once the endpoint answered.
+	require.Eventually(t, func() bool {
+		got := deliveredTo(e, alice)
+		return len(got) == 2 && got[1] == "bob@contoso.com: Are you there?"
+	}, 5*time.Second, 5*time.Millisecond, "%q", deliveredTo(e, alice))
 }
 
 // TestSIPIMWithUCWAUser: a pidgin-sipe user and a UCWA application chat.
@@ -247,6 +252,7 @@ func TestSIPIMWithUCWAUser(t *testing.T) {
 	req, raw := c.request("MESSAGE")
 	assert.Contains(t, string(req.Body()), "<p>Hi <b>SIP</b></p>", raw)
 	c.respond(req, 200, "OK", "", "", "")
+	require.Eventually(t, func() bool { return len(deliveredTo(e, alice)) == 1 }, 5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, "bob@contoso.com: Hi SIP", deliveredTo(e, alice)[0])
 
 	// bob ends the conversation: BYE to alice.
