@@ -43,7 +43,8 @@ type SIPOptions struct {
 	// announces; default 300s as in MS-SIPREGE's examples.
 	KeepAliveTimeout time.Duration
 	// QueueLength bounds the requests waiting to be handled per
-	// connection; the connection's reader waits beyond. Default 1024.
+	// connection; the connection's reader waits beyond. Default 64 (it is
+	// allocated with every connection, and per-user mode has one per user).
 	QueueLength int
 }
 
@@ -58,7 +59,7 @@ func (o *SIPOptions) setDefaults() {
 		o.KeepAliveTimeout = 300 * time.Second
 	}
 	if o.QueueLength <= 0 {
-		o.QueueLength = 1024
+		o.QueueLength = 64
 	}
 }
 
