@@ -52,10 +52,11 @@ type sipLeg struct {
 	// firstDone: the endpoint took the first message from the INVITE's
 	// Ms-Text-Format (its 200 says Supported: ms-text-format).
 	firstDone bool
-	// outbox holds what waits to be sent to the endpoint, in order; one
-	// goroutine sends while sending.
-	outbox  []sipOut
-	sending bool
+	// requests holds the server's requests to the endpoint (and the 200
+	// that must precede them), sent one transaction after the other;
+	// replies the answers to the endpoint's requests, which do not wait
+	// behind them.
+	requests, replies sipQueue
 	// gone: the endpoint left (BYE, CANCEL, unregistered, connection
 	// lost); nothing more is sent to it.
 	gone bool
@@ -64,10 +65,20 @@ type sipLeg struct {
 // sipOut is a response, or a request whose outcome goes to done.
 type sipOut struct {
 	resp *sip.Response
-	req  *sip.Request
+	// inOrder: the response goes with the requests (the 200 to an INVITE,
+	// before anything sent in the dialog).
+	inOrder bool
+	req     *sip.Request
 	// ack is sent without waiting for anything.
 	ack  bool
 	done func(*sip.Response, error)
+}
+
+// sipQueue is what waits to be sent to an endpoint, in order; one
+// goroutine sends while sending.
+type sipQueue struct {
+	items   []sipOut
+	sending bool
 }
 
 type legKey struct{ callID, tag string }
@@ -104,7 +115,8 @@ func (s *Server) serveSIPIM(sc *sipConn, req *sip.Request, from *user) {
 			sc.respond(req, sip.StatusCallTransactionDoesNotExists, sipReason(481), nil)
 			return
 		}
-		sc.respond(req, sip.StatusOK, "OK", nil)
+		// Queued: the 200 goes before the INVITE's 487.
+		s.sipPush(l, sipOut{resp: sipResponse(req, sip.StatusOK, "OK", nil)})
 		s.endDialog(l.d, reasonCanceled, nil)
 		s.mu.Unlock()
 	case req.Method == sip.BYE:
@@ -161,19 +173,19 @@ func (s *Server) sipInvite(sc *sipConn, req *sip.Request, from *user, callID, fr
 	threadID := sipHeader(req)(im.HeaderConversationID)
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	target := s.users[to]
-	if target == nil {
-		sc.respond(req, sip.StatusNotFound, sipReason(404), nil, sipDiagnostics(fqdn, 4005, "Destination URI either not enabled for SIP or does not exist"))
+	_, live := s.sip.conns[sc]
+	if target == nil || target == from || !live {
+		s.mu.Unlock()
+		switch {
+		case target == nil:
+			sc.respond(req, sip.StatusNotFound, sipReason(404), nil, sipDiagnostics(fqdn, 4005, "Destination URI either not enabled for SIP or does not exist"))
+		case target == from:
+			sc.respond(req, sip.StatusNotAcceptableHere, sipReason(488), nil, sipDiagnostics(fqdn, 1018, "An IM session with oneself is not supported"))
+		}
 		return
 	}
-	if target == from {
-		sc.respond(req, sip.StatusNotAcceptableHere, sipReason(488), nil, sipDiagnostics(fqdn, 1018, "An IM session with oneself is not supported"))
-		return
-	}
-	if _, live := s.sip.conns[sc]; !live {
-		return
-	}
+	defer s.mu.Unlock()
 	d := s.newDialog(from, target, sipHeader(req)("Subject"), threadID)
 	d.first = first
 	l := &sipLeg{
@@ -447,7 +459,7 @@ func (s *Server) sipConnected(d *dialog, side int) {
 			sip.NewHeader("Content-Type", im.TypeSDP))
 		resp.To().Params.Add("tag", l.peerTag)
 		l.invite = nil
-		s.sipPush(l, sipOut{resp: resp})
+		s.sipPush(l, sipOut{resp: resp, inOrder: true})
 	}
 	if side == 1 && d.first != nil && !l.firstDone {
 		s.sipSendMessage(l, *d.first, nil)
@@ -467,8 +479,8 @@ func (s *Server) sipCancelOffers(d *dialog, keep *sipLeg, why string) {
 }
 
 // sipCancel sends CANCEL for the server's INVITE to l (under s.mu). It is
-// sent at once, not after what waits in the outbox: the INVITE is still
-// waiting for its final response.
+// sent at once, not queued: the INVITE is still waiting for its final
+// response.
 func (s *Server) sipCancel(l *sipLeg, why string) {
 	l.gone = true
 	delete(l.conn.legs, l)
@@ -616,27 +628,31 @@ func (s *Server) sipLegRequest(l *sipLeg, method sip.RequestMethod, cseq uint32)
 	return req
 }
 
-// sipPush queues out for l's endpoint (under s.mu); one goroutine per leg
+// sipPush queues out for l's endpoint (under s.mu); a goroutine per queue
 // sends what is queued, in order.
 func (s *Server) sipPush(l *sipLeg, out sipOut) {
-	l.outbox = append(l.outbox, out)
-	if l.sending {
+	q := &l.requests
+	if out.resp != nil && !out.inOrder {
+		q = &l.replies
+	}
+	q.items = append(q.items, out)
+	if q.sending {
 		return
 	}
-	l.sending = true
-	s.goSIP(func() { s.sipDrain(l) })
+	q.sending = true
+	s.goSIP(func() { s.sipDrain(l, q) })
 }
 
-func (s *Server) sipDrain(l *sipLeg) {
+func (s *Server) sipDrain(l *sipLeg, q *sipQueue) {
 	for {
 		s.mu.Lock()
-		if len(l.outbox) == 0 || s.ctx.Err() != nil {
-			l.outbox, l.sending = nil, false
+		if len(q.items) == 0 || s.ctx.Err() != nil {
+			q.items, q.sending = nil, false
 			s.mu.Unlock()
 			return
 		}
-		out := l.outbox[0]
-		l.outbox = l.outbox[1:]
+		out := q.items[0]
+		q.items = q.items[1:]
 		s.mu.Unlock()
 		sc := l.conn
 		switch {

@@ -174,6 +174,9 @@ func TestSIPIMWithNativeUser(t *testing.T) {
 	// pidgin-sipe accepts multipart/alternative (its SDP says so).
 	assert.True(t, strings.HasPrefix(hdr(req)("Content-Type"), "multipart/alternative;"), raw)
 	assert.Contains(t, string(req.Body()), "<b>Hi</b> Alice")
+	// alice's own MESSAGE is answered while the server's waits for her
+	// answer: the two directions do not queue behind each other.
+	require.Equal(t, 200, c.message(dlg, "crossing").StatusCode)
 	c.respond(req, 200, "OK", "", "", "")
 
 	require.NoError(t, e.sim.SetTyping(ctx, bob, alice, true))
