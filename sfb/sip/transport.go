@@ -67,6 +67,9 @@ type Timings struct {
 	// handshake: MS-SIPAE 3.2.2, at most eight hours less a buffer of at
 	// least five minutes.
 	SALifetime time.Duration
+	// IMIdle is how long an IM dialog may stay unused before it is
+	// closed with a BYE; zero means im.go's default.
+	IMIdle time.Duration
 }
 
 // DefaultTimings are the production values.
