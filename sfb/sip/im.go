@@ -307,9 +307,21 @@ func (s *Session) message(ctx context.Context, c *conversation, d *Dialog, msg s
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", ct.String()))
 	req.SetBody(body)
 	if _, err := s.do(ctx, "send message", req); err != nil {
+		if ct.Type != im.TypePlain && refusedType(err) {
+			// A peer that refuses the formatted form gets the text, as
+			// the UCWA transport does.
+			s.log.Info().Err(err).Str("peer", string(c.peer)).Msg("Formatted message refused: sending it as plain text")
+			return s.message(ctx, c, d, msg, []string{im.TypePlain})
+		}
 		return sfb.SentMessage{}, deliveryError(c.peer, err)
 	}
 	return sfb.SentMessage{ID: messageID(d.CallID, cseq, "MESSAGE", ""), Time: time.Now()}, nil
+}
+
+// refusedType reports whether a request failed for its body's type.
+func refusedType(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && (e.Status == 415 || e.Status == 488)
 }
 
 // deliveryError says why the server did not deliver a message: a SIP
@@ -434,6 +446,44 @@ func (s *Session) closeIdle(c *conversation, d *Dialog) {
 	if dropped {
 		s.emit(sfb.ConversationEnded{Conversation: s.conversationOf(c)})
 	}
+}
+
+// closeIM ends every IM dialog of a session that signs out, with a BYE
+// each as pidgin-sipe's sipe_session_close, so that peers see the user
+// leave rather than a conversation that fails later.
+func (s *Session) closeIM(ctx context.Context) {
+	type ended struct {
+		c *conversation
+		d *Dialog
+	}
+	var all []ended
+	s.im.mu.Lock()
+	for _, c := range s.im.convs {
+		if d := c.dialog; d != nil && c.established {
+			all = append(all, ended{c, d})
+		}
+		if c.idle != nil {
+			c.idle.Stop()
+			c.idle = nil
+		}
+	}
+	s.im.convs = nil
+	s.im.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range all {
+		wg.Go(func() {
+			s.im.mu.Lock()
+			req, err := s.request(e.d, sipmsg.BYE)
+			s.im.mu.Unlock()
+			if err == nil {
+				_, err = s.do(ctx, "end conversation", req)
+			}
+			if err != nil {
+				s.log.Debug().Err(err).Str("peer", string(e.c.peer)).Msg("BYE at sign-out failed")
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // handleIM handles the server's INVITE, MESSAGE, INFO, BYE, ACK and CANCEL

@@ -632,3 +632,34 @@ func TestSendMessageRefusesEmpty(t *testing.T) {
 	assert.True(t, errors.Is(err, sfb.ErrNotFound))
 	p.nothing()
 }
+
+// A peer that refuses the formatted form of a message gets its text.
+func TestFormattedMessageRefusedGoesAsText(t *testing.T) {
+	p := newIMPeer(t, nil)
+	establish(t, p)
+	done := p.sendAsync(sfb.Message{Text: "bold", HTML: "<b>bold</b>"})
+	m := p.expect(sipmsg.MESSAGE)
+	assert.True(t, strings.HasPrefix(header(m, "Content-Type"), "multipart/alternative"))
+	p.respond(m, 415, "Unsupported Media Type", nil)
+	m = p.expect(sipmsg.MESSAGE)
+	assert.Equal(t, "text/plain; charset=UTF-8", header(m, "Content-Type"))
+	assert.Equal(t, "bold", string(m.Body()))
+	p.respond(m, 200, "OK", nil)
+	require.NoError(t, wait(t, done).err)
+}
+
+// Signing out says goodbye in every conversation.
+func TestCloseEndsConversations(t *testing.T) {
+	p := newIMPeer(t, nil)
+	inv := establish(t, p)
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closed <- p.session.Close(ctx)
+	}()
+	bye := p.expect(sipmsg.BYE)
+	assert.Equal(t, inv.CallID().Value(), bye.CallID().Value())
+	p.respond(bye, 200, "OK", nil)
+	require.NoError(t, <-closed)
+}

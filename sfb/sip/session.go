@@ -259,6 +259,7 @@ func (s *Session) Close(ctx context.Context) error {
 	if !s.stop(ctx) {
 		return nil
 	}
+	s.closeIM(ctx)
 	return s.deregister(ctx)
 }
 
