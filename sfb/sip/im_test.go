@@ -32,7 +32,6 @@ type imPeer struct {
 	reqs    chan *sipmsg.Request
 	events  chan sfb.Event
 	session *Session
-	cseq    atomic.Uint32
 }
 
 const (
