@@ -363,6 +363,20 @@ func TestSDP(t *testing.T) {
 		assert.True(t, IsMessageType(typ) || IsTypingType(typ), "we advertise %s, which we read", typ)
 	}
 
+	// MS-SDP 3.1.5.3's examples: RTC 1.2's (x-ms-message, null) and RTC
+	// 1.3's (message, the peer's URI), neither with accept-types.
+	for _, tc := range []struct{ body, media, format string }{
+		{"v=0\r\no=- 0 0 IN IP4 172.27.174.212\r\ns=session\r\nc=IN IP4 172.27.174.212\r\nt=0 0\r\nm=x-ms-message 5060 sip null\r\n", MediaLegacyMessage, "null"},
+		{"v=0\r\no=- 0 0 IN IP4 157.56.66.71\r\ns=session\r\nc=IN IP4 157.56.66.71\r\nt=0 0\r\nm=message 5060 sip sip:peer@tradewind.com\r\n", MediaMessage, "sip:peer@tradewind.com"},
+	} {
+		s, err := ParseSDP([]byte(tc.body))
+		require.NoError(t, err)
+		assert.Equal(t, tc.media, s.Media)
+		assert.Equal(t, tc.format, s.Format)
+		assert.Equal(t, 5060, s.Port)
+		assert.Nil(t, s.AcceptTypes, "unknown: the sender assumes text and HTML")
+	}
+
 	// accept-types at session level, before m=.
 	s, err = ParseSDP([]byte("v=0\r\na=accept-types:text/plain text/html\r\nm=message 5060 sip null\r\n"))
 	require.NoError(t, err)
