@@ -233,11 +233,11 @@ func (s *Session) invite(ctx context.Context, c *conversation, msg sfb.Message) 
 	if err == nil {
 		s.setDialogLocked(c, d)
 	}
+	inviteCSeq := d.LocalCSeq
 	s.im.mu.Unlock()
 	if err != nil {
 		return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", c.peer, err)
 	}
-	inviteCSeq := d.LocalCSeq
 	req.AppendHeader(sipmsg.NewHeader("Supported", "ms-sender"))
 	req.AppendHeader(sipmsg.NewHeader("Supported", "ms-text-format"))
 	req.AppendHeader(sipmsg.NewHeader(im.HeaderTextFormat, tf.String()))
@@ -298,12 +298,12 @@ func (s *Session) message(ctx context.Context, c *conversation, d *Dialog, msg s
 	}
 	s.im.mu.Lock()
 	req, err := s.request(d, sipmsg.MESSAGE)
+	cseq := d.LocalCSeq
 	s.touchLocked(c)
 	s.im.mu.Unlock()
 	if err != nil {
 		return sfb.SentMessage{}, fmt.Errorf("send message to %s: %w", c.peer, err)
 	}
-	cseq := d.LocalCSeq
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", ct.String()))
 	req.SetBody(body)
 	if _, err := s.do(ctx, "send message", req); err != nil {
@@ -627,7 +627,7 @@ func (s *Session) handleInvite(ctx context.Context, peer sfb.URI, req *sipmsg.Re
 	c := s.conv(peer)
 	defer s.done(c)
 	s.im.mu.Lock()
-	old := c.dialog
+	old, oldEstablished := c.dialog, c.established
 	s.setDialogLocked(c, d)
 	c.established, c.accept = true, sdp.AcceptTypes
 	if id := headerValue(req, im.HeaderConversationID); id != "" {
@@ -638,9 +638,10 @@ func (s *Session) handleInvite(ctx context.Context, peer sfb.URI, req *sipmsg.Re
 	}
 	conv := sfb.Conversation{ThreadID: c.id, Peer: c.peer, Subject: c.subject}
 	s.im.mu.Unlock()
-	if old != nil && old.CallID != d.CallID {
+	if old != nil && oldEstablished && old.CallID != d.CallID {
 		// The peer started over (sipe_im_cancel_dangling): the old
-		// dialog is closed.
+		// dialog is closed. An INVITE of ours still unanswered closes
+		// its dialog itself once answered (invite).
 		go s.bye(c, old)
 	}
 	headers := []sipmsg.Header{sipmsg.NewHeader("Content-Type", im.TypeSDP)}

@@ -662,3 +662,42 @@ func TestCloseEndsConversations(t *testing.T) {
 	p.respond(bye, 200, "OK", nil)
 	require.NoError(t, <-closed)
 }
+
+// Both invite at once: bob's dialog carries the conversation on, alice's
+// is closed once her INVITE was answered.
+func TestInvitesCrossing(t *testing.T) {
+	p := newIMPeer(t, nil)
+	done := p.sendAsync(sfb.Message{Text: "from alice"})
+	ours := p.expect(sipmsg.INVITE)
+
+	res := p.send(p.bobInvite("call-bob", "text/plain; charset=UTF-8;ms-body=ZnJvbSBib2I="))
+	require.Equal(t, 200, res.StatusCode)
+	toTag, _ := res.To().Params.Get("tag")
+	assert.Equal(t, "from bob", p.event().(sfb.MessageReceived).Message.Text)
+
+	body, hdrs := bobOK(true)
+	p.respond(ours, 200, "OK", body, hdrs...)
+	var ack, bye *sipmsg.Request
+	for ack == nil || bye == nil {
+		switch req := p.next(); req.Method {
+		case sipmsg.ACK:
+			ack = req
+		case sipmsg.BYE:
+			bye = req
+			p.respond(bye, 200, "OK", nil)
+		default:
+			t.Fatalf("unexpected %s", req.Method)
+		}
+	}
+	assert.Equal(t, ours.CallID().Value(), ack.CallID().Value())
+	assert.Equal(t, ours.CallID().Value(), bye.CallID().Value())
+	require.NoError(t, wait(t, done).err)
+
+	done = p.sendAsync(sfb.Message{Text: "next"})
+	m := p.expect(sipmsg.MESSAGE)
+	assert.Equal(t, "call-bob", m.CallID().Value())
+	tag, _ := m.From().Params.Get("tag")
+	assert.Equal(t, toTag, tag)
+	p.respond(m, 200, "OK", nil)
+	require.NoError(t, wait(t, done).err)
+}
