@@ -76,6 +76,23 @@ func TestParseMsgrClients(t *testing.T) {
 	assert.Equal(t, `<span style="color:#000080"><b><i>a &lt; b<br>c</i></b></span>`, f.HTML("a < b\nc"))
 }
 
+// X-MMS-IM-Format as Messenger-era clients wrote it, which Communicator
+// and Lync kept: a font name with a trailing escaped blank, six-digit
+// black, effects alone.
+func TestParseFormatVariants(t *testing.T) {
+	f, err := ParseFormat("FN=Microsoft%20YaHei%20; EF=; CO=0; CS=1; PF=0")
+	require.NoError(t, err)
+	assert.Equal(t, Format{Font: "Microsoft YaHei ", Color: "0", Charset: "1", PitchFamily: "0"}, f)
+	f, err = ParseFormat("FN=Arial; EF=I; CO=000000; CS=0; PF=22")
+	require.NoError(t, err)
+	assert.Empty(t, f.RGB(), "000000 is the default black")
+	assert.Equal(t, "<i>x</i>", f.HTML("x"))
+	for _, bad := range []string{"FN", "EF=X", "CO=12345678", "CO=zz", "FN=%zz"} {
+		_, err := ParseFormat(bad)
+		assert.ErrorIs(t, err, ErrMalformed, bad)
+	}
+}
+
 func TestDecodeMessagePlainWithMsgr(t *testing.T) {
 	// pidgin-sipe's MESSAGE: "Content-Type: text/plain; charset=UTF-8;msgr=..."
 	msg, err := DecodeMessage("text/plain; charset=UTF-8;msgr="+boldItalicNavyMsgr, []byte("bold\r\nline"))
