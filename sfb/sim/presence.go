@@ -194,6 +194,7 @@ func (s *Server) changePresence(u *user, p Presence) {
 	if old.Note != p.Note || old.OutOfOffice != p.OutOfOffice {
 		s.notifyWatchers(u.uri, "contactNote", "/note")
 	}
+	s.sipPresenceChanged(u, old, p)
 }
 
 // PresenceChanges is how many presence changes the server made so far
@@ -359,6 +360,7 @@ func (s *Server) SetContacts(uri sfb.URI, groups []ContactGroup) error {
 			}
 		}
 	}
+	s.sipContactsChanged(u)
 	return nil
 }
 
@@ -375,6 +377,7 @@ func contactSet(groups []ContactGroup) map[sfb.URI]struct{} {
 // sweepPresence expires subscriptions (with the warning event before) and
 // lowers the availability of UCWA users who stopped reporting activity.
 func (s *Server) sweepPresence(now time.Time) {
+	s.sweepSIPSubscriptions(now)
 	for _, a := range s.apps {
 		for _, sub := range a.subs {
 			switch {

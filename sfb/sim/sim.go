@@ -77,6 +77,12 @@ type Options struct {
 	// error, not the numbers: defaults 64 and 1000.
 	MaxPresenceSubscriptions int
 	MaxSubscribedPeople      int
+	// MaxCategorySubscriptions is how many category subscriptions (people
+	// × categories) a user's SIP endpoints may hold together; a batched
+	// SUBSCRIBE beyond it gets the rest terminated with quotaExceeded.
+	// Default 1000, the default of SfB's presence policy (250 people at the
+	// 4 categories pidgin-sipe asks for).
+	MaxCategorySubscriptions int
 	// IdleTimeout and AwayTimeout lower what a UCWA application published
 	// (Online, Busy) to IdleOnline/IdleBusy, then Away, when it reports no
 	// activity for that long (reportMyActivity_ref.md: "at least once every
@@ -114,7 +120,7 @@ func (o *Options) setDefaults() {
 	for _, n := range []struct {
 		v   *int
 		def int
-	}{{&o.ReceivedLimit, 1000}, {&o.MaxPresenceSubscriptions, 64}, {&o.MaxSubscribedPeople, 1000}, {&o.MaxBatchRequests, 100}} {
+	}{{&o.ReceivedLimit, 1000}, {&o.MaxPresenceSubscriptions, 64}, {&o.MaxSubscribedPeople, 1000}, {&o.MaxBatchRequests, 100}, {&o.MaxCategorySubscriptions, 1000}} {
 		if *n.v <= 0 {
 			*n.v = n.def
 		}
@@ -150,7 +156,9 @@ type Server struct {
 	faults faults
 	seq    uint64
 	// watchers indexes presence subscriptions by the person they watch.
-	watchers        map[sfb.URI]map[*presenceSub]struct{}
+	watchers map[sfb.URI]map[*presenceSub]struct{}
+	// sipPres is presence over SIP (sippresence*.go).
+	sipPres         sipPresenceState
 	presenceChanges int64
 	closed          bool
 	// meetings holds online meetings and calls (meeting.go, call.go).

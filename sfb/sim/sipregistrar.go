@@ -325,6 +325,7 @@ func (s *Server) removeRegistration(r *sipReg) {
 	}
 	delete(r.conn.regs, r)
 	s.sipEndpointGone(r)
+	s.sipPresenceGone(r)
 }
 
 // sweepSIP expires registrations that were not refreshed.
