@@ -361,3 +361,12 @@ func (s *Server) drain(ep *sipPresenceEP) {
 		}
 	}
 }
+
+// SIPPresenceWatchers is how many SIP presence subscriptions watch uri
+// (for tests and the bench, beside Subscribers for UCWA).
+func (s *Server) SIPPresenceWatchers(uri sfb.URI) int {
+	uri = canonical(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sipPres.watchers[uri])
+}

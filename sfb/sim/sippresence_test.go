@@ -547,12 +547,12 @@ func TestSIPPresenceSubscriptionLifecycle(t *testing.T) {
 	require.Equal(t, 200, a.status)
 	clk.Advance(1000 * time.Second)
 	s.Sweep()
-	assert.Equal(t, 1, s.sipWatcherCount("sip:bob@contoso.com"), "the refresh moved the expiry")
+	assert.Equal(t, 1, s.SIPPresenceWatchers("sip:bob@contoso.com"), "the refresh moved the expiry")
 
 	// Not refreshed: it ends with a NOTIFY saying so.
 	clk.Advance(300 * time.Second)
 	s.Sweep()
-	assert.Equal(t, 0, s.sipWatcherCount("sip:bob@contoso.com"))
+	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 	r := peer.waitFor(t, func(r *sip.Request) bool { return r.Method == sip.NOTIFY })
 	assert.Equal(t, "terminated;reason=timeout", r.GetHeader("subscription-state").Value())
 
@@ -570,14 +570,14 @@ func TestSIPPresenceUnsubscribeAndEndpointDown(t *testing.T) {
 	a := s.sipSubscribe(ep, pidginSubscribe(t, "call-u", tag, "Expires: 0\n", ""))
 	require.Equal(t, 200, a.status)
 	assert.Equal(t, "terminated;expires=0", headerValue(a.headers, "subscription-state"))
-	assert.Equal(t, 0, s.sipWatcherCount("sip:bob@contoso.com"))
+	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 
 	require.Equal(t, 200, s.sipSubscribe(ep, pidginSubscribe(t, "call-u2", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
-	assert.Equal(t, 1, s.sipWatcherCount("sip:bob@contoso.com"))
+	assert.Equal(t, 1, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 	s.mu.Lock()
 	s.sipEndpointDown(ep)
 	s.mu.Unlock()
-	assert.Equal(t, 0, s.sipWatcherCount("sip:bob@contoso.com"), "an endpoint's subscriptions end with it")
+	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"), "an endpoint's subscriptions end with it")
 	s.mu.Lock()
 	assert.Zero(t, s.sipPres.users["sip:alice@contoso.com"].categorySubs)
 	assert.Zero(t, s.sipPres.expiry.Len())
@@ -595,13 +595,7 @@ func TestSIPPresenceNotify481EndsSubscription(t *testing.T) {
 	peer.status = 481
 	peer.mu.Unlock()
 	a.after()
-	require.Eventually(t, func() bool { return s.sipWatcherCount("sip:bob@contoso.com") == 0 }, 5*time.Second, time.Millisecond)
-}
-
-func (s *Server) sipWatcherCount(uri sfb.URI) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.sipPres.watchers[uri])
+	require.Eventually(t, func() bool { return s.SIPPresenceWatchers("sip:bob@contoso.com") == 0 }, 5*time.Second, time.Millisecond)
 }
 
 // pidginSelfSubscribe is pidgin-sipe's sipe_subscribe_self for event.
@@ -702,5 +696,5 @@ func TestSIPPresenceSubscribeRefusals(t *testing.T) {
 	a := s.sipSubscribe(ep, unknown)
 	assert.Equal(t, 489, a.status)
 	assert.Equal(t, sipAllowEvents, headerValue(a.headers, "Allow-Events"))
-	assert.Equal(t, 0, s.sipWatcherCount("sip:bob@contoso.com"))
+	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 }
