@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"mime"
 	"net"
@@ -215,26 +216,24 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 			return sipError(481, "Call Leg/Transaction Does Not Exist", "")
 		}
 	}
-	if hasExpires && expires == 0 {
-		// An unsubscription, or a one-off query (pidgin-sipe's
-		// provisioning): answered with the state as it is, no dialog kept.
-		if sub != nil {
-			s.endSub(sub)
-			return sipAnswer{status: 200, reason: "OK", headers: []sip.Header{
-				sip.NewHeader("Event", event), sip.NewHeader("subscription-state", "terminated;expires=0"), sip.NewHeader("Expires", "0"),
-			}}
-		}
-		if event == eventProvisioningV2 {
-			return s.provisioning(req)
-		}
-	}
 	if event == eventProvisioningV2 {
 		return s.provisioning(req)
+	}
+	// Expires: 0 ends a subscription, or, outside one, is a one-off
+	// query answered with the state as it is and no dialog kept.
+	oneOff := hasExpires && expires == 0
+	if oneOff && sub != nil {
+		s.endSub(sub)
+		return sipAnswer{status: 200, reason: "OK", headers: []sip.Header{
+			sip.NewHeader("Event", event), sip.NewHeader("subscription-state", "terminated;expires=0"), sip.NewHeader("Expires", "0"),
+		}}
 	}
 	if !hasExpires {
 		expires = sipSubscriptionDefault
 	}
-	expires = min(max(expires, sipSubscriptionMin), sipSubscriptionMax)
+	if !oneOff {
+		expires = min(max(expires, sipSubscriptionMin), sipSubscriptionMax)
+	}
 	fresh := sub == nil
 	if fresh {
 		sub = &sipSub{
@@ -256,7 +255,10 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	switch event {
 	case presence.EventPresence:
 		var ans *sipAnswer
-		contentType, body, ans = s.batchSubscribe(sub, req, !hasExpires || expires > 0)
+		contentType, body, ans = s.batchSubscribe(sub, req, !oneOff)
+		if oneOff {
+			s.endSub(sub)
+		}
 		if ans != nil {
 			if fresh {
 				s.endSub(sub)
@@ -264,16 +266,21 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 			return *ans
 		}
 	case presence.EventRoamingContacts:
-		contentType, body = presence.ContentTypeRoamingContacts, contactList(ep.user).Marshal()
+		contentType, body = presence.ContentTypeRoamingContacts, contactList(ep.user, s.sipUserOf(ep.user).contactsDelta).Marshal()
 	case presence.EventRoamingSelf:
 		su := s.sipUserOf(ep.user)
 		contentType, body = presence.ContentTypeRoamingSelf, presence.RoamingSelf{Categories: s.selfCategories(ep.user, su)}.Marshal()
 	}
-	if fresh {
-		s.addSub(sub)
-	}
-	s.refreshSub(sub, s.now().Add(time.Duration(expires)*time.Second))
 	state := fmt.Sprintf("active;expires=%d", expires)
+	if oneOff {
+		state = "terminated;expires=0"
+		piggyback = true
+	} else {
+		if fresh {
+			s.addSub(sub)
+		}
+		s.refreshSub(sub, s.now().Add(time.Duration(expires)*time.Second))
+	}
 	a := sipAnswer{status: 200, reason: "OK", headers: []sip.Header{
 		sip.NewHeader("Event", event),
 		sip.NewHeader("subscription-state", state),
@@ -294,12 +301,12 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 		a.headers = append(a.headers, sip.NewHeader("Content-Type", contentType), sip.NewHeader("ms-piggyback-cseq", strconv.FormatUint(uint64(sub.cseq), 10)))
 	default:
 		first := s.notifyRequest(sub, state, contentType, body)
-		first.Method = sip.NOTIFY
-		first.CSeq().MethodName = sip.NOTIFY
 		a.after = func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			s.queue(sub, first)
+			if _, live := ep.subs[sub]; live {
+				s.queue(sub, first)
+			}
 		}
 	}
 	return a
@@ -310,7 +317,7 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 // category-subscription quota), those of an unsubscribe action no longer.
 // It returns the first notification for the resources named: an rlmi list
 // with each resource's instance state and the categories of those watched.
-// The caller holds s.mu.
+// A one-off query (active false) watches nobody. The caller holds s.mu.
 func (s *Server) batchSubscribe(sub *sipSub, req *sip.Request, active bool) (string, []byte, *sipAnswer) {
 	if ct := req.ContentType(); ct == nil || mediaType(ct.Value()) != presence.ContentTypeCategoryList {
 		// A SUBSCRIBE refreshing the dialog without a body keeps what
@@ -326,6 +333,11 @@ func (s *Server) batchSubscribe(sub *sipSub, req *sip.Request, active bool) (str
 	if err != nil {
 		s.log.Debug().Err(err).Stringer("user", sub.ep.user.uri).Msg("SIP batch subscription refused")
 		a := sipError(400, "Bad Request", "")
+		if errors.Is(err, presence.ErrTooLarge) {
+			// More resources than a batch may hold: the client is to
+			// split it (the codec's MaxResources).
+			a = sipError(413, "Request Entity Too Large", fmt.Sprintf(`1000;reason="A batch subscription holds at most %d resources"`, presence.MaxResources))
+		}
 		return "", nil, &a
 	}
 	if len(batch.Categories) > 0 {
@@ -344,7 +356,7 @@ func (s *Server) batchSubscribe(sub *sipSub, req *sip.Request, active bool) (str
 		m, err := sfb.ParseURI(r.URI)
 		u := s.users[m]
 		switch {
-		case batch.Action == presence.ActionUnsubscribe || !active:
+		case batch.Action == presence.ActionUnsubscribe:
 			if err == nil {
 				if _, ok := sub.members[m]; ok {
 					s.unwatchSIP(sub, m)
@@ -356,7 +368,7 @@ func (s *Server) batchSubscribe(sub *sipSub, req *sip.Request, active bool) (str
 		case err != nil || u == nil:
 			lr.State, lr.Reason = presence.InstanceTerminated, reasonNoResource
 		default:
-			if _, ok := sub.members[m]; !ok {
+			if _, ok := sub.members[m]; !ok && active {
 				if su.categorySubs+perPerson > s.opts.MaxCategorySubscriptions {
 					lr.State, lr.Reason = presence.InstanceTerminated, reasonQuotaExceeded
 					break
@@ -487,19 +499,8 @@ func (s *Server) sipPublish(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 		}}
 	}
 	// The 200 carries the user's instances of every category published,
-	// so that the client knows their new versions (pidgin-sipe replaces
-	// what it knew of those categories with what the response lists).
-	su := s.sipPres.users[ep.user.uri]
-	names := map[string]bool{}
-	for _, c := range written {
-		names[c.Name] = true
-	}
-	doc := presence.Categories{URI: string(ep.user.uri)}
-	for _, c := range s.selfCategories(ep.user, su).Categories {
-		if names[c.Name] {
-			doc.Categories = append(doc.Categories, c)
-		}
-	}
+	// so that the client knows their new versions.
+	doc := s.selfCategoriesOf(ep.user, s.sipPres.users[ep.user.uri], written)
 	return sipAnswer{status: 200, reason: "OK", body: presence.RoamingSelf{Categories: doc}.Marshal(), headers: []sip.Header{
 		sip.NewHeader("Content-Type", presence.ContentTypeRoamingSelf),
 	}}
@@ -516,7 +517,8 @@ func (s *Server) sipContactsChanged(u *user) {
 	for sub := range su.self {
 		if sub.event == presence.EventRoamingContacts {
 			if body == nil {
-				body = contactList(u).Marshal()
+				su.contactsDelta++
+				body = contactList(u, su.contactsDelta).Marshal()
 			}
 			s.queue(sub, s.notifyRequest(sub, "", presence.ContentTypeRoamingContacts, body))
 		}
@@ -525,9 +527,10 @@ func (s *Server) sipContactsChanged(u *user) {
 
 // contactList is u's contact list (SetContacts) as the roaming-contacts
 // body: groups numbered by position, each contact once with the groups it
-// is in. Colleagues are always subscribed: SfB contact lists are.
-func contactList(u *user) presence.ContactList {
-	l := presence.ContactList{DeltaNum: 1}
+// is in, whole at every change (pidgin-sipe takes a whole list as it takes
+// deltas). Colleagues are always subscribed: SfB contact lists are.
+func contactList(u *user, delta uint32) presence.ContactList {
+	l := presence.ContactList{DeltaNum: delta}
 	var groups []ContactGroup
 	if u.st != nil {
 		groups = u.st.groups

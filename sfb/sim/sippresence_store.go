@@ -59,12 +59,15 @@ type sipUser struct {
 	// changed is when the user's presence last changed, the publishTime
 	// of the categories the server writes.
 	changed time.Time
+	// contactsDelta numbers the versions of the contact list sent
+	// (deltaNum, which MS-SIP wants non-zero).
+	contactsDelta uint32
 }
 
 func (s *Server) sipUserOf(u *user) *sipUser {
 	su := s.sipPres.users[u.uri]
 	if su == nil {
-		su = &sipUser{cats: map[catKey]*publishedCat{}, self: map[*sipSub]struct{}{}, endpoints: map[*sipPresenceEP]struct{}{}, changed: s.now()}
+		su = &sipUser{cats: map[catKey]*publishedCat{}, self: map[*sipSub]struct{}{}, endpoints: map[*sipPresenceEP]struct{}{}, changed: s.now(), contactsDelta: 1}
 		if s.sipPres.users == nil {
 			s.sipPres.users = map[sfb.URI]*sipUser{}
 		}
@@ -322,6 +325,32 @@ func (s *Server) selfCategories(u *user, su *sipUser) presence.Categories {
 		doc.Categories = append(doc.Categories, su.cats[k].cat)
 	}
 	doc.Categories = append(doc.Categories, s.aggregateState(u, su, 2))
+	return doc
+}
+
+// selfCategoriesOf is the user's roaming-self categories of the names in
+// written, whole: pidgin-sipe forgets every instance it knew of a category
+// a roaming-self document names and keeps those the document lists, so a
+// document naming a category lists all its instances, or, when none is
+// left, the category alone (which clears it).
+func (s *Server) selfCategoriesOf(u *user, su *sipUser, written []presence.Category) presence.Categories {
+	names := map[string]bool{}
+	for _, c := range written {
+		names[c.Name] = true
+	}
+	doc := presence.Categories{URI: string(u.uri)}
+	listed := map[string]bool{}
+	for _, c := range s.selfCategories(u, su).Categories {
+		if names[c.Name] {
+			doc.Categories = append(doc.Categories, c)
+			listed[c.Name] = true
+		}
+	}
+	for name := range names {
+		if !listed[name] {
+			doc.Categories = append(doc.Categories, presence.Category{Name: name, Container: presence.NoContainer})
+		}
+	}
 	return doc
 }
 

@@ -281,18 +281,22 @@ func (sub *sipSub) wants(category string) bool {
 	return false
 }
 
-// notifySelf sends the user's roaming-self subscribers the categories
-// written, and the aggregate state that follows from them.
+// notifySelf sends the user's roaming-self subscribers what changed with
+// the categories written: every instance of those categories and the
+// aggregate state.
 func (s *Server) notifySelf(su *sipUser, u *user, written []presence.Category) {
 	if len(written) == 0 {
 		return
 	}
+	var body []byte
 	for sub := range su.self {
 		if sub.event != presence.EventRoamingSelf {
 			continue
 		}
-		doc := presence.Categories{URI: string(u.uri), Categories: append(append([]presence.Category(nil), written...), s.aggregateState(u, su, 2))}
-		s.queue(sub, s.notifyRequest(sub, "", presence.ContentTypeRoamingSelf, presence.RoamingSelf{Categories: doc}.Marshal()))
+		if body == nil {
+			body = presence.RoamingSelf{Categories: s.selfCategoriesOf(u, su, written)}.Marshal()
+		}
+		s.queue(sub, s.notifyRequest(sub, "", presence.ContentTypeRoamingSelf, body))
 	}
 }
 

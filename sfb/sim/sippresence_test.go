@@ -698,3 +698,67 @@ func TestSIPPresenceSubscribeRefusals(t *testing.T) {
 	assert.Equal(t, sipAllowEvents, headerValue(a.headers, "Allow-Events"))
 	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 }
+
+// A SUBSCRIBE with Expires: 0 outside a dialog is a one-off query: the
+// state now, and nobody watched.
+func TestSIPPresenceOneOffQuery(t *testing.T) {
+	s, _ := newPresenceServer(t, Options{})
+	require.NoError(t, s.SetPresence("sip:bob@contoso.com", Presence{Availability: "Away"}))
+	ep, _ := s.testEndpoint(t, "sip:alice@contoso.com")
+	a := s.sipSubscribe(ep, pidginSubscribe(t, "call-once", "", "Expires: 0\n", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
+	assert.Equal(t, "terminated;expires=0", headerValue(a.headers, "subscription-state"))
+	n := answerNotify(t, a)
+	assert.Equal(t, presence.AvailabilityAway, stateOf(t, docOf(n, "sip:bob@contoso.com")).Availability)
+	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
+	s.mu.Lock()
+	assert.Empty(t, ep.subs)
+	assert.Zero(t, s.sipPres.users["sip:alice@contoso.com"].categorySubs)
+	s.mu.Unlock()
+}
+
+// A batch over the codec's limit is refused whole, for the client to
+// split.
+func TestSIPPresenceBatchTooLarge(t *testing.T) {
+	s, _ := newPresenceServer(t, Options{})
+	ep, _ := s.testEndpoint(t, "sip:alice@contoso.com")
+	many := make([]string, presence.MaxResources+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("sip:user%05d@contoso.com", i)
+	}
+	req := pidginSubscribe(t, "call-big", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))
+	req.SetBody([]byte(pidginBatch("sip:alice@contoso.com", many...)))
+	a := s.sipSubscribe(ep, req)
+	assert.Equal(t, 413, a.status)
+	s.mu.Lock()
+	assert.Empty(t, ep.subs)
+	s.mu.Unlock()
+}
+
+// What a roaming-self subscriber is told of a category lists all its
+// instances: pidgin-sipe forgets those a notification leaves out, and
+// would publish them next with version 0.
+func TestSIPPresenceRoamingSelfListsWholeCategories(t *testing.T) {
+	s, _ := newPresenceServer(t, Options{})
+	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
+	require.Equal(t, 200, s.sipSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingSelf, presence.ContentTypeRoamingSelf, "", "")).status)
+	require.Equal(t, 200, s.sipService(ep, pidginPublish(t, "sip:alice@contoso.com", machineStatePub(3500, 0)+userStatePub(3500, 0))).status)
+	n := len(peer.requests())
+	require.NoError(t, s.SetPresence("sip:alice@contoso.com", Presence{Availability: "Busy"}))
+	var self presence.RoamingSelf
+	require.Eventually(t, func() bool {
+		reqs := peer.requests()
+		if len(reqs) <= n {
+			return false
+		}
+		var err error
+		self, err = presence.ParseRoamingSelf(reqs[len(reqs)-1].Body())
+		return err == nil
+	}, 5*time.Second, time.Millisecond)
+	versions := map[string]uint32{}
+	for _, c := range self.Categories.Categories {
+		if c.State != nil && c.State.Type != "aggregateState" {
+			versions[fmt.Sprintf("%s/%d", c.State.Type, c.Container)] = c.Version
+		}
+	}
+	assert.Equal(t, map[string]uint32{"machineState/2": 1, "machineState/3": 1, "userState/2": 2, "userState/3": 2}, versions)
+}
