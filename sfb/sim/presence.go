@@ -947,8 +947,9 @@ func (s *Server) serveMyNote(w http.ResponseWriter, r *http.Request, a *app) {
 }
 
 // Publications is how many times uri's UCWA applications published their
-// presence or note (me/presence, me/note), counting those that changed
-// nothing: tests tell from it whether a client published at all.
+// presence or note (me/presence, me/note) and its SIP endpoints published
+// categories, counting those that changed nothing: tests tell from it
+// whether a client published at all.
 func (s *Server) Publications(uri sfb.URI) int {
 	uri = canonical(uri)
 	s.mu.Lock()

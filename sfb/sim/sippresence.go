@@ -178,10 +178,12 @@ type sipAnswer struct {
 	after   func()
 }
 
-func sipError(status int, reason string, diag string) sipAnswer {
+// sipRefusal is a failure response, with SfB's ms-diagnostics when code
+// is not 0.
+func (s *Server) sipRefusal(status int, reason string, code int, text string) sipAnswer {
 	a := sipAnswer{status: status, reason: reason}
-	if diag != "" {
-		a.headers = append(a.headers, sip.NewHeader("ms-diagnostics", diag))
+	if code != 0 {
+		a.headers = append(a.headers, sipDiagnostics(s.opts.SIP.FQDN, code, text))
 	}
 	return a
 }
@@ -192,28 +194,28 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	switch event {
 	case presence.EventPresence, presence.EventRoamingContacts, presence.EventRoamingSelf, eventProvisioningV2:
 	default:
-		a := sipError(489, "Bad Event", "")
+		a := s.sipRefusal(489, "Bad Event", 0, "")
 		a.headers = append(a.headers, sip.NewHeader("Allow-Events", sipAllowEvents))
 		return a
 	}
 	from, to := req.From(), req.To()
 	if from == nil || to == nil || req.CallID() == nil || req.CSeq() == nil {
-		return sipError(400, "Bad Request", "")
+		return s.sipRefusal(400, "Bad Request", 0, "")
 	}
-	if self, err := sfb.ParseURI(from.Address.String()); err != nil || self != ep.user.uri {
-		return sipError(403, "Forbidden", `1000;reason="From does not match the registered user"`)
+	if self, err := sipAddress(from.Address); err != nil || self != ep.user.uri {
+		return s.sipRefusal(403, "Forbidden", 1001, "From URI not authorized to communicate with server")
 	}
 	expires, hasExpires := expiresOf(req)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ep.gone {
-		return sipError(481, "Call Leg/Transaction Does Not Exist", "")
+		return s.sipRefusal(481, "Call Leg/Transaction Does Not Exist", 0, "")
 	}
 	var sub *sipSub
 	if tag, ok := to.Params.Get("tag"); ok && tag != "" {
 		sub = ep.findSub(req.CallID().Value(), tag)
-		if sub == nil {
-			return sipError(481, "Call Leg/Transaction Does Not Exist", "")
+		if sub == nil || sub.event != event {
+			return s.sipRefusal(481, "Call Leg/Transaction Does Not Exist", 0, "")
 		}
 	}
 	if event == eventProvisioningV2 {
@@ -225,7 +227,7 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	if oneOff && sub != nil {
 		s.endSub(sub)
 		return sipAnswer{status: 200, reason: "OK", headers: []sip.Header{
-			sip.NewHeader("Event", event), sip.NewHeader("subscription-state", "terminated;expires=0"), sip.NewHeader("Expires", "0"),
+			sip.NewHeader("Event", event), sip.NewHeader("Subscription-State", "terminated;expires=0"), sip.NewHeader("Expires", "0"),
 		}}
 	}
 	if !hasExpires {
@@ -283,7 +285,7 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	}
 	a := sipAnswer{status: 200, reason: "OK", headers: []sip.Header{
 		sip.NewHeader("Event", event),
-		sip.NewHeader("subscription-state", state),
+		sip.NewHeader("Subscription-State", state),
 		sip.NewHeader("Expires", strconv.Itoa(expires)),
 		sip.NewHeader("Supported", "com.microsoft.autoextend, ms-benotify, ms-piggyback-first-notify"),
 		sip.NewHeader("Contact", s.sipContact()),
@@ -325,29 +327,30 @@ func (s *Server) batchSubscribe(sub *sipSub, req *sip.Request, active bool) (str
 		if len(req.Body()) == 0 && sub.heapIndex >= 0 {
 			return "", nil, nil
 		}
-		a := sipError(415, "Unsupported Media Type", "")
+		a := s.sipRefusal(415, "Unsupported Media Type", 0, "")
 		a.headers = append(a.headers, sip.NewHeader("Accept", presence.ContentTypeCategoryList))
 		return "", nil, &a
 	}
 	batch, err := presence.ParseBatchSubscribe(req.Body())
 	if err != nil {
 		s.log.Debug().Err(err).Stringer("user", sub.ep.user.uri).Msg("SIP batch subscription refused")
-		a := sipError(400, "Bad Request", "")
+		a := s.sipRefusal(400, "Bad Request", 0, "")
 		if errors.Is(err, presence.ErrTooLarge) {
 			// More resources than a batch may hold: the client is to
 			// split it (the codec's MaxResources).
-			a = sipError(413, "Request Entity Too Large", fmt.Sprintf(`1000;reason="A batch subscription holds at most %d resources"`, presence.MaxResources))
+			a = s.sipRefusal(413, "Request Entity Too Large", 1000, fmt.Sprintf("A batch subscription holds at most %d resources", presence.MaxResources))
 		}
 		return "", nil, &a
 	}
-	if len(batch.Categories) > 0 {
-		sub.categories = batch.Categories
-	}
-	perPerson := max(len(sub.categories), 1)
-	if len(sub.categories) == 0 {
-		perPerson = len(presence.DefaultCategories)
-	}
 	su := s.sipUserOf(sub.ep.user)
+	if len(batch.Categories) > 0 {
+		// A new category list re-counts the people already watched.
+		before := sub.counted
+		sub.categories = batch.Categories
+		sub.counted = len(sub.members) * sub.perPerson()
+		su.categorySubs += sub.counted - before
+	}
+	perPerson := sub.perPerson()
 	sub.rlmiVersion++
 	list := &presence.List{URI: string(sub.ep.user.uri), Version: sub.rlmiVersion, FullState: sub.rlmiVersion == 1}
 	var docs []presence.Categories
@@ -433,7 +436,7 @@ func (s *Server) notifyRequest(sub *sipSub, state, contentType string, body []by
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: method})
 	req.AppendHeader(sip.NewHeader("Contact", s.sipContact()))
 	req.AppendHeader(sip.NewHeader("Event", sub.event))
-	req.AppendHeader(sip.NewHeader("subscription-state", state))
+	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	if sub.event == presence.EventPresence && body != nil {
 		req.AppendHeader(sip.NewHeader("Require", "eventlist"))
 	}
@@ -449,9 +452,9 @@ func (s *Server) notifyRequest(sub *sipSub, state, contentType string, body []by
 // s.mu.
 func (s *Server) sipService(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	if from := req.From(); from == nil {
-		return sipError(400, "Bad Request", "")
-	} else if self, err := sfb.ParseURI(from.Address.String()); err != nil || self != ep.user.uri {
-		return sipError(403, "Forbidden", `1000;reason="From does not match the registered user"`)
+		return s.sipRefusal(400, "Bad Request", 0, "")
+	} else if self, err := sipAddress(from.Address); err != nil || self != ep.user.uri {
+		return s.sipRefusal(403, "Forbidden", 1001, "From URI not authorized to communicate with server")
 	}
 	ct := ""
 	if h := req.ContentType(); h != nil {
@@ -463,7 +466,7 @@ func (s *Server) sipService(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	case contentTypeSetContainerMembers, contentTypeSetSubscriber:
 		return sipAnswer{status: 200, reason: "OK"}
 	}
-	a := sipError(415, "Unsupported Media Type", "")
+	a := s.sipRefusal(415, "Unsupported Media Type", 0, "")
 	a.headers = append(a.headers, sip.NewHeader("Accept", presence.ContentTypePublish))
 	return a
 }
@@ -473,10 +476,10 @@ func (s *Server) sipPublish(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	pub, err := presence.ParsePublish(req.Body())
 	if err != nil {
 		s.log.Debug().Err(err).Stringer("user", ep.user.uri).Msg("SIP publication refused")
-		return sipError(400, "Bad Request", "")
+		return s.sipRefusal(400, "Bad Request", 0, "")
 	}
 	if self, err := sfb.ParseURI(pub.URI); err != nil || self != ep.user.uri {
-		return sipError(403, "Forbidden", `1000;reason="Publications of another user"`)
+		return s.sipRefusal(403, "Forbidden", 1001, "Publications of another user")
 	}
 	pubs := make([]sipPublication, 0, len(pub.Publications))
 	for _, p := range pub.Publications {
@@ -485,9 +488,13 @@ func (s *Server) sipPublish(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ep.gone {
-		return sipError(481, "Call Leg/Transaction Does Not Exist", "")
+		return s.sipRefusal(481, "Call Leg/Transaction Does Not Exist", 0, "")
 	}
-	written, faults := s.publishCategories(ep, pubs)
+	written, faults, err := s.publishCategories(ep, pubs)
+	if err != nil {
+		s.log.Debug().Err(err).Stringer("user", ep.user.uri).Msg("SIP publication refused")
+		return s.sipRefusal(403, "Forbidden", 1000, "Too many category instances")
+	}
 	if len(faults) > 0 {
 		f := presence.Fault{Code: presence.FaultWrongDelta}
 		for _, vf := range faults {
@@ -495,7 +502,7 @@ func (s *Server) sipPublish(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 		}
 		return sipAnswer{status: 409, reason: "Conflict", body: f.Marshal(), headers: []sip.Header{
 			sip.NewHeader("Content-Type", presence.ContentTypeFault),
-			sip.NewHeader("ms-diagnostics", `2100;reason="Publication version is out of date"`),
+			sipDiagnostics(s.opts.SIP.FQDN, 2100, "Publication version is out of date"),
 		}}
 	}
 	// The 200 carries the user's instances of every category published,
@@ -559,7 +566,7 @@ func contactList(u *user, delta uint32) presence.ContactList {
 func (s *Server) provisioning(req *sip.Request) sipAnswer {
 	return sipAnswer{status: 200, reason: "OK", body: []byte(`<provisionGroupList xmlns="http://schemas.microsoft.com/2006/09/sip/provisiongroupcontent"/>`), headers: []sip.Header{
 		sip.NewHeader("Event", eventProvisioningV2),
-		sip.NewHeader("subscription-state", "terminated;expires=0"),
+		sip.NewHeader("Subscription-State", "terminated;expires=0"),
 		sip.NewHeader("Expires", "0"),
 		sip.NewHeader("Content-Type", "application/vnd-microsoft-roaming-provisioning-v2+xml"),
 		sip.NewHeader("ms-piggyback-cseq", strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)),

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -21,6 +22,10 @@ import (
 // client publishes it there (pidgin-sipe's SIPE_PUB_STATE_USER, 0x20000000),
 // which is why a publication from elsewhere makes a client's version stale.
 const userStateInstance = 0x20000000
+
+// maxCategoryInstances bounds the category instances a user's clients may
+// publish (the simulator's limit: a client publishes a few dozen).
+const maxCategoryInstances = 500
 
 // The containers the shared instances are published in: the state in the
 // containers 2 and 3 as pidgin-sipe publishes it, the note in 200, 300 and
@@ -98,8 +103,9 @@ type versionFault struct {
 // is written with its version plus one (removed for expires="0"), the
 // user's presence follows what was published, and the roaming-self
 // subscribers hear of it. It returns the categories written, with their
-// new versions, for the response. The caller holds s.mu.
-func (s *Server) publishCategories(ep *sipPresenceEP, pubs []sipPublication) ([]presence.Category, []versionFault) {
+// new versions, for the response; an error when the user would hold more
+// instances than the simulator keeps. The caller holds s.mu.
+func (s *Server) publishCategories(ep *sipPresenceEP, pubs []sipPublication) ([]presence.Category, []versionFault, error) {
 	su := s.sipUserOf(ep.user)
 	var faults []versionFault
 	for i, p := range pubs {
@@ -112,7 +118,16 @@ func (s *Server) publishCategories(ep *sipPresenceEP, pubs []sipPublication) ([]
 		}
 	}
 	if len(faults) > 0 {
-		return nil, faults
+		return nil, faults, nil
+	}
+	added := 0
+	for _, p := range pubs {
+		if _, ok := su.cats[catKeyOf(p.cat)]; !ok && !p.remove {
+			added++
+		}
+	}
+	if len(su.cats)+added > maxCategoryInstances {
+		return nil, nil, fmt.Errorf("%d category instances: more than the %d a user may have", len(su.cats)+added, maxCategoryInstances)
 	}
 	now := s.now()
 	written := make([]presence.Category, 0, len(pubs))
@@ -139,10 +154,8 @@ func (s *Server) publishCategories(ep *sipPresenceEP, pubs []sipPublication) ([]
 	}
 	s.presenceFromCategories(ep.user, su)
 	s.notifySelf(su, ep.user, written)
-	if ps := ep.user.st.presence; ps != nil {
-		ps.publications++
-	}
-	return written, nil
+	ep.user.presenceState().publications++
+	return written, nil, nil
 }
 
 func catKeyOf(c presence.Category) catKey {

@@ -67,20 +67,24 @@ type sipSub struct {
 	event string
 	// The dialog: Call-ID, the tags and addresses of both sides, where
 	// NOTIFYs go (the Contact of the SUBSCRIBE) and the server's CSeq.
-	callID            string
-	localTag          string
-	remoteTag         string
-	local, remote     sip.Uri
-	target            sip.Uri
-	cseq              uint32
-	benotify          bool
-	expires           time.Time
-	heapIndex         int
-	members           map[sfb.URI]struct{}
-	categories        []string
-	rlmiVersion       uint32
-	counted           int
-	terminatedReasons string
+	callID        string
+	localTag      string
+	remoteTag     string
+	local, remote sip.Uri
+	target        sip.Uri
+	cseq          uint32
+	// benotify: the endpoint takes BENOTIFY (Supported: ms-benotify).
+	benotify  bool
+	expires   time.Time
+	heapIndex int
+	// members are the people a presence subscription watches, categories
+	// the categories it asked for (all when empty), counted the category
+	// subscriptions it holds of its user's quota.
+	members    map[sfb.URI]struct{}
+	categories []string
+	counted    int
+	// rlmiVersion numbers the rlmi lists of the dialog.
+	rlmiVersion uint32
 }
 
 // sipOutgoing is a request to send in a subscription's dialog.
@@ -267,6 +271,14 @@ func (s *Server) watcherView(u *user) presence.Categories {
 		ContactCard: &presence.ContactCard{DisplayName: u.name, Email: u.uri.Address()},
 	})
 	return doc
+}
+
+// perPerson is how many category subscriptions watching one person costs.
+func (sub *sipSub) perPerson() int {
+	if len(sub.categories) == 0 {
+		return len(presence.DefaultCategories)
+	}
+	return len(sub.categories)
 }
 
 func (sub *sipSub) wants(category string) bool {

@@ -423,24 +423,24 @@ Content-Type: application/msrtc-category-publish+xml
 `, body)
 }
 
-// userStatePub is pidgin-sipe's SIPE_PUB_XML_STATE_USER.
+// userStatePub and machineStatePub are pidgin-sipe's
+// SIPE_PUB_XML_STATE_USER and SIPE_PUB_XML_STATE_MACHINE.
 func userStatePub(avail int, version uint32) string {
-	one := func(container int) string {
-		return fmt.Sprintf(`<publication categoryName="state" instance="536870912" container="%d" version="%d" expireType="static">`+
-			`<state xmlns="http://schemas.microsoft.com/2006/09/sip/state" manual="true" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="userState">`+
-			`<availability>%d</availability><endpointLocation/></state></publication>`, container, version, avail)
-	}
-	return one(2) + one(3)
+	return statePub(userStateInstance, "static", "userState", true, avail, version)
 }
 
-// machineStatePub is pidgin-sipe's SIPE_PUB_XML_STATE_MACHINE.
 func machineStatePub(avail int, version uint32) string {
-	one := func(container int) string {
-		return fmt.Sprintf(`<publication categoryName="state" instance="926460663" container="%d" version="%d" expireType="endpoint">`+
-			`<state xmlns="http://schemas.microsoft.com/2006/09/sip/state" manual="false" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="machineState">`+
-			`<availability>%d</availability><endpointLocation/></state></publication>`, container, version, avail)
+	return statePub(926460663, "endpoint", "machineState", false, avail, version)
+}
+
+func statePub(instance uint32, expireType, typ string, manual bool, avail int, version uint32) string {
+	var b strings.Builder
+	for _, container := range []int{2, 3} {
+		fmt.Fprintf(&b, `<publication categoryName="state" instance="%d" container="%d" version="%d" expireType="%s">`+
+			`<state xmlns="http://schemas.microsoft.com/2006/09/sip/state" manual="%t" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="%s">`+
+			`<availability>%d</availability><endpointLocation/></state></publication>`, instance, container, version, expireType, manual, typ, avail)
 	}
-	return one(2) + one(3)
+	return b.String()
 }
 
 // notePub is pidgin-sipe's SIPE_PUB_XML_NOTE for the personal note in
