@@ -367,7 +367,9 @@ func (s *Server) batchSubscribe(sub *sipSub, req *sip.Request, active bool) (str
 					su.categorySubs -= perPerson
 				}
 			}
-			lr.State, lr.Reason = presence.InstanceTerminated, "deactivated"
+			// Ended at the client's word: no reason, which would invite
+			// it to subscribe again (RFC 4662's deactivated, timeout).
+			lr.State = presence.InstanceTerminated
 		case err != nil || u == nil:
 			lr.State, lr.Reason = presence.InstanceTerminated, reasonNoResource
 		default:
