@@ -398,18 +398,6 @@ func (s *Server) batchSubscribe(sub *sipSub, req *sip.Request, active bool) (str
 	return ct, body, nil
 }
 
-// presenceNotify is the notification of a presence subscription carrying
-// docs. The caller holds s.mu.
-func (s *Server) presenceNotify(sub *sipSub, docs []presence.Categories, full bool) *sip.Request {
-	sub.rlmiVersion++
-	list := &presence.List{URI: string(sub.ep.user.uri), Version: sub.rlmiVersion, FullState: full}
-	for _, d := range docs {
-		list.Resources = append(list.Resources, presence.ListResource{URI: d.URI, State: presence.InstanceActive, CID: strings.TrimPrefix(d.URI, "sip:")})
-	}
-	ct, body := presence.Notify{List: list, Documents: docs}.Marshal()
-	return s.notifyRequest(sub, "", ct, body)
-}
-
 // notifyRequest builds the next request of sub's dialog: a BENOTIFY when
 // the endpoint supports them and the subscription goes on, else a NOTIFY.
 // state "" is active with the time left. The caller holds s.mu.

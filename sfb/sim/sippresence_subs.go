@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -247,16 +248,29 @@ func (s *Server) sipPresenceChanged(u *user, old, p Presence) {
 	if !state && !note {
 		return
 	}
+	// A change is one presentity's categories document, without an rlmi
+	// list (pidgin-sipe's sipe_process_presence and the transport read
+	// it as such): the same body for every watcher asking for the same
+	// categories, written once.
 	doc := s.watcherView(u)
+	bodies := map[string][]byte{}
 	for sub := range subs {
-		view := presence.Categories{URI: doc.URI}
-		for _, c := range doc.Categories {
-			if (c.Name == "state" && state || c.Name == "note" && note) && sub.wants(c.Name) {
-				view.Categories = append(view.Categories, c)
+		key := strings.Join(sub.categories, ",")
+		body, ok := bodies[key]
+		if !ok {
+			view := presence.Categories{URI: doc.URI}
+			for _, c := range doc.Categories {
+				if (c.Name == "state" && state || c.Name == "note" && note) && sub.wants(c.Name) {
+					view.Categories = append(view.Categories, c)
+				}
 			}
+			if len(view.Categories) > 0 {
+				body = view.Marshal()
+			}
+			bodies[key] = body
 		}
-		if len(view.Categories) > 0 {
-			s.queue(sub, s.presenceNotify(sub, []presence.Categories{view}, false))
+		if body != nil {
+			s.queue(sub, s.notifyRequest(sub, "", presence.ContentTypeEventCategories, body))
 		}
 	}
 }

@@ -762,3 +762,50 @@ func TestSIPPresenceRoamingSelfListsWholeCategories(t *testing.T) {
 	}
 	assert.Equal(t, map[string]uint32{"machineState/2": 1, "machineState/3": 1, "userState/2": 2, "userState/3": 2}, versions)
 }
+
+// BenchmarkSIPPresenceChange measures a presence change of a person with
+// 10 SIP watchers among many registered endpoints that watch others: the
+// cost follows the watchers, not the endpoints (compare -bench with
+// endpoints=1000 and 70000).
+func BenchmarkSIPPresenceChange(b *testing.B) {
+	for _, endpoints := range []int{1000, 70000} {
+		b.Run(fmt.Sprintf("endpoints=%d", endpoints), func(b *testing.B) {
+			s, err := New(Options{Logger: zerolog.Nop(), SweepInterval: time.Hour})
+			require.NoError(b, err)
+			defer s.Close()
+			users := s.GenerateUsers(endpoints, "contoso.com")
+			peer := &discardPeer{}
+			s.mu.Lock()
+			for i, u := range users {
+				ep := s.sipEndpointUp(s.users[u.URI], "ep", peer)
+				target := users[(i+1)%len(users)].URI
+				if i < 10 {
+					target = users[len(users)-1].URI
+				}
+				sub := &sipSub{ep: ep, event: presence.EventPresence, heapIndex: -1, members: map[sfb.URI]struct{}{}, benotify: true,
+					expires: s.now().Add(time.Hour)}
+				s.addSub(sub)
+				s.watchSIP(sub, target)
+			}
+			s.mu.Unlock()
+			watched := users[len(users)-1].URI
+			avail := []string{"Busy", "Online"}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.SetPresence(watched, Presence{Availability: avail[i%2]}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// discardPeer sends nowhere.
+type discardPeer struct{}
+
+func (discardPeer) Do(_ context.Context, req *sip.Request) (*sip.Response, error) {
+	return sip.NewResponseFromRequest(req, 200, "OK", nil), nil
+}
+func (discardPeer) Send(sip.Message) error { return nil }
+func (discardPeer) LocalAddr() net.Addr    { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5061} }
+func (discardPeer) Transport() string      { return "TLS" }
