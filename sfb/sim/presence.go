@@ -291,7 +291,8 @@ func (s *Server) unwatch(sub *presenceSub, m sfb.URI) {
 
 // appGone forgets an application's subscriptions when it goes; with the
 // user's last application goes what they published through UCWA (they
-// are Offline, unless their native client sets something else).
+// are Offline, unless their native client sets something else or a SIP
+// endpoint of theirs is registered).
 func (s *Server) appGone(a *app) {
 	for _, sub := range a.subs {
 		for m := range sub.members {
@@ -302,9 +303,11 @@ func (s *Server) appGone(a *app) {
 	st := a.user.st
 	if ps := st.presence; ps != nil && ps.published != "" && len(st.apps) == 1 && st.apps[0] == a {
 		ps.published = ""
-		p := ps.Presence
-		p.Availability, p.Activity = "Offline", ""
-		s.changePresence(a.user, p)
+		if len(st.sipRegs) == 0 {
+			p := ps.Presence
+			p.Availability, p.Activity = "Offline", ""
+			s.changePresence(a.user, p)
+		}
 	}
 }
 

@@ -158,11 +158,10 @@ func TestSIPRequestsMustBeSigned(t *testing.T) {
 	c.send("OPTIONS", "sip:contoso.com", "sip:contoso.com", "o3", 2, "t3", "", "", "")
 	res, raw = c.response(2, "OPTIONS")
 	assert.Equal(t, 200, res.StatusCode, raw)
-	// Presence requests reach the presence front end (not implemented
-	// yet: 501), signed.
+	// Presence requests reach the presence front end, signed.
 	c.send("SUBSCRIBE", "sip:alice@contoso.com", string(alice), "s1", 3, "t4", "", "Event: vnd-microsoft-roaming-contacts\r\n", "")
 	res, raw = c.response(3, "SUBSCRIBE")
-	assert.Equal(t, 501, res.StatusCode, raw)
+	assert.Equal(t, 200, res.StatusCode, raw)
 }
 
 func TestSIPTrustedApplication(t *testing.T) {

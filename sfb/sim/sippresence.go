@@ -427,7 +427,7 @@ func (s *Server) notifyRequest(sub *sipSub, state, contentType string, body []by
 	req.AppendHeader(sip.NewHeader("Contact", s.sipContact()))
 	req.AppendHeader(sip.NewHeader("Event", sub.event))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
-	if sub.event == presence.EventPresence && body != nil {
+	if strings.HasPrefix(contentType, presence.ContentTypeMultipart) {
 		req.AppendHeader(sip.NewHeader("Require", "eventlist"))
 	}
 	if contentType != "" {

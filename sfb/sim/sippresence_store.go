@@ -155,6 +155,7 @@ func (s *Server) publishCategories(ep *sipPresenceEP, pubs []sipPublication) ([]
 	s.presenceFromCategories(ep.user, su)
 	s.notifySelf(su, ep.user, written)
 	ep.user.presenceState().publications++
+	ep.published = true
 	return written, nil, nil
 }
 
@@ -294,7 +295,8 @@ func (su *sipUser) write(k catKey, now time.Time, expireType string, fill func(*
 
 // dropEndpointCategories removes what ep published with expireType
 // "endpoint" (its machine state, device, ...), as SfB does when an
-// endpoint's registration ends, and lets the user's presence follow.
+// endpoint's registration ends, and lets the user's presence follow when
+// the endpoint published.
 func (s *Server) dropEndpointCategories(ep *sipPresenceEP) {
 	su := s.sipPres.users[ep.user.uri]
 	if su == nil {
@@ -309,10 +311,9 @@ func (s *Server) dropEndpointCategories(ep *sipPresenceEP) {
 			gone = append(gone, c)
 		}
 	}
-	if len(gone) == 0 {
-		return
+	if ep.published {
+		s.presenceFromCategories(ep.user, su)
 	}
-	s.presenceFromCategories(ep.user, su)
 	s.notifySelf(su, ep.user, gone)
 }
 

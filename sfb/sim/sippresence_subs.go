@@ -54,6 +54,9 @@ type sipPresenceEP struct {
 	peer sipPeer
 	subs map[*sipSub]struct{}
 	gone bool
+	// published: the endpoint published categories, so its going changes
+	// the user's presence.
+	published bool
 
 	// out holds the notifications not yet sent, in order; sending is
 	// true while a goroutine drains it. Both under s.mu.

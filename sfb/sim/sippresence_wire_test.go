@@ -143,6 +143,16 @@ func TestSIPPresencePidginAndUCWA(t *testing.T) {
 	assert.Equal(t, presence.AvailabilityDoNotDisturb, state.Availability)
 	assert.Equal(t, "ps1", toTag(req), "in the subscription's dialog")
 
+	// Alice's UCWA application publishes too, then goes: her SIP
+	// endpoint is still signed in, so she does not go offline with it.
+	a := e.signIn("alice@contoso.com", "alice-pw")
+	a.makeMeAvailable("Plain")
+	require.Equal(t, http.StatusNoContent, a.do("POST", a.self+"/me/presence", "application/json", `{"availability":"BeRightBack"}`).status)
+	e.sim.DeleteApplications(alice)
+	p, err = e.sim.GetPresence(alice)
+	require.NoError(t, err)
+	assert.Equal(t, "BeRightBack", p.Availability)
+
 	// Signing out ends alice's subscriptions and what her endpoint
 	// published: she is offline for bob.
 	c.cseq++
