@@ -33,7 +33,7 @@ N         ?=
 BENCHOUT  ?= bench-results
 BENCHFLAGS ?=
 
-.PHONY: all build demo demo-check bench test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres chromium clean
+.PHONY: all build demo demo-check bench test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres chromium sipe clean
 
 all: build
 
@@ -54,6 +54,11 @@ postgres:
 chromium:
 	@bash scripts/ensure-chromium.sh >/dev/null
 
+# Debian's pidgin-sipe, finch, tmux and D-Bus tools, for the interop tests
+# with a real SfB client (internal/pidginsipe).
+sipe:
+	@bash scripts/ensure-sipe.sh >/dev/null
+
 demo: build synapse-venv
 	SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" $(BIN)/sfb-demo -bridge $(BIN)/sfb-matrix-bridge $(DEMOFLAGS)
 
@@ -73,7 +78,7 @@ vet:
 # database or UCWA reference that is missing a failure rather than a skip).
 # The results go through scripts/testsummary, which ends with every skipped
 # test and its reason; under CI=true a skipped test fails the run.
-unit: synapse-venv postgres chromium
+unit: synapse-venv postgres chromium sipe
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
 	SFB_E2E=1 SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" SFB_CHROMIUM="$$(bash scripts/ensure-chromium.sh)" \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Debian packages the tests need, for the scripts that find them
-# missing (ensure-postgres.sh, ensure-chromium.sh). Needs root, or sudo.
+# missing (ensure-postgres.sh, ensure-chromium.sh, ensure-sipe.sh). Needs root,
+# or sudo.
 #
 # Usage: apt-install.sh WHO PACKAGE...   (WHO prefixes the messages)
 set -euo pipefail
