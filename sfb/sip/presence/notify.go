@@ -250,11 +250,13 @@ func (n Notify) Marshal() (contentType string, body []byte) {
 		part(strings.TrimPrefix(d.URI, "sip:"), ContentTypeEventCategories, d.Marshal())
 	}
 	_ = w.Close()
-	params := map[string]string{"boundary": boundary}
+	// The boundary comes last, as in MS-SIP's example and from SfB:
+	// libpurple's MIME parser, which pidgin-sipe uses, takes whatever
+	// follows the last '=' of the Content-Type as the boundary (and so
+	// found no part at all when mime.FormatMediaType sorted it first).
+	ct := ContentTypeMultipart + `; type="` + ContentTypeEventCategories + `"`
 	if start != "" {
-		params["type"], params["start"] = ContentTypeRLMI, start
-	} else {
-		params["type"] = ContentTypeEventCategories
+		ct = ContentTypeMultipart + `; type="` + ContentTypeRLMI + `"; start=` + start
 	}
-	return mime.FormatMediaType(ContentTypeMultipart, params), b.Bytes()
+	return ct + "; boundary=" + boundary, b.Bytes()
 }
