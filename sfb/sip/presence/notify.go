@@ -240,6 +240,10 @@ func (n Notify) Marshal() (contentType string, body []byte) {
 		h.Set("Content-Type", ct)
 		pw, _ := w.CreatePart(h)
 		_, _ = pw.Write(data)
+		// A blank line closes each part, as from SfB: libpurple's MIME
+		// parser (pidgin-sipe's) drops the two bytes before the CRLF that
+		// precedes the delimiter, and cut "</list>" to "</lis" without it.
+		_, _ = pw.Write([]byte("\r\n"))
 	}
 	start := ""
 	if n.List != nil {
