@@ -214,8 +214,8 @@ func (c *Config) compile() error {
 // Validate reports the first option with an unusable value.
 func (c *Config) Validate() error {
 	switch {
-	case c.Transport != "ucwa":
-		return fmt.Errorf("network.transport %q: the only transport is \"ucwa\"", c.Transport)
+	case c.Transport != "ucwa" && c.Transport != "sip":
+		return fmt.Errorf(`network.transport %q: must be "ucwa" (UCWA 2.0 over HTTPS) or "sip" (the SIP dialect of SfB's own clients)`, c.Transport)
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("network.request_timeout %s: must be positive", c.RequestTimeout)
 	case c.ActivityInterval <= 0 || c.ActivityInterval > 4*time.Minute:

@@ -60,7 +60,7 @@ func TestConfigValidate(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		{"unknown transport", func(c *Config) { c.Transport = "sip" }, "network.transport"},
+		{"unknown transport", func(c *Config) { c.Transport = "xmpp" }, `network.transport "xmpp": must be "ucwa" (UCWA 2.0 over HTTPS) or "sip"`},
 		{"activity interval too long", func(c *Config) { c.ActivityInterval = 5 * time.Minute }, "activity_interval"},
 		{"zero timeout", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
 		{"sign-in rate above SfB's limit", func(c *Config) { c.SignInRate = 50 }, "sign_in_rate 50: must be above 0 and at most 12"},
@@ -92,6 +92,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 	c := defaultConfig()
 	assert.NoError(t, c.Validate())
+	c.Transport = "sip"
+	assert.NoError(t, c.Validate(), "the SIP transport")
 }
 
 // TestSimulatorSignInRateRefusedTowardsRealPools: the lift of the 12/s

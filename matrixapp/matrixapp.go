@@ -5,6 +5,7 @@ package matrixapp
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/rs/zerolog"
@@ -34,19 +35,26 @@ type BuildInfo struct {
 	BuildTime string
 }
 
-// ucwaTransport builds the UCWA 2.0 client, the transport of the pilots,
-// telling observer how the server answers.
-func ucwaTransport(observer func() sfb.Observer) bridge.TransportFactory {
+// transport builds the transport network.transport names, telling observer
+// how the server answers: UCWA 2.0, the transport of the pilots, or SIP,
+// the one that carries the whole organisation.
+func transport(observer func() sfb.Observer) bridge.TransportFactory {
 	return func(cfg sfb.Config, log zerolog.Logger) (sfb.Transport, error) {
-		return ucwa.New(cfg, log, ucwa.WithObserver(observer()))
+		switch cfg.Transport {
+		case "ucwa":
+			return ucwa.New(cfg, log, ucwa.WithObserver(observer()))
+		default:
+			// The configuration check refuses other names first.
+			return nil, fmt.Errorf("network.transport %q: no such transport", cfg.Transport)
+		}
 	}
 }
 
-// New returns the bridge main for the SfB connector with the UCWA
-// transport, ready to Run.
+// New returns the bridge main for the SfB connector with the transport
+// the configuration names, ready to Run.
 func New(build BuildInfo) *mxmain.BridgeMain {
 	var conn *bridge.Connector
-	conn = bridge.NewConnector(ucwaTransport(func() sfb.Observer { return conn.Metrics() }))
+	conn = bridge.NewConnector(transport(func() sfb.Observer { return conn.Metrics() }))
 	m := &mxmain.BridgeMain{
 		Name:        Name,
 		URL:         URL,
