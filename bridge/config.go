@@ -214,7 +214,7 @@ func (c *Config) compile() error {
 // Validate reports the first option with an unusable value.
 func (c *Config) Validate() error {
 	switch {
-	case c.Transport != "ucwa" && c.Transport != "sip":
+	case c.Transport != sfb.TransportUCWA && c.Transport != sfb.TransportSIP:
 		return fmt.Errorf(`network.transport %q: must be "ucwa" (UCWA 2.0 over HTTPS) or "sip" (the SIP dialect of SfB's own clients)`, c.Transport)
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("network.request_timeout %s: must be positive", c.RequestTimeout)
@@ -405,6 +405,12 @@ func (c *Config) FormatDisplayname(p sfb.Person) (string, error) {
 
 func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "transport")
+	for _, key := range []string{"mode", "server", "cert_file", "key_file", "application_fqdn"} {
+		helper.Copy(up.Str, "sip", key)
+	}
+	helper.Copy(up.Int, "sip", "connections")
+	helper.Copy(up.Int, "sip", "max_outstanding")
+	helper.Copy(up.Float|up.Int, "sip", "register_rate")
 	helper.Copy(up.Str, "discovery_url")
 	helper.Copy(up.Str, "ca_file")
 	helper.Copy(up.Bool, "allow_insecure_loopback")

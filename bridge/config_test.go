@@ -198,7 +198,16 @@ func TestGetName(t *testing.T) {
 // option survives the upgrade of the file to a newer example.
 func TestUpgraderKeepsEveryOption(t *testing.T) {
 	const mine = `
-transport: ucwa
+transport: sip
+sip:
+    mode: trusted
+    server: fe01.contoso.com:5061
+    cert_file: /etc/sfb-bridge/app.pem
+    key_file: /etc/sfb-bridge/app.key
+    application_fqdn: bridge.contoso.com
+    connections: 8
+    max_outstanding: 200
+    register_rate: 150
 discovery_url: http://127.0.0.1:9/autodiscover/autodiscoverservice.svc/root
 ca_file: /etc/ssl/contoso.pem
 allow_insecure_loopback: true

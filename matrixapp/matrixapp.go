@@ -14,6 +14,7 @@ import (
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/ucwa"
 )
 
@@ -41,8 +42,10 @@ type BuildInfo struct {
 func transport(observer func() sfb.Observer) bridge.TransportFactory {
 	return func(cfg sfb.Config, log zerolog.Logger) (sfb.Transport, error) {
 		switch cfg.Transport {
-		case "ucwa":
+		case sfb.TransportUCWA:
 			return ucwa.New(cfg, log, ucwa.WithObserver(observer()))
+		case sfb.TransportSIP:
+			return sip.New(cfg, log, sip.WithObserver(observer()))
 		default:
 			// The configuration check refuses other names first.
 			return nil, fmt.Errorf("network.transport %q: no such transport", cfg.Transport)
