@@ -33,13 +33,15 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	bin, err := bridgeBinary(ctx)
+	require.NoError(t, err)
 	res, err := crash.Run(ctx, crash.Options{
 		Kills:         5,
 		Messages:      300,
 		Conversations: 10,
 		Seed:          seed,
 		RepoRoot:      "..",
-		BridgeBinary:  os.Getenv("SFB_E2E_BRIDGE_BIN"),
+		BridgeBinary:  bin,
 		Race:          raceEnabled,
 		Keep:          os.Getenv("SFB_E2E_KEEP") != "",
 		Logf:          t.Logf,

@@ -61,6 +61,9 @@ type testEnv struct {
 	states *stateLog
 	// metricsAddr is the bridge's metrics listener (metrics_test.go).
 	metricsAddr string
+	// sipListener is the simulator's SIP listener when the bridge is on
+	// SIP (sip_test.go).
+	sipListener net.Listener
 }
 
 var shared struct {
@@ -69,12 +72,38 @@ var shared struct {
 	err  error
 }
 
+// built is the bridge binary every environment of the run shares.
+var built struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// bridgeBinary builds the bridge on first use; SFB_E2E_BRIDGE_BIN names a
+// prebuilt one instead, which saves the build when iterating on the tests.
+func bridgeBinary(ctx context.Context) (string, error) {
+	if bin := os.Getenv("SFB_E2E_BRIDGE_BIN"); bin != "" {
+		return bin, nil
+	}
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "sfb-e2e-bin-"); built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "sfb-matrix-bridge")
+		built.err = stack.BuildBridge(ctx, "..", built.path, raceEnabled)
+	})
+	return built.path, built.err
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.env != nil {
 		if err := shared.env.close(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: teardown: %v\n", err)
 		}
+	}
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
 	}
 	os.Exit(code)
 }
@@ -109,6 +138,23 @@ func setup(t *testing.T) *testEnv {
 
 // startEnv starts an environment; options, if any, change the stack's.
 func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
+	return startEnvOn("", options...)
+}
+
+// The simulator's Front End and the bridge as a trusted application, as
+// the SfB topology names them.
+const (
+	sipFrontEnd = "fe01.contoso.com"
+	sipAppFQDN  = "sfb-bridge.contoso.com"
+)
+
+// startEnvOn starts an environment with the bridge on the SIP transport in
+// sipMode (sfb.SIPModePerUser or sfb.SIPModeTrusted), or on UCWA when it is
+// empty. On SIP the simulator also listens for SIP over TLS, with a
+// certificate of a CA made for the run that the bridge trusts (ca_file),
+// and takes the bridge's certificate of the same CA as the trusted
+// application's.
+func startEnvOn(sipMode string, options ...func(*stack.Options)) (env *testEnv, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	env = &testEnv{}
@@ -139,13 +185,24 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 		// Short long-polls: the bridge's event channel turns over often,
 		// which exercises it, and a dropped channel is noticed quickly.
 		EventWait: 5 * time.Second,
+		SIP:       sim.SIPOptions{FQDN: sipFrontEnd, TrustedApplications: []string{sipAppFQDN}},
 	})
 	if err != nil {
 		return env, fmt.Errorf("create simulator: %w", err)
 	}
 	env.simHTTP = httptest.NewServer(env.sim.Handler())
 	env.sim.SetBaseURL(env.simHTTP.URL)
+	var sipServer *stack.SIP
+	if sipMode != "" {
+		if sipServer, err = env.serveSIP(sipMode); err != nil {
+			return env, err
+		}
+	}
 
+	bin, err := bridgeBinary(ctx)
+	if err != nil {
+		return env, err
+	}
 	env.states = newStateLog()
 	metricsPort, err := synapse.FreePort()
 	if err != nil {
@@ -156,11 +213,11 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 		StatusEndpoint: env.states.URL(),
 		Dir:            env.dir,
 		RepoRoot:       "..",
-		// A prebuilt binary saves the build when iterating on the tests.
-		BridgeBinary: os.Getenv("SFB_E2E_BRIDGE_BIN"),
-		Race:         raceEnabled,
-		DatabaseURI:  dsn,
-		DiscoveryURL: env.sim.DiscoveryURL(),
+		BridgeBinary:   bin,
+		Race:           raceEnabled,
+		DatabaseURI:    dsn,
+		DiscoveryURL:   env.sim.DiscoveryURL(),
+		SIP:            sipServer,
 		// Everyone may log in; the migration team's member is a bridge
 		// admin (waves_test.go).
 		Permissions: map[string]string{"localhost": "user", string(wavesAdmin): "admin"},
@@ -197,6 +254,26 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 	return env, nil
 }
 
+// serveSIP starts the simulator's SIP listener on loopback with a test
+// PKI and returns how the bridge reaches it in mode.
+func (env *testEnv) serveSIP(mode string) (*stack.SIP, error) {
+	pki, err := stack.NewSIPPKI(env.dir, sipFrontEnd, sipAppFQDN)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("SIP listener: %w", err)
+	}
+	env.sipListener = ln
+	go func() {
+		if err := env.sim.ServeSIP(ln, pki.Server); err != nil {
+			fmt.Fprintf(env.simLog, "ServeSIP: %v\n", err)
+		}
+	}()
+	return &stack.SIP{Mode: mode, Server: ln.Addr().String(), PKI: pki}, nil
+}
+
 func (env *testEnv) close() error {
 	var errs []error
 	if env.st != nil {
@@ -204,6 +281,9 @@ func (env *testEnv) close() error {
 	}
 	if env.simHTTP != nil {
 		env.simHTTP.Close()
+	}
+	if env.sipListener != nil {
+		_ = env.sipListener.Close()
 	}
 	if env.states != nil {
 		env.states.Close()

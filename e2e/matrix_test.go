@@ -29,7 +29,10 @@ type matrixUser struct {
 	// presence holds the m.presence events of the sync responses, apart
 	// from the timeline: what Element shows next to people's names.
 	presence []*event.Event
-	changed  chan struct{} // closed and replaced whenever events or presence grow
+	// typing holds the m.typing events of the joined rooms, in order:
+	// who Element shows as typing.
+	typing  []*event.Event
+	changed chan struct{} // closed and replaced whenever events, presence or typing grow
 	// stopSync ends the running sync loop and waits for it.
 	stopSync func()
 }
@@ -87,21 +90,31 @@ func (u *matrixUser) ProcessResponse(_ context.Context, resp *mautrix.RespSync, 
 			batch = append(batch, prepare(evt, roomID))
 		}
 	}
+	var typing []*event.Event
 	for roomID, room := range resp.Rooms.Join {
 		for _, evt := range room.Timeline.Events {
 			batch = append(batch, prepare(evt, roomID))
+		}
+		for _, evt := range room.Ephemeral.Events {
+			if evt.Type.Type == event.EphemeralEventTyping.Type {
+				evt.RoomID = roomID
+				evt.Type.Class = event.EphemeralEventType
+				_ = evt.Content.ParseRaw(evt.Type)
+				typing = append(typing, evt)
+			}
 		}
 	}
 	for _, evt := range resp.Presence.Events {
 		evt.Type.Class = event.EphemeralEventType
 		_ = evt.Content.ParseRaw(evt.Type)
 	}
-	if len(batch) == 0 && len(resp.Presence.Events) == 0 {
+	if len(batch) == 0 && len(resp.Presence.Events) == 0 && len(typing) == 0 {
 		return nil
 	}
 	u.mu.Lock()
 	u.events = append(u.events, batch...)
 	u.presence = append(u.presence, resp.Presence.Events...)
+	u.typing = append(u.typing, typing...)
 	close(u.changed)
 	u.changed = make(chan struct{})
 	u.mu.Unlock()

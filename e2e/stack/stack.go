@@ -53,6 +53,9 @@ type Options struct {
 	DatabaseURI string
 	// DiscoveryURL is the SfB autodiscovery URL (the simulator's).
 	DiscoveryURL string
+	// SIP, when set, puts the bridge on the SIP transport towards the
+	// simulator's SIP listener instead of UCWA.
+	SIP *SIP
 	// Permissions is bridge.permissions; default: every user of ServerName
 	// may log in ("user").
 	Permissions map[string]string
@@ -234,6 +237,15 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		}
 		otherAppServices = append([]string{reg}, otherAppServices...)
 		set(cfg, []string{"double_puppet", "secrets"}, map[string]any{opts.ServerName: "as_token:" + token})
+	}
+	if opts.SIP != nil {
+		network, err := opts.SIP.network()
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range network {
+			set(cfg, []string{"network", k}, v)
+		}
 	}
 	for k, v := range opts.Network {
 		set(cfg, []string{"network", k}, v)
