@@ -2,6 +2,7 @@
 #
 #   make demo    build everything, start Synapse + the SfB simulator + the
 #                bridge on loopback and show a bridged conversation
+#                (DEMOFLAGS=-sip=per_user or -sip=trusted: over SIP)
 #   make test    lint, unit + end-to-end tests (real Synapse, PostgreSQL),
 #                short fuzz runs: what CI runs
 #   make bench   the standard bench scenarios (docs/performance.md);

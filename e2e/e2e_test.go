@@ -141,13 +141,6 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 	return startEnvOn("", options...)
 }
 
-// The simulator's Front End and the bridge as a trusted application, as
-// the SfB topology names them.
-const (
-	sipFrontEnd = "fe01.contoso.com"
-	sipAppFQDN  = "sfb-bridge.contoso.com"
-)
-
 // startEnvOn starts an environment with the bridge on the SIP transport in
 // sipMode (sfb.SIPModePerUser or sfb.SIPModeTrusted), or on UCWA when it is
 // empty. On SIP the simulator also listens for SIP over TLS, with a
@@ -185,7 +178,7 @@ func startEnvOn(sipMode string, options ...func(*stack.Options)) (env *testEnv, 
 		// Short long-polls: the bridge's event channel turns over often,
 		// which exercises it, and a dropped channel is noticed quickly.
 		EventWait: 5 * time.Second,
-		SIP:       sim.SIPOptions{FQDN: sipFrontEnd, TrustedApplications: []string{sipAppFQDN}},
+		SIP:       sim.SIPOptions{FQDN: stack.SimFrontEnd, TrustedApplications: []string{stack.SimAppFQDN}},
 	})
 	if err != nil {
 		return env, fmt.Errorf("create simulator: %w", err)
@@ -194,7 +187,10 @@ func startEnvOn(sipMode string, options ...func(*stack.Options)) (env *testEnv, 
 	env.sim.SetBaseURL(env.simHTTP.URL)
 	var sipServer *stack.SIP
 	if sipMode != "" {
-		if sipServer, err = env.serveSIP(sipMode); err != nil {
+		sipServer, env.sipListener, err = stack.ServeSIP(env.dir, env.sim, sipMode, func(err error) {
+			fmt.Fprintf(env.simLog, "ServeSIP: %v\n", err)
+		})
+		if err != nil {
 			return env, err
 		}
 	}
@@ -252,26 +248,6 @@ func startEnvOn(sipMode string, options ...func(*stack.Options)) (env *testEnv, 
 		return env, err
 	}
 	return env, nil
-}
-
-// serveSIP starts the simulator's SIP listener on loopback with a test
-// PKI and returns how the bridge reaches it in mode.
-func (env *testEnv) serveSIP(mode string) (*stack.SIP, error) {
-	pki, err := stack.NewSIPPKI(env.dir, sipFrontEnd, sipAppFQDN)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("SIP listener: %w", err)
-	}
-	env.sipListener = ln
-	go func() {
-		if err := env.sim.ServeSIP(ln, pki.Server); err != nil {
-			fmt.Fprintf(env.simLog, "ServeSIP: %v\n", err)
-		}
-	}()
-	return &stack.SIP{Mode: mode, Server: ln.Addr().String(), PKI: pki}, nil
 }
 
 func (env *testEnv) close() error {

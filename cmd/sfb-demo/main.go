@@ -9,7 +9,9 @@
 // demo user answers from Matrix, the colleague quotes the answer back);
 // then log in with any Matrix client at the printed address to chat with
 // the colleague yourself. -once exits after the round trip, non-zero if it
-// failed.
+// failed. -sip per_user or -sip trusted puts the bridge on the SIP transport
+// instead of UCWA: the simulator then also listens for SIP over TLS, with a
+// certificate of a CA made for the run.
 package main
 
 import (
@@ -56,6 +58,7 @@ type options struct {
 	once      bool
 	duration  time.Duration
 	dir       string
+	sipMode   string
 }
 
 func run() int {
@@ -65,6 +68,7 @@ func run() int {
 	flag.BoolVar(&opts.once, "once", false, "exit after the scripted round trip SfB -> Matrix -> SfB -> Matrix (non-zero on failure) instead of staying up for a Matrix client")
 	flag.DurationVar(&opts.duration, "duration", 0, "stop after this long (default: until Ctrl-C; with -once: 5m deadline)")
 	flag.StringVar(&opts.dir, "dir", "", "keep configuration, databases and logs here (default: a temporary directory, removed at exit)")
+	flag.StringVar(&opts.sipMode, "sip", "", "put the bridge on the SIP transport in this mode: "+sfb.SIPModePerUser+" or "+sfb.SIPModeTrusted+" (default: UCWA)")
 	flag.Parse()
 	if opts.once && opts.duration == 0 {
 		opts.duration = 5 * time.Minute
@@ -89,6 +93,9 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 	if err := checkPort(opts.port); err != nil {
 		return err
 	}
+	if opts.sipMode != "" && opts.sipMode != sfb.SIPModePerUser && opts.sipMode != sfb.SIPModeTrusted {
+		return fmt.Errorf("-sip %q: want %s or %s", opts.sipMode, sfb.SIPModePerUser, sfb.SIPModeTrusted)
+	}
 	dir := opts.dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "sfb-demo-"); err != nil {
@@ -111,6 +118,7 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 		Users:     []sim.User{{URI: demoSfB, DisplayName: "Demo User", Password: sfbPassword}},
 		Colleague: colleagueSfB,
 		Logger:    zerolog.New(simLog).With().Timestamp().Logger(),
+		SIP:       sim.SIPOptions{FQDN: stack.SimFrontEnd, TrustedApplications: []string{stack.SimAppFQDN}},
 	})
 	if err != nil {
 		return fmt.Errorf("start simulator: %w", err)
@@ -130,6 +138,14 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 	defer simServer.Close()
 	simulator.SetBaseURL("http://" + listener.Addr().String())
 	out.say("SfB simulator at %s (colleague %s)", simulator.BaseURL(), colleagueSfB)
+	var sipServer *stack.SIP
+	if opts.sipMode != "" {
+		sipServer, _, err = stack.ServeSIP(dir, simulator, opts.sipMode, func(err error) { out.say("SIP listener: %v", err) })
+		if err != nil {
+			return err
+		}
+		out.say("SfB simulator's SIP listener at %s (TLS, CA %s); the bridge is on SIP, %s", sipServer.Server, sipServer.PKI.CAFile, opts.sipMode)
+	}
 
 	out.say("starting Synapse and the bridge (the first run builds the bridge and may install Synapse)...")
 	st, err := stack.Start(ctx, stack.Options{
@@ -138,6 +154,7 @@ func demo(ctx context.Context, opts options, out *printer) (err error) {
 		BridgeBinary: opts.bridgeBin,
 		SynapsePort:  opts.port,
 		DiscoveryURL: simulator.DiscoveryURL(),
+		SIP:          sipServer,
 		// As docs/operator-guide.md sets it up: what the demo user
 		// writes from their own SfB client appears as them in Matrix.
 		DoublePuppet: true,

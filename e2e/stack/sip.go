@@ -97,3 +97,36 @@ func (s *SIP) network() (map[string]any, error) {
 	}
 	return map[string]any{"transport": sfb.TransportSIP, "ca_file": s.PKI.CAFile, "sip": section}, nil
 }
+
+// The simulated topology's names: the Front End, and the bridge as a
+// trusted application. The simulator's sim.SIPOptions take them (FQDN,
+// TrustedApplications).
+const (
+	SimFrontEnd = "fe01.contoso.com"
+	SimAppFQDN  = "sfb-bridge.contoso.com"
+)
+
+// SIPServer serves SIP on a listener: the simulator.
+type SIPServer interface {
+	ServeSIP(ln net.Listener, tlsConf *tls.Config) error
+}
+
+// ServeSIP makes the PKI in dir, starts srv's SIP listener over TLS on
+// loopback and returns how the bridge reaches it in mode, and the listener
+// (closing it stops serving). An error of srv's ServeSIP goes to logErr.
+func ServeSIP(dir string, srv SIPServer, mode string, logErr func(error)) (*SIP, net.Listener, error) {
+	pki, err := NewSIPPKI(dir, SimFrontEnd, SimAppFQDN)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for SIP: %w", err)
+	}
+	go func() {
+		if err := srv.ServeSIP(ln, pki.Server); err != nil {
+			logErr(err)
+		}
+	}()
+	return &SIP{Mode: mode, Server: ln.Addr().String(), PKI: pki}, ln, nil
+}
