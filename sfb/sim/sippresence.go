@@ -453,6 +453,8 @@ func (s *Server) sipService(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	switch ct {
 	case presence.ContentTypePublish:
 		return s.sipPublish(ep, req)
+	case contentTypeSOAP:
+		return s.sipContactListRequest(ep, req)
 	case contentTypeSetContainerMembers, contentTypeSetSubscriber:
 		return sipAnswer{status: 200, reason: "OK"}
 	}

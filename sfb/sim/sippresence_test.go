@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -809,3 +810,52 @@ func (discardPeer) Do(_ context.Context, req *sip.Request) (*sip.Response, error
 func (discardPeer) Send(sip.Message) error { return nil }
 func (discardPeer) LocalAddr() net.Addr    { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5061} }
 func (discardPeer) Transport() string      { return "TLS" }
+
+// pidginSOAP is pidgin-sipe's sip_soap_request: a contact-list change in
+// a SERVICE (bodies as recorded from pidgin-sipe 1.25).
+func pidginSOAP(t *testing.T, operation, args string) *sip.Request {
+	body := `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/winrtc/2002/11/sip"><s:Body><m:` +
+		operation + `>` + args + `<m:deltaNum>1</m:deltaNum></m:` + operation + `></s:Body></s:Envelope>`
+	return parseSIP(t, `
+SERVICE sip:alice@contoso.com SIP/2.0
+Via: SIP/2.0/tcp 127.0.0.1:44284;branch=z9hG4bKsoap`+operation+`
+From: <sip:alice@contoso.com>;tag=3553128833;epid=c97532c1946f
+To: <sip:alice@contoso.com>
+Max-Forwards: 70
+CSeq: 1 SERVICE
+Call-ID: soap-`+operation+`
+Contact: <sip:alice@contoso.com;opaque=user:epid:abcd;gruu>
+Content-Type: application/SOAP+xml
+`, body)
+}
+
+func TestSIPPresenceContactListChanges(t *testing.T) {
+	s, _ := newPresenceServer(t, Options{})
+	require.NoError(t, s.SetContacts("sip:alice@contoso.com", []ContactGroup{{Name: "Team", Members: []sfb.URI{"sip:bob@contoso.com"}}}))
+	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
+	require.Equal(t, 200, s.sipSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingContacts, presence.ContentTypeRoamingContacts, "", "")).status)
+
+	a := s.sipService(ep, pidginSOAP(t, "addGroup", `<m:name>Colleagues</m:name><m:externalURI />`))
+	require.Equal(t, 200, a.status)
+	assert.Contains(t, string(a.body), "<m:groupID>2</m:groupID>", "pidgin-sipe reads Body/addGroup/groupID")
+	a = s.sipService(ep, pidginSOAP(t, "setContact", `<m:displayName>sip:carol@contoso.com</m:displayName><m:groups>2</m:groups><m:subscribed>true</m:subscribed><m:URI>sip:carol@contoso.com</m:URI><m:externalURI />`))
+	require.Equal(t, 200, a.status)
+	r := peer.waitFor(t, func(r *sip.Request) bool {
+		l, err := presence.ParseContactList(r.Body())
+		return err == nil && len(l.Contacts) == 2
+	})
+	l, err := presence.ParseContactList(r.Body())
+	require.NoError(t, err)
+	assert.Equal(t, []presence.Group{{ID: "1", Name: "Team"}, {ID: "2", Name: "Colleagues"}}, l.Groups)
+	assert.Equal(t, []string{"2"}, l.Contacts[1].Groups)
+
+	a = s.sipService(ep, pidginSOAP(t, "deleteContact", `<m:URI>sip:bob@contoso.com</m:URI>`))
+	require.Equal(t, 200, a.status)
+	s.mu.Lock()
+	groups := slices.Clone(s.users["sip:alice@contoso.com"].st.groups)
+	s.mu.Unlock()
+	assert.Equal(t, []ContactGroup{{Name: "Team"}, {Name: "Colleagues", Members: []sfb.URI{"sip:carol@contoso.com"}}}, groups)
+
+	assert.Equal(t, 400, s.sipService(ep, pidginSOAP(t, "setContact", `<m:groups>9</m:groups><m:URI>sip:carol@contoso.com</m:URI>`)).status)
+	assert.Equal(t, 400, s.sipService(ep, pidginSOAP(t, "setContact", `<m:groups>1</m:groups><m:URI>sip:nobody@contoso.com</m:URI>`)).status)
+}
