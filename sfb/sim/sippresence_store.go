@@ -152,7 +152,7 @@ func (s *Server) publishCategories(ep *sipPresenceEP, pubs []sipPublication) ([]
 		su.cats[k] = pc
 		written = append(written, c)
 	}
-	s.presenceFromCategories(ep.user, su)
+	s.presenceFromCategories(ep.user, su, written)
 	s.notifySelf(su, ep.user, written)
 	ep.user.presenceState().publications++
 	ep.published = true
@@ -171,13 +171,14 @@ func catKeyOf(c presence.Category) catKey {
 // states and notes, as a native client's publication (UCWA idleness no
 // longer applies): the manual user state wins, lowered to Idle or Away
 // while the machine state says the computer is inactive or away; without
-// one, the latest machine state. Published notes replace both notes; a
-// store without note instances leaves the notes as they are. Once the
-// user's last endpoint is gone, the user is Offline.
-func (s *Server) presenceFromCategories(u *user, su *sipUser) {
+// one, the latest machine state. Published notes replace both notes (none
+// left clears them); without note instances or a change of them the notes
+// stay as they are. Once the user's last endpoint is gone, the user is
+// Offline.
+func (s *Server) presenceFromCategories(u *user, su *sipUser, changed []presence.Category) {
 	var userState, machine *presence.Category
 	var personal, oof *presence.Category
-	notes := false
+	notes := slices.ContainsFunc(changed, func(c presence.Category) bool { return c.Name == "note" })
 	for _, pc := range su.cats {
 		c := &pc.cat
 		switch {
@@ -312,7 +313,7 @@ func (s *Server) dropEndpointCategories(ep *sipPresenceEP) {
 		}
 	}
 	if ep.published {
-		s.presenceFromCategories(ep.user, su)
+		s.presenceFromCategories(ep.user, su, gone)
 	}
 	s.notifySelf(su, ep.user, gone)
 }

@@ -859,3 +859,21 @@ func TestSIPPresenceContactListChanges(t *testing.T) {
 	assert.Equal(t, 400, s.sipService(ep, pidginSOAP(t, "setContact", `<m:groups>9</m:groups><m:URI>sip:carol@contoso.com</m:URI>`)).status)
 	assert.Equal(t, 400, s.sipService(ep, pidginSOAP(t, "setContact", `<m:groups>1</m:groups><m:URI>sip:nobody@contoso.com</m:URI>`)).status)
 }
+
+// A note removed with expires="0" (how the transport clears the note)
+// clears it; a later state publication leaves it cleared.
+func TestSIPPresenceNoteRemoved(t *testing.T) {
+	s, _ := newPresenceServer(t, Options{})
+	ep, _ := s.testEndpoint(t, "sip:alice@contoso.com")
+	require.Equal(t, 200, s.sipService(ep, pidginPublish(t, "sip:alice@contoso.com", notePub("Lunch", 0))).status)
+	p, _ := s.GetPresence("sip:alice@contoso.com")
+	require.Equal(t, "Lunch", p.Note)
+	remove := `<publication categoryName="note" instance="0" container="200" version="1" expireType="static" expires="0"/>`
+	require.Equal(t, 200, s.sipService(ep, pidginPublish(t, "sip:alice@contoso.com", remove)).status)
+	p, _ = s.GetPresence("sip:alice@contoso.com")
+	assert.Empty(t, p.Note)
+	require.Equal(t, 200, s.sipService(ep, pidginPublish(t, "sip:alice@contoso.com", userStatePub(6500, 0))).status)
+	p, _ = s.GetPresence("sip:alice@contoso.com")
+	assert.Equal(t, "Busy", p.Availability)
+	assert.Empty(t, p.Note)
+}
