@@ -235,7 +235,7 @@ func (s *Server) Subscribers(uri sfb.URI) int {
 }
 
 // PresenceSubscriptions is the number of presence subscriptions the
-// applications of uri hold, and the people in them.
+// applications and SIP endpoints of uri hold, and the people in them.
 func (s *Server) PresenceSubscriptions(uri sfb.URI) (subscriptions, people int) {
 	s.forApps(uri, func(a *app) {
 		subscriptions += len(a.subs)
@@ -243,29 +243,41 @@ func (s *Server) PresenceSubscriptions(uri sfb.URI) (subscriptions, people int) 
 			people += len(sub.members)
 		}
 	})
+	s.forSIPPresenceSubs(uri, func(sub *sipSub) {
+		subscriptions++
+		people += len(sub.members)
+	})
 	return subscriptions, people
 }
 
 // DropPresenceSubscriptions deletes every presence subscription of uri's
 // applications as the server does when it ends one (a deleted event on the
-// event channel); a later extension answers 404.
+// event channel; for a SIP endpoint a NOTIFY terminated;reason=deactivated,
+// which invites it to subscribe again); a later extension answers 404
+// (481 over SIP).
 func (s *Server) DropPresenceSubscriptions(uri sfb.URI) {
 	s.forApps(uri, func(a *app) {
 		for _, sub := range a.subs {
 			s.deleteSub(sub, true)
 		}
 	})
+	s.forSIPPresenceSubs(uri, func(sub *sipSub) {
+		s.endSub(sub)
+		s.queue(sub, s.notifyRequest(sub, "terminated;reason=deactivated", "", nil))
+	})
 }
 
 // ExpirePresenceSubscriptions makes every presence subscription of uri's
-// applications expire now, silently: a client that did not extend in time
-// learns of it when its extension is answered 404.
+// applications and SIP endpoints expire now, silently: a client that did
+// not extend in time learns of it when its extension is answered 404 (481
+// over SIP).
 func (s *Server) ExpirePresenceSubscriptions(uri sfb.URI) {
 	s.forApps(uri, func(a *app) {
 		for _, sub := range a.subs {
 			s.deleteSub(sub, false)
 		}
 	})
+	s.forSIPPresenceSubs(uri, s.endSub)
 }
 
 func (s *Server) deleteSub(sub *presenceSub, event bool) {
@@ -973,6 +985,11 @@ func (s *Server) PresenceSubscriptionExpiry(uri sfb.URI) time.Time {
 			if first.IsZero() || sub.expires.Before(first) {
 				first = sub.expires
 			}
+		}
+	})
+	s.forSIPPresenceSubs(uri, func(sub *sipSub) {
+		if first.IsZero() || sub.expires.Before(first) {
+			first = sub.expires
 		}
 	})
 	return first

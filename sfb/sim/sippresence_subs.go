@@ -395,6 +395,29 @@ func (s *Server) drain(ep *sipPresenceEP) {
 	}
 }
 
+// forSIPPresenceSubs calls f with each presence subscription of uri's SIP
+// endpoints, under s.mu.
+func (s *Server) forSIPPresenceSubs(uri sfb.URI, f func(*sipSub)) {
+	uri = canonical(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	su := s.sipPres.users[uri]
+	if su == nil {
+		return
+	}
+	var subs []*sipSub
+	for ep := range su.endpoints {
+		for sub := range ep.subs {
+			if sub.event == presence.EventPresence {
+				subs = append(subs, sub)
+			}
+		}
+	}
+	for _, sub := range subs {
+		f(sub)
+	}
+}
+
 // SIPPresenceWatchers is how many SIP presence subscriptions watch uri
 // (for tests and the bench, beside Subscribers for UCWA).
 func (s *Server) SIPPresenceWatchers(uri sfb.URI) int {

@@ -877,3 +877,28 @@ func TestSIPPresenceNoteRemoved(t *testing.T) {
 	assert.Equal(t, "Busy", p.Availability)
 	assert.Empty(t, p.Note)
 }
+
+// The control API's presence-subscription counts and faults cover SIP
+// endpoints too.
+func TestSIPPresenceControlFaults(t *testing.T) {
+	s, _ := newPresenceServer(t, Options{})
+	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
+	req := pidginSubscribe(t, "call-f", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com", "sip:carol@contoso.com"))
+	require.Equal(t, 200, s.sipSubscribe(ep, req).status)
+	subs, people := s.PresenceSubscriptions("sip:alice@contoso.com")
+	assert.Equal(t, []int{1, 2}, []int{subs, people})
+	assert.False(t, s.PresenceSubscriptionExpiry("sip:alice@contoso.com").IsZero())
+
+	s.DropPresenceSubscriptions("sip:alice@contoso.com")
+	r := peer.waitFor(t, func(r *sip.Request) bool { return r.Method == sip.NOTIFY })
+	assert.Equal(t, "terminated;reason=deactivated", r.GetHeader("Subscription-State").Value())
+	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
+
+	req = pidginSubscribe(t, "call-g", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))
+	require.Equal(t, 200, s.sipSubscribe(ep, req).status)
+	s.ExpirePresenceSubscriptions("sip:alice@contoso.com")
+	tag, _ := req.To().Params.Get("tag")
+	assert.Equal(t, 481, s.sipSubscribe(ep, pidginSubscribe(t, "call-g", tag, "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
+	subs, _ = s.PresenceSubscriptions("sip:alice@contoso.com")
+	assert.Zero(t, subs)
+}
