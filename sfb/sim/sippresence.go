@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"mime"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -164,8 +163,7 @@ func (p regPeer) Send(msg sip.Message) error {
 	return sc.c.Send(msg)
 }
 
-func (p regPeer) LocalAddr() net.Addr { return p.conn().c.LocalAddr() }
-func (p regPeer) Transport() string   { return p.conn().c.Transport() }
+func (p regPeer) Via() *sip.ViaHeader { return sipVia(p.conn()) }
 
 // sipAnswer is the final response to a request this file handles: the SIP
 // front end sends it, then runs after (the first NOTIFY of a subscription
@@ -623,13 +621,4 @@ func mediaType(v string) string {
 		return strings.ToLower(strings.TrimSpace(v))
 	}
 	return mt
-}
-
-func hostPort(addr string) (string, int) {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return addr, 0
-	}
-	port, _ := strconv.Atoi(addr[i+1:])
-	return strings.Trim(addr[:i], "[]"), port
 }

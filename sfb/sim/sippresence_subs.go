@@ -3,7 +3,6 @@ package sim
 import (
 	"container/heap"
 	"context"
-	"net"
 	"strings"
 	"time"
 
@@ -35,12 +34,12 @@ const (
 )
 
 // sipPeer is the connection an endpoint registered over, as presence needs
-// it; *sipconn.Conn is one.
+// it (regPeer).
 type sipPeer interface {
 	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
 	Send(msg sip.Message) error
-	LocalAddr() net.Addr
-	Transport() string
+	// Via is the Via of a request sent without a transaction.
+	Via() *sip.ViaHeader
 }
 
 // sipPresenceEP is a registered SIP endpoint as presence sees it: its
@@ -372,10 +371,7 @@ func (s *Server) drain(ep *sipPresenceEP) {
 		if o.req.Method == sipBENOTIFY {
 			// Nobody answers a BENOTIFY, so it goes without a
 			// transaction: the Via a transaction would add is ours.
-			via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: ep.peer.Transport(), Params: sip.NewParams()}
-			via.Host, via.Port = hostPort(ep.peer.LocalAddr().String())
-			via.Params.Add("branch", sip.GenerateBranch())
-			o.req.PrependHeader(via)
+			o.req.PrependHeader(ep.peer.Via())
 			if err := ep.peer.Send(o.req); err != nil {
 				s.log.Debug().Err(err).Stringer("user", ep.user.uri).Msg("send BENOTIFY")
 			}

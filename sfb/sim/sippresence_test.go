@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -45,8 +44,13 @@ func (p *fakePeer) Send(msg sip.Message) error {
 	return nil
 }
 
-func (p *fakePeer) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5061} }
-func (p *fakePeer) Transport() string   { return "TLS" }
+func (p *fakePeer) Via() *sip.ViaHeader { return testVia() }
+
+func testVia() *sip.ViaHeader {
+	v := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "TLS", Host: "127.0.0.1", Port: 5061, Params: sip.NewParams()}
+	v.Params.Add("branch", sip.GenerateBranch())
+	return v
+}
 
 func (p *fakePeer) requests() []*sip.Request {
 	p.mu.Lock()
@@ -808,8 +812,7 @@ func (discardPeer) Do(_ context.Context, req *sip.Request) (*sip.Response, error
 	return sip.NewResponseFromRequest(req, 200, "OK", nil), nil
 }
 func (discardPeer) Send(sip.Message) error { return nil }
-func (discardPeer) LocalAddr() net.Addr    { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5061} }
-func (discardPeer) Transport() string      { return "TLS" }
+func (discardPeer) Via() *sip.ViaHeader    { return testVia() }
 
 // pidginSOAP is pidgin-sipe's sip_soap_request: a contact-list change in
 // a SERVICE (bodies as recorded from pidgin-sipe 1.25).
