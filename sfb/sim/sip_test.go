@@ -94,7 +94,7 @@ func TestSIPRegisterRefused(t *testing.T) {
 	// A wrong password ends the handshake with a fresh 401.
 	c := e.dial(t, alice, "wrong")
 	res, raw := c.register("", "")
-	require.Equal(t, 401, res.StatusCode)
+	require.Equal(t, 401, res.StatusCode, raw)
 	offer, err := sipae.ParseHeader(hdr(res)("WWW-Authenticate"))
 	require.NoError(t, err)
 	client := sipae.NewClient("alice", "CONTOSO", "wrong")
