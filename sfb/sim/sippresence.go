@@ -166,8 +166,10 @@ func (p regPeer) Send(msg sip.Message) error {
 func (p regPeer) Via() *sip.ViaHeader { return sipVia(p.conn()) }
 
 // sipAnswer is the final response to a request this file handles: the SIP
-// front end sends it, then runs after (the first NOTIFY of a subscription
-// whose client does not take it piggybacked must follow the 200).
+// front end sends it, then runs after, which releases what a new
+// subscription's dialog holds back until its 200 is out (its first NOTIFY
+// when the client does not take it piggybacked, notifications of changes
+// made in between).
 type sipAnswer struct {
 	status  int
 	reason  string
@@ -291,6 +293,7 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	if event == presence.EventPresence {
 		a.headers = append(a.headers, sip.NewHeader("Require", "eventlist"))
 	}
+	var first *sip.Request
 	switch {
 	case body == nil:
 	case piggyback:
@@ -300,12 +303,26 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 		a.body = body
 		a.headers = append(a.headers, sip.NewHeader("Content-Type", contentType), sip.NewHeader("ms-piggyback-cseq", strconv.FormatUint(uint64(sub.cseq), 10)))
 	default:
-		first := s.notifyRequest(sub, state, contentType, body)
+		first = s.notifyRequest(sub, state, contentType, body)
+	}
+	if fresh && !oneOff {
+		// Nothing of the dialog goes out before its 200: what a change
+		// queues meanwhile waits (pidgin-sipe would take a BENOTIFY
+		// overtaking the 200 for newer than the state the 200 carries).
+		sub.held = []*sip.Request{}
 		a.after = func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			if _, live := ep.subs[sub]; live {
+			held := sub.held
+			sub.held = nil
+			if _, live := ep.subs[sub]; !live {
+				return
+			}
+			if first != nil {
 				s.queue(sub, first)
+			}
+			for _, req := range held {
+				s.queue(sub, req)
 			}
 		}
 	}

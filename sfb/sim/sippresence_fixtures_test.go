@@ -49,7 +49,7 @@ func TestSIPPresencePidginFixtures(t *testing.T) {
 	}
 	subscribe := func(prefix string) (*sip.Request, sipAnswer) {
 		req := pidginFixture(t, prefix)
-		a := s.sipSubscribe(ep, req)
+		a := s.testSubscribe(ep, req)
 		require.Equal(t, 200, a.status, prefix)
 		return req, a
 	}

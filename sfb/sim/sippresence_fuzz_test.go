@@ -23,7 +23,7 @@ func FuzzSIPPresenceBodies(f *testing.F) {
 		case 0:
 			req := pidginSubscribe(t, "call-fuzz", "", "", "")
 			req.SetBody(body)
-			a = s.sipSubscribe(ep, req)
+			a = s.testSubscribe(ep, req)
 		case 1:
 			req := pidginPublish(t, "sip:alice@contoso.com", "")
 			req.SetBody(body)

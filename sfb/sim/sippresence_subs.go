@@ -88,6 +88,9 @@ type sipSub struct {
 	counted    int
 	// rlmiVersion numbers the rlmi lists of the dialog.
 	rlmiVersion uint32
+	// held, when not nil, holds the dialog's requests until its 200 is
+	// sent.
+	held []*sip.Request
 }
 
 // sipOutgoing is a request to send in a subscription's dialog.
@@ -333,6 +336,12 @@ func (s *Server) notifySelf(su *sipUser, u *user, written []presence.Category) {
 func (s *Server) queue(sub *sipSub, req *sip.Request) {
 	ep := sub.ep
 	if ep.gone || req == nil || s.closed {
+		return
+	}
+	if sub.held != nil {
+		if len(sub.held) < sipOutboxLimit {
+			sub.held = append(sub.held, req)
+		}
 		return
 	}
 	if len(ep.out) >= sipOutboxLimit {

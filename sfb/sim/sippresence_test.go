@@ -92,6 +92,16 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// testSubscribe is sipSubscribe followed by what the front end does once
+// the answer is sent.
+func (s *Server) testSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
+	a := s.sipSubscribe(ep, req)
+	if a.after != nil {
+		a.after()
+	}
+	return a
+}
+
 func newPresenceServer(t *testing.T, opts Options) (*Server, *testClock) {
 	t.Helper()
 	clk := &testClock{t: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)}
@@ -237,7 +247,8 @@ func TestSIPPresenceBatchSubscribePiggybacksFirstNotify(t *testing.T) {
 	req := pidginSubscribe(t, "call-1", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com", "sip:carol@contoso.com", "sip:nobody@contoso.com"))
 	a := s.sipSubscribe(ep, req)
 	require.Equal(t, 200, a.status)
-	assert.Nil(t, a.after, "the first notification rides on the 200")
+	require.NotNil(t, a.after)
+	a.after()
 	assert.NotEmpty(t, headerValue(a.headers, "ms-piggyback-cseq"), "pidgin-sipe reads a 200 as a notification only with ms-piggyback-cseq")
 	assert.Equal(t, "active;expires=21600", headerValue(a.headers, "subscription-state"))
 	tag, _ := req.To().Params.Get("tag")
@@ -261,7 +272,7 @@ func TestSIPPresenceBatchSubscribePiggybacksFirstNotify(t *testing.T) {
 	note, _ := noteOf(bob)
 	assert.Equal(t, "Budget review", note)
 	assert.Equal(t, presence.AvailabilityOnline, stateOf(t, docOf(n, "sip:carol@contoso.com")).Availability)
-	assert.Empty(t, peer.requests(), "nothing is sent besides the 200")
+	assert.Empty(t, peer.requests(), "the first notification rides on the 200: nothing else is sent")
 
 	s.mu.Lock()
 	assert.Len(t, s.sipPres.watchers["sip:bob@contoso.com"], 1)
@@ -299,7 +310,7 @@ func TestSIPPresenceSubscribeWithoutPiggybackGetsNotifyAfter200(t *testing.T) {
 func TestSIPPresenceWatcherNotifiedOfEveryChange(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
-	require.Equal(t, 200, s.sipSubscribe(ep, pidginSubscribe(t, "call-3", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
+	require.Equal(t, 200, s.testSubscribe(ep, pidginSubscribe(t, "call-3", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
 
 	lastBob := func(since int) *presence.Categories {
 		var doc *presence.Categories
@@ -358,7 +369,7 @@ func TestSIPPresenceChangeReachesOnlyWatchers(t *testing.T) {
 		}
 		req := pidginSubscribe(t, fmt.Sprintf("call-w%d", i), "", "", pidginBatch(string(u.URI), target))
 		req.From().Address.User = strings.TrimPrefix(strings.Split(string(u.URI), "@")[0], "sip:")
-		require.Equal(t, 200, s.sipSubscribe(ep, req).status)
+		require.Equal(t, 200, s.testSubscribe(ep, req).status)
 	}
 	require.NoError(t, s.SetPresence("sip:bob@contoso.com", Presence{Availability: "Away"}))
 	for i, p := range peers {
@@ -380,7 +391,7 @@ func TestSIPPresenceSubscriptionQuota(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{MaxCategorySubscriptions: 8})
 	ep, _ := s.testEndpoint(t, "sip:alice@contoso.com")
 	extra := s.GenerateUsers(3, "contoso.com")
-	a := s.sipSubscribe(ep, pidginSubscribe(t, "call-q", "", "", pidginBatch("sip:alice@contoso.com",
+	a := s.testSubscribe(ep, pidginSubscribe(t, "call-q", "", "", pidginBatch("sip:alice@contoso.com",
 		"sip:bob@contoso.com", "sip:carol@contoso.com", string(extra[0].URI), string(extra[1].URI))))
 	n := answerNotify(t, a)
 	var active, refused []string
@@ -404,8 +415,8 @@ func TestSIPPresenceSubscriptionQuota(t *testing.T) {
 		sub = x
 	}
 	s.mu.Unlock()
-	require.Equal(t, 200, s.sipSubscribe(ep, pidginSubscribe(t, "call-q", sub.localTag, "", unsub)).status)
-	n = answerNotify(t, s.sipSubscribe(ep, pidginSubscribe(t, "call-q", sub.localTag, "", pidginBatch("sip:alice@contoso.com", string(extra[0].URI)))))
+	require.Equal(t, 200, s.testSubscribe(ep, pidginSubscribe(t, "call-q", sub.localTag, "", unsub)).status)
+	n = answerNotify(t, s.testSubscribe(ep, pidginSubscribe(t, "call-q", sub.localTag, "", pidginBatch("sip:alice@contoso.com", string(extra[0].URI)))))
 	require.Len(t, n.List.Resources, 1)
 	assert.Equal(t, presence.InstanceActive, n.List.Resources[0].State)
 }
@@ -540,7 +551,7 @@ func TestSIPPresenceSubscriptionLifecycle(t *testing.T) {
 	s, clk := newPresenceServer(t, Options{})
 	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
 	req := pidginSubscribe(t, "call-l", "", "Expires: 1200\n", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))
-	a := s.sipSubscribe(ep, req)
+	a := s.testSubscribe(ep, req)
 	require.Equal(t, 200, a.status)
 	assert.Equal(t, "1200", headerValue(a.headers, "Expires"))
 	tag, _ := req.To().Params.Get("tag")
@@ -548,7 +559,7 @@ func TestSIPPresenceSubscriptionLifecycle(t *testing.T) {
 	// Refreshed in its dialog before it ends.
 	clk.Advance(1000 * time.Second)
 	s.Sweep()
-	a = s.sipSubscribe(ep, pidginSubscribe(t, "call-l", tag, "Expires: 1200\n", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
+	a = s.testSubscribe(ep, pidginSubscribe(t, "call-l", tag, "Expires: 1200\n", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
 	require.Equal(t, 200, a.status)
 	clk.Advance(1000 * time.Second)
 	s.Sweep()
@@ -562,7 +573,7 @@ func TestSIPPresenceSubscriptionLifecycle(t *testing.T) {
 	assert.Equal(t, "terminated;reason=timeout", r.GetHeader("subscription-state").Value())
 
 	// Its dialog is gone.
-	a = s.sipSubscribe(ep, pidginSubscribe(t, "call-l", tag, "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
+	a = s.testSubscribe(ep, pidginSubscribe(t, "call-l", tag, "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
 	assert.Equal(t, 481, a.status)
 }
 
@@ -570,14 +581,14 @@ func TestSIPPresenceUnsubscribeAndEndpointDown(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	ep, _ := s.testEndpoint(t, "sip:alice@contoso.com")
 	req := pidginSubscribe(t, "call-u", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))
-	require.Equal(t, 200, s.sipSubscribe(ep, req).status)
+	require.Equal(t, 200, s.testSubscribe(ep, req).status)
 	tag, _ := req.To().Params.Get("tag")
-	a := s.sipSubscribe(ep, pidginSubscribe(t, "call-u", tag, "Expires: 0\n", ""))
+	a := s.testSubscribe(ep, pidginSubscribe(t, "call-u", tag, "Expires: 0\n", ""))
 	require.Equal(t, 200, a.status)
 	assert.Equal(t, "terminated;expires=0", headerValue(a.headers, "subscription-state"))
 	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 
-	require.Equal(t, 200, s.sipSubscribe(ep, pidginSubscribe(t, "call-u2", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
+	require.Equal(t, 200, s.testSubscribe(ep, pidginSubscribe(t, "call-u2", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
 	assert.Equal(t, 1, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 	s.mu.Lock()
 	s.sipEndpointDown(ep)
@@ -627,7 +638,7 @@ func TestSIPPresenceRoamingContacts(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	require.NoError(t, s.SetContacts("sip:alice@contoso.com", []ContactGroup{{Name: "Team", Members: []sfb.URI{"sip:bob@contoso.com"}}}))
 	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
-	a := s.sipSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingContacts, presence.ContentTypeRoamingContacts, "Supported: ms-ucs\n", ""))
+	a := s.testSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingContacts, presence.ContentTypeRoamingContacts, "Supported: ms-ucs\n", ""))
 	require.Equal(t, 200, a.status)
 	assert.Equal(t, presence.ContentTypeRoamingContacts, headerValue(a.headers, "Content-Type"))
 	l, err := presence.ParseContactList(a.body)
@@ -649,7 +660,7 @@ func TestSIPPresenceRoamingSelf(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
 	// pidgin-sipe's sipe_subscribe_roaming_self.
-	a := s.sipSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingSelf, presence.ContentTypeRoamingSelf,
+	a := s.testSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingSelf, presence.ContentTypeRoamingSelf,
 		"Content-Type: application/vnd-microsoft-roaming-self+xml\n",
 		`<roamingList xmlns="http://schemas.microsoft.com/2006/09/sip/roaming-self"><roaming type="categories"/><roaming type="containers"/><roaming type="subscribers"/></roamingList>`))
 	require.Equal(t, 200, a.status)
@@ -693,12 +704,12 @@ func TestSIPPresenceSubscribeRefusals(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	ep, _ := s.testEndpoint(t, "sip:alice@contoso.com")
 	bad := pidginSubscribe(t, "call-b", "", "", "<batchSub")
-	assert.Equal(t, 400, s.sipSubscribe(ep, bad).status)
+	assert.Equal(t, 400, s.testSubscribe(ep, bad).status)
 	other := pidginSubscribe(t, "call-o", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))
 	other.From().Address.User = "bob"
-	assert.Equal(t, 403, s.sipSubscribe(ep, other).status)
+	assert.Equal(t, 403, s.testSubscribe(ep, other).status)
 	unknown := pidginSelfSubscribe(t, "vnd-microsoft-roaming-acl", "application/vnd-microsoft-roaming-acls+xml", "", "")
-	a := s.sipSubscribe(ep, unknown)
+	a := s.testSubscribe(ep, unknown)
 	assert.Equal(t, 489, a.status)
 	assert.Equal(t, sipAllowEvents, headerValue(a.headers, "Allow-Events"))
 	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
@@ -710,7 +721,7 @@ func TestSIPPresenceOneOffQuery(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	require.NoError(t, s.SetPresence("sip:bob@contoso.com", Presence{Availability: "Away"}))
 	ep, _ := s.testEndpoint(t, "sip:alice@contoso.com")
-	a := s.sipSubscribe(ep, pidginSubscribe(t, "call-once", "", "Expires: 0\n", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
+	a := s.testSubscribe(ep, pidginSubscribe(t, "call-once", "", "Expires: 0\n", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
 	assert.Equal(t, "terminated;expires=0", headerValue(a.headers, "subscription-state"))
 	n := answerNotify(t, a)
 	assert.Equal(t, presence.AvailabilityAway, stateOf(t, docOf(n, "sip:bob@contoso.com")).Availability)
@@ -732,7 +743,7 @@ func TestSIPPresenceBatchTooLarge(t *testing.T) {
 	}
 	req := pidginSubscribe(t, "call-big", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))
 	req.SetBody([]byte(pidginBatch("sip:alice@contoso.com", many...)))
-	a := s.sipSubscribe(ep, req)
+	a := s.testSubscribe(ep, req)
 	assert.Equal(t, 413, a.status)
 	s.mu.Lock()
 	assert.Empty(t, ep.subs)
@@ -745,7 +756,7 @@ func TestSIPPresenceBatchTooLarge(t *testing.T) {
 func TestSIPPresenceRoamingSelfListsWholeCategories(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
-	require.Equal(t, 200, s.sipSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingSelf, presence.ContentTypeRoamingSelf, "", "")).status)
+	require.Equal(t, 200, s.testSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingSelf, presence.ContentTypeRoamingSelf, "", "")).status)
 	require.Equal(t, 200, s.sipService(ep, pidginPublish(t, "sip:alice@contoso.com", machineStatePub(3500, 0)+userStatePub(3500, 0))).status)
 	n := len(peer.requests())
 	require.NoError(t, s.SetPresence("sip:alice@contoso.com", Presence{Availability: "Busy"}))
@@ -836,7 +847,7 @@ func TestSIPPresenceContactListChanges(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	require.NoError(t, s.SetContacts("sip:alice@contoso.com", []ContactGroup{{Name: "Team", Members: []sfb.URI{"sip:bob@contoso.com"}}}))
 	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
-	require.Equal(t, 200, s.sipSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingContacts, presence.ContentTypeRoamingContacts, "", "")).status)
+	require.Equal(t, 200, s.testSubscribe(ep, pidginSelfSubscribe(t, presence.EventRoamingContacts, presence.ContentTypeRoamingContacts, "", "")).status)
 
 	a := s.sipService(ep, pidginSOAP(t, "addGroup", `<m:name>Colleagues</m:name><m:externalURI />`))
 	require.Equal(t, 200, a.status)
@@ -887,7 +898,7 @@ func TestSIPPresenceControlFaults(t *testing.T) {
 	s, _ := newPresenceServer(t, Options{})
 	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
 	req := pidginSubscribe(t, "call-f", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com", "sip:carol@contoso.com"))
-	require.Equal(t, 200, s.sipSubscribe(ep, req).status)
+	require.Equal(t, 200, s.testSubscribe(ep, req).status)
 	subs, people := s.PresenceSubscriptions("sip:alice@contoso.com")
 	assert.Equal(t, []int{1, 2}, []int{subs, people})
 	assert.False(t, s.PresenceSubscriptionExpiry("sip:alice@contoso.com").IsZero())
@@ -898,10 +909,26 @@ func TestSIPPresenceControlFaults(t *testing.T) {
 	assert.Equal(t, 0, s.SIPPresenceWatchers("sip:bob@contoso.com"))
 
 	req = pidginSubscribe(t, "call-g", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))
-	require.Equal(t, 200, s.sipSubscribe(ep, req).status)
+	require.Equal(t, 200, s.testSubscribe(ep, req).status)
 	s.ExpirePresenceSubscriptions("sip:alice@contoso.com")
 	tag, _ := req.To().Params.Get("tag")
-	assert.Equal(t, 481, s.sipSubscribe(ep, pidginSubscribe(t, "call-g", tag, "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
+	assert.Equal(t, 481, s.testSubscribe(ep, pidginSubscribe(t, "call-g", tag, "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com"))).status)
 	subs, _ = s.PresenceSubscriptions("sip:alice@contoso.com")
 	assert.Zero(t, subs)
+}
+
+// A change made between a subscription's creation and its 200 going out
+// is held back until the 200 is out: pidgin-sipe takes notifications in
+// the order they come, and a BENOTIFY overtaking the 200 would be
+// undone by the older state the 200 carries.
+func TestSIPPresenceNothingOvertakesThe200(t *testing.T) {
+	s, _ := newPresenceServer(t, Options{})
+	ep, peer := s.testEndpoint(t, "sip:alice@contoso.com")
+	a := s.sipSubscribe(ep, pidginSubscribe(t, "call-o", "", "", pidginBatch("sip:alice@contoso.com", "sip:bob@contoso.com")))
+	require.Equal(t, 200, a.status)
+	require.NoError(t, s.SetPresence("sip:bob@contoso.com", Presence{Availability: "Away"}))
+	assert.Never(t, func() bool { return len(peer.requests()) > 0 }, 50*time.Millisecond, time.Millisecond)
+	a.after()
+	r := peer.waitFor(t, func(r *sip.Request) bool { return r.Method == sipBENOTIFY })
+	assert.Equal(t, presence.AvailabilityAway, stateOf(t, docOf(requestNotify(t, r), "sip:bob@contoso.com")).Availability)
 }
