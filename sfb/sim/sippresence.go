@@ -305,11 +305,13 @@ func (s *Server) sipSubscribe(ep *sipPresenceEP, req *sip.Request) sipAnswer {
 	default:
 		first = s.notifyRequest(sub, state, contentType, body)
 	}
-	if fresh && !oneOff {
-		// Nothing of the dialog goes out before its 200: what a change
+	if !oneOff {
+		// Nothing of the dialog goes out before this 200: what a change
 		// queues meanwhile waits (pidgin-sipe would take a BENOTIFY
 		// overtaking the 200 for newer than the state the 200 carries).
-		sub.held = []*sip.Request{}
+		if sub.held == nil {
+			sub.held = []*sip.Request{}
+		}
 		a.after = func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
