@@ -9,15 +9,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// handshake runs a mutual TLS handshake over a pipe: the server verifies
+// handshake runs a mutual TLS handshake over loopback TCP: the server verifies
 // client certificates against serverCA, the client the server's against
-// clientCA for serverName. It returns the client's error and the
-// certificate the server saw.
-func handshake(t *testing.T, serverCA, clientCA *CA, server, client *Issued, serverName string) (clientErr error, seen string) {
+// clientCA for serverName. It returns the certificate the server saw and
+// the client's error.
+func handshake(t *testing.T, serverCA, clientCA *CA, server, client *Issued, serverName string) (seen string, clientErr error) {
 	t.Helper()
-	a, b := net.Pipe()
-	defer a.Close()
+	// Over TCP, not net.Pipe: the server writes session tickets and
+	// alerts after the client's handshake returned, which a synchronous
+	// pipe nobody reads would block forever.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	b, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
 	defer b.Close()
+	a, err := l.Accept()
+	require.NoError(t, err)
+	defer a.Close()
 	srv := tls.Server(a, &tls.Config{
 		Certificates: []tls.Certificate{server.TLS},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -42,7 +51,7 @@ func handshake(t *testing.T, serverCA, clientCA *CA, server, client *Issued, ser
 		// come.
 		b.Close()
 	}
-	return clientErr, <-done
+	return <-done, clientErr
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -53,7 +62,7 @@ func TestMutualTLS(t *testing.T) {
 	client, err := ca.Issue(Leaf{CommonName: "bridge.contoso.com", DNSNames: []string{"bridge.contoso.com"}, Client: true, Server: true})
 	require.NoError(t, err)
 
-	clientErr, seen := handshake(t, ca, ca, server, client, "sip.contoso.com")
+	seen, clientErr := handshake(t, ca, ca, server, client, "sip.contoso.com")
 	require.NoError(t, clientErr)
 	assert.Equal(t, "bridge.contoso.com", seen, "the server sees the trusted application's name")
 
@@ -61,12 +70,12 @@ func TestMutualTLS(t *testing.T) {
 	// name the server certificate does not carry.
 	other, err := NewCA("other CA")
 	require.NoError(t, err)
-	clientErr, _ = handshake(t, ca, other, server, client, "sip.contoso.com")
+	_, clientErr = handshake(t, ca, other, server, client, "sip.contoso.com")
 	assert.Error(t, clientErr, "a server certificate of an unknown CA")
-	clientErr, _ = handshake(t, ca, ca, server, client, "pool.fabrikam.com")
+	_, clientErr = handshake(t, ca, ca, server, client, "pool.fabrikam.com")
 	assert.Error(t, clientErr, "a server certificate for another name")
 	stranger, err := other.Issue(Leaf{CommonName: "bridge.contoso.com", Client: true})
 	require.NoError(t, err)
-	_, seen = handshake(t, ca, ca, server, stranger, "sip.contoso.com")
+	seen, _ = handshake(t, ca, ca, server, stranger, "sip.contoso.com")
 	assert.Empty(t, seen, "the server accepted a client certificate of an unknown CA")
 }
