@@ -106,7 +106,7 @@ func (s *Server) escalate(d *dialog) *conference {
 	c.created = d.created
 	for side := range d.parties {
 		p := d.parties[side]
-		m := &member{uri: p.uri, name: p.name, native: p.view == nil}
+		m := &member{uri: p.uri, name: p.name, native: p.native()}
 		if v := p.view; v != nil {
 			v.conf = c
 			v.d = c.placeholder
@@ -114,6 +114,9 @@ func (s *Server) escalate(d *dialog) *conference {
 		}
 		c.members = append(c.members, m)
 	}
+	// Conferences are not simulated over SIP: an endpoint in the 1:1
+	// dialog is left out of the conference (BYE).
+	s.sipEndDialog(d, reasonEnded)
 	d.state = dialogEnded
 	if s.dialogs[d.key] == d {
 		delete(s.dialogs, d.key)
