@@ -2,12 +2,15 @@ package sim
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +45,10 @@ type SIPOptions struct {
 	// KeepAliveTimeout is the ms-keep-alive timeout the 200 to REGISTER
 	// announces; default 300s as in MS-SIPREGE's examples.
 	KeepAliveTimeout time.Duration
+	// Rand is the random source of NTLM challenges, opaque values and
+	// signatures; nil means crypto/rand. A test replaying a recorded
+	// sign-in gives the recorded challenge.
+	Rand io.Reader
 	// QueueLength bounds the requests waiting to be handled per
 	// connection; the connection's reader waits beyond. Default 64 (it is
 	// allocated with every connection, and per-user mode has one per user).
@@ -61,6 +68,23 @@ func (o *SIPOptions) setDefaults() {
 	if o.QueueLength <= 0 {
 		o.QueueLength = 64
 	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	} else {
+		o.Rand = &lockedReader{r: o.Rand}
+	}
+}
+
+// lockedReader lets a caller's reader be shared by every connection.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
 }
 
 // sipServerHeader is the Server header of SfB 2015 (RTC/6.0); pidgin-sipe

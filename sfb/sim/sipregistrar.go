@@ -2,11 +2,11 @@ package sim
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -122,7 +122,10 @@ func (s *Server) ntlmChallenge(sc *sipConn, req *sip.Request, u *user) {
 		return
 	}
 	var b [4]byte
-	_, _ = rand.Read(b[:])
+	if _, err := io.ReadFull(s.opts.SIP.Rand, b[:]); err != nil {
+		sc.respond(req, sip.StatusInternalServerError, "Server Internal Error", nil)
+		return
+	}
 	opaque := strings.ToUpper(hex.EncodeToString(b[:]))
 	s.mu.Lock()
 	if len(sc.handshakes) >= maxHandshakes {
@@ -195,7 +198,7 @@ func (s *Server) ntlmServer(u *user) *ntlm.Server {
 	s.mu.Unlock()
 	return &ntlm.Server{
 		NetBIOSDomain: netbios(domain), NetBIOSComputer: netbios(s.opts.SIP.FQDN),
-		DNSDomain: domain, DNSComputer: s.opts.SIP.FQDN,
+		DNSDomain: domain, DNSComputer: s.opts.SIP.FQDN, Rand: s.opts.SIP.Rand,
 		NTHash: func(name, _ string) ([]byte, bool) {
 			if !strings.EqualFold(name, addr) && !strings.EqualFold(name, local) {
 				return nil, false
