@@ -364,7 +364,7 @@ func (s *Server) sipOffer(d *dialog, regs []*sipReg) {
 		l := &sipLeg{d: d, side: 1, conn: r.conn, reg: r, callID: callID, peerTag: fromTag, target: r.contact, cseq: 1}
 		d.parties[1].sipOffers = append(d.parties[1].sipOffers, l)
 		r.conn.legs[l] = struct{}{}
-		req := s.sipRequest(sip.INVITE, l.target, from.uri, fromTag, to.uri, "", callID, 1)
+		req := s.sipRequest(sip.INVITE, l.target, from.uri, fromTag, to.uri, "", callID, 1, s.sipPartyContact(from))
 		if epid != "" {
 			req.From().Params.Add("epid", epid)
 		}
@@ -452,7 +452,7 @@ func (s *Server) sipConnected(d *dialog, side int) {
 	l := d.parties[side].sip
 	if l.invite != nil {
 		resp := sipResponse(l.invite, sip.StatusOK, "OK", s.sipSDP(d.parties[1-side].uri),
-			sip.NewHeader("Contact", "<"+string(d.parties[1-side].uri)+">"),
+			sip.NewHeader("Contact", s.sipPartyContact(d.parties[1-side])),
 			// The first message went into the conversation already.
 			sip.NewHeader("Supported", "ms-text-format"),
 			sip.NewHeader("Supported", "com.microsoft.rtc-multiparty"),
@@ -464,6 +464,16 @@ func (s *Server) sipConnected(d *dialog, side int) {
 	if side == 1 && d.first != nil && !l.firstDone {
 		s.sipSendMessage(l, *d.first, nil)
 	}
+}
+
+// sipPartyContact is the Contact of requests and answers the server sends
+// on behalf of a party: the GRUU of its SIP endpoint, else its address (an
+// application or the native client, both behind the server).
+func (s *Server) sipPartyContact(p party) string {
+	if p.sip != nil && p.sip.reg != nil {
+		return "<" + s.gruu(p.sip.reg) + ">"
+	}
+	return "<" + string(p.uri) + ">"
 }
 
 // sipCancelOffers withdraws the forks to the target's endpoints but keep
@@ -619,7 +629,7 @@ func (s *Server) sipSendTyping(l *sipLeg, typing bool) {
 // from the other side, to the endpoint.
 func (s *Server) sipLegRequest(l *sipLeg, method sip.RequestMethod, cseq uint32) *sip.Request {
 	me, peer := l.d.parties[l.side], l.d.parties[1-l.side]
-	req := s.sipRequest(method, l.target, peer.uri, l.peerTag, me.uri, l.tag, l.callID, cseq)
+	req := s.sipRequest(method, l.target, peer.uri, l.peerTag, me.uri, l.tag, l.callID, cseq, s.sipPartyContact(peer))
 	req.From().DisplayName = peer.name
 	if l.epid != "" {
 		req.To().Params.Add("epid", l.epid)

@@ -416,7 +416,7 @@ func (s *Server) DeregisterSIP(uri sfb.URI) int {
 
 // registrationNotify is the NOTIFY ending r's registration (under s.mu).
 func (s *Server) registrationNotify(r *sipReg) *sip.Request {
-	req := s.sipRequest(sip.NOTIFY, r.contact, r.user.uri, sipTag(r.callID), r.user.uri, r.tag, r.callID, 1)
+	req := s.sipRequest(sip.NOTIFY, r.contact, r.user.uri, sipTag(r.callID), r.user.uri, r.tag, r.callID, 1, s.sipContact())
 	req.AppendHeader(sip.NewHeader("Event", "registration-notify"))
 	req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;expires=0"))
 	req.AppendHeader(sip.NewHeader("ms-diagnostics-public", `4141;reason="User disabled"`))
@@ -426,8 +426,9 @@ func (s *Server) registrationNotify(r *sipReg) *sip.Request {
 }
 
 // sipRequest builds a request the server sends: to target (a Contact or
-// GRUU), From/To with their tags, in callID (new when empty).
-func (s *Server) sipRequest(method sip.RequestMethod, target string, from sfb.URI, fromTag string, to sfb.URI, toTag, callID string, cseq uint32) *sip.Request {
+// GRUU), From/To with their tags, in callID (new when empty), with contact
+// as its Contact.
+func (s *Server) sipRequest(method sip.RequestMethod, target string, from sfb.URI, fromTag string, to sfb.URI, toTag, callID string, cseq uint32, contact string) *sip.Request {
 	var ruri sip.Uri
 	if err := sip.ParseUri(target, &ruri); err != nil {
 		_ = sip.ParseUri(string(to), &ruri)
@@ -454,7 +455,7 @@ func (s *Server) sipRequest(method sip.RequestMethod, target string, from sfb.UR
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
 	req.AppendHeader(&maxFwd)
-	req.AppendHeader(sip.NewHeader("Contact", "<sip:"+s.opts.SIP.FQDN+";transport=tls>"))
+	req.AppendHeader(sip.NewHeader("Contact", contact))
 	return req
 }
 
