@@ -95,6 +95,8 @@ const sipServerHeader = "RTC/6.0"
 type sipState struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*sipConn]struct{}
+	// served counts the connections being served, for Close to wait.
+	served sync.WaitGroup
 	// legs are the established SIP legs of dialogs and the inviters'
 	// legs, by Call-ID and the endpoint's tag.
 	legs map[legKey]*sipLeg
@@ -184,7 +186,18 @@ func (s *Server) ServeSIP(ln net.Listener, tlsConf *tls.Config) error {
 			return fmt.Errorf("accept SIP connection: %w", err)
 		}
 		delay = 0
-		go s.serveSIPConn(nc, tlsConf)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = nc.Close()
+			return nil
+		}
+		s.sip.served.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.sip.served.Done()
+			s.serveSIPConn(nc, tlsConf)
+		}()
 	}
 }
 
@@ -214,17 +227,10 @@ func (s *Server) serveSIPConn(nc net.Conn, tlsConf *tls.Config) {
 		sc.trusted = s.trustedApplication(tc.ConnectionState())
 		nc = tc
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = nc.Close()
-		return
-	}
-	s.sip.conns[sc] = struct{}{}
-	s.mu.Unlock()
 	if sc.trusted != "" {
 		sc.log = sc.log.With().Str("trusted_application", sc.trusted).Logger()
 	}
+	// Requests wait in the queue until the worker starts.
 	sc.c = sipconn.New(s.ctx, nc, sipconn.Options{
 		Logger: sc.log,
 		Handler: func(_ *sipconn.Conn, req *sip.Request) {
@@ -234,6 +240,15 @@ func (s *Server) serveSIPConn(nc net.Conn, tlsConf *tls.Config) {
 			}
 		},
 	})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		close(sc.done)
+		_ = sc.c.Close()
+		return
+	}
+	s.sip.conns[sc] = struct{}{}
+	s.mu.Unlock()
 	sc.log.Debug().Str("transport", sc.c.Transport()).Msg("SIP connection accepted")
 	go s.sipWorker(sc)
 	<-sc.c.Done()
@@ -453,10 +468,9 @@ func (s *Server) closeSIP() {
 		_ = ln.Close()
 	}
 	for _, c := range conns {
-		if c.c != nil {
-			_ = c.c.Close()
-		}
+		_ = c.c.Close()
 	}
+	s.sip.served.Wait()
 }
 
 // respond answers req, signed when the connection's user authenticated
