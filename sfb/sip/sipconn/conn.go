@@ -336,10 +336,12 @@ func (c *Conn) fail(err error) {
 	}
 	stopCtx()
 	_ = c.nc.Close()
-	close(c.done)
+	// Logged before Done: whoever waits on Done (a test's cleanup) may
+	// no longer log.
 	if err != ErrClosed {
 		c.log.Debug().Err(err).Msg("sip connection ended")
 	}
+	close(c.done)
 }
 
 func (c *Conn) touch() { c.lastTraffic.Store(time.Now().UnixNano()) }
