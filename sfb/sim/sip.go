@@ -633,8 +633,13 @@ func sipAddress(u sip.Uri) (sfb.URI, error) {
 // transaction's timeout (64*T1).
 const sipSendTimeout = 32 * time.Second
 
-// goSIP runs f in its own goroutine, counted in the server's wait group.
+// goSIP runs f in its own goroutine, counted in the server's wait group
+// (under s.mu: nothing starts once the server is closed, so that Close's
+// Wait never races an Add).
 func (s *Server) goSIP(f func()) {
+	if s.closed {
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -392,25 +392,18 @@ func (s *Server) DeregisterSIP(uri sfb.URI) int {
 		return 0
 	}
 	regs := append([]*sipReg(nil), u.st.sipRegs...)
-	type note struct {
-		sc  *sipConn
-		req *sip.Request
-	}
-	notes := make([]note, 0, len(regs))
 	for _, r := range regs {
-		notes = append(notes, note{r.conn, s.registrationNotify(r)})
+		sc, req := r.conn, s.registrationNotify(r)
 		s.removeRegistration(r)
-	}
-	s.mu.Unlock()
-	for _, n := range notes {
 		s.goSIP(func() {
 			ctx, cancel := s.sipCtx()
 			defer cancel()
-			if _, err := n.sc.do(ctx, n.req); err != nil {
-				n.sc.log.Debug().Err(err).Msg("registration-notify not answered")
+			if _, err := sc.do(ctx, req); err != nil {
+				sc.log.Debug().Err(err).Msg("registration-notify not answered")
 			}
 		})
 	}
+	s.mu.Unlock()
 	return len(regs)
 }
 
