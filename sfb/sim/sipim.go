@@ -281,6 +281,10 @@ func (s *Server) sipInDialog(l *sipLeg, req *sip.Request) {
 	}
 }
 
+// reasonUnsupported: a SIP endpoint refused the content of a message
+// (415, 488), or takes none of the forms it could be written in.
+var reasonUnsupported = reason{"RemoteFailure", "UnsupportedMediaType", "The content-type is not supported."}
+
 // reasonOf is the reason of a failed delivery.
 func reasonOf(err error) reason {
 	var de deliveryError
@@ -302,7 +306,11 @@ func (s *Server) sipFailure(r reason) (int, sip.Header) {
 	case reasonCanceled.subcode:
 		return sip.StatusRequestTerminated, sipDiagnostics(fqdn, 1032, "Request terminated")
 	case "NotAcceptable":
-		return sip.StatusNotAcceptableHere, sipDiagnostics(fqdn, 1018, "The recipient did not accept the message")
+		// The recipient does not take messages now (the reject-messages
+		// fault): declined, as the UCWA side says.
+		return sip.StatusGlobalDecline, sipDiagnostics(fqdn, 1031, "The recipient does not accept messages right now")
+	case reasonUnsupported.subcode:
+		return sip.StatusUnsupportedMediaType, sipDiagnostics(fqdn, 1018, "The recipient does not accept this content type")
 	}
 	if r.code == "Timeout" {
 		return sip.StatusRequestTimeout, sipDiagnostics(fqdn, 1016, "The invitation was not answered in time")
@@ -318,7 +326,7 @@ func reasonOfStatus(status int) reason {
 	case sip.StatusBusyHere, sip.StatusGlobalDecline, sip.StatusForbidden:
 		return reasonDeclined
 	case sip.StatusNotAcceptableHere, sip.StatusUnsupportedMediaType, sip.StatusGlobalNotAcceptable:
-		return reason{"RemoteFailure", "NotAcceptable", "The recipient did not accept the message."}
+		return reasonUnsupported
 	case sip.StatusRequestTerminated:
 		return reasonCanceled
 	}
@@ -584,7 +592,7 @@ func (s *Server) sipSendMessage(l *sipLeg, msg sfb.Message, done func(error)) {
 	}
 	ct, body, err := im.EncodeMessage(msg, l.accept)
 	if err != nil {
-		fail(reason{"RemoteFailure", "NotAcceptable", "The recipient does not accept this message."})
+		fail(reasonUnsupported)
 		return
 	}
 	l.cseq++

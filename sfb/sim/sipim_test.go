@@ -321,7 +321,14 @@ func TestSIPIMBetweenSIPUsers(t *testing.T) {
 	go func() { done <- a.message(dlg, "refused") }()
 	m, _ = b2.request("MESSAGE")
 	b2.respond(m, 415, "Unsupported media type", "", "", "")
-	assert.Equal(t, 488, (<-done).StatusCode)
+	assert.Equal(t, 415, (<-done).StatusCode)
+
+	// A recipient refusing messages (the fault): declined, as UCWA says.
+	require.NoError(t, e.sim.RejectMessages(bob, true))
+	res = a.message(dlg, "nobody home")
+	assert.Equal(t, 603, res.StatusCode)
+	assert.Contains(t, hdr(res)("ms-diagnostics"), "does not accept messages")
+	require.NoError(t, e.sim.RejectMessages(bob, false))
 
 	// bob leaves: alice gets a BYE.
 	cseq := b2.inDialog(bdlg, "BYE", "", "")
