@@ -42,6 +42,10 @@ type SIPOptions struct {
 	// the 200); a REGISTER asking less gets what it asked. Default 7200s,
 	// what SfB grants.
 	RegistrationExpiry time.Duration
+	// MaxEndpointsPerUser bounds the registrations of one user (SfB's
+	// registrar setting of that name, 8 by default); a REGISTER of one
+	// more endpoint is refused with 403.
+	MaxEndpointsPerUser int
 	// KeepAliveTimeout is the ms-keep-alive timeout the 200 to REGISTER
 	// announces; default 300s as in MS-SIPREGE's examples.
 	KeepAliveTimeout time.Duration
@@ -61,6 +65,9 @@ func (o *SIPOptions) setDefaults() {
 	}
 	if o.RegistrationExpiry <= 0 {
 		o.RegistrationExpiry = 7200 * time.Second
+	}
+	if o.MaxEndpointsPerUser <= 0 {
+		o.MaxEndpointsPerUser = 8
 	}
 	if o.KeepAliveTimeout <= 0 {
 		o.KeepAliveTimeout = 300 * time.Second

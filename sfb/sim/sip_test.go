@@ -180,6 +180,22 @@ func TestSIPTrustedApplication(t *testing.T) {
 	assert.Equal(t, 1, e.sim.SIPRegistrations(alice))
 	assert.Equal(t, 2, e.sim.SIPRegistrations(""))
 
+	// A user has at most MaxEndpointsPerUser endpoints (8).
+	app.uri = alice
+	for i := 0; i < 8; i++ {
+		app.uuid = strings.ToUpper(randUUID())
+		app.cseq++
+		app.send("REGISTER", "sip:contoso.com", string(alice), randHex(8), app.cseq, randHex(4), "", app.registerHeaders(""), "")
+		res, raw := app.response(app.cseq, "REGISTER")
+		if i < 7 {
+			require.Equal(t, 200, res.StatusCode, raw)
+			continue
+		}
+		assert.Equal(t, 403, res.StatusCode, raw)
+		assert.Contains(t, hdr(res)("ms-diagnostics"), "Maximum number of endpoints")
+	}
+	assert.Equal(t, 8, e.sim.SIPRegistrations(alice))
+
 	// Another certificate of the same CA is no trusted application.
 	other := e.dialTrusted(t, "other.contoso.com")
 	other.uri = alice

@@ -271,6 +271,11 @@ func (s *Server) sipBind(sc *sipConn, req *sip.Request, u *user) {
 			s.removeRegistration(r)
 		}
 		action = "deleted"
+	case r == nil && len(st.sipRegs) >= s.opts.SIP.MaxEndpointsPerUser:
+		s.mu.Unlock()
+		// The error ID is ours: MS-OCER's list gives none for this.
+		sc.respond(req, sip.StatusForbidden, sipReason(403), nil, sipDiagnostics(s.opts.SIP.FQDN, 4014, "Maximum number of endpoints for the user reached"))
+		return
 	case r == nil:
 		r = &sipReg{user: u, conn: sc, instance: instance}
 		st.sipRegs = append(st.sipRegs, r)
