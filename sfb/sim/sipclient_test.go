@@ -312,6 +312,9 @@ func (c *sipeClient) next(what string, match func(sip.Message) bool) received {
 			c.t.Fatalf("waiting for %s: %v", what, c.err)
 		}
 		if time.Now().After(deadline) {
+			for _, p := range c.pending {
+				c.t.Logf("left: %T %q", p.msg, p.raw[:min(60, len(p.raw))])
+			}
 			c.t.Fatalf("no %s within 5s; pending: %d", what, len(c.pending))
 		}
 		c.cond.Wait()

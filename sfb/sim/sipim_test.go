@@ -398,3 +398,69 @@ func TestSIPIMFailures(t *testing.T) {
 	// A message to a dialog nobody knows.
 	assert.Equal(t, 481, a.message(&sipeDialog{callID: "nope", ourTag: "x", theirTag: "y", with: string(bob)}, "x").StatusCode)
 }
+
+// TestSIPIMFromUCWA: a UCWA application starts a conversation with a
+// pidgin-sipe user; the invitation completes when the endpoint answers.
+func TestSIPIMFromUCWA(t *testing.T) {
+	e := newSIPEnv(t, sim.Options{}, false)
+	c := e.signedIn(t, alice, "alice-pw")
+	b := e.signIn("bob@contoso.com", "bob-pw")
+	b.makeMeAvailable("Plain", "Html")
+	start := get(t, b.app, "_embedded", "communication", "_links", "startMessaging", "href").(string)
+	body := `{"importance":"Normal","to":"sip:alice@contoso.com","operationId":"op-1",` +
+		`"_links":{"message":{"href":"data:text/plain;charset=utf-8,Hello+Alice"}}}`
+	require.Equal(t, 201, b.do("POST", start, "application/json", body).status)
+
+	inv, raw := c.request("INVITE")
+	assert.Contains(t, hdr(inv)("Ms-Text-Format"), base64.StdEncoding.EncodeToString([]byte("Hello Alice")), raw)
+	assert.Contains(t, hdr(inv)("P-Asserted-Identity"), "sip:bob@contoso.com")
+	// Not yet answered: the invitation is still open.
+	assert.Empty(t, deliveredTo(e, alice))
+	c.respond(inv, 200, "OK", "al1ce", "Content-Type: application/sdp\r\n", c.sipeSDP(string(alice)))
+	c.request("ACK")
+	first, _ := c.request("MESSAGE")
+	assert.Equal(t, "Hello Alice", string(first.Body()))
+	c.respond(first, 200, "OK", "", "", "")
+
+	var messaging obj
+	for _, ev := range b.await("invitation completed", is("messagingInvitation", "completed")) {
+		if ev.rel == "messaging" && ev.typ == "updated" {
+			messaging = ev.embedded()
+		}
+		if ev.rel == "messagingInvitation" && ev.typ == "completed" {
+			assert.Equal(t, "Success", ev.status)
+		}
+	}
+	require.Equal(t, "Connected", messaging["state"])
+
+	// Typing and a message from UCWA reach the endpoint.
+	typing := get(t, messaging, "_links", "setIsTyping", "href").(string)
+	require.Equal(t, 204, b.do("POST", typing, "", "").status)
+	info, raw := c.request("INFO")
+	assert.Contains(t, string(info.Body()), `status="type"`, raw)
+	c.respond(info, 200, "OK", "", "", "")
+	send := get(t, messaging, "_links", "sendMessage", "href").(string)
+	require.Equal(t, 201, b.do("POST", send, "text/plain", "second").status)
+	// The message ends the typing first, in order.
+	idle, raw := c.request("INFO")
+	assert.Contains(t, string(idle.Body()), `status="idle"`, raw)
+	c.respond(idle, 200, "OK", "", "", "")
+	m, _ := c.request("MESSAGE")
+	assert.Equal(t, "second", string(m.Body()))
+	c.respond(m, 200, "OK", "", "", "")
+	require.Eventually(t, func() bool { return len(deliveredTo(e, alice)) == 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"bob@contoso.com: Hello Alice", "bob@contoso.com: second"}, deliveredTo(e, alice))
+
+	// The endpoint declines the next conversation: the invitation fails.
+	stop := get(t, messaging, "_links", "stopMessaging", "href").(string)
+	require.Equal(t, 204, b.do("POST", stop, "", "").status)
+	bye, _ := c.request("BYE")
+	c.respond(bye, 200, "OK", "", "", "")
+	require.Equal(t, 201, b.do("POST", start, "application/json", body).status)
+	inv, _ = c.request("INVITE")
+	c.respond(inv, 603, "Decline", "x", "", "")
+	evs := b.await("invitation failed", func(ev evt) bool {
+		return ev.rel == "messagingInvitation" && ev.typ == "completed" && ev.status == "Failure"
+	})
+	assert.Equal(t, "Declined", get(t, evs[len(evs)-1].raw, "reason", "subcode"))
+}
