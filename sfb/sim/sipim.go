@@ -46,9 +46,10 @@ type sipLeg struct {
 	// invite is the endpoint's INVITE while unanswered (the inviter's
 	// leg of an offered dialog).
 	invite *sip.Request
-	// inviteOut is the server's INVITE to the endpoint while unanswered
-	// (a fork of an offered dialog), for CANCEL.
-	inviteOut *sip.Request
+	// cancel is the CANCEL of the server's INVITE to the endpoint while
+	// that is unanswered (a fork of an offered dialog), made with the
+	// INVITE: the INVITE itself is being sent meanwhile.
+	cancel *sip.Request
 	// firstDone: the endpoint took the first message from the INVITE's
 	// Ms-Text-Format (its 200 says Supported: ms-text-format).
 	firstDone bool
@@ -390,7 +391,7 @@ func (s *Server) sipOffer(d *dialog, regs []*sipReg) {
 		}
 		req.AppendHeader(sip.NewHeader("Content-Type", im.TypeSDP))
 		req.SetBody(s.sipSDP(""))
-		l.inviteOut = req
+		l.cancel = sipCancelOf(req)
 		s.goSIP(func() {
 			ctx, cancel := s.sipCtx()
 			defer cancel()
@@ -407,7 +408,7 @@ func (s *Server) sipInviteAnswered(l *sipLeg, res *sip.Response, err error) {
 	d := l.d
 	p := &d.parties[1]
 	open := d.state == dialogOffering && slices.Contains(p.sipOffers, l) && !l.gone
-	l.inviteOut = nil
+	l.cancel = nil
 	if err == nil && res.CSeq() != nil && res.CSeq().MethodName != sip.INVITE {
 		err = errors.New("response to another request")
 	}
@@ -498,22 +499,17 @@ func (s *Server) sipCancelOffers(d *dialog, keep *sipLeg, why string) {
 
 // sipCancel sends CANCEL for the server's INVITE to l (under s.mu). It is
 // sent at once, not queued: the INVITE is still waiting for its final
-// response.
+// response. (Should it overtake an INVITE not written yet, the endpoint
+// answers it 481 and may accept the INVITE: that late acceptance gets ACK
+// and BYE, as any other.)
 func (s *Server) sipCancel(l *sipLeg, why string) {
 	l.gone = true
 	delete(l.conn.legs, l)
-	inv := l.inviteOut
-	if inv == nil {
+	req := l.cancel
+	if req == nil {
 		return
 	}
-	req := sip.NewRequest(sip.CANCEL, inv.Recipient)
-	req.AppendHeader(sip.HeaderClone(inv.Via()))
-	req.AppendHeader(sip.HeaderClone(inv.From()))
-	req.AppendHeader(sip.HeaderClone(inv.To()))
-	req.AppendHeader(sip.HeaderClone(inv.CallID()))
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
-	maxFwd := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&maxFwd)
+	l.cancel = nil
 	if why != "" {
 		req.AppendHeader(sip.NewHeader("Reason", why))
 	}
@@ -530,6 +526,20 @@ func (s *Server) sipCancel(l *sipLeg, why string) {
 			sc.log.Debug().Err(err).Msg("sending a CANCEL")
 		}
 	})
+}
+
+// sipCancelOf is the CANCEL of inv (RFC 3261 9.1: its Request-URI, Via,
+// From, To, Call-ID and CSeq number).
+func sipCancelOf(inv *sip.Request) *sip.Request {
+	req := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	req.AppendHeader(sip.HeaderClone(inv.Via()))
+	req.AppendHeader(sip.HeaderClone(inv.From()))
+	req.AppendHeader(sip.HeaderClone(inv.To()))
+	req.AppendHeader(sip.HeaderClone(inv.CallID()))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	maxFwd := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&maxFwd)
+	return req
 }
 
 // sipEndDialog ends the SIP side of a dialog that ends with r (under
