@@ -100,6 +100,9 @@ func run(args []string) error {
 		SIP:                     sim.SIPOptions{FQDN: *sipFQDN, RegistrationExpiry: *sipExpiry},
 	}
 	if *sipTrusted != "" {
+		if *sipClientCA == "" {
+			return errors.New("-sip-trusted needs -sip-client-ca (and -sip-tls-listen): trusted applications are known by their client certificates")
+		}
 		for _, name := range strings.Split(*sipTrusted, ",") {
 			if name = strings.TrimSpace(name); name != "" {
 				opts.SIP.TrustedApplications = append(opts.SIP.TrustedApplications, name)
