@@ -308,7 +308,7 @@ func (s *Server) sipWorker(sc *sipConn) {
 func (s *Server) handleSIP(sc *sipConn, req *sip.Request) {
 	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil {
 		if req.Method != sip.ACK {
-			sc.respond(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(s.opts.SIP.FQDN, 1018, "Missing From, To, Call-ID or CSeq"))
+			sc.respond(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(s.opts.SIP.FQDN, 5004, "Failed parsing the incoming request: no From, To, Call-ID or CSeq"))
 		}
 		return
 	}
@@ -345,7 +345,7 @@ func (s *Server) sipAuthenticate(sc *sipConn, req *sip.Request) (*user, bool) {
 	fromURI, err := sipFromURI(req)
 	if err != nil {
 		if req.Method != sip.ACK {
-			sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 1018, "Invalid From header"))
+			sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 5004, "Failed parsing the incoming request: From"))
 		}
 		return nil, false
 	}
@@ -357,7 +357,7 @@ func (s *Server) sipAuthenticate(sc *sipConn, req *sip.Request) (*user, bool) {
 	if sc.trusted != "" {
 		if u == nil {
 			if req.Method != sip.ACK {
-				sc.respond(req, sip.StatusForbidden, "Forbidden", nil, sipDiagnostics(s.opts.SIP.FQDN, 1001, "From URI not authorized to communicate with server"))
+				sc.respond(req, sip.StatusNotFound, "Not Found", nil, sipDiagnostics(s.opts.SIP.FQDN, 1003, "User does not exist"))
 			}
 			return nil, false
 		}
@@ -378,7 +378,7 @@ func (s *Server) sipAuthenticate(sc *sipConn, req *sip.Request) (*user, bool) {
 	}
 	if u != authUser {
 		if req.Method != sip.ACK {
-			sc.respond(req, sip.StatusForbidden, "Forbidden", nil, sipDiagnostics(s.opts.SIP.FQDN, 1001, "From URI not authorized to communicate with server"))
+			sc.respond(req, sip.StatusForbidden, "Forbidden", nil, sipNotAuthorized(s.opts.SIP.FQDN))
 		}
 		return nil, false
 	}
@@ -413,7 +413,7 @@ func (s *Server) applySIPFaults(sc *sipConn, req *sip.Request) bool {
 	if status == sip.StatusServiceUnavailable {
 		hdrs = append(hdrs, sip.NewHeader("Retry-After", strconv.Itoa(max(1, int(retry.Round(time.Second)/time.Second)))))
 	}
-	hdrs = append(hdrs, sipDiagnostics(s.opts.SIP.FQDN, 1008, "Service unavailable (simulated fault)"))
+	hdrs = append(hdrs, sipDiagnostics(s.opts.SIP.FQDN, 1, "Service unavailable"))
 	sc.respond(req, status, sipReason(status), nil, hdrs...)
 	return false
 }
@@ -491,7 +491,9 @@ func (sc *sipConn) respond(req *sip.Request, status int, reason string, body []b
 func sipResponse(req *sip.Request, status int, reason string, body []byte, hdrs ...sip.Header) *sip.Response {
 	resp := sip.NewResponseFromRequest(req, status, reason, nil)
 	for _, h := range hdrs {
-		resp.AppendHeader(h)
+		if h != nil {
+			resp.AppendHeader(h)
+		}
 	}
 	resp.AppendHeader(sip.NewHeader("Server", sipServerHeader))
 	if body != nil {
@@ -562,9 +564,16 @@ func sipHeader(msg sip.Message) func(string) string {
 	}
 }
 
-// sipDiagnostics is the ms-diagnostics header SfB adds to its failures.
+// sipDiagnostics is the ms-diagnostics header SfB adds to its failures,
+// with an error ID of MS-OCER's lists and its reason.
 func sipDiagnostics(fqdn string, code int, reason string) sip.Header {
 	return sip.NewHeader("ms-diagnostics", fmt.Sprintf("%d;reason=%q;source=%q", code, reason, fqdn))
+}
+
+// sipNotAuthorized answers a request whose From is not the user signed in
+// on the connection (MS-OCER 4004, a public diagnostic).
+func sipNotAuthorized(fqdn string) sip.Header {
+	return sip.NewHeader("ms-diagnostics-public", fmt.Sprintf("4004;reason=%q;source=%q", "Credentials provided are not authorized to act as specified from URI", fqdn))
 }
 
 // sipReason is the reason phrase of a status.

@@ -143,14 +143,14 @@ func (s *Server) sipInvite(sc *sipConn, req *sip.Request, from *user, callID, fr
 	fqdn := s.opts.SIP.FQDN
 	to, err := sipToURI(req)
 	if err != nil || fromTag == "" || callID == "" {
-		sc.respond(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(fqdn, 1018, "Invalid To, From tag or Call-ID"))
+		sc.respond(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(fqdn, 5004, "Failed parsing the incoming request: To, From tag or Call-ID"))
 		return
 	}
 	sdp, err := im.ParseSDP(req.Body())
 	if err != nil {
 		// Calls, application sharing and file transfers are not
 		// simulated.
-		sc.respond(req, sip.StatusNotAcceptableHere, sipReason(488), nil, sipDiagnostics(fqdn, 1018, "Only instant messaging sessions are supported"))
+		sc.respond(req, sip.StatusNotAcceptableHere, sipReason(488), nil, sipDiagnostics(fqdn, 4013, "Content-type does not match the expected content-type: only instant messaging is simulated"))
 		return
 	}
 	var first *sfb.Message
@@ -165,7 +165,7 @@ func (s *Server) sipInvite(sc *sipConn, req *sip.Request, from *user, callID, fr
 		}
 		if err != nil {
 			sc.log.Debug().Err(err).Msg("INVITE with an unreadable Ms-Text-Format")
-			sc.respond(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(fqdn, 1018, "Invalid Ms-Text-Format"))
+			sc.respond(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(fqdn, 5004, "Failed parsing the incoming request: Ms-Text-Format"))
 			return
 		}
 		first = &m
@@ -182,7 +182,7 @@ func (s *Server) sipInvite(sc *sipConn, req *sip.Request, from *user, callID, fr
 		case target == nil:
 			sc.respond(req, sip.StatusNotFound, sipReason(404), nil, sipDiagnostics(fqdn, 4005, "Destination URI either not enabled for SIP or does not exist"))
 		case target == from:
-			sc.respond(req, sip.StatusNotAcceptableHere, sipReason(488), nil, sipDiagnostics(fqdn, 1018, "An IM session with oneself is not supported"))
+			sc.respond(req, sip.StatusNotAcceptableHere, sipReason(488), nil)
 		}
 		return
 	}
@@ -233,7 +233,7 @@ func (s *Server) sipInDialog(l *sipLeg, req *sip.Request) {
 	ctv := sipHeader(req)("Content-Type")
 	ct, err := im.ParseContentType(ctv)
 	if err != nil {
-		s.sipPush(l, sipOut{resp: sipResponse(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(fqdn, 1018, "Invalid Content-Type"))})
+		s.sipPush(l, sipOut{resp: sipResponse(req, sip.StatusBadRequest, sipReason(400), nil, sipDiagnostics(fqdn, 5004, "Failed parsing the incoming request: Content-Type"))})
 		return
 	}
 	if d.state != dialogConnected {
@@ -295,26 +295,27 @@ func reasonOf(err error) reason {
 	return reasonUnreachable
 }
 
-// sipFailure is the status and ms-diagnostics of a failed invitation or
-// delivery, for reason r (MS-OCER's error IDs).
+// sipFailure is the status and ms-diagnostics (MS-OCER's error IDs; nil
+// where the status says it all) of a failed invitation or delivery, for
+// reason r.
 func (s *Server) sipFailure(r reason) (int, sip.Header) {
 	fqdn := s.opts.SIP.FQDN
 	switch r.subcode {
 	case reasonNotFound.subcode:
 		return sip.StatusNotFound, sipDiagnostics(fqdn, 4005, "Destination URI either not enabled for SIP or does not exist")
 	case reasonDeclined.subcode:
-		return sip.StatusGlobalDecline, sipDiagnostics(fqdn, 1031, "Declined by the recipient")
+		return sip.StatusGlobalDecline, nil
 	case reasonCanceled.subcode:
-		return sip.StatusRequestTerminated, sipDiagnostics(fqdn, 1032, "Request terminated")
+		return sip.StatusRequestTerminated, nil
 	case "NotAcceptable":
 		// The recipient does not take messages now (the reject-messages
 		// fault): declined, as the UCWA side says.
-		return sip.StatusGlobalDecline, sipDiagnostics(fqdn, 1031, "The recipient does not accept messages right now")
+		return sip.StatusGlobalDecline, nil
 	case reasonUnsupported.subcode:
-		return sip.StatusUnsupportedMediaType, sipDiagnostics(fqdn, 1018, "The recipient does not accept this content type")
+		return sip.StatusUnsupportedMediaType, sipDiagnostics(fqdn, 4013, "Content-type does not match the expected content-type")
 	}
 	if r.code == "Timeout" {
-		return sip.StatusRequestTimeout, sipDiagnostics(fqdn, 1016, "The invitation was not answered in time")
+		return sip.StatusRequestTimeout, nil
 	}
 	return sip.StatusTemporarilyUnavailable, sipDiagnostics(fqdn, 1007, "Temporarily cannot route")
 }

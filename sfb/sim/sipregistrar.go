@@ -46,7 +46,7 @@ const allowEvents = "vnd-microsoft-provisioning,vnd-microsoft-roaming-contacts,v
 func (s *Server) sipRegister(sc *sipConn, req *sip.Request) {
 	aor, err := sipToURI(req)
 	if err != nil {
-		sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 1018, "Invalid To header"))
+		sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 5004, "Failed parsing the incoming request: To"))
 		return
 	}
 	s.mu.Lock()
@@ -173,7 +173,7 @@ func (s *Server) ntlmAccept(sc *sipConn, req *sip.Request, u *user, p *sipae.Par
 	s.mu.Lock()
 	if sc.user != nil && sc.user != u {
 		s.mu.Unlock()
-		sc.respond(req, sip.StatusForbidden, "Forbidden", nil, sipDiagnostics(s.opts.SIP.FQDN, 1001, "Another user is signed in on this connection"))
+		sc.respond(req, sip.StatusForbidden, "Forbidden", nil, sipNotAuthorized(s.opts.SIP.FQDN))
 		return
 	}
 	sc.user = u
@@ -217,14 +217,14 @@ func (s *Server) sipBind(sc *sipConn, req *sip.Request, u *user) {
 		instance, _ = req.From().Params.Get("epid")
 	}
 	if instance == "" {
-		sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 1018, "REGISTER without +sip.instance or epid"))
+		sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 4010, "Missing endpoint identifier"))
 		return
 	}
 	expires := s.opts.SIP.RegistrationExpiry
 	if v := sipHeader(req)("Expires"); v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
-			sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 1018, "Invalid Expires header"))
+			sc.respond(req, sip.StatusBadRequest, "Bad Request", nil, sipDiagnostics(s.opts.SIP.FQDN, 5004, "Failed parsing the incoming request: Expires"))
 			return
 		}
 		expires = min(expires, time.Duration(n)*time.Second)
@@ -273,8 +273,7 @@ func (s *Server) sipBind(sc *sipConn, req *sip.Request, u *user) {
 		action = "deleted"
 	case r == nil && len(st.sipRegs) >= s.opts.SIP.MaxEndpointsPerUser:
 		s.mu.Unlock()
-		// The error ID is ours: MS-OCER's list gives none for this.
-		sc.respond(req, sip.StatusForbidden, sipReason(403), nil, sipDiagnostics(s.opts.SIP.FQDN, 4014, "Maximum number of endpoints for the user reached"))
+		sc.respond(req, sip.StatusForbidden, "Maximum number of endpoints reached", nil)
 		return
 	case r == nil:
 		r = &sipReg{user: u, conn: sc, instance: instance}
