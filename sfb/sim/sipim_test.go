@@ -463,3 +463,40 @@ func TestSIPIMFromUCWA(t *testing.T) {
 	})
 	assert.Equal(t, "Declined", get(t, evs[len(evs)-1].raw, "reason", "subcode"))
 }
+
+// TestSIPIMForkWithUCWA: a user with a UCWA application and a SIP
+// endpoint is invited on both; the application accepts, the endpoint's
+// INVITE is cancelled; the next time the endpoint accepts and the
+// application's invitation ends with "accepted elsewhere".
+func TestSIPIMForkWithUCWA(t *testing.T) {
+	ctx := context.Background()
+	e := newSIPEnv(t, sim.Options{}, false)
+	c := e.signedIn(t, alice, "alice-pw")
+	a := e.signIn("alice@contoso.com", "alice-pw")
+	a.makeMeAvailable("Plain", "Html")
+
+	require.NoError(t, e.sim.SendMessage(ctx, bob, alice, sfb.Message{Text: "first"}))
+	inv, _ := c.request("INVITE")
+	evs := a.await("invitation", is("messagingInvitation", "started"))
+	accept := get(t, evs[len(evs)-1].embedded(), "_links", "accept", "href").(string)
+	require.Equal(t, 204, a.do("POST", accept, "", "").status)
+	cancel, raw := c.request("CANCEL")
+	assert.Equal(t, inv.CallID().Value(), cancel.CallID().Value(), raw)
+	c.respond(cancel, 200, "OK", "", "", "")
+	c.respond(inv, 487, "Request Terminated", "t1", "", "")
+	require.Eventually(t, func() bool { return len(deliveredTo(e, alice)) == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	// The conversation ends; bob writes again and the endpoint is first.
+	e.sim.ExpireConversations(bob)
+	require.NoError(t, e.sim.SendMessage(ctx, bob, alice, sfb.Message{Text: "second"}))
+	inv, _ = c.request("INVITE")
+	a.await("second invitation", is("messagingInvitation", "started"))
+	c.respond(inv, 200, "OK", "t2", "Supported: ms-text-format\r\nContent-Type: application/sdp\r\n", c.sipeSDP(string(alice)))
+	c.request("ACK")
+	evs = a.await("invitation withdrawn", func(ev evt) bool {
+		return ev.rel == "messagingInvitation" && ev.typ == "completed" && ev.status == "Failure"
+	})
+	assert.Equal(t, "ConnectedElsewhere", get(t, evs[len(evs)-1].raw, "reason", "subcode"))
+	require.Eventually(t, func() bool { return len(deliveredTo(e, alice)) == 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, "bob@contoso.com: second", deliveredTo(e, alice)[1])
+}
