@@ -2,56 +2,1150 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/presence"
 )
 
-// presenceState is what a session keeps for presence (its subscriptions,
-// its own publication versions). Owned by this file; keep an idle
-// session's share small (see Session).
+// Presence over SIP (MS-PRES, as pidgin-sipe does it): people are watched
+// through batched category subscriptions (SUBSCRIBE, Event: presence, to
+// the user's own URI, application/msrtc-adrl-categorylist+xml) of at most
+// maxPerSubscription people each; people join the last one that has room
+// (an in-dialog SUBSCRIBE with the subscribe action) and leave with the
+// unsubscribe action, or the whole dialog ends (Expires: 0). The first
+// state of each person comes piggybacked on the 200 or in a NOTIFY, later
+// ones in BENOTIFYs. Subscriptions are refreshed before they expire and
+// created again when the server ends them or the endpoint registered anew.
+// The contact list comes from the vnd-microsoft-roaming-contacts
+// self-subscription, the versions of the user's own publications from
+// vnd-microsoft-roaming-self; both are subscribed to when first needed.
 //
-//lint:ignore U1000 filled as this file grows
-type presenceState struct{}
+// What a session holds for presence is nothing until it is used: no
+// goroutine, and timers only for live subscriptions and an active user.
 
-// Watch implements sfb.PresenceSession.
-func (s *Session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error) {
-	return nil, fmt.Errorf("watch presence over SIP: %w: %w", ErrNotCarried, sfb.ErrWatchLimit)
+const (
+	// maxPerSubscription bounds the people of one subscription, so that
+	// one the server drops is created again with a request of bounded
+	// size.
+	maxPerSubscription = 100
+	// publishAttempts bounds the publications of one Publish that the
+	// server refuses for stale versions (409).
+	publishAttempts = 3
+	// Communicator's idle times: the machine state turns Inactive after
+	// five minutes without activity and Away fifteen minutes later.
+	machineIdleAfter = 5 * time.Minute
+	machineAwayAfter = 20 * time.Minute
+)
+
+// presenceState is what a session keeps for presence. Owned by this file.
+type presenceState struct {
+	// opMu serializes changes to the watch subscriptions (Watch,
+	// Unwatch, refreshes and re-creations).
+	opMu sync.Mutex
+	// deliverMu serializes reading notifications and emitting what they
+	// changed, so that a later state is never overtaken by an earlier one.
+	deliverMu sync.Mutex
+	// pubMu serializes publications (Publish, ReportActivity).
+	pubMu sync.Mutex
+
+	mu sync.Mutex
+	// subs are the watch subscriptions; people the watched, with what
+	// was delivered for each.
+	subs   []*subscription
+	people map[sfb.URI]*watched
+	// limit, when not 0, is a lower watch limit the server set.
+	limit int
+	// contacts and self are the self-subscriptions, nil until needed.
+	contacts *contactsSub
+	self     *subscription
+	versions presence.Versions
+	// activeAt is the last ReportActivity; machine the machine state
+	// published last (0: none); idle moves it down when activity stops.
+	activeAt time.Time
+	machine  int
+	idle     *time.Timer
+	// stopHooked: the session's end stops the timers.
+	stopHooked bool
 }
 
-// Unwatch implements sfb.PresenceSession.
-func (s *Session) Unwatch(ctx context.Context, people []sfb.URI) error { return nil }
-
-// WatchCapacity implements sfb.PresenceSession.
-func (s *Session) WatchCapacity() int { return 0 }
-
-// Contacts implements sfb.PresenceSession.
-func (s *Session) Contacts(ctx context.Context) ([]sfb.Person, error) {
-	return nil, fmt.Errorf("contact list over SIP: %w", ErrNotCarried)
+// subscription is one SUBSCRIBE dialog of the endpoint.
+type subscription struct {
+	event  string
+	dialog *Dialog
+	// members are the people of a presence subscription.
+	members map[sfb.URI]struct{}
+	timer   *time.Timer
+	// lost: the server no longer has the dialog; it is created again.
+	lost bool
+	// backoff grows while creating it again fails.
+	backoff time.Duration
 }
 
-// Publish implements sfb.PresenceSession.
-func (s *Session) Publish(ctx context.Context, p sfb.Publication) error {
-	return fmt.Errorf("publish presence over SIP: %w", ErrNotCarried)
+// watched is a watched person.
+type watched struct {
+	sub *subscription
+	// last is what was delivered; delivered says whether anything was.
+	last      sfb.Presence
+	delivered bool
+	// cseq is the CSeq of the notification last applied (a piggybacked
+	// one counts with its ms-piggyback-cseq), so that an older one read
+	// late is not applied over it.
+	cseq uint32
 }
 
-// ReportActivity implements sfb.PresenceSession.
-func (s *Session) ReportActivity(ctx context.Context) error { return nil }
+// contactsSub is the roaming contacts self-subscription and the list.
+type contactsSub struct {
+	sub *subscription
+	// ready is closed once the whole list arrived; err says why it
+	// cannot (the server refused the subscription).
+	ready     chan struct{}
+	readyDone bool
+	err       error
+	list      map[sfb.URI]string
+}
 
-// handlePresence handles the server's NOTIFY and BENOTIFY for the endpoint
-// (presence, vnd-microsoft-roaming-self, vnd-microsoft-roaming-contacts,
-// ...; registration-notify is register.go's), in arrival order (see
-// Session). It answers a NOTIFY exactly once with s.respond, after
-// emitting what it brought; a BENOTIFY gets no answer.
-func (s *Session) handlePresence(ctx context.Context, req *sipmsg.Request) {
-	if req.Method == sipmsg.NOTIFY {
-		_ = s.respond(req, 200, "OK", nil)
+// done closes ready once. Called with pres.mu held.
+func (c *contactsSub) done() {
+	if !c.readyDone {
+		c.readyDone = true
+		close(c.ready)
 	}
 }
 
-// presenceReregistered is called when the endpoint registered anew (after
-// a reconnect or a deregistration), before the handler hears of it: the
-// server ended the endpoint's subscriptions with its registration.
-func (s *Session) presenceReregistered() {}
+func (s *Session) watchLimit() int {
+	p := &s.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return s.watchLimitLocked()
+}
+
+func (s *Session) watchLimitLocked() int {
+	limit := s.t.cfg.PresenceWatchLimit
+	if limit <= 0 {
+		limit = sfb.DefaultConfig().PresenceWatchLimit
+	}
+	if p := &s.pres; p.limit > 0 && p.limit < limit {
+		limit = p.limit
+	}
+	return limit
+}
+
+// WatchCapacity implements sfb.PresenceSession.
+func (s *Session) WatchCapacity() int { return s.watchLimit() }
+
+// Watch implements sfb.PresenceSession.
+func (s *Session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error) {
+	p := &s.pres
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	var todo []sfb.URI
+	seen := map[sfb.URI]bool{}
+	p.mu.Lock()
+	for _, u := range people {
+		if _, ok := p.people[u]; !ok && !seen[u] {
+			seen[u] = true
+			todo = append(todo, u)
+		}
+	}
+	p.mu.Unlock()
+	var taken []sfb.URI
+	for len(todo) > 0 {
+		p.mu.Lock()
+		watching := len(p.people)
+		room := s.watchLimitLocked() - watching
+		var sub *subscription
+		if n := len(p.subs); n > 0 && !p.subs[n-1].lost && len(p.subs[n-1].members) < maxPerSubscription {
+			sub = p.subs[n-1]
+		}
+		fresh := sub == nil
+		if fresh {
+			sub = &subscription{event: presence.EventPresence, dialog: s.newDialog(string(s.self)), members: map[sfb.URI]struct{}{}}
+		}
+		n := min(len(todo), room, maxPerSubscription-len(sub.members))
+		if room <= 0 {
+			p.mu.Unlock()
+			return taken, fmt.Errorf("watch %d more people (watching %d): %w", len(todo), watching, sfb.ErrWatchLimit)
+		}
+		batch := todo[:n]
+		if p.people == nil {
+			p.people = map[sfb.URI]*watched{}
+		}
+		for _, u := range batch {
+			p.people[u] = &watched{sub: sub}
+		}
+		p.mu.Unlock()
+
+		refused, err := s.subscribePresence(ctx, sub, fresh, presence.ActionSubscribe, batch)
+		p.mu.Lock()
+		failed := batch
+		if err == nil {
+			failed = refused
+			for _, u := range batch {
+				sub.members[u] = struct{}{}
+			}
+			if fresh {
+				p.subs = append(p.subs, sub)
+			}
+		}
+		for _, u := range failed {
+			if w := p.people[u]; w != nil && w.sub == sub {
+				delete(p.people, u)
+			}
+			delete(sub.members, u)
+		}
+		p.mu.Unlock()
+		if err != nil {
+			if isWatchRefused(err) {
+				p.mu.Lock()
+				p.limit = max(len(p.people), 1)
+				p.mu.Unlock()
+				return taken, fmt.Errorf("watch %d more people (watching %d): %w: %w", len(todo), watching, sfb.ErrWatchLimit, err)
+			}
+			return taken, fmt.Errorf("watch presence: %w", err)
+		}
+		for _, u := range batch {
+			if !containsURI(refused, u) {
+				taken = append(taken, u)
+			}
+		}
+		if len(refused) > 0 {
+			p.mu.Lock()
+			p.limit = max(len(p.people), 1)
+			watching = len(p.people)
+			p.mu.Unlock()
+			s.log.Info().Int("watching", watching).Int("refused", len(refused)).Msg("The server allows no more presence subscriptions for this login")
+			return taken, fmt.Errorf("watch %d more people (watching %d): the server refused %d: %w", len(todo)-len(batch)+len(refused), watching, len(refused), sfb.ErrWatchLimit)
+		}
+		todo = todo[n:]
+	}
+	return taken, nil
+}
+
+func containsURI(list []sfb.URI, u sfb.URI) bool {
+	for _, x := range list {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+// isWatchRefused reports whether the server refused a presence
+// subscription as over the user's limits.
+func isWatchRefused(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == 403
+}
+
+// subscribePresence sends a batch subscription of sub for people: the
+// first SUBSCRIBE of a new dialog when fresh, else one in its dialog
+// (action subscribe or unsubscribe). It reads the first notification when
+// the 200 carries it and returns the people the server refused for its
+// quota.
+func (s *Session) subscribePresence(ctx context.Context, sub *subscription, fresh bool, action string, people []sfb.URI) ([]sfb.URI, error) {
+	batch := presence.BatchSubscribe{URI: string(s.self), Action: action, Categories: presence.DefaultCategories}
+	for _, u := range people {
+		batch.Resources = append(batch.Resources, presence.Resource{URI: string(u)})
+	}
+	p := &s.pres
+	p.mu.Lock()
+	if fresh {
+		// A new dialog (a re-creation reuses the subscription).
+		sub.dialog = s.newDialog(string(s.self))
+	}
+	req, err := s.request(sub.dialog, sipmsg.SUBSCRIBE)
+	p.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to presence: %w", err)
+	}
+	addSubscribeHeaders(req, presence.EventPresence, presence.Accept)
+	req.AppendHeader(sipmsg.NewHeader("Require", "adhoclist, categoryList"))
+	req.AppendHeader(sipmsg.NewHeader("Supported", "eventlist"))
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", presence.ContentTypeCategoryList))
+	req.SetBody(batch.Marshal())
+	rctx, cancel := context.WithTimeout(ctx, s.t.timings.RequestTimeout)
+	defer cancel()
+	res, err := s.do(rctx, "subscribe to presence", req)
+	if err != nil {
+		return nil, err
+	}
+	s.established(sub, res, fresh)
+	if len(res.Body()) == 0 {
+		return nil, nil
+	}
+	cseq := piggybackCSeq(res)
+	refused, err := s.readPresence(sub, cseq, headerValue(res, "Content-Type"), res.Body())
+	if err != nil {
+		s.log.Warn().Err(err).Msg("Unreadable first presence notification, waiting for the next")
+	}
+	return refused, nil
+}
+
+// addSubscribeHeaders adds what every SUBSCRIBE of the endpoint carries
+// (pidgin-sipe's sipe_subscribe).
+func addSubscribeHeaders(req *sipmsg.Request, event, accept string) {
+	req.AppendHeader(sipmsg.NewHeader("Event", event))
+	req.AppendHeader(sipmsg.NewHeader("Accept", accept))
+	req.AppendHeader(sipmsg.NewHeader("Supported", "com.microsoft.autoextend"))
+	req.AppendHeader(sipmsg.NewHeader("Supported", "ms-benotify"))
+	req.AppendHeader(sipmsg.NewHeader("Proxy-Require", "ms-benotify"))
+	req.AppendHeader(sipmsg.NewHeader("Supported", "ms-piggyback-first-notify"))
+}
+
+// piggybackCSeq is the CSeq a notification piggybacked on res would have
+// had; 0 when the server does not say.
+func piggybackCSeq(res *sipmsg.Response) uint32 {
+	n, _ := strconv.ParseUint(strings.TrimSpace(headerValue(res, "ms-piggyback-cseq")), 10, 32)
+	return uint32(n)
+}
+
+// established takes what a 200 to a SUBSCRIBE of sub says about its
+// dialog (a new one when fresh) and schedules its refresh. When the server
+// ended the dialog while the request was under way, it stays ended: its
+// re-creation is scheduled already.
+func (s *Session) established(sub *subscription, res *sipmsg.Response, fresh bool) {
+	p := &s.pres
+	p.mu.Lock()
+	if sub.lost && !fresh {
+		p.mu.Unlock()
+		return
+	}
+	sub.dialog.update(res)
+	sub.lost, sub.backoff = false, 0
+	p.mu.Unlock()
+	s.scheduleRefresh(sub, subscriptionExpiry(res))
+}
+
+// defaultSubscriptionExpiry is taken when the server states none.
+const defaultSubscriptionExpiry = time.Hour
+
+// subscriptionExpiry is the lifetime a response or NOTIFY gives a
+// subscription: Expires, else subscription-state's expires parameter.
+func subscriptionExpiry(m sipmsg.Message) time.Duration {
+	v := headerValue(m, "Expires")
+	if v == "" {
+		for _, p := range strings.Split(headerValue(m, "subscription-state"), ";") {
+			if name, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(name, "expires") {
+				v = val
+			}
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return defaultSubscriptionExpiry
+	}
+	return time.Duration(n) * time.Second
+}
+
+// scheduleRefresh refreshes sub before it expires in lifetime: two
+// minutes ahead as pidgin-sipe does, at half the lifetime for a short one,
+// spread a little so that subscriptions made together do not refresh
+// together.
+func (s *Session) scheduleRefresh(sub *subscription, lifetime time.Duration) {
+	lead := min(2*time.Minute, lifetime/2)
+	at := lifetime - lead
+	at -= time.Duration(rand.Int64N(int64(lead/4) + 1))
+	s.scheduleSub(sub, at)
+}
+
+func (s *Session) scheduleSub(sub *subscription, after time.Duration) {
+	p := &s.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	s.hookStop()
+	if sub.timer != nil {
+		sub.timer.Stop()
+	}
+	sub.timer = time.AfterFunc(after, func() { s.refreshSubscription(sub) })
+}
+
+// hookStop stops the presence timers when the session ends. Called with
+// pres.mu held.
+func (s *Session) hookStop() {
+	p := &s.pres
+	if p.stopHooked {
+		return
+	}
+	p.stopHooked = true
+	context.AfterFunc(s.ctx, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, sub := range p.subs {
+			if sub.timer != nil {
+				sub.timer.Stop()
+			}
+		}
+		for _, sub := range []*subscription{p.self, p.contactsSubscription()} {
+			if sub != nil && sub.timer != nil {
+				sub.timer.Stop()
+			}
+		}
+		if p.idle != nil {
+			p.idle.Stop()
+		}
+	})
+}
+
+func (p *presenceState) contactsSubscription() *subscription {
+	if p.contacts == nil {
+		return nil
+	}
+	return p.contacts.sub
+}
+
+// refreshSubscription refreshes sub (an in-dialog SUBSCRIBE with what it
+// holds), or creates it again when the server no longer has it.
+func (s *Session) refreshSubscription(sub *subscription) {
+	if s.closed.Load() || s.ctx.Err() != nil {
+		return
+	}
+	p := &s.pres
+	if sub.event == presence.EventPresence {
+		p.opMu.Lock()
+		defer p.opMu.Unlock()
+	}
+	p.mu.Lock()
+	live := s.subscriptionLive(sub)
+	lost := sub.lost
+	var members []sfb.URI
+	for u := range sub.members {
+		members = append(members, u)
+	}
+	p.mu.Unlock()
+	if !live {
+		return
+	}
+	if sub.event == presence.EventPresence && len(members) == 0 {
+		s.dropSubscription(sub)
+		return
+	}
+	var err error
+	if sub.event == presence.EventPresence {
+		var refused []sfb.URI
+		refused, err = s.subscribePresence(s.ctx, sub, lost, presence.ActionSubscribe, members)
+		if err == nil && len(refused) > 0 {
+			s.forget(sub, refused)
+		}
+	} else {
+		err = s.subscribeSelf(s.ctx, sub, lost)
+	}
+	if err == nil {
+		return
+	}
+	var e *Error
+	if !lost && errors.As(err, &e) && (e.Status == 481 || e.Status == 404 || e.Status == 410) {
+		// The server forgot the dialog: a new one.
+		s.log.Info().Str("event", sub.event).Msg("Subscription gone, subscribing again")
+		p.mu.Lock()
+		sub.lost = true
+		p.mu.Unlock()
+		s.scheduleSub(sub, 0)
+		return
+	}
+	p.mu.Lock()
+	sub.backoff = nextBackoff(sub.backoff, s.t.timings.BackoffMin, s.t.timings.BackoffMax)
+	wait := sub.backoff
+	p.mu.Unlock()
+	s.log.Warn().Err(err).Str("event", sub.event).Dur("retry_in", wait).Msg("Could not refresh a subscription")
+	s.scheduleSub(sub, wait)
+}
+
+func nextBackoff(cur, lo, hi time.Duration) time.Duration {
+	if lo <= 0 {
+		lo = time.Second
+	}
+	if hi < lo {
+		hi = lo
+	}
+	next := min(max(cur*2, lo), hi)
+	return next/2 + time.Duration(rand.Int64N(int64(next/2)+1))
+}
+
+// subscriptionLive reports whether sub is still one of the session's.
+// Called with pres.mu held.
+func (s *Session) subscriptionLive(sub *subscription) bool {
+	p := &s.pres
+	if sub == p.self || sub == p.contactsSubscription() {
+		return true
+	}
+	for _, x := range p.subs {
+		if x == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// forget stops watching people the server refused in sub.
+func (s *Session) forget(sub *subscription, people []sfb.URI) {
+	p := &s.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, u := range people {
+		delete(sub.members, u)
+		if w := p.people[u]; w != nil && w.sub == sub {
+			delete(p.people, u)
+		}
+	}
+	p.limit = max(len(p.people), 1)
+	s.log.Warn().Int("people", len(people)).Msg("The server refused presence subscriptions for this login (quota): they are no longer watched")
+}
+
+// dropSubscription ends sub's dialog (Expires: 0) and forgets it.
+func (s *Session) dropSubscription(sub *subscription) {
+	p := &s.pres
+	p.mu.Lock()
+	for i, x := range p.subs {
+		if x == sub {
+			p.subs = append(p.subs[:i:i], p.subs[i+1:]...)
+			break
+		}
+	}
+	if sub.timer != nil {
+		sub.timer.Stop()
+	}
+	lost := sub.lost
+	var req *sipmsg.Request
+	var err error
+	if !lost {
+		req, err = s.request(sub.dialog, sipmsg.SUBSCRIBE)
+	}
+	p.mu.Unlock()
+	if lost || err != nil {
+		return
+	}
+	req.AppendHeader(sipmsg.NewHeader("Event", sub.event))
+	req.AppendHeader(sipmsg.NewHeader("Expires", "0"))
+	ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.RequestTimeout)
+	defer cancel()
+	if _, err := s.do(ctx, "end presence subscription", req); err != nil && !isGone(err) {
+		s.log.Warn().Err(err).Msg("Could not end a presence subscription")
+	}
+}
+
+// isGone reports whether err says the server no longer has the dialog.
+func isGone(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && (e.Status == 481 || e.Status == 404 || e.Status == 410)
+}
+
+// Unwatch implements sfb.PresenceSession: people leave their
+// subscriptions (the unsubscribe action); a subscription left empty ends.
+func (s *Session) Unwatch(ctx context.Context, people []sfb.URI) error {
+	p := &s.pres
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	bySub := map[*subscription][]sfb.URI{}
+	p.mu.Lock()
+	for _, u := range people {
+		if w := p.people[u]; w != nil {
+			bySub[w.sub] = append(bySub[w.sub], u)
+			delete(p.people, u)
+			delete(w.sub.members, u)
+		}
+	}
+	p.mu.Unlock()
+	var errs []error
+	for sub, gone := range bySub {
+		p.mu.Lock()
+		empty, lost := len(sub.members) == 0, sub.lost
+		p.mu.Unlock()
+		switch {
+		case empty:
+			s.dropSubscription(sub)
+		case lost:
+			// Created again later with the members it has left.
+		default:
+			if _, err := s.subscribePresence(ctx, sub, false, presence.ActionUnsubscribe, gone); err != nil && !isGone(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("unwatch presence: %w", err)
+	}
+	return nil
+}
+
+// readPresence reads a presence notification of sub (a NOTIFY, a
+// BENOTIFY, or one piggybacked on a 200) whose CSeq is cseq, and delivers
+// what changed. It returns the people the server refused for its quota.
+func (s *Session) readPresence(sub *subscription, cseq uint32, contentType string, body []byte) ([]sfb.URI, error) {
+	n, err := presence.ParseNotify(contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	for _, perr := range n.PartErrors {
+		s.log.Warn().Err(perr).Msg("Unreadable part of a presence notification, skipped")
+	}
+	var refused, again []sfb.URI
+	if n.List != nil {
+		for _, r := range n.List.Resources {
+			u, err := sfb.ParseURI(r.URI)
+			if err != nil {
+				continue
+			}
+			switch {
+			case r.State == presence.InstanceResubscribe,
+				r.State == presence.InstanceTerminated && (r.Reason == "deactivated" || r.Reason == "timeout" || r.Reason == "probation"):
+				again = append(again, u)
+			case r.State == presence.InstanceTerminated && (strings.EqualFold(r.Reason, "quotaExceeded") || r.Reason == "rejected"):
+				refused = append(refused, u)
+			}
+		}
+	}
+	p := &s.pres
+	p.deliverMu.Lock()
+	defer p.deliverMu.Unlock()
+	now := time.Now()
+	var events []sfb.PresenceChanged
+	p.mu.Lock()
+	for _, doc := range n.Documents {
+		u, err := sfb.ParseURI(doc.URI)
+		if err != nil {
+			s.log.Warn().Err(err).Msg("Presence of an unusable address, ignored")
+			continue
+		}
+		w := p.people[u]
+		if w == nil {
+			s.log.Debug().Stringer("person", u).Msg("Presence of somebody not watched, ignored")
+			continue
+		}
+		if w.delivered && cseq != 0 && cseq < w.cseq {
+			continue
+		}
+		next, warnings := presence.Apply(w.last, doc)
+		if len(warnings) > 0 {
+			s.log.Warn().Stringer("person", u).Strs("warnings", warnings).Msg("Presence mapped with defaults")
+		}
+		if cseq > w.cseq {
+			w.cseq = cseq
+		}
+		if w.delivered && presence.Same(next, w.last) {
+			continue
+		}
+		next.Changed = now
+		w.last, w.delivered = next, true
+		events = append(events, sfb.PresenceChanged{Person: u, Presence: next})
+	}
+	p.mu.Unlock()
+	for _, e := range events {
+		s.emit(e)
+	}
+	if len(again) > 0 && sub != nil {
+		s.resubscribe(sub, again)
+	}
+	return refused, nil
+}
+
+// resubscribe subscribes people of sub again, as the server asked in its
+// rlmi list, in the background.
+func (s *Session) resubscribe(sub *subscription, people []sfb.URI) {
+	go func() {
+		p := &s.pres
+		p.opMu.Lock()
+		defer p.opMu.Unlock()
+		p.mu.Lock()
+		var still []sfb.URI
+		for _, u := range people {
+			if _, ok := sub.members[u]; ok {
+				still = append(still, u)
+			}
+		}
+		live, lost := s.subscriptionLive(sub), sub.lost
+		p.mu.Unlock()
+		if !live || lost || len(still) == 0 || s.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.RequestTimeout)
+		defer cancel()
+		if _, err := s.subscribePresence(ctx, sub, false, presence.ActionSubscribe, still); err != nil {
+			s.log.Warn().Err(err).Int("people", len(still)).Msg("Could not subscribe again to presence the server asked for")
+		}
+	}()
+}
+
+// subscriptionOf finds the subscription a request from the server belongs
+// to, by its dialog.
+func (s *Session) subscriptionOf(req *sipmsg.Request) *subscription {
+	callID := ""
+	if h := req.CallID(); h != nil {
+		callID = h.Value()
+	}
+	p := &s.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, sub := range p.subs {
+		if sub.dialog.CallID == callID {
+			return sub
+		}
+	}
+	for _, sub := range []*subscription{p.self, p.contactsSubscription()} {
+		if sub != nil && sub.dialog.CallID == callID {
+			return sub
+		}
+	}
+	return nil
+}
+
+// handlePresence handles the server's NOTIFY and BENOTIFY for the endpoint
+// (presence, vnd-microsoft-roaming-contacts, vnd-microsoft-roaming-self;
+// registration-notify is register.go's), in arrival order. It answers a
+// NOTIFY once, after emitting what it brought (400 when its body cannot be
+// read); a BENOTIFY gets no answer.
+func (s *Session) handlePresence(_ context.Context, req *sipmsg.Request) {
+	answer := func(status int, reason string) {
+		if req.Method == sipmsg.NOTIFY {
+			_ = s.respond(req, status, reason, nil)
+		}
+	}
+	event := strings.ToLower(eventName(req))
+	sub := s.subscriptionOf(req)
+	cseq := uint32(0)
+	if h := req.CSeq(); h != nil {
+		cseq = h.SeqNo
+	}
+	terminated := strings.HasPrefix(strings.ToLower(strings.TrimSpace(headerValue(req, "subscription-state"))), "terminated")
+	var err error
+	switch event {
+	case presence.EventPresence:
+		if len(req.Body()) > 0 {
+			var refused []sfb.URI
+			refused, err = s.readPresence(sub, cseq, headerValue(req, "Content-Type"), req.Body())
+			if len(refused) > 0 && sub != nil {
+				s.forget(sub, refused)
+			}
+		}
+	case presence.EventRoamingContacts:
+		if len(req.Body()) > 0 && !terminated {
+			err = s.readContacts(headerValue(req, "Content-Type"), req.Body())
+		}
+	case presence.EventRoamingSelf:
+		if len(req.Body()) > 0 && !terminated {
+			err = s.readSelf(req.Body())
+		}
+	default:
+		answer(200, "OK")
+		return
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Str("event", event).Str("method", string(req.Method)).Msg("Unreadable notification from the server")
+		answer(400, "Bad Request")
+		return
+	}
+	answer(200, "OK")
+	if terminated && sub != nil {
+		s.log.Info().Str("event", event).Str("state", headerValue(req, "subscription-state")).Msg("The server ended a subscription, subscribing again")
+		p := &s.pres
+		p.mu.Lock()
+		sub.lost = true
+		sub.backoff = nextBackoff(sub.backoff, s.t.timings.BackoffMin, s.t.timings.BackoffMax)
+		wait := sub.backoff
+		p.mu.Unlock()
+		s.scheduleSub(sub, wait)
+	}
+}
+
+// presenceReregistered is called when the endpoint registered anew (a new
+// connection, or the server had dropped the registration): the server
+// dropped its subscriptions with it, so every one is created again.
+func (s *Session) presenceReregistered() {
+	p := &s.pres
+	p.mu.Lock()
+	subs := append([]*subscription(nil), p.subs...)
+	if p.self != nil {
+		subs = append(subs, p.self)
+	}
+	if c := p.contactsSubscription(); c != nil {
+		subs = append(subs, c)
+	}
+	for _, sub := range subs {
+		sub.lost = true
+	}
+	p.machine = 0
+	p.mu.Unlock()
+	for _, sub := range subs {
+		s.scheduleSub(sub, time.Duration(rand.Int64N(int64(time.Second))))
+	}
+}
+
+// subscribeSelf sends the SUBSCRIBE of a self-subscription (roaming
+// contacts or roaming self): the first of a new dialog when fresh, else a
+// refresh in its dialog. The 200 usually carries the first notification
+// (ms-piggyback-first-notify), which is read.
+func (s *Session) subscribeSelf(ctx context.Context, sub *subscription, fresh bool) error {
+	p := &s.pres
+	p.mu.Lock()
+	if fresh {
+		sub.dialog = s.newDialog(string(s.self))
+	}
+	req, err := s.request(sub.dialog, sipmsg.SUBSCRIBE)
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("subscribe to %s: %w", sub.event, err)
+	}
+	switch sub.event {
+	case presence.EventRoamingContacts:
+		addSubscribeHeaders(req, sub.event, presence.ContentTypeRoamingContacts)
+	case presence.EventRoamingSelf:
+		addSubscribeHeaders(req, sub.event, presence.ContentTypeRoamingSelf)
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", presence.ContentTypeRoamingSelf))
+		req.SetBody([]byte(`<roamingList xmlns="http://schemas.microsoft.com/2006/09/sip/roaming-self"><roaming type="categories"/></roamingList>`))
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.t.timings.RequestTimeout)
+	defer cancel()
+	res, err := s.do(rctx, "subscribe to "+sub.event, req)
+	if err != nil {
+		return err
+	}
+	s.established(sub, res, fresh)
+	if len(res.Body()) == 0 {
+		return nil
+	}
+	switch sub.event {
+	case presence.EventRoamingContacts:
+		err = s.readContacts(headerValue(res, "Content-Type"), res.Body())
+	case presence.EventRoamingSelf:
+		err = s.readSelf(res.Body())
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Str("event", sub.event).Msg("Unreadable first notification, waiting for the next")
+	}
+	return nil
+}
+
+// Contacts implements sfb.PresenceSession: the contact list of the
+// roaming contacts self-subscription, subscribed to on the first call and
+// kept (its changes come as ContactsChanged).
+func (s *Session) Contacts(ctx context.Context) ([]sfb.Person, error) {
+	p := &s.pres
+	p.mu.Lock()
+	c := p.contacts
+	start := c == nil || c.err != nil
+	if start {
+		c = &contactsSub{sub: &subscription{event: presence.EventRoamingContacts}, ready: make(chan struct{})}
+		p.contacts = c
+	}
+	p.mu.Unlock()
+	if start {
+		err := s.subscribeSelf(ctx, c.sub, true)
+		if err != nil {
+			p.mu.Lock()
+			c.err = err
+			c.done()
+			p.mu.Unlock()
+			if errors.Is(err, sfb.ErrUnsupported) {
+				// 488: Lync 2013 and later keep a list migrated to the
+				// Unified Contact Store in Exchange (pidgin-sipe).
+				return nil, fmt.Errorf("list contacts: the server has no contact list for SIP (Unified Contact Store): %w", errors.ErrUnsupported)
+			}
+			return nil, fmt.Errorf("list contacts: %w", err)
+		}
+	}
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("list contacts: waiting for the contact list: %w", ctx.Err())
+	case <-s.ctx.Done():
+		return nil, fmt.Errorf("list contacts: %w", sfb.ErrServerUnavailable)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.err != nil {
+		return nil, fmt.Errorf("list contacts: %w", c.err)
+	}
+	out := make([]sfb.Person, 0, len(c.list))
+	for u, name := range c.list {
+		out = append(out, sfb.Person{URI: u, DisplayName: name})
+	}
+	return out, nil
+}
+
+// readContacts reads a roaming contacts document: the whole list, or a
+// delta to it; a change after the first list is told as ContactsChanged.
+func (s *Session) readContacts(contentType string, body []byte) error {
+	if ct, _, _ := strings.Cut(contentType, ";"); !strings.EqualFold(strings.TrimSpace(ct), presence.ContentTypeRoamingContacts) {
+		return fmt.Errorf("roaming contacts with Content-Type %q", contentType)
+	}
+	l, err := presence.ParseContactList(body)
+	if err != nil {
+		return err
+	}
+	p := &s.pres
+	p.mu.Lock()
+	c := p.contacts
+	if c == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	first := c.list == nil
+	if first && l.Delta {
+		// A delta before the list: nothing to apply it to.
+		p.mu.Unlock()
+		return nil
+	}
+	next := map[sfb.URI]string{}
+	if l.Delta {
+		for u, n := range c.list {
+			next[u] = n
+		}
+	}
+	add := func(cs []presence.Contact) {
+		for _, ct := range cs {
+			u, err := sfb.ParseURI(ct.URI)
+			if err != nil {
+				s.log.Warn().Err(err).Msg("Contact with an unusable address, skipped")
+				continue
+			}
+			name, _ := presence.CleanText(ct.Name)
+			if name == "" {
+				name = u.Address()
+			}
+			next[u] = name
+		}
+	}
+	add(l.Contacts)
+	add(l.AddedContacts)
+	add(l.ModifiedContacts)
+	for _, ct := range l.DeletedContacts {
+		if u, err := sfb.ParseURI(ct.URI); err == nil {
+			delete(next, u)
+		}
+	}
+	changed := !first && !sameContacts(c.list, next)
+	c.list = next
+	c.done()
+	p.mu.Unlock()
+	if changed {
+		s.emit(sfb.ContactsChanged{})
+	}
+	return nil
+}
+
+func sameContacts(a, b map[sfb.URI]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for u, n := range a {
+		if m, ok := b[u]; !ok || m != n {
+			return false
+		}
+	}
+	return true
+}
+
+// readSelf reads a roaming-self document: the versions of the user's own
+// category instances.
+func (s *Session) readSelf(body []byte) error {
+	r, err := presence.ParseRoamingSelf(body)
+	if err != nil {
+		return err
+	}
+	p := &s.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.versions == nil {
+		p.versions = presence.Versions{}
+	}
+	p.versions.Learn(r.Categories)
+	return nil
+}
+
+// ensureSelf subscribes to roaming self once, for the versions of what the
+// user publishes; a failure is logged (a 409 tells the versions too).
+func (s *Session) ensureSelf(ctx context.Context) {
+	p := &s.pres
+	p.mu.Lock()
+	if p.self != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.self = &subscription{event: presence.EventRoamingSelf}
+	if p.versions == nil {
+		p.versions = presence.Versions{}
+	}
+	sub := p.self
+	p.mu.Unlock()
+	if err := s.subscribeSelf(ctx, sub, true); err != nil {
+		s.log.Warn().Err(err).Msg("Could not subscribe to the user's own categories; publishing with the versions a conflict tells")
+		p.mu.Lock()
+		sub.lost = true
+		p.mu.Unlock()
+		s.scheduleSub(sub, nextBackoff(0, s.t.timings.BackoffMin, s.t.timings.BackoffMax))
+	}
+}
+
+// Publish implements sfb.PresenceSession: the user state (the availability
+// number of PublishNumber) and the personal note, published through
+// SERVICE (msrtc-category-publish) with the versions the server holds.
+func (s *Session) Publish(ctx context.Context, pub sfb.Publication) error {
+	var build []func(presence.Versions) []presence.Publication
+	if pub.Availability != nil {
+		n, err := presence.PublishNumber(*pub.Availability)
+		if err != nil {
+			return err
+		}
+		build = append(build, func(v presence.Versions) []presence.Publication { return v.UserState(n) })
+	}
+	if pub.Note != nil {
+		note, ok := presence.CleanText(*pub.Note)
+		if !ok {
+			s.log.Warn().Int("bytes", len(*pub.Note)).Msg("Note cleaned or cut before publishing")
+		}
+		build = append(build, func(v presence.Versions) []presence.Publication { return v.Note(note) })
+	}
+	if len(build) == 0 {
+		return nil
+	}
+	s.pres.pubMu.Lock()
+	defer s.pres.pubMu.Unlock()
+	s.ensureSelf(ctx)
+	return s.publish(ctx, "publish presence", build...)
+}
+
+// publish sends the publications build makes from the versions held, and
+// again with the server's versions when it refuses them (409).
+func (s *Session) publish(ctx context.Context, op string, build ...func(presence.Versions) []presence.Publication) error {
+	p := &s.pres
+	for attempt := 1; ; attempt++ {
+		p.mu.Lock()
+		if p.versions == nil {
+			p.versions = presence.Versions{}
+		}
+		doc := presence.Publish{URI: string(s.self)}
+		for _, b := range build {
+			doc.Publications = append(doc.Publications, b(p.versions)...)
+		}
+		p.mu.Unlock()
+		req, err := s.newRequest(sipmsg.RequestMethod("SERVICE"), string(s.self))
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", presence.ContentTypePublish))
+		req.SetBody(doc.Marshal())
+		rctx, cancel := context.WithTimeout(ctx, s.t.timings.RequestTimeout)
+		res, err := s.do(rctx, op, req)
+		cancel()
+		if err == nil {
+			p.mu.Lock()
+			p.versions.Published(doc)
+			if strings.HasPrefix(strings.ToLower(headerValue(res, "Content-Type")), presence.ContentTypeRoamingSelf) {
+				if r, err := presence.ParseRoamingSelf(res.Body()); err == nil {
+					p.versions.Learn(r.Categories)
+				}
+			}
+			p.mu.Unlock()
+			return nil
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 409 || res == nil || attempt >= publishAttempts {
+			return err
+		}
+		fault, ferr := presence.ParseFault(res.Body())
+		if ferr != nil || fault.Code != presence.FaultWrongDelta {
+			return fmt.Errorf("%w (fault: %v %s)", err, ferr, fault.Code)
+		}
+		p.mu.Lock()
+		named := p.versions.Conflict(doc, fault)
+		p.mu.Unlock()
+		if !named {
+			return fmt.Errorf("%w: the conflict names none of the publications", err)
+		}
+		s.log.Debug().Int("attempt", attempt).Msg("Publication versions were stale, publishing again with the server's")
+	}
+}
+
+// ReportActivity implements sfb.PresenceSession as Communicator does: the
+// endpoint's machine state is Active (3500) while the user is active, and
+// turns Inactive (5000) five minutes and Away (15500) twenty minutes after
+// the last activity, so that SfB shows the user idle as it would a
+// desktop client's. Only the changes are published: activity while Active
+// costs nothing but a timer's reset.
+func (s *Session) ReportActivity(ctx context.Context) error {
+	p := &s.pres
+	p.mu.Lock()
+	p.activeAt = time.Now()
+	due := p.machine != presence.MachineActive
+	p.mu.Unlock()
+	s.armIdle(machineIdleAfter)
+	if !due {
+		return nil
+	}
+	return s.publishMachine(ctx, presence.MachineActive)
+}
+
+// armIdle (re)arms the timer that lowers the machine state after.
+func (s *Session) armIdle(after time.Duration) {
+	p := &s.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	s.hookStop()
+	if p.idle == nil {
+		p.idle = time.AfterFunc(after, s.machineIdle)
+		return
+	}
+	p.idle.Reset(after)
+}
+
+// machineIdle lowers the machine state once activity stopped long enough.
+func (s *Session) machineIdle() {
+	if s.ctx.Err() != nil {
+		return
+	}
+	p := &s.pres
+	p.mu.Lock()
+	quiet := time.Since(p.activeAt)
+	cur := p.machine
+	p.mu.Unlock()
+	var want int
+	switch {
+	case quiet >= machineAwayAfter:
+		want = presence.MachineAway
+	case quiet >= machineIdleAfter:
+		want = presence.MachineInactive
+		s.armIdle(machineAwayAfter - quiet)
+	default:
+		s.armIdle(machineIdleAfter - quiet)
+		return
+	}
+	if cur == want || cur == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.RequestTimeout)
+	defer cancel()
+	if err := s.publishMachine(ctx, want); err != nil {
+		s.log.Warn().Err(err).Int("availability", want).Msg("Could not publish the machine state")
+	}
+}
+
+// publishMachine publishes the endpoint's machine state.
+func (s *Session) publishMachine(ctx context.Context, availability int) error {
+	p := &s.pres
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	instance := presence.MachineStateInstance(s.epid)
+	err := s.publish(ctx, "report activity", func(v presence.Versions) []presence.Publication {
+		return v.MachineState(instance, availability)
+	})
+	if err == nil {
+		p.mu.Lock()
+		p.machine = availability
+		p.mu.Unlock()
+	}
+	return err
+}
