@@ -639,3 +639,27 @@ func TestReportActivityPublishesMachineState(t *testing.T) {
 	require.NoError(t, s.ReportActivity(context.Background()))
 	p.none(t, 50*time.Millisecond)
 }
+
+// When the endpoint registers anew (here the shared connection dropped),
+// the server has forgotten its subscriptions: they are made again, in new
+// dialogs, with the same people.
+func TestSubscriptionsAfterRegisteringAgain(t *testing.T) {
+	p := newPresPeer(t)
+	s, _ := presSignIn(t, p, nil)
+
+	res := watchAsync(s, bob, carol)
+	first := p.next(t)
+	p.accept(first, 3600, "", nil)
+	require.NoError(t, (<-res).err)
+
+	p.mu.Lock()
+	old := p.conn
+	p.mu.Unlock()
+	old.Close()
+	again := p.next(t)
+	assert.Equal(t, sipmsg.SUBSCRIBE, again.Method)
+	assert.NotEqual(t, first.CallID().Value(), again.CallID().Value())
+	assert.ElementsMatch(t, []string{string(bob), string(carol)}, resourcesOf(batchOf(t, again)))
+	p.accept(again, 3600, "", nil)
+	p.none(t, 50*time.Millisecond)
+}
