@@ -663,3 +663,26 @@ func TestSubscriptionsAfterRegisteringAgain(t *testing.T) {
 	p.accept(again, 3600, "", nil)
 	p.none(t, 50*time.Millisecond)
 }
+
+// A server may notify before it answers the SUBSCRIBE (RFC 6665's race):
+// the first state is delivered all the same. A piggybacked notification
+// read after a later BENOTIFY (by CSeq) does not overwrite it.
+func TestNotificationsBeforeTheAnswer(t *testing.T) {
+	p := newPresPeer(t)
+	s, e := presSignIn(t, p, nil)
+
+	res := watchAsync(s, bob)
+	sub := p.next(t)
+	p.mu.Lock()
+	p.cseq[sub.CallID().Value()] = 1
+	p.mu.Unlock()
+	ct, body := presence.Notify{Documents: []presence.Categories{presence.Describe(string(bob), sfb.Presence{Availability: sfb.AvailabilityBusy}, 2)}}.Marshal()
+	p.notify(t, sub, "BENOTIFY", "active;expires=3600", ct, body)
+	got := e.waitPresence(t, 1)
+	assert.Equal(t, sfb.AvailabilityBusy, got[0].Presence.Availability)
+
+	ct, body = firstNotify("sip:alice@contoso.com", map[string]sfb.Presence{string(bob): {Availability: sfb.AvailabilityOnline}}, string(bob))
+	p.answer(sub, 200, ct, body, sipmsg.NewHeader("Expires", "3600"), sipmsg.NewHeader("ms-piggyback-cseq", "1"))
+	require.NoError(t, (<-res).err)
+	assert.Never(t, func() bool { return len(e.presence()) > 1 }, 100*time.Millisecond, 5*time.Millisecond, "the older state is not delivered")
+}
