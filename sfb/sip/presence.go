@@ -40,10 +40,6 @@ const (
 	// publishAttempts bounds the publications of one Publish that the
 	// server refuses for stale versions (409).
 	publishAttempts = 3
-	// Communicator's idle times: the machine state turns Inactive after
-	// five minutes without activity and Away fifteen minutes later.
-	machineIdleAfter = 5 * time.Minute
-	machineAwayAfter = 20 * time.Minute
 )
 
 // presenceState is what a session keeps for presence. Owned by this file.
@@ -1079,14 +1075,28 @@ func (s *Session) ReportActivity(ctx context.Context) error {
 	p.activeAt = time.Now()
 	due := p.machine != presence.MachineActive
 	p.mu.Unlock()
-	s.armIdle(machineIdleAfter)
+	idle, _ := s.machineTimings()
+	s.armIdle(idle)
 	if !due {
 		return nil
 	}
 	return s.publishMachine(ctx, presence.MachineActive)
 }
 
-// armIdle (re)arms the timer that lowers the machine state after.
+// machineTimings are when the machine state turns Inactive and Away
+// after the last activity.
+func (s *Session) machineTimings() (idle, away time.Duration) {
+	idle, away = s.t.timings.MachineIdle, s.t.timings.MachineAway
+	if idle <= 0 {
+		idle = 5 * time.Minute
+	}
+	if away <= idle {
+		away = idle + 15*time.Minute
+	}
+	return idle, away
+}
+
+// armIdle (re)arms the timer that lowers the machine state.
 func (s *Session) armIdle(after time.Duration) {
 	p := &s.pres
 	p.mu.Lock()
@@ -1107,6 +1117,7 @@ func (s *Session) machineIdle() {
 	if s.ctx.Err() != nil {
 		return
 	}
+	idle, away := s.machineTimings()
 	p := &s.pres
 	p.mu.Lock()
 	quiet := time.Since(p.activeAt)
@@ -1114,13 +1125,13 @@ func (s *Session) machineIdle() {
 	p.mu.Unlock()
 	var want int
 	switch {
-	case quiet >= machineAwayAfter:
+	case quiet >= away:
 		want = presence.MachineAway
-	case quiet >= machineIdleAfter:
+	case quiet >= idle:
 		want = presence.MachineInactive
-		s.armIdle(machineAwayAfter - quiet)
+		s.armIdle(away - quiet)
 	default:
-		s.armIdle(machineIdleAfter - quiet)
+		s.armIdle(idle - quiet)
 		return
 	}
 	if cur == want || cur == 0 {
@@ -1133,11 +1144,19 @@ func (s *Session) machineIdle() {
 	}
 }
 
-// publishMachine publishes the endpoint's machine state.
+// publishMachine publishes the endpoint's machine state, unless it is
+// published already or, for a lower one, activity came meanwhile.
 func (s *Session) publishMachine(ctx context.Context, availability int) error {
 	p := &s.pres
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
+	idle, _ := s.machineTimings()
+	p.mu.Lock()
+	cur, quiet := p.machine, time.Since(p.activeAt)
+	p.mu.Unlock()
+	if cur == availability || availability != presence.MachineActive && quiet < idle {
+		return nil
+	}
 	instance := presence.MachineStateInstance(s.epid)
 	err := s.publish(ctx, "report activity", func(v presence.Versions) []presence.Publication {
 		return v.MachineState(instance, availability)

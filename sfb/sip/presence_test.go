@@ -223,7 +223,8 @@ func (e *presEvents) waitPresence(t *testing.T, n int) []sfb.PresenceChanged {
 
 func presTimings() Timings {
 	return Timings{BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, RequestTimeout: 5 * time.Second,
-		KeepAlive: time.Hour, RefreshFrom: 0.6, RefreshTo: 0.85, RefreshLead: time.Second, SALifetime: 8 * time.Hour}
+		KeepAlive: time.Hour, RefreshFrom: 0.6, RefreshTo: 0.85, RefreshLead: time.Second, SALifetime: 8 * time.Hour,
+		MachineIdle: 150 * time.Millisecond, MachineAway: 400 * time.Millisecond}
 }
 
 // presSignIn signs alice in, as a trusted application's endpoint, on a
@@ -638,6 +639,25 @@ func TestReportActivityPublishesMachineState(t *testing.T) {
 	require.NoError(t, <-done)
 	require.NoError(t, s.ReportActivity(context.Background()))
 	p.none(t, 50*time.Millisecond)
+
+	// Without activity: Inactive, then Away, each once; activity makes
+	// it Active again.
+	for i, want := range []int{presence.MachineInactive, presence.MachineAway} {
+		svc = p.next(t)
+		pub, err = presence.ParsePublish(svc.Body())
+		require.NoError(t, err)
+		assert.Equal(t, want, pub.Publications[0].State.Availability)
+		assert.Equal(t, uint32(i+1), pub.Publications[0].Version, "one up from the one before")
+		p.answer(svc, 200, "", nil)
+	}
+	p.none(t, 500*time.Millisecond)
+	go func() { done <- s.ReportActivity(context.Background()) }()
+	svc = p.next(t)
+	pub, err = presence.ParsePublish(svc.Body())
+	require.NoError(t, err)
+	assert.Equal(t, presence.MachineActive, pub.Publications[0].State.Availability)
+	p.answer(svc, 200, "", nil)
+	require.NoError(t, <-done)
 }
 
 // When the endpoint registers anew (here the shared connection dropped),

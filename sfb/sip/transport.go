@@ -70,6 +70,10 @@ type Timings struct {
 	// IMIdle is how long an IM dialog may stay unused before it is
 	// closed with a BYE; zero means im.go's default.
 	IMIdle time.Duration
+	// MachineIdle and MachineAway are how long after the last
+	// ReportActivity the endpoint's machine state turns Inactive and Away
+	// (Communicator: 5 and 20 minutes).
+	MachineIdle, MachineAway time.Duration
 }
 
 // DefaultTimings are the production values.
@@ -78,7 +82,7 @@ func DefaultTimings() Timings { return timingsOf(sfb.DefaultConfig()) }
 func timingsOf(cfg sfb.Config) Timings {
 	return Timings{BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, RequestTimeout: cfg.RequestTimeout,
 		KeepAlive: time.Minute, RefreshFrom: 0.6, RefreshTo: 0.85, RefreshLead: 30 * time.Second,
-		SALifetime: 8*time.Hour - 10*time.Minute}
+		SALifetime: 8*time.Hour - 10*time.Minute, MachineIdle: 5 * time.Minute, MachineAway: 20 * time.Minute}
 }
 
 // Dialer opens the stream to a SIP server at addr (host:port), as
