@@ -164,7 +164,7 @@ func (s *Session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		}
 		fresh := sub == nil
 		if fresh {
-			sub = &subscription{event: presence.EventPresence, dialog: s.newDialog(string(s.self)), members: map[sfb.URI]struct{}{}}
+			sub = &subscription{event: presence.EventPresence, members: map[sfb.URI]struct{}{}}
 		}
 		n := min(len(todo), room, maxPerSubscription-len(sub.members))
 		if room <= 0 {
@@ -198,7 +198,12 @@ func (s *Session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 			}
 			delete(sub.members, u)
 		}
+		empty := err == nil && len(sub.members) == 0
 		p.mu.Unlock()
+		if empty {
+			// The server took nobody: the dialog ends.
+			s.dropSubscription(sub)
+		}
 		if err != nil {
 			if isWatchRefused(err) {
 				p.mu.Lock()

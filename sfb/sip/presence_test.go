@@ -706,3 +706,22 @@ func TestNotificationsBeforeTheAnswer(t *testing.T) {
 	require.NoError(t, (<-res).err)
 	assert.Never(t, func() bool { return len(e.presence()) > 1 }, 100*time.Millisecond, 5*time.Millisecond, "the older state is not delivered")
 }
+
+// A subscription the server took nobody into ends at once.
+func TestWatchAllRefused(t *testing.T) {
+	p := newPresPeer(t)
+	s, _ := presSignIn(t, p, nil)
+	res := watchAsync(s, bob)
+	sub := p.next(t)
+	list := &presence.List{URI: "sip:alice@contoso.com", Version: 1, FullState: true, Resources: []presence.ListResource{
+		{URI: string(bob), State: presence.InstanceTerminated, Reason: "quotaExceeded"}}}
+	ct, body := presence.Notify{List: list}.Marshal()
+	p.accept(sub, 3600, ct, body)
+	end := p.next(t)
+	assert.Equal(t, sub.CallID().Value(), end.CallID().Value())
+	assert.Equal(t, "0", headerValue(end, "Expires"))
+	p.answer(end, 200, "", nil)
+	r := <-res
+	assert.ErrorIs(t, r.err, sfb.ErrWatchLimit)
+	assert.Empty(t, r.taken)
+}
