@@ -13,6 +13,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/presence"
 )
 
@@ -445,8 +446,7 @@ func (s *Session) refreshSubscription(sub *subscription) {
 	if err == nil {
 		return
 	}
-	var e *Error
-	if !lost && errors.As(err, &e) && (e.Status == 481 || e.Status == 404 || e.Status == 410) {
+	if !lost && isGone(err) {
 		// The server forgot the dialog: a new one.
 		s.log.Info().Str("event", sub.event).Msg("Subscription gone, subscribing again")
 		p.mu.Lock()
@@ -456,22 +456,17 @@ func (s *Session) refreshSubscription(sub *subscription) {
 		return
 	}
 	p.mu.Lock()
-	sub.backoff = nextBackoff(sub.backoff, s.t.timings.BackoffMin, s.t.timings.BackoffMax)
-	wait := sub.backoff
+	wait := s.backoff(sub)
 	p.mu.Unlock()
 	s.log.Warn().Err(err).Str("event", sub.event).Dur("retry_in", wait).Msg("Could not refresh a subscription")
 	s.scheduleSub(sub, wait)
 }
 
-func nextBackoff(cur, lo, hi time.Duration) time.Duration {
-	if lo <= 0 {
-		lo = time.Second
-	}
-	if hi < lo {
-		hi = lo
-	}
-	next := min(max(cur*2, lo), hi)
-	return next/2 + time.Duration(rand.Int64N(int64(next/2)+1))
+// backoff is how long to wait before trying sub again: longer after each
+// failure, up to BackoffMax, with jitter. Called with pres.mu held.
+func (s *Session) backoff(sub *subscription) time.Duration {
+	sub.backoff = pool.NextBackoff(sub.backoff, s.t.timings.BackoffMin, s.t.timings.BackoffMax)
+	return pool.Jitter(sub.backoff)
 }
 
 // subscriptionLive reports whether sub is still one of the session's.
@@ -752,8 +747,7 @@ func (s *Session) handlePresence(_ context.Context, req *sipmsg.Request) {
 		p := &s.pres
 		p.mu.Lock()
 		sub.lost = true
-		sub.backoff = nextBackoff(sub.backoff, s.t.timings.BackoffMin, s.t.timings.BackoffMax)
-		wait := sub.backoff
+		wait := s.backoff(sub)
 		p.mu.Unlock()
 		s.scheduleSub(sub, wait)
 	}
@@ -983,8 +977,9 @@ func (s *Session) ensureSelf(ctx context.Context) {
 		s.log.Warn().Err(err).Msg("Could not subscribe to the user's own categories; publishing with the versions a conflict tells")
 		p.mu.Lock()
 		sub.lost = true
+		wait := s.backoff(sub)
 		p.mu.Unlock()
-		s.scheduleSub(sub, nextBackoff(0, s.t.timings.BackoffMin, s.t.timings.BackoffMax))
+		s.scheduleSub(sub, wait)
 	}
 }
 
