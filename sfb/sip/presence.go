@@ -93,10 +93,12 @@ type watched struct {
 	// last is what was delivered; delivered says whether anything was.
 	last      sfb.Presence
 	delivered bool
-	// cseq is the CSeq of the notification last applied (a piggybacked
-	// one counts with its ms-piggyback-cseq), so that an older one read
-	// late is not applied over it.
-	cseq uint32
+	// dialog and cseq are the dialog and CSeq of the notification last
+	// applied (a piggybacked one counts with its ms-piggyback-cseq), so
+	// that an older one of the same dialog read late is not applied over
+	// it.
+	dialog *Dialog
+	cseq   uint32
 }
 
 // contactsSub is the roaming contacts self-subscription and the list.
@@ -165,10 +167,16 @@ func (s *Session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		}
 		fresh := sub == nil
 		if fresh {
+			// Listed at once, so that a notification that overtakes the
+			// 200 is known as the subscription's.
 			sub = &subscription{event: presence.EventPresence, members: map[sfb.URI]struct{}{}}
+			p.subs = append(p.subs, sub)
 		}
 		n := min(len(todo), room, maxPerSubscription-len(sub.members))
 		if room <= 0 {
+			if fresh {
+				p.subs = p.subs[:len(p.subs)-1]
+			}
 			p.mu.Unlock()
 			return taken, fmt.Errorf("watch %d more people (watching %d): %w", len(todo), watching, sfb.ErrWatchLimit)
 		}
@@ -189,9 +197,8 @@ func (s *Session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 			for _, u := range batch {
 				sub.members[u] = struct{}{}
 			}
-			if fresh {
-				p.subs = append(p.subs, sub)
-			}
+		} else if fresh {
+			s.unlist(sub)
 		}
 		for _, u := range failed {
 			if w := p.people[u]; w != nil && w.sub == sub {
@@ -264,7 +271,8 @@ func (s *Session) subscribePresence(ctx context.Context, sub *subscription, fres
 		// A new dialog (a re-creation reuses the subscription).
 		sub.dialog = s.newDialog(string(s.self))
 	}
-	req, err := s.request(sub.dialog, sipmsg.SUBSCRIBE)
+	d := sub.dialog
+	req, err := s.request(d, sipmsg.SUBSCRIBE)
 	p.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to presence: %w", err)
@@ -284,8 +292,7 @@ func (s *Session) subscribePresence(ctx context.Context, sub *subscription, fres
 	if len(res.Body()) == 0 {
 		return nil, nil
 	}
-	cseq := piggybackCSeq(res)
-	refused, err := s.readPresence(sub, cseq, headerValue(res, "Content-Type"), res.Body())
+	refused, err := s.readPresence(sub, d, piggybackCSeq(res), headerValue(res, "Content-Type"), res.Body())
 	if err != nil {
 		s.log.Warn().Err(err).Msg("Unreadable first presence notification, waiting for the next")
 	}
@@ -499,16 +506,23 @@ func (s *Session) forget(sub *subscription, people []sfb.URI) {
 	s.log.Warn().Int("people", len(people)).Msg("The server refused presence subscriptions for this login (quota): they are no longer watched")
 }
 
+// unlist removes sub from the watch subscriptions. Called with pres.mu
+// held.
+func (s *Session) unlist(sub *subscription) {
+	p := &s.pres
+	for i, x := range p.subs {
+		if x == sub {
+			p.subs = append(p.subs[:i:i], p.subs[i+1:]...)
+			return
+		}
+	}
+}
+
 // dropSubscription ends sub's dialog (Expires: 0) and forgets it.
 func (s *Session) dropSubscription(sub *subscription) {
 	p := &s.pres
 	p.mu.Lock()
-	for i, x := range p.subs {
-		if x == sub {
-			p.subs = append(p.subs[:i:i], p.subs[i+1:]...)
-			break
-		}
-	}
+	s.unlist(sub)
 	if sub.timer != nil {
 		sub.timer.Stop()
 	}
@@ -576,9 +590,11 @@ func (s *Session) Unwatch(ctx context.Context, people []sfb.URI) error {
 }
 
 // readPresence reads a presence notification of sub (a NOTIFY, a
-// BENOTIFY, or one piggybacked on a 200) whose CSeq is cseq, and delivers
-// what changed. It returns the people the server refused for its quota.
-func (s *Session) readPresence(sub *subscription, cseq uint32, contentType string, body []byte) ([]sfb.URI, error) {
+// BENOTIFY, or one piggybacked on a 200) in dialog d with CSeq cseq, and
+// delivers what changed. A notification of no known dialog (sub and d
+// nil: a dialog ended meanwhile) only tells a first state. It returns the
+// people the server refused for its quota.
+func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, contentType string, body []byte) ([]sfb.URI, error) {
 	n, err := presence.ParseNotify(contentType, body)
 	if err != nil {
 		return nil, err
@@ -619,15 +635,18 @@ func (s *Session) readPresence(sub *subscription, cseq uint32, contentType strin
 			s.log.Debug().Stringer("person", u).Msg("Presence of somebody not watched, ignored")
 			continue
 		}
-		if w.delivered && cseq != 0 && cseq < w.cseq {
+		switch {
+		case d == nil && w.delivered:
+			continue
+		case d != nil && w.dialog == d && cseq != 0 && cseq < w.cseq:
 			continue
 		}
 		next, warnings := presence.Apply(w.last, doc)
 		if len(warnings) > 0 {
 			s.log.Warn().Stringer("person", u).Strs("warnings", warnings).Msg("Presence mapped with defaults")
 		}
-		if cseq > w.cseq {
-			w.cseq = cseq
+		if d != nil && (w.dialog != d || cseq > w.cseq) {
+			w.dialog, w.cseq = d, cseq
 		}
 		if w.delivered && presence.Same(next, w.last) {
 			continue
@@ -674,8 +693,8 @@ func (s *Session) resubscribe(sub *subscription, people []sfb.URI) {
 }
 
 // subscriptionOf finds the subscription a request from the server belongs
-// to, by its dialog.
-func (s *Session) subscriptionOf(req *sipmsg.Request) *subscription {
+// to, and its dialog, by Call-ID; nil when none.
+func (s *Session) subscriptionOf(req *sipmsg.Request) (*subscription, *Dialog) {
 	callID := ""
 	if h := req.CallID(); h != nil {
 		callID = h.Value()
@@ -683,17 +702,12 @@ func (s *Session) subscriptionOf(req *sipmsg.Request) *subscription {
 	p := &s.pres
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, sub := range p.subs {
-		if sub.dialog.CallID == callID {
-			return sub
+	for _, sub := range append([]*subscription{p.self, p.contactsSubscription()}, p.subs...) {
+		if sub != nil && sub.dialog != nil && sub.dialog.CallID == callID {
+			return sub, sub.dialog
 		}
 	}
-	for _, sub := range []*subscription{p.self, p.contactsSubscription()} {
-		if sub != nil && sub.dialog.CallID == callID {
-			return sub
-		}
-	}
-	return nil
+	return nil, nil
 }
 
 // handlePresence handles the server's NOTIFY and BENOTIFY for the endpoint
@@ -708,7 +722,7 @@ func (s *Session) handlePresence(_ context.Context, req *sipmsg.Request) {
 		}
 	}
 	event := strings.ToLower(eventName(req))
-	sub := s.subscriptionOf(req)
+	sub, d := s.subscriptionOf(req)
 	cseq := uint32(0)
 	if h := req.CSeq(); h != nil {
 		cseq = h.SeqNo
@@ -719,7 +733,7 @@ func (s *Session) handlePresence(_ context.Context, req *sipmsg.Request) {
 	case presence.EventPresence:
 		if len(req.Body()) > 0 {
 			var refused []sfb.URI
-			refused, err = s.readPresence(sub, cseq, headerValue(req, "Content-Type"), req.Body())
+			refused, err = s.readPresence(sub, d, cseq, headerValue(req, "Content-Type"), req.Body())
 			if len(refused) > 0 && sub != nil {
 				s.forget(sub, refused)
 			}

@@ -459,6 +459,12 @@ func TestSubscriptionRefreshAndRecreation(t *testing.T) {
 	first := p.next(t)
 	p.accept(first, 2, "", nil)
 	require.NoError(t, (<-res).err)
+	// Notifications in the first dialog take its CSeq up.
+	for i, a := range []sfb.Availability{sfb.AvailabilityOnline, sfb.AvailabilityAway, sfb.AvailabilityOnline} {
+		ct, body := presence.Notify{Documents: []presence.Categories{presence.Describe(string(bob), sfb.Presence{Availability: a}, uint32(i+1))}}.Marshal()
+		p.notify(t, first, "BENOTIFY", "active;expires=2", ct, body)
+	}
+	e.waitPresence(t, 3)
 
 	refresh := p.next(t)
 	assert.Equal(t, first.CallID().Value(), refresh.CallID().Value())
@@ -473,8 +479,8 @@ func TestSubscriptionRefreshAndRecreation(t *testing.T) {
 	assert.ElementsMatch(t, []string{string(bob), string(carol)}, resourcesOf(batchOf(t, again)))
 	ct, body := firstNotify("sip:alice@contoso.com", map[string]sfb.Presence{string(bob): {Availability: sfb.AvailabilityBusy}}, string(bob), string(carol))
 	p.accept(again, 3600, ct, body)
-	got := e.waitPresence(t, 1)
-	assert.Equal(t, sfb.AvailabilityBusy, got[0].Presence.Availability)
+	got := e.waitPresence(t, 4)
+	assert.Equal(t, sfb.AvailabilityBusy, got[3].Presence.Availability, "the new dialog's first CSeq is not older than the old one's")
 
 	// A refresh the server no longer knows (481) makes a new dialog too.
 	p.none(t, 50*time.Millisecond)
