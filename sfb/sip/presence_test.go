@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
@@ -730,4 +731,21 @@ func TestWatchAllRefused(t *testing.T) {
 	r := <-res
 	assert.ErrorIs(t, r.err, sfb.ErrWatchLimit)
 	assert.Empty(t, r.taken)
+}
+
+// In trusted mode one process holds 70,000 endpoints: one that uses no
+// presence holds no map, subscription or timer for it, and the state
+// itself stays small.
+func TestIdleEndpointPresenceState(t *testing.T) {
+	p := newPresPeer(t)
+	s, _ := presSignIn(t, p, nil)
+	assert.LessOrEqual(t, unsafe.Sizeof(s.pres), uintptr(160))
+	s.pres.mu.Lock()
+	defer s.pres.mu.Unlock()
+	assert.Nil(t, s.pres.people)
+	assert.Nil(t, s.pres.subs)
+	assert.Nil(t, s.pres.contacts)
+	assert.Nil(t, s.pres.self)
+	assert.Nil(t, s.pres.versions)
+	assert.Nil(t, s.pres.idle)
 }
