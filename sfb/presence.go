@@ -63,6 +63,19 @@ type Presence struct {
 	Changed time.Time
 }
 
+// Same reports whether p and q show a watcher the same presence: when
+// they were learnt (Changed) and the last-active time do not count.
+// Transports compare with it before telling a change.
+func (p Presence) Same(q Presence) bool {
+	p.Changed, q.Changed = time.Time{}, time.Time{}
+	p.LastActive, q.LastActive = time.Time{}, time.Time{}
+	if (p.OutOfOffice == nil) != (q.OutOfOffice == nil) || p.OutOfOffice != nil && *p.OutOfOffice != *q.OutOfOffice {
+		return false
+	}
+	p.OutOfOffice, q.OutOfOffice = nil, nil
+	return p == q
+}
+
 // OutOfOffice is an out-of-office note.
 type OutOfOffice struct {
 	Message string

@@ -648,7 +648,7 @@ func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, conten
 		if d != nil && (w.dialog != d || cseq > w.cseq) {
 			w.dialog, w.cseq = d, cseq
 		}
-		if w.delivered && presence.Same(next, w.last) {
+		if w.delivered && next.Same(w.last) {
 			continue
 		}
 		next.Changed = now

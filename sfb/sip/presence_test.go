@@ -348,10 +348,10 @@ func TestWatchBatchSubscription(t *testing.T) {
 	assert.Equal(t, []sfb.URI{bob, carol, dave}, r.taken)
 	got := e.waitPresence(t, 2)
 	assert.Equal(t, bob, got[0].Person)
-	assert.True(t, presence.Same(busy, got[0].Presence), "%+v", got[0].Presence)
+	assert.True(t, busy.Same(got[0].Presence), "%+v", got[0].Presence)
 	assert.False(t, got[0].Presence.Changed.IsZero())
 	assert.Equal(t, carol, got[1].Person)
-	assert.True(t, presence.Same(away, got[1].Presence), "%+v", got[1].Presence)
+	assert.True(t, away.Same(got[1].Presence), "%+v", got[1].Presence)
 
 	// A BENOTIFY with bob's new state, then the same again: one event.
 	online := sfb.Presence{Availability: sfb.AvailabilityOnline}

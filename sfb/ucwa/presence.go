@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
@@ -530,13 +529,13 @@ func (s *session) onPresenceEvents(ctx context.Context, evs []presenceEvent) {
 		watched := p.watching(u)
 		if watched {
 			np.Changed = now
-			if known && samePresence(old, np) {
+			if known && old.Same(np) {
 				np.Changed = old.Changed
 			}
 			p.last[u] = np
 		}
 		p.mu.Unlock()
-		if watched && (!known || !samePresence(old, np)) {
+		if watched && (!known || !old.Same(np)) {
 			s.emit(sfb.PresenceChanged{Person: u, Presence: np})
 		}
 	}
@@ -585,16 +584,6 @@ func (s *session) identify(ctx context.Context, evs []presenceEvent, items []wat
 		urls = append(urls, e.href)
 	}
 	return items, urls
-}
-
-func samePresence(a, b sfb.Presence) bool {
-	a.Changed, b.Changed = time.Time{}, time.Time{}
-	a.LastActive, b.LastActive = time.Time{}, time.Time{}
-	if (a.OutOfOffice == nil) != (b.OutOfOffice == nil) || a.OutOfOffice != nil && *a.OutOfOffice != *b.OutOfOffice {
-		return false
-	}
-	a.OutOfOffice, b.OutOfOffice = nil, nil
-	return a == b
 }
 
 // mappedPresence is a presence read from the server with what had to be
@@ -673,24 +662,8 @@ func deviceOf(v string) sfb.DeviceType {
 	return sfb.DeviceUnknown
 }
 
-// cleanText drops control characters (but newlines) and invalid UTF-8 and
-// cuts to maxNoteRunes; false when it had to.
-func cleanText(v string) (string, bool) {
-	ok := utf8.ValidString(v)
-	v = strings.ToValidUTF8(v, "")
-	clean := strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && r != '\n' {
-			ok = false
-			return -1
-		}
-		return r
-	}, v)
-	if utf8.RuneCountInString(clean) > maxNoteRunes {
-		ok = false
-		clean = string([]rune(clean)[:maxNoteRunes])
-	}
-	return strings.TrimSpace(clean), ok
-}
+// cleanText cleans text from the server or for it, cut to maxNoteRunes.
+func cleanText(v string) (string, bool) { return sfb.CleanText(v, maxNoteRunes) }
 
 // presenceLoop extends subscriptions before they expire, creates lost ones
 // again and retries failed fetches (on its tick, so that a failing server

@@ -3,7 +3,6 @@ package presence
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -107,17 +106,4 @@ func Describe(uri string, p sfb.Presence, version uint32) Categories {
 			PublishTime: p.Changed, ExpireType: "static", Note: &Note{Type: NoteOOF, Text: p.OutOfOffice.Message, End: p.OutOfOffice.Until}})
 	}
 	return doc
-}
-
-// Same reports whether a and b show a watcher the same presence: when
-// they were learnt and the last-active time do not count, as the UCWA
-// transport compares them before telling a change.
-func Same(a, b sfb.Presence) bool {
-	a.Changed, b.Changed = time.Time{}, time.Time{}
-	a.LastActive, b.LastActive = time.Time{}, time.Time{}
-	if (a.OutOfOffice == nil) != (b.OutOfOffice == nil) || a.OutOfOffice != nil && *a.OutOfOffice != *b.OutOfOffice {
-		return false
-	}
-	a.OutOfOffice, b.OutOfOffice = nil, nil
-	return a == b
 }

@@ -3,8 +3,6 @@ package presence
 import (
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
@@ -170,22 +168,6 @@ func DeviceName(d sfb.DeviceType) string {
 	return ""
 }
 
-// CleanText drops control characters (but newlines) and invalid UTF-8,
-// trims and cuts to MaxTextRunes; false when it had to change more than
-// the blanks around.
-func CleanText(v string) (string, bool) {
-	ok := utf8.ValidString(v)
-	v = strings.ToValidUTF8(v, "")
-	clean := strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && r != '\n' {
-			ok = false
-			return -1
-		}
-		return r
-	}, v)
-	if utf8.RuneCountInString(clean) > MaxTextRunes {
-		ok = false
-		clean = string([]rune(clean)[:MaxTextRunes])
-	}
-	return strings.TrimSpace(clean), ok
-}
+// CleanText cleans a note, an activity or a name from the server, or one
+// to publish, cut to MaxTextRunes (sfb.CleanText).
+func CleanText(v string) (string, bool) { return sfb.CleanText(v, MaxTextRunes) }
