@@ -284,6 +284,11 @@ func (s *Session) shutdown(ctx context.Context, cause error) {
 	s.t.refresh.remove(s)
 	s.t.release(s)
 	s.cancel(cause)
+	// deliver adds to wg under mu: taking mu orders every Add before the
+	// Wait (sync.WaitGroup's rule), and closed keeps later ones out.
+	s.mu.Lock()
+	//lint:ignore SA2001 the empty critical section is the ordering
+	s.mu.Unlock()
 	if !s.inHandler.Load() {
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
@@ -559,6 +564,10 @@ func (s *Session) deliver(c *sipconn.Conn, req *sipmsg.Request) {
 		if req.Method != sipmsg.ACK && req.Method != "BENOTIFY" {
 			_ = c.Respond(req, 503, "Service Unavailable", nil, sipmsg.NewHeader("Retry-After", "5"))
 		}
+		return
+	}
+	if s.closed.Load() {
+		s.mu.Unlock()
 		return
 	}
 	s.inbox = append(s.inbox, req)
