@@ -101,6 +101,11 @@ type watched struct {
 	cseq   uint32
 }
 
+// errUnifiedContactStore: the user's contact list is in Exchange, which
+// the bridge does not read; the bridge takes errors.ErrUnsupported as "no
+// contact list".
+var errUnifiedContactStore = fmt.Errorf("the contact list is in the Unified Contact Store, not on the SIP server: %w", errors.ErrUnsupported)
+
 // contactsSub is the roaming contacts self-subscription and the list.
 type contactsSub struct {
 	sub *subscription
@@ -858,7 +863,7 @@ func (s *Session) Contacts(ctx context.Context) ([]sfb.Person, error) {
 			if errors.Is(err, sfb.ErrUnsupported) {
 				// 488: Lync 2013 and later keep a list migrated to the
 				// Unified Contact Store in Exchange (pidgin-sipe).
-				return nil, fmt.Errorf("list contacts: the server has no contact list for SIP (Unified Contact Store): %w", errors.ErrUnsupported)
+				err = errUnifiedContactStore
 			}
 			return nil, fmt.Errorf("list contacts: %w", err)
 		}
@@ -896,6 +901,14 @@ func (s *Session) readContacts(contentType string, body []byte) error {
 	p.mu.Lock()
 	c := p.contacts
 	if c == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	if strings.EqualFold(l.UCSMode, "migrated") {
+		// Lync 2013 and later: the list moved to the Unified Contact
+		// Store in Exchange and this one is empty (pidgin-sipe).
+		c.err = errUnifiedContactStore
+		c.done()
 		p.mu.Unlock()
 		return nil
 	}

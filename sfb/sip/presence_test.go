@@ -543,6 +543,16 @@ func TestContactsUnifiedContactStore(t *testing.T) {
 	p.answer(p.next(t), 488, "", nil)
 	err := <-ch
 	assert.ErrorIs(t, err, errors.ErrUnsupported)
+
+	// Lync 2013 and later may instead answer with an empty list marked
+	// migrated.
+	go func() {
+		_, err := s.Contacts(context.Background())
+		ch <- err
+	}()
+	p.accept(p.next(t), 3600, presence.ContentTypeRoamingContacts, presence.ContactList{DeltaNum: 1, UCSMode: "migrated"}.Marshal())
+	err = <-ch
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
 }
 
 // Publish sends the user state (the availability's number) and the note
