@@ -305,8 +305,8 @@ func firstNotify(self string, people map[string]sfb.Presence, order ...string) (
 	return presence.Notify{List: list, Documents: docs}.Marshal()
 }
 
+// bob is im_test.go's.
 const (
-	bob   = sfb.URI("sip:bob@contoso.com")
 	carol = sfb.URI("sip:carol@contoso.com")
 	dave  = sfb.URI("sip:dave@contoso.com")
 )
