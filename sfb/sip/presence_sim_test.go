@@ -12,18 +12,21 @@ import (
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/presence"
 )
 
 // startPresenceSim runs the simulator's SIP front end with alice (signed
 // in through this transport, per user with NTLM), bob and carol.
-func startPresenceSim(t *testing.T) (*sim.Server, *Session, *presEvents) {
+func startPresenceSim(t *testing.T, opts sim.Options) (*sim.Server, *Session, *presEvents) {
 	t.Helper()
-	srv, err := sim.New(sim.Options{Logger: zerolog.Nop(), Users: []sim.User{
+	opts.Logger = zerolog.Nop()
+	opts.Users = []sim.User{
 		{URI: "sip:alice@contoso.com", DisplayName: "Alice Liddell", Password: "pw-alice"},
 		{URI: bob, DisplayName: "Bob Builder", Password: "pw-bob"},
 		{URI: carol, DisplayName: "Carol Singer", Password: "pw-carol"},
 		{URI: dave, DisplayName: "Dave Diver", Password: "pw-dave"},
-	}})
+	}
+	srv, err := sim.New(opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -67,7 +70,7 @@ func (e *presEvents) lastPresence(u sfb.URI) (sfb.Presence, bool) {
 // changes, the contact list and its changes, a publication shows as the
 // user's presence, and unwatching ends the subscriptions.
 func TestPresenceAgainstSimulator(t *testing.T) {
-	srv, s, e := startPresenceSim(t)
+	srv, s, e := startPresenceSim(t, sim.Options{})
 	ctx := context.Background()
 	require.NoError(t, srv.SetPresence(bob, sim.Presence{Availability: "Busy", Activity: sfb.ActivityInAMeeting, Note: "Planning", DeviceType: "Mobile"}))
 
@@ -126,4 +129,16 @@ func TestPresenceAgainstSimulator(t *testing.T) {
 
 	require.NoError(t, s.Unwatch(ctx, []sfb.URI{bob, carol}))
 	require.Eventually(t, func() bool { return srv.Subscribers(bob) == 0 && srv.Subscribers(carol) == 0 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// The simulator's quota of category subscriptions (Lync's policy, four
+// categories a person) refuses people beyond it in the rlmi list: Watch
+// takes the others and says ErrWatchLimit.
+func TestPresenceQuotaAgainstSimulator(t *testing.T) {
+	_, s, e := startPresenceSim(t, sim.Options{MaxCategorySubscriptions: 2 * len(presence.DefaultCategories)})
+	taken, err := s.Watch(context.Background(), []sfb.URI{bob, carol, dave})
+	assert.ErrorIs(t, err, sfb.ErrWatchLimit)
+	assert.Equal(t, []sfb.URI{bob, carol}, taken)
+	assert.Equal(t, 2, s.WatchCapacity())
+	e.waitPresence(t, 2)
 }
