@@ -76,7 +76,13 @@ type presenceState struct {
 
 // subscription is one SUBSCRIBE dialog of the endpoint.
 type subscription struct {
-	event  string
+	event string
+	// to is where a presence subscription goes when it is not the user's
+	// own URI (a batch): the contact of a single category subscription,
+	// or the pool a batch was sent to (rlmi resubscribe, MS-PRES
+	// 3.4.5.1.3). People join only batches to the user's URI.
+	to     string
+	single bool
 	dialog *Dialog
 	// members are the people of a presence subscription.
 	members map[sfb.URI]struct{}
@@ -167,8 +173,13 @@ func (s *Session) Watch(ctx context.Context, people []sfb.URI) ([]sfb.URI, error
 		watching := len(p.people)
 		room := s.watchLimitLocked() - watching
 		var sub *subscription
-		if n := len(p.subs); n > 0 && !p.subs[n-1].lost && len(p.subs[n-1].members) < maxPerSubscription {
-			sub = p.subs[n-1]
+		for i := len(p.subs) - 1; i >= 0; i-- {
+			if x := p.subs[i]; x.to == "" {
+				if !x.lost && len(x.members) < maxPerSubscription {
+					sub = x
+				}
+				break
+			}
 		}
 		fresh := sub == nil
 		if fresh {
@@ -274,7 +285,11 @@ func (s *Session) subscribePresence(ctx context.Context, sub *subscription, fres
 	p.mu.Lock()
 	if fresh {
 		// A new dialog (a re-creation reuses the subscription).
-		sub.dialog = s.newDialog(string(s.self))
+		to := sub.to
+		if to == "" {
+			to = string(s.self)
+		}
+		sub.dialog = s.newDialog(to)
 	}
 	d := sub.dialog
 	req, err := s.request(d, sipmsg.SUBSCRIBE)
@@ -283,8 +298,12 @@ func (s *Session) subscribePresence(ctx context.Context, sub *subscription, fres
 		return nil, fmt.Errorf("subscribe to presence: %w", err)
 	}
 	addSubscribeHeaders(req, presence.EventPresence, presence.Accept)
-	req.AppendHeader(sipmsg.NewHeader("Require", "adhoclist, categoryList"))
-	req.AppendHeader(sipmsg.NewHeader("Supported", "eventlist"))
+	if !sub.single {
+		// A single category subscription goes to the contact and carries
+		// neither (pidgin-sipe's sipe_subscribe_presence_single).
+		req.AppendHeader(sipmsg.NewHeader("Require", "adhoclist, categoryList"))
+		req.AppendHeader(sipmsg.NewHeader("Supported", "eventlist"))
+	}
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", presence.ContentTypeCategoryList))
 	req.SetBody(batch.Marshal())
 	rctx, cancel := context.WithTimeout(ctx, s.t.timings.RequestTimeout)
@@ -608,6 +627,7 @@ func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, conten
 		s.log.Warn().Err(perr).Msg("Unreadable part of a presence notification, skipped")
 	}
 	var refused, again []sfb.URI
+	var moved []presence.ListResource
 	if n.List != nil {
 		for _, r := range n.List.Resources {
 			u, err := sfb.ParseURI(r.URI)
@@ -615,8 +635,10 @@ func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, conten
 				continue
 			}
 			switch {
-			case r.State == presence.InstanceResubscribe,
-				r.State == presence.InstanceTerminated && (r.Reason == "deactivated" || r.Reason == "timeout" || r.Reason == "probation"):
+			case r.State == presence.InstanceResubscribe:
+				r.URI = string(u)
+				moved = append(moved, r)
+			case r.State == presence.InstanceTerminated && (r.Reason == "deactivated" || r.Reason == "timeout" || r.Reason == "probation"):
 				again = append(again, u)
 			case r.State == presence.InstanceTerminated && (strings.EqualFold(r.Reason, "quotaExceeded") || r.Reason == "rejected"):
 				refused = append(refused, u)
@@ -667,6 +689,9 @@ func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, conten
 	if len(again) > 0 && sub != nil {
 		s.resubscribe(sub, again)
 	}
+	if len(moved) > 0 && sub != nil {
+		s.reroute(sub, moved)
+	}
 	return refused, nil
 }
 
@@ -693,6 +718,82 @@ func (s *Session) resubscribe(sub *subscription, people []sfb.URI) {
 		defer cancel()
 		if _, err := s.subscribePresence(ctx, sub, false, presence.ActionSubscribe, still); err != nil {
 			s.log.Warn().Err(err).Int("people", len(still)).Msg("Could not subscribe again to presence the server asked for")
+		}
+	}()
+}
+
+// reroute moves people out of sub as the server asked with "resubscribe"
+// (MS-PRES 3.4.5.1.3, pidgin-sipe's process_incoming_notify_rlmi_resub):
+// one with a poolFqdn into a batch sent to that pool, one without into a
+// single category subscription to the contact itself. In the background.
+func (s *Session) reroute(sub *subscription, resources []presence.ListResource) {
+	go func() {
+		p := &s.pres
+		p.opMu.Lock()
+		defer p.opMu.Unlock()
+		if s.ctx.Err() != nil {
+			return
+		}
+		byPool := map[string]*subscription{}
+		var made []*subscription
+		p.mu.Lock()
+		for _, r := range resources {
+			u := sfb.URI(r.URI)
+			w := p.people[u]
+			if w == nil || w.sub != sub {
+				continue
+			}
+			var dst *subscription
+			if pool := r.PoolFQDN; pool != "" && !sub.single {
+				if dst = byPool[pool]; dst == nil {
+					to := pool
+					if !strings.HasPrefix(strings.ToLower(to), "sip:") {
+						to = "sip:" + to
+					}
+					dst = &subscription{event: presence.EventPresence, to: to, members: map[sfb.URI]struct{}{}}
+					byPool[pool] = dst
+					made = append(made, dst)
+				}
+			} else {
+				if sub.single {
+					// Already on its own: the same again in a new dialog.
+					continue
+				}
+				dst = &subscription{event: presence.EventPresence, to: string(u), single: true, members: map[sfb.URI]struct{}{}}
+				made = append(made, dst)
+			}
+			delete(sub.members, u)
+			dst.members[u] = struct{}{}
+			w.sub = dst
+		}
+		p.subs = append(p.subs, made...)
+		empty := len(sub.members) == 0
+		p.mu.Unlock()
+		if empty {
+			s.dropSubscription(sub)
+		}
+		for _, dst := range made {
+			p.mu.Lock()
+			people := make([]sfb.URI, 0, len(dst.members))
+			for u := range dst.members {
+				people = append(people, u)
+			}
+			p.mu.Unlock()
+			ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.RequestTimeout)
+			refused, err := s.subscribePresence(ctx, dst, true, presence.ActionSubscribe, people)
+			cancel()
+			switch {
+			case err != nil:
+				// Made again by its timer, with backoff.
+				s.log.Warn().Err(err).Str("to", dst.to).Msg("Could not subscribe to presence where the server sent it")
+				p.mu.Lock()
+				dst.lost = true
+				wait := s.backoff(dst)
+				p.mu.Unlock()
+				s.scheduleSub(dst, wait)
+			case len(refused) > 0:
+				s.forget(dst, refused)
+			}
 		}
 	}()
 }

@@ -759,3 +759,62 @@ func TestIdleEndpointPresenceState(t *testing.T) {
 	assert.Nil(t, s.pres.versions)
 	assert.Nil(t, s.pres.idle)
 }
+
+// A resource the server answers with "resubscribe" moves (MS-PRES
+// 3.4.5.1.3, as pidgin-sipe does it): without a pool, into a single
+// category subscription sent to the contact itself; with a poolFqdn, into
+// a batch sent to that pool. Each is a dialog of its own that delivers,
+// and that Unwatch ends.
+func TestResubscribeWhereTheServerSends(t *testing.T) {
+	p := newPresPeer(t)
+	s, e := presSignIn(t, p, nil)
+
+	res := watchAsync(s, bob, carol, dave)
+	sub := p.next(t)
+	list := &presence.List{URI: "sip:alice@contoso.com", Version: 1, FullState: true, Resources: []presence.ListResource{
+		{URI: string(bob), State: presence.InstanceActive},
+		{URI: string(carol), State: presence.InstanceResubscribe},
+		{URI: string(dave), State: presence.InstanceResubscribe, PoolFQDN: "pool2.contoso.com"},
+	}}
+	ct, body := presence.Notify{List: list}.Marshal()
+	p.accept(sub, 3600, ct, body)
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, []sfb.URI{bob, carol, dave}, r.taken)
+
+	// One after the other, in the list's order.
+	single := p.next(t)
+	assert.Equal(t, sipmsg.SUBSCRIBE, single.Method)
+	assert.NotEqual(t, sub.CallID().Value(), single.CallID().Value(), "a dialog of its own")
+	assert.Equal(t, string(carol), single.Recipient.String(), "sent to the contact")
+	assert.Equal(t, string(carol), single.To().Address.String(), "To is the contact")
+	assert.Empty(t, headerValue(single, "Require"), "a single category subscription is no ad hoc list")
+	assert.Equal(t, []string{string(carol)}, resourcesOf(batchOf(t, single)))
+	ct, body = presence.Notify{Documents: []presence.Categories{presence.Describe(string(carol), sfb.Presence{Availability: sfb.AvailabilityBeRightBack}, 1)}}.Marshal()
+	p.accept(single, 3600, ct, body)
+
+	pool := p.next(t)
+	assert.Equal(t, "sip:pool2.contoso.com", pool.Recipient.String(), "sent to the pool")
+	assert.NotEqual(t, sub.CallID().Value(), pool.CallID().Value(), "a dialog of its own")
+	assert.Equal(t, "adhoclist, categoryList", headerValue(pool, "Require"))
+	assert.Equal(t, []string{string(dave)}, resourcesOf(batchOf(t, pool)))
+	p.accept(pool, 3600, "", nil)
+	got := e.waitPresence(t, 1)
+	assert.Equal(t, carol, got[0].Person)
+	assert.Equal(t, sfb.AvailabilityBeRightBack, got[0].Presence.Availability)
+
+	done := make(chan error, 1)
+	go func() { done <- s.Unwatch(context.Background(), []sfb.URI{carol}) }()
+	end := p.next(t)
+	assert.Equal(t, single.CallID().Value(), end.CallID().Value())
+	assert.Equal(t, "0", headerValue(end, "Expires"))
+	p.answer(end, 200, "", nil)
+	require.NoError(t, <-done)
+
+	// A new person joins the batch to the user's URI, not the others.
+	res = watchAsync(s, "sip:eve@contoso.com")
+	join := p.next(t)
+	assert.Equal(t, sub.CallID().Value(), join.CallID().Value())
+	p.accept(join, 3600, "", nil)
+	require.NoError(t, (<-res).err)
+}
