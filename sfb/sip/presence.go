@@ -948,6 +948,12 @@ func (s *Session) Contacts(ctx context.Context) ([]sfb.Person, error) {
 	p := &s.pres
 	p.mu.Lock()
 	c := p.contacts
+	if c != nil && errors.Is(c.err, errors.ErrUnsupported) {
+		// The list is in the Unified Contact Store: asking again will
+		// not change that.
+		p.mu.Unlock()
+		return nil, fmt.Errorf("list contacts: %w", c.err)
+	}
 	start := c == nil || c.err != nil
 	if start {
 		c = &contactsSub{sub: &subscription{event: presence.EventRoamingContacts}, ready: make(chan struct{})}
@@ -957,15 +963,15 @@ func (s *Session) Contacts(ctx context.Context) ([]sfb.Person, error) {
 	if start {
 		err := s.subscribeSelf(ctx, c.sub, true)
 		if err != nil {
+			if errors.Is(err, sfb.ErrUnsupported) {
+				// 488: Lync 2013 and later keep a list migrated to the
+				// Unified Contact Store in Exchange (pidgin-sipe).
+				err = fmt.Errorf("%w (%w)", errUnifiedContactStore, err)
+			}
 			p.mu.Lock()
 			c.err = err
 			c.done()
 			p.mu.Unlock()
-			if errors.Is(err, sfb.ErrUnsupported) {
-				// 488: Lync 2013 and later keep a list migrated to the
-				// Unified Contact Store in Exchange (pidgin-sipe).
-				err = errUnifiedContactStore
-			}
 			return nil, fmt.Errorf("list contacts: %w", err)
 		}
 	}

@@ -543,9 +543,15 @@ func TestContactsUnifiedContactStore(t *testing.T) {
 	p.answer(p.next(t), 488, "", nil)
 	err := <-ch
 	assert.ErrorIs(t, err, errors.ErrUnsupported)
+	_, err = s.Contacts(context.Background())
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+	p.none(t, 50*time.Millisecond)
 
 	// Lync 2013 and later may instead answer with an empty list marked
 	// migrated.
+	p2 := newPresPeer(t)
+	s, _ = presSignIn(t, p2, nil)
+	p = p2
 	go func() {
 		_, err := s.Contacts(context.Background())
 		ch <- err
