@@ -1184,8 +1184,11 @@ func (s *Session) publish(ctx context.Context, op string, build ...func(presence
 			return err
 		}
 		fault, ferr := presence.ParseFault(res.Body())
-		if ferr != nil || fault.Code != presence.FaultWrongDelta {
-			return fmt.Errorf("%w (fault: %v %s)", err, ferr, fault.Code)
+		switch {
+		case ferr != nil:
+			return fmt.Errorf("%w (%w)", err, ferr)
+		case fault.Code != presence.FaultWrongDelta:
+			return fmt.Errorf("%w (fault %q)", err, fault.Code)
 		}
 		p.mu.Lock()
 		named := p.versions.Conflict(doc, fault)
