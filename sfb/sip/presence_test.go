@@ -636,6 +636,13 @@ func TestPublishWithVersions(t *testing.T) {
 	assert.Equal(t, 409, se.Status)
 	p.none(t, 50*time.Millisecond)
 
+	// Another fault is not retried.
+	go func() { done <- s.Publish(context.Background(), sfb.Publication{Availability: &online}) }()
+	p.answer(p.next(t), 409, presence.ContentTypeFault, presence.Fault{Code: "Client.BadCall.Forbidden"}.Marshal())
+	err = <-done
+	assert.ErrorContains(t, err, `fault "Client.BadCall.Forbidden"`)
+	p.none(t, 50*time.Millisecond)
+
 	bad := sfb.Availability("Lunch")
 	assert.ErrorIs(t, s.Publish(context.Background(), sfb.Publication{Availability: &bad}), sfb.ErrUnsupported)
 }
