@@ -614,10 +614,9 @@ func (s *Session) Unwatch(ctx context.Context, people []sfb.URI) error {
 }
 
 // readPresence reads a presence notification of sub (a NOTIFY, a
-// BENOTIFY, or one piggybacked on a 200) in dialog d with CSeq cseq, and
-// delivers what changed. A notification of no known dialog (sub and d
-// nil: a dialog ended meanwhile) only tells a first state. It returns the
-// people the server refused for its quota.
+// BENOTIFY, or one piggybacked on a 200) in its dialog d with CSeq cseq,
+// and delivers what changed. It returns the people the server refused for
+// its quota.
 func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, contentType string, body []byte) ([]sfb.URI, error) {
 	n, err := presence.ParseNotify(contentType, body)
 	if err != nil {
@@ -662,17 +661,14 @@ func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, conten
 			s.log.Debug().Stringer("person", u).Msg("Presence of somebody not watched, ignored")
 			continue
 		}
-		switch {
-		case d == nil && w.delivered:
-			continue
-		case d != nil && w.dialog == d && cseq != 0 && cseq < w.cseq:
+		if w.dialog == d && cseq != 0 && cseq < w.cseq {
 			continue
 		}
 		next, warnings := presence.Apply(w.last, doc)
 		if len(warnings) > 0 {
 			s.log.Warn().Stringer("person", u).Strs("warnings", warnings).Msg("Presence mapped with defaults")
 		}
-		if d != nil && (w.dialog != d || cseq > w.cseq) {
+		if w.dialog != d || cseq > w.cseq {
 			w.dialog, w.cseq = d, cseq
 		}
 		if w.delivered && next.Same(w.last) {
@@ -686,10 +682,10 @@ func (s *Session) readPresence(sub *subscription, d *Dialog, cseq uint32, conten
 	for _, e := range events {
 		s.emit(e)
 	}
-	if len(again) > 0 && sub != nil {
+	if len(again) > 0 {
 		s.resubscribe(sub, again)
 	}
-	if len(moved) > 0 && sub != nil {
+	if len(moved) > 0 {
 		s.reroute(sub, moved)
 	}
 	return refused, nil
@@ -834,13 +830,26 @@ func (s *Session) handlePresence(_ context.Context, req *sipmsg.Request) {
 		cseq = h.SeqNo
 	}
 	terminated := strings.HasPrefix(strings.ToLower(strings.TrimSpace(headerValue(req, "subscription-state"))), "terminated")
+	switch event {
+	case presence.EventPresence, presence.EventRoamingContacts, presence.EventRoamingSelf:
+		if sub == nil {
+			// Not a subscription of ours (any more): RFC 6665 4.1.3
+			// has the server end it on this answer.
+			s.log.Debug().Str("event", event).Msg("Notification of no subscription of ours")
+			answer(481, "Call Leg/Transaction Does Not Exist")
+			return
+		}
+	default:
+		answer(200, "OK")
+		return
+	}
 	var err error
 	switch event {
 	case presence.EventPresence:
 		if len(req.Body()) > 0 {
 			var refused []sfb.URI
 			refused, err = s.readPresence(sub, d, cseq, headerValue(req, "Content-Type"), req.Body())
-			if len(refused) > 0 && sub != nil {
+			if len(refused) > 0 {
 				s.forget(sub, refused)
 			}
 		}
@@ -852,9 +861,6 @@ func (s *Session) handlePresence(_ context.Context, req *sipmsg.Request) {
 		if len(req.Body()) > 0 && !terminated {
 			err = s.readSelf(req.Body())
 		}
-	default:
-		answer(200, "OK")
-		return
 	}
 	if err != nil {
 		s.log.Warn().Err(err).Str("event", event).Str("method", string(req.Method)).Msg("Unreadable notification from the server")
@@ -862,7 +868,7 @@ func (s *Session) handlePresence(_ context.Context, req *sipmsg.Request) {
 		return
 	}
 	answer(200, "OK")
-	if terminated && sub != nil {
+	if terminated {
 		s.log.Info().Str("event", event).Str("state", headerValue(req, "subscription-state")).Msg("The server ended a subscription, subscribing again")
 		p := &s.pres
 		p.mu.Lock()

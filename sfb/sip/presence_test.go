@@ -417,6 +417,12 @@ func TestWatchJoinsAndLeavesTheDialog(t *testing.T) {
 	assert.Empty(t, last.Body())
 	p.answer(last, 200, "", nil)
 	require.NoError(t, <-done)
+
+	// A notification in the ended dialog is answered 481, so that the
+	// server ends its side too.
+	ct, body := presence.Notify{Documents: []presence.Categories{presence.Describe(string(carol), sfb.Presence{Availability: sfb.AvailabilityAway}, 9)}}.Marshal()
+	ans := p.notify(t, first, sipmsg.NOTIFY, "active;expires=3000", ct, body)
+	assert.Equal(t, 481, ans.StatusCode)
 }
 
 // The watch limit of the configuration, and the server's quota told per
