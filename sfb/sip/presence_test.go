@@ -68,6 +68,10 @@ func newPresPeer(t *testing.T) *presPeer {
 }
 
 func (p *presPeer) handle(c *sipconn.Conn, req *sipmsg.Request) {
+	// The connection may not be stored yet when its first request comes.
+	p.mu.Lock()
+	p.conn = c
+	p.mu.Unlock()
 	if req.Method == sipmsg.REGISTER {
 		_ = c.Respond(req, 200, "OK", nil, sipmsg.NewHeader("Expires", "3600"))
 		return
