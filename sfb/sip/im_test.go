@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -700,4 +702,55 @@ func TestInvitesCrossing(t *testing.T) {
 	assert.Equal(t, toTag, tag)
 	p.respond(m, 200, "OK", nil)
 	require.NoError(t, wait(t, done).err)
+}
+
+// recordedRequest is a request pidgin-sipe sent in the recording
+// (testdata/pidgin-sipe), as the pool passes it on to the other party:
+// there alice wrote to bob, here bob (pidgin-sipe) writes to alice (the
+// endpoint under test), so the two swap places.
+func recordedRequest(t *testing.T, name string) *sipmsg.Request {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "pidgin-sipe", name))
+	require.NoError(t, err)
+	swapped := strings.NewReplacer("alice", "bob", "bob", "alice").Replace(string(raw))
+	m, err := sipmsg.ParseMessage([]byte(swapped))
+	require.NoError(t, err)
+	req, ok := m.(*sipmsg.Request)
+	require.True(t, ok, name)
+	return req
+}
+
+// A conversation pidgin-sipe starts, replayed from its recording: the
+// INVITE with its first message, typing, a bold message, closing the
+// window.
+func TestRecordedPidginSipeConversation(t *testing.T) {
+	p := newIMPeer(t, nil)
+	res := p.send(recordedRequest(t, "027-client-invite.sip"))
+	require.Equal(t, 200, res.StatusCode)
+	assert.True(t, supports(res, "ms-text-format"))
+	evt := p.event().(sfb.MessageReceived)
+	assert.Equal(t, sfb.Message{Text: "Hello Bob, first message"}, evt.Message)
+	assert.Equal(t, bob, evt.From.URI)
+	assert.Equal(t, "351056548", evt.Conversation.ThreadID)
+
+	require.NoError(t, p.conn.Load().Send(withVia(recordedRequest(t, "029-client-ack.sip"))))
+	require.Equal(t, 200, p.send(recordedRequest(t, "030-client-info.sip")).StatusCode)
+	assert.True(t, p.event().(sfb.TypingChanged).Typing)
+	require.Equal(t, 200, p.send(recordedRequest(t, "032-client-message.sip")).StatusCode)
+	evt = p.event().(sfb.MessageReceived)
+	assert.Equal(t, sfb.Message{Text: "Second message & more", HTML: "<b>Second message &amp; more</b>"}, evt.Message)
+	assert.Equal(t, "351056548", evt.Conversation.ThreadID)
+
+	// An answer goes in pidgin-sipe's dialog, to its Contact.
+	done := p.sendAsync(sfb.Message{Text: "Hi"})
+	m := p.expect(sipmsg.MESSAGE)
+	assert.Equal(t, "E32EgFD52a730EiEAD1m6208t0B01b64EBx8E1Dx", m.CallID().Value())
+	assert.Contains(t, m.Recipient.String(), "opaque=user:epid:5ccdb10d-dca1-559e-ad2b-b514060a2da2")
+	tag, _ := m.To().Params.Get("tag")
+	assert.Equal(t, "2339613842", tag)
+	p.respond(m, 200, "OK", nil)
+	require.NoError(t, wait(t, done).err)
+
+	require.Equal(t, 200, p.send(recordedRequest(t, "036-client-bye.sip")).StatusCode)
+	assert.Equal(t, sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: "351056548", Peer: bob}}, p.event())
 }
