@@ -269,7 +269,7 @@ func (s *Session) invite(ctx context.Context, c *conversation, msg sfb.Message) 
 	}
 	s.im.mu.Unlock()
 	if ackErr == nil {
-		ackErr = s.sendACK(ack)
+		ackErr = s.send(ack)
 	}
 	if ackErr != nil {
 		// The peer times the dialog out without it; the message went.
@@ -789,23 +789,6 @@ func (s *Session) sdp(conn interface{ LocalAddr() net.Addr }, format string) []b
 		desc.Addr, desc.Port = ap.Addr().Unmap(), int(ap.Port())
 	}
 	return desc.Marshal()
-}
-
-// sendACK sends the ACK of a 2xx to our INVITE: a request of its own
-// (RFC 3261 13.2.2.4), with a Via and a new branch, as Conn.Send adds
-// none.
-func (s *Session) sendACK(ack *sipmsg.Request) error {
-	conn, _ := s.connection()
-	if conn == nil {
-		return fmt.Errorf("send ACK: not registered (reconnecting): %w", sfb.ErrServerUnavailable)
-	}
-	via := &sipmsg.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: conn.Transport(), Params: sipmsg.NewParams()}
-	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil {
-		via.Host, via.Port = ap.Addr().Unmap().String(), int(ap.Port())
-	}
-	via.Params.Add("branch", sipmsg.GenerateBranch())
-	ack.PrependHeader(via)
-	return s.send(ack)
 }
 
 // requestMessageID identifies a message the peer sent, the same however
