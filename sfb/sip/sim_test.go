@@ -3,7 +3,9 @@ package sip
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,13 +17,43 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
 
+// testLogger logs to t until the test's cleanup ends; what comes later (a
+// connection's goroutine that notices the close) is dropped, as testing
+// panics on a log after the test.
+func testLogger(t *testing.T) zerolog.Logger {
+	w := &untilDone{w: zerolog.NewTestWriter(t)}
+	t.Cleanup(w.stop) // registered first, so it runs last
+	return zerolog.New(w)
+}
+
+type untilDone struct {
+	mu   sync.Mutex
+	done bool
+	w    io.Writer
+}
+
+func (u *untilDone) Write(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return len(p), nil
+	}
+	return u.w.Write(p)
+}
+
+func (u *untilDone) stop() {
+	u.mu.Lock()
+	u.done = true
+	u.mu.Unlock()
+}
+
 // startSimSIP runs the simulator's SIP front end with alice and bob on
 // loopback: plain TCP, or TLS when tlsConf is given.
 func startSimSIP(t *testing.T, opts sim.Options, tlsConf *tls.Config) (*sim.Server, string) {
 	t.Helper()
 	opts.Users = []sim.User{{URI: "sip:alice@contoso.com", DisplayName: "Alice", Password: "pw-alice"},
 		{URI: "sip:bob@contoso.com", DisplayName: "Bob", Password: "pw-bob"}}
-	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).With().Str("side", "sim").Logger()
+	opts.Logger = testLogger(t).With().Str("side", "sim").Logger()
 	srv, err := sim.New(opts)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -36,7 +68,7 @@ func startSimSIP(t *testing.T, opts sim.Options, tlsConf *tls.Config) (*sim.Serv
 
 func simTransport(t *testing.T, cfg sfb.Config, opts ...Option) *Transport {
 	t.Helper()
-	tr, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)), append([]Option{WithTimings(testTimings())}, opts...)...)
+	tr, err := New(cfg, testLogger(t), append([]Option{WithTimings(testTimings())}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { tr.Close() })
 	return tr
