@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"testing"
 	"time"
@@ -16,12 +17,33 @@ import (
 // Two SIP users chat through the simulator, which routes as an SfB pool:
 // the first message in the INVITE, answers in the same conversation,
 // formatting, typing, the end of the conversation and a refusal.
+// Per user (signed with NTLM) and as a trusted application (both
+// endpoints on one shared connection).
 func TestSimIM(t *testing.T) {
-	srv, addr := startSimSIP(t, sim.Options{}, nil)
-	tr := simTransport(t, testConfig(addr))
-	ea, eb := newEvents(), newEvents()
-	a := signIn(t, tr, "alice@contoso.com", "pw-alice", ea)
-	b := signIn(t, tr, "bob@contoso.com", "pw-bob", eb)
+	t.Run("per user", func(t *testing.T) {
+		srv, addr := startSimSIP(t, sim.Options{}, nil)
+		tr := simTransport(t, testConfig(addr))
+		ea, eb := newEvents(), newEvents()
+		a := signIn(t, tr, "alice@contoso.com", "pw-alice", ea)
+		b := signIn(t, tr, "bob@contoso.com", "pw-bob", eb)
+		testSimIM(t, srv, a, b, ea, eb)
+	})
+	t.Run("trusted", func(t *testing.T) {
+		serverCert, serverRoots := selfSigned(t, "127.0.0.1")
+		appCert, appRoots := selfSigned(t, "bridge.contoso.com")
+		srv, addr := startSimSIP(t, sim.Options{SIP: sim.SIPOptions{TrustedApplications: []string{"bridge.contoso.com"}}},
+			&tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: appRoots})
+		cfg := testConfig(addr)
+		cfg.SIP.Mode, cfg.SIP.Connections = sfb.SIPModeTrusted, 1
+		tr := simTransport(t, cfg, WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{appCert}, RootCAs: serverRoots}))
+		ea, eb := newEvents(), newEvents()
+		a := signIn(t, tr, "alice@contoso.com", "", ea)
+		b := signIn(t, tr, "bob@contoso.com", "", eb)
+		testSimIM(t, srv, a, b, ea, eb)
+	})
+}
+
+func testSimIM(t *testing.T, srv *sim.Server, a, b *Session, ea, eb *events) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
