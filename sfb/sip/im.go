@@ -330,12 +330,20 @@ func refusedType(err error) bool {
 // and ms-diagnostics the server gave. A 503 with Retry-After is the pool
 // pausing the client, not a verdict on the message: it stays
 // ErrServerUnavailable, to be tried again.
+//
+// A 415 or 488 here is the peer refusing the conversation or a message
+// already in plain text (a formatted one went again as text first): the
+// recipient does not take messages (SfB's 488 with ms-diagnostics 1018,
+// what UCWA reports as the subcode NotAcceptable), so ErrDeclined.
 func deliveryError(peer sfb.URI, err error) error {
 	var e *Error
-	if errors.As(err, &e) && !(e.Status == 503 && e.RetryAfter > 0) {
-		return fmt.Errorf("send message to %s: %w: %w", peer, sfb.ErrDeliveryFailed, err)
+	switch {
+	case !errors.As(err, &e) || (e.Status == 503 && e.RetryAfter > 0):
+		return fmt.Errorf("send message to %s: %w", peer, err)
+	case refusedType(err):
+		return fmt.Errorf("send message to %s: %w: %w: %w", peer, sfb.ErrDeliveryFailed, sfb.ErrDeclined, err)
 	}
-	return fmt.Errorf("send message to %s: %w", peer, err)
+	return fmt.Errorf("send message to %s: %w: %w", peer, sfb.ErrDeliveryFailed, err)
 }
 
 // SetTyping implements sfb.Session: an INFO with KeyboardActivity in the

@@ -353,6 +353,9 @@ func TestSendMessageDeliveryFailures(t *testing.T) {
 			[]error{sfb.ErrDeliveryFailed, sfb.ErrNotFound}, nil, "User does not exist"},
 		{606, "Not Acceptable", []sipmsg.Header{sipmsg.NewHeader("Warning", `309 fe1.contoso.com "Message contents not allowed by policy"`)},
 			[]error{sfb.ErrDeliveryFailed, sfb.ErrUnsupported}, nil, "606"},
+		// SfB's answer when the recipient does not take the message.
+		{488, "Not Acceptable Here", []sipmsg.Header{sipmsg.NewHeader("ms-diagnostics", `1018;reason="The recipient did not accept the message";source="fe1.contoso.com"`)},
+			[]error{sfb.ErrDeliveryFailed, sfb.ErrDeclined}, nil, "did not accept"},
 		{503, "Service Unavailable", []sipmsg.Header{sipmsg.NewHeader("Retry-After", "1")},
 			[]error{sfb.ErrServerUnavailable}, sfb.ErrDeliveryFailed, "503"},
 	} {
@@ -647,6 +650,15 @@ func TestFormattedMessageRefusedGoesAsText(t *testing.T) {
 	assert.Equal(t, "bold", string(m.Body()))
 	p.respond(m, 200, "OK", nil)
 	require.NoError(t, wait(t, done).err)
+
+	// Refused as text too: the peer does not take messages.
+	done = p.sendAsync(sfb.Message{Text: "again", HTML: "<i>again</i>"})
+	p.respond(p.expect(sipmsg.MESSAGE), 488, "Not Acceptable Here", nil)
+	p.respond(p.expect(sipmsg.MESSAGE), 488, "Not Acceptable Here", nil)
+	err := wait(t, done).err
+	assert.ErrorIs(t, err, sfb.ErrDeclined)
+	assert.ErrorIs(t, err, sfb.ErrDeliveryFailed)
+	p.nothing()
 }
 
 // Signing out says goodbye in every conversation.
