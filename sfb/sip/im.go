@@ -654,13 +654,7 @@ func (s *Session) handleInvite(ctx context.Context, peer sfb.URI, req *sipmsg.Re
 	}
 	headers := []sipmsg.Header{sipmsg.NewHeader("Content-Type", im.TypeSDP)}
 	if hasFirst {
-		s.emit(sfb.MessageReceived{
-			ID:           requestMessageID(req),
-			Conversation: conv,
-			From:         sfb.Person{URI: peer, DisplayName: displayName(req, peer)},
-			Message:      first,
-			Time:         time.Now(),
-		})
+		s.emitReceived(req, peer, conv, first)
 		headers = append(headers, sipmsg.NewHeader("Supported", "ms-text-format"))
 	}
 	_ = s.respond(req, 200, "OK", s.sdp(conn, string(s.self)), headers...)
@@ -712,13 +706,7 @@ func (s *Session) handleMessage(peer sfb.URI, req *sipmsg.Request) {
 			s.refuse(req, peer, err)
 			return
 		}
-		s.emit(sfb.MessageReceived{
-			ID:           requestMessageID(req),
-			Conversation: conv,
-			From:         sfb.Person{URI: peer, DisplayName: displayName(req, peer)},
-			Message:      msg,
-			Time:         time.Now(),
-		})
+		s.emitReceived(req, peer, conv, msg)
 	default:
 		s.refuse(req, peer, fmt.Errorf("MESSAGE of type %q: %w", ct, im.ErrUnsupportedType))
 		return
@@ -766,6 +754,17 @@ func contentTypeOf(req *sipmsg.Request) string {
 	}
 	t, _, _ := strings.Cut(v, ";")
 	return strings.ToLower(strings.TrimSpace(t))
+}
+
+// emitReceived hands the handler a message peer sent in req.
+func (s *Session) emitReceived(req *sipmsg.Request, peer sfb.URI, conv sfb.Conversation, msg sfb.Message) {
+	s.emit(sfb.MessageReceived{
+		ID:           requestMessageID(req),
+		Conversation: conv,
+		From:         sfb.Person{URI: peer, DisplayName: displayName(req, peer)},
+		Message:      msg,
+		Time:         time.Now(),
+	})
 }
 
 // displayName is the name in req's From, else the address.

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"testing"
 	"time"
@@ -29,13 +28,7 @@ func TestSimIM(t *testing.T) {
 		testSimIM(t, srv, a, b, ea, eb)
 	})
 	t.Run("trusted", func(t *testing.T) {
-		serverCert, serverRoots := selfSigned(t, "127.0.0.1")
-		appCert, appRoots := selfSigned(t, "bridge.contoso.com")
-		srv, addr := startSimSIP(t, sim.Options{SIP: sim.SIPOptions{TrustedApplications: []string{"bridge.contoso.com"}}},
-			&tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: appRoots})
-		cfg := testConfig(addr)
-		cfg.SIP.Mode, cfg.SIP.Connections = sfb.SIPModeTrusted, 1
-		tr := simTransport(t, cfg, WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{appCert}, RootCAs: serverRoots}))
+		srv, tr := simTrusted(t)
 		ea, eb := newEvents(), newEvents()
 		a := signIn(t, tr, "alice@contoso.com", "", ea)
 		b := signIn(t, tr, "bob@contoso.com", "", eb)

@@ -120,16 +120,24 @@ func TestSimReconnectAndUnavailable(t *testing.T) {
 	require.ErrorIs(t, err, sfb.ErrServerUnavailable)
 }
 
-// Trusted mode against the simulator over mutual TLS: endpoints of both
-// users on one shared connection, without passwords.
-func TestSimTrusted(t *testing.T) {
+// simTrusted runs the simulator over mutual TLS with the bridge as its
+// trusted application, and a transport in trusted mode on one shared
+// connection to it.
+func simTrusted(t *testing.T) (*sim.Server, *Transport) {
+	t.Helper()
 	serverCert, serverRoots := selfSigned(t, "127.0.0.1")
 	appCert, appRoots := selfSigned(t, "bridge.contoso.com")
 	srv, addr := startSimSIP(t, sim.Options{SIP: sim.SIPOptions{TrustedApplications: []string{"bridge.contoso.com"}}},
 		&tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: appRoots})
 	cfg := testConfig(addr)
 	cfg.SIP.Mode, cfg.SIP.Connections = sfb.SIPModeTrusted, 1
-	tr := simTransport(t, cfg, WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{appCert}, RootCAs: serverRoots}))
+	return srv, simTransport(t, cfg, WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{appCert}, RootCAs: serverRoots}))
+}
+
+// Trusted mode against the simulator over mutual TLS: endpoints of both
+// users on one shared connection, without passwords.
+func TestSimTrusted(t *testing.T) {
+	srv, tr := simTrusted(t)
 	a := signIn(t, tr, "alice@contoso.com", "", newEvents())
 	signIn(t, tr, "bob@contoso.com", "", newEvents())
 	assert.Equal(t, 1, srv.SIPRegistrations("sip:alice@contoso.com"))
