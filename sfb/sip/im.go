@@ -634,6 +634,15 @@ func (s *Session) handleInvite(ctx context.Context, peer sfb.URI, req *sipmsg.Re
 
 	c := s.conv(peer)
 	defer s.done(c)
+	// Our own requests to the peer wait until the 200 is out (a reply
+	// written while the handler takes the first message would otherwise
+	// reach the peer in a dialog it does not have yet). When one of ours
+	// is under way already (INVITEs crossing), the dialogs sort it out.
+	select {
+	case c.turn <- struct{}{}:
+		defer c.unlock()
+	default:
+	}
 	s.im.mu.Lock()
 	old, oldEstablished := c.dialog, c.established
 	s.setDialogLocked(c, d)

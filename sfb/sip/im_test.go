@@ -29,10 +29,13 @@ import (
 // test every other request the endpoint sends, and sends bob's requests
 // to it.
 type imPeer struct {
-	t       *testing.T
-	conn    atomic.Pointer[sipconn.Conn]
-	reqs    chan *sipmsg.Request
-	events  chan sfb.Event
+	t      *testing.T
+	conn   atomic.Pointer[sipconn.Conn]
+	reqs   chan *sipmsg.Request
+	events chan sfb.Event
+	// hold, when set, keeps the handler from returning until it is
+	// closed (a slow Matrix).
+	hold    atomic.Pointer[chan struct{}]
 	session *Session
 }
 
@@ -77,7 +80,12 @@ func newIMPeer(t *testing.T, timings func(*Timings)) *imPeer {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := tr.SignIn(ctx, sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: alice.Address()}},
-		func(_ context.Context, evt sfb.Event) { p.events <- evt })
+		func(_ context.Context, evt sfb.Event) {
+			p.events <- evt
+			if hold := p.hold.Load(); hold != nil {
+				<-*hold
+			}
+		})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -765,4 +773,31 @@ func TestRecordedPidginSipeConversation(t *testing.T) {
 
 	require.Equal(t, 200, p.send(recordedRequest(t, "036-client-bye.sip")).StatusCode)
 	assert.Equal(t, sfb.ConversationEnded{Conversation: sfb.Conversation{ThreadID: "351056548", Peer: bob}}, p.event())
+}
+
+// A reply written while the handler still takes the first message of the
+// peer's INVITE waits for the INVITE's 200, then goes in the peer's
+// dialog.
+func TestReplyWaitsForTheInvitesAnswer(t *testing.T) {
+	p := newIMPeer(t, nil)
+	release := make(chan struct{})
+	p.hold.Store(&release)
+	answered := make(chan *sipmsg.Response, 1)
+	go func() { answered <- p.send(p.bobInvite("call-slow", "text/plain; charset=UTF-8;ms-body=aGk=")) }()
+	assert.Equal(t, "hi", p.event().(sfb.MessageReceived).Message.Text)
+
+	done := p.sendAsync(sfb.Message{Text: "reply"})
+	p.nothing()
+	select {
+	case <-answered:
+		t.Fatal("the INVITE was answered before the handler returned")
+	default:
+	}
+	p.hold.Store(nil)
+	close(release)
+	require.Equal(t, 200, (<-answered).StatusCode)
+	m := p.expect(sipmsg.MESSAGE)
+	assert.Equal(t, "call-slow", m.CallID().Value())
+	p.respond(m, 200, "OK", nil)
+	require.NoError(t, wait(t, done).err)
 }
