@@ -38,8 +38,8 @@ import (
 //     or CANCEL ConversationEnded.
 //   - A dialog idle for Timings.IMIdle is closed with a BYE.
 //
-// Conversations are multi-party (conferences, EndPoints of more than two)
-// are refused: the transport does not carry them yet (ErrNotCarried).
+// Multi-party conversations (conferences, more than two EndPoints) are
+// refused with 488: the transport does not carry them yet.
 
 // imState is what a session keeps for instant messaging: its
 // conversations, by peer, made on first use and forgotten when their
@@ -200,7 +200,7 @@ func (s *Session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) 
 		// The server forgot the dialog (expired, the peer's client
 		// restarted): a new one carries the message.
 		s.log.Debug().Err(err).Str("peer", string(peer)).Msg("IM dialog gone: inviting again")
-		s.endDialog(c, d, false)
+		s.endDialog(c, d)
 	}
 }
 
@@ -383,7 +383,7 @@ func (s *Session) SetTyping(ctx context.Context, to sfb.URI, typing bool) error 
 	if _, err := s.do(ctx, "typing", req); err != nil {
 		if dangling(err) {
 			// process_info_typing_response: the dialog is gone.
-			s.endDialog(c, d, false)
+			s.endDialog(c, d)
 			return nil
 		}
 		return fmt.Errorf("typing to %s: %w", peer, err)
@@ -391,18 +391,14 @@ func (s *Session) SetTyping(ctx context.Context, to sfb.URI, typing bool) error 
 	return nil
 }
 
-// endDialog forgets d as c's dialog and sends a BYE for it in the
-// background; emit tells the handler the conversation ended.
-func (s *Session) endDialog(c *conversation, d *Dialog, emit bool) {
+// endDialog forgets d, which the server or the peer no longer has, as
+// c's dialog, and sends a BYE for it in the background.
+func (s *Session) endDialog(c *conversation, d *Dialog) {
 	s.im.mu.Lock()
 	dropped := s.dropDialogLocked(c, d)
 	s.im.mu.Unlock()
-	if !dropped {
-		return
-	}
-	go s.bye(c, d)
-	if emit {
-		s.emit(sfb.ConversationEnded{Conversation: s.conversationOf(c)})
+	if dropped {
+		go s.bye(c, d)
 	}
 }
 
@@ -497,7 +493,7 @@ func (s *Session) closeIM(ctx context.Context) {
 // handleIM handles the server's INVITE, MESSAGE, INFO, BYE, ACK and CANCEL
 // for the endpoint, in arrival order (see Session). It answers each (but
 // ACK) exactly once, after emitting what it brought.
-func (s *Session) handleIM(ctx context.Context, req *sipmsg.Request) {
+func (s *Session) handleIM(_ context.Context, req *sipmsg.Request) {
 	peer, err := peerOf(req)
 	if err != nil {
 		s.log.Warn().Err(err).Str("method", string(req.Method)).Msg("IM request without a usable From")
@@ -508,7 +504,7 @@ func (s *Session) handleIM(ctx context.Context, req *sipmsg.Request) {
 	}
 	switch req.Method {
 	case sipmsg.INVITE:
-		s.handleInvite(ctx, peer, req)
+		s.handleInvite(peer, req)
 	case sipmsg.ACK:
 		s.inDialog(peer, req) // nothing to do but keep the dialog alive
 	case sipmsg.MESSAGE:
@@ -570,7 +566,7 @@ func (s *Session) inDialog(peer sfb.URI, req *sipmsg.Request) (*conversation, *D
 
 // handleInvite answers the peer's INVITE (process_incoming_invite):
 // 200 with our SDP for a 1:1 IM session, its first message delivered.
-func (s *Session) handleInvite(ctx context.Context, peer sfb.URI, req *sipmsg.Request) {
+func (s *Session) handleInvite(peer sfb.URI, req *sipmsg.Request) {
 	if reason := multiparty(req); reason != "" {
 		s.log.Info().Str("peer", string(peer)).Str("why", reason).Msg("Multi-party IM invitation declined: not carried over SIP yet")
 		_ = s.respond(req, 488, "Not Acceptable Here", nil, sipmsg.NewHeader("Warning", `399 `+s.self.Domain()+` "Multi-party conversations are not supported"`))
