@@ -167,6 +167,15 @@ func (s *Session) conversationOf(c *conversation) sfb.Conversation {
 	return sfb.Conversation{ThreadID: c.id, Peer: c.peer, Subject: c.subject}
 }
 
+// conversationWith is c's sfb.Conversation, or the bare one with peer for
+// a request in no conversation known.
+func (s *Session) conversationWith(c *conversation, peer sfb.URI) sfb.Conversation {
+	if c == nil {
+		return sfb.Conversation{Peer: peer}
+	}
+	return s.conversationOf(c)
+}
+
 // SendMessage implements sfb.Session.
 func (s *Session) SendMessage(ctx context.Context, to sfb.URI, msg sfb.Message) (sfb.SentMessage, error) {
 	peer, err := sfb.ParseURI(string(to))
@@ -692,10 +701,7 @@ func multiparty(req *sipmsg.Request) string {
 // know is delivered too, as pidgin-sipe does.
 func (s *Session) handleMessage(peer sfb.URI, req *sipmsg.Request) {
 	c, _ := s.inDialog(peer, req)
-	conv := sfb.Conversation{Peer: peer}
-	if c != nil {
-		conv = s.conversationOf(c)
-	}
+	conv := s.conversationWith(c, peer)
 	ct := contentTypeOf(req)
 	switch {
 	case im.IsTypingType(ct):
@@ -730,11 +736,7 @@ func (s *Session) handleInfo(peer sfb.URI, req *sipmsg.Request) {
 			s.refuse(req, peer, err)
 			return
 		}
-		conv := sfb.Conversation{Peer: peer}
-		if c != nil {
-			conv = s.conversationOf(c)
-		}
-		s.emit(sfb.TypingChanged{Conversation: conv, From: peer, Typing: typing})
+		s.emit(sfb.TypingChanged{Conversation: s.conversationWith(c, peer), From: peer, Typing: typing})
 	}
 	_ = s.respond(req, 200, "OK", nil)
 }
