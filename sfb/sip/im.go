@@ -747,7 +747,7 @@ func (s *Session) refuse(req *sipmsg.Request, peer sfb.URI, err error) {
 	s.log.Info().Err(err).Str("peer", string(peer)).Str("method", string(req.Method)).Msg("IM request refused")
 	if errors.Is(err, im.ErrUnsupportedType) {
 		_ = s.respond(req, 415, "Unsupported Media Type", nil,
-			sipmsg.NewHeader("Accept", strings.Join(im.AcceptTypes, ", ")))
+			sipmsg.NewHeader("Accept", strings.Join(im.AcceptTypes(), ", ")))
 		return
 	}
 	_ = s.respond(req, 400, "Bad Request", nil)

@@ -283,9 +283,9 @@ func HTMLText(h string) string {
 	return strings.TrimSpace(html.UnescapeString(h))
 }
 
-// defaultAcceptTypes is what a peer is assumed to accept before its SDP
+// peerAcceptTypes is what a peer is assumed to accept before its SDP
 // said: every SfB and Lync client takes plain text and HTML.
-var defaultAcceptTypes = []string{TypePlain, TypeHTML}
+func peerAcceptTypes() []string { return []string{TypePlain, TypeHTML} }
 
 // EncodeMessage writes msg as a MESSAGE body for a peer that accepts the
 // content types accept (from its SDP's accept-types; nil when unknown).
@@ -297,7 +297,7 @@ func EncodeMessage(msg sfb.Message, accept []string) (ContentType, []byte, error
 		return ContentType{}, nil, err
 	}
 	if accept == nil {
-		accept = defaultAcceptTypes
+		accept = peerAcceptTypes()
 	}
 	accepts := func(t string) bool { return acceptsType(accept, t) }
 	utf8CT := func(t string) ContentType {
@@ -342,7 +342,7 @@ func EncodeMessage(msg sfb.Message, accept []string) (ContentType, []byte, error
 // EncodeTextFormat writes msg as the Ms-Text-Format of an INVITE, before
 // the peer's accept-types are known: HTML when it has HTML, else text.
 func EncodeTextFormat(msg sfb.Message) (TextFormat, error) {
-	ct, body, err := EncodeMessage(msg, defaultAcceptTypes)
+	ct, body, err := EncodeMessage(msg, peerAcceptTypes())
 	if err != nil {
 		return TextFormat{}, err
 	}

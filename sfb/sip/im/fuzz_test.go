@@ -47,7 +47,7 @@ func FuzzMessageBody(f *testing.F) {
 			return // a charset's bytes grew past what one body holds
 		}
 		// A message read is one that can be sent on.
-		out, body2, err := EncodeMessage(msg, AcceptTypes)
+		out, body2, err := EncodeMessage(msg, AcceptTypes())
 		require.NoError(t, err)
 		_, err = DecodeMessage(out.String(), body2)
 		require.NoError(t, err)

@@ -375,8 +375,8 @@ func TestSDP(t *testing.T) {
 	ours := SDP{Addr: netip.MustParseAddr("198.51.100.2"), Port: 443, Format: "sip:alice@contoso.com"}.Marshal()
 	s, err = ParseSDP(ours)
 	require.NoError(t, err)
-	assert.Equal(t, AcceptTypes, s.AcceptTypes)
-	for _, typ := range AcceptTypes {
+	assert.Equal(t, AcceptTypes(), s.AcceptTypes)
+	for _, typ := range AcceptTypes() {
 		assert.True(t, IsMessageType(typ) || IsTypingType(typ), "we advertise %s, which we read", typ)
 	}
 

@@ -19,7 +19,9 @@ const (
 
 // AcceptTypes is what this side accepts in an IM session, written into its
 // SDP: what DecodeMessage and ParseTyping read.
-var AcceptTypes = []string{TypePlain, TypeHTML, TypeRTF, TypeAlternative, TypeIsComposing}
+func AcceptTypes() []string {
+	return []string{TypePlain, TypeHTML, TypeRTF, TypeAlternative, TypeIsComposing}
+}
 
 // maxSDP bounds an SDP body; an IM one is a few hundred bytes.
 const maxSDP = 8 << 10
@@ -75,7 +77,7 @@ func (s SDP) Marshal() []byte {
 	}
 	accept := s.AcceptTypes
 	if accept == nil {
-		accept = AcceptTypes
+		accept = AcceptTypes()
 	}
 	a := addr.Unmap().String()
 	var b strings.Builder
