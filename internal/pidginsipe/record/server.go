@@ -287,9 +287,10 @@ func (s *server) register(req *message) {
 	contact := req.get("Contact")
 	instance := param(contact, "+sip.instance")
 	aor := strings.Trim(strings.Split(req.get("To"), ";")[0], "<> ")
-	gruu := aor + ";opaque=user:epid:" + strings.Trim(instance, "<>urn:uuid") + ";gruu"
+	epid := strings.TrimSuffix(strings.TrimPrefix(instance, "<urn:uuid:"), ">")
+	gruu := aor + ";opaque=user:epid:" + epid + ";gruu"
 	extra := [][2]string{
-		{"Contact", strings.Split(contact, ";methods=")[0][:strings.Index(contact, ">")+1] + `;expires=` + expires + `;+sip.instance="` + instance + `";gruu="` + gruu + `"`},
+		{"Contact", contact[:strings.Index(contact, ">")+1] + `;expires=` + expires + `;+sip.instance="` + instance + `";gruu="` + gruu + `"`},
 		{"Expires", expires},
 		{"Allow-Events", "vnd-microsoft-provisioning,vnd-microsoft-roaming-contacts,vnd-microsoft-roaming-ACL,presence,presence.wpending,vnd-microsoft-roaming-self,vnd-microsoft-provisioning-v2"},
 		{"Supported", "adhoclist"},
