@@ -34,7 +34,7 @@ N         ?=
 BENCHOUT  ?= bench-results
 BENCHFLAGS ?=
 
-.PHONY: all build demo demo-check bench test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres chromium sipe clean
+.PHONY: all build demo demo-check bench test unit vet fuzz lint fmt-check staticcheck synapse-venv postgres chromium sipe interop clean
 
 all: build
 
@@ -84,6 +84,13 @@ unit: synapse-venv postgres chromium sipe
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
 	SFB_E2E=1 SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" SFB_CHROMIUM="$$(bash scripts/ensure-chromium.sh)" \
 		$(GO) test -json $(GOFLAGS_T) $(RACE) -count=1 -timeout $(TESTTIMEOUT) ./... 2>&1 | $(BIN)/testsummary $(SUMMARYFLAGS)
+
+# The interop tests with a real SfB client, pidgin-sipe in finch, alone
+# (they are part of "make test" too): against the simulator, and through
+# the bridge to a Matrix user.
+interop: synapse-venv postgres sipe
+	SFB_E2E=1 SFB_SYNAPSE_VENV="$$(bash scripts/synapse-venv.sh)" \
+		$(GO) test $(GOFLAGS_T) $(RACE) -count=1 -run 'PidginSipe' ./internal/pidginsipe/ ./e2e/
 
 fuzz:
 	GO=$(GO) GOTAGS=$(TAGS) bash scripts/fuzz.sh $(FUZZTIME)

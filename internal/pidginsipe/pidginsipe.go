@@ -336,7 +336,7 @@ func (c *Client) readSignals(r io.Reader) {
 	var block []string
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, " ") {
+		if strings.HasPrefix(line, "signal ") || strings.HasPrefix(line, "method ") || strings.HasPrefix(line, "error ") {
 			block = block[:0]
 		}
 		block = append(block, line)
@@ -351,8 +351,7 @@ func (c *Client) readSignals(r io.Reader) {
 			case c.news <- struct{}{}:
 			default:
 			}
-			block = block[:0]
-			block = append(block, "")
+			block = append(block[:0], "")
 		}
 	}
 }

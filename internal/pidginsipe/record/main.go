@@ -41,6 +41,17 @@ const (
 	step     = 20 * time.Second
 )
 
+// stop ends the running client, so that a failed recording leaves no
+// finch behind.
+var stop = func() {}
+
+func fatalf(format string, args ...any) {
+	stop()
+	log.Fatalf(format, args...)
+}
+
+func fatal(err error) { fatalf("%v", err) }
+
 func main() {
 	out := flag.String("out", "sfb/sip/testdata/pidgin-sipe", "directory for the fixtures")
 	keep := flag.Bool("keep", false, "keep finch's HOME and debug log (printed)")
@@ -50,7 +61,7 @@ func main() {
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	srv := newServer(domain, fqdn, map[string]string{"alice": password})
 	srv.contacts, srv.trace = bob, *trace
@@ -58,15 +69,16 @@ func main() {
 
 	dir, err := os.MkdirTemp("", "sipe-record-")
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	ctx := context.Background()
 	c, err := pidginsipe.Start(ctx, dir, pidginsipe.Account{
 		SignIn: alice, Login: `CONTOSO\alice`, Password: password, Server: ln.Addr().String(),
 	})
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
+	stop = c.Close
 	defer func() {
 		if *keep {
 			log.Printf("record: finch's files are in %s", dir)
@@ -75,8 +87,7 @@ func main() {
 		}
 	}()
 	if err := c.WaitConnected(ctx, step); err != nil {
-		c.Close()
-		log.Fatal(err)
+		fatal(err)
 	}
 	run(ctx, c, srv)
 	c.Close()
@@ -84,7 +95,7 @@ func main() {
 		return m.method() == "REGISTER" && m.isRequest() && m.get("Expires") == "0"
 	})
 	if err := write(*out, srv); err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 }
 
@@ -93,7 +104,7 @@ func run(ctx context.Context, c *pidginsipe.Client, srv *server) {
 	at := 0
 	must := func(err error) {
 		if err != nil {
-			log.Fatalf("record: %v\nscreen:\n%s", err, c.Screen())
+			fatalf("record: %v\nscreen:\n%s", err, c.Screen())
 		}
 	}
 	isRequest := func(method string) func(*message) bool {

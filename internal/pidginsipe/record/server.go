@@ -120,7 +120,7 @@ func (s *server) wait(from int, timeout time.Duration, what string, match func(*
 		select {
 		case <-ch:
 		case <-deadline:
-			log.Fatalf("record: pidgin-sipe sent no %s within %s", what, timeout)
+			fatalf("record: pidgin-sipe sent no %s within %s", what, timeout)
 		}
 	}
 }
@@ -144,11 +144,11 @@ func (s *server) send(start string, headers [][2]string, body []byte) {
 		unsigned := build(start, headers, body)
 		f, err := sipae.FieldsFrom(unsigned.get, status)
 		if err != nil {
-			log.Fatalf("record: signing %q: %v", start, err)
+			fatalf("record: signing %q: %v", start, err)
 		}
 		p, err := sa.Sign(f)
 		if err != nil {
-			log.Fatalf("record: signing %q: %v", start, err)
+			fatalf("record: signing %q: %v", start, err)
 		}
 		headers = append([][2]string{{"Authentication-Info", p.String()}}, headers...)
 	}
@@ -240,7 +240,7 @@ func (s *server) register(req *message) {
 	}
 	p, err := sipae.ParseHeader(auth)
 	if err != nil {
-		log.Fatalf("record: REGISTER Authorization %q: %v", auth, err)
+		fatalf("record: REGISTER Authorization %q: %v", auth, err)
 	}
 	s.mu.Lock()
 	sa := s.sa
@@ -253,7 +253,7 @@ func (s *server) register(req *message) {
 			}})
 		token, _, err := srv.Next(nil)
 		if err != nil {
-			log.Fatalf("record: NTLM challenge: %v", err)
+			fatalf("record: NTLM challenge: %v", err)
 		}
 		s.mu.Lock()
 		s.sasl, s.opaque, s.challenge = srv, random(4), token
@@ -264,10 +264,10 @@ func (s *server) register(req *message) {
 	}
 	if sa == nil {
 		if _, done, err := s.sasl.Next(p.GSSAPIData); err != nil || !done {
-			log.Fatalf("record: NTLM AUTHENTICATE refused: %v", err)
+			fatalf("record: NTLM AUTHENTICATE refused: %v", err)
 		}
 		if sa, err = s.sasl.SA(sipae.Realm, s.fqdn, s.opaque, sipae.ProtocolVersion); err != nil {
-			log.Fatalf("record: %v", err)
+			fatalf("record: %v", err)
 		}
 		s.mu.Lock()
 		s.sa = sa
@@ -275,10 +275,10 @@ func (s *server) register(req *message) {
 	}
 	f, err := sipae.FieldsFrom(req.get, 0)
 	if err != nil {
-		log.Fatalf("record: REGISTER fields: %v", err)
+		fatalf("record: REGISTER fields: %v", err)
 	}
 	if err := sa.Verify(f, p); err != nil {
-		log.Fatalf("record: REGISTER signature: %v", err)
+		fatalf("record: REGISTER signature: %v", err)
 	}
 	expires := req.get("Expires")
 	if expires == "" {
