@@ -14,6 +14,7 @@ package pidginsipe
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -605,17 +607,34 @@ func (c *Client) WaitIM(ctx context.Context, timeout time.Duration, match func(I
 	}
 }
 
-// Close signs out (libpurple quits, pidgin-sipe unregisters) and stops
-// finch, tmux, the monitor and the bus, each by the process started here.
+// Close signs out (libpurple quits, pidgin-sipe unregisters and drops
+// its connection) and stops finch, tmux, the monitor and the bus, each by
+// the process started here. finch keeps running after libpurple quit, so
+// it is ended once pidgin-sipe's debug log shows the connection dropped.
 func (c *Client) Close() {
+	log := filepath.Join(c.Dir, "finch.log")
 	if c.bus != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, _ = c.call(ctx, "PurpleCoreQuit")
 		cancel()
 		_ = poll(context.Background(), 5*time.Second, func() (bool, error) {
-			return exec.Command("tmux", "-L", c.tmux, "has-session").Run() != nil, nil
+			b, err := os.ReadFile(log)
+			if err != nil || !bytes.Contains(b, []byte("sip_transport_connected")) {
+				return true, nil // never connected: nothing to sign out of
+			}
+			return bytes.Contains(b, []byte("sip_transport_drop")), nil
 		})
 	}
+	if out, err := exec.Command("tmux", "-L", c.tmux, "list-panes", "-F", "#{pane_pid}").Output(); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil {
+			if p, err := os.FindProcess(pid); err == nil {
+				_ = p.Signal(syscall.SIGTERM)
+			}
+		}
+	}
+	_ = poll(context.Background(), 2*time.Second, func() (bool, error) {
+		return exec.Command("tmux", "-L", c.tmux, "has-session").Run() != nil, nil
+	})
 	_ = exec.Command("tmux", "-L", c.tmux, "kill-server").Run()
 	for _, cmd := range []*exec.Cmd{c.monitor, c.dbus} {
 		if cmd != nil && cmd.Process != nil {
