@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -147,6 +148,10 @@ type Client struct {
 	news chan struct{}
 }
 
+// clients numbers the clients of this process, for their tmux servers'
+// names.
+var clients atomic.Int64
+
 // Start writes the account into a fresh HOME under dir, starts a D-Bus
 // session bus, finch in a detached tmux session on it, and enables the
 // account, which signs in. Close ends all of it.
@@ -162,7 +167,9 @@ func Start(ctx context.Context, dir string, acct Account) (_ *Client, err error)
 	if err := writeHome(home, acct); err != nil {
 		return nil, err
 	}
-	c := &Client{Dir: dir, account: acct, tmux: "sipe-" + strconv.Itoa(os.Getpid()) + "-" + filepath.Base(dir), news: make(chan struct{}, 1)}
+	// A tmux server of its own: Close ends it with everything in it.
+	name := fmt.Sprintf("sipe-%d-%d", os.Getpid(), clients.Add(1))
+	c := &Client{Dir: dir, account: acct, tmux: name, news: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			c.Close()
