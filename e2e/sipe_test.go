@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe"
@@ -61,9 +62,8 @@ func startPidginSipe(t *testing.T, env *testEnv, user sim.User) *pidginsipe.Clie
 	return c
 }
 
-// The issue's "done when": a Matrix user chats (and, once the transport
-// carries presence, sees presence) with a pidgin-sipe user through the
-// bridge on SIP. The colleague is a real SfB
+// The issue's "done when": a Matrix user chats and sees presence with a
+// pidgin-sipe user through the bridge on SIP. The colleague is a real SfB
 // client, pidgin-sipe in finch, with the Matrix user on its contact list;
 // the bridge carries the Matrix user as a trusted application, or signs
 // them in as a user.
@@ -129,6 +129,26 @@ func testSIPPidginSipe(t *testing.T, mode, name string) {
 	})).Content.AsMessage()
 	assert.Equal(t, "this is important", strings.TrimSpace(strings.ReplaceAll(msg.Body, "*", "")))
 	assert.Regexp(t, `^<(b|strong)>this is important</(b|strong)>$`, msg.FormattedBody)
+
+	// pidgin-sipe's user goes away: the ghost's presence follows.
+	fromPresence := p.mx.presenceMark()
+	require.NoError(t, c.SetStatus(ctx, pidginsipe.StatusAway))
+	p.mx.waitPresence(fromPresence, hop, "the pidgin-sipe user away", isPresence(p.ghost, event.PresenceUnavailable, "Away"))
+
+	// The Matrix user publishes presence: pidgin-sipe shows it on its
+	// contact list.
+	from = p.mx.mark()
+	_, err = p.mx.Client.SendText(ctx, p.mgmt, "presence-publish on")
+	require.NoError(t, err)
+	p.mx.waitFor(from, hop, "the bot's answer to presence-publish on", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
+		return strings.Contains(b, "Your Matrix presence is shown on Skype for Business")
+	}))
+	p.mx.setSyncPresence(event.PresenceUnavailable)
+	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "Out for lunch"}))
+	require.Eventually(t, func() bool {
+		s, err := c.BuddyStatus(ctx, matrixUser)
+		return err == nil && s == "away"
+	}, hop, 200*time.Millisecond, "the Matrix user's presence in pidgin-sipe")
 
 	assert.Equal(t, []string{"Hello from pidgin-sipe", "this is important"}, ghostMessages(t, p, room, 0), "every pidgin-sipe message once")
 }
