@@ -44,31 +44,19 @@ var Programs = []string{"finch", "tmux", "dbus-daemon", "dbus-send", "dbus-monit
 //go:embed shim/xmlsax1.c
 var xmlShim []byte
 
-var shim struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// buildShim compiles the shim once per process.
-func buildShim(ctx context.Context) (string, error) {
-	shim.once.Do(func() {
-		dir, err := os.MkdirTemp("", "sipe-shim-")
-		if err != nil {
-			shim.err = err
-			return
-		}
-		src := filepath.Join(dir, "xmlsax1.c")
-		if shim.err = os.WriteFile(src, xmlShim, 0o600); shim.err != nil {
-			return
-		}
-		shim.path = filepath.Join(dir, "xmlsax1.so")
-		out, err := exec.CommandContext(ctx, "cc", "-shared", "-fPIC", "-O2", "-I/usr/include/libxml2", src, "-o", shim.path, "-ldl", "-lxml2").CombinedOutput()
-		if err != nil {
-			shim.err = fmt.Errorf("building the libxml2 shim for pidgin-sipe (needs libxml2-dev): %w: %s", err, out)
-		}
-	})
-	return shim.path, shim.err
+// buildShim compiles the shim into dir, which the client's Close leaves
+// to its owner to remove with the rest.
+func buildShim(ctx context.Context, dir string) (string, error) {
+	src := filepath.Join(dir, "xmlsax1.c")
+	if err := os.WriteFile(src, xmlShim, 0o600); err != nil {
+		return "", fmt.Errorf("writing the libxml2 shim: %w", err)
+	}
+	lib := filepath.Join(dir, "xmlsax1.so")
+	out, err := exec.CommandContext(ctx, "cc", "-shared", "-fPIC", "-O2", "-I/usr/include/libxml2", src, "-o", lib, "-ldl", "-lxml2").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building the libxml2 shim for pidgin-sipe (needs libxml2-dev): %w: %s", err, out)
+	}
+	return lib, nil
 }
 
 // ErrNotInstalled means one of Programs or the sipe plugin is missing.
@@ -159,7 +147,10 @@ func Start(ctx context.Context, dir string, acct Account) (_ *Client, err error)
 	if err := Installed(); err != nil {
 		return nil, err
 	}
-	preload, err := buildShim(ctx)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	preload, err := buildShim(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
