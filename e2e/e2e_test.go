@@ -141,6 +141,26 @@ func startEnv(options ...func(*stack.Options)) (env *testEnv, err error) {
 	return startEnvOn("", options...)
 }
 
+// ownEnv starts an environment for t alone (startEnvOn), closed when t
+// ends, with the end of the bridge's log in t's output when t failed.
+func ownEnv(t *testing.T, sipMode string, options ...func(*stack.Options)) *testEnv {
+	t.Helper()
+	if wanted, reason := synapse.Wanted(); !wanted {
+		t.Skip(reason)
+	}
+	env, err := startEnvOn(sipMode, options...)
+	if env != nil {
+		t.Cleanup(func() {
+			if t.Failed() && env.st != nil {
+				t.Logf("bridge running: %v\n%s", env.st.Bridge.Running(), env.st.Bridge.LogTail(80))
+			}
+			_ = env.close()
+		})
+	}
+	require.NoError(t, err)
+	return env
+}
+
 // startEnvOn starts an environment with the bridge on the SIP transport in
 // sipMode (sfb.SIPModePerUser or sfb.SIPModeTrusted), or on UCWA when it is
 // empty. On SIP the simulator also listens for SIP over TLS, with a
@@ -446,6 +466,19 @@ func TestChatBothWays(t *testing.T) {
 	// network.displayname_template, which may decorate it).
 	assert.Contains(t, members.Joined[p.ghost].DisplayName, p.colleague.DisplayName)
 
+	env.chatFormattedBothWays(t, p, room)
+
+	// Nothing was delivered twice.
+	assertNoDuplicates(t, env.sim.Received(p.colleague.URI))
+}
+
+// chatFormattedBothWays has the colleague send formatted text and the
+// Matrix user answer in plain text, then formatted: each arrives in the
+// other's format.
+func (env *testEnv) chatFormattedBothWays(t *testing.T, p *pair, room id.RoomID) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*hop)
+	defer cancel()
 	// Formatted text from SfB arrives as HTML.
 	from := p.mx.mark()
 	require.NoError(t, env.sim.SendMessage(ctx, p.colleague.URI, p.self.URI, sfb.Message{
@@ -461,7 +494,7 @@ func TestChatBothWays(t *testing.T) {
 	assert.Regexp(t, `<(b|strong)>important</(b|strong)>`, msg.FormattedBody)
 
 	// Plain text from Matrix.
-	_, err = p.mx.Client.SendText(ctx, room, "Hi! Replying from Matrix")
+	_, err := p.mx.Client.SendText(ctx, room, "Hi! Replying from Matrix")
 	require.NoError(t, err)
 	got := env.waitReceived(t, p, "the plain reply", func(r sim.Received) bool {
 		return r.Message.Text == "Hi! Replying from Matrix"
@@ -483,9 +516,6 @@ func TestChatBothWays(t *testing.T) {
 	})
 	assert.Equal(t, "a bold reply", got.Message.Text)
 	assert.Regexp(t, `<(b|strong)>bold</(b|strong)>`, got.Message.HTML)
-
-	// Nothing was delivered twice.
-	assertNoDuplicates(t, env.sim.Received(p.colleague.URI))
 }
 
 func TestConversationExpiryKeepsRoom(t *testing.T) {

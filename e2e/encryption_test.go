@@ -17,7 +17,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
-	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/synapse"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
@@ -27,25 +26,13 @@ import (
 // every portal starts (the bridge joins the user), which the shared
 // environment's tests do not expect.
 func TestEncryptionAndDoublePuppeting(t *testing.T) {
-	if wanted, reason := synapse.Wanted(); !wanted {
-		t.Skip(reason)
-	}
-	env, err := startEnv(func(o *stack.Options) {
+	env := ownEnv(t, "", func(o *stack.Options) {
 		o.DoublePuppet = true
 		// As many administrations run Synapse: every private room is
 		// encrypted from its creation, the bridge's portals and
 		// management rooms included.
 		o.SynapseConfig["encryption_enabled_by_default_for_room_type"] = "invite"
 	})
-	if env != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("bridge running: %v\n%s", env.st.Bridge.Running(), env.st.Bridge.LogTail(80))
-			}
-			_ = env.close()
-		})
-	}
-	require.NoError(t, err)
 	t.Run("encrypted DM", func(t *testing.T) { testEncryptedDM(t, env) })
 	t.Run("double puppet", func(t *testing.T) { testDoublePuppet(t, env) })
 	t.Run("own SfB client", func(t *testing.T) { testOwnSfBClientMessage(t, env) })

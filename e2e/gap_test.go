@@ -57,11 +57,7 @@ namespaces:
   rooms: []
 `, noise.URL)), 0o600))
 
-	env, err := startEnv(func(o *stack.Options) { o.OtherAppServices = []string{reg} })
-	if env != nil {
-		t.Cleanup(func() { _ = env.close() })
-	}
-	require.NoError(t, err)
+	env := ownEnv(t, "", func(o *stack.Options) { o.OtherAppServices = []string{reg} })
 	p := env.newPair(t, "gapped")
 	room := env.openPortal(t, p, "hello from SfB")
 

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/matrixapp/metrics"
@@ -111,15 +110,8 @@ func TestMetricsAfterARun(t *testing.T) {
 	mark := p.mx.presenceMark()
 	require.NoError(t, env.sim.SetPresence(p.colleague.URI, sim.Presence{Availability: "Busy"}))
 	p.mx.waitPresence(mark, hop, "the colleague busy", isPresence(p.ghost, event.PresenceUnavailable, "Busy"))
-	from := p.mx.mark()
-	_, err := p.mx.Client.SendText(ctx, p.mgmt, "presence-publish on")
-	require.NoError(t, err)
-	p.mx.waitFor(from, hop, "the bot's answer to presence-publish on", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
-		return strings.Contains(b, "Your Matrix presence is shown on Skype for Business")
-	}))
-	p.mx.setSyncPresence(event.PresenceUnavailable)
-	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "Counting"}))
-	env.waitSfBPresence(t, p.self.URI, "Away", "Counting")
+	env.publishPresence(t, p)
+	env.setMatrixPresence(t, ctx, p, event.PresenceUnavailable, "Counting", "Away")
 
 	// The outcome of the last Matrix message is settled after SfB took
 	// it, a publication counted once SfB answered it: wait until the

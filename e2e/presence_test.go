@@ -117,21 +117,12 @@ func TestPresenceFromMatrixToSfB(t *testing.T) {
 		return ""
 	})
 
-	from := p.mx.mark()
-	_, err := p.mx.Client.SendText(ctx, p.mgmt, "presence-publish on")
-	require.NoError(t, err)
-	p.mx.waitFor(from, hop, "the bot's answer to presence-publish on", isMessage(p.mgmt, env.st.Bot, func(b string) bool {
-		return strings.Contains(b, "Your Matrix presence is shown on Skype for Business")
-	}))
+	env.publishPresence(t, p)
 
 	// Element going idle: it syncs as unavailable and sets the status.
-	p.mx.setSyncPresence(event.PresenceUnavailable)
-	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "Out for lunch"}))
-	env.waitSfBPresence(t, p.self.URI, "Away", "Out for lunch")
+	env.setMatrixPresence(t, ctx, p, event.PresenceUnavailable, "Out for lunch", "Away")
 
-	p.mx.setSyncPresence(event.PresenceOnline)
-	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceOnline, StatusMsg: "Back at my desk"}))
-	env.waitSfBPresence(t, p.self.URI, "Online", "Back at my desk")
+	env.setMatrixPresence(t, ctx, p, event.PresenceOnline, "Back at my desk", "Online")
 
 	// No echo. The colleague's change is written to their ghost, whose
 	// m.presence Synapse sends back to the bridge; the user's own SfB
@@ -200,6 +191,16 @@ func isPresence(user id.UserID, state event.Presence, status string) func(*event
 		c := evt.Content.AsPresence()
 		return evt.Sender == user && c.Presence == state && c.StatusMessage == status
 	}
+}
+
+// setMatrixPresence sets p's Matrix presence as Element does (syncing with
+// it too, so that the sync does not undo it) and waits until SfB shows
+// availability with status as the note.
+func (env *testEnv) setMatrixPresence(t *testing.T, ctx context.Context, p *pair, state event.Presence, status, availability string) {
+	t.Helper()
+	p.mx.setSyncPresence(state)
+	require.NoError(t, p.mx.Client.SetPresence(ctx, mautrix.ReqPresence{Presence: state, StatusMsg: status}))
+	env.waitSfBPresence(t, p.self.URI, availability, status)
 }
 
 // presenceMark is the position after the m.presence events seen so far.

@@ -32,14 +32,7 @@ func TestBridgeRestartLosesNothing(t *testing.T) {
 	p := env.newPair(t, "dave")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*hop)
 	defer cancel()
-	t.Cleanup(func() {
-		// Later tests share the bridge.
-		if !env.st.Bridge.Running() {
-			sctx, scancel := context.WithTimeout(context.Background(), 2*hop)
-			defer scancel()
-			_ = env.st.Bridge.Start(sctx)
-		}
-	})
+	env.restartBridgeAtCleanup(t)
 	room := env.openPortal(t, p, "before the crash")
 
 	const beforeKill, whileDown = 10, 5
@@ -97,6 +90,18 @@ func TestBridgeRestartLosesNothing(t *testing.T) {
 	p.mx.waitFor(from, 2*hop, "the message sent while stopped", isMessage(room, p.ghost, equals("while stopped")))
 	require.Eventually(t, func() bool { return env.sim.PendingGETs(p.self.URI) > 0 }, hop, 50*time.Millisecond)
 	assert.Equal(t, 1, env.sim.Applications(p.self.URI))
+}
+
+// restartBridgeAtCleanup starts the bridge again at the end of the test if
+// the test left it stopped: later tests share it.
+func (env *testEnv) restartBridgeAtCleanup(t *testing.T) {
+	t.Cleanup(func() {
+		if !env.st.Bridge.Running() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*hop)
+			defer cancel()
+			_ = env.st.Bridge.Start(ctx)
+		}
+	})
 }
 
 // messageWindow holds a lock on bridgev2's message table: the bridge sends
