@@ -317,6 +317,17 @@ func (s *Server) sipBind(sc *sipConn, req *sip.Request, u *user) {
 	}
 	sc.send(sc.sa.Load(), resp)
 	sc.log.Debug().Stringer("user", u.uri).Str("instance", instance).Str("action", action).Dur("expires", expires).Msg("SIP registration")
+	if action == "added" {
+		// The scripted colleague greets a user who signed in over SIP as
+		// one who made their UCWA application available; after the 200,
+		// so that the greeting does not overtake it.
+		s.mu.Lock()
+		if c := s.opts.Colleague; c != "" && u.uri != c && !u.state().greeted {
+			u.state().greeted = true
+			s.colleagueGreet(u.uri)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // removeRegistration forgets r (under s.mu); the endpoint's conversations
