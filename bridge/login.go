@@ -86,6 +86,9 @@ type passwordLogin struct {
 var _ bridgev2.LoginProcessUserInput = (*passwordLogin)(nil)
 
 func (pl *passwordLogin) Start(ctx context.Context) (*bridgev2.LoginStep, error) {
+	if pl.conn.Config.TrustedApplication() {
+		return trustedLoginStep(), nil
+	}
 	return &bridgev2.LoginStep{
 		Type:         bridgev2.LoginStepTypeUserInput,
 		StepID:       "net.sfb.password",
@@ -207,14 +210,23 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 			return nil, bridgev2.RespError{ErrCode: ErrCodeInvalidAddress, Err: fmt.Sprintf("Invalid user name: %v.", err), StatusCode: http.StatusBadRequest}
 		}
 	}
+	trusted := c.Config.TrustedApplication()
 	password := input[FieldPassword]
-	if password == "" {
+	if trusted {
+		password = ""
+	} else if password == "" {
 		return nil, bridgev2.RespError{ErrCode: ErrCodeMissingPassword, Err: "The password is empty.", StatusCode: http.StatusBadRequest}
 	}
 	uri, _ := sfb.ParseURI(address)
 	loginID := loginIDFor(uri)
 	log := pl.user.Log.With().Str("action", "sfb login").Str("login_id", string(loginID)).Logger()
 	ctx = log.WithContext(ctx)
+	if trusted {
+		if err := c.checkAssigned(ctx, pl.user.MXID, uri); err != nil {
+			log.Info().Err(err).Msg("Sign-in refused: the address is not assigned to this Matrix user")
+			return nil, err
+		}
+	}
 	creds := sfb.Credentials{SignInAddress: address, Username: username, Password: password}
 
 	router := newEventRouter()
@@ -225,7 +237,7 @@ func (pl *passwordLogin) SubmitUserInput(ctx context.Context, input map[string]s
 		c.audit(ctx, loginID, pl.user.MXID, database.AuditLoginFailed, cause)
 		respErr := signInRespError(address, err)
 		var re bridgev2.RespError
-		if retryable(err) && errors.As(respErr, &re) {
+		if !trusted && retryable(err) && errors.As(respErr, &re) {
 			pl.mu.Lock()
 			pl.address, pl.username = address, username
 			pl.mu.Unlock()

@@ -118,3 +118,10 @@ func (c *SIPConfig) simulatorOnly(allowInsecureLoopback bool) error {
 	}
 	return nil
 }
+
+// TrustedApplication reports whether the transport signs users in as a
+// trusted application, without their passwords. The server then vouches
+// for nobody: the bridge alone decides who may sign in as whom.
+func (c *Config) TrustedApplication() bool {
+	return c.Transport == TransportSIP && c.SIP.Mode == SIPModeTrusted
+}
