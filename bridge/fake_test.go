@@ -37,11 +37,11 @@ type fakeTransport struct {
 	passwords map[string]string // address -> password
 	// trusted signs anyone in without a password, as a trusted
 	// application does.
-	trusted bool
-	names     map[string]string // address -> display name
-	tokens    map[string]sfb.Token
-	signIns   []sfb.SignInRequest
-	sessions  []*fakeSession
+	trusted  bool
+	names    map[string]string // address -> display name
+	tokens   map[string]sfb.Token
+	signIns  []sfb.SignInRequest
+	sessions []*fakeSession
 	// failNext, when set, is what the next sign-ins return.
 	failNext []error
 	// sendHook, when set, runs at the start of every session's
