@@ -62,8 +62,9 @@ type testEnv struct {
 	// metricsAddr is the bridge's metrics listener (metrics_test.go).
 	metricsAddr string
 	// sipListener is the simulator's SIP listener when the bridge is on
-	// SIP (sip_test.go).
+	// SIP (sip_test.go), in sipMode.
 	sipListener net.Listener
+	sipMode     string
 }
 
 var shared struct {
@@ -170,7 +171,7 @@ func ownEnv(t *testing.T, sipMode string, options ...func(*stack.Options)) *test
 func startEnvOn(sipMode string, options ...func(*stack.Options)) (env *testEnv, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	env = &testEnv{}
+	env = &testEnv{sipMode: sipMode}
 	defer func() {
 		if err != nil {
 			_ = env.close()
@@ -315,8 +316,19 @@ type pair struct {
 func (env *testEnv) newPair(t *testing.T, name string) *pair {
 	t.Helper()
 	p := env.newPairSignedOut(t, name)
+	if env.sipMode == sfb.SIPModeTrusted {
+		env.assign(t, p)
+	}
 	env.login(t, p)
 	return p
+}
+
+// assign gives p's SfB address to p's Matrix user in the migration table,
+// without which a trusted-application bridge lets nobody sign in as it.
+func (env *testEnv) assign(t *testing.T, p *pair) {
+	t.Helper()
+	csv := "sip_address;matrix_id;wave;mode\n" + p.self.URI.Address() + ";" + string(p.mx.ID) + ";SIP trusted;\n"
+	require.Equal(t, http.StatusOK, migrationAPI(t, env, "POST", "/import?dry_run=false", env.st.ProvisioningSecret, csv, nil))
 }
 
 // newPairSignedOut is newPair up to the bot's welcome in the management
