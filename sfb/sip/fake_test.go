@@ -38,6 +38,9 @@ type fakePool struct {
 	expires int
 	// tls, when set, makes the pool listen with TLS.
 	tls *tls.Config
+	// proxy challenges as a proxy does (407, Proxy-Authenticate, as
+	// the OCS 2007 R2 of pidgin-sipe's recording), not as a registrar.
+	proxy bool
 
 	mu    sync.Mutex
 	conns []*fakeConn
@@ -94,6 +97,23 @@ func newFakePool(t testing.TB, edits ...func(*fakePool)) *fakePool {
 		}
 	})
 	return p
+}
+
+// challenge is the status and header of the pool's challenges.
+func (p *fakePool) challenge() (int, string) {
+	if p.proxy {
+		return 407, "Proxy-Authenticate"
+	}
+	return 401, "WWW-Authenticate"
+}
+
+// authorization is the header the client's credentials and signatures
+// come in.
+func (p *fakePool) authorization() string {
+	if p.proxy {
+		return "Proxy-Authorization"
+	}
+	return "Authorization"
 }
 
 // setOverride makes fn answer the REGISTERs it takes.
@@ -212,7 +232,7 @@ func (fc *fakeConn) verify(m sipmsg.Message, status int) error {
 	if sa == nil {
 		return nil
 	}
-	v := headerValue(m, "Authorization")
+	v := headerValue(m, fc.p.authorization())
 	if v == "" {
 		return sipae.ErrNotSigned
 	}
@@ -264,9 +284,10 @@ func (fc *fakeConn) offer(req *sipmsg.Request) {
 	fc.mu.Lock()
 	fc.sa, fc.hs = nil, nil
 	fc.mu.Unlock()
-	fc.answer(req, 401, func(res *sipmsg.Response) {
-		res.AppendHeader(sipmsg.NewHeader("WWW-Authenticate", `Kerberos realm="SIP Communications Service", targetname="sip/`+fc.p.target+`", version=4`))
-		res.AppendHeader(sipmsg.NewHeader("WWW-Authenticate", `NTLM realm="SIP Communications Service", targetname="`+fc.p.target+`", version=4`))
+	status, name := fc.p.challenge()
+	fc.answer(req, status, func(res *sipmsg.Response) {
+		res.AppendHeader(sipmsg.NewHeader(name, `Kerberos realm="SIP Communications Service", targetname="sip/`+fc.p.target+`", version=4`))
+		res.AppendHeader(sipmsg.NewHeader(name, `NTLM realm="SIP Communications Service", targetname="`+fc.p.target+`", version=4`))
 	})
 }
 
@@ -275,7 +296,7 @@ func (fc *fakeConn) register(req *sipmsg.Request) {
 		fc.ok(req)
 		return
 	}
-	v := headerValue(req, "Authorization")
+	v := headerValue(req, fc.p.authorization())
 	if v == "" {
 		fc.offer(req)
 		return
@@ -301,8 +322,9 @@ func (fc *fakeConn) register(req *sipmsg.Request) {
 		fc.mu.Lock()
 		fc.hs, fc.sa = hs, nil
 		fc.mu.Unlock()
-		fc.answer(req, 401, func(res *sipmsg.Response) {
-			res.AppendHeader(sipmsg.NewHeader("WWW-Authenticate", (&sipae.Params{Scheme: sipae.SchemeNTLM, Opaque: fakeOpaque,
+		status, name := fc.p.challenge()
+		fc.answer(req, status, func(res *sipmsg.Response) {
+			res.AppendHeader(sipmsg.NewHeader(name, (&sipae.Params{Scheme: sipae.SchemeNTLM, Opaque: fakeOpaque,
 				GSSAPIData: token, TargetName: fc.p.target, Realm: sipae.Realm, Version: sipae.ProtocolVersion}).String()))
 		})
 	default:

@@ -109,6 +109,24 @@ func TestPerUserSignIn(t *testing.T) {
 	assert.False(t, bp.HasGSSAPIData)
 }
 
+// A pool that challenges as a proxy (407) gets the credentials and every
+// signature in Proxy-Authorization.
+func TestProxyChallenge(t *testing.T) {
+	p := newFakePool(t, func(p *fakePool) { p.proxy = true })
+	tr := newTransport(t, testConfig(p.server()))
+	s := signIn(t, tr, "alice@contoso.com", "correct horse", newEvents())
+	p.nextRegister(t)
+	assert.NotEmpty(t, headerValue(p.nextRegister(t), "Proxy-Authorization"))
+	assert.NotEmpty(t, headerValue(p.nextRegister(t), "Proxy-Authorization"))
+	req, err := s.newRequest(sipmsg.OPTIONS, "sip:bob@contoso.com")
+	require.NoError(t, err)
+	_, err = s.do(context.Background(), "probe", req)
+	require.NoError(t, err, "the fake checks the signature in Proxy-Authorization")
+	res := p.conn(0).request(t, sipmsg.OPTIONS, "sip:alice@contoso.com", nil)
+	require.NoError(t, p.conn(0).verify(res, 200))
+	assert.Empty(t, headerValue(res, "Authorization"))
+}
+
 // A wrong password fails the sign-in with ErrBadCredentials after the
 // AUTHENTICATE, without trying again.
 func TestBadPassword(t *testing.T) {
