@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/ctxtime"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
 // ErrPaused: the caller gave up while the pool had asked to slow down.
@@ -235,4 +236,19 @@ func Jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// WaitError classifies giving up while waiting on a Guard, for a
+// transport's callers: during a pause the server is unavailable (it asked
+// to wait, sfb.ErrServerUnavailable); a deadline otherwise passed while the
+// sign-in waited for its turn on the ramp, inside the client
+// (sfb.ErrLocalTimeout).
+func WaitError(err error) error {
+	switch {
+	case errors.Is(err, ErrPaused):
+		return fmt.Errorf("%w: %w", sfb.ErrServerUnavailable, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", sfb.ErrLocalTimeout, err)
+	}
+	return err
 }

@@ -60,7 +60,7 @@ func (s *Session) connectAndRegister(ctx context.Context, turn *signInTurn) (*si
 		var to *sfb.SIPServer
 		for _, srv := range servers {
 			if err := t.guard(srv).WaitPause(ctx); err != nil {
-				return nil, registration{}, poolError(err)
+				return nil, registration{}, pool.WaitError(err)
 			}
 			c, err := s.dial(ctx, srv)
 			if err != nil {

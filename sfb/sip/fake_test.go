@@ -93,7 +93,9 @@ func newFakePool(t testing.TB, edits ...func(*fakePool)) *fakePool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, fc := range p.conns {
-			fc.conn().Close()
+			if c := fc.conn(); c != nil {
+				c.Close()
+			}
 		}
 	})
 	return p
@@ -138,12 +140,13 @@ func (p *fakePool) accept() {
 				continue
 			}
 		}
+		// Counted before it reads: a client may be done before New
+		// returns.
 		fc := &fakeConn{p: p}
-		c := sipconn.New(context.Background(), nc, sipconn.Options{Logger: zerolog.Nop(), Handler: fc.handle})
-		fc.setConn(c)
 		p.mu.Lock()
 		p.conns = append(p.conns, fc)
 		p.mu.Unlock()
+		fc.setConn(sipconn.New(context.Background(), nc, sipconn.Options{Logger: zerolog.Nop(), Handler: fc.handle}))
 	}
 }
 

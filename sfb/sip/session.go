@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/sipae"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/sipconn"
 )
@@ -224,9 +225,9 @@ func (turn *signInTurn) release() { turn.stop() }
 // within ctx.
 func (t *Transport) waitTurn(ctx context.Context, turn *signInTurn, srv sfb.SIPServer) error {
 	if turn == nil {
-		return poolError(t.guard(srv).WaitSignIn(ctx))
+		return pool.WaitError(t.guard(srv).WaitSignIn(ctx))
 	}
-	if err := poolError(t.guard(srv).WaitSignIn(turn.ctx)); err != nil {
+	if err := pool.WaitError(t.guard(srv).WaitSignIn(turn.ctx)); err != nil {
 		return err
 	}
 	if turn.onTurn != nil {

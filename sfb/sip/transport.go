@@ -28,12 +28,9 @@ package sip
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -228,9 +225,9 @@ func (t *Transport) check() error {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.cfg.CAFile != "" {
-		roots, err := loadCAFile(t.cfg.CAFile)
+		roots, err := sfb.LoadCAFile(t.cfg.CAFile)
 		if err != nil {
-			return err
+			return &ConfigError{Msg: err.Error()}
 		}
 		tc.RootCAs = roots
 	}
@@ -286,39 +283,6 @@ func withDefaults(cfg sfb.Config) sfb.Config {
 		cfg.SIP.RegisterRate = sd.RegisterRate
 	}
 	return cfg
-}
-
-// loadCAFile adds the certificates of a PEM file to the system's; a file
-// with anything else in it is refused (as the UCWA transport does).
-func loadCAFile(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &ConfigError{Msg: fmt.Sprintf("read ca_file: %v", err)}
-	}
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	n := 0
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			if n == 0 {
-				return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s holds no PEM certificates", path)}
-			}
-			return roots, nil
-		}
-		n++
-		if block.Type != "CERTIFICATE" {
-			return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s: PEM block %d is a %s, not a CERTIFICATE", path, n, block.Type)}
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s: certificate %d: %v", path, n, err)}
-		}
-		roots.AddCert(cert)
-	}
 }
 
 // srvServices are the DNS SRV names of an SfB pool in the order SfB
@@ -402,18 +366,6 @@ func (t *Transport) connect(ctx context.Context, srv sfb.SIPServer) (net.Conn, e
 // guard is the guard of the pool srv belongs to.
 func (t *Transport) guard(srv sfb.SIPServer) *pool.Guard {
 	return t.guards.For(strings.ToLower(srv.Addr()))
-}
-
-// poolError classifies giving up while waiting on a pool's guard, as the
-// UCWA transport does.
-func poolError(err error) error {
-	switch {
-	case errors.Is(err, pool.ErrPaused):
-		return fmt.Errorf("%w: %w", sfb.ErrServerUnavailable, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %w", sfb.ErrLocalTimeout, err)
-	}
-	return err
 }
 
 // Close ends trusted mode's shared connections (and with them every

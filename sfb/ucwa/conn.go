@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/pool"
 )
 
 // MaxBodyBytes caps every response body read from the server.
@@ -153,7 +154,7 @@ func (c *conn) send(ctx context.Context, req request) (*response, error) {
 	}
 	if req.signIn {
 		if err := c.t.guard(u).WaitPause(ctx); err != nil {
-			return nil, fmt.Errorf("%s: %w", req.op, poolError(err))
+			return nil, fmt.Errorf("%s: %w", req.op, pool.WaitError(err))
 		}
 	}
 	if err := c.slots.acquire(ctx); err != nil {

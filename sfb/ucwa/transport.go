@@ -3,14 +3,11 @@ package ucwa
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -178,9 +175,9 @@ func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error)
 	if t.hc == nil {
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if t.cfg.CAFile != "" {
-			roots, err := loadCAFile(t.cfg.CAFile)
+			roots, err := sfb.LoadCAFile(t.cfg.CAFile)
 			if err != nil {
-				return nil, err
+				return nil, &ConfigError{Msg: err.Error()}
 			}
 			tlsCfg.RootCAs = roots
 		}
@@ -243,41 +240,6 @@ func withDefaults(cfg sfb.Config) sfb.Config {
 		cfg.PresenceWatchLimit = def.PresenceWatchLimit
 	}
 	return cfg
-}
-
-// loadCAFile adds the certificates of a PEM file to the system's. Unlike
-// x509.CertPool.AppendCertsFromPEM it does not skip what it cannot use:
-// a corrupt certificate or a key in the file is a mistake the operator
-// should hear about at start, not as a TLS failure later.
-func loadCAFile(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &ConfigError{Msg: fmt.Sprintf("read ca_file: %v", err)}
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	n := 0
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			if n == 0 {
-				return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s holds no PEM certificates", path)}
-			}
-			return pool, nil
-		}
-		n++
-		if block.Type != "CERTIFICATE" {
-			return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s: PEM block %d is a %s, not a CERTIFICATE", path, n, block.Type)}
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, &ConfigError{Msg: fmt.Sprintf("ca_file %s: certificate %d: %v", path, n, err)}
-		}
-		pool.AddCert(cert)
-	}
 }
 
 // checkRedirect keeps HTTP redirects on allowed URLs and inside the
@@ -377,20 +339,7 @@ func (t *Transport) waitSignIn(ctx context.Context, apps string) error {
 	if err != nil {
 		return fmt.Errorf("parse applications URL: %w", err)
 	}
-	return poolError(t.guard(u).WaitSignIn(ctx))
-}
-
-// poolError classifies giving up while waiting on a pool's guard: during a
-// pause the server is unavailable (it asked us to wait); otherwise the
-// sign-in waited for its turn on the ramp, inside the client.
-func poolError(err error) error {
-	switch {
-	case errors.Is(err, pool.ErrPaused):
-		return fmt.Errorf("%w: %w", sfb.ErrServerUnavailable, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %w", sfb.ErrLocalTimeout, err)
-	}
-	return err
+	return pool.WaitError(t.guard(u).WaitSignIn(ctx))
 }
 
 // observe tells the guard of u's pool how the pool answered a request sent
