@@ -28,7 +28,10 @@ import (
 // Outgoing requests:
 //   - newRequest builds a request outside any dialog (new Call-ID, CSeq 1,
 //     From the user with a new tag and the epid, Contact, User-Agent);
-//     Dialog.request builds one inside a dialog (dialog.go).
+//     request(d, method) builds one inside Dialog d, requestCSeq an ACK or
+//     CANCEL with the INVITE's CSeq; newDialog starts a dialog,
+//     dialogFromRequest takes one from the server's INVITE or SUBSCRIBE,
+//     Dialog.update completes it from a 2xx (dialog.go).
 //   - do sends a request and returns its final response: signed in
 //     per-user mode, the server's signature of the answer verified, the
 //     answer told to the observer and the pool's guard. A failure status
@@ -36,7 +39,7 @@ import (
 //     caller can look at it (409 of a publication). It fails at once with
 //     sfb.ErrServerUnavailable while the endpoint is not registered
 //     (reconnecting).
-//   - send writes an ACK (no transaction).
+//   - send writes an ACK (no transaction; it gets a Via of its own).
 //
 // Requests from the server arrive in order, one at a time per endpoint,
 // on a goroutine that exists only while the endpoint has requests queued
@@ -52,7 +55,10 @@ import (
 //
 // emit hands an event to the bridge's handler: one at a time, never after
 // Close. ctx is the session's context, ended by Close/Detach or the end
-// of the session.
+// of the session. When the endpoint registers anew (reconnect,
+// deregistration by the server), connected calls presenceReregistered
+// before the handler hears SessionState{Connected: true}: the server ended
+// the old registration's subscriptions and dialogs.
 //
 // The state im.go and presence.go keep per session lives in imState and
 // presenceState, fields of Session that those files define: in trusted
@@ -134,9 +140,7 @@ func (t *Transport) SignIn(ctx context.Context, req sfb.SignInRequest, handler s
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	turn := newSignInTurn(ctx, req)
 	defer turn.release()
-	if err := t.claim(s); err != nil {
-		return nil, fmt.Errorf("sign in %s: %w", self, err)
-	}
+	t.claim(s)
 	if t.mode == sfb.SIPModeTrusted {
 		err = t.registerTrusted(ctx, s, turn)
 	} else {
@@ -153,7 +157,7 @@ func (t *Transport) SignIn(ctx context.Context, req sfb.SignInRequest, handler s
 // claim makes s the user's endpoint. A session of the same user still
 // registered is closed first: one endpoint per user, and both would share
 // the epid and +sip.instance, so the server would take them for one.
-func (t *Transport) claim(s *Session) error {
+func (t *Transport) claim(s *Session) {
 	t.mu.Lock()
 	old := t.endpoints[s.self]
 	t.endpoints[s.self] = s
@@ -164,7 +168,6 @@ func (t *Transport) claim(s *Session) error {
 		s.log.Info().Msg("The user signs in again: the earlier session ends")
 		_ = old.Close(ctx)
 	}
-	return nil
 }
 
 // release forgets s as its user's endpoint, unless a newer session took
@@ -220,7 +223,7 @@ func newSignInTurn(ctx context.Context, req sfb.SignInRequest) *signInTurn {
 
 func (turn *signInTurn) release() { turn.stop() }
 
-// wait waits for a sign-in slot of srv's pool, then tells the caller the
+// waitTurn waits for a sign-in slot of srv's pool, then tells the caller the
 // sign-in got its turn. turn nil (a session's own re-registration) waits
 // within ctx.
 func (t *Transport) waitTurn(ctx context.Context, turn *signInTurn, srv sfb.SIPServer) error {
