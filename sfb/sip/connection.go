@@ -332,6 +332,8 @@ type trunk struct {
 	started bool
 	done    chan struct{}
 	closed  bool
+	// stopped is closed when run returned.
+	stopped chan struct{}
 }
 
 // trunkFor is the shared connection user's endpoint lives on: fixed per
@@ -342,7 +344,7 @@ func (t *Transport) trunkFor(user sfb.URI) *trunk {
 	if t.trunks == nil {
 		for i := range t.cfg.SIP.Connections {
 			t.trunks = append(t.trunks, &trunk{t: t, srv: *t.server, log: t.log.With().Int("connection", i).Logger(),
-				ready: make(chan struct{}), members: map[*Session]struct{}{}, done: make(chan struct{})})
+				ready: make(chan struct{}), members: map[*Session]struct{}{}, done: make(chan struct{}), stopped: make(chan struct{})})
 		}
 	}
 	h := fnv.New32a()
@@ -416,17 +418,23 @@ func (tr *trunk) remove(s *Session) {
 	tr.mu.Unlock()
 }
 
-// close ends the trunk; its endpoints are gone with it.
+// close ends the trunk and waits for its goroutine; its endpoints are
+// gone with it.
 func (tr *trunk) close() {
 	tr.mu.Lock()
-	defer tr.mu.Unlock()
 	if tr.closed {
+		tr.mu.Unlock()
 		return
 	}
 	tr.closed = true
 	close(tr.done)
 	if tr.conn != nil {
 		tr.conn.Close()
+	}
+	started := tr.started
+	tr.mu.Unlock()
+	if started {
+		<-tr.stopped
 	}
 }
 
@@ -444,6 +452,7 @@ func (tr *trunk) handle(c *sipconn.Conn, req *sipmsg.Request) {
 
 // run keeps the trunk connected.
 func (tr *trunk) run() {
+	defer close(tr.stopped)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {

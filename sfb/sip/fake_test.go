@@ -261,9 +261,8 @@ func (fc *fakeConn) answer(req *sipmsg.Request, status int, edit func(*sipmsg.Re
 		edit(res)
 	}
 	fc.sign(res, status)
-	if err := fc.conn().Send(res); err != nil {
-		fc.p.t.Logf("fake pool: send %d: %v", status, err)
-	}
+	// An error is a connection the test closed; it sees what it needs.
+	_ = fc.conn().Send(res)
 }
 
 // sign adds the server's Authentication-Info to m.
