@@ -232,9 +232,7 @@ func (s *Session) reregister(cause error) {
 		return
 	}
 	s.t.refresh.remove(s)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	started := s.goTracked(func() {
 		s.emit(sfb.SessionState{Connected: false, Err: cause})
 		if tr != nil {
 			if s.registerOnTrunk(tr) {
@@ -265,7 +263,10 @@ func (s *Session) reregister(cause error) {
 			s.log.Info().Err(err).Msg("Registering again on the connection failed: connecting again")
 			c.Close()
 		}
-	}()
+	})
+	if !started && tr == nil {
+		c.Close() // closed meanwhile, and Close no longer sees c
+	}
 }
 
 // registerOnTrunk registers a trusted-mode endpoint again with backoff;

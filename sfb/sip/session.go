@@ -288,10 +288,11 @@ func (s *Session) shutdown(ctx context.Context, cause error) {
 	s.t.refresh.remove(s)
 	s.t.release(s)
 	s.cancel(cause)
-	// deliver adds to wg under mu: taking mu orders every Add before the
-	// Wait (sync.WaitGroup's rule), and closed keeps later ones out.
+	// closed is set: once past this, nothing starts a goroutine of the
+	// session (goTracked and deliver check it under mu), so Wait does
+	// not race an Add.
 	s.mu.Lock()
-	//lint:ignore SA2001 the empty critical section is the ordering
+	//lint:ignore SA2001 the empty critical section is the barrier
 	s.mu.Unlock()
 	if !s.inHandler.Load() {
 		done := make(chan struct{})
@@ -562,16 +563,21 @@ func (s *Session) respondOn(c *sipconn.Conn, reg registration, req *sipmsg.Reque
 // dispatch; the connection's reader calls it and must not block.
 func (s *Session) deliver(c *sipconn.Conn, req *sipmsg.Request) {
 	s.mu.Lock()
+	if s.closed.Load() {
+		// Closed while the reader routed the request here: no
+		// goroutine may start once shutdown waits for them.
+		s.mu.Unlock()
+		if req.Method != sipmsg.ACK && req.Method != "BENOTIFY" {
+			_ = c.Respond(req, 480, "Temporarily Unavailable", nil)
+		}
+		return
+	}
 	if len(s.inbox) >= maxInbox {
 		s.mu.Unlock()
 		s.log.Warn().Str("method", string(req.Method)).Msg("Too many requests queued for the endpoint: answered 503")
 		if req.Method != sipmsg.ACK && req.Method != "BENOTIFY" {
 			_ = c.Respond(req, 503, "Service Unavailable", nil, sipmsg.NewHeader("Retry-After", "5"))
 		}
-		return
-	}
-	if s.closed.Load() {
-		s.mu.Unlock()
 		return
 	}
 	s.inbox = append(s.inbox, req)
@@ -583,6 +589,22 @@ func (s *Session) deliver(c *sipconn.Conn, req *sipmsg.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go s.drain()
+}
+
+// goTracked runs fn on a goroutine Close waits for; false (fn not run)
+// once the session is closed.
+func (s *Session) goTracked(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // drain dispatches queued requests in order until none is left.
