@@ -310,13 +310,23 @@ func (s *Session) leave(c *sipconn.Conn) {
 // deregistering (the session ended).
 func (s *Session) dropConnection() {
 	s.mu.Lock()
-	c := s.conn
+	c, tr := s.conn, s.trunk
 	s.conn = nil
 	s.mu.Unlock()
-	if c != nil {
-		s.leave(c)
+	switch {
+	case tr != nil:
+		tr.remove(s)
+	case c != nil:
+		// Not at once: the answer to what ended the session (the 200 to
+		// a registration-notify) may still be queued, and Close drops
+		// the queue.
+		time.AfterFunc(closeLinger, func() { c.Close() })
 	}
 }
+
+// closeLinger is how long an ended session's own connection stays open
+// for what is queued on it.
+const closeLinger = time.Second
 
 // trunk is one of trusted mode's shared connections: it carries the
 // endpoints of many users, reconnects with backoff when it drops, and then
