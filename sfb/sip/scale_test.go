@@ -88,3 +88,46 @@ func TestTrustedIdleEndpointsHoldNoGoroutine(t *testing.T) {
 		"goroutines: %d with 5 endpoints, %d with 305", base, runtime.NumGoroutine())
 	require.Equal(t, 305, tr.refresh.len())
 }
+
+// BenchmarkPerUserSignIn signs users in per user (TCP, NTLM handshake,
+// signed REGISTER) against the fake pool in this process, 32 at a time,
+// and reports sign-ins per second (client and pool share the CPU).
+func BenchmarkPerUserSignIn(b *testing.B) {
+	const users = 500
+	p := newFakePool(b, func(p *fakePool) {
+		for i := range users {
+			p.users[fmt.Sprintf("u%d@contoso.com", i)] = "pw"
+		}
+	})
+	cfg := testConfig(p.server())
+	cfg.SignInRate, cfg.SimulatorSignInRate = 1e6, true
+	tr := newTransport(b, cfg)
+	noop := func(context.Context, sfb.Event) {}
+	for range b.N {
+		var sessions sync.Map
+		start := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= users {
+						return
+					}
+					s, err := tr.SignIn(context.Background(), sfb.SignInRequest{Credentials: sfb.Credentials{SignInAddress: fmt.Sprintf("u%d@contoso.com", i), Password: "pw"}}, noop)
+					require.NoError(b, err)
+					sessions.Store(i, s)
+				}
+			}()
+		}
+		wg.Wait()
+		b.ReportMetric(users/time.Since(start).Seconds(), "sign-ins/s")
+		sessions.Range(func(_, v any) bool {
+			_ = v.(sfb.Session).Close(context.Background())
+			return true
+		})
+	}
+}
