@@ -456,6 +456,9 @@ func redirectTarget(res *sipmsg.Response) (sfb.SIPServer, error) {
 	if !ok || ch.Address.Host == "" {
 		return sfb.SIPServer{}, fmt.Errorf("redirect to %q: not a SIP URI", hs[0].Value())
 	}
+	if ch.Address.Port < 0 || ch.Address.Port > 65535 || strings.ContainsAny(ch.Address.Host, "/ @") {
+		return sfb.SIPServer{}, fmt.Errorf("redirect to %q: not a server", hs[0].Value())
+	}
 	srv := sfb.SIPServer{Host: ch.Address.Host, Port: ch.Address.Port}
 	if tp, ok := ch.Address.UriParams.Get("transport"); ok && strings.EqualFold(tp, "tcp") {
 		srv.TCP = true

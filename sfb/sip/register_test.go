@@ -454,10 +454,15 @@ func FuzzParseRegistered(f *testing.F) {
 	f.Add(registerOK)
 	f.Add(strings.Replace(registerOK, "expires=7100", "expires=-1", 1))
 	f.Add(strings.Replace(registerOK, `gruu="sip`, `gruu="<sip`, 1))
+	f.Add(strings.Replace(registerOK, "192.168.172.7:1111", "192.168.172.7:99999", 1))
 	f.Fuzz(func(t *testing.T, raw string) {
 		res := parseResponse(t, raw)
 		if res == nil {
 			return
+		}
+		// The same Contact read as a redirect's target.
+		if to, err := redirectTarget(res); err == nil && (to.Host == "" || to.Port <= 0 || to.Port > 65535) {
+			t.Fatalf("redirect target %+v", to)
 		}
 		got, err := parseRegistered(res, "34d859db-6585-5f91-a3b4-de853c15347d")
 		if err != nil {
