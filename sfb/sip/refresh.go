@@ -180,12 +180,18 @@ func (s *Session) refreshRegistration() {
 		// Reconnecting: the new registration schedules its own refresh.
 		return
 	}
-	if reg.sa != nil && time.Since(reg.saSince) > s.t.timings.SALifetime {
+	renew := reg.sa != nil && time.Since(reg.saSince) > s.t.timings.SALifetime
+	if renew {
 		reg.sa, reg.saSince = nil, time.Time{}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.t.timings.RequestTimeout)
 	defer cancel()
 	err := s.register(ctx, c, &reg, false)
+	if renew {
+		// The association is SIP's token: its renewal is what the
+		// bridge's metrics count as one.
+		s.t.observer.TokenRenewed(err)
+	}
 	if err == nil {
 		if s.installOn(c, reg) {
 			s.t.refresh.schedule(s, refreshTime(s.t.timings, reg.registered, reg.lifetime))

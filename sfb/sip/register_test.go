@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,7 +289,8 @@ func TestRefreshReauthenticates(t *testing.T) {
 	tm := testTimings()
 	tm.RefreshLead = 500 * time.Millisecond
 	tm.SALifetime = time.Millisecond
-	tr := newTransport(t, testConfig(p.server()), WithTimings(tm))
+	obs := &observer{}
+	tr := newTransport(t, testConfig(p.server()), WithTimings(tm), WithObserver(obs))
 	signIn(t, tr, "alice@contoso.com", "correct horse", newEvents())
 	for range 3 {
 		p.nextRegister(t)
@@ -299,13 +301,57 @@ func TestRefreshReauthenticates(t *testing.T) {
 	op, err := sipae.ParseHeader(headerValue(offer, "Authorization"))
 	require.NoError(t, err)
 	assert.True(t, op.HasGSSAPIData)
+	require.Eventually(t, func() bool { return obs.renewed() > 0 }, 5*time.Second, 10*time.Millisecond, "a renewal counts as a token renewal")
+	obs.mu.Lock()
+	assert.Contains(t, obs.statuses, 401)
+	assert.Contains(t, obs.statuses, 200)
+	obs.mu.Unlock()
+}
+
+// observer records what the transport tells the bridge's metrics.
+type observer struct {
+	mu        sync.Mutex
+	statuses  []int
+	renewals  []error
+	reconnect int
+}
+
+func (o *observer) ServerAnswered(status int, _ string) {
+	o.mu.Lock()
+	o.statuses = append(o.statuses, status)
+	o.mu.Unlock()
+}
+
+func (o *observer) EventChannelReconnect() {
+	o.mu.Lock()
+	o.reconnect++
+	o.mu.Unlock()
+}
+
+func (o *observer) TokenRenewed(err error) {
+	o.mu.Lock()
+	o.renewals = append(o.renewals, err)
+	o.mu.Unlock()
+}
+
+func (o *observer) renewed() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, err := range o.renewals {
+		if err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // The connection dropping is reported (SessionState) and mended: the
 // session connects and registers again.
 func TestReconnect(t *testing.T) {
 	p := newFakePool(t)
-	tr := newTransport(t, testConfig(p.server()))
+	obs := &observer{}
+	tr := newTransport(t, testConfig(p.server()), WithObserver(obs))
 	e := newEvents()
 	s := signIn(t, tr, "alice@contoso.com", "correct horse", e)
 	p.conn(0).conn().Close()
@@ -315,6 +361,9 @@ func TestReconnect(t *testing.T) {
 	st = next[sfb.SessionState](t, e)
 	assert.True(t, st.Connected)
 	assert.Equal(t, 2, p.connections())
+	obs.mu.Lock()
+	assert.Equal(t, 1, obs.reconnect)
+	obs.mu.Unlock()
 	c, reg := s.connection()
 	require.NotNil(t, c)
 	assert.NotEmpty(t, reg.gruu)
