@@ -373,6 +373,9 @@ func (fc *fakeConn) ok(req *sipmsg.Request) {
 	addr := contact[:strings.IndexByte(contact, '>')+1]
 	user := req.From().Address.String()
 	fc.answer(req, 200, func(res *sipmsg.Response) {
+		if user == "sip:alice@contoso.com" {
+			res.From().DisplayName = "Alice Liddell"
+		}
 		res.AppendHeader(sipmsg.NewHeader("Contact", `<sip:10.9.9.9:1234;transport=tls>;expires=300;+sip.instance="<urn:uuid:00000000-0000-0000-0000-000000000000>";gruu="`+user+`;opaque=user:epid:other;gruu"`))
 		if expires > 0 {
 			res.AppendHeader(sipmsg.NewHeader("Contact", addr+";expires="+strconv.Itoa(expires)+`;+sip.instance="<urn:uuid:`+strings.ToUpper(inst)+`>";gruu="`+gruuOf(user, inst)+`"`))

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
@@ -31,6 +32,8 @@ type registration struct {
 	// gruu is the endpoint's GRUU from the 200, empty when the server
 	// gave none.
 	gruu string
+	// displayName is the user's name from the 200, "" when not given.
+	displayName string
 	// lifetime is what the server granted; registered is when.
 	lifetime   time.Duration
 	registered time.Time
@@ -157,6 +160,9 @@ func (s *Session) register(ctx context.Context, c *sipconn.Conn, reg *registrati
 				return fmt.Errorf("register: %w", err)
 			}
 			reg.gruu, reg.lifetime, reg.registered = got.gruu, got.lifetime, time.Now()
+			if got.displayName != "" {
+				reg.displayName = got.displayName
+			}
 			return nil
 		case res.StatusCode == 401 || res.StatusCode == 407:
 			if s.creds.Password == "" {
@@ -333,6 +339,9 @@ func verify(sa *sipae.SA, m sipmsg.Message, status int, info string) error {
 type registered struct {
 	gruu     string
 	lifetime time.Duration
+	// displayName is the user's name as the server gives it in the From
+	// of the 200 (OCS and SfB do, pidgin-sipe's recording), "" when not.
+	displayName string
 	// keepAlive is ms-keep-alive's timeout, zero when absent.
 	keepAlive time.Duration
 }
@@ -391,6 +400,9 @@ func parseRegistered(res *sipmsg.Response, instance string) (registered, error) 
 	default:
 		got.lifetime = min(time.Duration(secs)*time.Second, maxLifetime)
 	}
+	if f := res.From(); f != nil {
+		got.displayName = cleanDisplayName(f.DisplayName)
+	}
 	if ka := headerValue(res, "ms-keep-alive"); ka != "" {
 		for _, part := range strings.Split(ka, ";") {
 			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -402,6 +414,26 @@ func parseRegistered(res *sipmsg.Response, instance string) (registered, error) 
 		}
 	}
 	return got, nil
+}
+
+// maxDisplayName bounds a display name from the server, in runes.
+const maxDisplayName = 256
+
+// cleanDisplayName makes a display name from the server fit to show: valid
+// UTF-8, no quotes or control characters around or in it, bounded.
+func cleanDisplayName(v string) string {
+	v = strings.ToValidUTF8(v, "")
+	v = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '"' {
+			return -1
+		}
+		return r
+	}, v)
+	v = strings.TrimSpace(v)
+	if r := []rune(v); len(r) > maxDisplayName {
+		v = string(r[:maxDisplayName])
+	}
+	return v
 }
 
 // contactParams reads the header parameters of one Contact value

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
@@ -73,6 +74,7 @@ func TestPerUserSignIn(t *testing.T) {
 	assert.Equal(t, gruuOf("sip:alice@contoso.com", s.instance), reg.gruu, "the GRUU of our +sip.instance, not the other endpoint's")
 	assert.Equal(t, 7200*time.Second, reg.lifetime)
 	assert.Equal(t, "<"+reg.gruu+">", s.contact())
+	assert.Equal(t, sfb.Person{URI: "sip:alice@contoso.com", DisplayName: "Alice Liddell"}, s.Self(), "the name the registrar gave")
 
 	// A request of ours is signed (the fake refuses it otherwise) and the
 	// server's signed 200 is taken.
@@ -484,6 +486,7 @@ func TestParseRegistered(t *testing.T) {
 	assert.Equal(t, "sip:user@cosmo.local;opaque=user:epid:2VjYNIVlkV-jtN6FPBU0fQAA;gruu", got.gruu)
 	assert.Equal(t, 7100*time.Second, got.lifetime, "our Contact's expires, not the header's")
 	assert.Equal(t, 300*time.Second, got.keepAlive)
+	assert.Equal(t, "User", got.displayName, "the name OCS gives in From")
 
 	// Another instance's Contact only: no GRUU, the Expires header.
 	got, err = parseRegistered(res, "22222222-6585-5f91-a3b4-de853c15347d")
@@ -516,6 +519,9 @@ func FuzzParseRegistered(f *testing.F) {
 		got, err := parseRegistered(res, "34d859db-6585-5f91-a3b4-de853c15347d")
 		if err != nil {
 			return
+		}
+		if !utf8.ValidString(got.displayName) || utf8.RuneCountInString(got.displayName) > maxDisplayName || strings.ContainsAny(got.displayName, "\"\r\n") {
+			t.Fatalf("display name %q", got.displayName)
 		}
 		if got.lifetime <= 0 || got.lifetime > maxLifetime {
 			t.Fatalf("lifetime %s", got.lifetime)

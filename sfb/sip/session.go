@@ -239,8 +239,16 @@ func (t *Transport) waitTurn(ctx context.Context, turn *signInTurn, srv sfb.SIPS
 	return nil
 }
 
-// Self implements sfb.Session.
-func (s *Session) Self() sfb.Person { return sfb.Person{URI: s.self, DisplayName: s.self.Address()} }
+// Self implements sfb.Session: the name is the one the registrar gave
+// (From of the 200 to REGISTER), else the address.
+func (s *Session) Self() sfb.Person {
+	_, reg := s.connection()
+	name := reg.displayName
+	if name == "" {
+		name = s.self.Address()
+	}
+	return sfb.Person{URI: s.self, DisplayName: name}
+}
 
 // Token implements sfb.Session: SIP has no bearer token; the password (per
 // user) or the certificate (trusted) authenticates every registration.
