@@ -135,4 +135,6 @@ func TestTrustedMutualTLS(t *testing.T) {
 	signIn(t, tr, "bob@contoso.com", "", newEvents())
 	assert.Equal(t, 1, p.connections())
 	assert.Equal(t, []string{"bridge.contoso.com"}, peers)
+	assert.Contains(t, headerValue(p.nextRegister(t), "Contact"), "<sip:bridge.contoso.com:",
+		"without application_fqdn, the certificate's name")
 }

@@ -28,6 +28,7 @@ package sip
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -220,9 +221,49 @@ func (t *Transport) check() error {
 		}
 		t.server = &srv
 	}
-	if t.tlsConfig != nil {
-		return nil
+	if t.tlsConfig == nil {
+		if err := t.buildTLS(); err != nil {
+			return err
+		}
 	}
+	if t.mode == sfb.SIPModeTrusted && sc.ApplicationFQDN == "" {
+		name, err := certificateName(t.tlsConfig.Certificates[0])
+		if err != nil {
+			// Contact then has the connection's address, which
+			// routes as long as the connection lives.
+			t.log.Warn().Err(err).Msg("sip.application_fqdn is empty and the certificate names no host: Contact has the local address")
+		}
+		sc.ApplicationFQDN = name
+	}
+	return nil
+}
+
+// certificateName is the first DNS name of cert, else its common name:
+// the trusted application's FQDN when the configuration gives none.
+func certificateName(cert tls.Certificate) (string, error) {
+	leaf := cert.Leaf
+	if leaf == nil {
+		if len(cert.Certificate) == 0 {
+			return "", errors.New("the certificate is empty")
+		}
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return "", fmt.Errorf("the certificate does not parse: %w", err)
+		}
+	}
+	if len(leaf.DNSNames) > 0 {
+		return leaf.DNSNames[0], nil
+	}
+	if leaf.Subject.CommonName != "" {
+		return leaf.Subject.CommonName, nil
+	}
+	return "", errors.New("the certificate names no host")
+}
+
+// buildTLS makes the TLS configuration from the configuration: the
+// system's roots and ca_file's, the trusted application's certificate.
+func (t *Transport) buildTLS() error {
+	sc := &t.cfg.SIP
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.cfg.CAFile != "" {
 		roots, err := sfb.LoadCAFile(t.cfg.CAFile)
@@ -272,12 +313,6 @@ func withDefaults(cfg sfb.Config) sfb.Config {
 	}
 	if cfg.SIP.MaxOutstanding == 0 {
 		cfg.SIP.MaxOutstanding = sd.MaxOutstanding
-		if cfg.SIP.Mode == sfb.SIPModeTrusted {
-			// The server does not throttle a trusted application; the
-			// bridge keeps each shared connection to what a Front End
-			// takes from one peer without queueing for long.
-			cfg.SIP.MaxOutstanding = 500
-		}
 	}
 	if cfg.SIP.RegisterRate == 0 {
 		cfg.SIP.RegisterRate = sd.RegisterRate
