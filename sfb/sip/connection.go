@@ -37,8 +37,7 @@ func (t *Transport) registerPerUser(ctx context.Context, s *Session, turn *signI
 	}
 	s.install(c, reg)
 	t.refresh.schedule(s, refreshTime(t.timings, reg.registered, reg.lifetime))
-	s.wg.Add(1)
-	go s.watch(c)
+	s.goTracked(func() { s.watch(c) })
 	return nil
 }
 
@@ -144,7 +143,6 @@ func (s *Session) installOn(c *sipconn.Conn, reg registration) bool {
 // tells the handler (SessionState) and connects and registers again with
 // backoff, through the pool's sign-in ramp.
 func (s *Session) watch(c *sipconn.Conn) {
-	defer s.wg.Done()
 	for {
 		select {
 		case <-s.ctx.Done():
