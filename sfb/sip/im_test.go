@@ -105,6 +105,9 @@ func newIMPeer(t *testing.T, timings func(*Timings)) *imPeer {
 
 // handle answers REGISTER and queues every other request for the test.
 func (p *imPeer) handle(c *sipconn.Conn, req *sipmsg.Request) {
+	// The handler may run before New returned and the accept loop
+	// stored the connection.
+	p.conn.CompareAndSwap(nil, c)
 	if req.Method == sipmsg.REGISTER {
 		_ = c.Respond(req, 200, "OK", nil, sipmsg.NewHeader("Expires", "3600"))
 		return
