@@ -668,7 +668,10 @@ func (s *Session) handleInvite(peer sfb.URI, req *sipmsg.Request) {
 	}
 	headers := []sipmsg.Header{sipmsg.NewHeader("Content-Type", im.TypeSDP)}
 	if hasFirst {
-		s.emitReceived(req, peer, conv, first)
+		if !s.emitReceived(req, peer, conv, first) {
+			s.unavailable(req)
+			return
+		}
 		headers = append(headers, sipmsg.NewHeader("Supported", "ms-text-format"))
 	}
 	_ = s.respond(req, 200, "OK", s.sdp(conn, string(s.self)), headers...)
@@ -717,7 +720,10 @@ func (s *Session) handleMessage(peer sfb.URI, req *sipmsg.Request) {
 			s.refuse(req, peer, err)
 			return
 		}
-		s.emitReceived(req, peer, conv, msg)
+		if !s.emitReceived(req, peer, conv, msg) {
+			s.unavailable(req)
+			return
+		}
 	default:
 		s.refuse(req, peer, fmt.Errorf("MESSAGE of type %q: %w", ct, im.ErrUnsupportedType))
 		return
@@ -763,9 +769,17 @@ func contentTypeOf(req *sipmsg.Request) string {
 	return strings.ToLower(strings.TrimSpace(t))
 }
 
-// emitReceived hands the handler a message peer sent in req.
-func (s *Session) emitReceived(req *sipmsg.Request, peer sfb.URI, conv sfb.Conversation, msg sfb.Message) {
-	s.emit(sfb.MessageReceived{
+// unavailable answers a message the session could not hand over because
+// it is closing: 480, so that the sender's client says it was not
+// delivered instead of the message being lost silently.
+func (s *Session) unavailable(req *sipmsg.Request) {
+	_ = s.respond(req, 480, "Temporarily Unavailable", nil)
+}
+
+// emitReceived hands the handler a message peer sent in req; false when
+// the session is closing and the handler did not take it.
+func (s *Session) emitReceived(req *sipmsg.Request, peer sfb.URI, conv sfb.Conversation, msg sfb.Message) bool {
+	return s.emit(sfb.MessageReceived{
 		ID:           requestMessageID(req),
 		Conversation: conv,
 		From:         sfb.Person{URI: peer, DisplayName: displayName(req, peer)},

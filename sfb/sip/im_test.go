@@ -676,6 +676,13 @@ func TestFormattedMessageRefusedGoesAsText(t *testing.T) {
 func TestCloseEndsConversations(t *testing.T) {
 	p := newIMPeer(t, nil)
 	inv := establish(t, p)
+	go func() { // bob's side answers the sign-out's BYE
+		for req := range p.reqs {
+			if req.Method != sipmsg.ACK {
+				_ = p.conn.Load().Respond(req, 200, "OK", nil)
+			}
+		}
+	}()
 	closed := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -803,4 +810,35 @@ func TestReplyWaitsForTheInvitesAnswer(t *testing.T) {
 	assert.Equal(t, "call-slow", m.CallID().Value())
 	p.respond(m, 200, "OK", nil)
 	require.NoError(t, wait(t, done).err)
+}
+
+// A message that arrives while the session closes, and that the handler
+// therefore did not keep, is refused: the sender's client says it was not
+// delivered instead of the message vanishing behind a 200.
+func TestMessageDuringCloseIsRefused(t *testing.T) {
+	p := newIMPeer(t, nil)
+	release := make(chan struct{})
+	p.hold.Store(&release)
+	answered := make(chan *sipmsg.Response, 1)
+	go func() { answered <- p.send(p.bobInvite("call-closing", "text/plain; charset=UTF-8;ms-body=aGk=")) }()
+	assert.Equal(t, "hi", p.event().(sfb.MessageReceived).Message.Text)
+
+	go func() { // bob's side answers the sign-out's BYE
+		for req := range p.reqs {
+			if req.Method != sipmsg.ACK {
+				_ = p.conn.Load().Respond(req, 200, "OK", nil)
+			}
+		}
+	}()
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closed <- p.session.Close(ctx)
+	}()
+	require.Eventually(t, func() bool { return p.session.ctx.Err() != nil }, 5*time.Second, time.Millisecond)
+	p.hold.Store(nil)
+	close(release)
+	assert.Equal(t, 480, (<-answered).StatusCode)
+	require.NoError(t, <-closed)
 }

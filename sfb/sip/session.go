@@ -333,14 +333,17 @@ func (s *Session) end(err error) {
 }
 
 // emit hands evt to the handler unless the session is closed, one event
-// at a time.
-func (s *Session) emit(evt sfb.Event) {
+// at a time, and reports whether the handler took it.
+func (s *Session) emit(evt sfb.Event) (handled bool) {
 	s.emitMu.Lock()
 	defer s.emitMu.Unlock()
 	if s.closed.Load() {
-		return
+		return false
 	}
 	s.callHandler(evt)
+	// A handler returns early when the session's context ends, without
+	// having kept the event: what the server is told must say so.
+	return s.ctx.Err() == nil
 }
 
 // callHandler runs the handler on evt; emitMu is held.
