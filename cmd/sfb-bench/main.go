@@ -34,6 +34,21 @@
 //	               writes per second to the homeserver, requests per second
 //	               to SfB; then the refresh load with no changes. Baseline:
 //	               the same writes by a raw appservice client.
+//	sip-scale      N trusted-application endpoints (default 70,000)
+//	               registered by this process through the SIP transport
+//	               (sfb/sip) against the simulator's SIP front end, run as
+//	               a process of its own (cmd/sfb-sim): time from cold start
+//	               to all registered, RSS per idle endpoint, the steady
+//	               load (REGISTER refreshes/s, CPU), then a message and a
+//	               presence change to a random -sip-live-sample of them.
+//	               Baseline: a bare client registering the same users with
+//	               raw REGISTERs over as many connections.
+//	sip-per-user   sign-ins over SIP in per-user mode (one connection and
+//	               an NTLM handshake each) against the simulator process:
+//	               -sip-ramp-users at the default pool rate (10/s, which
+//	               must hold), then N with the rate lifted (-lifted-rate).
+//	               Baseline: a bare client doing the NTLM handshake with
+//	               raw REGISTERs for N other users, no rate.
 //	standard       sfb-to-matrix, matrix-to-sfb, logins and crash with
 //	               their default N.
 package main
@@ -93,6 +108,15 @@ type options struct {
 	profileMode    string
 	race           bool
 	network        map[string]any
+	// sip-scale and sip-per-user
+	sipConnections    int
+	sipMaxOutstanding int
+	sipRegisterRate   float64
+	sipConcurrency    int
+	sipExpiry         time.Duration
+	sipSettle         time.Duration
+	sipLiveSample     int
+	sipRampUsers      int
 	// command is how the bench was started, for the results.
 	command string
 }
@@ -105,6 +129,9 @@ var defaultN = map[string]int{
 	"crash":         2000,
 	// presence-storm: simulated SfB people.
 	"presence-storm": 70000,
+	// sip-scale: endpoints; sip-per-user: users signing in lifted.
+	"sip-scale":    70000,
+	"sip-per-user": 1000,
 }
 
 var standard = []string{"sfb-to-matrix", "matrix-to-sfb", "logins", "crash"}
@@ -131,7 +158,7 @@ func run(args []string) int {
 func parseFlags(args []string) (options, error) {
 	opts := options{network: map[string]any{}, command: strings.Join(append([]string{"sfb-bench"}, args...), " ")}
 	fs := flag.NewFlagSet("sfb-bench", flag.ContinueOnError)
-	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, crash, presence-storm, or standard (the first four); comma-separated for several")
+	fs.StringVar(&opts.scenario, "scenario", "standard", "scenario: sfb-to-matrix, matrix-to-sfb, logins, crash, presence-storm, sip-scale, sip-per-user, or standard (the first four); comma-separated for several")
 	fs.IntVar(&opts.n, "n", 0, "messages, users for logins, simulated SfB people for presence-storm (default per scenario: 2000 messages, 1000 users, 70000 people)")
 	fs.StringVar(&opts.modes, "modes", "sequential,1,10,100", "message modes: sequential and numbers of concurrent conversations")
 	fs.IntVar(&opts.window, "window", 10, "most messages of one conversation sent and not yet arrived (concurrent modes)")
@@ -153,6 +180,14 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&opts.refreshInterval, "refresh-interval", 20*time.Second, "presence-storm: the bridge's network.presence.refresh_interval")
 	fs.DurationVar(&opts.steady, "steady", time.Minute, "presence-storm: how long the writes with no changes are counted after the storm")
 	fs.DurationVar(&opts.simAggregation, "sim-event-aggregation", 0, "how long the simulator holds medium-priority events such as presence updates (default: 5s, the least UCWA allows); shorter shows what a transport without that hold would get")
+	fs.IntVar(&opts.sipConnections, "sip-connections", 4, "sip-scale: the transport's shared connections (sip.connections)")
+	fs.IntVar(&opts.sipMaxOutstanding, "sip-max-outstanding", 1000, "sip-scale: requests in flight per shared connection (sip.max_outstanding)")
+	fs.Float64Var(&opts.sipRegisterRate, "sip-register-rate", 1000, "sip-scale: registrations started per second (sip.register_rate)")
+	fs.IntVar(&opts.sipConcurrency, "sip-concurrency", 2000, "sip-scale: sign-ins in flight at once (each waits for its turn at the register rate)")
+	fs.DurationVar(&opts.sipExpiry, "sip-registration-expiry", 300*time.Second, "SIP scenarios: the simulator's longest registration (SfB grants 7200s; shorter so that the refreshes start within the run)")
+	fs.DurationVar(&opts.sipSettle, "sip-settle", 10*time.Second, "sip-scale: how long the registered endpoints idle before their memory is read")
+	fs.IntVar(&opts.sipLiveSample, "sip-live-sample", 1000, "sip-scale: endpoints that get a message and a presence change")
+	fs.IntVar(&opts.sipRampUsers, "sip-ramp-users", 100, "sip-per-user: users signed in at the default rate of 10/s (0: none)")
 	fs.DurationVar(&opts.stall, "stall", time.Minute, "give up on a run when nothing arrived for this long")
 	fs.BoolVar(&opts.sqlite, "sqlite", false, "run the bridge on SQLite instead of PostgreSQL")
 	fs.StringVar(&opts.bridgeBin, "bridge", "", "prebuilt sfb-matrix-bridge binary (default: build ./cmd/sfb-matrix-bridge)")
@@ -184,7 +219,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	for _, s := range opts.scenarios() {
 		if _, ok := defaultN[s]; !ok {
-			return opts, fmt.Errorf("unknown scenario %q (want sfb-to-matrix, matrix-to-sfb, logins, crash, presence-storm or standard)", s)
+			return opts, fmt.Errorf("unknown scenario %q (want sfb-to-matrix, matrix-to-sfb, logins, crash, presence-storm, sip-scale, sip-per-user or standard)", s)
 		}
 	}
 	if _, err := parseModes(opts.modes, opts.window); err != nil {
@@ -197,8 +232,15 @@ func parseFlags(args []string) (options, error) {
 		opts.presenceObservers < 1 || opts.presenceWriteRate <= 0 || opts.refreshInterval < time.Second || opts.steady <= 0 {
 		return opts, errors.New("the -presence-* flags, -refresh-interval (at least 1s) and -steady must be positive")
 	}
+	if opts.sipConnections < 1 || opts.sipMaxOutstanding < 1 || opts.sipRegisterRate <= 0 || opts.sipConcurrency < 1 ||
+		opts.sipExpiry < 10*time.Second || opts.sipSettle < 0 || opts.sipLiveSample < 1 || opts.sipRampUsers < 0 {
+		return opts, errors.New("the -sip-* flags must be positive (-sip-registration-expiry at least 10s)")
+	}
 	return opts, nil
 }
+
+// ownEnv: the scenario brings its own processes (no Synapse, no bridge).
+func ownEnv(scenario string) bool { return scenario == "crash" || strings.HasPrefix(scenario, "sip-") }
 
 func (o options) scenarios() []string {
 	var out []string
@@ -229,9 +271,9 @@ func bench(ctx context.Context, opts options, out io.Writer) (err error) {
 	if opts.out, err = filepath.Abs(opts.out); err != nil {
 		return err
 	}
-	// The crash scenario brings its own homeserver, database and bridge.
+	// The crash and SIP scenarios bring their own processes.
 	var e *env
-	if slices.ContainsFunc(opts.scenarios(), func(s string) bool { return s != "crash" }) {
+	if slices.ContainsFunc(opts.scenarios(), func(s string) bool { return !ownEnv(s) }) {
 		fmt.Fprintf(out, "starting Synapse, the simulator and the bridge (%s) in %s\n", map[bool]string{true: "SQLite", false: "PostgreSQL"}[opts.sqlite], opts.dir)
 		start := time.Now()
 		if e, err = startEnv(ctx, opts, out); err != nil {
@@ -270,6 +312,14 @@ func bench(ctx context.Context, opts options, out io.Writer) (err error) {
 			var pr PresenceRun
 			pr, runErr = e.runPresenceStorm(ctx, n)
 			res.Presence = &pr
+		case "sip-scale":
+			var sr SIPScaleRun
+			sr, runErr = runSIPScale(ctx, opts, out, n)
+			res.SIPScale = &sr
+		case "sip-per-user":
+			var pr SIPPerUserRun
+			pr, runErr = runSIPPerUser(ctx, opts, out, n)
+			res.SIPPerUser = &pr
 		case "crash":
 			var cr crash.Result
 			cr, runErr = runCrash(ctx, opts, n, out)

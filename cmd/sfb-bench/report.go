@@ -28,7 +28,11 @@ type Result struct {
 	Logins   *LoginRun     `json:"logins,omitempty"`
 	Crash    *crash.Result `json:"crash,omitempty"`
 	Presence *PresenceRun  `json:"presence,omitempty"`
-	Error    string        `json:"error,omitempty"`
+	// SIPScale and SIPPerUser measure the SIP transport alone, against the
+	// simulator in a process of its own (no homeserver, no bridge).
+	SIPScale   *SIPScaleRun   `json:"sip_scale,omitempty"`
+	SIPPerUser *SIPPerUserRun `json:"sip_per_user,omitempty"`
+	Error      string         `json:"error,omitempty"`
 }
 
 // Machine describes where a result was measured. The load averages show
@@ -45,9 +49,12 @@ type Machine struct {
 }
 
 func newResult(scenario string, n int, opts options) *Result {
-	db := "PostgreSQL"
+	db, hs := "PostgreSQL", "Synapse on SQLite, loopback, rate limits off"
 	if opts.sqlite {
 		db = "SQLite"
+	}
+	if strings.HasPrefix(scenario, "sip-") {
+		db, hs = "none", "none"
 	}
 	return &Result{
 		Scenario: scenario, N: n, Command: opts.command, Database: db, Started: time.Now().UTC(),
@@ -58,7 +65,7 @@ func newResult(scenario string, n int, opts options) *Result {
 			GoVersion:  runtime.Version(),
 			LoadBefore: loadavg(),
 			KernelRel:  strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")),
-			Homeserver: "Synapse on SQLite, loopback, rate limits off",
+			Homeserver: hs,
 		},
 	}
 }
@@ -83,7 +90,11 @@ func (r *Result) write(dir string) (string, error) {
 
 func (r *Result) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "### %s, N = %d (bridge on %s)\n\n", r.Scenario, r.N, r.Database)
+	if strings.HasPrefix(r.Scenario, "sip-") {
+		fmt.Fprintf(&b, "### %s, N = %d (the SIP transport alone; the simulator in a process of its own)\n\n", r.Scenario, r.N)
+	} else {
+		fmt.Fprintf(&b, "### %s, N = %d (bridge on %s)\n\n", r.Scenario, r.N, r.Database)
+	}
 	fmt.Fprintf(&b, "`%s`, %s to %s; %d CPUs (%s), %s; load average before %s, after %s.\n\n",
 		r.Command, r.Started.Format("2006-01-02 15:04"), r.Finished.Format("15:04 MST"),
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Memory, r.Machine.LoadBefore, r.Machine.LoadAfter)
@@ -159,6 +170,12 @@ func (r *Result) markdown() string {
 	}
 	if r.Presence != nil {
 		presenceMarkdown(&b, r.Presence)
+	}
+	if r.SIPScale != nil {
+		sipScaleMarkdown(&b, r.SIPScale)
+	}
+	if r.SIPPerUser != nil {
+		sipPerUserMarkdown(&b, r.SIPPerUser)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\nThe scenario stopped early: %s\n", r.Error)
