@@ -38,9 +38,9 @@ type SIPScaleRun struct {
 	Baseline SIPRegistrations `json:"bare_client"`
 	// RateRatio is the transport's registrations per second over the
 	// bare client's.
-	RateRatio float64   `json:"rate_ratio"`
-	Idle      SIPIdle   `json:"idle"`
-	Steady    SIPSteady `json:"steady"`
+	RateRatio float64    `json:"rate_ratio"`
+	Idle      SIPIdle    `json:"idle"`
+	Refresh   SIPRefresh `json:"refresh"`
 	// Live: messages and presence changes to a random sample of the
 	// registered endpoints.
 	Live SIPLive `json:"live"`
@@ -71,20 +71,29 @@ type SIPIdle struct {
 	OpenFiles          int     `json:"open_files"`
 }
 
-// SIPSteady is the load of registered, otherwise idle endpoints: the
-// registration refreshes.
-type SIPSteady struct {
+// SIPRefresh is the first wave of registration refreshes: every endpoint
+// refreshes once between 60% and 85% of its registration's lifetime, and
+// nothing else runs meanwhile.
+type SIPRefresh struct {
 	Seconds float64 `json:"seconds"`
-	// RequestsPerSec are the requests the server answered (all REGISTER
-	// refreshes: nothing else runs); ExpectedPerSec is N / (0.725 *
-	// expiry), the transport refreshing at 60-85% of the lifetime.
-	RequestsPerSec float64 `json:"requests_per_s"`
-	ExpectedPerSec float64 `json:"expected_refreshes_per_s"`
-	// CPUPercent is this process's CPU time over the wall time (100 = one
-	// core); SimCPUPercent the simulator's.
-	CPUPercent    float64 `json:"cpu_percent"`
-	SimCPUPercent float64 `json:"sim_cpu_percent"`
-	Reconnects    uint64  `json:"reconnects"`
+	// Refreshed counts the refreshes the server answered (Endpoints when
+	// every one went through); PeakPerSec is the most in one second.
+	Refreshed  uint64 `json:"refreshed"`
+	PeakPerSec uint64 `json:"peak_per_s"`
+	// CPUSeconds is this process's CPU time over the wave, CPUPerRefreshMs
+	// that per refresh (the idle endpoints' own cost included).
+	CPUSeconds      float64 `json:"cpu_s"`
+	CPUPerRefreshMs float64 `json:"cpu_per_refresh_ms"`
+	SimCPUSeconds   float64 `json:"sim_cpu_s"`
+	Reconnects      uint64  `json:"reconnects"`
+	// Derived, not measured: the steady refresh rate once the jitter has
+	// spread the refreshes, N / (0.725 * lifetime), at this run's lifetime
+	// and at SfB's 7200 s, and the CPU it takes at the measured cost per
+	// refresh (100 = one core).
+	SteadyPerSec         float64 `json:"steady_refreshes_per_s"`
+	SteadyPerSecAt7200   float64 `json:"steady_refreshes_per_s_at_7200s"`
+	SteadyCPUPercent     float64 `json:"steady_cpu_percent"`
+	SteadyCPUPercentAt72 float64 `json:"steady_cpu_percent_at_7200s"`
 }
 
 // SIPLive is what reached a sample of the endpoints.
@@ -147,7 +156,8 @@ func runSIPScale(ctx context.Context, opts options, out io.Writer, n int) (SIPSc
 	if err != nil {
 		return run, err
 	}
-	defer logFile.Close()
+	// Not closed: the transport's goroutines may log after Close returns;
+	// the process's end closes it.
 
 	self := os.Getpid()
 	runtime.GC()
@@ -202,18 +212,16 @@ func runSIPScale(ctx context.Context, opts options, out io.Writer, n int) (SIPSc
 	fmt.Fprintf(out, "sip-scale: %d endpoints idle: RSS %.1f -> %.1f MiB (%.1f KiB each), heap %.1f KiB each, %d goroutines\n",
 		n, run.Idle.RSSBeforeMiB, run.Idle.RSSAfterMiB, run.Idle.RSSPerEndpointKiB, run.Idle.HeapPerEndpointKiB, run.Idle.Goroutines)
 
-	run.Live = liveCheck(ctx, out, simp, ev, sessions, users, n, sample, opts.stall)
+	// The first refresh wave, then the live check (whose presence
+	// subscriptions would add their own refreshes).
+	run.Refresh = refreshWave(ctx, out, obs, simp.pid(), n, registeredAt.Add(time.Duration(0.85*float64(opts.sipExpiry))+5*time.Second))
+	lifetime := opts.sipExpiry.Seconds()
+	run.Refresh.SteadyPerSec = float64(n) / (0.725 * lifetime)
+	run.Refresh.SteadyPerSecAt7200 = float64(n) / (0.725 * 7200)
+	run.Refresh.SteadyCPUPercent = run.Refresh.SteadyPerSec * run.Refresh.CPUPerRefreshMs / 10
+	run.Refresh.SteadyCPUPercentAt72 = run.Refresh.SteadyPerSecAt7200 * run.Refresh.CPUPerRefreshMs / 10
 
-	// Steady state: once the first refreshes are due (60% of the
-	// lifetime after the registrations), count for opts.steady.
-	if wait := time.Until(registeredAt.Add(time.Duration(0.6 * float64(opts.sipExpiry)))); wait > 0 {
-		fmt.Fprintf(out, "sip-scale: waiting %s for the refreshes to start\n", wait.Round(time.Second))
-		if !ctxtime.Sleep(ctx, wait) {
-			return run, ctx.Err()
-		}
-	}
-	run.Steady = steadyLoad(ctx, out, obs, simp.pid(), opts.steady)
-	run.Steady.ExpectedPerSec = float64(n) / (0.725 * opts.sipExpiry.Seconds())
+	run.Live = liveCheck(ctx, out, simp, ev, sessions, users, n, sample, opts.stall)
 
 	// The transport's endpoints go with its connections; then the bare
 	// client registers the same users.
@@ -286,23 +294,38 @@ func signInAll(ctx context.Context, out io.Writer, label string, start time.Time
 	return r
 }
 
-// steadyLoad counts the requests the server answers and the CPU both
-// processes use for d.
-func steadyLoad(ctx context.Context, out io.Writer, obs *sipObserver, simPID int, d time.Duration) SIPSteady {
-	fmt.Fprintf(out, "sip-scale: counting the steady load for %s\n", d)
+// refreshWave counts the refreshes the server answers until end, with the
+// CPU both processes use.
+func refreshWave(ctx context.Context, out io.Writer, obs *sipObserver, simPID, n int, end time.Time) SIPRefresh {
+	fmt.Fprintf(out, "sip-scale: counting the first refresh wave for %s\n", time.Until(end).Round(time.Second))
 	answered0, reconnects0 := obs.read()
 	use, simUse := startUsage(os.Getpid()), startUsage(simPID)
 	start := time.Now()
-	ctxtime.Sleep(ctx, d)
-	secs := time.Since(start).Seconds()
-	cpu, _ := use.stop()
-	simCPU, _ := simUse.stop()
+	var peak uint64
+	last := answered0
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for time.Now().Before(end) && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			a, _ := obs.read()
+			peak = max(peak, a-last)
+			last = a
+			fmt.Fprintf(out, "%7.1fs  %-32s %6d/%d refreshed\n", time.Since(start).Seconds(), "sip-scale refresh wave", a-answered0, n)
+		}
+	}
+	r := SIPRefresh{Seconds: time.Since(start).Seconds(), PeakPerSec: peak}
+	r.CPUSeconds, _ = use.stop()
+	r.SimCPUSeconds, _ = simUse.stop()
 	answered, reconnects := obs.read()
-	s := SIPSteady{Seconds: secs, RequestsPerSec: float64(answered-answered0) / secs,
-		CPUPercent: 100 * cpu / secs, SimCPUPercent: 100 * simCPU / secs, Reconnects: reconnects - reconnects0}
-	fmt.Fprintf(out, "sip-scale: steady: %.1f requests/s, CPU %.1f%% (simulator %.1f%%), %d reconnects\n",
-		s.RequestsPerSec, s.CPUPercent, s.SimCPUPercent, s.Reconnects)
-	return s
+	r.Refreshed, r.Reconnects = answered-answered0, reconnects-reconnects0
+	if r.Refreshed > 0 {
+		r.CPUPerRefreshMs = 1000 * r.CPUSeconds / float64(r.Refreshed)
+	}
+	fmt.Fprintf(out, "sip-scale: %d of %d refreshed in %.0fs (peak %d/s), CPU %.2fs (%.3f ms per refresh), simulator %.2fs, %d reconnects\n",
+		r.Refreshed, n, r.Seconds, r.PeakPerSec, r.CPUSeconds, r.CPUPerRefreshMs, r.SimCPUSeconds, r.Reconnects)
+	return r
 }
 
 // sipEvents collects what the endpoints' handlers get, for the live check.
@@ -469,7 +492,8 @@ func runSIPPerUser(ctx context.Context, opts options, out io.Writer, n int) (SIP
 	if err != nil {
 		return run, err
 	}
-	defer logFile.Close()
+	// Not closed: the transport's goroutines may log after Close returns;
+	// the process's end closes it.
 	log := zerolog.New(logFile).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 
 	// Users [from, from+count) sign in through a transport with rate (0:

@@ -24,10 +24,12 @@ func sipScaleMarkdown(b *strings.Builder, r *SIPScaleRun) {
 	b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
 	fmt.Fprintf(b, "| %d | %.1f / %.1f | %.1f %s | %.1f | %d | %d |\n", r.Transport.Registered, i.RSSBeforeMiB, i.RSSAfterMiB,
 		i.RSSPerEndpointKiB, verdict(i.RSSPerEndpointKiB > 0 && i.RSSPerEndpointKiB <= 32), i.HeapPerEndpointKiB, i.Goroutines, i.OpenFiles)
-	s := r.Steady
-	b.WriteString("\n| steady seconds | requests/s (REGISTER refreshes) | expected refreshes/s | CPU % (100 = one core) | simulator CPU % | reconnects |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
-	fmt.Fprintf(b, "| %.0f | %.1f | %.1f | %.1f | %.1f | %d |\n", s.Seconds, s.RequestsPerSec, s.ExpectedPerSec, s.CPUPercent, s.SimCPUPercent, s.Reconnects)
+	f := r.Refresh
+	b.WriteString("\n| first refresh wave s | refreshed | peak/s | CPU s | CPU ms per refresh | simulator CPU s | reconnects |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| %.0f | %d/%d | %d | %.2f | %.3f | %.2f | %d |\n", f.Seconds, f.Refreshed, r.Endpoints, f.PeakPerSec, f.CPUSeconds, f.CPUPerRefreshMs, f.SimCPUSeconds, f.Reconnects)
+	fmt.Fprintf(b, "\nSteady state, derived from the measured cost per refresh (refreshes at 60-85%% of the lifetime): %.1f refreshes/s and %.1f%% of a core at this run's %.0f s lifetime; %.1f refreshes/s and %.2f%% of a core at SfB's 7200 s.\n",
+		f.SteadyPerSec, f.SteadyCPUPercent, r.RegistrationExpiry, f.SteadyPerSecAt7200, f.SteadyCPUPercentAt72)
 	fmt.Fprintf(b, "\nLive check on %d random endpoints:\n\n| what | sent | arrived | p50 ms | p95 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|\n", r.Live.Sample)
 	for _, c := range []struct {
 		name string
