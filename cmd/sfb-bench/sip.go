@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type SIPRegistrations struct {
 	Seconds    float64 `json:"seconds_to_all"`
 	Rate       float64 `json:"per_s"`
 	PeakRate   int     `json:"peak_per_s"`
+	// SustainedRate leaves out the first completion (a rate limiter lets
+	// it through at once): (done - 1) / (last - first).
+	SustainedRate float64 `json:"sustained_per_s"`
 	Latency
 	CPU        float64 `json:"cpu_s"`
 	SimCPU     float64 `json:"sim_cpu_s"`
@@ -287,6 +291,10 @@ func signInAll(ctx context.Context, out io.Writer, label string, start time.Time
 	}
 	t.mu.Unlock()
 	r.PeakRate = peakPerSecond(start, done)
+	if len(done) > 1 {
+		first, last := slices.MinFunc(done, time.Time.Compare), slices.MaxFunc(done, time.Time.Compare)
+		r.SustainedRate = float64(len(done)-1) / last.Sub(first).Seconds()
+	}
 	fmt.Fprintf(out, "%s: %d done, %d failed in %.1fs (%.1f/s, peak %d/s)\n", label, r.Registered, r.Failed, r.Seconds, r.Rate, r.PeakRate)
 	if firstErr != "" {
 		fmt.Fprintf(out, "%s: first error: %s\n", label, firstErr)
