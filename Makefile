@@ -26,7 +26,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 SUMMARYFLAGS := $(if $(filter-out false 0,$(CI)),-ci)
 
 # The bench: SCENARIO is sfb-to-matrix, matrix-to-sfb, logins, crash,
-# presence-storm or standard (the first four); N overrides the scenario's
+# presence-storm, sip-scale, sip-per-user or standard (the first four); N overrides the scenario's
 # default; BENCHFLAGS adds flags (bin/sfb-bench -h lists them). Results go
 # to $(BENCHOUT).
 SCENARIO  ?= standard

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -219,4 +220,64 @@ func TestClassifyRequest(t *testing.T) {
 	assert.Equal(t, 1.0, per["batch"])
 	assert.Equal(t, 0.5, per["events"])
 	assert.Equal(t, 0.0, per["other"], "the control API is not SfB")
+}
+
+// TestSIPBenchSmoke runs the SIP scenarios end to end with a tiny N: the
+// simulator as a process, the transport registering trusted endpoints and
+// signing per-user users in, the bare client, every figure filled.
+func TestSIPBenchSmoke(t *testing.T) {
+	if wanted, reason := synapse.Wanted(); !wanted {
+		t.Skip(reason)
+	}
+	const n, ramp, sample = 20, 12, 5
+	out := t.TempDir()
+	opts, err := parseFlags([]string{"-scenario", "sip-scale,sip-per-user", "-n", fmt.Sprint(n), "-repo", "../..", "-out", out, "-dir", t.TempDir(),
+		"-sip-registration-expiry", "10s", "-sip-settle", "0s", "-sip-live-sample", fmt.Sprint(sample), "-sip-ramp-users", fmt.Sprint(ramp),
+		"-login-concurrency", "10", "-stall", "2s"})
+	require.NoError(t, err)
+	log, err := os.Create(filepath.Join(t.TempDir(), "bench.log"))
+	require.NoError(t, err)
+	defer log.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := bench(ctx, opts, log); err != nil {
+		data, _ := os.ReadFile(log.Name())
+		t.Fatalf("bench: %v\n%s", err, data)
+	}
+
+	var scale Result
+	data, err := os.ReadFile(filepath.Join(out, "sip-scale.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &scale))
+	s := scale.SIPScale
+	require.NotNil(t, s)
+	for name, r := range map[string]SIPRegistrations{"transport": s.Transport, "bare client": s.Baseline} {
+		assert.Equal(t, n, r.Registered, "%s: every endpoint registered (%s)", name, r.FirstError)
+		assert.Positive(t, r.Rate, name)
+		assert.LessOrEqual(t, r.P99, r.Max, name)
+	}
+	assert.Positive(t, s.Idle.RSSAfterMiB, "RSS read from /proc")
+	assert.GreaterOrEqual(t, s.Refresh.Refreshed, uint64(n), "every endpoint refreshed in the first wave")
+	assert.Positive(t, s.Refresh.CPUPerRefreshMs)
+	assert.InDelta(t, float64(n)/(0.725*10), s.Refresh.SteadyPerSec, 1e-9)
+	// What the live check reaches depends on IM and presence over SIP;
+	// the messages at least went through the simulator's control API.
+	assert.Equal(t, sample, s.Live.Sample)
+	assert.Equal(t, sample, s.Live.Messages.Sent, s.Live.Messages.Error)
+	assert.LessOrEqual(t, s.Live.Messages.Arrived, s.Live.Messages.Sent)
+
+	var perUser Result
+	data, err = os.ReadFile(filepath.Join(out, "sip-per-user.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &perUser))
+	p := perUser.SIPPerUser
+	require.NotNil(t, p)
+	assert.Equal(t, ramp, p.Ramp.Registered, p.Ramp.FirstError)
+	assert.LessOrEqual(t, p.Ramp.SustainedRate, 10*1.05, "the default pool rate holds")
+	assert.Equal(t, n, p.Lifted.Registered, p.Lifted.FirstError)
+	assert.Equal(t, n, p.Baseline.Registered, p.Baseline.FirstError)
+	assert.Greater(t, p.Lifted.Rate, 10.0, "the lifted rate is above the default")
+	md, err := os.ReadFile(filepath.Join(out, "sip-per-user.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "bare client (baseline)")
 }
