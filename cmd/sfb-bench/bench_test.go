@@ -258,13 +258,11 @@ func TestSIPBenchSmoke(t *testing.T) {
 	}
 	assert.Positive(t, s.Idle.RSSAfterMiB, "RSS read from /proc")
 	assert.GreaterOrEqual(t, s.Refresh.Refreshed, uint64(n), "every endpoint refreshed in the first wave")
-	assert.Positive(t, s.Refresh.CPUPerRefreshMs)
 	assert.InDelta(t, float64(n)/(0.725*10), s.Refresh.SteadyPerSec, 1e-9)
-	// What the live check reaches depends on IM and presence over SIP;
-	// the messages at least went through the simulator's control API.
 	assert.Equal(t, sample, s.Live.Sample)
 	assert.Equal(t, sample, s.Live.Messages.Sent, s.Live.Messages.Error)
-	assert.LessOrEqual(t, s.Live.Messages.Arrived, s.Live.Messages.Sent)
+	assert.Equal(t, sample, s.Live.Messages.Arrived, "every message reaches its endpoint: %s", s.Live.Messages.Error)
+	// The presence half waits for the transport's Watch over SIP.
 
 	var perUser Result
 	data, err = os.ReadFile(filepath.Join(out, "sip-per-user.json"))

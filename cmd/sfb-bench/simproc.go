@@ -4,16 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/stack"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/testpki"
 )
 
 // The SIP scenarios run the simulator as a process of its own (cmd/sfb-sim)
@@ -221,58 +215,25 @@ func writeTestPKI(dir string) (tlsFiles, error) {
 		CA: filepath.Join(dir, "ca.pem"), ServerCert: filepath.Join(dir, "sim-cert.pem"), ServerKey: filepath.Join(dir, "sim-key.pem"),
 		ClientCert: filepath.Join(dir, "app-cert.pem"), ClientKey: filepath.Join(dir, "app-key.pem"),
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testpki.NewCA("sfb-bench CA")
 	if err != nil {
 		return f, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sfb-bench CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	if err := os.WriteFile(f.CA, ca.PEM, 0o644); err != nil {
+		return f, err
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	server, err := ca.Issue(testpki.Leaf{CommonName: simFQDN, DNSNames: []string{simFQDN}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
 	if err != nil {
 		return f, err
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	if err := server.WriteFiles(f.ServerCert, f.ServerKey); err != nil {
+		return f, err
+	}
+	client, err := ca.Issue(testpki.Leaf{CommonName: benchApplication, DNSNames: []string{benchApplication}, Client: true})
 	if err != nil {
 		return f, err
 	}
-	if err := writePEM(f.CA, "CERTIFICATE", caDER); err != nil {
-		return f, err
-	}
-	leaf := func(serial int64, cn string, ips []net.IP, usage x509.ExtKeyUsage, certPath, keyPath string) error {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}, IPAddresses: ips,
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
-			return err
-		}
-		return writePEM(keyPath, "EC PRIVATE KEY", keyDER)
-	}
-	if err := leaf(2, simFQDN, []net.IP{net.IPv4(127, 0, 0, 1)}, x509.ExtKeyUsageServerAuth, f.ServerCert, f.ServerKey); err != nil {
-		return f, err
-	}
-	return f, leaf(3, benchApplication, nil, x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey)
-}
-
-func writePEM(path, kind string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600)
+	return f, client.WriteFiles(f.ClientCert, f.ClientKey)
 }
 
 // sipObserver counts what the transport's observer sees: every answered
