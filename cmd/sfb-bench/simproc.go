@@ -166,7 +166,7 @@ func (p *simProcess) close() {
 	_ = p.log.Close()
 }
 
-// post calls the simulator's control API.
+// call calls the simulator's control API.
 func (p *simProcess) call(ctx context.Context, method, path string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {

@@ -488,7 +488,7 @@ func resultOf(t *tracker) (int, Latency) {
 // own connections with NTLM through the transport at the default rate,
 // then n with the rate lifted, then n with the bare client.
 func runSIPPerUser(ctx context.Context, opts options, out io.Writer, n int) (SIPPerUserRun, error) {
-	run := SIPPerUserRun{Users: n, Concurrency: opts.loginConcurrency, RampUsers: opts.sipRampUsers, SignInRate: 10, LiftedRate: opts.liftedRate}
+	run := SIPPerUserRun{Users: n, Concurrency: opts.loginConcurrency, RampUsers: opts.sipRampUsers, SignInRate: sfb.DefaultConfig().SignInRate, LiftedRate: opts.liftedRate}
 	users := sipUsers{total: opts.sipRampUsers + 2*n}
 	simp, err := startSimProcess(ctx, opts, opts.dir, simFlags{users: users.total, registrationExpiry: opts.sipExpiry})
 	if err != nil {
