@@ -37,6 +37,8 @@ type env struct {
 	pg      *pgtest.Server
 	sim     *sim.Server
 	simHTTP *http.Server
+	// sipLn is the simulator's SIP listener when the bridge is on SIP.
+	sipLn   net.Listener
 	simReqs requestCounter
 	st      *stack.Stack
 	// http is shared by every client the bench drives, with enough idle
@@ -126,15 +128,27 @@ func startEnv(ctx context.Context, opts options, out io.Writer) (e *env, err err
 	if err != nil {
 		return e, err
 	}
-	e.sim, err = sim.New(sim.Options{
+	simOpts := sim.Options{
 		Logger: zerolog.New(simLog).Level(zerolog.InfoLevel).With().Timestamp().Logger(),
 		// Every message a colleague receives is kept for the matrix-to-sfb
 		// count.
 		ReceivedLimit:    1 << 20,
 		EventAggregation: opts.simAggregation,
-	})
+	}
+	sipMode := opts.sipMode()
+	if sipMode != "" {
+		simOpts.SIP = sim.SIPOptions{FQDN: stack.SimFrontEnd, TrustedApplications: []string{stack.SimAppFQDN}}
+	}
+	e.sim, err = sim.New(simOpts)
 	if err != nil {
 		return e, fmt.Errorf("create simulator: %w", err)
+	}
+	var sipStack *stack.SIP
+	if sipMode != "" {
+		sipStack, e.sipLn, err = stack.ServeSIP(e.dir, e.sim, sipMode, func(err error) { fmt.Fprintf(simLog, "ServeSIP: %v\n", err) })
+		if err != nil {
+			return e, err
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -156,6 +170,7 @@ func startEnv(ctx context.Context, opts options, out io.Writer) (e *env, err err
 		DatabaseURI:  dsn,
 		DiscoveryURL: e.sim.DiscoveryURL(),
 		Network:      network,
+		SIP:          sipStack,
 		LogLevel:     opts.logLevel,
 		// The CPU profile comes from the bridge's own pprof endpoints,
 		// behind the provisioning secret.
@@ -177,6 +192,9 @@ func (e *env) close() error {
 	}
 	if e.simHTTP != nil {
 		errs = append(errs, e.simHTTP.Close())
+	}
+	if e.sipLn != nil {
+		_ = e.sipLn.Close()
 	}
 	if e.sim != nil {
 		errs = append(errs, e.sim.Close())

@@ -69,6 +69,7 @@ import (
 	"time"
 
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/e2e/crash"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
 type options struct {
@@ -108,6 +109,9 @@ type options struct {
 	profileMode    string
 	race           bool
 	network        map[string]any
+	// sfbTransport is how the bridge reaches SfB in the scenarios that
+	// run it: ucwa, sip-per-user or sip-trusted.
+	sfbTransport string
 	// sip-scale and sip-per-user
 	sipConnections    int
 	sipMaxOutstanding int
@@ -180,6 +184,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&opts.refreshInterval, "refresh-interval", 20*time.Second, "presence-storm: the bridge's network.presence.refresh_interval")
 	fs.DurationVar(&opts.steady, "steady", time.Minute, "presence-storm: how long the writes with no changes are counted after the storm")
 	fs.DurationVar(&opts.simAggregation, "sim-event-aggregation", 0, "how long the simulator holds medium-priority events such as presence updates (default: 5s, the least UCWA allows); shorter shows what a transport without that hold would get")
+	fs.StringVar(&opts.sfbTransport, "sfb-transport", "ucwa", "how the bridge reaches SfB in the scenarios that run it: ucwa, sip-per-user or sip-trusted (the simulator's SIP listener over TLS with a test CA)")
 	fs.IntVar(&opts.sipConnections, "sip-connections", 4, "sip-scale: the transport's shared connections (sip.connections)")
 	fs.IntVar(&opts.sipMaxOutstanding, "sip-max-outstanding", 1000, "sip-scale: requests in flight per shared connection (sip.max_outstanding)")
 	fs.Float64Var(&opts.sipRegisterRate, "sip-register-rate", 1000, "sip-scale: registrations started per second (sip.register_rate)")
@@ -236,7 +241,21 @@ func parseFlags(args []string) (options, error) {
 		opts.sipExpiry < 10*time.Second || opts.sipSettle < 0 || opts.sipLiveSample < 1 || opts.sipRampUsers < 0 {
 		return opts, errors.New("the -sip-* flags must be positive (-sip-registration-expiry at least 10s)")
 	}
+	if opts.sfbTransport != "ucwa" && opts.sipMode() == "" {
+		return opts, fmt.Errorf("-sfb-transport %q: want ucwa, sip-per-user or sip-trusted", opts.sfbTransport)
+	}
 	return opts, nil
+}
+
+// sipMode is the bridge's SIP mode, "" when it is on UCWA.
+func (o options) sipMode() string {
+	switch o.sfbTransport {
+	case "sip-per-user":
+		return sfb.SIPModePerUser
+	case "sip-trusted":
+		return sfb.SIPModeTrusted
+	}
+	return ""
 }
 
 // ownEnv: the scenario brings its own processes (no Synapse, no bridge).

@@ -17,17 +17,20 @@ import (
 
 // Result is what a scenario writes: <scenario>.json and <scenario>.md.
 type Result struct {
-	Scenario string        `json:"scenario"`
-	N        int           `json:"n"`
-	Command  string        `json:"command"`
-	Database string        `json:"database"`
-	Started  time.Time     `json:"started"`
-	Finished time.Time     `json:"finished"`
-	Machine  Machine       `json:"machine"`
-	Runs     []Run         `json:"runs,omitempty"`
-	Logins   *LoginRun     `json:"logins,omitempty"`
-	Crash    *crash.Result `json:"crash,omitempty"`
-	Presence *PresenceRun  `json:"presence,omitempty"`
+	Scenario string `json:"scenario"`
+	N        int    `json:"n"`
+	Command  string `json:"command"`
+	Database string `json:"database"`
+	// Transport is how the bridge reached SfB: ucwa, sip-per-user or
+	// sip-trusted.
+	Transport string        `json:"transport"`
+	Started   time.Time     `json:"started"`
+	Finished  time.Time     `json:"finished"`
+	Machine   Machine       `json:"machine"`
+	Runs      []Run         `json:"runs,omitempty"`
+	Logins    *LoginRun     `json:"logins,omitempty"`
+	Crash     *crash.Result `json:"crash,omitempty"`
+	Presence  *PresenceRun  `json:"presence,omitempty"`
 	// SIPScale and SIPPerUser measure the SIP transport alone, against the
 	// simulator in a process of its own (no homeserver, no bridge).
 	SIPScale   *SIPScaleRun   `json:"sip_scale,omitempty"`
@@ -53,11 +56,15 @@ func newResult(scenario string, n int, opts options) *Result {
 	if opts.sqlite {
 		db = "SQLite"
 	}
-	if strings.HasPrefix(scenario, "sip-") {
-		db, hs = "none", "none"
+	transport := opts.sfbTransport
+	switch scenario {
+	case "sip-scale":
+		db, hs, transport = "none", "none", "sip-trusted"
+	case "sip-per-user":
+		db, hs, transport = "none", "none", "sip-per-user"
 	}
 	return &Result{
-		Scenario: scenario, N: n, Command: opts.command, Database: db, Started: time.Now().UTC(),
+		Scenario: scenario, N: n, Command: opts.command, Database: db, Transport: transport, Started: time.Now().UTC(),
 		Machine: Machine{
 			CPUs:       runtime.NumCPU(),
 			CPUModel:   procField("/proc/cpuinfo", "model name"),
@@ -93,7 +100,7 @@ func (r *Result) markdown() string {
 	if strings.HasPrefix(r.Scenario, "sip-") {
 		fmt.Fprintf(&b, "### %s, N = %d (the SIP transport alone; the simulator in a process of its own)\n\n", r.Scenario, r.N)
 	} else {
-		fmt.Fprintf(&b, "### %s, N = %d (bridge on %s)\n\n", r.Scenario, r.N, r.Database)
+		fmt.Fprintf(&b, "### %s, N = %d (bridge on %s, SfB over %s)\n\n", r.Scenario, r.N, r.Database, r.Transport)
 	}
 	fmt.Fprintf(&b, "`%s`, %s to %s; %d CPUs (%s), %s; load average before %s, after %s.\n\n",
 		r.Command, r.Started.Format("2006-01-02 15:04"), r.Finished.Format("15:04 MST"),
