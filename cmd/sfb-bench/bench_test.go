@@ -75,7 +75,15 @@ func TestParseFlags(t *testing.T) {
 	assert.Equal(t, 20*time.Second, opts.presenceDuration)
 	assert.NotContains(t, opts.scenarios(), "presence-storm", "the standard set stays as it was")
 
-	for _, bad := range [][]string{{"-scenario", "nope"}, {"-modes", "0"}, {"-presence-rate", "0"}, {"-refresh-interval", "10ms"}, {"-network", "novalue"}, {"extra"}} {
+	assert.Empty(t, opts.sipMode(), "UCWA unless asked")
+	opts, err = parseFlags([]string{"-scenario", "sip-scale,sip-per-user", "-sfb-transport", "sip-trusted"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"sip-scale", "sip-per-user"}, opts.scenarios())
+	assert.Equal(t, sfb.SIPModeTrusted, opts.sipMode())
+	assert.True(t, ownEnv("sip-scale") && ownEnv("crash") && !ownEnv("logins"), "the SIP scenarios start no homeserver or bridge")
+
+	for _, bad := range [][]string{{"-scenario", "nope"}, {"-modes", "0"}, {"-presence-rate", "0"}, {"-refresh-interval", "10ms"}, {"-network", "novalue"}, {"extra"},
+		{"-sfb-transport", "xmpp"}, {"-sip-registration-expiry", "1s"}, {"-sip-connections", "0"}} {
 		_, err := parseFlags(bad)
 		assert.Error(t, err, "%q", bad)
 	}
