@@ -51,6 +51,10 @@
 //	               raw REGISTERs for N other users, no rate.
 //	standard       sfb-to-matrix, matrix-to-sfb, logins and crash with
 //	               their default N.
+//
+// The scenarios that run the bridge reach SfB over UCWA, or over SIP with
+// -sfb-transport sip-per-user or sip-trusted (the simulator's SIP listener
+// over TLS; the baselines stay what they are).
 package main
 
 import (
