@@ -270,7 +270,8 @@ func TestSIPBenchSmoke(t *testing.T) {
 	assert.Equal(t, sample, s.Live.Sample)
 	assert.Equal(t, sample, s.Live.Messages.Sent, s.Live.Messages.Error)
 	assert.Equal(t, sample, s.Live.Messages.Arrived, "every message reaches its endpoint: %s", s.Live.Messages.Error)
-	// The presence half waits for the transport's Watch over SIP.
+	assert.Equal(t, sample, s.Live.Presence.Sent, s.Live.Presence.Error)
+	assert.Equal(t, sample, s.Live.Presence.Arrived, "every presence change reaches its endpoint: %s", s.Live.Presence.Error)
 
 	var perUser Result
 	data, err = os.ReadFile(filepath.Join(out, "sip-per-user.json"))
