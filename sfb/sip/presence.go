@@ -1311,3 +1311,45 @@ func (s *Session) publishMachine(ctx context.Context, availability int) error {
 	}
 	return err
 }
+
+// contactCard asks the server once for uri's contact card: a batch
+// subscription with Expires: 0 (a query, no dialog kept) whose answer
+// carries the card, as Communicator looks up a name it does not know. Nil
+// when the server has no card for uri.
+func (s *Session) contactCard(ctx context.Context, uri sfb.URI) (*presence.ContactCard, error) {
+	req, err := s.newRequest(sipmsg.SUBSCRIBE, string(s.self))
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", uri, err)
+	}
+	addSubscribeHeaders(req, presence.EventPresence, presence.Accept)
+	req.AppendHeader(sipmsg.NewHeader("Require", "adhoclist, categoryList"))
+	req.AppendHeader(sipmsg.NewHeader("Supported", "eventlist"))
+	req.AppendHeader(sipmsg.NewHeader("Expires", "0"))
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", presence.ContentTypeCategoryList))
+	req.SetBody(presence.BatchSubscribe{URI: string(s.self), Resources: []presence.Resource{{URI: string(uri)}},
+		Categories: []string{"contactCard"}}.Marshal())
+	rctx, cancel := context.WithTimeout(ctx, s.t.timings.RequestTimeout)
+	defer cancel()
+	res, err := s.do(rctx, "look up a person", req)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", uri, err)
+	}
+	if len(res.Body()) == 0 {
+		return nil, nil
+	}
+	n, err := presence.ParseNotify(headerValue(res, "Content-Type"), res.Body())
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", uri, err)
+	}
+	for _, doc := range n.Documents {
+		if u, err := sfb.ParseURI(doc.URI); err != nil || u != uri {
+			continue
+		}
+		for _, c := range doc.Categories {
+			if c.ContactCard != nil {
+				return c.ContactCard, nil
+			}
+		}
+	}
+	return nil, nil
+}

@@ -142,3 +142,21 @@ func TestPresenceQuotaAgainstSimulator(t *testing.T) {
 	assert.Equal(t, 2, s.WatchCapacity())
 	e.waitPresence(t, 2)
 }
+
+// A person's name comes from the contact card the simulator keeps for
+// them (a one-off query, no subscription left behind); somebody the
+// directory does not know is named by address.
+func TestLookupPersonAgainstSimulator(t *testing.T) {
+	srv, s, _ := startPresenceSim(t, sim.Options{})
+	ctx := context.Background()
+	p, err := s.LookupPerson(ctx, bob)
+	require.NoError(t, err)
+	assert.Equal(t, sfb.Person{URI: bob, DisplayName: "Bob Builder"}, p)
+	subs, people := srv.PresenceSubscriptions("sip:alice@contoso.com")
+	assert.Zero(t, subs+people, "the query left a subscription behind")
+
+	stranger := sfb.URI("sip:nobody@contoso.com")
+	p, err = s.LookupPerson(ctx, stranger)
+	require.NoError(t, err)
+	assert.Equal(t, sfb.Person{URI: stranger, DisplayName: "nobody@contoso.com"}, p)
+}

@@ -259,10 +259,18 @@ func (s *Session) Token() sfb.Token { return sfb.Token{} }
 // the server, and senders are told.
 func (s *Session) ResumeState() string { return "" }
 
-// LookupPerson implements sfb.Session. SIP carries no directory search
-// the bridge uses yet: the person is known by address.
-func (s *Session) LookupPerson(_ context.Context, uri sfb.URI) (sfb.Person, error) {
-	return sfb.Person{URI: uri, DisplayName: uri.Address()}, nil
+// LookupPerson implements sfb.Session with the person's contact card; a
+// person the server has no card for is known by address.
+func (s *Session) LookupPerson(ctx context.Context, uri sfb.URI) (sfb.Person, error) {
+	person := sfb.Person{URI: uri, DisplayName: uri.Address()}
+	card, err := s.contactCard(ctx, uri)
+	if err != nil {
+		return person, err
+	}
+	if card != nil && card.DisplayName != "" {
+		person.DisplayName = card.DisplayName
+	}
+	return person, nil
 }
 
 // Close implements sfb.Session: it deregisters the endpoint (REGISTER with
