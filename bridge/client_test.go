@@ -463,6 +463,7 @@ func TestDeliveryFailures(t *testing.T) {
 		{"declined", fmt.Errorf("%w: %w: Forbidden/DoNotDisturb", sfb.ErrDeliveryFailed, sfb.ErrDeclined), event.MessageStatusFail, "bob@contoso.com is not accepting messages right now"},
 		{"unknown peer", fmt.Errorf("%w: %w: NotFound/DestinationNotFound: The targeted user doesn't exist.", sfb.ErrDeliveryFailed, sfb.ErrNotFound), event.MessageStatusFail, "No Skype for Business user with the address bob@contoso.com"},
 		{"unsupported", fmt.Errorf("415: %w", sfb.ErrUnsupported), event.MessageStatusFail, "refused the message as unsupported"},
+		{"not carried", fmt.Errorf("send to group conversation t1: %w: %w", sfb.ErrNotCarried, sfb.ErrUnsupported), event.MessageStatusFail, "cannot carry group chats"},
 		{"server down", fmt.Errorf("503: %w", sfb.ErrServerUnavailable), event.MessageStatusRetriable, "not reachable"},
 		{"bridge busy", fmt.Errorf("wait for a connection: %w: %w", sfb.ErrLocalTimeout, context.DeadlineExceeded), event.MessageStatusRetriable, "bridge is too busy"},
 		{"expired", fmt.Errorf("401: %w", sfb.ErrCredentialsRequired), event.MessageStatusRetriable, "Log in again"},

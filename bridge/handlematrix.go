@@ -270,6 +270,10 @@ func deliveryError(who string, err error) error {
 		return status.WithStatus(event.MessageStatusFail).
 			WithErrorReason(event.MessageStatusGenericError).
 			WithMessage(fmt.Sprintf("Skype for Business could not deliver the message to %s. Send it again later.", who))
+	case errors.Is(err, sfb.ErrNotCarried):
+		return status.WithStatus(event.MessageStatusFail).
+			WithErrorReason(event.MessageStatusUnsupported).
+			WithMessage("This bridge cannot carry group chats to Skype for Business yet; the message was not delivered. Write to each person in a direct chat instead.")
 	case errors.Is(err, sfb.ErrUnsupported):
 		return status.WithStatus(event.MessageStatusFail).
 			WithErrorReason(event.MessageStatusUnsupported).

@@ -22,6 +22,10 @@ var (
 	ErrDeclined = errors.New("sfb: declined by the recipient")
 	// ErrUnsupported: the message or action cannot be carried by SfB.
 	ErrUnsupported = errors.New("sfb: not supported")
+	// ErrNotCarried wraps ErrUnsupported when SfB has the feature but the
+	// transport in use does not carry it (group chats and meetings over
+	// SIP): people are told it is this bridge, not their message.
+	ErrNotCarried = errors.New("sfb: not carried by this transport")
 	// ErrServerUnavailable: the server is temporarily unavailable (503,
 	// network); the operation may succeed later.
 	ErrServerUnavailable = errors.New("sfb: server unavailable")

@@ -1,11 +1,15 @@
 package sip
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
 func testSession(t *testing.T) *Session {
@@ -92,4 +96,14 @@ func TestDialogAsCallee(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "<sip:alice@contoso.com>;tag="+d.LocalTag+";epid=0123456789ab", headerValue(bye, "From"))
 	assert.Equal(t, "1 BYE", headerValue(bye, "CSeq"), "our own numbering")
+}
+
+// What SIP does not carry says so in the transport-neutral terms the
+// bridge decides on, without looking like a refused message.
+func TestNotCarriedIsUnsupported(t *testing.T) {
+	_, err := (&Session{}).SendGroupMessage(context.Background(), sfb.Group{ThreadID: "t1"}, sfb.Message{Text: "hi"})
+	assert.ErrorIs(t, err, sfb.ErrNotCarried)
+	assert.ErrorIs(t, err, sfb.ErrUnsupported)
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+	assert.NotErrorIs(t, err, sfb.ErrDeliveryFailed)
 }

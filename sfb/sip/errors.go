@@ -99,10 +99,18 @@ func headerValue(m sipmsg.Message, name string) string {
 
 // ErrNotCarried is wrapped by the group-chat and meeting methods: the SIP
 // transport does not carry multi-party conversations (conferences) or
-// online meetings yet. It wraps sfb.ErrUnsupported, so that the bridge
-// tells people the action is not supported rather than retrying, and
+// online meetings yet. It is sfb.ErrNotCarried and sfb.ErrUnsupported, so
+// that the bridge tells people rather than retrying, and
 // errors.ErrUnsupported, so that callers that probe a capability skip it.
-var ErrNotCarried = fmt.Errorf("%w: not carried by the SIP transport yet: %w", sfb.ErrUnsupported, errors.ErrUnsupported)
+var ErrNotCarried error = notCarried{}
+
+type notCarried struct{}
+
+func (notCarried) Error() string { return "not carried by the SIP transport yet" }
+
+func (notCarried) Is(target error) bool {
+	return target == sfb.ErrNotCarried || target == sfb.ErrUnsupported || target == errors.ErrUnsupported
+}
 
 // ConfigError is an invalid SIP configuration.
 type ConfigError struct{ Msg string }
