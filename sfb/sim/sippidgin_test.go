@@ -3,10 +3,7 @@ package sim_test
 import (
 	"bytes"
 	"encoding/hex"
-	"os"
-	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,26 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/ntlm"
 )
-
-// pidginSipeDir holds a session of pidgin-sipe 1.25 recorded message by
-// message against a canned Front End (its README says how).
-const pidginSipeDir = "../sip/testdata/pidgin-sipe"
-
-func recording(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(pidginSipeDir, "recording.txt"))
-	require.NoError(t, err)
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+": "); ok {
-			return v
-		}
-	}
-	t.Fatalf("recording.txt has no %s", name)
-	return ""
-}
 
 var imMethods = map[sip.RequestMethod]bool{sip.REGISTER: true, sip.INVITE: true, sip.ACK: true, sip.INFO: true, sip.MESSAGE: true, sip.BYE: true}
 
@@ -50,12 +31,11 @@ var statusLine = regexp.MustCompile(`^SIP/2.0 (\d{3}) `)
 // answered it with. (The presence requests are left out: those inside a
 // dialog carry the canned server's tags, which the simulator never gave.)
 func TestPidginSipeRecordedSession(t *testing.T) {
-	challenge, err := hex.DecodeString(recording(t, "ntlm-challenge"))
+	challenge, err := hex.DecodeString(recorded.Value(t, "ntlm-challenge"))
 	require.NoError(t, err)
 	ch, err := ntlm.ParseChallenge(challenge)
 	require.NoError(t, err)
-	offer, err := os.ReadFile(filepath.Join(pidginSipeDir, "004-server-401-register.sip"))
-	require.NoError(t, err)
+	offer := recorded.Read(t, "004-server-401-register.sip")
 	opaque := regexp.MustCompile(`opaque="([0-9A-F]{8})"`).FindSubmatch(offer)
 	require.NotNil(t, opaque)
 	opaqueBytes, err := hex.DecodeString(string(opaque[1]))
@@ -64,26 +44,22 @@ func TestPidginSipeRecordedSession(t *testing.T) {
 
 	e := newSIPEnv(t, sim.Options{
 		Users: []sim.User{
-			{URI: "sip:alice@contoso.com", DisplayName: "Alice", Password: recording(t, "password")},
+			{URI: "sip:alice@contoso.com", DisplayName: "Alice", Password: recorded.Value(t, "password")},
 			{URI: "sip:bob@contoso.com", DisplayName: "Bob", Password: "x"},
 			{URI: "sip:carol@contoso.com", DisplayName: "Carol", Password: "x"},
 		},
-		SIP: sim.SIPOptions{FQDN: recording(t, "server"), Rand: bytes.NewReader(random)},
+		SIP: sim.SIPOptions{FQDN: recorded.Value(t, "server"), Rand: bytes.NewReader(random)},
 	}, false)
 	c := e.dial(t, "sip:alice@contoso.com", "")
 
-	files, err := filepath.Glob(filepath.Join(pidginSipeDir, "*-client-*.sip"))
-	require.NoError(t, err)
-	sort.Strings(files)
 	answered := map[string]bool{}
-	for _, f := range files {
-		if strings.Contains(filepath.Base(f), "-client-200-") {
+	for _, f := range recorded.Messages(t, "*-client-*.sip") {
+		if strings.Contains(f.Name, "-client-200-") {
 			continue // answers to the canned server's own requests
 		}
-		raw, err := os.ReadFile(f)
-		require.NoError(t, err)
+		raw := f.Raw
 		msg, err := sip.ParseMessage(raw)
-		require.NoError(t, err, f)
+		require.NoError(t, err, f.Name)
 		req := msg.(*sip.Request)
 		if !imMethods[req.Method] {
 			continue
@@ -93,11 +69,11 @@ func TestPidginSipeRecordedSession(t *testing.T) {
 		if req.Method == sip.ACK {
 			continue
 		}
-		want := recordedAnswer(t, f, req)
+		want := recordedAnswer(t, f.Name, req)
 		res, got := c.response(int(req.CSeq().SeqNo), string(req.Method))
-		assert.Equal(t, want, res.StatusCode, "%s answered:\n%s", filepath.Base(f), got)
+		assert.Equal(t, want, res.StatusCode, "%s answered:\n%s", f.Name, got)
 		if res.StatusCode == 200 || res.StatusCode == 202 {
-			assert.NotEmpty(t, hdr(res)("Authentication-Info"), "%s: the answer is signed", filepath.Base(f))
+			assert.NotEmpty(t, hdr(res)("Authentication-Info"), "%s: the answer is signed", f.Name)
 		}
 		answered[string(req.Method)] = true
 		if req.Method == sip.REGISTER && res.StatusCode == 200 && hdr(req)("Expires") != "0" {
@@ -114,30 +90,25 @@ func TestPidginSipeRecordedSession(t *testing.T) {
 }
 
 // recordedAnswer is the status the canned Front End answered the request
-// of file f with: the first server response after it with its Call-ID and
-// CSeq.
-func recordedAnswer(t *testing.T, f string, req *sip.Request) int {
+// recorded as name with: the first server response after it with its
+// Call-ID and CSeq.
+func recordedAnswer(t *testing.T, name string, req *sip.Request) int {
 	t.Helper()
-	all, err := filepath.Glob(filepath.Join(pidginSipeDir, "*-server-*.sip"))
-	require.NoError(t, err)
-	sort.Strings(all)
-	for _, s := range all {
-		if filepath.Base(s) < filepath.Base(f) {
+	for _, s := range recorded.Messages(t, "*-server-*.sip") {
+		if s.Name < name {
 			continue
 		}
-		raw, err := os.ReadFile(s)
-		require.NoError(t, err)
-		m := statusLine.FindSubmatch(raw)
+		m := statusLine.FindSubmatch(s.Raw)
 		if m == nil {
 			continue
 		}
-		msg, err := sip.ParseMessage(raw)
-		require.NoError(t, err, s)
+		msg, err := sip.ParseMessage(s.Raw)
+		require.NoError(t, err, s.Name)
 		if msg.CallID().Value() == req.CallID().Value() && msg.CSeq().SeqNo == req.CSeq().SeqNo && msg.CSeq().MethodName == req.Method {
 			n, _ := strconv.Atoi(string(m[1]))
 			return n
 		}
 	}
-	t.Fatalf("no recorded answer to %s", f)
+	t.Fatalf("no recorded answer to %s", name)
 	return 0
 }

@@ -1,10 +1,10 @@
 package sim
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
@@ -14,17 +14,14 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/presence"
 )
 
-// pidginFixture reads a message pidgin-sipe 1.25 sent, as recorded in
-// sfb/sip/testdata/pidgin-sipe.
+// pidginFixture is the request pidgin-sipe 1.25 sent as recorded message
+// prefix (internal/pidginsipe/recorded).
 func pidginFixture(t *testing.T, prefix string) *sip.Request {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join("..", "sip", "testdata", "pidgin-sipe", prefix+"-client-*.sip"))
-	require.NoError(t, err)
-	require.Len(t, paths, 1, prefix)
-	raw, err := os.ReadFile(paths[0])
-	require.NoError(t, err)
-	msg, err := sip.ParseMessage(raw)
-	require.NoError(t, err, paths[0])
+	msgs := recorded.Messages(t, prefix+"-client-*.sip")
+	require.Len(t, msgs, 1, prefix)
+	msg, err := sip.ParseMessage(msgs[0].Raw)
+	require.NoError(t, err, msgs[0].Name)
 	return msg.(*sip.Request)
 }
 

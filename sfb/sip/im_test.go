@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
@@ -735,13 +735,12 @@ func TestInvitesCrossing(t *testing.T) {
 }
 
 // recordedRequest is a request pidgin-sipe sent in the recording
-// (testdata/pidgin-sipe), as the pool passes it on to the other party:
+// (internal/pidginsipe/recorded), as the pool passes it on to the other party:
 // there alice wrote to bob, here bob (pidgin-sipe) writes to alice (the
 // endpoint under test), so the two swap places.
 func recordedRequest(t *testing.T, name string) *sipmsg.Request {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "pidgin-sipe", name))
-	require.NoError(t, err)
+	raw := recorded.Read(t, name)
 	swapped := strings.NewReplacer("alice", "bob", "bob", "alice").Replace(string(raw))
 	m, err := sipmsg.ParseMessage([]byte(swapped))
 	require.NoError(t, err)

@@ -1,9 +1,9 @@
 // Command record runs pidgin-sipe (in finch, under tmux) against a canned
 // SfB Front End and writes what pidgin-sipe sends, message by message, as
-// the fixtures in sfb/sip/testdata/pidgin-sipe/ (README.md there says what
+// the fixtures in internal/pidginsipe/recorded/session/ (README.md there says what
 // each file holds and how to record them again):
 //
-//	go run -tags goolm ./internal/pidginsipe/record -out sfb/sip/testdata/pidgin-sipe
+//	go run -tags goolm ./internal/pidginsipe/record -out internal/pidginsipe/recorded/session
 //
 // The server answers as OCS/SfB does in pidgin-sipe's own recordings:
 // MS-SIPAE NTLM (401 offer, 401 CHALLENGE, signed 200), every later
@@ -53,7 +53,7 @@ func fatalf(format string, args ...any) {
 func fatal(err error) { fatalf("%v", err) }
 
 func main() {
-	out := flag.String("out", "sfb/sip/testdata/pidgin-sipe", "directory for the fixtures")
+	out := flag.String("out", "internal/pidginsipe/recorded/session", "directory for the fixtures")
 	keep := flag.Bool("keep", false, "keep finch's HOME and debug log (printed)")
 	trace := flag.Bool("trace", false, "log every message")
 	flag.Parse()

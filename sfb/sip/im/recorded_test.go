@@ -2,32 +2,30 @@ package im
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
-// recorded is one SIP message of the pidgin-sipe recording in
-// sfb/sip/testdata/pidgin-sipe: its headers (the first of each name,
+// recordedMessage is one SIP message of the pidgin-sipe recording
+// (internal/pidginsipe/recorded): its headers (the first of each name,
 // case-insensitively) and body.
-type recorded struct {
+type recordedMessage struct {
 	headers map[string]string
 	body    []byte
 }
 
-func loadRecorded(t *testing.T, name string) recorded {
+func loadRecorded(t *testing.T, name string) recordedMessage {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "testdata", "pidgin-sipe", name))
-	require.NoError(t, err)
+	raw := recorded.Read(t, name)
 	head, body, ok := bytes.Cut(raw, []byte("\r\n\r\n"))
 	require.True(t, ok, "%s: no blank line after the headers", name)
-	r := recorded{headers: map[string]string{}, body: body}
+	r := recordedMessage{headers: map[string]string{}, body: body}
 	for _, line := range strings.Split(string(head), "\r\n")[1:] {
 		k, v, ok := strings.Cut(line, ":")
 		require.True(t, ok, "%s: header line %q", name, line)

@@ -2,11 +2,10 @@ package sipae
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
+
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,38 +13,18 @@ import (
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/ntlm"
 )
 
-// pidginSipeDir holds a session of pidgin-sipe 1.25 recorded message by
-// message (its README says how).
-const pidginSipeDir = "../testdata/pidgin-sipe"
-
-// recordingValue reads one "name: value" line of recording.txt.
-func recordingValue(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(pidginSipeDir, "recording.txt"))
-	require.NoError(t, err)
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+": "); ok {
-			return v
-		}
-	}
-	t.Fatalf("recording.txt has no %s", name)
-	return ""
-}
-
 // Our server side accepts the AUTHENTICATE pidgin-sipe sent in answer to
 // the recorded CHALLENGE and verifies the signature of every later message
 // pidgin-sipe sent: REGISTER, SUBSCRIBE (also inside a dialog, whose Via
 // has no branch), SERVICE, INVITE, ACK, INFO, MESSAGE, BYE, the responses
 // to the server's NOTIFY, MESSAGE, INVITE and BYE, and the sign-out.
 func TestPidginSipeSession(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(pidginSipeDir, "*-client-*.sip"))
-	require.NoError(t, err)
-	sort.Strings(files)
+	files := recorded.Messages(t, "*-client-*.sip")
 	require.Greater(t, len(files), 20)
 
-	challenge, err := ntlm.ParseChallenge(unhex(t, recordingValue(t, "ntlm-challenge")))
+	challenge, err := ntlm.ParseChallenge(unhex(t, recorded.Value(t, "ntlm-challenge")))
 	require.NoError(t, err)
-	password := recordingValue(t, "password")
+	password := recorded.Value(t, "password")
 	// The server's random source yields the recorded server challenge, so
 	// the CHALLENGE issued is the one pidgin-sipe answered.
 	server := NewServer(&ntlm.Server{NetBIOSDomain: "CONTOSO", NetBIOSComputer: "FE01",
@@ -59,9 +38,7 @@ func TestPidginSipeSession(t *testing.T) {
 	var sa *SA
 	methods := map[string]bool{}
 	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		require.NoError(t, err)
-		msg := string(raw)
+		msg := string(f.Raw)
 		h := headers(msg)
 		auth := h("Authorization")
 		if sa == nil && !strings.Contains(auth, "gssapi-data=\"T") {
@@ -74,7 +51,7 @@ func TestPidginSipeSession(t *testing.T) {
 			_, done, err := server.Next(p.GSSAPIData)
 			require.NoError(t, err, f)
 			require.True(t, done)
-			sa, err = server.SA(Realm, recordingValue(t, "server"), p.Opaque, ProtocolVersion)
+			sa, err = server.SA(Realm, recorded.Value(t, "server"), p.Opaque, ProtocolVersion)
 			require.NoError(t, err)
 			user, domain := sa.User()
 			assert.Equal(t, [2]string{"alice", "CONTOSO"}, [2]string{user, domain})
@@ -86,7 +63,7 @@ func TestPidginSipeSession(t *testing.T) {
 		}
 		fields, err := FieldsFrom(h, status)
 		require.NoError(t, err, f)
-		require.NoError(t, sa.Verify(fields, p), "signature of %s", filepath.Base(f))
+		require.NoError(t, sa.Verify(fields, p), "signature of %s", f.Name)
 		methods[fields.Method] = true
 	}
 	require.NotNil(t, sa, "no AUTHENTICATE among the recorded messages")
@@ -95,8 +72,7 @@ func TestPidginSipeSession(t *testing.T) {
 	}
 
 	// A changed message no longer verifies.
-	raw, err := os.ReadFile(files[len(files)-1])
-	require.NoError(t, err)
+	raw := files[len(files)-1].Raw
 	tampered := strings.Replace(string(raw), "Expires: 0", "Expires: 3600", 1)
 	require.NotEqual(t, string(raw), tampered)
 	fields, err := FieldsFrom(headers(tampered), 0)
