@@ -152,9 +152,9 @@ func ParseSDP(body []byte) (SDP, error) {
 			}
 			switch {
 			case inMessage:
-				s.AcceptTypes = strings.Fields(strings.ToLower(v))
+				s.AcceptTypes = acceptTypes(v)
 			case inSession:
-				sessionAccept = strings.Fields(strings.ToLower(v))
+				sessionAccept = acceptTypes(v)
 			}
 		}
 	}
@@ -168,4 +168,17 @@ func ParseSDP(body []byte) (SDP, error) {
 		s.AcceptTypes = sessionAccept
 	}
 	return s, nil
+}
+
+// acceptTypes reads the media types of an accept-types attribute, lower
+// case; a token with anything but printable ASCII is no media type and is
+// dropped (lower-casing invalid UTF-8 would also have grown it).
+func acceptTypes(v string) []string {
+	types := []string{}
+	for _, t := range strings.Fields(v) {
+		if strings.IndexFunc(t, func(r rune) bool { return r <= ' ' || r > '~' }) < 0 {
+			types = append(types, strings.ToLower(t))
+		}
+	}
+	return types
 }
