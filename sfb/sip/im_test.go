@@ -813,13 +813,20 @@ func TestReplyWaitsForTheInvitesAnswer(t *testing.T) {
 
 // A message that arrives while the session closes, and that the handler
 // therefore did not keep, is refused: the sender's client says it was not
-// delivered instead of the message vanishing behind a 200.
+// delivered instead of the message vanishing behind a 200. The answer goes
+// back on the request's connection even when the endpoint has already
+// signed out there.
 func TestMessageDuringCloseIsRefused(t *testing.T) {
 	p := newIMPeer(t, nil)
 	release := make(chan struct{})
 	p.hold.Store(&release)
 	answered := make(chan *sipmsg.Response, 1)
-	go func() { answered <- p.send(p.bobInvite("call-closing", "text/plain; charset=UTF-8;ms-body=aGk=")) }()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, _ := p.conn.Load().Do(ctx, p.bobInvite("call-closing", "text/plain; charset=UTF-8;ms-body=aGk="))
+		answered <- res
+	}()
 	assert.Equal(t, "hi", p.event().(sfb.MessageReceived).Message.Text)
 
 	go func() { // bob's side answers the sign-out's BYE
@@ -838,6 +845,8 @@ func TestMessageDuringCloseIsRefused(t *testing.T) {
 	require.Eventually(t, func() bool { return p.session.ctx.Err() != nil }, 5*time.Second, time.Millisecond)
 	p.hold.Store(nil)
 	close(release)
-	assert.Equal(t, 480, (<-answered).StatusCode)
+	res := <-answered
+	require.NotNil(t, res, "the INVITE was not answered")
+	assert.Equal(t, 480, res.StatusCode)
 	require.NoError(t, <-closed)
 }

@@ -99,8 +99,13 @@ type Session struct {
 	trunk *trunk
 	// inbox holds the server's requests in arrival order until dispatch
 	// takes them; draining tells whether a goroutine does.
-	inbox    []*sipmsg.Request
+	inbox    []inbound
 	draining bool
+	// arrival is the connection of the request being dispatched: its
+	// answer goes there even once the endpoint is no longer registered
+	// on it (closing), as a response goes back on the request's
+	// connection.
+	arrival *sipconn.Conn
 
 	// refreshAt and heapIndex are the refresh scheduler's (refresh.go).
 	refreshAt time.Time
@@ -374,6 +379,12 @@ func (s *Session) connection() (*sipconn.Conn, registration) {
 	return s.conn, s.reg
 }
 
+// inbound is a request from the server and the connection it came on.
+type inbound struct {
+	c   *sipconn.Conn
+	req *sipmsg.Request
+}
+
 // newRequest builds a request to uri (a SIP URI, "sip:bob@contoso.com" or
 // a GRUU) outside any dialog, with To the same URI: a new Call-ID, CSeq 1,
 // From the user with a new tag and the epid (as pidgin-sipe's
@@ -542,7 +553,12 @@ func hostPort(a net.Addr) (string, int) {
 // Record-Route of the request, a To tag, Contact, User-Agent), signed in
 // per-user mode. headers are added as given (Content-Type with a body).
 func (s *Session) respond(req *sipmsg.Request, status int, reason string, body []byte, headers ...sipmsg.Header) error {
-	c, reg := s.connection()
+	s.mu.Lock()
+	c, reg := s.conn, s.reg
+	if c == nil {
+		c = s.arrival
+	}
+	s.mu.Unlock()
 	if c == nil {
 		return fmt.Errorf("answer %s %d: not registered (reconnecting): %w", req.Method, status, sfb.ErrServerUnavailable)
 	}
@@ -599,7 +615,7 @@ func (s *Session) deliver(c *sipconn.Conn, req *sipmsg.Request) {
 		}
 		return
 	}
-	s.inbox = append(s.inbox, req)
+	s.inbox = append(s.inbox, inbound{c, req})
 	if s.draining {
 		s.mu.Unlock()
 		return
@@ -632,15 +648,24 @@ func (s *Session) drain() {
 	for {
 		s.mu.Lock()
 		if len(s.inbox) == 0 || s.closed.Load() {
-			s.inbox, s.draining = nil, false
+			left := s.inbox
+			s.inbox, s.draining, s.arrival = nil, false, nil
 			s.mu.Unlock()
+			// Closed: what waited is refused rather than left for the
+			// server to time out.
+			for _, in := range left {
+				if in.req.Method != sipmsg.ACK && in.req.Method != "BENOTIFY" {
+					_ = in.c.Respond(in.req, 480, "Temporarily Unavailable", nil)
+				}
+			}
 			return
 		}
-		req := s.inbox[0]
-		s.inbox[0] = nil
+		in := s.inbox[0]
+		s.inbox[0] = inbound{}
 		s.inbox = s.inbox[1:]
+		s.arrival = in.c
 		s.mu.Unlock()
-		s.dispatchSafely(req)
+		s.dispatchSafely(in.req)
 	}
 }
 
