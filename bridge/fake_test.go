@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
+	_ "go.mau.fi/util/dbutil/litestream"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
@@ -22,11 +23,10 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	_ "go.mau.fi/util/dbutil/litestream"
-
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/bridge/presence"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/database"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/secret"
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/testlog"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 )
 
@@ -562,7 +562,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	db, err := dbutil.NewWithDialect(uri, dialect)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), e)).Level(zerolog.InfoLevel)
+	log := zerolog.New(zerolog.MultiLevelWriter(testlog.Writer(t), e)).Level(zerolog.InfoLevel)
 	e.br = bridgev2.NewBridge("", db, log, &bridgeconfig.BridgeConfig{
 		CommandPrefix: "!sfb",
 		Permissions:   bridgeconfig.PermissionConfig{"*": &bridgeconfig.PermissionLevelUser},

@@ -12,13 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
-
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/im"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/sipconn"

@@ -3,9 +3,7 @@ package sip
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/testlog"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sim"
 )
@@ -21,30 +20,7 @@ import (
 // connection's goroutine that notices the close) is dropped, as testing
 // panics on a log after the test.
 func testLogger(t *testing.T) zerolog.Logger {
-	w := &untilDone{w: zerolog.NewTestWriter(t)}
-	t.Cleanup(w.stop) // registered first, so it runs last
-	return zerolog.New(w)
-}
-
-type untilDone struct {
-	mu   sync.Mutex
-	done bool
-	w    io.Writer
-}
-
-func (u *untilDone) Write(p []byte) (int, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.done {
-		return len(p), nil
-	}
-	return u.w.Write(p)
-}
-
-func (u *untilDone) stop() {
-	u.mu.Lock()
-	u.done = true
-	u.mu.Unlock()
+	return zerolog.New(testlog.Writer(t))
 }
 
 // startSimSIP runs the simulator's SIP front end with alice and bob on

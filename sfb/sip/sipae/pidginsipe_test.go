@@ -5,11 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/internal/pidginsipe/recorded"
 	"github.com/sfb-matrix-bridge/sfb-matrix-bridge/sfb/sip/ntlm"
 )
 
