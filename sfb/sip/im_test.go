@@ -89,13 +89,7 @@ func newIMPeer(t *testing.T, timings func(*Timings)) *imPeer {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		go func() { // the deregistration's answer
-			for req := range p.reqs {
-				if req.Method != sipmsg.ACK {
-					_ = p.conn.Load().Respond(req, 200, "OK", nil)
-				}
-			}
-		}()
+		p.answerAll() // the deregistration's
 		_ = s.Close(ctx)
 	})
 	p.session = s.(*Session)
@@ -112,6 +106,18 @@ func (p *imPeer) handle(c *sipconn.Conn, req *sipmsg.Request) {
 		return
 	}
 	p.reqs <- req
+}
+
+// answerAll answers 200 to every request the endpoint sends from now on
+// (but ACK), for a test that no longer looks at them.
+func (p *imPeer) answerAll() {
+	go func() {
+		for req := range p.reqs {
+			if req.Method != sipmsg.ACK {
+				_ = p.conn.Load().Respond(req, 200, "OK", nil)
+			}
+		}
+	}()
 }
 
 // next is the next request the endpoint sent (ACK included).
@@ -675,13 +681,6 @@ func TestFormattedMessageRefusedGoesAsText(t *testing.T) {
 func TestCloseEndsConversations(t *testing.T) {
 	p := newIMPeer(t, nil)
 	inv := establish(t, p)
-	go func() { // bob's side answers the sign-out's BYE
-		for req := range p.reqs {
-			if req.Method != sipmsg.ACK {
-				_ = p.conn.Load().Respond(req, 200, "OK", nil)
-			}
-		}
-	}()
 	closed := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -828,13 +827,7 @@ func TestMessageDuringCloseIsRefused(t *testing.T) {
 	}()
 	assert.Equal(t, "hi", p.event().(sfb.MessageReceived).Message.Text)
 
-	go func() { // bob's side answers the sign-out's BYE
-		for req := range p.reqs {
-			if req.Method != sipmsg.ACK {
-				_ = p.conn.Load().Respond(req, 200, "OK", nil)
-			}
-		}
-	}()
+	p.answerAll() // the sign-out's BYE
 	closed := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
