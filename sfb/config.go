@@ -101,6 +101,45 @@ func DefaultConfig() Config {
 	}
 }
 
+// WithDefaults is c with what it leaves zero taken from DefaultConfig,
+// for a transport built from a configuration that was not read from a
+// file (tests, the bench).
+func (c Config) WithDefaults() Config {
+	def := DefaultConfig()
+	for _, f := range []struct{ v, d *time.Duration }{
+		{&c.RequestTimeout, &def.RequestTimeout}, {&c.ActivityInterval, &def.ActivityInterval},
+		{&c.BackoffMin, &def.BackoffMin}, {&c.BackoffMax, &def.BackoffMax},
+		{&c.EventTimeout, &def.EventTimeout}, {&c.OperationTimeout, &def.OperationTimeout},
+		{&c.AcceptWait, &def.AcceptWait}, {&c.TypingRefresh, &def.TypingRefresh}, {&c.TypingMax, &def.TypingMax},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.d
+		}
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = def.UserAgent
+	}
+	if c.SignInRate == 0 {
+		c.SignInRate = def.SignInRate
+	}
+	if c.PresenceWatchLimit <= 0 {
+		c.PresenceWatchLimit = def.PresenceWatchLimit
+	}
+	if c.SIP.Mode == "" {
+		c.SIP.Mode = def.SIP.Mode
+	}
+	if c.SIP.Connections == 0 {
+		c.SIP.Connections = def.SIP.Connections
+	}
+	if c.SIP.MaxOutstanding == 0 {
+		c.SIP.MaxOutstanding = def.SIP.MaxOutstanding
+	}
+	if c.SIP.RegisterRate == 0 {
+		c.SIP.RegisterRate = def.SIP.RegisterRate
+	}
+	return c
+}
+
 // CheckSignInRate refuses a sign-in rate a pool cannot take, and the
 // simulator's lift of that limit in a configuration that may reach a real
 // pool. The error names the options as written in the configuration.

@@ -156,7 +156,7 @@ var _ sfb.Transport = (*Transport)(nil)
 // New validates cfg and builds a Transport. Options left zero in cfg take
 // sfb.DefaultConfig's values.
 func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error) {
-	cfg = withDefaults(cfg)
+	cfg = cfg.WithDefaults()
 	t := &Transport{cfg: cfg, mode: cfg.SIP.Mode, log: log.With().Str("transport", "sip").Logger(),
 		timings: timingsOf(cfg), observer: sfb.NopObserver{}, resolver: net.DefaultResolver,
 		discovered: map[string][]sfb.SIPServer{}, endpoints: map[sfb.URI]*Session{}}
@@ -281,43 +281,6 @@ func (t *Transport) buildTLS() error {
 	}
 	t.tlsConfig = tc
 	return nil
-}
-
-// withDefaults fills what cfg leaves zero from sfb.DefaultConfig.
-func withDefaults(cfg sfb.Config) sfb.Config {
-	def := sfb.DefaultConfig()
-	for _, f := range []struct{ v, d *time.Duration }{
-		{&cfg.RequestTimeout, &def.RequestTimeout}, {&cfg.BackoffMin, &def.BackoffMin}, {&cfg.BackoffMax, &def.BackoffMax},
-		{&cfg.OperationTimeout, &def.OperationTimeout}, {&cfg.TypingRefresh, &def.TypingRefresh}, {&cfg.TypingMax, &def.TypingMax},
-		{&cfg.ActivityInterval, &def.ActivityInterval},
-	} {
-		if *f.v <= 0 {
-			*f.v = *f.d
-		}
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = def.UserAgent
-	}
-	if cfg.SignInRate == 0 {
-		cfg.SignInRate = def.SignInRate
-	}
-	if cfg.PresenceWatchLimit <= 0 {
-		cfg.PresenceWatchLimit = def.PresenceWatchLimit
-	}
-	sd := sfb.DefaultSIPConfig()
-	if cfg.SIP.Mode == "" {
-		cfg.SIP.Mode = sd.Mode
-	}
-	if cfg.SIP.Connections == 0 {
-		cfg.SIP.Connections = sd.Connections
-	}
-	if cfg.SIP.MaxOutstanding == 0 {
-		cfg.SIP.MaxOutstanding = sd.MaxOutstanding
-	}
-	if cfg.SIP.RegisterRate == 0 {
-		cfg.SIP.RegisterRate = sd.RegisterRate
-	}
-	return cfg
 }
 
 // srvServices are the DNS SRV names of an SfB pool in the order SfB

@@ -132,7 +132,7 @@ var _ sfb.Transport = (*Transport)(nil)
 // New validates cfg and builds a Transport. Options left zero in cfg take
 // sfb.DefaultConfig's values.
 func New(cfg sfb.Config, log zerolog.Logger, opts ...Option) (*Transport, error) {
-	t := &Transport{cfg: withDefaults(cfg), log: log.With().Str("transport", "ucwa").Logger(), now: time.Now,
+	t := &Transport{cfg: cfg.WithDefaults(), log: log.With().Str("transport", "ucwa").Logger(), now: time.Now,
 		appsURL: map[string]string{}, discovering: map[string]chan struct{}{}, observer: sfb.NopObserver{}}
 	if t.cfg.ActivityInterval > 4*time.Minute {
 		return nil, &ConfigError{Msg: fmt.Sprintf("activity_interval %s is longer than the 4 minutes SfB allows", t.cfg.ActivityInterval)}
@@ -215,31 +215,6 @@ func newHTTPTransport(tlsCfg *tls.Config) *http.Transport {
 	tr.MaxIdleConnsPerHost = maxIdleConns
 	tr.IdleConnTimeout = idleConnTimeout
 	return tr
-}
-
-// withDefaults fills what cfg leaves zero from sfb.DefaultConfig.
-func withDefaults(cfg sfb.Config) sfb.Config {
-	def := sfb.DefaultConfig()
-	for _, f := range []struct{ v, d *time.Duration }{
-		{&cfg.RequestTimeout, &def.RequestTimeout}, {&cfg.ActivityInterval, &def.ActivityInterval},
-		{&cfg.BackoffMin, &def.BackoffMin}, {&cfg.BackoffMax, &def.BackoffMax},
-		{&cfg.EventTimeout, &def.EventTimeout}, {&cfg.OperationTimeout, &def.OperationTimeout},
-		{&cfg.AcceptWait, &def.AcceptWait}, {&cfg.TypingRefresh, &def.TypingRefresh}, {&cfg.TypingMax, &def.TypingMax},
-	} {
-		if *f.v <= 0 {
-			*f.v = *f.d
-		}
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = def.UserAgent
-	}
-	if cfg.SignInRate == 0 {
-		cfg.SignInRate = def.SignInRate
-	}
-	if cfg.PresenceWatchLimit <= 0 {
-		cfg.PresenceWatchLimit = def.PresenceWatchLimit
-	}
-	return cfg
 }
 
 // checkRedirect keeps HTTP redirects on allowed URLs and inside the
