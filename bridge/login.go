@@ -94,13 +94,7 @@ func (pl *passwordLogin) Start(ctx context.Context) (*bridgev2.LoginStep, error)
 		StepID:       "net.sfb.password",
 		Instructions: "Enter your Skype for Business sign-in address and password. The password is used to sign in and, if the bridge keeps passwords, stored encrypted to renew your sign-in.",
 		UserInputParams: &bridgev2.LoginUserInputParams{
-			Fields: []bridgev2.LoginInputDataField{{
-				Type:        bridgev2.LoginInputFieldTypeEmail,
-				ID:          FieldSignInAddress,
-				Name:        "sign-in address",
-				Description: "Your Skype for Business address, e.g. alice@contoso.com",
-				Validate:    validateAddress,
-			}, {
+			Fields: []bridgev2.LoginInputDataField{addressField(), {
 				Type:        bridgev2.LoginInputFieldTypeUsername,
 				ID:          FieldUsername,
 				Name:        "user name",
@@ -114,6 +108,17 @@ func (pl *passwordLogin) Start(ctx context.Context) (*bridgev2.LoginStep, error)
 			}},
 		},
 	}, nil
+}
+
+// addressField asks for the SfB sign-in address.
+func addressField() bridgev2.LoginInputDataField {
+	return bridgev2.LoginInputDataField{
+		Type:        bridgev2.LoginInputFieldTypeEmail,
+		ID:          FieldSignInAddress,
+		Name:        "sign-in address",
+		Description: "Your Skype for Business address, e.g. alice@contoso.com",
+		Validate:    validateAddress,
+	}
 }
 
 // StepIDPasswordRetry is the step that follows a sign-in that SfB refused

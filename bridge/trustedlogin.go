@@ -24,13 +24,7 @@ func trustedLoginStep() *bridgev2.LoginStep {
 		StepID:       "net.sfb.address",
 		Instructions: "Enter your Skype for Business sign-in address. Your organisation's bridge signs you in without your password, as the address the migration team assigned to your Matrix account.",
 		UserInputParams: &bridgev2.LoginUserInputParams{
-			Fields: []bridgev2.LoginInputDataField{{
-				Type:        bridgev2.LoginInputFieldTypeEmail,
-				ID:          FieldSignInAddress,
-				Name:        "sign-in address",
-				Description: "Your Skype for Business address, e.g. alice@contoso.com",
-				Validate:    validateAddress,
-			}},
+			Fields: []bridgev2.LoginInputDataField{addressField()},
 		},
 	}
 }
